@@ -1,0 +1,130 @@
+"""Turn a Cycles render of the equirectangular capture camera into the RGBD files.
+
+Blender renders and saves two files into a scratch folder: the colour-managed
+``rgb.png`` and a multilayer EXR holding the Depth pass. Everything after that
+is file and image logic and lives here: ray distances to ``depth.exr``, 16-bit
+normalised inverse depth to ``depth16.png``, and ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, depth as depthlib, equirect
+from .errors import BadInput
+from .imagefiles import NewFiles, read_exr, write_exr, write_png
+from .progress import Reporter
+
+OUTPUT_NAMES = ("rgb.png", "depth.exr", "depth16.png", "meta.json")
+#: Cycles writes about 1e10 where a ray hits nothing.
+MISS_DISTANCE = 1e9
+
+
+@dataclass
+class CaptureRequest:
+    render_exr: str  # multilayer EXR from Blender with a ``*.Depth.Z`` channel
+    rgb_png: str  # colour-managed render Blender saved; moved into place
+    out_dir: str
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scene_name: str = ""
+    samples: int = 0
+    overwrite: bool = False
+
+
+@dataclass
+class CaptureResult:
+    paths: dict[str, str] = field(default_factory=dict)  # file name → path written
+    width: int = 0
+    height: int = 0
+    near: float = 0.0
+    far: float = 0.0
+    miss_fraction: float = 0.0
+
+
+def output_paths(out_dir: str | Path) -> list[Path]:
+    return [Path(out_dir) / name for name in OUTPUT_NAMES]
+
+
+def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
+    """Fail before any rendering if the folder cannot take the outputs."""
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"Output folder {folder} is a file")
+    existing = [p.name for p in output_paths(folder) if p.exists()]
+    if existing and not overwrite:
+        raise BadInput(f"{folder} already holds {', '.join(existing)} (enable overwrite to replace)")
+
+
+def depth_channel(channels: dict[str, np.ndarray]) -> np.ndarray:
+    for name, values in channels.items():
+        if name == "Z" or name.endswith("Depth.Z"):
+            return values
+    raise BadInput(f"The render has no Depth pass (channels: {', '.join(sorted(channels)) or 'none'})")
+
+
+def ray_distances(raw: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+    """Depth pass → finite distances, (near, far) of the hits, and the miss fraction.
+
+    Rays that hit nothing are put on the far shell so the sphere stays closed.
+    """
+    hit = np.isfinite(raw) & (raw > 0) & (raw < MISS_DISTANCE)
+    if not hit.any():
+        raise BadInput("Nothing visible in the capture: every ray missed (is the scene empty or hidden from the camera?)")
+    near, far = float(raw[hit].min()), float(raw[hit].max())
+    far = max(far, near * 1.001)  # a perfectly round room still needs near < far
+    distance = np.where(hit, raw, far).astype(np.float32)
+    return distance, near, far, float(1.0 - hit.mean())
+
+
+def encode_capture(request: CaptureRequest, report: Reporter) -> CaptureResult:
+    report.total = 4
+    out_dir = Path(request.out_dir)
+    check_outputs(out_dir, request.overwrite)
+    for needed in (request.render_exr, request.rgb_png):
+        if not Path(needed).is_file():
+            raise BadInput(f"Render output {needed} is missing")
+    raw = depth_channel(read_exr(request.render_exr))
+    report.step("Reading the depth pass")
+    distance, near, far, miss = ray_distances(raw)
+    height, width = distance.shape
+    inverse16 = depthlib.encode_inverse_depth(distance, near, far)
+    report.step("Encoding inverse depth")
+    meta = {
+        "width": width,
+        "height": height,
+        "projection": "equirectangular",
+        "convention": equirect.CONVENTION,
+        "origin": list(request.origin),
+        "near": near,
+        "far": far,
+        "miss_fraction": miss,
+        "depth_exr": "float32 distance along each pixel's ray, scene units, channel Y",
+        "depth16_png": "round(65535 * (1/d - 1/far) / (1/near - 1/far)): near = bright",
+        "scene": request.scene_name,
+        "samples": request.samples,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "engine_version": __version__,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rgb, exr, png16, meta_path = output_paths(out_dir)
+    with NewFiles([rgb, exr, png16, meta_path], request.overwrite) as files:
+        files.write(exr, lambda p: write_exr(p, {"Y": distance}))
+        files.write(png16, lambda p: write_png(p, inverse16))
+        files.write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+        files.write(rgb, lambda p: shutil.copyfile(request.rgb_png, p))
+        report.step("Writing files")
+    report.step("Done")
+    return CaptureResult(
+        paths={p.name: str(p) for p in (rgb, exr, png16, meta_path)},
+        width=width,
+        height=height,
+        near=near,
+        far=far,
+        miss_fraction=miss,
+    )

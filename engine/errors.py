@@ -1,0 +1,34 @@
+"""Exceptions whose message is meant for the user, as one readable line."""
+
+
+class EngineError(Exception):
+    """A failure the user can act on; ``str(err)`` is the whole message."""
+
+
+class BadInput(EngineError):
+    """The request itself is wrong (missing file, bad size, bad values)."""
+
+
+class JobCancelled(EngineError):
+    """The user cancelled the job; nothing was written."""
+
+    def __init__(self, message: str = "Cancelled") -> None:
+        super().__init__(message)
+
+
+class WorkerDied(EngineError):
+    """The subprocess worker exited while it had a job."""
+
+
+def readable(exc: BaseException) -> str:
+    """One line for any exception, including third-party ones.
+
+    Our own errors already speak to the user; anything else gets its type name
+    so "KeyError: 'x'" stays understandable.
+    """
+    if isinstance(exc, EngineError):
+        text = str(exc)
+    else:
+        detail = str(exc).strip()
+        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return " ".join(text.split()) or type(exc).__name__

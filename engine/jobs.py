@@ -1,0 +1,156 @@
+"""Every job the engine runs: its request and result types, and one way to run it.
+
+Both transports call :func:`run_job`, so a job behaves the same in Blender's
+process and in the worker; only how requests and events travel differs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from . import depth as depthlib
+from .capture import CaptureRequest, CaptureResult, encode_capture
+from .errors import BadInput, EngineError, JobCancelled, readable
+from .info import InfoRequest, InfoResult, engine_info
+from .progress import CancelToken, ProgressCallback, Reporter
+from .world_sphere import build_world_sphere
+
+
+@dataclass
+class WorldSphereRequest:
+    depth: np.ndarray  # H×W metric distances or relative disparity in [0, 1]
+    rgb_size: tuple[int, int]  # (width, height) of the colour panorama it will wear
+    depth_mode: str = depthlib.METRIC
+    relative_mapping: str = depthlib.OFFSET
+    radius: float = 5.0  # OFFSET: distance of disparity 0.5
+    strength: float = 1.0  # OFFSET: how far disparity moves a vertex, in [0, 2)
+    near: float = 1.0  # INVERSE: distance of disparity 1
+    far: float = 10.0  # INVERSE: distance of disparity 0
+    step: int = 1  # grid resolution: every step-th pixel (1 full, 2 half, 4 quarter)
+    discontinuity: float = 0.0  # drop faces whose far/near corner ratio exceeds 1 + this; 0 keeps all
+
+
+@dataclass
+class WorldSphereResult:
+    vertices: np.ndarray
+    face_starts: np.ndarray
+    corner_verts: np.ndarray
+    corner_uvs: np.ndarray
+    rows: int = 0
+    cols: int = 0
+    dropped_faces: int = 0
+    min_distance: float = 0.0
+    median_distance: float = 0.0
+    max_distance: float = 0.0
+
+
+def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereResult:
+    report.total = 3
+    depth = np.asarray(request.depth)
+    height, width = depth.shape[:2]
+    if tuple(request.rgb_size) != (width, height):
+        rw, rh = request.rgb_size
+        raise BadInput(f"RGB ({rw}×{rh}) and depth ({width}×{height}) must be the same size")
+    if width != 2 * height:
+        raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
+    dist = depthlib.distances(
+        depth,
+        request.depth_mode,
+        mapping=request.relative_mapping,
+        radius=request.radius,
+        strength=request.strength,
+        near=request.near,
+        far=request.far,
+    )
+    report.step("Depth to distance")
+    mesh = build_world_sphere(dist, request.step, request.discontinuity)
+    report.step("Building the mesh")
+    result = WorldSphereResult(
+        vertices=mesh.vertices,
+        face_starts=mesh.face_starts,
+        corner_verts=mesh.corner_verts,
+        corner_uvs=mesh.corner_uvs,
+        rows=mesh.grid_shape[0],
+        cols=mesh.grid_shape[1],
+        dropped_faces=mesh.dropped_faces,
+        min_distance=float(dist.min()),
+        median_distance=float(np.median(dist)),
+        max_distance=float(dist.max()),
+    )
+    report.step("Done")
+    return result
+
+
+@dataclass
+class EchoRequest:
+    """Diagnostics: send arrays back, optionally in paced steps (transport checks, benchmarks)."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    steps: int = 0
+    seconds_per_step: float = 0.0
+    fail_with: str = ""  # raise this message instead of returning, to test error paths
+
+
+@dataclass
+class EchoResult:
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    steps_done: int = 0
+
+
+def echo(request: EchoRequest, report: Reporter) -> EchoResult:
+    report.total = max(request.steps, 1)
+    for i in range(request.steps):
+        time.sleep(request.seconds_per_step)
+        report.step(f"Step {i + 1} of {request.steps}", preview=np.full((2, 4, 3), i % 256, np.uint8))
+    if request.fail_with:
+        raise RuntimeError(request.fail_with)
+    return EchoResult(arrays=dict(request.arrays), steps_done=request.steps)
+
+
+class Job(NamedTuple):
+    request: type
+    result: type
+    run: Callable[[Any, Reporter], Any]
+
+
+JOBS: dict[str, Job] = {
+    "world_sphere": Job(WorldSphereRequest, WorldSphereResult, world_sphere),
+    "encode_capture": Job(CaptureRequest, CaptureResult, encode_capture),
+    "engine_info": Job(InfoRequest, InfoResult, engine_info),
+    "echo": Job(EchoRequest, EchoResult, echo),
+}
+
+
+def job(name: str) -> Job:
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise BadInput(f"Unknown engine job {name!r} (known: {', '.join(sorted(JOBS))})") from None
+
+
+#: How a failure is labelled when it crosses a transport.
+CANCELLED, BAD_INPUT, FAILED = "cancelled", "bad_input", "failed"
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, JobCancelled):
+        return CANCELLED
+    if isinstance(exc, BadInput):
+        return BAD_INPUT
+    return FAILED
+
+
+def run_job(name: str, request: Any, emit: ProgressCallback, token: CancelToken) -> Any:
+    """Run ``name`` on ``request``, reporting through ``emit`` and honouring ``token``."""
+    spec = job(name)
+    if not isinstance(request, spec.request):
+        raise BadInput(f"Job {name!r} takes a {spec.request.__name__}, got {type(request).__name__}")
+    token.check()
+    return spec.run(request, Reporter(emit, token))
+
+
+__all__ = ["JOBS", "run_job", "failure_kind", "readable", "EngineError"]

@@ -1,0 +1,130 @@
+"""RGBD panorama → displaced world-sphere mesh (DepthFusion stage 2).
+
+A vertex sits on each sampled pixel's ray at that pixel's distance, so the mesh
+seen from its centre reproduces the panorama and seen from anywhere else shows
+the scene's depth. Arrays come out in the layout Blender's bulk setters take
+(vertex coordinates, face start offsets, corner → vertex indices, corner UVs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import equirect
+from .errors import BadInput
+
+#: Above this many grid vertices a mesh is surely a mistake (a 16k×8k panorama at full grid).
+MAX_VERTICES = 134_217_728
+
+
+@dataclass
+class SphereMesh:
+    """A world sphere in Blender's mesh layout. Faces: quads, then pole triangles."""
+
+    vertices: np.ndarray  # (V, 3) float32
+    face_starts: np.ndarray  # (F,) int32, offset of each face's first corner
+    corner_verts: np.ndarray  # (L,) int32
+    corner_uvs: np.ndarray  # (L, 2) float32, v up as Blender's UVs
+    grid_shape: tuple[int, int]  # (rows, columns) of the sampled grid
+    dropped_faces: int  # faces removed across depth discontinuities
+
+
+def grid_shape(height: int, width: int, step: int) -> tuple[int, int]:
+    """Rows and columns sampled at every ``step``-th pixel (step 1 = full resolution)."""
+    if step < 1:
+        raise BadInput(f"Grid step must be 1 (full), 2 (half), 4 (quarter) …, got {step}")
+    rows, cols = height // step, width // step
+    if rows < 2 or cols < 3:
+        raise BadInput(f"Grid step {step} leaves {rows}×{cols} samples of a {width}×{height} panorama; use a smaller step")
+    if rows * cols > MAX_VERTICES:
+        raise BadInput(f"A {cols}×{rows} grid is too large ({rows * cols:,} vertices); use a larger step")
+    return rows, cols
+
+
+def _sample_indices(count: int, samples: int) -> np.ndarray:
+    """Pixel nearest to the centre of each of ``samples`` equal blocks."""
+    return np.minimum(((np.arange(samples) + 0.5) * count / samples).astype(np.int64), count - 1)
+
+
+def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float = 0.0) -> SphereMesh:
+    """Mesh whose vertices sit at ``distance`` (H×W ray distances) along each sampled pixel's ray.
+
+    Longitude wraps: the last column joins the first through shared vertices, while
+    the UVs of that seam continue past u = 1 so the (repeating) texture does not
+    smear back across the image. Each pole is one vertex at the median distance of
+    its nearest row. With ``discontinuity`` > 0, a face whose corner distances
+    differ by more than that ratio (far/near − 1) is dropped, leaving a hole
+    instead of a stretched "rubber sheet".
+    """
+    if distance.ndim != 2:
+        raise BadInput(f"Distance must be H×W, got shape {distance.shape}")
+    if discontinuity < 0:
+        raise BadInput(f"Discontinuity threshold must be ≥ 0 (0 = keep every face), got {discontinuity}")
+    height, width = distance.shape
+    rows, cols = grid_shape(height, width, step)
+    row_idx, col_idx = _sample_indices(height, rows), _sample_indices(width, cols)
+    u = (col_idx + 0.5) / width
+    v = (row_idx + 0.5) / height
+    dist = distance[np.ix_(row_idx, col_idx)].astype(np.float64)
+
+    rays = equirect.ray_directions(u[None, :], v[:, None])
+    top, bottom = float(np.median(dist[0])), float(np.median(dist[-1]))
+    vertices = np.empty((rows * cols + 2, 3), dtype=np.float32)
+    vertices[:-2] = (rays * dist[..., None]).reshape(-1, 3)
+    vertices[-2:] = [[0.0, 0.0, top], [0.0, 0.0, -bottom]]
+
+    # Corners index a table of "UV points": the grid plus one extra column that
+    # repeats column 0 at u + 1 (the seam), plus one pole point per column.
+    ext = np.arange(rows * (cols + 1), dtype=np.int32).reshape(rows, cols + 1)
+    top_pole = ext.size + np.arange(cols, dtype=np.int32)
+    bottom_pole = top_pole + cols
+    point_vertex = np.empty(ext.size + 2 * cols, dtype=np.int32)
+    point_vertex[: ext.size].reshape(rows, cols + 1)[:, :cols] = np.arange(rows * cols).reshape(rows, cols)
+    point_vertex[: ext.size].reshape(rows, cols + 1)[:, cols] = np.arange(0, rows * cols, cols)
+    point_vertex[top_pole], point_vertex[bottom_pole] = rows * cols, rows * cols + 1
+
+    u_ext = np.append(u, u[0] + 1.0)
+    point_uv = np.empty((point_vertex.size, 2), dtype=np.float32)
+    grid_uv = point_uv[: ext.size].reshape(rows, cols + 1, 2)
+    grid_uv[..., 0] = u_ext[None, :]
+    grid_uv[..., 1] = (1.0 - v)[:, None]
+    point_uv[top_pole, 0] = point_uv[bottom_pole, 0] = (u_ext[:-1] + u_ext[1:]) / 2
+    point_uv[top_pole, 1], point_uv[bottom_pole, 1] = 1.0, 0.0
+
+    # Corner order (i, j) → (i+1, j) → (i+1, j+1) → (i, j+1) gives normals facing the centre.
+    quads = np.empty((rows - 1, cols, 4), dtype=np.int32)
+    quads[..., 0], quads[..., 1] = ext[:-1, :-1], ext[1:, :-1]
+    quads[..., 2], quads[..., 3] = ext[1:, 1:], ext[:-1, 1:]
+    quads = quads.reshape(-1, 4)
+    tris = np.empty((2, cols, 3), dtype=np.int32)
+    tris[0, :, 0], tris[0, :, 1], tris[0, :, 2] = top_pole, ext[0, :-1], ext[0, 1:]
+    tris[1, :, 0], tris[1, :, 1], tris[1, :, 2] = ext[-1, :-1], bottom_pole, ext[-1, 1:]
+    tris = tris.reshape(-1, 3)
+
+    dropped = 0
+    if discontinuity > 0:
+        corner_dist = np.append(dist.ravel(), [top, bottom])[point_vertex]
+        quad_keep = _continuous(corner_dist[quads], discontinuity)
+        tri_keep = _continuous(corner_dist[tris], discontinuity)
+        dropped = int(quad_keep.size - quad_keep.sum() + tri_keep.size - tri_keep.sum())
+        quads, tris = quads[quad_keep], tris[tri_keep]
+
+    corners = np.concatenate([quads.ravel(), tris.ravel()])
+    face_starts = np.concatenate(
+        [np.arange(0, 4 * len(quads), 4, dtype=np.int32), np.arange(4 * len(quads), corners.size, 3, dtype=np.int32)]
+    )
+    return SphereMesh(
+        vertices=vertices,
+        face_starts=face_starts,
+        corner_verts=point_vertex[corners],
+        corner_uvs=point_uv[corners],
+        grid_shape=(rows, cols),
+        dropped_faces=dropped,
+    )
+
+
+def _continuous(corner_dist: np.ndarray, threshold: float) -> np.ndarray:
+    """True for faces whose farthest corner is within (1 + threshold) × the nearest."""
+    return corner_dist.max(axis=1) <= corner_dist.min(axis=1) * (1.0 + threshold)
