@@ -1,0 +1,27 @@
+"""Operators: thin Blender front ends that call the engine through one client."""
+
+import bpy
+
+from . import session
+from .capture import DIFFUSION3D_OT_capture_panorama
+from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
+from .world_sphere import DIFFUSION3D_OT_build_world_sphere
+
+classes = (
+    DIFFUSION3D_OT_capture_panorama,
+    DIFFUSION3D_OT_build_world_sphere,
+    DIFFUSION3D_OT_check_engine,
+    DIFFUSION3D_OT_release_engine,
+    DIFFUSION3D_OT_cancel_job,
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    session.release()  # no worker outlives the add-on
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

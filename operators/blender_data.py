@@ -1,0 +1,110 @@
+"""Moving arrays in and out of Blender data in bulk (``foreach_get``/``foreach_set``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import bpy
+import numpy as np
+
+
+def image_pixels(image: bpy.types.Image) -> np.ndarray:
+    """H×W×4 float32 pixels, top row first (Blender stores them bottom-up)."""
+    width, height = image.size
+    if width == 0 or height == 0 or not image.has_data and not _try_load(image):
+        raise ValueError(f"Could not read image {image.name!r} ({image.filepath or 'no file'})")
+    flat = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(flat)
+    return flat.reshape(height, width, 4)[::-1]
+
+
+def _try_load(image: bpy.types.Image) -> bool:
+    try:
+        image.reload()
+    except RuntimeError:
+        return False
+    return bool(image.has_data and image.size[0])
+
+
+def load_image(path: str | Path, non_color: bool = False) -> tuple[bpy.types.Image, bool]:
+    """Load ``path`` (reusing an image already loaded from it); returns (image, newly_loaded).
+
+    Raises ValueError with a readable reason when the file is missing or unreadable,
+    and leaves no image behind in that case.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Image file not found: {path}")
+    resolved = str(path.resolve())
+    for image in bpy.data.images:
+        if image.filepath and Path(bpy.path.abspath(image.filepath)).resolve() == Path(resolved):
+            image.reload()
+            return image, False
+    try:
+        image = bpy.data.images.load(resolved, check_existing=False)
+    except RuntimeError as exc:
+        raise ValueError(f"Could not read image {path}: {exc}") from None
+    if non_color:
+        image.colorspace_settings.name = "Non-Color"
+    if image.size[0] == 0 or image.size[1] == 0:
+        bpy.data.images.remove(image)
+        raise ValueError(f"Could not read image {path}: unsupported or damaged file")
+    return image, True
+
+
+def mesh_from_arrays(
+    name: str,
+    vertices: np.ndarray,
+    face_starts: np.ndarray,
+    corner_verts: np.ndarray,
+    corner_uvs: Optional[np.ndarray] = None,
+) -> bpy.types.Mesh:
+    """A new mesh from flat arrays, in bulk; removed again if anything fails."""
+    mesh = bpy.data.meshes.new(name)
+    try:
+        mesh.vertices.add(len(vertices))
+        mesh.loops.add(len(corner_verts))
+        mesh.polygons.add(len(face_starts))
+        _set_attribute(mesh, "position", "vector", mesh.vertices, "co", vertices, np.float32)
+        _set_attribute(mesh, ".corner_vert", "value", mesh.loops, "vertex_index", corner_verts, np.int32)
+        mesh.polygons.foreach_set("loop_start", np.ascontiguousarray(face_starts, dtype=np.int32))
+        if corner_uvs is not None:
+            uv_layer = mesh.uv_layers.new(name="UVMap")
+            uv_layer.uv.foreach_set("vector", np.ascontiguousarray(corner_uvs, dtype=np.float32).ravel())
+        mesh.update(calc_edges=True)
+    except BaseException:
+        bpy.data.meshes.remove(mesh)
+        raise
+    return mesh
+
+
+def _set_attribute(mesh: bpy.types.Mesh, attribute: str, field: str, fallback: bpy.types.bpy_prop_collection, fallback_field: str, values: np.ndarray, dtype: type) -> None:
+    """Set a built-in attribute in one copy; older layouts go through the slower RNA collection."""
+    flat = np.ascontiguousarray(values, dtype=dtype).ravel()
+    layer = mesh.attributes.get(attribute)
+    if layer is not None:
+        layer.data.foreach_set(field, flat)
+    else:
+        fallback.foreach_set(fallback_field, flat)
+
+
+def emission_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
+    """Unlit material showing ``image`` as is: the panorama seen from the centre."""
+    material = bpy.data.materials.new(name)
+    material.use_nodes = True
+    material.use_backface_culling = False
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.extension = "REPEAT"  # the seam's UVs run past u = 1
+    texture.interpolation = "Linear"
+    texture.location = (-400, 0)
+    emission = nodes.new("ShaderNodeEmission")
+    emission.location = (-100, 0)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    output.location = (150, 0)
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return material

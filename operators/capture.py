@@ -1,0 +1,198 @@
+"""``diffusion3d.capture_panorama``: an RGBD 360° panorama of the current scene.
+
+Blender's part is the render: a temporary equirectangular Cycles camera at the
+chosen point, the scene's settings changed only for the render and restored
+afterwards. The engine turns the render into ``rgb.png``, ``depth.exr``,
+``depth16.png`` and ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, StringProperty
+
+from ..engine import equirect
+from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
+from ..engine.errors import BadInput
+from . import session
+from .blender_data import load_image
+from .engine_job import EngineJobOperator, UserError
+from .settings_restore import TemporarySettings
+
+RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
+
+CAPTURE_OPTIONS: dict[str, Any] = {
+    "output_dir": StringProperty(
+        name="Output Folder",
+        description="Folder for rgb.png, depth.exr, depth16.png and meta.json; empty: a new folder under the default output folder",
+        subtype="DIR_PATH",
+        default="",
+    ),
+    "width": IntProperty(
+        name="Width", description="Panorama width in pixels; the height is half of it", default=1024, soft_min=64, soft_max=8192
+    ),
+    "samples": IntProperty(name="Samples", description="Cycles samples per pixel", default=32, soft_min=1, soft_max=4096),
+    "denoise": BoolProperty(name="Denoise", description="Denoise the colour render", default=True),
+    "origin": EnumProperty(
+        name="From",
+        items=[
+            ("AUTO", "Auto", "The active camera's location, or the 3D cursor when there is no camera"),
+            ("CAMERA", "Camera", "The active camera's location"),
+            ("CURSOR", "3D Cursor", "The 3D cursor"),
+            ("LOCATION", "Location", "The location given below"),
+        ],
+        default="AUTO",
+    ),
+    "location": FloatVectorProperty(name="Location", subtype="TRANSLATION", size=3, default=(0.0, 0.0, 0.0)),
+    "overwrite": BoolProperty(name="Overwrite", description="Replace files already in the output folder", default=False),
+}
+
+
+def has_visible_geometry(context: bpy.types.Context) -> bool:
+    return any(
+        obj.type in RENDERABLE and not obj.hide_render and obj.visible_get(view_layer=context.view_layer)
+        for obj in context.view_layer.objects
+    )
+
+
+def capture_origin(context: bpy.types.Context, choice: str, location: Any) -> tuple[float, float, float]:
+    scene = context.scene
+    if choice == "LOCATION":
+        return tuple(location)
+    if choice == "CAMERA" or (choice == "AUTO" and scene.camera is not None):
+        if scene.camera is None:
+            raise UserError("The scene has no active camera to capture from (choose From: 3D Cursor)")
+        return tuple(scene.camera.matrix_world.translation)
+    return tuple(scene.cursor.location)
+
+
+def render_equirect(
+    context: bpy.types.Context, origin: tuple[float, float, float], width: int, samples: int, denoise: bool, scratch: Path
+) -> tuple[Path, Path]:
+    """Render from ``origin``; save the colour-managed PNG and a multilayer EXR with Depth."""
+    scene, view_layer = context.scene, context.view_layer
+    cam_data = bpy.data.cameras.new("Diffusion3D capture")
+    cam_obj = bpy.data.objects.new("Diffusion3D capture", cam_data)
+    try:
+        cam_data.type = "PANO"
+        cam_data.panorama_type = "EQUIRECTANGULAR"
+        cam_data.clip_start, cam_data.clip_end = 1e-3, 1e6
+        cam_obj.location = origin
+        cam_obj.rotation_euler = equirect.CAPTURE_ROTATION
+        scene.collection.objects.link(cam_obj)
+        render = scene.render
+        with TemporarySettings() as temp:
+            temp.set(scene, "camera", cam_obj)
+            temp.set(render, "engine", "CYCLES")
+            for name, value in (
+                ("resolution_x", width),
+                ("resolution_y", width // 2),
+                ("resolution_percentage", 100),
+                ("pixel_aspect_x", 1.0),
+                ("pixel_aspect_y", 1.0),
+                ("use_border", False),
+                ("use_multiview", False),
+                ("use_single_layer", True),
+                ("use_compositing", False),
+                ("use_sequencer", False),
+                ("film_transparent", False),
+            ):
+                temp.set(render, name, value)
+            temp.set(scene.cycles, "samples", samples)
+            temp.set(scene.cycles, "use_denoising", denoise)
+            temp.set(view_layer, "use_pass_z", True)
+            bpy.ops.render.render(layer=view_layer.name)
+            result = next(img for img in bpy.data.images if img.type == "RENDER_RESULT")
+            exr_path, png_path = scratch / "render.exr", scratch / "rgb.png"
+            settings = render.image_settings
+            for name, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
+                temp.set(settings, name, value)
+            result.save_render(str(exr_path), scene=scene)
+            for name, value in (("file_format", "PNG"), ("color_mode", "RGB"), ("color_depth", "8"), ("compression", 15)):
+                temp.set(settings, name, value)
+            result.save_render(str(png_path), scene=scene)
+    finally:
+        bpy.data.objects.remove(cam_obj)
+        bpy.data.cameras.remove(cam_data)
+    return exr_path, png_path
+
+
+class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
+    """Render an RGBD 360° panorama of the scene (colour, ray-distance depth, inverse depth, metadata)"""
+
+    bl_idname = "diffusion3d.capture_panorama"
+    bl_label = "Capture RGBD Panorama"
+    bl_options = {"REGISTER"}
+    job_label = "Capturing panorama"
+    __annotations__ = dict(CAPTURE_OPTIONS)
+
+    _scratch: Path | None = None
+    _out_dir: Path | None = None
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        if self.width < 16 or self.width > 16384 or self.width % 2:
+            raise UserError(f"Panorama width must be an even number from 16 to 16384, got {self.width}")
+        if self.samples < 1:
+            raise UserError(f"Samples must be at least 1, got {self.samples}")
+        if not has_visible_geometry(context):
+            raise UserError("Nothing to capture: the scene has no visible objects")
+        if not hasattr(context.scene, "cycles"):
+            raise UserError("Cycles is not available in this Blender")
+        origin = capture_origin(context, self.origin, self.location)
+        if self.output_dir:
+            out_dir = Path(bpy.path.abspath(self.output_dir))
+        else:
+            out_dir = session.default_output_dir("captures") / time.strftime("capture-%Y%m%d-%H%M%S")
+        try:
+            check_outputs(out_dir, self.overwrite)
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except BadInput as exc:
+            raise UserError(str(exc)) from None
+        except OSError as exc:
+            raise UserError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
+        self._out_dir = out_dir
+        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-capture-"))
+        exr, png = render_equirect(context, origin, self.width, self.samples, self.denoise, self._scratch)
+        request = CaptureRequest(
+            render_exr=str(exr),
+            rgb_png=str(png),
+            out_dir=str(out_dir),
+            origin=tuple(round(c, 6) for c in origin),
+            scene_name=context.scene.name,
+            samples=self.samples,
+            overwrite=self.overwrite,
+        )
+        return "encode_capture", request
+
+    def finish(self, context: bpy.types.Context, result: CaptureResult) -> None:
+        self._remove_scratch()
+        names = []
+        for key, non_color in (("rgb.png", False), ("depth.exr", True)):
+            image, _ = load_image(result.paths[key], non_color=non_color)
+            image.name = f"{Path(result.paths[key]).parent.name} {Path(key).stem}"
+            names.append(image.name)
+        settings = getattr(context.scene, "diffusion3d", None)
+        if settings is not None:
+            settings.last_capture = str(Path(result.paths["meta.json"]).parent)
+        self.report(
+            {"INFO"},
+            f"Captured {result.width}×{result.height} panorama into {Path(result.paths['meta.json']).parent} "
+            f"(depth {result.near:.3g}–{result.far:.3g})",
+        )
+
+    def discard(self, context: bpy.types.Context) -> None:
+        self._remove_scratch()
+        out_dir = self._out_dir
+        if out_dir is not None and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # we made it; leave no empty folder behind
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None

@@ -1,0 +1,145 @@
+"""Running an engine job from an operator: modal in the UI, blocking otherwise.
+
+An operator subclasses :class:`EngineJobOperator` and writes three steps that
+read top to bottom: ``prepare`` reads Blender state into a request (and raises
+:class:`UserError` on bad input), the engine runs the job, ``finish`` writes
+the result into Blender on the main thread. ``discard`` undoes whatever
+``prepare`` staged when the job fails or is cancelled, so nothing half-built
+is left behind.
+
+Invoked from the UI, the job runs modal with a progress bar, Esc cancels it.
+Called from a script (``EXEC_DEFAULT``) or in background mode it blocks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Optional
+
+import bpy
+
+from ..engine.client import JobHandle
+from ..engine.errors import EngineError, JobCancelled
+from . import session
+
+
+class UserError(Exception):
+    """Bad input found on the Blender side; the message goes to the report."""
+
+
+def _tag_redraw(context: bpy.types.Context) -> None:
+    screen = getattr(context, "screen", None)
+    for area in screen.areas if screen is not None else ():
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+class EngineJobOperator:
+    """Mixin for ``bpy.types.Operator`` classes that run one engine job."""
+
+    job_label: ClassVar[str] = "Working"
+    _handle: Optional[JobHandle] = None
+    _timer: Any = None
+    _started: float = 0.0
+
+    # What subclasses write ---------------------------------------------------
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    def finish(self, context: bpy.types.Context, result: Any) -> None:
+        raise NotImplementedError
+
+    def discard(self, context: bpy.types.Context) -> None:
+        """Undo what ``prepare`` staged (temporary files, loaded images)."""
+
+    # Shared flow --------------------------------------------------------------
+    def _submit(self, context: bpy.types.Context) -> Optional[set[str]]:
+        if session.running() is not None:
+            self.report({"ERROR"}, f"Diffusion 3D is busy ({session.active['label']}); cancel it or wait")
+            return {"CANCELLED"}
+        try:
+            name, request = self.prepare(context)
+            self._handle = session.client(context).submit(name, request)
+        except (UserError, EngineError) as exc:
+            self.discard(context)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except BaseException:
+            self.discard(context)
+            raise
+        session.active.update(handle=self._handle, label=self.job_label)
+        self._started = time.perf_counter()
+        return None
+
+    def _conclude(self, context: bpy.types.Context) -> set[str]:
+        handle = self._handle
+        assert handle is not None
+        session.active.update(handle=None, label="")
+        try:
+            result = handle.outcome()
+            self.finish(context, result)
+        except JobCancelled:
+            self.discard(context)
+            self.report({"WARNING"}, f"{self.job_label}: cancelled, nothing was changed")
+            return {"CANCELLED"}
+        except (UserError, EngineError) as exc:
+            self.discard(context)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except BaseException:
+            self.discard(context)
+            raise
+        return {"FINISHED"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Blocking run: scripts, the Python console, background mode."""
+        refused = self._submit(context)
+        if refused is not None:
+            return refused
+        assert self._handle is not None
+        background = bpy.app.background
+
+        def show(p: Any) -> None:
+            if background:
+                print(f"[diffusion3d] {self.job_label}: {p.done}/{p.total} {p.message}", flush=True)
+
+        try:
+            self._handle.wait(show)
+        except EngineError:
+            pass  # _conclude reports it
+        return self._conclude(context)
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        refused = self._submit(context)
+        if refused is not None:
+            return refused
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.progress_begin(0, 1000)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        handle = self._handle
+        assert handle is not None
+        if event.type == "ESC" and event.value == "PRESS":
+            handle.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        handle.poll()
+        if handle.progress is not None:
+            context.window_manager.progress_update(int(handle.progress.fraction * 1000))
+        _tag_redraw(context)
+        if not handle.finished:
+            return {"RUNNING_MODAL"}
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        return self._conclude(context)
+
+
+def progress_text(handle: JobHandle) -> str:
+    p = handle.progress
+    return f"{p.message} ({p.done}/{p.total})" if p is not None and p.total else "Starting…"

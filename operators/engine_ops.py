@@ -1,0 +1,65 @@
+"""Engine housekeeping: check what the engine's Python has, release it, cancel a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from ..engine.info import InfoRequest, InfoResult
+from . import session
+from .engine_job import EngineJobOperator
+
+#: The last "Check engine" summary, shown in the Engine panel and preferences.
+last_check = {"text": "", "problems": ""}
+
+
+class DIFFUSION3D_OT_check_engine(EngineJobOperator, bpy.types.Operator):
+    """Start the engine and report its Python, torch, diffusers and devices"""
+
+    bl_idname = "diffusion3d.check_engine"
+    bl_label = "Check Engine"
+    job_label = "Checking engine"
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        return "engine_info", InfoRequest(import_torch=True)
+
+    def finish(self, context: bpy.types.Context, result: InfoResult) -> None:
+        last_check["text"] = result.summary()
+        last_check["problems"] = "; ".join(result.problems)
+        self.report({"WARNING"} if result.problems else {"INFO"}, result.summary() + (f" ({last_check['problems']})" if result.problems else ""))
+
+    def discard(self, context: bpy.types.Context) -> None:
+        last_check["text"], last_check["problems"] = "", ""
+
+
+class DIFFUSION3D_OT_release_engine(bpy.types.Operator):
+    """Stop the engine worker and free the memory its models hold"""
+
+    bl_idname = "diffusion3d.release_engine"
+    bl_label = "Release Engine"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        handle = session.running()
+        if handle is not None:
+            handle.cancel()
+        session.release()
+        self.report({"INFO"}, "Engine released")
+        return {"FINISHED"}
+
+
+class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
+    """Cancel the running Diffusion 3D job"""
+
+    bl_idname = "diffusion3d.cancel_job"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return session.running() is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        handle = session.running()
+        if handle is not None:
+            handle.cancel()
+        return {"FINISHED"}

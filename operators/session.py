@@ -1,0 +1,98 @@
+"""The add-on's one engine client, configured from the preferences.
+
+Every operator gets its client here, so the choice between in-process and
+subprocess engine, and the environment the worker sees (model folders,
+offline mode), is made in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import bpy
+
+from ..engine.client import EngineClient, JobHandle, make_client
+
+ADDON = __package__.rpartition(".")[0]
+
+_client: Optional[EngineClient] = None
+_client_key: tuple[str, ...] = ()
+#: The job the UI shows progress for, and what it is.
+active: dict[str, Any] = {"handle": None, "label": ""}
+
+
+def preferences(context: Optional[bpy.types.Context] = None) -> Any:
+    """The add-on preferences, or None when the add-on is not registered as such."""
+    context = context or bpy.context
+    addon = context.preferences.addons.get(ADDON)
+    return addon.preferences if addon is not None else None
+
+
+def worker_python(prefs: Any) -> str:
+    """The interpreter for subprocess mode: the user's choice, else Blender's own."""
+    path = bpy.path.abspath(prefs.python_path) if prefs is not None and prefs.python_path else ""
+    return path or sys.executable
+
+
+def worker_env(prefs: Any) -> dict[str, str]:
+    """Environment for the engine: where models are, and whether it may go online."""
+    env: dict[str, str] = {}
+    online = bool(prefs is not None and prefs.allow_downloads and bpy.app.online_access)
+    if not online:
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+    if prefs is not None and prefs.hf_cache_dir:
+        env["HF_HOME"] = bpy.path.abspath(prefs.hf_cache_dir)
+    if prefs is not None and prefs.models_dir:
+        env["DIFFUSION3D_MODELS"] = bpy.path.abspath(prefs.models_dir)
+    return env
+
+
+def client(context: Optional[bpy.types.Context] = None) -> EngineClient:
+    """The shared client; rebuilt (and the old engine released) when the settings change."""
+    global _client, _client_key
+    prefs = preferences(context)
+    mode = prefs.engine_mode if prefs is not None else "IN_PROCESS"
+    env = worker_env(prefs)
+    python = worker_python(prefs) if mode == "SUBPROCESS" else ""
+    key = (mode, python, *sorted(f"{k}={v}" for k, v in env.items()))
+    if _client is None or key != _client_key:
+        if _client is not None:
+            _client.release()
+        if mode == "IN_PROCESS":
+            os.environ.update(env)  # in-process jobs read the same variables
+        _client, _client_key = make_client(mode, python, env), key
+    return _client
+
+
+def release() -> None:
+    """Stop the worker / drop cached models. Safe to call any time."""
+    global _client, _client_key
+    if _client is not None:
+        _client.release()
+    _client, _client_key = None, ()
+
+
+def status() -> str:
+    return _client.status() if _client is not None else "Not started"
+
+
+def running() -> Optional[JobHandle]:
+    handle = active["handle"]
+    return handle if handle is not None and not handle.finished else None
+
+
+def default_output_dir(kind: str) -> Path:
+    """``//diffusion3d/<kind>`` next to a saved .blend, else the extension's user folder."""
+    prefs = preferences()
+    if prefs is not None and prefs.output_dir:
+        return Path(bpy.path.abspath(prefs.output_dir)) / kind
+    if bpy.data.filepath:
+        return Path(bpy.data.filepath).parent / "diffusion3d" / kind
+    try:
+        return Path(bpy.utils.extension_path_user(ADDON, path=kind, create=True))
+    except (ValueError, RuntimeError):  # not installed as an extension (e.g. tests, batch)
+        return Path.home() / "Diffusion3D" / kind

@@ -1,0 +1,184 @@
+"""``diffusion3d.build_world_sphere``: RGB + depth panorama → displaced sphere mesh.
+
+The engine computes the geometry; this operator reads the two images, sends
+the depth, and turns the returned arrays into a mesh object with an emission
+material, all in bulk on the main thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import bpy
+import numpy as np
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+
+from ..engine import depth as depthlib
+from ..engine.jobs import WorldSphereRequest, WorldSphereResult
+from .blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
+from .engine_job import EngineJobOperator, UserError
+
+#: Formats whose pixels are real numbers (metric distances); 8/16-bit ones hold disparity.
+FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR", "TIFF"}
+
+SPHERE_OPTIONS: dict[str, Any] = {
+    "rgb_path": StringProperty(name="RGB", description="Colour panorama file (2:1)", subtype="FILE_PATH", default=""),
+    "depth_path": StringProperty(
+        name="Depth",
+        description="Depth panorama: float EXR/.npy distances (Metric), or 8/16-bit disparity, near = bright (Relative)",
+        subtype="FILE_PATH",
+        default="",
+    ),
+    "rgb_image": StringProperty(name="RGB Image", description="A loaded image to use instead of the RGB file", default=""),
+    "depth_image": StringProperty(name="Depth Image", description="A loaded image to use instead of the depth file", default=""),
+    "depth_mode": EnumProperty(
+        name="Depth",
+        items=[
+            (depthlib.METRIC, "Metric", "Pixel values are distances along each ray, in scene units"),
+            (depthlib.RELATIVE, "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
+        ],
+        default=depthlib.METRIC,
+    ),
+    "relative_mapping": EnumProperty(
+        name="Mapping",
+        items=[
+            (depthlib.OFFSET, "Offset", "DepthFusion: 0.5 stays at the radius, 1 moves nearer, 0 farther, by the strength"),
+            (depthlib.INVERSE, "Inverse Depth", "1/distance runs linearly from 1/far (value 0) to 1/near (value 1)"),
+        ],
+        default=depthlib.OFFSET,
+    ),
+    "radius": FloatProperty(name="Radius", description="Offset: distance of disparity 0.5", default=5.0, soft_min=0.1, unit="LENGTH"),
+    "strength": FloatProperty(name="Strength", description="Offset: how far disparity moves vertices (0–2)", default=1.0, soft_min=0.0, soft_max=1.99),
+    "near": FloatProperty(name="Near", description="Inverse depth: distance of disparity 1", default=1.0, soft_min=0.01, unit="LENGTH"),
+    "far": FloatProperty(name="Far", description="Inverse depth: distance of disparity 0", default=10.0, soft_min=0.02, unit="LENGTH"),
+    "grid_step": IntProperty(
+        name="Grid Step", description="Sample every Nth pixel: 1 full resolution, 2 half, 4 quarter …", default=2, soft_min=1, soft_max=64
+    ),
+    "discontinuity": FloatProperty(
+        name="Cut Jumps",
+        description="Drop faces whose far corner is more than this fraction farther than the near one (0 keeps every face)",
+        default=0.0,
+        soft_min=0.0,
+        soft_max=2.0,
+    ),
+}
+
+
+class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
+    """Build a sphere around the origin whose vertices sit at each pixel's depth, textured with the panorama"""
+
+    bl_idname = "diffusion3d.build_world_sphere"
+    bl_label = "Build World Sphere"
+    bl_options = {"REGISTER", "UNDO"}
+    job_label = "Building world sphere"
+    __annotations__ = {**SPHERE_OPTIONS, "name": StringProperty(name="Name", default="World Sphere")}
+
+    _loaded: list[bpy.types.Image] = []
+    _rgb: Optional[bpy.types.Image] = None
+    _sources: dict[str, str] = {}
+
+    def _image(self, name: str, path: str, what: str, non_color: bool) -> bpy.types.Image:
+        if name:
+            image = bpy.data.images.get(name)
+            if image is None:
+                raise UserError(f"No image named {name!r} for the {what}")
+            return image
+        if not path:
+            raise UserError(f"Choose the {what} (a file or a loaded image), or capture a panorama first")
+        try:
+            image, new = load_image(bpy.path.abspath(path), non_color=non_color)
+        except ValueError as exc:
+            raise UserError(f"{what}: {exc}") from None
+        if new:
+            self._loaded.append(image)
+        return image
+
+    def _depth_values(self, image: Optional[bpy.types.Image], path: str) -> np.ndarray:
+        if image is None:  # a .npy file: the engine's own float format
+            try:
+                values = np.load(bpy.path.abspath(path), allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"Depth: could not read {path}: {exc}") from None
+            return np.asarray(values, dtype=np.float32)
+        if self.depth_mode == depthlib.METRIC and image.file_format not in FLOAT_FORMATS:
+            raise UserError(
+                f"Depth {image.name!r} is an 8/16-bit image: it holds relative disparity, not distances (use depth mode Relative)"
+            )
+        try:
+            return image_pixels(image)[..., 0].copy()
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+    def _fill_from_last_capture(self, context: bpy.types.Context) -> None:
+        if self.rgb_path or self.rgb_image or self.depth_path or self.depth_image:
+            return
+        settings = getattr(context.scene, "diffusion3d", None)
+        folder = Path(settings.last_capture) if settings is not None and settings.last_capture else None
+        if folder is not None and (folder / "meta.json").is_file():
+            self.rgb_path, self.depth_path = str(folder / "rgb.png"), str(folder / "depth.exr")
+            self.depth_mode = depthlib.METRIC
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        self._loaded = []
+        self._fill_from_last_capture(context)
+        self._rgb = self._image(self.rgb_image, self.rgb_path, "RGB panorama", non_color=False)
+        depth_is_npy = not self.depth_image and self.depth_path.lower().endswith(".npy")
+        depth_image = None if depth_is_npy else self._image(self.depth_image, self.depth_path, "depth panorama", True)
+        depth = self._depth_values(depth_image, self.depth_path)
+        if depth_image is not None and depth_image in self._loaded:
+            self._loaded.remove(depth_image)  # read once; the sphere needs only the colour image
+            bpy.data.images.remove(depth_image)
+        width, height = self._rgb.size
+        if width == 0 or height == 0:
+            raise UserError(f"Could not read the RGB image {self._rgb.name!r}")
+        self._sources = {"rgb": self.rgb_image or self.rgb_path, "depth": self.depth_image or self.depth_path}
+        request = WorldSphereRequest(
+            depth=depth,
+            rgb_size=(width, height),
+            depth_mode=self.depth_mode,
+            relative_mapping=self.relative_mapping,
+            radius=self.radius,
+            strength=self.strength,
+            near=self.near,
+            far=self.far,
+            step=self.grid_step,
+            discontinuity=self.discontinuity,
+        )
+        return "world_sphere", request
+
+    def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> None:
+        assert self._rgb is not None
+        mesh = mesh_from_arrays(self.name, result.vertices, result.face_starts, result.corner_verts, result.corner_uvs)
+        material = emission_material(self.name, self._rgb)
+        mesh.materials.append(material)
+        obj = bpy.data.objects.new(self.name, mesh)
+        obj["diffusion3d_world"] = {
+            "rgb": self._sources["rgb"],
+            "depth": self._sources["depth"],
+            "depth_mode": self.depth_mode,
+            "grid": [result.rows, result.cols],
+            "min_distance": result.min_distance,
+            "median_distance": result.median_distance,
+            "max_distance": result.max_distance,
+        }
+        obj.visible_shadow = False  # an emitting backdrop casts no shadows
+        context.collection.objects.link(obj)
+        for other in context.view_layer.objects:
+            other.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        self._loaded = []
+        dropped = f", {result.dropped_faces:,} faces cut at depth jumps" if result.dropped_faces else ""
+        self.report(
+            {"INFO"},
+            f"{obj.name}: {len(result.vertices):,} vertices, {result.cols}×{result.rows} grid, "
+            f"distances {result.min_distance:.3g}–{result.max_distance:.3g}{dropped}",
+        )
+
+    def discard(self, context: bpy.types.Context) -> None:
+        for image in self._loaded:
+            if image.name in bpy.data.images and image.users == 0:
+                bpy.data.images.remove(image)
+        self._loaded = []
+

@@ -1,0 +1,22 @@
+"""Panels, preferences and the per-scene settings they edit."""
+
+import bpy
+from bpy.props import PointerProperty
+
+from .preferences import Diffusion3DPreferences
+from .settings import Diffusion3DSceneSettings
+from .sidebar import DIFFUSION3D_PT_engine, DIFFUSION3D_PT_world
+
+classes = (Diffusion3DPreferences, Diffusion3DSceneSettings, DIFFUSION3D_PT_world, DIFFUSION3D_PT_engine)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.diffusion3d = PointerProperty(type=Diffusion3DSceneSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.diffusion3d
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

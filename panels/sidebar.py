@@ -1,0 +1,92 @@
+"""The "Diffusion 3D" tab in the 3D viewport's sidebar: one panel per capability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from ..operators import session
+from ..operators.capture import CAPTURE_OPTIONS
+from ..operators.engine_job import progress_text
+from ..operators.engine_ops import last_check
+from ..operators.world_sphere import SPHERE_OPTIONS
+from .settings import pass_options
+
+
+class _SidebarPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Diffusion 3D"
+
+
+def draw_job_progress(layout: bpy.types.UILayout) -> None:
+    handle = session.running()
+    if handle is None:
+        return
+    row = layout.row(align=True)
+    fraction = handle.progress.fraction if handle.progress is not None else 0.0
+    row.progress(factor=fraction, type="BAR", text=f"{session.active['label']}: {progress_text(handle)}")
+    row.operator("diffusion3d.cancel_job", text="", icon="CANCEL")
+
+
+class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
+    bl_label = "World"
+    bl_idname = "DIFFUSION3D_PT_world"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.diffusion3d
+        draw_job_progress(layout)
+
+        box = layout.box()
+        box.label(text="Capture RGBD Panorama", icon="SCENE")
+        col = box.column(align=True)
+        col.prop(settings, "origin")
+        if settings.origin == "LOCATION":
+            col.prop(settings, "location", text="")
+        col.prop(settings, "width")
+        row = col.row(align=True)
+        row.prop(settings, "samples")
+        row.prop(settings, "denoise", toggle=True)
+        col.prop(settings, "output_dir", text="")
+        col.prop(settings, "overwrite")
+        pass_options(box.operator("diffusion3d.capture_panorama", icon="RENDER_STILL"), settings, CAPTURE_OPTIONS)
+
+        box = layout.box()
+        box.label(text="World Sphere", icon="MESH_UVSPHERE")
+        col = box.column(align=True)
+        if settings.last_capture and not (settings.rgb_path or settings.depth_path):
+            col.label(text=f"From last capture: {Path(settings.last_capture).name}", icon="FILE_FOLDER")
+        col.prop(settings, "rgb_path")
+        col.prop(settings, "depth_path")
+        col.prop(settings, "depth_mode")
+        if settings.depth_mode == "RELATIVE":
+            col.prop(settings, "relative_mapping")
+            if settings.relative_mapping == "OFFSET":
+                col.prop(settings, "radius")
+                col.prop(settings, "strength")
+            else:
+                col.prop(settings, "near")
+                col.prop(settings, "far")
+        col.prop(settings, "grid_step")
+        col.prop(settings, "discontinuity")
+        pass_options(box.operator("diffusion3d.build_world_sphere", icon="SPHERE"), settings, SPHERE_OPTIONS)
+
+
+class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Engine"
+    bl_idname = "DIFFUSION3D_PT_engine"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        prefs = session.preferences(context)
+        if prefs is not None:
+            layout.prop(prefs, "engine_mode", text="")
+        layout.label(text=session.status(), icon="SETTINGS")
+        if last_check["text"]:
+            layout.label(text=last_check["text"])
+        row = layout.row(align=True)
+        row.operator("diffusion3d.check_engine", icon="CHECKMARK")
+        row.operator("diffusion3d.release_engine", icon="X")
