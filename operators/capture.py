@@ -17,13 +17,12 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine import equirect
 from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
 from ..engine.errors import BadInput
 from . import session
 from .blender_data import load_image
 from .engine_job import EngineJobOperator, UserError
-from .settings_restore import TemporarySettings
+from .render_setup import equirect_render, render_result, save_render_png
 
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 
@@ -72,54 +71,20 @@ def capture_origin(context: bpy.types.Context, choice: str, location: Any) -> tu
     return tuple(scene.cursor.location)
 
 
-def render_equirect(
+def render_rgbd(
     context: bpy.types.Context, origin: tuple[float, float, float], width: int, samples: int, denoise: bool, scratch: Path
 ) -> tuple[Path, Path]:
     """Render from ``origin``; save the colour-managed PNG and a multilayer EXR with Depth."""
     scene, view_layer = context.scene, context.view_layer
-    cam_data = bpy.data.cameras.new("Diffusion3D capture")
-    cam_obj = bpy.data.objects.new("Diffusion3D capture", cam_data)
-    try:
-        cam_data.type = "PANO"
-        cam_data.panorama_type = "EQUIRECTANGULAR"
-        cam_data.clip_start, cam_data.clip_end = 1e-3, 1e6
-        cam_obj.location = origin
-        cam_obj.rotation_euler = equirect.CAPTURE_ROTATION
-        scene.collection.objects.link(cam_obj)
-        render = scene.render
-        with TemporarySettings() as temp:
-            temp.set(scene, "camera", cam_obj)
-            temp.set(render, "engine", "CYCLES")
-            for name, value in (
-                ("resolution_x", width),
-                ("resolution_y", width // 2),
-                ("resolution_percentage", 100),
-                ("pixel_aspect_x", 1.0),
-                ("pixel_aspect_y", 1.0),
-                ("use_border", False),
-                ("use_multiview", False),
-                ("use_single_layer", True),
-                ("use_compositing", False),
-                ("use_sequencer", False),
-                ("film_transparent", False),
-            ):
-                temp.set(render, name, value)
-            temp.set(scene.cycles, "samples", samples)
-            temp.set(scene.cycles, "use_denoising", denoise)
-            temp.set(view_layer, "use_pass_z", True)
-            bpy.ops.render.render(layer=view_layer.name)
-            result = next(img for img in bpy.data.images if img.type == "RENDER_RESULT")
-            exr_path, png_path = scratch / "render.exr", scratch / "rgb.png"
-            settings = render.image_settings
-            for name, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
-                temp.set(settings, name, value)
-            result.save_render(str(exr_path), scene=scene)
-            for name, value in (("file_format", "PNG"), ("color_mode", "RGB"), ("color_depth", "8"), ("compression", 15)):
-                temp.set(settings, name, value)
-            result.save_render(str(png_path), scene=scene)
-    finally:
-        bpy.data.objects.remove(cam_obj)
-        bpy.data.cameras.remove(cam_data)
+    exr_path, png_path = scratch / "render.exr", scratch / "rgb.png"
+    with equirect_render(scene, origin, width, samples, denoise) as temp:
+        temp.set(view_layer, "use_pass_z", True)
+        bpy.ops.render.render(layer=view_layer.name)
+        settings = scene.render.image_settings
+        for name, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
+            temp.set(settings, name, value)
+        render_result().save_render(str(exr_path), scene=scene)
+        save_render_png(scene, temp, png_path)
     return exr_path, png_path
 
 
@@ -158,7 +123,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
         self._out_dir = out_dir
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-capture-"))
-        exr, png = render_equirect(context, origin, self.width, self.samples, self.denoise, self._scratch)
+        exr, png = render_rgbd(context, origin, self.width, self.samples, self.denoise, self._scratch)
         request = CaptureRequest(
             render_exr=str(exr),
             rgb_png=str(png),

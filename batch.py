@@ -1,0 +1,270 @@
+"""Headless jobs: ``blender -b [file.blend] --python batch.py -- SUBCOMMAND …``
+or ``python batch.py SUBCOMMAND …`` with a Python that has the ``bpy`` module.
+
+Each subcommand runs the same operators as the UI, prints progress, then one
+JSON summary line last on stdout. On error it prints a one-line reason to
+stderr and exits non-zero. ``python batch.py --help`` lists the subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent
+ADDON = "diffusion3d"
+
+
+class BatchError(Exception):
+    """A reason to stop, printed as one line."""
+
+
+def script_args(argv: list[str]) -> list[str]:
+    """Arguments meant for us: after ``--`` under Blender, else after the script name."""
+    return argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
+
+
+def load_addon() -> Any:
+    """Register the add-on from this folder under the name ``diffusion3d``, whatever the folder is called."""
+    import addon_utils
+    import bpy
+
+    if ADDON not in sys.modules:
+        spec = importlib.util.spec_from_file_location(ADDON, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[ADDON] = module
+        spec.loader.exec_module(module)
+        module.__time__ = os.path.getmtime(ROOT / "__init__.py")  # addon_utils would otherwise try to reload it
+    if not hasattr(bpy.types.Scene, "diffusion3d"):
+        if addon_utils.enable(ADDON, default_set=True, handle_error=_raise) is None:
+            raise BatchError(f"Could not enable the add-on from {ROOT}")
+    return sys.modules[ADDON]
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def run_operator(op: Callable[..., set[str]], **kwargs: Any) -> None:
+    """Call an operator; its error report becomes a BatchError with the same words."""
+    try:
+        result = op(**kwargs)
+    except RuntimeError as exc:  # bpy.ops raises the operator's ERROR report
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else "failed"
+        raise BatchError(message.removeprefix("Error: ")) from None
+    if "FINISHED" not in result:
+        raise BatchError(f"{op.idname_py()} did not finish ({', '.join(result)})")
+
+
+def parse_point(text: str) -> tuple[float, float, float]:
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected x,y,z, got {text!r}") from None
+    return x, y, z
+
+
+def capture(args: argparse.Namespace) -> dict[str, Any]:
+    import bpy
+
+    origin: dict[str, Any] = {"origin": "AUTO"}
+    if args.origin == "camera":
+        origin = {"origin": "CAMERA"}
+    elif args.origin == "cursor":
+        origin = {"origin": "CURSOR"}
+    elif args.origin:
+        origin = {"origin": "LOCATION", "location": parse_point(args.origin)}
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.capture_panorama,
+        output_dir=str(Path(args.out).resolve()),
+        width=args.width,
+        samples=args.samples,
+        overwrite=args.overwrite,
+        **origin,
+    )
+    folder = Path(bpy.context.scene.diffusion3d.last_capture)
+    return {
+        "paths": {name: str(folder / name) for name in ("rgb.png", "depth.exr", "depth16.png", "meta.json")},
+        "timings_s": {"capture": round(time.perf_counter() - start, 3)},
+    }
+
+
+def sphere(args: argparse.Namespace) -> dict[str, Any]:
+    import bpy
+
+    if args.save and Path(args.save).exists() and not args.overwrite:
+        raise BatchError(f"{args.save} already exists (use --overwrite)")
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.build_world_sphere,
+        rgb_path=str(Path(args.rgb).resolve()),
+        depth_path=str(Path(args.depth).resolve()),
+        depth_mode=args.mode.upper(),
+        relative_mapping=args.mapping.upper(),
+        radius=args.radius,
+        strength=args.strength,
+        near=args.near,
+        far=args.far,
+        grid_step=args.step,
+        discontinuity=args.cut,
+    )
+    timings = {"sphere": round(time.perf_counter() - start, 3)}
+    obj = bpy.context.view_layer.objects.active
+    summary: dict[str, Any] = {"object": obj.name, "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons)}
+    if args.save:
+        save_blend(Path(args.save))
+        summary["paths"] = {"blend": str(Path(args.save).resolve())}
+    summary["timings_s"] = timings
+    return summary
+
+
+def save_blend(path: Path) -> None:
+    import bpy
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False)
+
+
+def demo(args: argparse.Namespace) -> dict[str, Any]:
+    """Furnished room → RGBD capture → world sphere → world.blend and two preview renders."""
+    import bpy
+
+    from diffusion3d.operators import demo_scene, preview  # type: ignore[import-not-found]
+
+    out = Path(args.out).resolve()
+    targets = [out / "capture", out / "world.blend", out / "preview_center.png", out / "preview_offcenter.png"]
+    existing = [p.name for p in targets if p.exists()]
+    if existing and not args.overwrite:
+        raise BatchError(f"{out} already holds {', '.join(existing)} (use --overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, work: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        value = work()
+        timings[name] = round(time.perf_counter() - start, 3)
+        return value
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    load_addon()
+    scene = bpy.context.scene
+    room = timed("scene", lambda: demo_scene.build_demo_room(scene))
+    timed(
+        "capture",
+        lambda: run_operator(
+            bpy.ops.diffusion3d.capture_panorama,
+            output_dir=str(out / "capture"),
+            width=args.width,
+            samples=args.samples,
+            origin="LOCATION",
+            location=demo_scene.EYE,
+            overwrite=args.overwrite,
+        ),
+    )
+    bpy.context.view_layer.layer_collection.children[room.name].exclude = True  # the sphere replaces the room
+    timed(
+        "sphere",
+        lambda: run_operator(
+            bpy.ops.diffusion3d.build_world_sphere,
+            rgb_path=str(out / "capture" / "rgb.png"),
+            depth_path=str(out / "capture" / "depth.exr"),
+            depth_mode="METRIC",
+            grid_step=args.step,
+        ),
+    )
+    sphere_obj = bpy.context.view_layer.objects.active
+    # The sphere is built around the origin; the capture point was EYE. Views are relative to it.
+    off = (0.6, -0.4, -0.3)
+    preview_width = min(args.width, 1024)
+    timed("preview_center", lambda: preview.render_equirect(scene, (0.0, 0.0, 0.0), out / "preview_center.png", preview_width))
+    timed("preview_offcenter", lambda: preview.render_equirect(scene, off, out / "preview_offcenter.png", preview_width))
+    timed("save", lambda: save_blend(out / "world.blend"))
+    return {
+        "paths": {
+            "capture": str(out / "capture"),
+            "blend": str(out / "world.blend"),
+            "preview_center": str(out / "preview_center.png"),
+            "preview_offcenter": str(out / "preview_offcenter.png"),
+        },
+        "sphere": {"object": sphere_obj.name, "vertices": len(sphere_obj.data.vertices)},
+        "offcenter_view": list(off),
+        "timings_s": timings,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch.py",
+        description="Diffusion 3D headless jobs. Under Blender: blender -b [file.blend] --python batch.py -- SUBCOMMAND …",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    p = sub.add_parser("capture", help="render an RGBD 360° panorama of a .blend (rgb.png, depth.exr, depth16.png, meta.json)")
+    p.add_argument("--blend", help="scene to open (default: the file Blender was started with)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--width", type=int, default=1024, help="panorama width; height is half (default 1024)")
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--from", dest="origin", default="", help="camera, cursor, or x,y,z (default: camera, else cursor)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=capture)
+
+    p = sub.add_parser("sphere", help="build a displaced world sphere from an RGB and a depth panorama")
+    p.add_argument("--blend", help="scene to open first")
+    p.add_argument("--rgb", required=True)
+    p.add_argument("--depth", required=True, help="metric .exr/.npy distances, or 8/16-bit disparity with --mode relative")
+    p.add_argument("--mode", choices=["metric", "relative"], default="metric")
+    p.add_argument("--mapping", choices=["offset", "inverse"], default="offset", help="relative depth: paper offset or inverse depth")
+    p.add_argument("--radius", type=float, default=5.0)
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--near", type=float, default=1.0)
+    p.add_argument("--far", type=float, default=10.0)
+    p.add_argument("--step", type=int, default=2, help="grid: every Nth pixel (1 full, 2 half …)")
+    p.add_argument("--cut", type=float, default=0.0, help="drop faces across depth jumps larger than this ratio (0 = off)")
+    p.add_argument("--save", help="write the scene with the sphere to this .blend")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=sphere)
+
+    p = sub.add_parser("demo", help="furnished room → RGBD capture → world sphere → world.blend and previews (offline)")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--step", type=int, default=1, help="sphere grid step (default 1: full resolution)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=demo)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(script_args(argv))
+    try:
+        import bpy
+    except ImportError:
+        print("error: this needs Blender: run it with blender -b --python batch.py -- …, or a Python with the bpy module", file=sys.stderr)
+        return 2
+    try:
+        if getattr(args, "blend", None):
+            if not Path(args.blend).is_file():
+                raise BatchError(f"No such .blend file: {args.blend}")
+            bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        load_addon()
+        summary = {"command": args.command, **args.run(args)}
+    except BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # bpy can hang in interpreter shutdown after rendering; never after success
