@@ -21,7 +21,7 @@ import numpy as np
 from .errors import BadInput
 
 _EXR_MAGIC = 20000630
-_EXR_TYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
+_EXR_TYPES: dict[int, np.dtype] = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
 _EXR_LINES = {0: 1, 2: 1, 3: 16}  # NONE, ZIPS, ZIP: scanlines per chunk
 
 
@@ -40,7 +40,7 @@ class NewFiles:
             raise BadInput(f"{existing[0].parent} already holds {names} (enable overwrite to replace)")
         self._staged: list[tuple[Path, Path]] = []
 
-    def write(self, path: Path, write: Callable[[Path], None]) -> None:
+    def write(self, path: Path, write: Callable[[Path], object]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         os.close(fd)
         self._staged.append((Path(tmp), path))
@@ -198,7 +198,8 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     height, width, channels = pixels.shape
     color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
     depth = pixels.dtype.itemsize * 8
-    rows = np.ascontiguousarray(pixels.astype(pixels.dtype.newbyteorder(">"))).view(np.uint8).reshape(height, -1)
+    big_endian: np.dtype = pixels.dtype.newbyteorder(">")
+    rows = np.ascontiguousarray(pixels.astype(big_endian)).view(np.uint8).reshape(height, -1)
     # Filter "Up" (2) on every row: vectorised here, and helps smooth images compress.
     filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
     filtered[:, 0] = 2

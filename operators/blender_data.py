@@ -81,7 +81,7 @@ def mesh_from_arrays(
 
 def _set_attribute(mesh: bpy.types.Mesh, attribute: str, field: str, fallback: bpy.types.bpy_prop_collection, fallback_field: str, values: np.ndarray, dtype: type) -> None:
     """Set a built-in attribute in one copy; older layouts go through the slower RNA collection."""
-    flat = np.ascontiguousarray(values, dtype=dtype).ravel()
+    flat: np.ndarray = np.ascontiguousarray(values, dtype=dtype).ravel()
     layer = mesh.attributes.get(attribute)
     if layer is not None:
         layer.data.foreach_set(field, flat)

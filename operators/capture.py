@@ -67,8 +67,8 @@ def capture_origin(context: bpy.types.Context, choice: str, location: Any) -> tu
     if choice == "CAMERA" or (choice == "AUTO" and scene.camera is not None):
         if scene.camera is None:
             raise UserError("The scene has no active camera to capture from (choose From: 3D Cursor)")
-        return tuple(scene.camera.matrix_world.translation)
-    return tuple(scene.cursor.location)
+        return tuple(scene.camera.matrix_world.translation)  # type: ignore[arg-type]
+    return tuple(scene.cursor.location)  # type: ignore[arg-type]
 
 
 def render_rgbd(
@@ -76,6 +76,7 @@ def render_rgbd(
 ) -> tuple[Path, Path]:
     """Render from ``origin``; save the colour-managed PNG and a multilayer EXR with Depth."""
     scene, view_layer = context.scene, context.view_layer
+    assert scene is not None and view_layer is not None
     exr_path, png_path = scratch / "render.exr", scratch / "rgb.png"
     with equirect_render(scene, origin, width, samples, denoise) as temp:
         temp.set(view_layer, "use_pass_z", True)

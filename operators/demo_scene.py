@@ -251,8 +251,10 @@ def _remove_previous(scene: bpy.types.Scene) -> None:
             for obj in list(coll.objects):
                 data = obj.data
                 bpy.data.objects.remove(obj)
-                if data is not None and data.users == 0:
-                    (bpy.data.lights if isinstance(data, bpy.types.Light) else bpy.data.meshes).remove(data)
+                if isinstance(data, bpy.types.Light) and data.users == 0:
+                    bpy.data.lights.remove(data)
+                elif isinstance(data, bpy.types.Mesh) and data.users == 0:
+                    bpy.data.meshes.remove(data)
             bpy.data.collections.remove(coll)
 
 

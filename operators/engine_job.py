@@ -118,7 +118,7 @@ class EngineJobOperator:
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 1000)
-        wm.modal_handler_add(self)
+        wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of Operator
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:

@@ -7,7 +7,7 @@ from .preferences import Diffusion3DPreferences
 from .settings import Diffusion3DSceneSettings
 from .sidebar import DIFFUSION3D_PT_engine, DIFFUSION3D_PT_world
 
-classes = (Diffusion3DPreferences, Diffusion3DSceneSettings, DIFFUSION3D_PT_world, DIFFUSION3D_PT_engine)
+classes: tuple[type, ...] = (Diffusion3DPreferences, Diffusion3DSceneSettings, DIFFUSION3D_PT_world, DIFFUSION3D_PT_engine)
 
 
 def register() -> None:
@@ -19,4 +19,4 @@ def register() -> None:
 def unregister() -> None:
     del bpy.types.Scene.diffusion3d
     for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+        bpy.utils.unregister_class(cls)  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        assert layout is not None
         settings = context.scene.diffusion3d
         draw_job_progress(layout)
 
