@@ -4,5 +4,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `import engine` works as it does for `python -m engine`
+# `import engine` works as it does for `python -m engine`; helper modules import by name.
+for path in (ROOT, ROOT / "tests" / "engine", ROOT / "tests" / "blender"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))

@@ -9,7 +9,7 @@ import pytest
 
 from engine.imagefiles import read_exr
 
-from .conftest import add_box, snapshot
+from blender_helpers import add_box, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -3,7 +3,7 @@ import sys
 import addon_utils
 import bpy
 
-from .conftest import snapshot
+from blender_helpers import snapshot
 
 
 def test_register_unregister_register(addon):

@@ -10,7 +10,7 @@ import pytest
 from engine import equirect
 from engine.imagefiles import write_exr, write_png
 
-from .conftest import snapshot
+from blender_helpers import snapshot
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,7 +8,7 @@ from engine.capture import CaptureRequest, encode_capture
 from engine.errors import BadInput, JobCancelled
 from engine.imagefiles import read_exr, write_exr, write_png
 from engine.progress import CancelToken, Reporter
-from tests.engine.test_imagefiles import decode_png
+from png_reference import decode_png
 
 
 def fake_render(tmp_path, depth):
