@@ -4,16 +4,15 @@ Only registration lives here. Blender-facing code is in ``operators/`` and
 ``panels/``; everything that computes is in the standalone ``engine/`` package.
 """
 
-from . import operators, panels
-
-_modules = (operators, panels)
+if __package__:  # as the add-on package; pytest may also import this file on its own
+    from . import operators, panels
 
 
 def register() -> None:
-    for module in _modules:
-        module.register()
+    operators.register()
+    panels.register()
 
 
 def unregister() -> None:
-    for module in reversed(_modules):
-        module.unregister()
+    panels.unregister()
+    operators.unregister()
