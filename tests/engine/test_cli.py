@@ -1,0 +1,29 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_help_from_the_addon_folder():
+    proc = engine("--help")
+    assert proc.returncode == 0 and "info" in proc.stdout and "worker" in proc.stdout
+
+
+def test_info_prints_json():
+    proc = engine("info", "--no-torch")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["packages"]["numpy"] and info["protocol"] >= 1
+
+
+def test_engine_never_imports_bpy_or_the_addon():
+    for path in (ROOT / "engine").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import bpy" not in text and "from bpy" not in text, path
+        assert "from .." not in text, f"{path} reaches outside the engine package"
