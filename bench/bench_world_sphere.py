@@ -170,7 +170,7 @@ def main() -> None:
         scene = bpy.context.scene
 
         sphere = build_world_sphere(dist, args.grid_step)
-        arrays = (sphere.vertices, sphere.face_starts, sphere.corner_verts, sphere.corner_uvs)
+        arrays = (sphere.vertices, sphere.face_starts, sphere.corner_verts, sphere.corner_uvs, sphere.edge_verts, sphere.corner_edges)
 
         def run_operator() -> None:  # (a) end to end
             result = bpy.ops.diffusion3d.build_world_sphere(

@@ -40,6 +40,8 @@ class WorldSphereResult:
     face_starts: np.ndarray
     corner_verts: np.ndarray
     corner_uvs: np.ndarray
+    edge_verts: np.ndarray
+    corner_edges: np.ndarray
     rows: int = 0
     cols: int = 0
     dropped_faces: int = 0
@@ -74,6 +76,8 @@ def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereRe
         face_starts=mesh.face_starts,
         corner_verts=mesh.corner_verts,
         corner_uvs=mesh.corner_uvs,
+        edge_verts=mesh.edge_verts,
+        corner_edges=mesh.corner_edges,
         rows=mesh.grid_shape[0],
         cols=mesh.grid_shape[1],
         dropped_faces=mesh.dropped_faces,

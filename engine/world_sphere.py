@@ -27,6 +27,8 @@ class SphereMesh:
     face_starts: np.ndarray  # (F,) int32, offset of each face's first corner
     corner_verts: np.ndarray  # (L,) int32
     corner_uvs: np.ndarray  # (L, 2) float32, v up as Blender's UVs
+    edge_verts: np.ndarray  # (E, 2) int32, every edge once
+    corner_edges: np.ndarray  # (L,) int32, edge from each corner to the next corner of its face
     grid_shape: tuple[int, int]  # (rows, columns) of the sampled grid
     dropped_faces: int  # faces removed across depth discontinuities
 
@@ -102,6 +104,7 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
     tris[0, :, 0], tris[0, :, 1], tris[0, :, 2] = top_pole, ext[0, :-1], ext[0, 1:]
     tris[1, :, 0], tris[1, :, 1], tris[1, :, 2] = ext[-1, :-1], bottom_pole, ext[-1, 1:]
     tris = tris.reshape(-1, 3)
+    edge_verts, quad_edges, tri_edges = _grid_edges(rows, cols)
 
     dropped = 0
     if discontinuity > 0:
@@ -110,8 +113,15 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
         tri_keep = _continuous(corner_dist[tris], discontinuity)
         dropped = int(quad_keep.size - quad_keep.sum() + tri_keep.size - tri_keep.sum())
         quads, tris = quads[quad_keep], tris[tri_keep]
+        quad_edges, tri_edges = quad_edges[quad_keep], tri_edges[tri_keep]
 
     corners = np.concatenate([quads.ravel(), tris.ravel()])
+    corner_edges = np.concatenate([quad_edges.ravel(), tri_edges.ravel()])
+    if dropped:  # keep only edges some face still uses
+        used = np.zeros(len(edge_verts), dtype=bool)
+        used[corner_edges] = True
+        corner_edges = (np.cumsum(used, dtype=np.int32) - 1)[corner_edges]
+        edge_verts = edge_verts[used]
     face_starts = np.concatenate(
         [np.arange(0, 4 * len(quads), 4, dtype=np.int32), np.arange(4 * len(quads), corners.size, 3, dtype=np.int32)]
     )
@@ -120,9 +130,44 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
         face_starts=face_starts,
         corner_verts=point_vertex[corners],
         corner_uvs=point_uv[corners],
+        edge_verts=edge_verts,
+        corner_edges=corner_edges.astype(np.int32, copy=False),
         grid_shape=(rows, cols),
         dropped_faces=dropped,
     )
+
+
+def _grid_edges(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every edge of the closed grid once, and the edge after each face corner.
+
+    Edge ids: row edges (i, j)–(i, j+1) first, then column edges (i, j)–(i+1, j),
+    then the top and bottom pole spokes. Knowing them saves Blender from
+    deriving edges from the faces, the slowest step of making the mesh.
+    """
+    grid = np.arange(rows * cols, dtype=np.int32).reshape(rows, cols)
+    right = np.roll(grid, -1, axis=1)
+    n_row, n_col = rows * cols, (rows - 1) * cols
+    top_id, bottom_id = rows * cols, rows * cols + 1
+    edge_verts = np.empty((n_row + n_col + 2 * cols, 2), dtype=np.int32)
+    edge_verts[:n_row, 0], edge_verts[:n_row, 1] = grid.ravel(), right.ravel()
+    edge_verts[n_row : n_row + n_col, 0], edge_verts[n_row : n_row + n_col, 1] = grid[:-1].ravel(), grid[1:].ravel()
+    spokes = n_row + n_col
+    edge_verts[spokes : spokes + cols, 0], edge_verts[spokes : spokes + cols, 1] = top_id, grid[0]
+    edge_verts[spokes + cols :, 0], edge_verts[spokes + cols :, 1] = grid[-1], bottom_id
+
+    row_edge = grid  # id of edge (i, j)–(i, j+1)
+    col_edge = n_row + grid[:-1]  # id of edge (i, j)–(i+1, j)
+    col_edge_right = np.roll(col_edge, -1, axis=1)
+    top_spoke = spokes + np.arange(cols, dtype=np.int32)
+    bottom_spoke = top_spoke + cols
+    quad_edges = np.empty((rows - 1, cols, 4), dtype=np.int32)
+    # Corners (i, j) → (i+1, j) → (i+1, j+1) → (i, j+1), each to the next.
+    quad_edges[..., 0], quad_edges[..., 1] = col_edge, row_edge[1:]
+    quad_edges[..., 2], quad_edges[..., 3] = col_edge_right, row_edge[:-1]
+    tri_edges = np.empty((2, cols, 3), dtype=np.int32)
+    tri_edges[0, :, 0], tri_edges[0, :, 1], tri_edges[0, :, 2] = top_spoke, row_edge[0], np.roll(top_spoke, -1)
+    tri_edges[1, :, 0], tri_edges[1, :, 1], tri_edges[1, :, 2] = bottom_spoke, np.roll(bottom_spoke, -1), row_edge[-1]
+    return edge_verts, quad_edges.reshape(-1, 4), tri_edges.reshape(-1, 3)
 
 
 def _continuous(corner_dist: np.ndarray, threshold: float) -> np.ndarray:

@@ -59,8 +59,14 @@ def mesh_from_arrays(
     face_starts: np.ndarray,
     corner_verts: np.ndarray,
     corner_uvs: Optional[np.ndarray] = None,
+    edge_verts: Optional[np.ndarray] = None,
+    corner_edges: Optional[np.ndarray] = None,
 ) -> bpy.types.Mesh:
-    """A new mesh from flat arrays, in bulk; removed again if anything fails."""
+    """A new mesh from flat arrays, in bulk; removed again if anything fails.
+
+    Given the edges (each once, and the edge after every face corner) Blender
+    need not derive them from the faces, which is most of the time otherwise.
+    """
     mesh = bpy.data.meshes.new(name)
     try:
         mesh.vertices.add(len(vertices))
@@ -72,7 +78,13 @@ def mesh_from_arrays(
         if corner_uvs is not None:
             uv_layer = mesh.uv_layers.new(name="UVMap")
             uv_layer.uv.foreach_set("vector", np.ascontiguousarray(corner_uvs, dtype=np.float32).ravel())
-        mesh.update(calc_edges=True)
+        if edge_verts is not None and corner_edges is not None:
+            mesh.edges.add(len(edge_verts))
+            _set_attribute(mesh, ".edge_verts", "value", mesh.edges, "vertices", edge_verts, np.int32)
+            _set_attribute(mesh, ".corner_edge", "value", mesh.loops, "edge_index", corner_edges, np.int32)
+            mesh.update()
+        else:
+            mesh.update(calc_edges=True)
     except BaseException:
         bpy.data.meshes.remove(mesh)
         raise

@@ -149,7 +149,15 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> None:
         assert self._rgb is not None
-        mesh = mesh_from_arrays(self.name, result.vertices, result.face_starts, result.corner_verts, result.corner_uvs)
+        mesh = mesh_from_arrays(
+            self.name,
+            result.vertices,
+            result.face_starts,
+            result.corner_verts,
+            result.corner_uvs,
+            result.edge_verts,
+            result.corner_edges,
+        )
         material = emission_material(self.name, self._rgb)
         mesh.materials.append(material)
         obj = bpy.data.objects.new(self.name, mesh)

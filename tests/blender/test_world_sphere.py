@@ -48,6 +48,7 @@ def test_builds_a_textured_sphere_with_the_engine_geometry(tmp_path):
     obj = bpy.context.view_layer.objects.active
     mesh = obj.data
     assert len(mesh.vertices) == H * W + 2 and len(mesh.polygons) == (H - 1) * W + 2 * W
+    assert len(mesh.edges) == 2 * H * W + W and not mesh.validate(), "the engine's edges make a valid mesh"
     np.testing.assert_allclose(np.linalg.norm(vertices(obj)[:-2], axis=1).reshape(H, W), smooth_depth(), rtol=1e-5)
     assert mesh.uv_layers.active is not None and len(mesh.uv_layers.active.uv) == len(mesh.loops)
     nodes = mesh.materials[0].node_tree.nodes

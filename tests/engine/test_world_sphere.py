@@ -50,6 +50,21 @@ def test_mesh_is_closed_seam_and_poles_included(smooth_depth):
     assert len(mesh.face_starts) == (h - 1) * w + 2 * w
 
 
+@pytest.mark.parametrize("discontinuity", [0.0, 0.3])
+def test_edges_are_each_face_side_once(smooth_depth, discontinuity):
+    d = smooth_depth.copy()
+    d[:, 10:20] *= 2  # some faces are cut when discontinuity > 0
+    mesh = build_world_sphere(d, discontinuity=discontinuity)
+    ends = np.append(mesh.face_starts[1:], len(mesh.corner_verts))
+    following = np.arange(len(mesh.corner_verts)) + 1
+    following[ends - 1] = mesh.face_starts
+    sides = np.sort(np.stack([mesh.corner_verts, mesh.corner_verts[following]], axis=1), axis=1)
+    np.testing.assert_array_equal(np.sort(mesh.edge_verts[mesh.corner_edges], axis=1), sides)
+    unique_sides = {tuple(s) for s in sides.tolist()}
+    assert len(unique_sides) == len(mesh.edge_verts), "every edge once, none unused"
+    assert (mesh.dropped_faces > 0) == (discontinuity > 0)
+
+
 def test_uvs_follow_pixels_and_never_smear_across_the_seam(smooth_depth):
     mesh = build_world_sphere(smooth_depth)
     h, w = smooth_depth.shape
