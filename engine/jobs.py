@@ -14,7 +14,7 @@ import numpy as np
 
 from . import depth as depthlib
 from .capture import CaptureRequest, CaptureResult, encode_capture
-from .errors import BadInput, EngineError, JobCancelled, readable
+from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
 from .progress import CancelToken, ProgressCallback, Reporter
 from .world_sphere import build_world_sphere
@@ -156,5 +156,3 @@ def run_job(name: str, request: Any, emit: ProgressCallback, token: CancelToken)
     token.check()
     return spec.run(request, Reporter(emit, token))
 
-
-__all__ = ["JOBS", "run_job", "failure_kind", "readable", "EngineError"]

@@ -13,8 +13,7 @@ Called from a script (``EXEC_DEFAULT``) or in background mode it blocks.
 
 from __future__ import annotations
 
-import time
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import bpy
 
@@ -40,7 +39,6 @@ class EngineJobOperator:
     job_label: ClassVar[str] = "Working"
     _handle: Optional[JobHandle] = None
     _timer: Any = None
-    _started: float = 0.0
 
     # What subclasses write ---------------------------------------------------
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
@@ -53,31 +51,10 @@ class EngineJobOperator:
         """Undo what ``prepare`` staged (temporary files, loaded images)."""
 
     # Shared flow --------------------------------------------------------------
-    def _submit(self, context: bpy.types.Context) -> Optional[set[str]]:
-        if session.running() is not None:
-            self.report({"ERROR"}, f"Diffusion 3D is busy ({session.active['label']}); cancel it or wait")
-            return {"CANCELLED"}
+    def _attempt(self, context: bpy.types.Context, work: Callable[[], None]) -> Optional[set[str]]:
+        """Run ``work``; if it fails, undo what was staged, report why, and cancel."""
         try:
-            name, request = self.prepare(context)
-            self._handle = session.client(context).submit(name, request)
-        except (UserError, EngineError) as exc:
-            self.discard(context)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        except BaseException:
-            self.discard(context)
-            raise
-        session.active.update(handle=self._handle, label=self.job_label)
-        self._started = time.perf_counter()
-        return None
-
-    def _conclude(self, context: bpy.types.Context) -> set[str]:
-        handle = self._handle
-        assert handle is not None
-        session.active.update(handle=None, label="")
-        try:
-            result = handle.outcome()
-            self.finish(context, result)
+            work()
         except JobCancelled:
             self.discard(context)
             self.report({"WARNING"}, f"{self.job_label}: cancelled, nothing was changed")
@@ -89,7 +66,27 @@ class EngineJobOperator:
         except BaseException:
             self.discard(context)
             raise
-        return {"FINISHED"}
+        return None
+
+    def _submit(self, context: bpy.types.Context) -> Optional[set[str]]:
+        if session.running() is not None:
+            self.report({"ERROR"}, f"Diffusion 3D is busy ({session.active['label']}); cancel it or wait")
+            return {"CANCELLED"}
+
+        def start() -> None:
+            name, request = self.prepare(context)
+            self._handle = session.client(context).submit(name, request)
+
+        refused = self._attempt(context, start)
+        if refused is None:
+            session.active.update(handle=self._handle, label=self.job_label)
+        return refused
+
+    def _conclude(self, context: bpy.types.Context) -> set[str]:
+        handle = self._handle
+        assert handle is not None
+        session.active.update(handle=None, label="")
+        return self._attempt(context, lambda: self.finish(context, handle.outcome())) or {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Blocking run: scripts, the Python console, background mode."""
