@@ -3,7 +3,7 @@
 import bpy
 
 from . import session
-from .capture import DIFFUSION3D_OT_capture_panorama
+from .capture import DIFFUSION3D_OT_capture_panorama, watch_render
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
 from .world_sphere import DIFFUSION3D_OT_build_world_sphere
 
@@ -23,5 +23,6 @@ def register() -> None:
 
 def unregister() -> None:
     session.release()  # no worker outlives the add-on
+    watch_render(False)  # nor a handler of a modal capture
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -18,11 +18,11 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, StringProperty
 
 from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
-from ..engine.errors import BadInput
+from ..engine.errors import BadInput, JobCancelled
 from . import session
 from .blender_data import load_image
 from .engine_job import EngineJobOperator, UserError
-from .render_setup import equirect_render, render_result, save_render_png
+from .render_setup import PanoramaSetup, render_result, save_render_png
 
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 
@@ -71,22 +71,26 @@ def capture_origin(context: bpy.types.Context, choice: str, location: Any) -> tu
     return tuple(scene.cursor.location)  # type: ignore[arg-type]
 
 
-def render_rgbd(
-    context: bpy.types.Context, origin: tuple[float, float, float], width: int, samples: int, denoise: bool, scratch: Path
-) -> tuple[Path, Path]:
-    """Render from ``origin``; save the colour-managed PNG and a multilayer EXR with Depth."""
-    scene, view_layer = context.scene, context.view_layer
-    assert scene is not None and view_layer is not None
-    exr_path, png_path = scratch / "render.exr", scratch / "rgb.png"
-    with equirect_render(scene, origin, width, samples, denoise) as temp:
-        temp.set(view_layer, "use_pass_z", True)
-        bpy.ops.render.render(layer=view_layer.name)
-        settings = scene.render.image_settings
-        for name, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
-            temp.set(settings, name, value)
-        render_result().save_render(str(exr_path), scene=scene)
-        save_render_png(scene, temp, png_path)
-    return exr_path, png_path
+def _render_handler(state: str) -> Any:
+    def handler(*_args: Any) -> None:
+        _modal_render["state"] = state  # only a flag: handlers may run on the render thread
+
+    return handler
+
+
+# A modal capture's render job reports its end here (see ``invoke``).
+_modal_render: dict[str, Any] = {"state": None}
+_RENDER_HANDLERS = (("render_complete", _render_handler("COMPLETE")), ("render_cancel", _render_handler("CANCELLED")))
+
+
+def watch_render(on: bool) -> None:
+    _modal_render["state"] = None
+    for name, handler in _RENDER_HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler in handlers:
+            handlers.remove(handler)
+        if on:
+            handlers.append(handler)
 
 
 class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
@@ -100,8 +104,62 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
 
     _scratch: Path | None = None
     _out_dir: Path | None = None
+    _origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    _setup: PanoramaSetup | None = None
 
+    # Blocking: validate, render, then the engine job (EngineJobOperator.execute)
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        self._stage(context)
+        self._start_render(context, blocking=True)
+        return self._after_render(context)
+
+    # Modal, from the UI: Blender's own render job (its progress and Esc), then the engine job
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if self._refuse_if_busy():
+            return {"CANCELLED"}
+
+        def start() -> None:
+            self._stage(context)
+            self._start_render(context, blocking=False)
+
+        refused = self._attempt(context, start)
+        if refused is not None:
+            return refused
+        session.active.update(label="Rendering panorama", blender_stage=True)
+        self._begin_modal(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if self._setup is None:
+            return super().modal(context, event)  # the engine stage
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # Esc belongs to the render job itself
+        if bpy.app.is_job_running("RENDER"):
+            return {"RUNNING_MODAL"}
+        state = _modal_render["state"]
+        watch_render(False)
+        session.active.update(label="", blender_stage=False)
+
+        def submit() -> None:
+            if state == "CANCELLED":
+                raise JobCancelled("render cancelled")
+            if state != "COMPLETE":
+                raise UserError("The render stopped without a result (see Blender's report)")
+            name, request = self._after_render(context)
+            self._handle = session.client(context).submit(name, request)
+
+        refused = self._attempt(context, submit)
+        if refused is not None:
+            self._end_modal(context)
+            return refused
+        session.active.update(handle=self._handle, label=self.job_label)
+        return {"RUNNING_MODAL"}
+
+    # Steps ---------------------------------------------------------------------
+    def _stage(self, context: bpy.types.Context) -> None:
+        """Check the options and the scene; make the output and scratch folders."""
         if self.width < 16 or self.width > 16384 or self.width % 2:
             raise UserError(f"Panorama width must be an even number from 16 to 16384, got {self.width}")
         if self.samples < 1:
@@ -110,7 +168,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             raise UserError("Nothing to capture: the scene has no visible objects")
         if not hasattr(context.scene, "cycles"):
             raise UserError("Cycles is not available in this Blender")
-        origin = capture_origin(context, self.origin, self.location)
+        self._origin = capture_origin(context, self.origin, self.location)
         if self.output_dir:
             out_dir = Path(bpy.path.abspath(self.output_dir))
         else:
@@ -124,17 +182,50 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
         self._out_dir = out_dir
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-capture-"))
-        exr, png = render_rgbd(context, origin, self.width, self.samples, self.denoise, self._scratch)
+
+    def _start_render(self, context: bpy.types.Context, blocking: bool) -> None:
+        """Set up the panoramic camera (with the Depth pass) and render."""
+        scene, view_layer = context.scene, context.view_layer
+        assert scene is not None and view_layer is not None
+        self._setup = setup = PanoramaSetup(scene, self._origin, self.width, self.samples, self.denoise)
+        setup.apply().set(view_layer, "use_pass_z", True)
+        if blocking:
+            bpy.ops.render.render(layer=view_layer.name)
+            return
+        watch_render(True)
+        started = bpy.ops.render.render("INVOKE_DEFAULT", layer=view_layer.name)
+        if "RUNNING_MODAL" not in started:  # type: ignore[operator]  # bpy.ops returns a set
+            watch_render(False)
+            raise UserError("Blender could not start the render (is another render running?)")
+
+    def _after_render(self, context: bpy.types.Context) -> tuple[str, Any]:
+        """Save the render (multilayer EXR with Depth, colour-managed PNG), restore the scene."""
+        setup, scratch, scene = self._setup, self._scratch, context.scene
+        assert setup is not None and scratch is not None and scene is not None
+        exr, png = scratch / "render.exr", scratch / "rgb.png"
+        try:
+            settings = scene.render.image_settings
+            for name, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
+                setup.temp.set(settings, name, value)
+            render_result().save_render(str(exr), scene=scene)
+            save_render_png(scene, setup.temp, png)
+        finally:
+            self._restore_scene()
         request = CaptureRequest(
             render_exr=str(exr),
             rgb_png=str(png),
-            out_dir=str(out_dir),
-            origin=tuple(round(c, 6) for c in origin),
+            out_dir=str(self._out_dir),
+            origin=tuple(round(c, 6) for c in self._origin),
             scene_name=context.scene.name,
             samples=self.samples,
             overwrite=self.overwrite,
         )
         return "encode_capture", request
+
+    def _restore_scene(self) -> None:
+        setup, self._setup = self._setup, None
+        if setup is not None:
+            setup.undo()
 
     def finish(self, context: bpy.types.Context, result: CaptureResult) -> None:
         self._remove_scratch()
@@ -153,6 +244,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         )
 
     def discard(self, context: bpy.types.Context) -> None:
+        self._restore_scene()
         self._remove_scratch()
         out_dir = self._out_dir
         if out_dir is not None and out_dir.is_dir() and not any(out_dir.iterdir()):

@@ -69,8 +69,7 @@ class EngineJobOperator:
         return None
 
     def _submit(self, context: bpy.types.Context) -> Optional[set[str]]:
-        if session.running() is not None:
-            self.report({"ERROR"}, f"Diffusion 3D is busy ({session.active['label']}); cancel it or wait")
+        if self._refuse_if_busy():
             return {"CANCELLED"}
 
         def start() -> None:
@@ -81,6 +80,12 @@ class EngineJobOperator:
         if refused is None:
             session.active.update(handle=self._handle, label=self.job_label)
         return refused
+
+    def _refuse_if_busy(self) -> bool:
+        label = session.busy()
+        if label:
+            self.report({"ERROR"}, f"Diffusion 3D is busy ({label}); cancel it or wait")
+        return bool(label)
 
     def _conclude(self, context: bpy.types.Context) -> set[str]:
         handle = self._handle
@@ -112,11 +117,19 @@ class EngineJobOperator:
         refused = self._submit(context)
         if refused is not None:
             return refused
+        self._begin_modal(context)
+        return {"RUNNING_MODAL"}
+
+    def _begin_modal(self, context: bpy.types.Context) -> None:
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.progress_begin(0, 1000)
         wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of Operator
-        return {"RUNNING_MODAL"}
+
+    def _end_modal(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         handle = self._handle
@@ -131,9 +144,7 @@ class EngineJobOperator:
         _tag_redraw(context)
         if not handle.finished:
             return {"RUNNING_MODAL"}
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
+        self._end_modal(context)
         return self._conclude(context)
 
 

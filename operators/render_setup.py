@@ -12,32 +12,39 @@ from ..engine import equirect
 from .settings_restore import TemporarySettings
 
 
-@contextmanager
-def equirect_render(
-    scene: bpy.types.Scene, origin: tuple[float, float, float], width: int, samples: int, denoise: bool
-) -> Iterator[TemporarySettings]:
-    """A panoramic Cycles camera at ``origin`` and clean render settings, all undone on exit.
+class PanoramaSetup:
+    """A panoramic Cycles camera at ``origin`` and clean render settings.
 
-    The camera has :data:`equirect.CAPTURE_ROTATION`, so its images follow the
-    engine's equirectangular convention. Callers may change more settings through
-    the yielded :class:`TemporarySettings`; they are restored too.
+    :meth:`apply` makes the changes and :meth:`undo` reverts every one of them,
+    so a modal render can keep them across event-loop steps. The camera has
+    :data:`equirect.CAPTURE_ROTATION`, so its images follow the engine's
+    equirectangular convention. Callers may change more settings through
+    :attr:`temp`; they are restored too.
     """
-    cam_data = bpy.data.cameras.new("Diffusion3D panorama")
-    cam_obj = bpy.data.objects.new("Diffusion3D panorama", cam_data)
-    try:
-        cam_data.type = "PANO"
-        cam_data.panorama_type = "EQUIRECTANGULAR"
-        cam_data.clip_start, cam_data.clip_end = 1e-3, 1e6
-        cam_obj.location = origin
-        cam_obj.rotation_euler = equirect.CAPTURE_ROTATION
-        scene.collection.objects.link(cam_obj)
-        render = scene.render
-        with TemporarySettings() as temp:
+
+    def __init__(self, scene: bpy.types.Scene, origin: tuple[float, float, float], width: int, samples: int, denoise: bool):
+        self.scene, self.origin, self.width, self.samples, self.denoise = scene, origin, width, samples, denoise
+        self.temp = TemporarySettings()
+        self._camera: tuple[bpy.types.Object, bpy.types.Camera] | None = None
+
+    def apply(self) -> TemporarySettings:
+        scene, render = self.scene, self.scene.render
+        cam_data = bpy.data.cameras.new("Diffusion3D panorama")
+        cam_obj = bpy.data.objects.new("Diffusion3D panorama", cam_data)
+        self._camera = cam_obj, cam_data
+        try:
+            cam_data.type = "PANO"
+            cam_data.panorama_type = "EQUIRECTANGULAR"
+            cam_data.clip_start, cam_data.clip_end = 1e-3, 1e6
+            cam_obj.location = self.origin
+            cam_obj.rotation_euler = equirect.CAPTURE_ROTATION
+            scene.collection.objects.link(cam_obj)
+            temp = self.temp
             temp.set(scene, "camera", cam_obj)
             temp.set(render, "engine", "CYCLES")
             for name, value in (
-                ("resolution_x", width),
-                ("resolution_y", width // 2),
+                ("resolution_x", self.width),
+                ("resolution_y", self.width // 2),
                 ("resolution_percentage", 100),
                 ("pixel_aspect_x", 1.0),
                 ("pixel_aspect_y", 1.0),
@@ -49,12 +56,35 @@ def equirect_render(
                 ("film_transparent", False),
             ):
                 temp.set(render, name, value)
-            temp.set(scene.cycles, "samples", samples)
-            temp.set(scene.cycles, "use_denoising", denoise)
-            yield temp
+            temp.set(scene.cycles, "samples", self.samples)
+            temp.set(scene.cycles, "use_denoising", self.denoise)
+        except BaseException:
+            self.undo()
+            raise
+        return self.temp
+
+    def undo(self) -> None:
+        """Restore the settings and remove the camera; safe to call twice."""
+        camera, self._camera = self._camera, None
+        try:
+            self.temp.restore()
+        finally:
+            if camera is not None:
+                bpy.data.objects.remove(camera[0])
+                bpy.data.cameras.remove(camera[1])
+
+
+@contextmanager
+def equirect_render(
+    scene: bpy.types.Scene, origin: tuple[float, float, float], width: int, samples: int, denoise: bool
+) -> Iterator[TemporarySettings]:
+    """:class:`PanoramaSetup` for the length of a ``with`` block (blocking renders)."""
+    setup = PanoramaSetup(scene, origin, width, samples, denoise)
+    temp = setup.apply()
+    try:
+        yield temp
     finally:
-        bpy.data.objects.remove(cam_obj)
-        bpy.data.cameras.remove(cam_data)
+        setup.undo()
 
 
 def render_result() -> bpy.types.Image:

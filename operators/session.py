@@ -21,7 +21,9 @@ ADDON = __package__.rpartition(".")[0]
 _client: Optional[EngineClient] = None
 _client_key: tuple[str, ...] = ()
 #: The job the UI shows progress for, and what it is.
-active: dict[str, Any] = {"handle": None, "label": ""}
+# The job in flight: an engine handle, or a Blender stage before it (a modal
+# render) that has no handle yet but must still keep other jobs out.
+active: dict[str, Any] = {"handle": None, "label": "", "blender_stage": False}
 
 
 def preferences(context: Optional[bpy.types.Context] = None) -> Any:
@@ -83,6 +85,11 @@ def status() -> str:
 def running() -> Optional[JobHandle]:
     handle = active["handle"]
     return handle if handle is not None and not handle.finished else None
+
+
+def busy() -> str:
+    """The label of the job in flight, or "" when a new one may start."""
+    return active["label"] if running() is not None or active["blender_stage"] else ""
 
 
 def default_output_dir(kind: str) -> Path:

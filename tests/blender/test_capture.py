@@ -139,7 +139,8 @@ def test_existing_outputs_are_kept(room, tmp_path):
     with pytest.raises(RuntimeError, match="already holds rgb.png"):
         bpy.ops.diffusion3d.capture_panorama(output_dir=str(out), width=64, samples=1, origin="CURSOR")
     assert (out / "rgb.png").read_bytes() == b"precious" and sorted(p.name for p in out.iterdir()) == ["rgb.png"]
-    assert snapshot() == before
+    after = snapshot()
+    assert after["objects"] == before["objects"] and after["cameras"] == before["cameras"]
     assert bpy.ops.diffusion3d.capture_panorama(output_dir=str(out), width=64, samples=1, origin="CURSOR", overwrite=True) == {"FINISHED"}
     assert (out / "rgb.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -166,3 +167,37 @@ def test_output_folder_that_is_a_file(room, tmp_path):
     with pytest.raises(RuntimeError, match="is a file"):
         bpy.ops.diffusion3d.capture_panorama(output_dir=str(blocker), width=64, samples=1, origin="CURSOR")
     assert blocker.read_text() == "x"
+
+
+def test_modal_capture_parts_restore_the_scene_and_see_the_render_end(addon, room, tmp_path):
+    """The UI path splits the capture across event-loop steps; its parts run here without a window."""
+    capture, render_setup, session = addon.operators.capture, addon.operators.render_setup, addon.operators.session
+    scene = bpy.context.scene
+    scene.render.engine, scene.render.resolution_x = "BLENDER_WORKBENCH", 640
+    before = snapshot()
+    setup = render_setup.PanoramaSetup(scene, (0.0, 0.0, 1.0), 64, 1, False)
+    setup.apply()
+    assert scene.camera.name.startswith("Diffusion3D") and scene.render.engine == "CYCLES"
+    capture.watch_render(True)
+    try:
+        bpy.ops.render.render()
+        assert capture._modal_render["state"] == "COMPLETE" and not bpy.app.is_job_running("RENDER")
+    finally:
+        capture.watch_render(False)
+        setup.undo()
+        setup.undo()  # a second undo (discard after a failure) changes nothing
+    assert all(h not in bpy.app.handlers.render_complete for _, h in capture._RENDER_HANDLERS)
+    assert scene.render.engine == "BLENDER_WORKBENCH" and scene.render.resolution_x == 640 and scene.camera is None
+    after = snapshot()
+    assert after["objects"] == before["objects"] and after["cameras"] == before["cameras"]
+
+
+def test_a_blender_stage_in_flight_keeps_other_jobs_out(addon, room, tmp_path):
+    session = addon.operators.session
+    session.active.update(label="Rendering panorama", blender_stage=True)
+    try:
+        with pytest.raises(RuntimeError, match="busy \\(Rendering panorama\\)"):
+            bpy.ops.diffusion3d.capture_panorama(output_dir=str(tmp_path / "c"), width=64, samples=1, origin="CURSOR")
+    finally:
+        session.active.update(label="", blender_stage=False)
+    assert not (tmp_path / "c").exists()
