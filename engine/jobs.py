@@ -16,6 +16,8 @@ from . import depth as depthlib
 from .capture import CaptureRequest, CaptureResult, encode_capture
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
+from .models import ModelsRequest, ModelsResult, list_models
+from .panorama import RGBDRequest, RGBDResult, generate_rgbd
 from .progress import CancelToken, ProgressCallback, Reporter
 from .world_sphere import build_world_sphere
 
@@ -125,6 +127,8 @@ JOBS: dict[str, Job] = {
     "world_sphere": Job(WorldSphereRequest, WorldSphereResult, world_sphere),
     "encode_capture": Job(CaptureRequest, CaptureResult, encode_capture),
     "engine_info": Job(InfoRequest, InfoResult, engine_info),
+    "list_models": Job(ModelsRequest, ModelsResult, list_models),
+    "generate_rgbd": Job(RGBDRequest, RGBDResult, generate_rgbd),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

@@ -1,0 +1,245 @@
+"""Where a diffusers model is, and whether it is a usable LDM3D model, before anything heavy loads.
+
+A model is named by a local folder (absolute, or relative to the models folder)
+or by a Hugging Face repo id, resolved from the local cache; the network is
+used only when the caller allows downloads. The folder is checked against the
+published diffusers layout: each component's config and weights, safetensors
+unless pickled weights are allowed. The RGBD kind comes from ``vae/config.json``
+(6 channels: depth packed in two bytes; 4: depth in one channel), never from
+the name. Only the standard library is used, so Blender's Python can list models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import BadInput
+
+RGBD6, RGBD4 = "rgbd6", "rgbd4"
+#: Components the LDM3D pipeline needs, with the config file that marks each.
+CONFIGS = {
+    "unet": "config.json",
+    "vae": "config.json",
+    "text_encoder": "config.json",
+    "scheduler": "scheduler_config.json",
+}
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
+SAFE_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+PICKLED_WEIGHTS = {"unet": "diffusion_pytorch_model.bin", "vae": "diffusion_pytorch_model.bin", "text_encoder": "pytorch_model.bin"}
+DOWNLOAD_PATTERNS = ["model_index.json", *(f"{c}/*" for c in (*CONFIGS, "tokenizer"))]
+PICKLE_PATTERNS = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.pkl"]
+OTHER_FORMATS = ["*.onnx", "*.msgpack", "*.h5", "*.fp16.*", "*.non_ema.*"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class ModelFolder:
+    """A checked LDM3D model folder."""
+
+    path: Path
+    name: str  # what the user asked for: repo id or folder
+    kind: str  # RGBD6 or RGBD4
+    revision: str  # the cache snapshot's commit, or a hash of the folder's configs and weight sizes
+    safetensors: dict[str, bool]  # per component: False where allowed pickled weights are used
+    unet_config: dict[str, Any]
+    vae_config: dict[str, Any]
+    weight_bytes: int = 0  # on disk, for the memory estimate
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae_config.get("block_out_channels", [0] * 4)) - 1)
+
+    @property
+    def native_size(self) -> int:
+        sample = self.unet_config.get("sample_size", 64)
+        return int(sample if isinstance(sample, int) else sample[0]) * self.vae_scale_factor
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"Cannot read {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{path} is not a JSON object")
+    return value
+
+
+def hub_cache_dir(cache_dir: str = "") -> Path:
+    """The Hugging Face hub cache: the given folder, else the environment's, else the default."""
+    if cache_dir:
+        folder = Path(cache_dir).expanduser()
+        nested = folder / "hub"  # HF_HOME given where the hub cache was meant
+        return nested if nested.is_dir() and not any(folder.glob("models--*")) else folder
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return home / "hub"
+
+
+def locate(
+    source: str,
+    models_dir: str = "",
+    cache_dir: str = "",
+    allow_download: bool = False,
+    allow_pickle: bool = False,
+    download_progress: Optional[type] = None,
+) -> Path:
+    """The folder holding ``source``: a local diffusers folder or a cached (or downloaded) repo."""
+    source = source.strip()
+    if not source:
+        raise BadInput("No model given: choose a model folder or a Hugging Face repo id such as Intel/ldm3d-pano")
+    candidates = [Path(source).expanduser()]
+    if models_dir and not Path(source).is_absolute():
+        candidates.insert(0, Path(models_dir).expanduser() / source)
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    if not _REPO_ID.match(source):
+        looked = " and ".join(str(c) for c in candidates)
+        raise BadInput(f"Model {source!r} not found: no folder at {looked}, and it is not a Hugging Face repo id")
+    cache = hub_cache_dir(cache_dir)
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise BadInput("Loading a Hugging Face repo id needs the huggingface_hub package in the engine's Python") from None
+    ignore = OTHER_FORMATS + ([] if allow_pickle else PICKLE_PATTERNS)
+    try:
+        path = snapshot_download(
+            source,
+            cache_dir=str(cache),
+            local_files_only=not allow_download,
+            allow_patterns=DOWNLOAD_PATTERNS,
+            ignore_patterns=ignore,
+            tqdm_class=download_progress,
+        )
+    except Exception as exc:  # huggingface_hub raises several kinds for "not there"
+        if allow_download:
+            raise BadInput(f"Could not download {source}: {type(exc).__name__}: {exc}") from None
+        raise BadInput(
+            f"Model {source} is not in the Hugging Face cache ({cache}); allow downloads in the preferences "
+            "(with Blender's online access on) or point the models folder at a downloaded copy"
+        ) from None
+    return Path(str(path))
+
+
+def _weights(folder: Path, component: str, allow_pickle: bool) -> tuple[bool, str]:
+    """(uses safetensors, problem) for one component's weights."""
+    stem = SAFE_WEIGHTS[component]
+    if (folder / f"{stem}.safetensors").is_file() or (folder / f"{stem}.safetensors.index.json").is_file():
+        return True, ""
+    pickled = folder / PICKLED_WEIGHTS[component]
+    if pickled.is_file() or (folder / f"{PICKLED_WEIGHTS[component]}.index.json").is_file():
+        if allow_pickle:
+            return False, ""
+        return False, (
+            f"{component}/ has only pickled weights ({pickled.name}); pickled files can run code when loaded. "
+            "Convert it to safetensors, or allow pickled weights in the preferences if you trust its source"
+        )
+    return False, f"{component}/ has no weights ({stem}.safetensors)"
+
+
+def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
+    """Check the published LDM3D layout and read the RGBD kind from the VAE config."""
+    name = name or str(folder)
+    missing = [f"{c}/{f}" for c, f in CONFIGS.items() if not (folder / c / f).is_file()]
+    missing += [f"tokenizer/{f}" for f in TOKENIZER_FILES if not (folder / "tokenizer" / f).is_file()]
+    if missing:
+        raise BadInput(f"{name} is not a complete diffusers model: {', '.join(missing)} missing in {folder}")
+    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    channels = vae.get("out_channels", vae.get("in_channels"))
+    if channels == 3:
+        raise BadInput(f"{name} is an RGB model (3-channel VAE, e.g. plain Stable Diffusion), not an RGBD model like LDM3D")
+    if channels not in (4, 6) or vae.get("in_channels") != channels:
+        raise BadInput(f"{name}: a VAE with {vae.get('in_channels')} in / {vae.get('out_channels')} out channels is not LDM3D's (4 or 6)")
+    latent = vae.get("latent_channels", 4)
+    if unet.get("in_channels") != latent or unet.get("out_channels") != latent:
+        raise BadInput(
+            f"{name}: the UNet takes {unet.get('in_channels')} channels but the VAE's latents have {latent} "
+            "(an inpainting or other variant is not supported)"
+        )
+    problems, safe = [], {}
+    for component in SAFE_WEIGHTS:
+        safe[component], problem = _weights(folder / component, component, allow_pickle)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise BadInput(f"{name}: " + "; ".join(problems))
+    weight_bytes = sum(
+        f.stat().st_size for c, is_safe in safe.items() for f in (folder / c).glob("*.safetensors" if is_safe else "*.bin")
+    )
+    return ModelFolder(
+        path=folder,
+        name=name,
+        kind=RGBD6 if channels == 6 else RGBD4,
+        revision=_revision(folder),
+        safetensors=safe,
+        unet_config=unet,
+        vae_config=vae,
+        weight_bytes=weight_bytes,
+    )
+
+
+def _revision(folder: Path) -> str:
+    """The snapshot commit for a cached repo; else a short hash of configs and weight sizes."""
+    if folder.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", folder.name):
+        return folder.name
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(folder).as_posix()
+            digest.update(rel.encode())
+            digest.update(path.read_bytes() if path.suffix == ".json" else str(path.stat().st_size).encode())
+    return "folder-" + digest.hexdigest()[:16]
+
+
+@dataclass
+class ModelEntry:
+    """One model the picker can offer."""
+
+    source: str  # a folder path or a repo id, what ``locate`` takes
+    label: str
+    kind: str
+
+
+def _kind(folder: Path) -> str:
+    try:
+        vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    channels = vae.get("out_channels")
+    return {6: RGBD6, 4: RGBD4}.get(channels, "") if (folder / "unet").is_dir() else ""
+
+
+def find_models(models_dir: str = "", cache_dir: str = "") -> list[ModelEntry]:
+    """LDM3D models on this machine: folders in the models folder, and repos in the hub cache."""
+    entries: list[ModelEntry] = []
+    if models_dir and Path(models_dir).expanduser().is_dir():
+        for folder in sorted(Path(models_dir).expanduser().iterdir()):
+            kind = _kind(folder)
+            if kind:
+                entries.append(ModelEntry(str(folder), folder.name, kind))
+    cache = hub_cache_dir(cache_dir)
+    if cache.is_dir():
+        for repo in sorted(cache.glob("models--*--*")):
+            snapshot = _cached_snapshot(repo)
+            kind = _kind(snapshot) if snapshot is not None else ""
+            if kind:
+                repo_id = repo.name[len("models--") :].replace("--", "/", 1)
+                entries.append(ModelEntry(repo_id, f"{repo_id} (cache)", kind))
+    return entries
+
+
+def _cached_snapshot(repo: Path) -> Optional[Path]:
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snapshot = repo / "snapshots" / ref.read_text().strip()
+        return snapshot if snapshot.is_dir() else None
+    snapshots = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
+    return snapshots[-1] if snapshots else None

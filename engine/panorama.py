@@ -1,0 +1,287 @@
+"""The ``generate_rgbd`` job: LDM3D text → RGBD (or RGBD img2img), written as files.
+
+Everything that can be checked is checked before a model loads: sizes,
+strength, steps, init images, the model folder's layout and kind, and a rough
+memory estimate. Files are written all-or-nothing. torch is imported only when
+the job runs, so this module (its request and result types) loads anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import __version__, depth as depthlib
+from .diffusion import sources
+from .errors import BadInput
+from .imagefiles import NewFiles, write_png
+from .progress import Reporter
+
+OUTPUT_NAMES = ("rgb.png", "depth16.png", "depth.npy", "meta.json")
+SCHEDULER_NAMES = ("DDIM", "DPMPP_2M", "EULER_A", "UNIPC")
+EQUIRECTANGULAR, FLAT = "EQUIRECTANGULAR", "FLAT"
+DISPARITY, METRIC = "DISPARITY", "METRIC"
+MAX_SIDE = 8192
+MAX_COUNT = 16
+
+
+@dataclass
+class RGBDRequest:
+    prompt: str
+    model: str  # a diffusers folder (absolute, or inside models_dir) or a Hugging Face repo id
+    out_dir: str
+    negative_prompt: str = ""
+    projection: str = EQUIRECTANGULAR
+    width: int = 0  # 0: the init image's, else 1024 × 512 for panoramas or the model's native square
+    height: int = 0
+    steps: int = 50
+    guidance: float = 7.0
+    seed: int = 0
+    count: int = 1  # samples; sample i uses seed + i
+    scheduler: str = "DDIM"
+    seamless: Optional[bool] = None  # None: on for panoramas, off for flat images
+    init_rgb: Optional[np.ndarray] = None  # H×W×3, uint8 or float in [0, 1]
+    init_depth: Optional[np.ndarray] = None  # H×W: disparity in [0, 1] (near = 1) or metric distances
+    init_depth_kind: str = DISPARITY
+    strength: float = 0.75  # img2img only: 0 keeps the input, 1 ignores it
+    device: str = "AUTO"
+    precision: str = "AUTO"
+    vae_tiling: bool = False
+    attention_slicing: bool = False
+    cpu_offload: bool = False
+    models_dir: str = ""
+    cache_dir: str = ""
+    allow_download: bool = False
+    allow_pickle: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class RGBDResult:
+    paths: list[dict[str, str]] = field(default_factory=list)  # per sample: file name → path
+    width: int = 0
+    height: int = 0
+    seeds: list[int] = field(default_factory=list)
+    kind: str = ""
+    revision: str = ""
+    seconds: float = 0.0
+    unet_calls: int = 0
+
+
+def sample_dirs(out_dir: Path, count: int) -> list[Path]:
+    """One sample: the files go straight into ``out_dir``; several: ``sample-1``, ``sample-2``, …"""
+    return [out_dir] if count == 1 else [out_dir / f"sample-{i + 1}" for i in range(count)]
+
+
+def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    if r.init_rgb is None and r.init_depth is None:
+        return None, None
+    if r.init_rgb is None or r.init_depth is None:
+        raise BadInput("img2img needs both an RGB image and its depth")
+    rgb, depth = np.asarray(r.init_rgb), np.asarray(r.init_depth)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise BadInput(f"The init RGB must be H×W×3, got shape {rgb.shape}")
+    depth = depth[..., 0] if depth.ndim == 3 else depth
+    if depth.shape != rgb.shape[:2]:
+        raise BadInput(f"Init RGB ({rgb.shape[1]}×{rgb.shape[0]}) and depth ({depth.shape[1]}×{depth.shape[0]}) must be the same size")
+    rgb = rgb[..., :3].astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+    if not np.isfinite(rgb).all():
+        raise BadInput("The init RGB has NaN or infinite values")
+    if r.init_depth_kind == METRIC:
+        dist = depthlib.metric_distances(depth.astype(np.float32))
+        near, far = float(dist.min()), float(dist.max())
+        disparity = depthlib.encode_inverse_depth(dist, near, max(far, near * 1.001)).astype(np.float32) / 65535
+    elif r.init_depth_kind == DISPARITY:
+        disparity = depth.astype(np.float32) / (65535.0 if depth.dtype == np.uint16 else 255.0 if depth.dtype == np.uint8 else 1.0)
+        if not np.isfinite(disparity).all() or disparity.min() < 0 or disparity.max() > 1:
+            raise BadInput("An init disparity must lie in [0, 1] (near = 1); use the METRIC kind for distances")
+    else:
+        raise BadInput(f"Unknown init depth kind {r.init_depth_kind!r} ({DISPARITY} or {METRIC})")
+    return np.clip(rgb, 0, 1), disparity
+
+
+def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Everything but memory: returns (width, height, init RGB, init disparity)."""
+    if r.projection not in (EQUIRECTANGULAR, FLAT):
+        raise BadInput(f"Unknown projection {r.projection!r} ({EQUIRECTANGULAR} or {FLAT})")
+    if r.scheduler not in SCHEDULER_NAMES:
+        raise BadInput(f"Unknown scheduler {r.scheduler!r} (choose from {', '.join(SCHEDULER_NAMES)})")
+    if r.steps < 1:
+        raise BadInput(f"Steps must be at least 1, got {r.steps}")
+    if not 0.0 <= r.strength <= 1.0:
+        raise BadInput(f"Strength must be between 0 and 1, got {r.strength}")
+    if not 1 <= r.count <= MAX_COUNT:
+        raise BadInput(f"Count must be from 1 to {MAX_COUNT}, got {r.count}")
+    if not np.isfinite(r.guidance) or r.guidance < 0:
+        raise BadInput(f"Guidance must be a number ≥ 0, got {r.guidance}")
+    if not 0 <= r.seed < 2**63:
+        raise BadInput(f"Seed must be from 0 to 2^63 - 1, got {r.seed}")
+    rgb, disparity = _init_arrays(r)
+    if rgb is None and not r.prompt.strip():
+        raise BadInput("LDM3D is a text-to-RGBD model: it needs a prompt (only img2img may run without one)")
+    width, height = r.width, r.height
+    if rgb is not None:
+        ih, iw = rgb.shape[:2]
+        width, height = width or iw, height or ih
+        if (iw, ih) != (width, height):
+            raise BadInput(f"The init images are {iw}×{ih} but the output is {width}×{height}; they must match")
+    if not width or not height:
+        width, height = (1024, 512) if r.projection == EQUIRECTANGULAR else (model.native_size, model.native_size)
+    multiple = max(8, model.vae_scale_factor)
+    if width % multiple or height % multiple or width < multiple or height < multiple:
+        raise BadInput(f"Width and height must be positive multiples of {multiple}, got {width}×{height}")
+    if max(width, height) > MAX_SIDE:
+        raise BadInput(f"{width}×{height} is larger than {MAX_SIDE} pixels on a side")
+    if r.projection == EQUIRECTANGULAR and width != 2 * height:
+        raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
+    return width, height, rgb, disparity
+
+
+def estimate_bytes(model: sources.ModelFolder, width: int, height: int, count: int, guided: bool, dtype_bytes: int, tiled: bool) -> int:
+    """A rough upper estimate of peak memory: weights plus the larger of UNet and VAE-decoder activations.
+
+    The UNet keeps about two dozen 320-channel feature maps at latent size per
+    batch entry; the VAE decoder a handful of 128-channel maps at full size
+    (a 512-pixel tile when tiled).
+    """
+    factor = model.vae_scale_factor
+    latent = (width // factor) * (height // factor)
+    unet = (2 if guided else 1) * count * latent * 320 * 24 * dtype_bytes
+    pixels = min(width, 512) * min(height, 512) if tiled else width * height
+    vae = count * pixels * 128 * 6 * dtype_bytes
+    return model.weight_bytes * dtype_bytes // 4 + max(unet, vae)
+
+
+def _total_memory(device: Any) -> int:
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0  # unknown: do not refuse
+
+
+def _meta(r: RGBDRequest, model: sources.ModelFolder, width: int, height: int, seed: int, seamless: bool, img2img: bool) -> dict[str, Any]:
+    return {
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt,
+        "seed": seed,
+        "model": r.model,
+        "model_path": str(model.path),
+        "revision": model.revision,
+        "kind": model.kind,
+        "scheduler": r.scheduler,
+        "steps": r.steps,
+        "guidance": r.guidance,
+        "width": width,
+        "height": height,
+        "projection": r.projection.lower(),
+        "seamless": seamless,
+        "strength": r.strength if img2img else None,
+        "img2img": img2img,
+        "depth16_png": "16-bit relative inverse depth as the model produces it: near = bright",
+        "depth_npy": "float32 relative inverse depth in [0, 1], near = 1 (before 16-bit rounding)",
+        "engine_version": __version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
+    started = time.perf_counter()
+    out_dir = Path(r.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInput(f"Output folder {out_dir} is a file")
+    targets = [d / name for d in sample_dirs(out_dir, r.count) for name in OUTPUT_NAMES]
+    NewFiles(targets, r.overwrite)  # refuses existing outputs now, before any model work
+    path = sources.locate(r.model, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle)
+    model_folder = sources.inspect_ldm3d(path, r.model, r.allow_pickle)
+    width, height, init_rgb, init_disparity = check_request(r, model_folder)
+    seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)
+    img2img = init_rgb is not None and r.strength < 1.0
+    report.total = (min(int(r.steps * r.strength), r.steps) if img2img else r.steps) + 5
+
+    import torch  # the heavy part starts here
+
+    from .diffusion import ldm3d, loading
+
+    device = loading.pick_device(r.device)
+    dtype = loading.pick_dtype(r.precision, device)
+    need = estimate_bytes(model_folder, width, height, r.count, r.guidance > 1, torch.finfo(dtype).bits // 8, r.vae_tiling)
+    have = _total_memory(device)
+    if have and need > 0.9 * have:
+        raise BadInput(
+            f"{width}×{height} × {r.count} needs about {need / 2**30:.1f} GiB but the {device.type} has "
+            f"{have / 2**30:.1f} GiB; use a smaller size or count, or VAE tiling"
+        )
+    report.step(f"Loading {model_folder.name}")
+    model = loading.load_ldm3d(model_folder, device, dtype, offload=r.cpu_offload and device.type != "cpu")
+    seeds = [r.seed + i for i in range(r.count)]
+    settings = ldm3d.RGBDSettings(
+        prompts=[r.prompt] * r.count,
+        negatives=[r.negative_prompt] * r.count,
+        seeds=seeds,
+        width=width,
+        height=height,
+        steps=r.steps,
+        guidance=r.guidance,
+        scheduler=r.scheduler,
+        seamless=seamless,
+        strength=r.strength if img2img else 1.0,
+        init_rgb=init_rgb,
+        init_disparity=init_disparity,
+        vae_tiling=r.vae_tiling,
+        attention_slicing=r.attention_slicing,
+    )
+    images = ldm3d.generate(model, settings, report)
+    report.token.check()  # a cancel during decoding still writes nothing
+
+    result = RGBDResult(width=width, height=height, seeds=seeds, kind=model_folder.kind, revision=model_folder.revision)
+    made = [d for d in [out_dir, *sample_dirs(out_dir, r.count)] if not d.exists()]
+    try:
+        with NewFiles(targets, r.overwrite) as files:
+            for i, folder in enumerate(sample_dirs(out_dir, r.count)):
+                folder.mkdir(parents=True, exist_ok=True)
+                meta = _meta(r, model_folder, width, height, seeds[i], seamless, img2img)
+                writers = _writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta)
+                paths = {name: folder / name for name in OUTPUT_NAMES}
+                for name, path in paths.items():
+                    files.write(path, writers[name])
+                result.paths.append({name: str(p) for name, p in paths.items()})
+    except BaseException:
+        for folder in reversed(made):  # leave no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    report.step("Files written")
+    result.seconds = time.perf_counter() - started
+    result.unet_calls = images.unet_calls
+    return result
+
+
+def _writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
+    """How each output file of one sample is written."""
+
+    def rgb_png(path: Path) -> None:
+        write_png(path, np.round(rgb * 255).astype(np.uint8))
+
+    def depth_png(path: Path) -> None:
+        write_png(path, d16)
+
+    def depth_npy(path: Path) -> None:
+        with open(path, "wb") as f:  # np.save on a path would append ".npy" to the temporary name
+            np.save(f, np.ascontiguousarray(disparity, dtype=np.float32))
+
+    def meta_json(path: Path) -> None:
+        path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    return {"rgb.png": rgb_png, "depth16.png": depth_png, "depth.npy": depth_npy, "meta.json": meta_json}
+

@@ -1,0 +1,97 @@
+"""Tiny random-weight LDM3D models in the published diffusers layout, built at test time.
+
+The folder holds what ``Intel/ldm3d`` / ``ldm3d-4c`` / ``ldm3d-pano`` hold
+(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), with
+safetensors weights, so the product's own loader reads it like the real thing.
+Sizes follow the reference's tiny configuration; ``width`` scales the channel
+counts for the mid-size benchmark model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+#: A byte-level BPE vocabulary small enough to write by hand: single characters (with and without the
+#: end-of-word mark) plus the special tokens.
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.!'-"
+
+
+def write_tokenizer(folder: Path) -> None:
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 2, "<unk>": 1}
+    for ch in _CHARS:
+        for token in (ch, ch + "</w>"):
+            vocab.setdefault(token, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    tokenizer.save_pretrained(folder)
+
+
+def build_tiny_ldm3d(
+    folder: Path, vae_channels: int = 4, seed: int = 0, width: int = 32, safetensors: bool = True, vae_blocks: int = 2
+) -> Path:
+    """Save a random LDM3D-shaped model to ``folder`` and return it."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(width, 2 * width),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[width * 2**i for i in range(vae_blocks)],
+        in_channels=vae_channels,
+        out_channels=vae_channels,
+        down_block_types=["DownEncoderBlock2D"] * vae_blocks,
+        up_block_types=["UpDecoderBlock2D"] * vae_blocks,
+        latent_channels=4,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-5,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(folder / "unet", safe_serialization=safetensors)
+    vae.save_pretrained(folder / "vae", safe_serialization=safetensors)
+    text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=safetensors)
+    scheduler.save_pretrained(folder / "scheduler")
+    write_tokenizer(folder / "tokenizer")
+    index = {
+        "_class_name": "StableDiffusionLDM3DPipeline",
+        "_diffusers_version": "0.21.0",
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return folder
