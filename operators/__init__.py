@@ -5,11 +5,15 @@ import bpy
 from . import session
 from .capture import DIFFUSION3D_OT_capture_panorama, watch_render
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
+from .generate import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
 from .world_sphere import DIFFUSION3D_OT_build_world_sphere
 
 classes = (
     DIFFUSION3D_OT_capture_panorama,
     DIFFUSION3D_OT_build_world_sphere,
+    DIFFUSION3D_OT_generate_panorama,
+    DIFFUSION3D_OT_find_models,
+    DIFFUSION3D_OT_random_seed,
     DIFFUSION3D_OT_check_engine,
     DIFFUSION3D_OT_release_engine,
     DIFFUSION3D_OT_cancel_job,

@@ -53,6 +53,20 @@ def worker_env(prefs: Any) -> dict[str, str]:
     return env
 
 
+def model_access(prefs: Any) -> dict[str, Any]:
+    """Where models are, what the engine may do to get them, and where they run: for model requests."""
+    if prefs is None:
+        return {"models_dir": "", "cache_dir": "", "allow_download": False, "allow_pickle": False, "device": "AUTO", "precision": "AUTO"}
+    return {
+        "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else "",
+        "cache_dir": bpy.path.abspath(prefs.hf_cache_dir) if prefs.hf_cache_dir else "",
+        "allow_download": bool(prefs.allow_downloads and bpy.app.online_access),
+        "allow_pickle": bool(prefs.allow_pickle),
+        "device": prefs.device,
+        "precision": prefs.precision,
+    }
+
+
 def client(context: Optional[bpy.types.Context] = None) -> EngineClient:
     """The shared client; rebuilt (and the old engine released) when the settings change."""
     global _client, _client_key

@@ -1,22 +1,31 @@
 """Panels, preferences and the per-scene settings they edit."""
 
 import bpy
-from bpy.props import PointerProperty
+from bpy.props import CollectionProperty, PointerProperty
 
 from .preferences import Diffusion3DPreferences
-from .settings import Diffusion3DSceneSettings
+from .settings import Diffusion3DFoundModel, Diffusion3DGenerateSettings, Diffusion3DSceneSettings
 from .sidebar import DIFFUSION3D_PT_engine, DIFFUSION3D_PT_world
 
-classes: tuple[type, ...] = (Diffusion3DPreferences, Diffusion3DSceneSettings, DIFFUSION3D_PT_world, DIFFUSION3D_PT_engine)
+classes: tuple[type, ...] = (
+    Diffusion3DPreferences,
+    Diffusion3DGenerateSettings,
+    Diffusion3DSceneSettings,
+    Diffusion3DFoundModel,
+    DIFFUSION3D_PT_world,
+    DIFFUSION3D_PT_engine,
+)
 
 
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.diffusion3d = PointerProperty(type=Diffusion3DSceneSettings)
+    bpy.types.WindowManager.diffusion3d_models = CollectionProperty(type=Diffusion3DFoundModel)
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.diffusion3d_models
     del bpy.types.Scene.diffusion3d
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)  # type: ignore[arg-type]

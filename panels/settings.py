@@ -5,18 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import PointerProperty, StringProperty
 
 from ..operators.capture import CAPTURE_OPTIONS
+from ..operators.generate import GENERATE_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
+
+
+class Diffusion3DGenerateSettings(bpy.types.PropertyGroup):
+    __annotations__ = dict(GENERATE_OPTIONS)
 
 
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
     __annotations__ = {
         **CAPTURE_OPTIONS,
         **SPHERE_OPTIONS,
+        "generate": PointerProperty(type=Diffusion3DGenerateSettings),
         "last_capture": StringProperty(name="Last Capture", subtype="DIR_PATH", default=""),
+        "last_generation": StringProperty(name="Last Generation", subtype="DIR_PATH", default=""),
     }
+
+
+class Diffusion3DFoundModel(bpy.types.PropertyGroup):
+    """One entry of the model picker (``name`` is what the Model field takes)."""
+
+    __annotations__ = {"label": StringProperty(), "kind": StringProperty()}
 
 
 def pass_options(operator: Any, settings: Any, options: dict[str, Any]) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import bpy
 
 from ..operators import session
 from ..operators.capture import CAPTURE_OPTIONS
 from ..operators.engine_job import progress_text
+from ..engine import panorama
 from ..operators.engine_ops import last_check
+from ..operators.generate import GENERATE_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 from .settings import pass_options
 
@@ -28,6 +31,48 @@ def draw_job_progress(layout: bpy.types.UILayout) -> None:
     fraction = handle.progress.fraction if handle.progress is not None else 0.0
     row.progress(factor=fraction, type="BAR", text=f"{session.active['label']}: {progress_text(handle)}")
     row.operator("diffusion3d.cancel_job", text="", icon="CANCEL")
+
+
+def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings: Any) -> None:
+    gen = settings.generate
+    box.label(text="Generate RGBD (LDM3D)", icon="IMAGE_RGB")
+    row = box.row(align=True)
+    row.prop_search(gen, "model", context.window_manager, "diffusion3d_models", text="")
+    row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
+    col = box.column(align=True)
+    col.prop(gen, "prompt", text="", icon="TEXT")
+    col.prop(gen, "negative_prompt", text="", icon="REMOVE")
+    col = box.column(align=True)
+    col.prop(gen, "projection", text="")
+    row = col.row(align=True)
+    row.prop(gen, "width")
+    row.prop(gen, "height")
+    row = col.row(align=True)
+    row.prop(gen, "steps")
+    row.prop(gen, "guidance")
+    row = col.row(align=True)
+    row.prop(gen, "seed")
+    row.operator("diffusion3d.random_seed", text="", icon="FILE_REFRESH")
+    row.prop(gen, "count")
+    col.prop(gen, "scheduler")
+    col = box.column(align=True)
+    col.prop(gen, "init")
+    if gen.init == "FILES":
+        col.prop(gen, "init_rgb_path", text="")
+        col.prop(gen, "init_depth_path", text="")
+    if gen.init != "NONE":
+        col.prop(gen, "strength", slider=True)
+    col = box.column(heading="Options", align=True)
+    if gen.projection == panorama.EQUIRECTANGULAR:
+        col.prop(gen, "seamless")
+        col.prop(gen, "build_sphere")
+    col.prop(gen, "vae_tiling")
+    col.prop(gen, "attention_slicing")
+    col.prop(gen, "cpu_offload")
+    col.prop(gen, "output_dir", text="")
+    col.prop(gen, "overwrite")
+    options = {k: v for k, v in GENERATE_OPTIONS.items() if k != "seamless" or gen.projection == panorama.EQUIRECTANGULAR}
+    pass_options(box.operator("diffusion3d.generate_panorama", text="Generate", icon="PLAY"), gen, options)
 
 
 class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
@@ -53,6 +98,8 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         col.prop(settings, "output_dir", text="")
         col.prop(settings, "overwrite")
         pass_options(box.operator("diffusion3d.capture_panorama", icon="RENDER_STILL"), settings, CAPTURE_OPTIONS)
+
+        draw_generate(layout.box(), context, settings)
 
         box = layout.box()
         box.label(text="World Sphere", icon="MESH_UVSPHERE")

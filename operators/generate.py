@@ -1,0 +1,221 @@
+"""``diffusion3d.generate_panorama``: text (or the last capture) → RGBD panorama with LDM3D.
+
+The engine does the model work and writes ``rgb.png``, ``depth16.png``,
+``depth.npy`` and ``meta.json``; this operator gathers the options and the
+init images, then loads the result and, for panoramas, builds the world sphere.
+Also here: the model picker's refresh and the seed dice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+from ..engine import panorama
+from ..engine.models import ModelsRequest, ModelsResult
+from ..engine.panorama import RGBDRequest, RGBDResult
+from . import session
+from .blender_data import image_pixels, load_image
+from .engine_job import EngineJobOperator, UserError
+from .world_sphere import FLOAT_FORMATS
+
+SCHEDULER_ITEMS = [
+    ("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)"),
+    ("DPMPP_2M", "DPM-Solver++ 2M", "Good results in about 20 steps"),
+    ("EULER_A", "Euler Ancestral", "Adds fresh noise each step (about 30 steps)"),
+    ("UNIPC", "UniPC", "Good results in about 20 steps"),
+]
+
+GENERATE_OPTIONS: dict[str, Any] = {
+    "prompt": StringProperty(name="Prompt", description="What the panorama shows", default=""),
+    "negative_prompt": StringProperty(name="Negative", description="What it should not show", default=""),
+    "model": StringProperty(
+        name="Model",
+        description="A diffusers LDM3D folder (absolute, or inside the models folder) or a Hugging Face repo id",
+        default="Intel/ldm3d-pano",
+    ),
+    "projection": EnumProperty(
+        name="Projection",
+        items=[
+            (panorama.EQUIRECTANGULAR, "360° Panorama", "Equirectangular 2:1, wrapping seamlessly in longitude"),
+            (panorama.FLAT, "Flat Image", "An ordinary perspective image"),
+        ],
+        default=panorama.EQUIRECTANGULAR,
+    ),
+    "width": IntProperty(name="Width", description="Pixels, a multiple of 8; 0: 1024 for panoramas, the model's size otherwise", default=0, min=0, soft_max=4096, step=64),
+    "height": IntProperty(name="Height", description="Pixels, a multiple of 8; 0: half the width for panoramas", default=0, min=0, soft_max=4096, step=64),
+    "steps": IntProperty(name="Steps", description="Denoising steps", default=50, soft_min=1, soft_max=200),
+    "guidance": FloatProperty(name="Guidance", description="How strongly the prompt steers (classifier-free guidance)", default=7.0, soft_min=1.0, soft_max=20.0),
+    "seed": IntProperty(name="Seed", description="Same seed and settings give the same result; sample i uses seed + i", default=0, min=0),
+    "count": IntProperty(name="Count", description="How many results", default=1, min=1, max=panorama.MAX_COUNT),
+    "scheduler": EnumProperty(name="Sampler", items=SCHEDULER_ITEMS, default="DDIM"),
+    "seamless": BoolProperty(name="Seamless 360°", description="Left and right edges meet without a seam (panoramas)", default=True),
+    "init": EnumProperty(
+        name="Start From",
+        items=[
+            ("NONE", "Text Only", "Generate from the prompt alone"),
+            ("LAST_CAPTURE", "Last Capture", "img2img from the last captured panorama and its depth"),
+            ("FILES", "Files", "img2img from the RGB and depth files below"),
+        ],
+        default="NONE",
+    ),
+    "init_rgb_path": StringProperty(name="Init RGB", subtype="FILE_PATH", default=""),
+    "init_depth_path": StringProperty(
+        name="Init Depth", description="Float EXR/.npy distances, or 8/16-bit disparity (near = bright)", subtype="FILE_PATH", default=""
+    ),
+    "strength": FloatProperty(name="Strength", description="img2img: 0 keeps the input, 1 ignores it", default=0.75, min=0.0, max=1.0),
+    "build_sphere": BoolProperty(name="Build World Sphere", description="Build the displaced world sphere when done (panoramas)", default=True),
+    "vae_tiling": BoolProperty(name="VAE Tiling", description="Decode in tiles: less memory for large images", default=False),
+    "attention_slicing": BoolProperty(name="Attention Slicing", description="Less memory, a little slower", default=False),
+    "cpu_offload": BoolProperty(name="CPU Offload", description="Keep parts of the model on the CPU until used (GPU memory)", default=False),
+    "output_dir": StringProperty(name="Output Folder", description="Empty: a new folder under the default output folder", subtype="DIR_PATH", default=""),
+    "overwrite": BoolProperty(name="Overwrite", description="Replace files already in the output folder", default=False),
+}
+
+
+def read_depth_file(path: str) -> tuple[np.ndarray, str]:
+    """Depth values and their kind: float files hold distances, 8/16-bit images disparity."""
+    if path.lower().endswith(".npy"):
+        try:
+            return np.asarray(np.load(path, allow_pickle=False), np.float32), panorama.METRIC
+        except (OSError, ValueError) as exc:
+            raise UserError(f"Init depth: could not read {path}: {exc}") from None
+    file_format, pixels = _read_image(path, "Init depth", non_color=True)
+    return pixels[..., 0].copy(), panorama.METRIC if file_format in FLOAT_FORMATS else panorama.DISPARITY
+
+
+def _read_image(path: str, what: str, non_color: bool) -> tuple[str, np.ndarray]:
+    """(file format, H×W×4 pixels) of an image file, leaving no new image datablock behind."""
+    try:
+        image, new = load_image(path, non_color=non_color)
+    except ValueError as exc:
+        raise UserError(f"{what}: {exc}") from None
+    try:
+        return image.file_format, image_pixels(image)
+    except ValueError as exc:
+        raise UserError(f"{what}: {exc}") from None
+    finally:
+        if new:
+            bpy.data.images.remove(image)
+
+
+class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
+    """Generate an RGB + depth panorama from text (or img2img from a capture) with LDM3D"""
+
+    bl_idname = "diffusion3d.generate_panorama"
+    bl_label = "Generate RGBD Panorama"
+    bl_options = {"REGISTER"}
+    job_label = "Generating panorama"
+    __annotations__ = dict(GENERATE_OPTIONS)
+
+    def _init_images(self, context: bpy.types.Context) -> tuple[Optional[np.ndarray], Optional[np.ndarray], str]:
+        if self.init == "NONE":
+            return None, None, panorama.DISPARITY
+        if self.init == "LAST_CAPTURE":
+            settings = getattr(context.scene, "diffusion3d", None)
+            folder = Path(settings.last_capture) if settings is not None and settings.last_capture else None
+            if folder is None or not (folder / "rgb.png").is_file():
+                raise UserError("There is no last capture to start from: capture a panorama first, or choose files")
+            rgb_path, depth_path = str(folder / "rgb.png"), str(folder / "depth16.png")
+        else:
+            if not self.init_rgb_path or not self.init_depth_path:
+                raise UserError("Choose both an init RGB file and an init depth file")
+            rgb_path, depth_path = bpy.path.abspath(self.init_rgb_path), bpy.path.abspath(self.init_depth_path)
+        _, rgb = _read_image(rgb_path, "Init RGB", non_color=False)
+        depth, kind = read_depth_file(depth_path)
+        return rgb[..., :3].copy(), depth, kind
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        prefs = session.preferences(context)
+        init_rgb, init_depth, depth_kind = self._init_images(context)
+        if self.output_dir:
+            out_dir = Path(bpy.path.abspath(self.output_dir))
+        else:
+            out_dir = session.default_output_dir("panoramas") / time.strftime("panorama-%Y%m%d-%H%M%S")
+        explicit_seamless = self.properties.is_property_set("seamless")
+        request = RGBDRequest(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            model=self.model,
+            out_dir=str(out_dir),
+            projection=self.projection,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            guidance=self.guidance,
+            seed=self.seed,
+            count=self.count,
+            scheduler=self.scheduler,
+            seamless=self.seamless if explicit_seamless else None,
+            init_rgb=init_rgb,
+            init_depth=init_depth,
+            init_depth_kind=depth_kind,
+            strength=self.strength,
+            vae_tiling=self.vae_tiling,
+            attention_slicing=self.attention_slicing,
+            cpu_offload=self.cpu_offload,
+            overwrite=self.overwrite,
+            **session.model_access(prefs),
+        )
+        return "generate_rgbd", request
+
+    def finish(self, context: bpy.types.Context, result: RGBDResult) -> None:
+        first = result.paths[0]
+        folder = Path(first["meta.json"]).parent
+        image, _ = load_image(first["rgb.png"])
+        image.name = f"{folder.name} rgb"
+        settings = getattr(context.scene, "diffusion3d", None)
+        if settings is not None:
+            settings.last_generation = str(folder)
+        note = ""
+        if self.build_sphere and self.projection == panorama.EQUIRECTANGULAR:
+            try:
+                bpy.ops.diffusion3d.build_world_sphere(
+                    rgb_image=image.name, depth_path=first["depth16.png"], depth_mode="RELATIVE", name="Generated World"
+                )
+                note = ", world sphere built"
+            except RuntimeError as exc:
+                note = f"; the world sphere failed: {str(exc).strip().splitlines()[-1]}"
+        where = folder.parent if len(result.paths) > 1 else folder
+        self.report(
+            {"WARNING"} if "failed" in note else {"INFO"},
+            f"Generated {len(result.paths)} × {result.width}×{result.height} RGBD in {result.seconds:.1f} s into {where}{note}",
+        )
+
+
+class DIFFUSION3D_OT_find_models(EngineJobOperator, bpy.types.Operator):
+    """Look for LDM3D models in the models folder and the Hugging Face cache"""
+
+    bl_idname = "diffusion3d.find_models"
+    bl_label = "Find Models"
+    job_label = "Finding models"
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        access = session.model_access(session.preferences(context))
+        return "list_models", ModelsRequest(access["models_dir"], access["cache_dir"])
+
+    def finish(self, context: bpy.types.Context, result: ModelsResult) -> None:
+        found = context.window_manager.diffusion3d_models
+        found.clear()
+        for source, label, kind in zip(result.sources, result.labels, result.kinds):
+            item = found.add()
+            item.name, item.label, item.kind = source, label, kind
+        self.report({"INFO"}, f"Found {len(found)} LDM3D model{'s' if len(found) != 1 else ''}")
+
+
+class DIFFUSION3D_OT_random_seed(bpy.types.Operator):
+    """Pick a new random seed"""
+
+    bl_idname = "diffusion3d.random_seed"
+    bl_label = "Random Seed"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.scene.diffusion3d.generate.seed = random.randrange(2**31 - 1)
+        return {"FINISHED"}
