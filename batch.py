@@ -126,6 +126,78 @@ def sphere(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+SCHEDULERS = {"ddim": "DDIM", "dpmpp-2m": "DPMPP_2M", "euler-a": "EULER_A", "unipc": "UNIPC"}
+
+
+def use_model_settings(args: argparse.Namespace) -> None:
+    """The add-on preferences a model job reads, from the command line (this session only)."""
+    from diffusion3d.operators import session  # type: ignore[import-not-found]
+
+    prefs = session.preferences()
+    for option, name in (("models_dir", "models_dir"), ("cache_dir", "hf_cache_dir")):
+        if getattr(args, option, None):
+            setattr(prefs, name, str(Path(getattr(args, option)).resolve()))
+    for option in ("device", "precision"):
+        if getattr(args, option, None):
+            setattr(prefs, option, getattr(args, option).upper())
+    if getattr(args, "allow_downloads", False):
+        prefs.allow_downloads = True
+
+
+def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> dict[str, Any]:
+    import bpy
+
+    use_model_settings(args)
+    init: dict[str, Any] = {}
+    if args.init_rgb or args.init_depth:
+        if not (args.init_rgb and args.init_depth):
+            raise BatchError("img2img needs both --init-rgb and --init-depth")
+        init = {"init": "FILES", "init_rgb_path": str(Path(args.init_rgb).resolve()), "init_depth_path": str(Path(args.init_depth).resolve())}
+    start = time.perf_counter()
+    options: dict[str, Any] = dict(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        model=args.model,
+        output_dir=str(out),
+        projection="FLAT" if args.flat else "EQUIRECTANGULAR",
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        count=args.count,
+        scheduler=SCHEDULERS[args.scheduler],
+        strength=args.strength,
+        vae_tiling=args.vae_tiling,
+        build_sphere=build_sphere,
+        overwrite=args.overwrite,
+        **init,
+    )
+    if args.no_seamless:
+        options["seamless"] = False
+    run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
+    folder = Path(bpy.context.scene.diffusion3d.last_generation)
+    folders = [folder] if args.count == 1 else [folder.parent / f"sample-{i + 1}" for i in range(args.count)]
+    return {
+        "paths": [{name: str(f / name) for name in ("rgb.png", "depth16.png", "depth.npy", "meta.json")} for f in folders],
+        "timings_s": {"generate": round(time.perf_counter() - start, 3)},
+    }
+
+
+def panorama(args: argparse.Namespace) -> dict[str, Any]:
+    import bpy
+
+    if args.save and Path(args.save).exists() and not args.overwrite:
+        raise BatchError(f"{args.save} already exists (use --overwrite)")
+    summary = generate_rgbd(args, Path(args.out).resolve(), build_sphere=bool(args.save) and not args.flat)
+    if args.save:
+        obj = bpy.context.view_layer.objects.active
+        summary["sphere"] = {"object": obj.name, "vertices": len(obj.data.vertices)} if obj is not None else None
+        save_blend(Path(args.save))
+        summary["blend"] = str(Path(args.save).resolve())
+    return summary
+
+
 def save_blend(path: Path) -> None:
     import bpy
 
@@ -140,7 +212,9 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     from diffusion3d.operators import demo_scene, preview  # type: ignore[import-not-found]
 
     out = Path(args.out).resolve()
-    targets = [out / "capture", out / "world.blend", out / "preview_center.png", out / "preview_offcenter.png"]
+    source = f"ldm3d:{args.model}" if args.model else "capture"
+    first = out / ("generated" if args.model else "capture")
+    targets = [first, out / "world.blend", out / "preview_center.png", out / "preview_offcenter.png"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not args.overwrite:
         raise BatchError(f"{out} already holds {', '.join(existing)} (use --overwrite)")
@@ -156,30 +230,26 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     load_addon()
     scene = bpy.context.scene
-    room = timed("scene", lambda: demo_scene.build_demo_room(scene))
-    timed(
-        "capture",
-        lambda: run_operator(
-            bpy.ops.diffusion3d.capture_panorama,
-            output_dir=str(out / "capture"),
-            width=args.width,
-            samples=args.samples,
-            origin="LOCATION",
-            location=demo_scene.EYE,
-            overwrite=args.overwrite,
-        ),
-    )
-    bpy.context.view_layer.layer_collection.children[room.name].exclude = True  # the sphere replaces the room
-    timed(
-        "sphere",
-        lambda: run_operator(
-            bpy.ops.diffusion3d.build_world_sphere,
-            rgb_path=str(out / "capture" / "rgb.png"),
-            depth_path=str(out / "capture" / "depth.exr"),
-            depth_mode="METRIC",
-            grid_step=args.step,
-        ),
-    )
+    if args.model:  # text → RGBD with a real LDM3D-pano model, then the sphere from its relative depth
+        generated = timed("generate", lambda: generate_rgbd(args, out / "generated", build_sphere=False))["paths"][0]
+        sphere_input = dict(rgb_path=generated["rgb.png"], depth_path=generated["depth16.png"], depth_mode="RELATIVE")
+    else:
+        room = timed("scene", lambda: demo_scene.build_demo_room(scene))
+        timed(
+            "capture",
+            lambda: run_operator(
+                bpy.ops.diffusion3d.capture_panorama,
+                output_dir=str(out / "capture"),
+                width=args.width,
+                samples=args.samples,
+                origin="LOCATION",
+                location=demo_scene.EYE,
+                overwrite=args.overwrite,
+            ),
+        )
+        bpy.context.view_layer.layer_collection.children[room.name].exclude = True  # the sphere replaces the room
+        sphere_input = dict(rgb_path=str(out / "capture" / "rgb.png"), depth_path=str(out / "capture" / "depth.exr"), depth_mode="METRIC")
+    timed("sphere", lambda: run_operator(bpy.ops.diffusion3d.build_world_sphere, grid_step=args.step, **sphere_input))
     sphere_obj = bpy.context.view_layer.objects.active
     # The sphere is built around the origin; the capture point was EYE. Views are relative to it.
     off = (0.6, -0.4, -0.3)
@@ -188,8 +258,9 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     timed("preview_offcenter", lambda: preview.render_equirect(scene, off, out / "preview_offcenter.png", preview_width))
     timed("save", lambda: save_blend(out / "world.blend"))
     return {
+        "source": source,
         "paths": {
-            "capture": str(out / "capture"),
+            first.name: str(first),
             "blend": str(out / "world.blend"),
             "preview_center": str(out / "preview_center.png"),
             "preview_offcenter": str(out / "preview_offcenter.png"),
@@ -198,6 +269,25 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
         "offcenter_view": list(off),
         "timings_s": timings,
     }
+
+
+def add_model_arguments(p: argparse.ArgumentParser, model_default: str) -> None:
+    p.add_argument("--model", default=model_default, help=f"LDM3D folder or Hugging Face repo id (default: {model_default or 'none: the demo captures a scene'}; env DIFFUSION3D_LDM3D_PANO)")
+    p.add_argument("--prompt", default="panoramic view of a cosy living room with a fireplace, wooden floor and large windows")
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, default=7.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim")
+    p.add_argument("--strength", type=float, default=0.75, help="img2img: 0 keeps the input, 1 ignores it")
+    p.add_argument("--no-seamless", action="store_true", help="let the panorama's left and right edges differ")
+    p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
+    p.add_argument("--models-dir", help="folder holding diffusers model folders")
+    p.add_argument("--cache-dir", help="Hugging Face hub cache")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--allow-downloads", action="store_true", help="let the model download (needs network)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--step", type=int, default=1, help="sphere grid step (default 1: full resolution)")
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(run=demo)
+    add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", ""))
+    p.set_defaults(run=demo, height=0, init_rgb=None, init_depth=None, flat=False)
+
+    p = sub.add_parser("panorama", help="text (or RGB + depth) → RGBD panorama with LDM3D (rgb.png, depth16.png, depth.npy, meta.json)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--width", type=int, default=0, help="multiple of 8 (default: 1024 for panoramas, the model's size for --flat)")
+    p.add_argument("--height", type=int, default=0)
+    p.add_argument("--init-rgb", help="img2img: the RGB panorama to start from")
+    p.add_argument("--init-depth", help="img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright)")
+    p.add_argument("--flat", action="store_true", help="an ordinary image, not a 360° panorama")
+    p.add_argument("--save", help="also build the world sphere and write the scene to this .blend")
+    p.add_argument("--overwrite", action="store_true")
+    add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", "Intel/ldm3d-pano"))
+    p.set_defaults(run=panorama)
     return parser
 
 

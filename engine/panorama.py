@@ -132,14 +132,19 @@ def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int,
         width, height = width or iw, height or ih
         if (iw, ih) != (width, height):
             raise BadInput(f"The init images are {iw}×{ih} but the output is {width}×{height}; they must match")
-    if not width or not height:
-        width, height = (1024, 512) if r.projection == EQUIRECTANGULAR else (model.native_size, model.native_size)
+    panoramic = r.projection == EQUIRECTANGULAR
+    if not width and not height:
+        width, height = (1024, 512) if panoramic else (model.native_size, model.native_size)
+    elif not height:
+        height = width // 2 if panoramic else width
+    elif not width:
+        width = 2 * height if panoramic else height
     multiple = max(8, model.vae_scale_factor)
     if width % multiple or height % multiple or width < multiple or height < multiple:
         raise BadInput(f"Width and height must be positive multiples of {multiple}, got {width}×{height}")
     if max(width, height) > MAX_SIDE:
         raise BadInput(f"{width}×{height} is larger than {MAX_SIDE} pixels on a side")
-    if r.projection == EQUIRECTANGULAR and width != 2 * height:
+    if panoramic and width != 2 * height:
         raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
     return width, height, rgb, disparity
 

@@ -23,7 +23,7 @@ def summary(proc: subprocess.CompletedProcess) -> dict:
 def test_help_lists_the_subcommands():
     proc = batch("--help")
     assert proc.returncode == 0
-    for name in ("capture", "sphere", "demo"):
+    for name in ("capture", "sphere", "demo", "panorama"):
         assert name in proc.stdout
 
 
@@ -52,6 +52,9 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     [
         (("sphere", "--rgb", "missing.png", "--depth", "missing.exr"), "not found"),
         (("capture", "--out", "x", "--blend", "missing.blend"), "No such .blend"),
+        (("panorama", "--out", "x", "--model", "/no/such/model"), "not found"),
+        (("panorama", "--out", "x", "--model", "Some/repo", "--cache-dir", "empty-cache"), "not in the Hugging Face cache"),
+        (("panorama", "--out", "x", "--init-rgb", "a.png"), "needs both"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(tmp_path, args, words):
@@ -59,3 +62,39 @@ def test_errors_exit_non_zero_with_one_line(tmp_path, args, words):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and words in lines[0], proc.stderr[-1000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("diffusers")
+    from tiny_ldm3d import build_tiny_ldm3d
+
+    return build_tiny_ldm3d(tmp_path_factory.mktemp("models") / "tiny-pano", vae_channels=4)
+
+
+def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
+    common = ("--models-dir", str(tiny_model.parent), "--model", "tiny-pano", "--width", "64", "--steps", "2")
+    first = summary(batch("panorama", "--out", str(tmp_path / "a"), "--seed", "3", "--count", "2", *common))
+    assert [Path(p["rgb.png"]).parent.name for p in first["paths"]] == ["sample-1", "sample-2"]
+    meta = json.loads(Path(first["paths"][1]["meta.json"]).read_text())
+    assert meta["seed"] == 4 and (meta["width"], meta["height"]) == (64, 32)
+
+    sample = first["paths"][0]
+    second = summary(
+        batch(
+            "panorama", "--out", str(tmp_path / "b"), "--init-rgb", sample["rgb.png"], "--init-depth", sample["depth16.png"],
+            "--strength", "0.5", "--scheduler", "dpmpp-2m", "--save", str(tmp_path / "world.blend"), *common,
+        )
+    )
+    meta = json.loads(Path(second["paths"][0]["meta.json"]).read_text())
+    assert meta["img2img"] and meta["strength"] == 0.5 and meta["scheduler"] == "DPMPP_2M"
+    assert second["sphere"]["vertices"] > 0 and Path(second["blend"]).is_file()
+
+
+def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
+    demo = summary(
+        batch("demo", "--out", str(tmp_path / "demo"), "--model", str(tiny_model), "--width", "64", "--steps", "2", "--step", "1")
+    )
+    assert demo["source"].startswith("ldm3d:") and "generate" in demo["timings_s"] and "capture" not in demo["timings_s"]
+    assert sorted(p.name for p in Path(demo["paths"]["generated"]).iterdir()) == ["depth.npy", "depth16.png", "meta.json", "rgb.png"]
+    assert demo["sphere"]["vertices"] == 32 * 64 + 2 and Path(demo["paths"]["preview_center"]).stat().st_size > 0

@@ -324,3 +324,9 @@ def test_repo_ids_resolve_from_the_hub_cache_offline(models, tmp_path, monkeypat
     listed = run_job("list_models", __import__("engine.models").models.ModelsRequest(str(models[4].parent), str(cache)), lambda p: None, CancelToken())
     assert "Intel/ldm3d-pano" in listed.sources and str(models[6]) in listed.sources
     assert dict(zip(listed.sources, listed.kinds))[str(models[6])] == "rgbd6"
+
+
+def test_one_side_given_sets_the_other(models, tmp_path):
+    assert (run(request(models, tmp_path / "a", height=0)).height) == 32  # panorama: half the width
+    flat = run(request(models, tmp_path / "b", width=0, height=48, projection="FLAT"))
+    assert (flat.width, flat.height) == (48, 48)
