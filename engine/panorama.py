@@ -149,6 +149,22 @@ def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int,
     return width, height, rgb, disparity
 
 
+def download_progress(report: Reporter) -> type:
+    """A tqdm class for huggingface_hub that turns its file count into progress notes (and honours cancel)."""
+    from tqdm.auto import tqdm
+
+    class DownloadProgress(tqdm):  # type: ignore[misc, valid-type]
+        files_done = 0  # counted here: a disabled tqdm does not count
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            self.files_done += int(n or 0)
+            report.note(f"Downloading model files: {self.files_done} of {self.total or '?'}")
+            return shown
+
+    return DownloadProgress
+
+
 def estimate_bytes(model: sources.ModelFolder, width: int, height: int, count: int, guided: bool, dtype_bytes: int, tiled: bool) -> int:
     """A rough upper estimate of peak memory: weights plus the larger of UNet and VAE-decoder activations.
 
@@ -207,7 +223,8 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
         raise BadInput(f"Output folder {out_dir} is a file")
     targets = [d / name for d in sample_dirs(out_dir, r.count) for name in OUTPUT_NAMES]
     NewFiles(targets, r.overwrite)  # refuses existing outputs now, before any model work
-    path = sources.locate(r.model, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle)
+    progress = download_progress(report) if r.allow_download else None
+    path = sources.locate(r.model, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress)
     model_folder = sources.inspect_ldm3d(path, r.model, r.allow_pickle)
     width, height, init_rgb, init_disparity = check_request(r, model_folder)
     seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)

@@ -55,6 +55,11 @@ class Reporter:
         self.total = total
         self.done = 0
 
+    def note(self, message: str) -> None:
+        """Say what is happening without finishing a step (downloads, long loads); honours cancel."""
+        self.token.check()
+        self._emit(Progress(self.done, self.total, message))
+
     def step(self, message: str = "", preview: Optional[np.ndarray] = None, done: Optional[int] = None) -> None:
         """Mark one more step done (or set ``done``), emit it, then honour cancel."""
         self.token.check()

@@ -330,3 +330,37 @@ def test_one_side_given_sets_the_other(models, tmp_path):
     assert (run(request(models, tmp_path / "a", height=0)).height) == 32  # panorama: half the width
     flat = run(request(models, tmp_path / "b", width=0, height=48, projection="FLAT"))
     assert (flat.width, flat.height) == (48, 48)
+
+
+def test_downloads_only_when_allowed_and_report_progress(models, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, *, local_files_only, tqdm_class=None, **kwargs):
+        calls.append(dict(repo_id=repo_id, local_files_only=local_files_only, **kwargs))
+        if local_files_only:
+            raise FileNotFoundError("not cached")
+        bar = tqdm_class(total=3, disable=True)
+        for _ in range(3):
+            bar.update(1)
+        bar.close()
+        return str(models[4])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    with pytest.raises(BadInput, match="allow downloads"):
+        run(request(models, tmp_path / "a", model="Intel/ldm3d-pano"))
+    events: list = []
+    run(request(models, tmp_path / "b", model="Intel/ldm3d-pano", allow_download=True), events=events)
+    assert [c["local_files_only"] for c in calls] == [True, False]
+    assert "*.bin" in calls[1]["ignore_patterns"]  # pickles are not even fetched unless allowed
+    assert any(e.message == "Downloading model files: 3 of 3" for e in events)
+
+
+def test_release_engine_drops_the_loaded_model(models, tmp_path):
+    from engine import runtime
+
+    run(request(models, tmp_path / "a"))
+    assert loading.loaded() is not None
+    runtime.release_memory()
+    assert loading.loaded() is None
