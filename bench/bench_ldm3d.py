@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 from engine.diffusion import core, ldm3d, loading, sources  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
-from tiny_ldm3d import build_tiny_ldm3d, write_tokenizer  # noqa: E402
+from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline, write_tokenizer  # noqa: E402
 
 PROMPT = "panoramic view of a cosy living room"
 
@@ -60,27 +60,9 @@ def settings(width: int, height: int, steps: int, scheduler: str = "DDIM") -> ld
     return ldm3d.RGBDSettings([PROMPT], [""], [0], width, height, steps=steps, guidance=7.0, scheduler=scheduler)
 
 
-def diffusers_pipeline(model: loading.LDM3DModel) -> Any:
-    from diffusers import DDIMScheduler, StableDiffusionLDM3DPipeline
-
-    pipe = StableDiffusionLDM3DPipeline(
-        vae=model.vae,
-        text_encoder=model.text_encoder,
-        tokenizer=model.tokenizer,
-        unet=model.unet,
-        scheduler=DDIMScheduler.from_config(model.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        image_encoder=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def overhead(folder: Path, width: int, height: int, steps: int, repeats: int) -> dict[str, Any]:
     model = loading.load_ldm3d(sources.inspect_ldm3d(folder), torch.device("cpu"), torch.float32)
-    pipe = diffusers_pipeline(model)
+    pipe = diffusers_ldm3d_pipeline(model)
     s = settings(width, height, steps)
 
     def ours() -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +168,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         if not hasattr(context.scene, "cycles"):
             raise UserError("Cycles is not available in this Blender")
         self._origin = capture_origin(context, self.origin, self.location)
-        if self.output_dir:
-            out_dir = Path(bpy.path.abspath(self.output_dir))
-        else:
-            out_dir = session.default_output_dir("captures") / time.strftime("capture-%Y%m%d-%H%M%S")
+        out_dir = session.output_folder(self.output_dir, "capture")
         try:
             check_outputs(out_dir, self.overwrite)
             out_dir.mkdir(parents=True, exist_ok=True)

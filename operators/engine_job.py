@@ -19,7 +19,7 @@ import bpy
 
 from ..engine.client import JobHandle
 from ..engine.errors import EngineError, JobCancelled
-from . import session
+from . import live_preview, session
 
 
 class UserError(Exception):
@@ -91,6 +91,7 @@ class EngineJobOperator:
         handle = self._handle
         assert handle is not None
         session.active.update(handle=None, label="")
+        live_preview.clear()
         return self._attempt(context, lambda: self.finish(context, handle.outcome())) or {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -141,6 +142,8 @@ class EngineJobOperator:
         handle.poll()
         if handle.progress is not None:
             context.window_manager.progress_update(int(handle.progress.fraction * 1000))
+            if handle.progress.preview is not None and handle.progress.preview.ndim == 3:
+                live_preview.show(handle.progress.preview, context.screen)
         _tag_redraw(context)
         if not handle.finished:
             return {"RUNNING_MODAL"}

@@ -9,7 +9,6 @@ Also here: the model picker's refresh and the seed dice.
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -134,10 +133,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         prefs = session.preferences(context)
         init_rgb, init_depth, depth_kind = self._init_images(context)
-        if self.output_dir:
-            out_dir = Path(bpy.path.abspath(self.output_dir))
-        else:
-            out_dir = session.default_output_dir("panoramas") / time.strftime("panorama-%Y%m%d-%H%M%S")
+        out_dir = session.output_folder(self.output_dir, "panorama")
         explicit_seamless = self.properties.is_property_set("seamless")
         request = RGBDRequest(
             prompt=self.prompt,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -104,6 +105,13 @@ def running() -> Optional[JobHandle]:
 def busy() -> str:
     """The label of the job in flight, or "" when a new one may start."""
     return active["label"] if running() is not None or active["blender_stage"] else ""
+
+
+def output_folder(chosen: str, kind: str) -> Path:
+    """The folder the user chose, else a new time-stamped one under the default output folder."""
+    if chosen:
+        return Path(bpy.path.abspath(chosen))
+    return default_output_dir(kind + "s") / time.strftime(f"{kind}-%Y%m%d-%H%M%S")
 
 
 def default_output_dir(kind: str) -> Path:

@@ -101,3 +101,18 @@ def test_model_picker_and_seed_dice(model_prefs):
         bpy.ops.diffusion3d.random_seed()
         seeds.add(settings.seed)
     assert len(seeds) > 1 and all(0 <= s < 2**31 for s in seeds)
+
+
+def test_live_preview_image_is_written_in_bulk_and_removed(addon):
+    preview = addon.operators.live_preview
+    pixels = np.zeros((4, 8, 3), np.uint8)
+    pixels[0, :, 0] = 255  # top row red
+    image = preview.show(pixels)
+    values = np.empty(8 * 4 * 4, np.float32)
+    image.pixels.foreach_get(values)
+    rows = values.reshape(4, 8, 4)[::-1]
+    assert tuple(image.size) == (8, 4) and rows[0, 0, 0] == 1.0 and rows[1, 0, 0] == 0.0
+    preview.show(np.zeros((8, 16, 3), np.uint8))  # a new size reuses the image
+    assert tuple(bpy.data.images[preview.NAME].size) == (16, 8)
+    preview.clear()
+    assert preview.NAME not in bpy.data.images

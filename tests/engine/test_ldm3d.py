@@ -24,7 +24,7 @@ from engine.jobs import run_job  # noqa: E402
 from engine.panorama import RGBDRequest  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 
-from tiny_ldm3d import build_tiny_ldm3d  # noqa: E402
+from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 CPU = torch.device("cpu")
@@ -58,22 +58,9 @@ def settings(**kw) -> ldm3d.RGBDSettings:
 
 
 def test_text_to_rgbd_equals_diffusers_ldm3d_pipeline(models):
-    from diffusers import DDIMScheduler, StableDiffusionLDM3DPipeline
-
     model = load(models[4])
     ours = ldm3d.generate(model, settings(width=128, height=64, seeds=[7]), quiet())
-    pipe = StableDiffusionLDM3DPipeline(
-        vae=model.vae,
-        text_encoder=model.text_encoder,
-        tokenizer=model.tokenizer,
-        unet=model.unet,
-        scheduler=DDIMScheduler.from_config(model.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        image_encoder=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_ldm3d_pipeline(model)
     ref = pipe(
         "a cosy room", width=128, height=64, num_inference_steps=3, guidance_scale=5.0,
         generator=torch.Generator("cpu").manual_seed(7), output_type="np",

@@ -95,3 +95,22 @@ def build_tiny_ldm3d(
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
     return folder
+
+
+def diffusers_ldm3d_pipeline(model) -> object:
+    """diffusers' own (deprecated) LDM3D pipeline on a loaded model's modules: the reference to compare with."""
+    from diffusers import DDIMScheduler, StableDiffusionLDM3DPipeline
+
+    pipe = StableDiffusionLDM3DPipeline(
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=DDIMScheduler.from_config(model.scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
