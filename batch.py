@@ -150,9 +150,12 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
     use_model_settings(args)
     init: dict[str, Any] = {}
     if args.init_rgb or args.init_depth:
-        if not (args.init_rgb and args.init_depth):
-            raise BatchError("img2img needs both --init-rgb and --init-depth")
-        init = {"init": "FILES", "init_rgb_path": str(Path(args.init_rgb).resolve()), "init_depth_path": str(Path(args.init_depth).resolve())}
+        if not args.init_rgb:
+            raise BatchError("--init-depth needs the --init-rgb it belongs to")
+        depth = str(Path(args.init_depth).resolve()) if args.init_depth else ""
+        init = {"init": "FILES", "init_rgb_path": str(Path(args.init_rgb).resolve()), "init_depth_path": depth}
+        if args.depth_estimator:
+            init["depth_estimator"] = args.depth_estimator
     start = time.perf_counter()
     options: dict[str, Any] = dict(
         prompt=args.prompt,
@@ -329,14 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=1, help="sphere grid step (default 1: full resolution)")
     p.add_argument("--overwrite", action="store_true")
     add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", ""))
-    p.set_defaults(run=demo, height=0, init_rgb=None, init_depth=None, flat=False)
+    p.set_defaults(run=demo, height=0, init_rgb=None, init_depth=None, depth_estimator=None, flat=False)
 
     p = sub.add_parser("panorama", help="text (or RGB + depth) → RGBD panorama with LDM3D (rgb.png, depth16.png, depth.npy, meta.json)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--width", type=int, default=0, help="multiple of 8 (default: 1024 for panoramas, the model's size for --flat)")
     p.add_argument("--height", type=int, default=0)
     p.add_argument("--init-rgb", help="img2img: the RGB panorama to start from")
-    p.add_argument("--init-depth", help="img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright)")
+    p.add_argument("--init-depth", help="img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright); default: estimated")
+    p.add_argument("--depth-estimator", help="DPT folder or repo id for estimating the init depth (default Intel/dpt-large)")
     p.add_argument("--flat", action="store_true", help="an ordinary image, not a 360° panorama")
     p.add_argument("--save", help="also build the world sphere and write the scene to this .blend")
     p.add_argument("--overwrite", action="store_true")

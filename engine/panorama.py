@@ -25,9 +25,11 @@ from .imagefiles import NewFiles, write_png
 from .progress import Reporter
 
 OUTPUT_NAMES = ("rgb.png", "depth16.png", "depth.npy", "meta.json")
+ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
 SCHEDULER_NAMES = ("DDIM", "DPMPP_2M", "EULER_A", "UNIPC")
 EQUIRECTANGULAR, FLAT = "EQUIRECTANGULAR", "FLAT"
 DISPARITY, METRIC = "DISPARITY", "METRIC"
+DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
 MAX_SIDE = 8192
 MAX_COUNT = 16
 
@@ -50,6 +52,7 @@ class RGBDRequest:
     init_rgb: Optional[np.ndarray] = None  # H×W×3, uint8 or float in [0, 1]
     init_depth: Optional[np.ndarray] = None  # H×W: disparity in [0, 1] (near = 1) or metric distances
     init_depth_kind: str = DISPARITY
+    depth_estimator: str = DEFAULT_ESTIMATOR  # DPT folder or repo id, used when init_rgb comes without a depth
     strength: float = 0.75  # img2img only: 0 keeps the input, 1 ignores it
     device: str = "AUTO"
     precision: str = "AUTO"
@@ -83,17 +86,20 @@ def sample_dirs(out_dir: Path, count: int) -> list[Path]:
 def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     if r.init_rgb is None and r.init_depth is None:
         return None, None
-    if r.init_rgb is None or r.init_depth is None:
-        raise BadInput("img2img needs both an RGB image and its depth")
-    rgb, depth = np.asarray(r.init_rgb), np.asarray(r.init_depth)
+    if r.init_rgb is None:
+        raise BadInput("img2img needs the RGB image its depth belongs to")
+    rgb = np.asarray(r.init_rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise BadInput(f"The init RGB must be H×W×3, got shape {rgb.shape}")
-    depth = depth[..., 0] if depth.ndim == 3 else depth
-    if depth.shape != rgb.shape[:2]:
-        raise BadInput(f"Init RGB ({rgb.shape[1]}×{rgb.shape[0]}) and depth ({depth.shape[1]}×{depth.shape[0]}) must be the same size")
     rgb = rgb[..., :3].astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
     if not np.isfinite(rgb).all():
         raise BadInput("The init RGB has NaN or infinite values")
+    if r.init_depth is None:
+        return np.clip(rgb, 0, 1), None  # the depth estimator fills it in
+    depth = np.asarray(r.init_depth)
+    depth = depth[..., 0] if depth.ndim == 3 else depth
+    if depth.shape != rgb.shape[:2]:
+        raise BadInput(f"Init RGB ({rgb.shape[1]}×{rgb.shape[0]}) and depth ({depth.shape[1]}×{depth.shape[0]}) must be the same size")
     if r.init_depth_kind == METRIC:
         dist = depthlib.metric_distances(depth.astype(np.float32))
         near, far = float(dist.min()), float(dist.max())
@@ -229,7 +235,13 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     width, height, init_rgb, init_disparity = check_request(r, model_folder)
     seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)
     img2img = init_rgb is not None and r.strength < 1.0
-    report.total = (min(int(r.steps * r.strength), r.steps) if img2img else r.steps) + 5
+    estimator = None
+    if img2img and init_disparity is None:
+        try:
+            estimator = sources.locate(r.depth_estimator, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, ESTIMATOR_FILES)
+        except BadInput as exc:
+            raise BadInput(f"No init depth was given, and the depth estimator is not available: {exc}") from None
+    report.total = (min(int(r.steps * r.strength), r.steps) if img2img else r.steps) + 5 + (estimator is not None)
 
     import torch  # the heavy part starts here
 
@@ -244,6 +256,11 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
             f"{width}×{height} × {r.count} needs about {need / 2**30:.1f} GiB but the {device.type} has "
             f"{have / 2**30:.1f} GiB; use a smaller size or count, or VAE tiling"
         )
+    if estimator is not None and init_rgb is not None:
+        from .diffusion.depth_estimator import estimate_disparity
+
+        report.step(f"Estimating depth with {r.depth_estimator}")
+        init_disparity = estimate_disparity(init_rgb, estimator, r.depth_estimator, r.allow_pickle, device)
     report.step(f"Loading {model_folder.name}")
     model = loading.load_ldm3d(model_folder, device, dtype, offload=r.cpu_offload and device.type != "cpu")
     seeds = [r.seed + i for i in range(r.count)]
@@ -273,6 +290,8 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
             for i, folder in enumerate(sample_dirs(out_dir, r.count)):
                 folder.mkdir(parents=True, exist_ok=True)
                 meta = _meta(r, model_folder, width, height, seeds[i], seamless, img2img)
+                if estimator is not None:
+                    meta["init_depth"] = f"estimated with {r.depth_estimator}"
                 writers = _writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta)
                 paths = {name: folder / name for name in OUTPUT_NAMES}
                 for name, path in paths.items():

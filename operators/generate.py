@@ -66,7 +66,15 @@ GENERATE_OPTIONS: dict[str, Any] = {
     ),
     "init_rgb_path": StringProperty(name="Init RGB", subtype="FILE_PATH", default=""),
     "init_depth_path": StringProperty(
-        name="Init Depth", description="Float EXR/.npy distances, or 8/16-bit disparity (near = bright)", subtype="FILE_PATH", default=""
+        name="Init Depth",
+        description="Float EXR/.npy distances, or 8/16-bit disparity (near = bright); empty: estimated with the depth estimator",
+        subtype="FILE_PATH",
+        default="",
+    ),
+    "depth_estimator": StringProperty(
+        name="Depth Estimator",
+        description="DPT model (folder or repo id) that estimates the init depth when none is given",
+        default=panorama.DEFAULT_ESTIMATOR,
     ),
     "strength": FloatProperty(name="Strength", description="img2img: 0 keeps the input, 1 ignores it", default=0.75, min=0.0, max=1.0),
     "build_sphere": BoolProperty(name="Build World Sphere", description="Build the displaced world sphere when done (panoramas)", default=True),
@@ -123,10 +131,13 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
                 raise UserError("There is no last capture to start from: capture a panorama first, or choose files")
             rgb_path, depth_path = str(folder / "rgb.png"), str(folder / "depth16.png")
         else:
-            if not self.init_rgb_path or not self.init_depth_path:
-                raise UserError("Choose both an init RGB file and an init depth file")
-            rgb_path, depth_path = bpy.path.abspath(self.init_rgb_path), bpy.path.abspath(self.init_depth_path)
+            if not self.init_rgb_path:
+                raise UserError("Choose an init RGB file (its depth is optional: without one it is estimated)")
+            rgb_path = bpy.path.abspath(self.init_rgb_path)
+            depth_path = bpy.path.abspath(self.init_depth_path) if self.init_depth_path else ""
         _, rgb = _read_image(rgb_path, "Init RGB", non_color=False)
+        if not depth_path:
+            return rgb[..., :3].copy(), None, panorama.DISPARITY
         depth, kind = read_depth_file(depth_path)
         return rgb[..., :3].copy(), depth, kind
 
@@ -152,6 +163,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
             init_rgb=init_rgb,
             init_depth=init_depth,
             init_depth_kind=depth_kind,
+            depth_estimator=self.depth_estimator,
             strength=self.strength,
             vae_tiling=self.vae_tiling,
             attention_slicing=self.attention_slicing,

@@ -60,6 +60,8 @@ def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings:
     if gen.init == "FILES":
         col.prop(gen, "init_rgb_path", text="")
         col.prop(gen, "init_depth_path", text="")
+        if not gen.init_depth_path:
+            col.prop(gen, "depth_estimator")
     if gen.init != "NONE":
         col.prop(gen, "strength", slider=True)
     col = box.column(heading="Options", align=True)

@@ -54,7 +54,7 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
         (("capture", "--out", "x", "--blend", "missing.blend"), "No such .blend"),
         (("panorama", "--out", "x", "--model", "/no/such/model"), "not found"),
         (("panorama", "--out", "x", "--model", "Some/repo", "--cache-dir", "empty-cache"), "not in the Hugging Face cache"),
-        (("panorama", "--out", "x", "--init-rgb", "a.png"), "needs both"),
+        (("panorama", "--out", "x", "--init-depth", "d.png"), "needs the --init-rgb"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(tmp_path, args, words):

@@ -90,8 +90,12 @@ def locate(
     allow_download: bool = False,
     allow_pickle: bool = False,
     download_progress: Optional[type] = None,
+    patterns: Optional[list[str]] = None,
 ) -> Path:
-    """The folder holding ``source``: a local diffusers folder or a cached (or downloaded) repo."""
+    """The folder holding ``source``: a local folder or a cached (or downloaded) repo.
+
+    ``patterns`` are the files a download fetches (default: an LDM3D pipeline's).
+    """
     source = source.strip()
     if not source:
         raise BadInput("No model given: choose a model folder or a Hugging Face repo id such as Intel/ldm3d-pano")
@@ -115,7 +119,7 @@ def locate(
             source,
             cache_dir=str(cache),
             local_files_only=not allow_download,
-            allow_patterns=DOWNLOAD_PATTERNS,
+            allow_patterns=patterns or DOWNLOAD_PATTERNS,
             ignore_patterns=ignore,
             tqdm_class=download_progress,
         )
@@ -143,6 +147,19 @@ def _weights(folder: Path, component: str, allow_pickle: bool) -> tuple[bool, st
             "Convert it to safetensors, or allow pickled weights in the preferences if you trust its source"
         )
     return False, f"{component}/ has no weights ({stem}.safetensors)"
+
+
+def inspect_transformers_model(folder: Path, name: str, model_type: str, allow_pickle: bool) -> bool:
+    """Check a transformers model folder (config + weights) of ``model_type``; returns whether it is safetensors."""
+    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else None
+    if config is None:
+        raise BadInput(f"{name}: no config.json in {folder}")
+    if config.get("model_type") != model_type:
+        raise BadInput(f"{name} is a {config.get('model_type', 'unknown')!r} model, not {model_type!r}")
+    safe, problem = _weights(folder, "text_encoder", allow_pickle)  # transformers names: model.safetensors / pytorch_model.bin
+    if problem:
+        raise BadInput(f"{name}: " + problem.replace("text_encoder/", "the folder "))
+    return safe
 
 
 def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:

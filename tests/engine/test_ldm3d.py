@@ -24,7 +24,7 @@ from engine.jobs import run_job  # noqa: E402
 from engine.panorama import RGBDRequest  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 
-from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
+from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 CPU = torch.device("cpu")
@@ -351,3 +351,27 @@ def test_release_engine_drops_the_loaded_model(models, tmp_path):
     assert loading.loaded() is not None
     runtime.release_memory()
     assert loading.loaded() is None
+
+
+def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, monkeypatch):
+    from engine.diffusion.depth_estimator import estimate_disparity
+
+    dpt = build_tiny_dpt(tmp_path / "dpt")
+    rgb = np.random.default_rng(2).uniform(0, 1, (32, 64, 3)).astype(np.float32)
+    disparity = estimate_disparity(rgb, dpt, "tiny dpt", False, CPU)
+    assert disparity.shape == (32, 64) and disparity.min() == 0 and disparity.max() == 1
+    np.testing.assert_array_equal(disparity, estimate_disparity(rgb, dpt, "tiny dpt", False, CPU))
+
+    seen = {}
+    original = ldm3d.generate
+    monkeypatch.setattr(ldm3d, "generate", lambda model, s, report: seen.setdefault("s", s) and original(model, s, report))
+    result = run(request(models, tmp_path / "out", init_rgb=rgb, strength=0.5, depth_estimator=str(dpt)))
+    np.testing.assert_array_equal(seen["s"].init_disparity, disparity)
+    assert json.loads(Path(result.paths[0]["meta.json"]).read_text())["init_depth"] == f"estimated with {dpt}"
+
+    loading.release()
+    monkeypatch.setattr(loading, "load_ldm3d", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
+    with pytest.raises(BadInput, match="depth estimator is not available"):
+        run(request(models, tmp_path / "o2", init_rgb=rgb, strength=0.5, depth_estimator=str(tmp_path / "none"), cache_dir=str(tmp_path / "c")))
+    with pytest.raises(BadInput, match="no config.json"):
+        run(request(models, tmp_path / "o3", init_rgb=rgb, strength=0.5, depth_estimator=str(models[4])))

@@ -114,3 +114,18 @@ def diffusers_ldm3d_pipeline(model) -> object:
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def build_tiny_dpt(folder: Path, seed: int = 0) -> Path:
+    """A random DPT depth estimator in the transformers layout of Intel/dpt-large (config, safetensors, preprocessor)."""
+    from transformers import DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(seed)
+    config = DPTConfig(
+        image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3],
+        num_attention_heads=4, intermediate_size=37, neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16,
+    )
+    DPTForDepthEstimation(config).eval().save_pretrained(folder)
+    preprocessor = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": 32, "width": 32}, "keep_aspect_ratio": False}
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor), encoding="utf-8")
+    return folder
