@@ -284,28 +284,35 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     report.token.check()  # a cancel during decoding still writes nothing
 
     result = RGBDResult(width=width, height=height, seeds=seeds, kind=model_folder.kind, revision=model_folder.revision)
-    made = [d for d in [out_dir, *sample_dirs(out_dir, r.count)] if not d.exists()]
+    estimated = {"init_depth": f"estimated with {r.depth_estimator}"} if estimator is not None else {}
+    metas = [{**_meta(r, model_folder, width, height, seed, seamless, img2img), **estimated} for seed in seeds]
+    result.paths = _write_samples(out_dir, targets, r.overwrite, images, metas)
+    report.step("Files written")
+    result.seconds = time.perf_counter() - started
+    result.unet_calls = images.unet_calls
+    return result
+
+
+def _write_samples(out_dir: Path, targets: list[Path], overwrite: bool, images: Any, metas: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """All samples' files, all-or-nothing; folders made here are removed again on failure."""
+    folders = sample_dirs(out_dir, len(metas))
+    made = [d for d in [out_dir, *folders] if not d.exists()]
+    written: list[dict[str, str]] = []
     try:
-        with NewFiles(targets, r.overwrite) as files:
-            for i, folder in enumerate(sample_dirs(out_dir, r.count)):
+        with NewFiles(targets, overwrite) as files:
+            for i, folder in enumerate(folders):
                 folder.mkdir(parents=True, exist_ok=True)
-                meta = _meta(r, model_folder, width, height, seeds[i], seamless, img2img)
-                if estimator is not None:
-                    meta["init_depth"] = f"estimated with {r.depth_estimator}"
-                writers = _writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta)
+                writers = _writers(images.rgb[i], images.disparity16[i], images.disparity[i], metas[i])
                 paths = {name: folder / name for name in OUTPUT_NAMES}
                 for name, path in paths.items():
                     files.write(path, writers[name])
-                result.paths.append({name: str(p) for name, p in paths.items()})
+                written.append({name: str(path) for name, path in paths.items()})
     except BaseException:
         for folder in reversed(made):  # leave no empty folders behind
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
         raise
-    report.step("Files written")
-    result.seconds = time.perf_counter() - started
-    result.unet_calls = images.unet_calls
-    return result
+    return written
 
 
 def _writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
