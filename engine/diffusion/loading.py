@@ -6,8 +6,9 @@ Only one model stays loaded (they are gigabytes); "Release engine" drops it.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -97,21 +98,17 @@ def load_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, of
     return model
 
 
-class on_device:
-    """``with on_device(model, module):`` the module on the compute device; back to the CPU after, when offloading."""
-
-    def __init__(self, model: LDM3DModel, module: Any) -> None:
-        self.model, self.module = model, module
-
-    def __enter__(self) -> Any:
-        if self.model.offload:
-            self.module.to(self.model.device)
-        return self.module
-
-    def __exit__(self, *_: object) -> None:
-        if self.model.offload:
-            self.module.to("cpu")
-            if self.model.device.type == "cuda":
+@contextmanager
+def on_device(model: LDM3DModel, module: Any) -> Iterator[Any]:
+    """The module on the compute device for a ``with`` block; back on the CPU after it when offloading."""
+    if model.offload:
+        module.to(model.device)
+    try:
+        yield module
+    finally:
+        if model.offload:
+            module.to("cpu")
+            if model.device.type == "cuda":
                 torch.cuda.empty_cache()
 
 

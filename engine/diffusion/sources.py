@@ -133,20 +133,18 @@ def locate(
     return Path(str(path))
 
 
-def _weights(folder: Path, component: str, allow_pickle: bool) -> tuple[bool, str]:
-    """(uses safetensors, problem) for one component's weights."""
-    stem = SAFE_WEIGHTS[component]
+def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickle: bool) -> tuple[bool, str]:
+    """(uses safetensors, problem) for the weights ``stem``.safetensors or, if allowed, ``pickled_name``."""
     if (folder / f"{stem}.safetensors").is_file() or (folder / f"{stem}.safetensors.index.json").is_file():
         return True, ""
-    pickled = folder / PICKLED_WEIGHTS[component]
-    if pickled.is_file() or (folder / f"{PICKLED_WEIGHTS[component]}.index.json").is_file():
+    if (folder / pickled_name).is_file() or (folder / f"{pickled_name}.index.json").is_file():
         if allow_pickle:
             return False, ""
         return False, (
-            f"{component}/ has only pickled weights ({pickled.name}); pickled files can run code when loaded. "
+            f"{where} has only pickled weights ({pickled_name}); pickled files can run code when loaded. "
             "Convert it to safetensors, or allow pickled weights in the preferences if you trust its source"
         )
-    return False, f"{component}/ has no weights ({stem}.safetensors)"
+    return False, f"{where} has no weights ({stem}.safetensors)"
 
 
 def inspect_transformers_model(folder: Path, name: str, model_type: str, allow_pickle: bool) -> bool:
@@ -156,9 +154,9 @@ def inspect_transformers_model(folder: Path, name: str, model_type: str, allow_p
         raise BadInput(f"{name}: no config.json in {folder}")
     if config.get("model_type") != model_type:
         raise BadInput(f"{name} is a {config.get('model_type', 'unknown')!r} model, not {model_type!r}")
-    safe, problem = _weights(folder, "text_encoder", allow_pickle)  # transformers names: model.safetensors / pytorch_model.bin
+    safe, problem = _weights(folder, "model", "pytorch_model.bin", str(folder), allow_pickle)
     if problem:
-        raise BadInput(f"{name}: " + problem.replace("text_encoder/", "the folder "))
+        raise BadInput(f"{name}: {problem}")
     return safe
 
 
@@ -183,7 +181,7 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
         )
     problems, safe = [], {}
     for component in SAFE_WEIGHTS:
-        safe[component], problem = _weights(folder / component, component, allow_pickle)
+        safe[component], problem = _weights(folder / component, SAFE_WEIGHTS[component], PICKLED_WEIGHTS[component], f"{component}/", allow_pickle)
         if problem:
             problems.append(problem)
     if problems:

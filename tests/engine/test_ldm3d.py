@@ -375,3 +375,13 @@ def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, m
         run(request(models, tmp_path / "o2", init_rgb=rgb, strength=0.5, depth_estimator=str(tmp_path / "none"), cache_dir=str(tmp_path / "c")))
     with pytest.raises(BadInput, match="no config.json"):
         run(request(models, tmp_path / "o3", init_rgb=rgb, strength=0.5, depth_estimator=str(models[4])))
+
+
+def test_offloaded_components_give_the_same_result(models):
+    """Offload moves each component to the device only while it runs (a no-op move here, on the CPU)."""
+    plain = ldm3d.generate(load(models[4]), settings(), quiet())
+    offloaded = loading.load_ldm3d(sources.inspect_ldm3d(models[4]), CPU, torch.float32, offload=True)
+    assert offloaded.offload
+    np.testing.assert_array_equal(ldm3d.generate(offloaded, settings(), quiet()).rgb, plain.rgb)
+    sliced = ldm3d.generate(offloaded, settings(attention_slicing=True), quiet())  # same maths, other summation order
+    np.testing.assert_allclose(sliced.rgb, plain.rgb, atol=1e-5)
