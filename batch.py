@@ -179,10 +179,10 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
     if args.no_seamless:
         options["seamless"] = False
     run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
-    folder = Path(bpy.context.scene.diffusion3d.last_generation)
-    folders = [folder] if args.count == 1 else [folder.parent / f"sample-{i + 1}" for i in range(args.count)]
+    from diffusion3d.engine.panorama import OUTPUT_NAMES, sample_dirs  # type: ignore[import-not-found]
+
     return {
-        "paths": [{name: str(f / name) for name in ("rgb.png", "depth16.png", "depth.npy", "meta.json")} for f in folders],
+        "paths": [{name: str(f / name) for name in OUTPUT_NAMES} for f in sample_dirs(out, args.count)],
         "timings_s": {"generate": round(time.perf_counter() - start, 3)},
     }
 

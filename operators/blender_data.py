@@ -53,6 +53,14 @@ def load_image(path: str | Path, non_color: bool = False) -> tuple[bpy.types.Ima
     return image, True
 
 
+def load_npy(path: str) -> np.ndarray:
+    """A float32 array from a ``.npy`` file (never unpickled); ValueError with a readable reason."""
+    try:
+        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"could not read {path}: {exc}") from None
+
+
 def mesh_from_arrays(
     name: str,
     vertices: np.ndarray,

@@ -39,6 +39,7 @@ class EngineJobOperator:
     job_label: ClassVar[str] = "Working"
     _handle: Optional[JobHandle] = None
     _timer: Any = None
+    _shown: Any = None  # the progress event last drawn
 
     # What subclasses write ---------------------------------------------------
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
@@ -142,8 +143,9 @@ class EngineJobOperator:
         handle.poll()
         if handle.progress is not None:
             context.window_manager.progress_update(int(handle.progress.fraction * 1000))
-            if handle.progress.preview is not None and handle.progress.preview.ndim == 3:
-                live_preview.show(handle.progress.preview, context.screen)
+            if handle.progress is not self._shown and handle.progress.preview is not None and handle.progress.preview.ndim == 3:
+                live_preview.show(handle.progress.preview, context.screen)  # only a new step's preview
+            self._shown = handle.progress
         _tag_redraw(context)
         if not handle.finished:
             return {"RUNNING_MODAL"}

@@ -20,7 +20,7 @@ from ..engine import panorama
 from ..engine.models import ModelsRequest, ModelsResult
 from ..engine.panorama import RGBDRequest, RGBDResult
 from . import session
-from .blender_data import image_pixels, load_image
+from .blender_data import image_pixels, load_image, load_npy
 from .engine_job import EngineJobOperator, UserError
 from .world_sphere import FLOAT_FORMATS
 
@@ -90,9 +90,9 @@ def read_depth_file(path: str) -> tuple[np.ndarray, str]:
     """Depth values and their kind: float files hold distances, 8/16-bit images disparity."""
     if path.lower().endswith(".npy"):
         try:
-            return np.asarray(np.load(path, allow_pickle=False), np.float32), panorama.METRIC
-        except (OSError, ValueError) as exc:
-            raise UserError(f"Init depth: could not read {path}: {exc}") from None
+            return load_npy(path), panorama.METRIC
+        except ValueError as exc:
+            raise UserError(f"Init depth: {exc}") from None
     file_format, pixels = _read_image(path, "Init depth", non_color=True)
     return pixels[..., 0].copy(), panorama.METRIC if file_format in FLOAT_FORMATS else panorama.DISPARITY
 

@@ -16,7 +16,7 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..engine import depth as depthlib
 from ..engine.jobs import WorldSphereRequest, WorldSphereResult
-from .blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
+from .blender_data import emission_material, image_pixels, load_image, load_npy, mesh_from_arrays
 from .engine_job import EngineJobOperator, UserError
 
 #: Formats whose pixels are real numbers (metric distances); 8/16-bit ones hold disparity.
@@ -97,10 +97,9 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
     def _depth_values(self, image: Optional[bpy.types.Image], path: str) -> np.ndarray:
         if image is None:  # a .npy file: the engine's own float format
             try:
-                values = np.load(bpy.path.abspath(path), allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise UserError(f"Depth: could not read {path}: {exc}") from None
-            return np.asarray(values, dtype=np.float32)
+                return load_npy(bpy.path.abspath(path))
+            except ValueError as exc:
+                raise UserError(f"Depth: {exc}") from None
         if self.depth_mode == depthlib.METRIC and image.file_format not in FLOAT_FORMATS:
             raise UserError(
                 f"Depth {image.name!r} is an 8/16-bit image: it holds relative disparity, not distances (use depth mode Relative)"

@@ -113,7 +113,7 @@ def _configure(model: LDM3DModel, s: RGBDSettings) -> None:
 @torch.inference_mode()
 def generate(model: LDM3DModel, s: RGBDSettings, report: Reporter) -> RGBDImages:
     device, dtype, vae, unet = model.device, model.dtype, model.vae, model.unet
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = model.folder.vae_scale_factor
     scaling = vae.config.scaling_factor
     _configure(model, s)
 

@@ -76,8 +76,7 @@ def load_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, of
     key = f"{folder.path}|{folder.revision}|{device}|{dtype}|{offload}"
     if _loaded["key"] == key:
         return _loaded["model"]  # type: ignore[no-any-return]
-    release()  # one model at a time: free the old one before loading the next
-    runtime.release_memory()
+    runtime.release_memory()  # one model at a time: free the old one (and its device memory) before loading the next
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
