@@ -201,6 +201,67 @@ def panorama(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+RESOLUTIONS = {"vr-4k": "VR_4K", "vr-2k": "VR_2K", "hd": "HD", "preview": "PREVIEW"}
+LAYOUTS = {"top-bottom": "TOP_BOTTOM", "side-by-side": "SIDE_BY_SIDE", "mono": "MONO"}
+
+
+def resolution_options(text: str) -> dict[str, Any]:
+    """A preset name or an eye width in pixels."""
+    if text in RESOLUTIONS:
+        return {"resolution": RESOLUTIONS[text]}
+    if text.isdigit():
+        return {"resolution": "CUSTOM", "eye_width": int(text)}
+    raise BatchError(f"--resolution takes {', '.join(RESOLUTIONS)} or an eye width in pixels, got {text!r}")
+
+
+def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
+    """The scene's stereo rig (added at the world sphere if there is none), moved, rendered to a stereo video."""
+    import bpy
+
+    from diffusion3d.operators.stereo_rig import RIG_KEY  # type: ignore[import-not-found]
+
+    resolution = resolution_options(args.resolution)
+    timings: dict[str, float] = {}
+    scene = bpy.context.scene
+    rigs = [o for o in scene.objects if o.get(RIG_KEY) is not None]
+    start = time.perf_counter()
+    if not rigs:
+        run_operator(
+            bpy.ops.diffusion3d.add_stereo_rig,
+            mode="FLAT" if args.flat else "SPHERICAL",
+            interocular=args.ipd if args.ipd is not None else 0.065,
+            scene_scale=args.scene_scale,
+        )
+    elif args.ipd is not None:
+        rig = rigs[0] if len(rigs) == 1 else None
+        camera = next((c for c in rig.children if c.type == "CAMERA"), None) if rig is not None else None
+        if camera is None:
+            raise BatchError("--ipd needs one stereo rig with a camera in the scene")
+        if args.ipd <= 0:
+            raise BatchError(f"Interocular distance must be greater than 0, got {args.ipd}")
+        camera.data.stereo.interocular_distance = args.ipd * args.scene_scale
+    move = "CUSTOM" if args.move == "keep" else args.move.upper()
+    options = {} if move == "CUSTOM" else {"seconds": args.seconds, "amplitude": args.amplitude}
+    run_operator(bpy.ops.diffusion3d.animate_rig, move=move, **options)
+    timings["rig"] = round(time.perf_counter() - start, 3)
+    out = Path(args.out).resolve()
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.render_stereo_video,
+        filepath=str(out),
+        file_format=args.format.upper(),
+        stereo_layout=LAYOUTS[args.layout],
+        quality=args.quality.upper(),
+        overwrite=args.overwrite,
+        keep_frames=args.keep_frames,
+        **resolution,
+    )
+    timings["render"] = round(time.perf_counter() - start, 3)
+    frames = scene.frame_end - scene.frame_start + 1
+    timings["per_frame"] = round(timings["render"] / frames, 3)
+    return {"paths": {"video": str(out)}, "frames": frames, "layout": args.layout, "timings_s": timings}
+
+
 def save_blend(path: Path) -> None:
     import bpy
 
@@ -217,7 +278,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out).resolve()
     source = f"ldm3d:{args.model}" if args.model else "capture"
     first = out / ("generated" if args.model else "capture")
-    targets = [first, out / "world.blend", out / "preview_center.png", out / "preview_offcenter.png"]
+    targets = [first, out / "world.blend", out / "preview_center.png", out / "preview_offcenter.png", out / "stereo360.mp4"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not args.overwrite:
         raise BatchError(f"{out} already holds {', '.join(existing)} (use --overwrite)")
@@ -259,6 +320,11 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     preview_width = min(args.width, 1024)
     timed("preview_center", lambda: preview.render_equirect(scene, (0.0, 0.0, 0.0), out / "preview_center.png", preview_width))
     timed("preview_offcenter", lambda: preview.render_equirect(scene, off, out / "preview_offcenter.png", preview_width))
+    video_args = argparse.Namespace(
+        out=str(out / "stereo360.mp4"), flat=False, ipd=None, scene_scale=1.0, move="dolly", seconds=2.0, amplitude=0.5,
+        format="mp4", layout="top-bottom", quality="fast", overwrite=args.overwrite, keep_frames=False, resolution=str(args.video_width),
+    )
+    video = timed("stereo_video", lambda: stereo_video(video_args))
     timed("save", lambda: save_blend(out / "world.blend"))
     return {
         "source": source,
@@ -267,6 +333,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
             "blend": str(out / "world.blend"),
             "preview_center": str(out / "preview_center.png"),
             "preview_offcenter": str(out / "preview_offcenter.png"),
+            "stereo_video": video["paths"]["video"],
         },
         "sphere": {"object": sphere_obj.name, "vertices": len(sphere_obj.data.vertices)},
         "offcenter_view": list(off),
@@ -330,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--step", type=int, default=1, help="sphere grid step (default 1: full resolution)")
+    p.add_argument("--video-width", type=int, default=1024, help="eye width of the 2 s top-bottom stereo 360° video (default 1024)")
     p.add_argument("--overwrite", action="store_true")
     add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", ""))
     p.set_defaults(run=demo, height=0, init_rgb=None, init_depth=None, depth_estimator=None, flat=False)
@@ -346,6 +414,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", "Intel/ldm3d-pano"))
     p.set_defaults(run=panorama)
+
+    p = sub.add_parser("stereo-video", help="move a stereo rig inside the world sphere and render a 360° stereo video with spatial metadata")
+    p.add_argument("--blend", help="scene with a world sphere (default: the file Blender was started with)")
+    p.add_argument("--out", required=True, help="the .mp4 file, or a folder for --format png/exr")
+    p.add_argument("--move", choices=["dolly", "orbit", "sway", "figure8", "look", "keep"], default="dolly", help="keep: the rig's own keyframes")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--amplitude", type=float, default=0.5, help="fraction of the safe radius (at most 1)")
+    p.add_argument("--ipd", type=float, help="interocular distance in metres (default 0.065, or the rig's)")
+    p.add_argument("--scene-scale", type=float, default=1.0, help="scene units per metre: multiplies --ipd")
+    p.add_argument("--flat", action="store_true", help="a new rig is a flat perspective stereo pair, not 360°")
+    p.add_argument("--layout", choices=sorted(LAYOUTS), default="top-bottom")
+    p.add_argument("--resolution", default="vr-2k", help=f"{', '.join(RESOLUTIONS)}, or an eye width in pixels (default vr-2k)")
+    p.add_argument("--format", choices=["mp4", "png", "exr"], default="mp4")
+    p.add_argument("--quality", choices=["fast", "quality", "scene"], default="fast", help="fast: emission-only world sphere")
+    p.add_argument("--keep-frames", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=stereo_video)
     return parser
 
 

@@ -18,7 +18,9 @@ from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
 from .models import ModelsRequest, ModelsResult, list_models
 from .panorama import RGBDRequest, RGBDResult, generate_rgbd
+from .parallax import safe_radius
 from .progress import CancelToken, ProgressCallback, Reporter
+from .stereo_video import VideoRequest, VideoResult, finish_video
 from .world_sphere import build_world_sphere
 
 
@@ -50,6 +52,7 @@ class WorldSphereResult:
     min_distance: float = 0.0
     median_distance: float = 0.0
     max_distance: float = 0.0
+    safe_radius: float = 0.0  # how far a viewpoint may move from the centre (see parallax)
 
 
 def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereResult:
@@ -86,6 +89,7 @@ def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereRe
         min_distance=float(dist.min()),
         median_distance=float(np.median(dist)),
         max_distance=float(dist.max()),
+        safe_radius=safe_radius(dist),
     )
     report.step("Done")
     return result
@@ -129,6 +133,7 @@ JOBS: dict[str, Job] = {
     "engine_info": Job(InfoRequest, InfoResult, engine_info),
     "list_models": Job(ModelsRequest, ModelsResult, list_models),
     "generate_rgbd": Job(RGBDRequest, RGBDResult, generate_rgbd),
+    "finish_video": Job(VideoRequest, VideoResult, finish_video),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

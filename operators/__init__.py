@@ -3,15 +3,21 @@
 import bpy
 
 from . import session
-from .capture import DIFFUSION3D_OT_capture_panorama, watch_render
+from .capture import DIFFUSION3D_OT_capture_panorama
+from .render_setup import watch_render
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
 from .generate import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
+from .stereo_rig import DIFFUSION3D_OT_add_stereo_rig, DIFFUSION3D_OT_animate_rig
+from .stereo_video import DIFFUSION3D_OT_render_stereo_video
 from .world_sphere import DIFFUSION3D_OT_build_world_sphere
 
 classes = (
     DIFFUSION3D_OT_capture_panorama,
     DIFFUSION3D_OT_build_world_sphere,
     DIFFUSION3D_OT_generate_panorama,
+    DIFFUSION3D_OT_add_stereo_rig,
+    DIFFUSION3D_OT_animate_rig,
+    DIFFUSION3D_OT_render_stereo_video,
     DIFFUSION3D_OT_find_models,
     DIFFUSION3D_OT_random_seed,
     DIFFUSION3D_OT_check_engine,
@@ -27,6 +33,6 @@ def register() -> None:
 
 def unregister() -> None:
     session.release()  # no worker outlives the add-on
-    watch_render(False)  # nor a handler of a modal capture
+    watch_render(False)  # nor a handler of a modal render
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

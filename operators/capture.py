@@ -21,7 +21,7 @@ from ..engine.errors import BadInput, JobCancelled
 from . import session
 from .blender_data import load_image
 from .engine_job import EngineJobOperator, UserError
-from .render_setup import PanoramaSetup, render_result, save_render_png
+from .render_setup import PanoramaSetup, render_result, render_state, save_render_png, watch_render
 
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 
@@ -70,28 +70,6 @@ def capture_origin(context: bpy.types.Context, choice: str, location: Any) -> tu
     return tuple(scene.cursor.location)  # type: ignore[arg-type]
 
 
-def _render_handler(state: str) -> Any:
-    def handler(*_args: Any) -> None:
-        _modal_render["state"] = state  # only a flag: handlers may run on the render thread
-
-    return handler
-
-
-# A modal capture's render job reports its end here (see ``invoke``).
-_modal_render: dict[str, Any] = {"state": None}
-_RENDER_HANDLERS = (("render_complete", _render_handler("COMPLETE")), ("render_cancel", _render_handler("CANCELLED")))
-
-
-def watch_render(on: bool) -> None:
-    _modal_render["state"] = None
-    for name, handler in _RENDER_HANDLERS:
-        handlers = getattr(bpy.app.handlers, name)
-        if handler in handlers:
-            handlers.remove(handler)
-        if on:
-            handlers.append(handler)
-
-
 class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
     """Render an RGBD 360° panorama of the scene (colour, ray-distance depth, inverse depth, metadata)"""
 
@@ -137,7 +115,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             return {"PASS_THROUGH"}  # Esc belongs to the render job itself
         if bpy.app.is_job_running("RENDER"):
             return {"RUNNING_MODAL"}
-        state = _modal_render["state"]
+        state = render_state()
         watch_render(False)
         session.active.update(label="", blender_stage=False)
 

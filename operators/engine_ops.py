@@ -56,10 +56,8 @@ class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return session.running() is not None
+        return bool(session.busy())
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        handle = session.running()
-        if handle is not None:
-            handle.cancel()
+        session.request_cancel()
         return {"FINISHED"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import bpy
 
@@ -85,6 +85,33 @@ def equirect_render(
         yield temp
     finally:
         setup.undo()
+
+
+def _render_handler(state: str) -> Any:
+    def handler(*_args: Any) -> None:
+        _modal_render["state"] = state  # only a flag: handlers may run on the render thread
+
+    return handler
+
+
+# A modal render job (capture, video frames) reports its end here.
+_modal_render: dict[str, Any] = {"state": None}
+_RENDER_HANDLERS = (("render_complete", _render_handler("COMPLETE")), ("render_cancel", _render_handler("CANCELLED")))
+
+
+def watch_render(on: bool) -> None:
+    _modal_render["state"] = None
+    for name, handler in _RENDER_HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler in handlers:
+            handlers.remove(handler)
+        if on:
+            handlers.append(handler)
+
+
+def render_state() -> str | None:
+    """How the watched render job ended: "COMPLETE", "CANCELLED", or None while it runs."""
+    return _modal_render["state"]  # type: ignore[no-any-return]
 
 
 def render_result() -> bpy.types.Image:

@@ -24,7 +24,8 @@ _client_key: tuple[str, ...] = ()
 #: The job the UI shows progress for, and what it is.
 # The job in flight: an engine handle, or a Blender stage before it (a modal
 # render) that has no handle yet but must still keep other jobs out.
-active: dict[str, Any] = {"handle": None, "label": "", "blender_stage": False}
+# ``cancel`` asks a Blender stage to stop at its next step (an engine job has its own token).
+active: dict[str, Any] = {"handle": None, "label": "", "blender_stage": False, "cancel": False}
 
 
 def preferences(context: Optional[bpy.types.Context] = None) -> Any:
@@ -100,6 +101,15 @@ def status() -> str:
 def running() -> Optional[JobHandle]:
     handle = active["handle"]
     return handle if handle is not None and not handle.finished else None
+
+
+def request_cancel() -> None:
+    """Cancel what is in flight: the engine job, or the Blender stage at its next step."""
+    handle = running()
+    if handle is not None:
+        handle.cancel()
+    if active["blender_stage"]:
+        active["cancel"] = True
 
 
 def busy() -> str:

@@ -168,6 +168,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             "min_distance": result.min_distance,
             "median_distance": result.median_distance,
             "max_distance": result.max_distance,
+            "safe_radius": result.safe_radius,
         }
         obj.visible_shadow = False  # an emitting backdrop casts no shadows
         context.collection.objects.link(obj)

@@ -4,15 +4,17 @@ import bpy
 from bpy.props import CollectionProperty, PointerProperty
 
 from .preferences import Diffusion3DPreferences
-from .settings import Diffusion3DFoundModel, Diffusion3DGenerateSettings, Diffusion3DSceneSettings
-from .sidebar import DIFFUSION3D_PT_engine, DIFFUSION3D_PT_world
+from .settings import Diffusion3DFoundModel, Diffusion3DGenerateSettings, Diffusion3DSceneSettings, Diffusion3DStereoSettings
+from .sidebar import DIFFUSION3D_PT_engine, DIFFUSION3D_PT_stereo, DIFFUSION3D_PT_world
 
 classes: tuple[type, ...] = (
     Diffusion3DPreferences,
     Diffusion3DGenerateSettings,
+    Diffusion3DStereoSettings,
     Diffusion3DSceneSettings,
     Diffusion3DFoundModel,
     DIFFUSION3D_PT_world,
+    DIFFUSION3D_PT_stereo,
     DIFFUSION3D_PT_engine,
 )
 

@@ -9,6 +9,8 @@ from bpy.props import PointerProperty, StringProperty
 
 from ..operators.capture import CAPTURE_OPTIONS
 from ..operators.generate import GENERATE_OPTIONS
+from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
+from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 
 
@@ -16,11 +18,18 @@ class Diffusion3DGenerateSettings(bpy.types.PropertyGroup):
     __annotations__ = dict(GENERATE_OPTIONS)
 
 
+class Diffusion3DStereoSettings(bpy.types.PropertyGroup):
+    """The Stereo panel's rig, move and video options (each operator takes its own subset)."""
+
+    __annotations__ = {**RIG_OPTIONS, **ANIMATE_OPTIONS, **VIDEO_OPTIONS}
+
+
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
     __annotations__ = {
         **CAPTURE_OPTIONS,
         **SPHERE_OPTIONS,
         "generate": PointerProperty(type=Diffusion3DGenerateSettings),
+        "stereo": PointerProperty(type=Diffusion3DStereoSettings),
         "last_capture": StringProperty(name="Last Capture", subtype="DIR_PATH", default=""),
         "last_generation": StringProperty(name="Last Generation", subtype="DIR_PATH", default=""),
     }

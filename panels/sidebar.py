@@ -13,6 +13,8 @@ from ..operators.engine_job import progress_text
 from ..engine import panorama
 from ..operators.engine_ops import last_check
 from ..operators.generate import GENERATE_OPTIONS
+from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
+from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 from .settings import pass_options
 
@@ -25,11 +27,15 @@ class _SidebarPanel:
 
 def draw_job_progress(layout: bpy.types.UILayout) -> None:
     handle = session.running()
-    if handle is None:
+    if handle is not None:
+        fraction = handle.progress.fraction if handle.progress is not None else 0.0
+        text = f"{session.active['label']}: {progress_text(handle)}"
+    elif session.active["blender_stage"]:
+        fraction, text = session.active.get("fraction", 0.0), session.active["label"]
+    else:
         return
     row = layout.row(align=True)
-    fraction = handle.progress.fraction if handle.progress is not None else 0.0
-    row.progress(factor=fraction, type="BAR", text=f"{session.active['label']}: {progress_text(handle)}")
+    row.progress(factor=fraction, type="BAR", text=text)
     row.operator("diffusion3d.cancel_job", text="", icon="CANCEL")
 
 
@@ -122,6 +128,64 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         col.prop(settings, "grid_step")
         col.prop(settings, "discontinuity")
         pass_options(box.operator("diffusion3d.build_world_sphere", icon="SPHERE"), settings, SPHERE_OPTIONS)
+
+
+class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Stereo Video"
+    bl_idname = "DIFFUSION3D_PT_stereo"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        assert layout is not None
+        st = context.scene.diffusion3d.stereo
+        draw_job_progress(layout)
+
+        box = layout.box()
+        box.label(text="Stereo Rig", icon="CAMERA_STEREO")
+        col = box.column(align=True)
+        col.prop(st, "mode")
+        col.prop(st, "place")
+        col.prop(st, "interocular")
+        col.prop(st, "scene_scale")
+        col.prop(st, "convergence")
+        if st.mode == FLAT:
+            col.prop(st, "convergence_mode")
+            col.prop(st, "focal_length")
+        else:
+            col.prop(st, "pole_merge")
+        col.prop(st, "safe_radius")
+        pass_options(box.operator("diffusion3d.add_stereo_rig", icon="ADD"), st, RIG_OPTIONS)
+
+        box = layout.box()
+        box.label(text="Camera Move", icon="ANIM")
+        rig = context.scene.camera.parent if context.scene.camera is not None else None
+        if rig is not None and rig.get(RIG_KEY) is not None:
+            box.label(text=f"{rig.name}: safe radius {rig[RIG_KEY]['safe_radius']:.3g}", icon="INFO")
+        col = box.column(align=True)
+        col.prop(st, "move")
+        if st.move != "CUSTOM":
+            col.prop(st, "seconds")
+            col.prop(st, "amplitude", slider=True)
+            col.prop(st, "easing")
+            col.prop(st, "loop")
+            if st.move == "LOOK":
+                col.prop(st, "look_degrees")
+        pass_options(box.operator("diffusion3d.animate_rig", icon="PLAY"), st, ANIMATE_OPTIONS)
+
+        box = layout.box()
+        box.label(text="Render", icon="RENDER_ANIMATION")
+        col = box.column(align=True)
+        col.prop(st, "filepath", text="")
+        col.prop(st, "file_format")
+        col.prop(st, "stereo_layout")
+        col.prop(st, "resolution")
+        if st.resolution == "CUSTOM":
+            col.prop(st, "eye_width")
+        col.prop(st, "quality")
+        col.prop(st, "overwrite")
+        if st.file_format == "MP4":
+            col.prop(st, "keep_frames")
+        pass_options(box.operator("diffusion3d.render_stereo_video", icon="RENDER_ANIMATION"), st, VIDEO_OPTIONS)
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

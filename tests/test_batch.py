@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from engine import spatial_media
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
 
@@ -23,15 +25,17 @@ def summary(proc: subprocess.CompletedProcess) -> dict:
 def test_help_lists_the_subcommands():
     proc = batch("--help")
     assert proc.returncode == 0
-    for name in ("capture", "sphere", "demo", "panorama"):
+    for name in ("capture", "sphere", "demo", "panorama", "stereo-video"):
         assert name in proc.stdout
 
 
 def test_demo_capture_and_sphere_end_to_end(tmp_path):
-    demo = summary(batch("demo", "--out", str(tmp_path / "demo"), "--width", "128", "--samples", "1", "--step", "2"))
+    demo = summary(batch("demo", "--out", str(tmp_path / "demo"), "--width", "128", "--samples", "1", "--step", "2", "--video-width", "32"))
     assert demo["command"] == "demo"
-    for key in ("blend", "preview_center", "preview_offcenter"):
+    for key in ("blend", "preview_center", "preview_offcenter", "stereo_video"):
         assert Path(demo["paths"][key]).stat().st_size > 0
+    video = spatial_media.read(demo["paths"]["stereo_video"])
+    assert (video.width, video.height, video.frames, video.stereo, video.projection) == (32, 32, 49, "top-bottom", "equirectangular")
     assert sorted(p.name for p in Path(demo["paths"]["capture"]).iterdir()) == ["depth.exr", "depth16.png", "meta.json", "rgb.png"]
     assert demo["sphere"]["vertices"] == 32 * 64 + 2 and set(demo["timings_s"]) >= {"capture", "sphere"}
 
@@ -46,6 +50,15 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     again = batch("demo", "--out", str(tmp_path / "demo"), "--width", "128", "--samples", "1")
     assert again.returncode == 1 and "already holds" in again.stderr and "--overwrite" in again.stderr
 
+    # The demo world's rig, moved again and rendered side by side.
+    out = tmp_path / "orbit.mp4"
+    vid = summary(
+        batch("stereo-video", "--blend", demo["paths"]["blend"], "--out", str(out), "--move", "orbit", "--seconds", "0.25",
+              "--layout", "side-by-side", "--resolution", "32", "--ipd", "0.1")
+    )
+    meta = spatial_media.read(out)
+    assert vid["frames"] == meta.frames == 7 and (meta.width, meta.height, meta.stereo) == (64, 16, "left-right")
+
 
 @pytest.mark.parametrize(
     "args, words",
@@ -55,6 +68,8 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
         (("panorama", "--out", "x", "--model", "/no/such/model"), "not found"),
         (("panorama", "--out", "x", "--model", "Some/repo", "--cache-dir", "empty-cache"), "not in the Hugging Face cache"),
         (("panorama", "--out", "x", "--init-depth", "d.png"), "needs the --init-rgb"),
+        (("stereo-video", "--out", "x.mp4", "--resolution", "huge"), "--resolution takes"),
+        (("stereo-video", "--out", "x.mp4", "--seconds", "0"), "duration above 0"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(tmp_path, args, words):

@@ -178,15 +178,15 @@ def test_modal_capture_parts_restore_the_scene_and_see_the_render_end(addon, roo
     setup = render_setup.PanoramaSetup(scene, (0.0, 0.0, 1.0), 64, 1, False)
     setup.apply()
     assert scene.camera.name.startswith("Diffusion3D") and scene.render.engine == "CYCLES"
-    capture.watch_render(True)
+    render_setup.watch_render(True)
     try:
         bpy.ops.render.render()
-        assert capture._modal_render["state"] == "COMPLETE" and not bpy.app.is_job_running("RENDER")
+        assert render_setup.render_state() == "COMPLETE" and not bpy.app.is_job_running("RENDER")
     finally:
-        capture.watch_render(False)
+        render_setup.watch_render(False)
         setup.undo()
         setup.undo()  # a second undo (discard after a failure) changes nothing
-    assert all(h not in bpy.app.handlers.render_complete for _, h in capture._RENDER_HANDLERS)
+    assert all(h not in bpy.app.handlers.render_complete for _, h in render_setup._RENDER_HANDLERS)
     assert scene.render.engine == "BLENDER_WORKBENCH" and scene.render.resolution_x == 640 and scene.camera is None
     after = snapshot()
     assert after["objects"] == before["objects"] and after["cameras"] == before["cameras"]

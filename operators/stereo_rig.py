@@ -1,0 +1,353 @@
+"""``diffusion3d.add_stereo_rig`` and ``diffusion3d.animate_rig``: a stereo viewpoint that moves inside a world sphere.
+
+The rig is an empty (the handle the moves animate) with one stereo camera
+under it, looking along the handle's +X like the capture did. Its settings
+live on the handle as the ``diffusion3d_rig`` custom property, with the
+sphere's safe radius (computed by the engine from the depth the sphere was
+built from), so a later move or render needs nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from mathutils import Vector
+
+from ..engine import camera_moves, equirect, parallax
+from .engine_job import UserError
+
+RIG_KEY, WORLD_KEY = "diffusion3d_rig", "diffusion3d_world"
+SPHERICAL, FLAT = "SPHERICAL", "FLAT"
+#: Safe radius of a rig placed without a sphere (scene units × scene scale).
+DEFAULT_SAFE_RADIUS = 0.5
+MOVE_ACTION = "Diffusion3D Move"
+
+RIG_OPTIONS: dict[str, Any] = {
+    "mode": EnumProperty(
+        name="Mode",
+        items=[
+            (SPHERICAL, "360° Stereo", "Equirectangular camera rendering omni-directional stereo (one image per eye covering the whole sphere)"),
+            (FLAT, "Flat Stereo", "Perspective stereo pair"),
+        ],
+        default=SPHERICAL,
+    ),
+    "place": EnumProperty(
+        name="Place At",
+        items=[
+            ("AUTO", "Auto", "The world sphere's centre, else the 3D cursor"),
+            ("SPHERE", "World Sphere", "The centre of the world sphere (the named one, else the active or only one)"),
+            ("CURSOR", "3D Cursor", "The 3D cursor"),
+        ],
+        default="AUTO",
+    ),
+    "sphere": StringProperty(name="Sphere", description="World sphere object; empty: the active one, else the only one", default=""),
+    "interocular": FloatProperty(
+        name="Interocular Distance", description="Distance between the eyes (human ≈ 0.065 m), before the scene scale", default=0.065, unit="LENGTH"
+    ),
+    "scene_scale": FloatProperty(
+        name="Scene Scale",
+        description="Scene units per metre of the real world: multiplies the interocular distance (a sphere from relative depth is not in metres)",
+        default=1.0,
+        min=1e-4,
+        soft_max=100.0,
+    ),
+    "convergence": FloatProperty(
+        name="Convergence",
+        description="Distance with zero parallax; 0: parallel eyes (360: the usual choice for VR; flat: the sphere's median distance)",
+        default=0.0,
+        min=0.0,
+        unit="LENGTH",
+    ),
+    "convergence_mode": EnumProperty(
+        name="Convergence Mode",
+        description="Flat mode: how the two cameras are aimed (Blender's stereo modes)",
+        items=[
+            ("OFFAXIS", "Off-Axis", "Parallel cameras with shifted frustums (comfortable, no keystone)"),
+            ("PARALLEL", "Parallel", "Parallel cameras, no convergence"),
+            ("TOE", "Toe-in", "Cameras rotated toward the convergence point"),
+        ],
+        default="OFFAXIS",
+    ),
+    "focal_length": FloatProperty(name="Focal Length", description="Flat mode: lens focal length", default=35.0, min=1.0, unit="CAMERA"),
+    "pole_merge": BoolProperty(name="Pole Merge", description="360: fade the parallax out toward the poles so they show no double image", default=True),
+    "safe_radius": FloatProperty(
+        name="Safe Radius",
+        description="How far the viewpoint may move from the centre; 0: from the sphere's depth (or 0.5 × scene scale without a sphere)",
+        default=0.0,
+        min=0.0,
+        unit="LENGTH",
+    ),
+    "make_active": BoolProperty(name="Make Active Camera", description="Render through the rig, in stereo", default=True),
+}
+
+
+def world_spheres(scene: bpy.types.Scene) -> list[bpy.types.Object]:
+    return [o for o in scene.objects if o.get(WORLD_KEY) is not None]
+
+
+def find_sphere(context: bpy.types.Context, name: str) -> Optional[bpy.types.Object]:
+    """The named world sphere, else the active one, else the only one in the scene."""
+    if name:
+        obj = context.scene.objects.get(name)
+        if obj is None or obj.get(WORLD_KEY) is None:
+            raise UserError(f"No world sphere named {name!r} in scene {context.scene.name!r}")
+        return obj
+    active = context.view_layer.objects.active
+    if active is not None and active.get(WORLD_KEY) is not None:
+        return active
+    scene = context.scene
+    assert scene is not None
+    spheres = world_spheres(scene)
+    if len(spheres) > 1:
+        raise UserError(f"{len(spheres)} world spheres in the scene: name the one to use ({', '.join(o.name for o in spheres)})")
+    return spheres[0] if spheres else None
+
+
+def sphere_safe_radius(sphere: bpy.types.Object) -> float:
+    """The engine's safe radius (object space) scaled to the world; older spheres fall back to the nearest distance."""
+    info = sphere[WORLD_KEY]
+    radius = info.get("safe_radius") or parallax.NEAR_FRACTION * float(info.get("min_distance", 0.0))
+    return float(radius) * min(abs(s) for s in sphere.matrix_world.to_scale())
+
+
+def find_rig(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
+    """The named rig, else the active object's rig (the handle or its camera), else the scene camera's, else the only one."""
+    scene = context.scene
+    if name:
+        obj = scene.objects.get(name)
+        if obj is None or obj.get(RIG_KEY) is None:
+            raise UserError(f"No stereo rig named {name!r} in scene {scene.name!r}")
+        return obj
+    for obj in (context.view_layer.objects.active, scene.camera):
+        while obj is not None:
+            if obj.get(RIG_KEY) is not None:
+                return obj
+            obj = obj.parent
+    rigs = [o for o in scene.objects if o.get(RIG_KEY) is not None]
+    if len(rigs) != 1:
+        raise UserError("No stereo rig: add one first" if not rigs else f"{len(rigs)} stereo rigs: select one or name it")
+    return rigs[0]
+
+
+def rig_camera(rig: bpy.types.Object) -> bpy.types.Object:
+    camera = next((c for c in rig.children if c.type == "CAMERA"), None)
+    if camera is None:
+        raise UserError(f"Stereo rig {rig.name!r} has no camera under it")
+    return camera
+
+
+class DIFFUSION3D_OT_add_stereo_rig(bpy.types.Operator):
+    """Add a stereo camera rig at the world sphere's centre (or the 3D cursor), ready to animate and render"""
+
+    bl_idname = "diffusion3d.add_stereo_rig"
+    bl_label = "Add Stereo Rig"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = {**RIG_OPTIONS, "name": StringProperty(name="Name", default="Stereo Rig")}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            self._check()
+            sphere = None if self.place == "CURSOR" else find_sphere(context, self.sphere)
+            if sphere is None and self.place == "SPHERE":
+                raise UserError("No world sphere in the scene: build one first, or place the rig at the 3D cursor")
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        center = sphere.matrix_world.translation.copy() if sphere is not None else context.scene.cursor.location.copy()
+        safe = self.safe_radius or (sphere_safe_radius(sphere) if sphere is not None else DEFAULT_SAFE_RADIUS * self.scene_scale)
+        median = float(sphere[WORLD_KEY].get("median_distance", 0.0)) if sphere is not None else 0.0
+        rig = self._build(context, center, safe, median, sphere)
+        where = f"centre of {sphere.name}" if sphere is not None else "3D cursor"
+        self.report({"INFO"}, f"{rig.name} at the {where}: interocular {self._ipd():.4g}, safe radius {safe:.3g}")
+        return {"FINISHED"}
+
+    def _check(self) -> None:
+        if not self.interocular > 0:
+            raise UserError(f"Interocular distance must be greater than 0, got {self.interocular}")
+        if not self.scene_scale > 0:
+            raise UserError(f"Scene scale must be greater than 0, got {self.scene_scale}")
+
+    def _ipd(self) -> float:
+        return float(self.interocular * self.scene_scale)
+
+    def _build(
+        self, context: bpy.types.Context, center: Vector, safe: float, median: float, sphere: Optional[bpy.types.Object]
+    ) -> bpy.types.Object:
+        scene = context.scene
+        cam_data = bpy.data.cameras.new(self.name)
+        stereo = cam_data.stereo
+        stereo.interocular_distance = self._ipd()
+        stereo.pivot = "CENTER"  # the handle is between the eyes
+        if self.mode == SPHERICAL:
+            cam_data.type = "PANO"
+            cam_data.panorama_type = "EQUIRECTANGULAR"
+            stereo.use_spherical_stereo = True
+            stereo.use_pole_merge = self.pole_merge
+            stereo.convergence_mode = "OFFAXIS" if self.convergence > 0 else "PARALLEL"
+            stereo.convergence_distance = self.convergence if self.convergence > 0 else 1e6
+        else:
+            cam_data.lens = self.focal_length
+            stereo.convergence_mode = self.convergence_mode
+            stereo.convergence_distance = self.convergence or median or stereo.convergence_distance
+        cam_data.clip_start = min(0.01, safe / 10) if safe > 0 else 0.01
+        cam_data.clip_end = max(1000.0, 10 * float(sphere[WORLD_KEY].get("max_distance", 0.0)) if sphere is not None else 1000.0)
+
+        rig = bpy.data.objects.new(self.name, None)
+        rig.empty_display_type = "ARROWS"
+        rig.empty_display_size = max(safe, 0.1)
+        rig.location = center
+        camera = bpy.data.objects.new(f"{self.name} Camera", cam_data)
+        camera.parent = rig
+        camera.rotation_euler = equirect.CAPTURE_ROTATION  # looks along the handle's +X, as the capture did
+        rig[RIG_KEY] = {
+            "mode": self.mode,
+            "interocular": self.interocular,
+            "scene_scale": self.scene_scale,
+            "safe_radius": safe,
+            "center": center[:],
+            "sphere": sphere.name if sphere is not None else "",
+        }
+        collection = context.collection or scene.collection
+        collection.objects.link(rig)
+        collection.objects.link(camera)
+        if self.make_active:
+            scene.camera = camera
+            scene.render.use_multiview = True
+            scene.render.views_format = "STEREO_3D"
+        for obj in context.view_layer.objects:
+            obj.select_set(False)
+        rig.select_set(True)
+        context.view_layer.objects.active = rig
+        return rig
+
+
+ANIMATE_OPTIONS: dict[str, Any] = {
+    "move": EnumProperty(
+        name="Move",
+        items=[
+            (camera_moves.DOLLY, "Dolly", "Out from the centre along the view and back"),
+            (camera_moves.ORBIT, "Orbit", "Circle around the centre"),
+            (camera_moves.SWAY, "Sway", "Side to side through the centre"),
+            (camera_moves.FIGURE8, "Figure Eight", "Side to side with a forward-back beat"),
+            (camera_moves.LOOK, "Look Around", "Turn in place (rotation only)"),
+            ("CUSTOM", "Custom", "Keep the rig's own keyframes; only set the frame range and check the safe radius"),
+        ],
+        default=camera_moves.DOLLY,
+    ),
+    "seconds": FloatProperty(name="Duration", description="Length of the move in seconds, at the scene frame rate", default=4.0, min=0.0, soft_max=60.0),
+    "amplitude": FloatProperty(
+        name="Amplitude", description="How far the move goes, as a fraction of the safe radius (at most 1)", default=0.5, min=0.0, soft_max=1.0, subtype="FACTOR"
+    ),
+    "easing": EnumProperty(
+        name="Easing",
+        items=[(camera_moves.EASE_IN_OUT, "Ease In/Out", "Start and stop gently"), (camera_moves.LINEAR, "Linear", "Constant speed")],
+        default=camera_moves.EASE_IN_OUT,
+    ),
+    "loop": BoolProperty(name="Loop", description="End where the move began: the last frame equals the first", default=True),
+    "look_degrees": FloatProperty(name="Turn", description="Look Around: how far to turn", default=360.0, soft_min=0.0, soft_max=720.0),
+    "rig": StringProperty(name="Rig", description="Stereo rig; empty: the active or the scene camera's", default=""),
+}
+
+
+def _bake(rig: bpy.types.Object, frames: np.ndarray, locations: np.ndarray, yaw: np.ndarray, base_rotation: tuple[float, float, float]) -> None:
+    """One keyframe per frame on the handle's location and Z rotation, written in bulk."""
+    data = rig.animation_data or rig.animation_data_create()
+    old = data.action
+    action = bpy.data.actions.new(MOVE_ACTION)
+    data.action = action
+    if old is not None and old.users == 0:
+        bpy.data.actions.remove(old)
+    channels = [("location", i, locations[:, i]) for i in range(3)] + [("rotation_euler", 2, base_rotation[2] + yaw)]
+    for path, index, values in channels:
+        curve = action.fcurve_ensure_for_datablock(rig, path, index=index)
+        points = curve.keyframe_points
+        points.add(len(frames))
+        points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
+        points.foreach_set("interpolation", np.ones(len(frames), np.int32))  # LINEAR: the path is sampled per frame
+        curve.update()
+
+
+class DIFFUSION3D_OT_animate_rig(bpy.types.Operator):
+    """Animate the stereo rig with a move that reveals depth, within the sphere's safe radius"""
+
+    bl_idname = "diffusion3d.animate_rig"
+    bl_label = "Animate Stereo Rig"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = dict(ANIMATE_OPTIONS)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            rig = find_rig(context, self.rig)
+            if self.move == "CUSTOM":
+                return self._custom(context, rig)
+            return self._animate(context, rig)
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+
+    def _animate(self, context: bpy.types.Context, rig: bpy.types.Object) -> set[str]:
+        scene = context.scene
+        fps = scene.render.fps / scene.render.fps_base
+        try:
+            frames = camera_moves.frame_count(self.seconds, fps)
+        except ValueError:
+            raise UserError(f"The move needs a duration above 0 seconds, got {self.seconds}") from None
+        if frames < 2:
+            raise UserError(f"{self.seconds} s at {fps:g} fps is under two frames: nothing would move")
+        amplitude = self.amplitude
+        if amplitude > 1.0:
+            self.report({"WARNING"}, f"Amplitude {amplitude:g} is beyond the safe radius: clamped to 1")
+            amplitude = 1.0
+        info = rig[RIG_KEY]
+        safe = float(info["safe_radius"])
+        center = np.array(info["center"], np.float64)
+        heading = float(info.get("heading", rig.rotation_euler[2]))
+        base = (rig.rotation_euler[0], rig.rotation_euler[1], heading)
+        try:
+            path = camera_moves.camera_path(self.move, frames, amplitude * safe, heading, self.easing, self.loop, self.look_degrees)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        numbers = np.arange(1, frames + 1, dtype=np.float64)
+        _bake(rig, numbers, center + path.offsets, path.yaw, base)
+        info["heading"] = heading
+        scene.frame_start, scene.frame_end = 1, frames
+        scene.frame_set(1)
+        self.report(
+            {"INFO"},
+            f"{rig.name}: {self.move.lower()} over {frames} frames ({self.seconds:g} s at {fps:g} fps), "
+            f"reaching {path.max_offset:.3g} of the safe radius {safe:.3g}",
+        )
+        return {"FINISHED"}
+
+    def _custom(self, context: bpy.types.Context, rig: bpy.types.Object) -> set[str]:
+        action = rig.animation_data.action if rig.animation_data is not None else None
+        if action is None:
+            raise UserError(f"{rig.name} has no keyframes of its own to keep (choose a move)")
+        start, end = (int(round(f)) for f in action.frame_range)
+        if end <= start:
+            raise UserError(f"{rig.name}'s keyframes span no frames ({start}–{end})")
+        scene = context.scene
+        assert scene is not None
+        scene.frame_start, scene.frame_end = start, end
+        safe = float(rig[RIG_KEY]["safe_radius"])
+        farthest = path_extent(scene, rig, start, end)
+        scene.frame_set(start)
+        if farthest > safe * (1 + 1e-6):
+            self.report({"WARNING"}, f"The custom path goes {farthest:.3g} from the centre, beyond the safe radius {safe:.3g}")
+        else:
+            self.report({"INFO"}, f"Kept {rig.name}'s keyframes: frames {start}–{end}, within the safe radius")
+        return {"FINISHED"}
+
+
+
+def path_extent(scene: bpy.types.Scene, rig: bpy.types.Object, start: int, end: int) -> float:
+    """The farthest the rig's handle gets from its centre over frames ``start``–``end``."""
+    center, current, farthest = Vector(rig[RIG_KEY]["center"]), scene.frame_current, 0.0
+    for frame in range(start, end + 1):
+        scene.frame_set(frame)
+        farthest = max(farthest, (rig.matrix_world.translation - center).length)
+    scene.frame_set(current)
+    return farthest

@@ -1,0 +1,433 @@
+"""``diffusion3d.render_stereo_video``: the rig's animation → a 360° stereo MP4 (or an image sequence).
+
+Frames are rendered one by one into a frames folder, so a cancelled render
+keeps what it made. Blender's own FFmpeg then encodes them (H.264) through a
+temporary sequencer scene, and the engine adds the spatial-media metadata and
+puts the file in place. Every render setting changed on the way is restored.
+From the UI each frame is Blender's render job (its progress and Esc);
+scripts and background mode block.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from ..engine import spatial_media
+from ..engine.errors import JobCancelled
+from ..engine.stereo_video import SIDECAR, VideoRequest, VideoResult
+from . import session
+from .engine_job import EngineJobOperator, UserError
+from .render_setup import render_state, watch_render
+from .settings_restore import TemporarySettings
+from .stereo_rig import RIG_KEY, SPHERICAL, find_rig, rig_camera
+
+MP4, PNG, EXR = "MP4", "PNG", "EXR"
+TOP_BOTTOM, SIDE_BY_SIDE, MONO = "TOP_BOTTOM", "SIDE_BY_SIDE", "MONO"
+#: layout → (Blender's stereo display mode, the spatial-media stereo mode)
+LAYOUTS = {
+    TOP_BOTTOM: ("TOPBOTTOM", spatial_media.TOP_BOTTOM),
+    SIDE_BY_SIDE: ("SIDEBYSIDE", spatial_media.LEFT_RIGHT),
+    MONO: ("", spatial_media.MONO),
+}
+#: preset → width of one eye's image (360: height = width / 2, so top-bottom frames are square)
+RESOLUTIONS = {"VR_4K": 4096, "VR_2K": 2048, "HD": 1024, "PREVIEW": 512}
+FAST, QUALITY, SCENE = "FAST", "QUALITY", "SCENE"
+#: Fast defaults for an emission-only world sphere: no bounces, few samples, no denoising (see bench/bench_stereo_video.py).
+FAST_SAMPLES = 8
+QUALITY_SAMPLES = 128
+FRAME_PREFIX = "frame_"
+
+VIDEO_OPTIONS: dict[str, Any] = {
+    "filepath": StringProperty(
+        name="Output",
+        description="The .mp4 file, or the folder for an image sequence; empty: a new file under the default output folder",
+        subtype="FILE_PATH",
+        default="",
+    ),
+    "file_format": EnumProperty(
+        name="Format",
+        items=[(MP4, "MP4 (H.264)", "One video file, through Blender's FFmpeg"), (PNG, "PNG Sequence", "8-bit frames"), (EXR, "EXR Sequence", "Float frames")],
+        default=MP4,
+    ),
+    "stereo_layout": EnumProperty(
+        name="Layout",
+        items=[
+            (TOP_BOTTOM, "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)"),
+            (SIDE_BY_SIDE, "Side-by-Side", "Left eye beside the right"),
+            (MONO, "Mono", "One eye only"),
+        ],
+        default=TOP_BOTTOM,
+    ),
+    "resolution": EnumProperty(
+        name="Resolution",
+        items=[
+            ("VR_4K", "VR 4K", "4096 px per eye: 4096×4096 top-bottom 360°"),
+            ("VR_2K", "VR 2K", "2048 px per eye: 2048×2048 top-bottom 360°"),
+            ("HD", "HD", "1024 px per eye"),
+            ("PREVIEW", "Preview", "512 px per eye, for a quick look"),
+            ("CUSTOM", "Custom", "Eye width below"),
+        ],
+        default="VR_2K",
+    ),
+    "eye_width": IntProperty(name="Eye Width", description="Custom: width of one eye's image", default=1024, min=16, soft_max=8192),
+    "quality": EnumProperty(
+        name="Quality",
+        items=[
+            (FAST, "Fast (Emission)", "For an emission-only world sphere: no bounces, few samples, Standard view (reproduces the panorama)"),
+            (QUALITY, "Quality", "For scenes with lights: more samples, bounces and denoising"),
+            (SCENE, "Scene", "The scene's own render settings"),
+        ],
+        default=FAST,
+    ),
+    "rig": StringProperty(name="Rig", description="Stereo rig; empty: the active or the scene camera's", default=""),
+    "overwrite": BoolProperty(name="Overwrite", description="Replace an existing video or frames", default=False),
+    "keep_frames": BoolProperty(name="Keep Frames", description="MP4: keep the frames folder after encoding", default=False),
+}
+
+
+def eye_size(width: int, spherical: bool) -> tuple[int, int]:
+    """One eye's image: 2:1 for 360°, 16:9 for flat (both even, as H.264 needs)."""
+    height = width // 2 if spherical else int(round(width * 9 / 16))
+    return width, height + height % 2
+
+
+def frame_size(eye: tuple[int, int], layout: str) -> tuple[int, int]:
+    width, height = eye
+    return {TOP_BOTTOM: (width, 2 * height), SIDE_BY_SIDE: (2 * width, height)}.get(layout, eye)
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob(f"{FRAME_PREFIX}*") if p.suffix.lower() in (".png", ".exr")) if folder.is_dir() else []
+
+
+class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
+    """Render the stereo rig's animation to a 360° stereo video (or image sequence) with spatial metadata"""
+
+    bl_idname = "diffusion3d.render_stereo_video"
+    bl_label = "Render Stereo Video"
+    bl_options = {"REGISTER"}
+    job_label = "Finishing video"
+    __annotations__ = dict(VIDEO_OPTIONS)
+
+    _temp: Optional[TemporarySettings] = None
+    _frames_dir: Optional[Path] = None
+    _target: Optional[Path] = None
+    _scratch: Optional[Path] = None
+    _frames: list[int] = []
+    _next = 0
+    _spherical = True
+    _started = 0.0
+    _made_frames_dir = False
+    _ext = ".png"
+    _frame_size = (0, 0)
+
+    # Blocking: every frame, then encode, then the engine job (EngineJobOperator.execute)
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        session.active.update(cancel=False, blender_stage=True, label="Rendering stereo video")
+        try:
+            self._stage(context)
+            for _ in self._frames:
+                self._render_next(context, blocking=True)
+                if session.active["cancel"]:  # set by Cancel, or by a script's handler between frames
+                    raise JobCancelled("render cancelled")
+        finally:
+            self._restore()
+            session.active.update(cancel=False, blender_stage=False)
+        return self._after_frames(context)
+
+    # Modal, from the UI: one render job per frame, then the engine job
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if self._refuse_if_busy():
+            return {"CANCELLED"}
+
+        def start() -> None:
+            self._stage(context)
+            self._render_next(context, blocking=False)
+
+        refused = self._attempt(context, start)
+        if refused is not None:
+            return refused
+        session.active.update(label="Rendering stereo video", blender_stage=True, cancel=False)
+        self._begin_modal(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if self._temp is None:
+            return super().modal(context, event)  # the engine stage
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # Esc belongs to the render job itself
+        if bpy.app.is_job_running("RENDER"):
+            return {"RUNNING_MODAL"}
+        state = render_state()
+        watch_render(False)
+
+        def step() -> None:
+            if state == "CANCELLED" or session.active["cancel"]:
+                raise JobCancelled("render cancelled")
+            if state != "COMPLETE":
+                raise UserError("A frame stopped without a result (see Blender's report)")
+            self._check_frame_written()
+            fraction = self._next / len(self._frames)
+            context.window_manager.progress_update(int(1000 * fraction))
+            session.active.update(fraction=fraction, label=f"Rendering stereo video: frame {self._next}/{len(self._frames)}")
+            if self._next < len(self._frames):
+                self._render_next(context, blocking=False)
+                return
+            self._restore()
+            session.active.update(blender_stage=False, label="")
+            name, request = self._after_frames(context)
+            self._handle = session.client(context).submit(name, request)
+
+        refused = self._attempt(context, step)
+        if refused is not None:
+            session.active.update(blender_stage=False, label="", cancel=False)
+            self._end_modal(context)
+            return refused
+        if self._handle is not None:
+            session.active.update(handle=self._handle, label=self.job_label)
+        return {"RUNNING_MODAL"}
+
+    # Steps ---------------------------------------------------------------------
+    def _stage(self, context: bpy.types.Context) -> None:
+        """Check everything before the first frame; apply the render settings."""
+        scene = context.scene
+        assert scene is not None
+        rig = find_rig(context, self.rig)
+        camera = rig_camera(rig)
+        self._spherical = rig[RIG_KEY].get("mode", SPHERICAL) == SPHERICAL
+        if self.stereo_layout != MONO and not camera.data.stereo.interocular_distance > 0:
+            raise UserError(f"{camera.name}: interocular distance must be greater than 0 for a stereo video")
+        if scene.frame_end <= scene.frame_start:
+            raise UserError(f"The frame range {scene.frame_start}–{scene.frame_end} has no length: animate the rig first")
+        if not hasattr(scene, "cycles"):
+            raise UserError("Cycles is not available in this Blender")
+        self._frames = list(range(scene.frame_start, scene.frame_end + 1))
+        self._prepare_output()
+        width = self.eye_width if self.resolution == "CUSTOM" else RESOLUTIONS[self.resolution]
+        eye = eye_size(width, self._spherical)
+        self._frame_size = frame_size(eye, self.stereo_layout)
+        self._temp = apply_video_settings(scene, camera, eye, self.stereo_layout, self.file_format, self.quality)
+        self._next = 0
+        self._started = time.perf_counter()
+
+    def _prepare_output(self) -> None:
+        """Decide the target and frames folder; refuse to replace anything unless allowed; prove the folder is writable."""
+        ext = ".exr" if self.file_format == EXR else ".png"
+        chosen = bpy.path.abspath(self.filepath) if self.filepath else ""
+        if self.file_format == MP4:
+            target = Path(chosen) if chosen else session.output_folder("", "video") / "stereo.mp4"
+            if target.suffix.lower() != ".mp4":
+                target = target.with_suffix(".mp4") if target.suffix else target / "stereo.mp4"
+            if target.exists() and not self.overwrite:
+                raise UserError(f"{target} exists; turn on Overwrite to replace it")
+            frames_dir = target.with_name(target.stem + "_frames")
+        else:
+            target = frames_dir = Path(chosen) if chosen else session.output_folder("", "video")
+            if target.suffix.lower() == ext:
+                target = frames_dir = target.parent
+        existing = _frame_files(frames_dir)
+        if existing and not self.overwrite:
+            raise UserError(f"{frames_dir} already holds {len(existing)} frames; turn on Overwrite or choose another output")
+        if self.file_format != MP4 and (frames_dir / SIDECAR).exists() and not self.overwrite:
+            raise UserError(f"{frames_dir / SIDECAR} exists; turn on Overwrite or choose another output")
+        self._made_frames_dir = not frames_dir.exists()
+        try:
+            frames_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=frames_dir):
+                pass
+        except OSError as exc:
+            self._remove_empty(frames_dir)
+            raise UserError(f"Cannot write to {frames_dir}: {exc.strerror or exc}") from None
+        for old in existing:
+            old.unlink()
+        self._target, self._frames_dir, self._ext = target, frames_dir, ext
+
+    def _render_next(self, context: bpy.types.Context, blocking: bool) -> None:
+        scene, frame = context.scene, self._frames[self._next]
+        assert self._frames_dir is not None
+        scene.frame_set(frame)
+        scene.render.filepath = str(self._frames_dir / f"{FRAME_PREFIX}{frame:04d}")
+        self._next += 1
+        if blocking:
+            bpy.ops.render.render(write_still=True)
+            self._check_frame_written()
+            if bpy.app.background:
+                per = (time.perf_counter() - self._started) / self._next
+                print(f"[diffusion3d] Rendering stereo video: frame {self._next}/{len(self._frames)} ({per:.2f} s/frame)", flush=True)
+            return
+        watch_render(True)
+        started = bpy.ops.render.render("INVOKE_DEFAULT", write_still=True)
+        if "RUNNING_MODAL" not in started:  # type: ignore[operator]  # bpy.ops returns a set
+            watch_render(False)
+            raise UserError("Blender could not start the render (is another render running?)")
+
+    def _check_frame_written(self) -> None:
+        assert self._frames_dir is not None
+        frame = self._frames[self._next - 1]
+        if not (self._frames_dir / f"{FRAME_PREFIX}{frame:04d}{self._ext}").is_file():
+            raise UserError(f"Frame {frame} was rendered but not written to {self._frames_dir}")
+
+    def _after_frames(self, context: bpy.types.Context) -> tuple[str, Any]:
+        """Encode the frames (MP4) and hand the file to the engine for its metadata."""
+        assert self._target is not None and self._frames_dir is not None
+        encoded = ""
+        if self.file_format == MP4:
+            self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-video-"))
+            assert context.scene is not None
+            encoded = str(encode_frames(context.scene, _frame_files(self._frames_dir), self._frame_size, self._scratch))
+        render = context.scene.render
+        request = VideoRequest(
+            encoded=encoded,
+            out_path=str(self._target),
+            stereo=LAYOUTS[self.stereo_layout][1],
+            spherical=self._spherical,
+            overwrite=self.overwrite,
+            fps=render.fps / render.fps_base,
+            width=self._frame_size[0],
+            height=self._frame_size[1],
+        )
+        return "finish_video", request
+
+    def finish(self, context: bpy.types.Context, result: VideoResult) -> None:
+        self._remove_scratch()
+        if self.file_format == MP4 and not self.keep_frames and self._frames_dir is not None:
+            for path in _frame_files(self._frames_dir):
+                path.unlink()
+            self._remove_empty(self._frames_dir)
+        seconds = time.perf_counter() - self._started
+        self.report(
+            {"INFO"},
+            f"Wrote {result.path}: {result.frames} frames of {result.width}×{result.height} ({result.stereo}"
+            f"{', 360°' if result.projection else ''}) in {seconds:.1f} s ({seconds / max(result.frames, 1):.2f} s/frame)",
+        )
+
+    def discard(self, context: bpy.types.Context) -> None:
+        self._restore()
+        self._remove_scratch()
+        if self._frames_dir is None:
+            return
+        kept = _frame_files(self._frames_dir)
+        if kept:
+            self.report({"WARNING"}, f"Stopped after {len(kept)} of {len(self._frames)} frames; they are kept in {self._frames_dir}")
+        elif self._made_frames_dir:
+            self._remove_empty(self._frames_dir)
+
+    def _restore(self) -> None:
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            temp.restore()
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    @staticmethod
+    def _remove_empty(folder: Path) -> None:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def apply_video_settings(
+    scene: bpy.types.Scene, camera: bpy.types.Object, eye: tuple[int, int], layout: str, file_format: str, quality: str
+) -> TemporarySettings:
+    """Set the scene up to render the rig's frames; the returned settings restore everything."""
+    temp = TemporarySettings()
+    try:
+        _set_output(scene, camera, eye, layout, file_format, temp)
+        if quality != SCENE:
+            _set_quality(scene, quality, temp)
+    except BaseException:
+        temp.restore()
+        raise
+    return temp
+
+
+def _set_output(
+    scene: bpy.types.Scene, camera: bpy.types.Object, eye: tuple[int, int], layout: str, file_format: str, temp: TemporarySettings
+) -> None:
+    render, image = scene.render, scene.render.image_settings
+    stereo = layout != MONO
+    for owner, name, value in (
+        (scene, "camera", camera),
+        (scene, "frame_current", scene.frame_current),  # put back where the user was
+        (render, "engine", "CYCLES"),
+        (render, "resolution_x", eye[0]),
+        (render, "resolution_y", eye[1]),
+        (render, "resolution_percentage", 100),
+        (render, "pixel_aspect_x", 1.0),
+        (render, "pixel_aspect_y", 1.0),
+        (render, "use_border", False),
+        (render, "use_multiview", stereo),
+        (render, "views_format", "STEREO_3D"),
+        (render, "film_transparent", False),
+        (render, "use_persistent_data", True),  # keep the scene in memory from frame to frame
+        (render, "filepath", render.filepath),
+        (image, "file_format", "OPEN_EXR" if file_format == EXR else "PNG"),
+        (image, "color_mode", "RGB"),
+        (image, "color_depth", "32" if file_format == EXR else "8"),
+        (image, "views_format", "STEREO_3D" if stereo else "INDIVIDUAL"),
+    ):
+        temp.set(owner, name, value)
+    if stereo:
+        temp.set(image.stereo_3d_format, "display_mode", LAYOUTS[layout][0])
+        temp.set(image.stereo_3d_format, "use_squeezed_frame", False)
+        for view in render.views:
+            temp.set(view, "use", view.name in ("left", "right"))
+
+
+def _set_quality(scene: bpy.types.Scene, quality: str, temp: TemporarySettings) -> None:
+    cycles, fast = scene.cycles, quality == FAST
+    temp.set(cycles, "samples", FAST_SAMPLES if fast else QUALITY_SAMPLES)
+    temp.set(cycles, "use_adaptive_sampling", not fast)
+    temp.set(cycles, "use_denoising", not fast)
+    if fast:  # emission only: light never needs to bounce, and the view must show the panorama's own colours
+        for name in ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces", "volume_bounces", "transparent_max_bounces"):
+            temp.set(cycles, name, 0)
+        temp.set(cycles, "caustics_reflective", False)
+        temp.set(cycles, "caustics_refractive", False)
+        view = scene.view_settings
+        for name, value in (("view_transform", "Standard"), ("look", "None"), ("exposure", 0.0), ("gamma", 1.0)):
+            temp.set(view, name, value)
+        temp.set(scene.render, "use_compositing", False)
+        temp.set(scene.render, "use_sequencer", False)
+
+
+def encode_frames(scene: bpy.types.Scene, frames: list[Path], size: tuple[int, int], scratch: Path) -> Path:
+    """H.264 MP4 of ``frames`` through Blender's own FFmpeg, by a temporary sequencer scene."""
+    if not frames:
+        raise UserError("No frames to encode")
+    encoder = bpy.data.scenes.new("Diffusion3D encode")
+    try:
+        strip = encoder.sequence_editor_create().strips.new_image("frames", str(frames[0]), channel=1, frame_start=1)
+        for path in frames[1:]:
+            strip.elements.append(path.name)
+        render = encoder.render
+        render.resolution_x, render.resolution_y, render.resolution_percentage = size[0], size[1], 100
+        render.fps, render.fps_base = scene.render.fps, scene.render.fps_base
+        encoder.frame_start, encoder.frame_end = 1, len(frames)
+        encoder.view_settings.view_transform = "Standard"  # the frames are already display colours
+        render.use_sequencer = True
+        render.image_settings.file_format = "FFMPEG"
+        ffmpeg = render.ffmpeg
+        ffmpeg.format, ffmpeg.codec = "MPEG4", "H264"
+        ffmpeg.constant_rate_factor, ffmpeg.ffmpeg_preset = "HIGH", "GOOD"
+        ffmpeg.gopsize = max(1, int(math.ceil(render.fps / render.fps_base)))  # a keyframe a second, for seeking
+        render.filepath = str(scratch / "video")
+        bpy.ops.render.render(animation=True, scene=encoder.name)
+    finally:
+        bpy.data.scenes.remove(encoder)
+    written = sorted(scratch.glob("*.mp4"))  # Blender appends the frame range to the name
+    if len(written) != 1:
+        raise UserError(f"Blender's FFmpeg wrote no video into {scratch}")
+    return written[0]

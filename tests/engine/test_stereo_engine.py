@@ -1,0 +1,200 @@
+"""The engine's stereo-video parts: camera moves, the safe radius, MP4 spatial metadata."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import camera_moves, parallax, spatial_media
+from engine.errors import BadInput
+from engine.progress import CancelToken, Reporter
+from engine.stereo_video import VideoRequest, finish_video
+
+# --- camera moves ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("move", camera_moves.MOVES)
+@pytest.mark.parametrize("easing", camera_moves.EASINGS)
+def test_every_move_is_bounded_and_closes_its_loop(move, easing):
+    path = camera_moves.camera_path(move, 49, 0.3, heading=0.7, easing=easing, loop=True)
+    assert path.frames == 49 and path.offsets.shape == (49, 3)
+    assert path.max_offset <= 0.3 + 1e-12
+    np.testing.assert_allclose(path.offsets[-1], path.offsets[0], atol=1e-12)
+    assert math.isclose(math.cos(path.yaw[-1]), math.cos(path.yaw[0]), abs_tol=1e-12)
+    assert math.isclose(math.sin(path.yaw[-1]), math.sin(path.yaw[0]), abs_tol=1e-12)
+    assert np.all(path.offsets[:, 2] == 0), "moves stay level"
+
+
+def test_dolly_goes_forward_along_the_heading_and_back():
+    path = camera_moves.camera_path(camera_moves.DOLLY, 21, 2.0, heading=math.pi / 2, easing=camera_moves.LINEAR)
+    np.testing.assert_allclose(path.offsets[10], [0.0, 2.0, 0.0], atol=1e-12)  # halfway: at full reach, along +Y
+    one_way = camera_moves.camera_path(camera_moves.DOLLY, 21, 2.0, loop=False)
+    np.testing.assert_allclose(one_way.offsets[-1], [2.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_easing_starts_and_stops_gently():
+    eased = camera_moves.camera_path(camera_moves.SWAY, 101, 1.0, easing=camera_moves.EASE_IN_OUT)
+    linear = camera_moves.camera_path(camera_moves.SWAY, 101, 1.0, easing=camera_moves.LINEAR)
+    first_step = lambda p: np.linalg.norm(p.offsets[1] - p.offsets[0])  # noqa: E731
+    assert first_step(eased) < 0.05 * first_step(linear)
+
+
+def test_look_turns_a_whole_turn_or_there_and_back():
+    full = camera_moves.camera_path(camera_moves.LOOK, 9, 1.0, easing=camera_moves.LINEAR, look_degrees=360)
+    np.testing.assert_allclose(np.degrees(full.yaw[[0, 4, 8]]), [0, 180, 360])
+    assert full.max_offset == 0
+    partial = camera_moves.camera_path(camera_moves.LOOK, 9, 1.0, easing=camera_moves.LINEAR, look_degrees=90)
+    np.testing.assert_allclose(np.degrees(partial.yaw[[0, 4, 8]]), [0, 90, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("SPIN", 10, 1.0), "unknown move"),
+        (("DOLLY", 1, 1.0), "at least 2 frames"),
+        (("DOLLY", 10, -1.0), "amplitude"),
+        (("DOLLY", 10, float("nan")), "amplitude"),
+    ],
+)
+def test_bad_moves(args, words):
+    with pytest.raises(ValueError, match=words):
+        camera_moves.camera_path(*args)
+    with pytest.raises(ValueError, match="positive"):
+        camera_moves.frame_count(0, 24)
+
+
+def test_frame_count_counts_both_ends():
+    assert camera_moves.frame_count(2.0, 24) == 49
+    assert camera_moves.frame_count(1.0, 29.97) == 31
+
+
+# --- safe radius ---------------------------------------------------------------
+
+
+def test_a_plain_sphere_allows_a_quarter_of_its_radius():
+    assert parallax.safe_radius(np.full((64, 128), 4.0)) == pytest.approx(1.0)
+
+
+def test_depth_edges_shrink_the_safe_radius():
+    depth = np.full((64, 128), 4.0)
+    depth[20:44, 40:90] = 1.0  # a big object 1 m away in front of a 4 m wall
+    band_limited = math.radians(parallax.MAX_BAND_DEG) / (1 / 1.0 - 1 / 4.0)
+    assert parallax.safe_radius(depth) == pytest.approx(min(0.25, band_limited))
+    depth[20:44, 40:90] = 3.5  # a shallow step: only the nearness limit applies
+    assert parallax.safe_radius(depth) == pytest.approx(0.25 * 3.5)
+
+
+def test_single_noisy_pixels_and_poles_do_not_decide_it():
+    depth = np.full((64, 128), 4.0)
+    depth[0, :] = 0.01  # a bad pole row: tiny solid angle
+    depth[30, 70] = 0.05  # one outlier
+    assert parallax.safe_radius(depth) == pytest.approx(1.0)
+
+
+def test_bad_distance_maps():
+    with pytest.raises(ValueError, match="2:1"):
+        parallax.safe_radius(np.ones((10, 10)))
+    with pytest.raises(ValueError, match="positive"):
+        parallax.safe_radius(np.zeros((8, 16)))
+
+
+# --- MP4 spatial metadata ----------------------------------------------------------
+
+
+def box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def full(kind: bytes, body: bytes) -> bytes:
+    return box(kind, b"\0\0\0\0" + body)
+
+
+def tiny_mp4(moov_first: bool, frames: int = 3, width: int = 64, height: int = 128) -> tuple[bytes, list[bytes]]:
+    """A structurally complete MP4: one video track whose chunks (one per frame) are in ``mdat``."""
+    samples = [bytes([i]) * (10 + i) for i in range(frames)]
+    visual = bytes(24) + struct.pack(">HH", width, height) + bytes(50)
+    avc1 = box(b"avc1", visual + box(b"avcC", b"\x01\x64\x00\x1f"))
+    stsd = full(b"stsd", struct.pack(">I", 1) + avc1)
+    stsz = full(b"stsz", struct.pack(">II", 0, frames) + b"".join(struct.pack(">I", len(s)) for s in samples))
+
+    def moov_with(offsets: list[int]) -> bytes:
+        stco = full(b"stco", struct.pack(">I", len(offsets)) + b"".join(struct.pack(">I", o) for o in offsets))
+        stbl = box(b"stbl", stsd + stsz + stco)
+        hdlr = full(b"hdlr", b"\0\0\0\0vide" + bytes(12) + b"video\0")
+        trak = box(b"trak", full(b"tkhd", bytes(80)) + box(b"mdia", hdlr + box(b"minf", stbl)))
+        return box(b"moov", full(b"mvhd", bytes(96)) + trak)
+
+    ftyp = box(b"ftyp", b"isom\0\0\x02\0isomavc1")
+    mdat_body = b"".join(samples)
+    moov_size = len(moov_with([0] * frames))
+    data_start = len(ftyp) + (moov_size if moov_first else 0) + 8
+    offsets, pos = [], data_start
+    for s in samples:
+        offsets.append(pos)
+        pos += len(s)
+    moov, mdat = moov_with(offsets), box(b"mdat", mdat_body)
+    return (ftyp + moov + mdat if moov_first else ftyp + mdat + moov), samples
+
+
+def chunks(path: Path) -> list[bytes]:
+    """Each frame's bytes, found through the file's own chunk offsets and sample sizes."""
+    data = path.read_bytes()
+    moov = data.index(b"moov") - 4
+    stco, stsz = data.index(b"stco", moov) - 4, data.index(b"stsz", moov) - 4
+    count = struct.unpack_from(">I", data, stco + 12)[0]
+    offsets = struct.unpack_from(f">{count}I", data, stco + 16)
+    sizes = struct.unpack_from(f">{count}I", data, stsz + 20)
+    return [data[o : o + s] for o, s in zip(offsets, sizes)]
+
+
+@pytest.mark.parametrize("moov_first", [False, True])
+def test_injected_metadata_reads_back_and_keeps_the_media_intact(tmp_path, moov_first):
+    data, samples = tiny_mp4(moov_first)
+    source, target = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    source.write_bytes(data)
+    assert chunks(source) == samples
+    spatial_media.inject(source, target, spatial_media.TOP_BOTTOM, spherical=True)
+    meta = spatial_media.read(target)
+    assert (meta.stereo, meta.projection, meta.bounds) == ("top-bottom", "equirectangular", (0, 0, 0, 0))
+    assert (meta.width, meta.height, meta.frames) == (64, 128, 3)
+    assert "<GSpherical:StereoMode>top-bottom</GSpherical:StereoMode>" in meta.v1_xml
+    assert chunks(target) == samples, "chunk offsets follow the media when moov grows"
+    assert spatial_media.read(source).stereo == "", "the source is untouched"
+    # tagging again replaces, never duplicates
+    again = tmp_path / "again.mp4"
+    spatial_media.inject(target, again, spatial_media.LEFT_RIGHT, spherical=False)
+    meta = spatial_media.read(again)
+    assert (meta.stereo, meta.projection, meta.v1_xml) == ("left-right", "", "")
+    assert again.read_bytes().count(b"st3d") == 1 and chunks(again) == samples
+
+
+def test_never_overwrites_unless_asked_and_refuses_non_mp4(tmp_path):
+    data, _ = tiny_mp4(False)
+    source, target = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    source.write_bytes(data)
+    target.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError):
+        spatial_media.inject(source, target, spatial_media.MONO)
+    assert target.read_bytes() == b"keep me"
+    spatial_media.inject(source, target, spatial_media.MONO, overwrite=True)
+    assert spatial_media.read(target).stereo == "mono"
+    (tmp_path / "not.mp4").write_bytes(b"\0\0\0\x10free" + bytes(8))
+    with pytest.raises(spatial_media.MP4Error, match="not an MP4"):
+        spatial_media.read(tmp_path / "not.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "not.mp4", "out.mp4"], "no temporary file left"
+
+
+def test_finish_video_job(tmp_path):
+    data, _ = tiny_mp4(False)
+    (tmp_path / "enc.mp4").write_bytes(data)
+    report = Reporter(lambda p: None, CancelToken())
+    result = finish_video(VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v" / "out.mp4")), report)
+    assert (result.frames, result.width, result.height, result.stereo) == (3, 64, 128, "top-bottom")
+    with pytest.raises(BadInput, match="exists"):
+        finish_video(VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v" / "out.mp4")), report)
+    with pytest.raises(BadInput, match="No frames"):
+        finish_video(VideoRequest("", str(tmp_path)), report)
