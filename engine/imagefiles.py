@@ -211,3 +211,77 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
         f.write(_png_chunk(b"IHDR", ihdr))
         f.write(_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)))
         f.write(_png_chunk(b"IEND", b""))
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # gray, RGB, gray+alpha, RGBA (no palettes)
+
+
+def read_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Pixels of an 8- or 16-bit non-interlaced PNG as H×W×C uint8/uint16 (C = 1, 2, 3 or 4).
+
+    Blender's PNGs use every row filter (libpng's adaptive choice), so all five
+    are undone here; Sub, Average and Paeth are recursive along a row, so the
+    general case sweeps anti-diagonals, each one vectorised.
+    """
+    data = Path(path).read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise BadInput(f"{path} is not a PNG file")
+    pos, header, idat = 8, b"", []
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IHDR":
+            header = data[pos + 8 : pos + 8 + length]
+        elif kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if len(header) != 13 or not idat:
+        raise BadInput(f"{path}: a PNG without IHDR or image data")
+    width, height, depth, color, _comp, _filt, interlace = struct.unpack(">IIBBBBB", header)
+    if color not in _PNG_CHANNELS or depth not in (8, 16) or interlace:
+        raise BadInput(f"{path}: only 8/16-bit non-interlaced gray/RGB(A) PNGs are supported")
+    channels = _PNG_CHANNELS[color]
+    bpp = channels * depth // 8  # bytes per pixel: filters look this far back
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
+    except zlib.error as exc:
+        raise BadInput(f"{path}: damaged PNG data ({exc})") from None
+    if raw.size < height * (width * bpp + 1):
+        raise BadInput(f"{path}: truncated PNG data")
+    rows = raw[: height * (width * bpp + 1)].reshape(height, width * bpp + 1)
+    filters, body = rows[:, 0], rows[:, 1:].reshape(height, width, bpp)
+    if filters.max(initial=0) > 4:
+        raise BadInput(f"{path}: unknown PNG row filter {filters.max()}")
+    pixels = _unfilter_png(filters, body)
+    dtype = np.dtype(">u2") if depth == 16 else np.dtype(np.uint8)
+    out = pixels.reshape(height, -1).view(dtype).reshape(height, width, channels)
+    return out.astype(np.uint16 if depth == 16 else np.uint8)
+
+
+def _unfilter_png(filters: np.ndarray, body: np.ndarray) -> np.ndarray:
+    height, width, bpp = body.shape
+    # Padded with a zero row above and a zero column left: PNG's value outside the image.
+    out = np.zeros((height + 1, width + 1, bpp), np.int32)
+    if filters.max(initial=0) <= 2:  # None/Sub/Up only: row by row, Sub is a running sum
+        for r in range(height):
+            line = body[r].astype(np.int32)
+            if filters[r] == 1:
+                line = np.cumsum(line, axis=0)
+            elif filters[r] == 2:
+                line = line + out[r, 1:]
+            out[r + 1, 1:] = line & 0xFF
+        return out[1:, 1:].astype(np.uint8)
+    kinds = filters.astype(np.int32)
+    for d in range(height + width - 1):  # anti-diagonal d: pixels whose left/up neighbours are done
+        rr = np.arange(max(0, d - width + 1), min(height - 1, d) + 1)
+        cc = d - rr
+        f = body[rr, cc].astype(np.int32)
+        a, b, ul = out[rr + 1, cc], out[rr, cc + 1], out[rr, cc]
+        p = a + b - ul
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - ul)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, ul))
+        kind = kinds[rr][:, None]
+        pred = np.select([kind == 1, kind == 2, kind == 3, kind == 4], [a, b, (a + b) >> 1, paeth], 0)
+        out[rr + 1, cc + 1] = (f + pred) & 0xFF
+    return out[1:, 1:].astype(np.uint8)

@@ -14,6 +14,8 @@ import numpy as np
 
 from . import depth as depthlib
 from .capture import CaptureRequest, CaptureResult, encode_capture
+from .dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, annotate_views
+from .dst.merge import DSTMergeRequest, DSTMergeResult, merge_shards
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
 from .models import ModelsRequest, ModelsResult, list_models
@@ -134,6 +136,8 @@ JOBS: dict[str, Job] = {
     "list_models": Job(ModelsRequest, ModelsResult, list_models),
     "generate_rgbd": Job(RGBDRequest, RGBDResult, generate_rgbd),
     "finish_video": Job(VideoRequest, VideoResult, finish_video),
+    "annotate_views": Job(DSTAnnotateRequest, DSTAnnotateResult, annotate_views),
+    "merge_shards": Job(DSTMergeRequest, DSTMergeResult, merge_shards),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

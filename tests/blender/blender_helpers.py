@@ -2,7 +2,7 @@
 
 import bpy
 
-DATA = ("objects", "meshes", "images", "materials", "cameras", "collections")
+DATA = ("objects", "meshes", "images", "materials", "cameras", "lights", "scenes", "collections", "actions")
 
 
 def snapshot() -> dict[str, set[str]]:

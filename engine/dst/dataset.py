@@ -1,0 +1,466 @@
+"""The 3D-DST annotation job: rendered views in, a COCO data set folder out.
+
+Dataset folder (paths inside the JSON files are relative to it):
+
+- ``images/{view}.png``: the RGBA render, copied as is;
+- ``edges/{view}.png``: the control image, uint8 0/255;
+- ``masks/{view}.png``: the object mask (alpha > 0.5), uint8 0/255;
+- ``depth/{view}.exr``: float32 planar depth, channel ``Y``, 0 where the object is not hit;
+- ``annotations.json``: COCO (images, annotations with RLE masks, bbox-corner and user
+  keypoints, and the pose: azimuth, elevation, theta = in-plane, distance, K, R, t);
+- ``dataset.json``: every setting and the request's ``parameters`` (seeds, sampler).
+
+Ids come from the global view index (image id = annotation id = index + 1), and
+nothing depends on the date or the folders, so shards merge into exactly the
+files one run would write. A view whose mask is empty (the object is out of
+frame) keeps its image entry and files but gets no annotation; it is listed in
+``empty_views`` and in the result's warnings. If every view is empty the job
+refuses: that is a set-up error, not data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import __version__
+from ..errors import BadInput
+from ..imagefiles import NewFiles, write_exr, write_png
+from ..progress import Reporter
+from .annotate import EDGE_METHODS, OCCLUSION_TOLERANCE, OUTSIDE, EdgeSettings, ViewAnnotation, annotate_view
+from .camera import POSE_TOLERANCE, blender_camera_matrix
+from .masks import ALPHA_THRESHOLD
+from .normalize import CORNER_NAMES
+from .renders import read_view_render, render_paths
+from .shards import parse_shard
+from .viewpoints import Viewpoint, check_viewpoint
+
+FORMAT = "diffusion3d-dst"
+FORMAT_VERSION = 1
+ANNOTATIONS_JSON, DATASET_JSON = "annotations.json", "dataset.json"
+#: Per-view files: kind → (folder, extension).
+VIEW_FILES = {"image": ("images", ".png"), "edges": ("edges", ".png"), "mask": ("masks", ".png"), "depth": ("depth", ".exr")}
+#: Keys of dataset.json that differ between the shards of one data set (the rest must agree).
+PER_SHARD_KEYS = ("views", "empty_views", "shard")
+
+CONVENTIONS = {
+    "world": "Blender world, Z up; the object normalized: bbox centre at the origin, largest bbox extent 1",
+    "angles": "degrees",
+    "azimuth": "from +X toward +Y",
+    "polar": "from +Z; elevation = 90 - polar",
+    "theta": "in-plane rotation: positive turns the image content counter-clockwise",
+    "camera_location": "distance * (sin polar cos azimuth, sin polar sin azimuth, cos polar), looking at the origin, +Z up",
+    "camera_matrix": "Blender camera-to-world (camera looks along local -Z, local +Y is image up)",
+    "extrinsics": "OpenCV: x_cam = R X + t, x right, y down, z forward",
+    "pixels": "continuous: pixel (col c, row r) covers [c, c+1) x [r, r+1); principal point (W/2, H/2)",
+    "keypoints": "COCO x, y, v; v = 2 visible, 1 in the image but hidden by the object, 0 outside (x = y = 0)",
+    "corners": "8 corners of the object's 3D box, named bbox_XYZ with 0 = min and 1 = max along that axis",
+    "depth": "planar depth along the optical axis (Cycles' Z pass), object units, 0 off the object",
+}
+
+
+@dataclass
+class DSTObject:
+    name: str
+    class_name: str
+    tags: list[str] = field(default_factory=list)
+    keypoint_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DSTView:
+    name: str  # file stem of the render files, unique
+    object_index: int  # into the request's objects
+    azimuth: float
+    polar: float
+    inplane: float
+    distance: float
+    lens_mm: float
+    sensor_mm: float  # sensor width, sensor fit AUTO
+    camera_matrix: Any  # 4×4 Blender camera-to-world, as the view was rendered
+    corners: Any  # 8×3 world corners of the normalized object's box, normalize.CORNER_NAMES order
+    keypoints: dict[str, Any] = field(default_factory=dict)  # name → world xyz
+    index: int = -1  # global view index over all shards; -1: its position in the request
+
+
+@dataclass
+class DSTAnnotateRequest:
+    render_dir: str
+    dataset_dir: str
+    objects: list[DSTObject]
+    views: list[DSTView]
+    edge_method: str = "CANNY"  # CANNY (3D-DST), GEOMETRIC (from the passes) or BOTH (their union)
+    canny_low: float = 100.0
+    canny_high: float = 200.0
+    crease_deg: float = 35.0
+    depth_jump: float = 0.03  # relative depth step that makes an occluding contour
+    occlusion_tolerance: float = OCCLUSION_TOLERANCE  # × object size, for keypoint visibility
+    parameters: dict[str, Any] = field(default_factory=dict)  # recorded in dataset.json (seed, sampler, …)
+    total_views: int = 0  # views over all shards; 0: the views given here
+    shard: str = ""  # "I/N" when this run is one shard of a larger set
+    overwrite: bool = False
+
+
+@dataclass
+class DSTAnnotateResult:
+    dataset_dir: str = ""
+    views: int = 0
+    images: int = 0
+    annotations: int = 0
+    empty_views: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+# --- input -------------------------------------------------------------------
+
+
+def _as(cls: type, item: Any) -> Any:
+    """Dataclass from itself or its dict (the worker transport sends nested dataclasses as dicts)."""
+    if isinstance(item, cls):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return cls(**item)
+        except TypeError as exc:
+            raise BadInput(f"Bad {cls.__name__}: {exc}") from None
+    raise BadInput(f"Expected a {cls.__name__}, got {type(item).__name__}")
+
+
+def _array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise BadInput(f"{what} is not numeric") from None
+    if a.shape != shape or not np.isfinite(a).all():
+        raise BadInput(f"{what} must be a finite {'×'.join(map(str, shape))} array, got shape {a.shape}")
+    return a
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or len(name) > 200:
+        raise BadInput(f"View name {name!r} cannot be a file name")
+
+
+def _positive(value: float, what: str) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise BadInput(f"{what} must be positive, got {value}")
+
+
+def checked_request(request: DSTAnnotateRequest) -> tuple[list[DSTObject], list[DSTView], int]:
+    """Objects, views (sorted by global index, indices filled in) and the total view count; BadInput otherwise."""
+    objects = [_as(DSTObject, o) for o in request.objects]
+    views = [replace(_as(DSTView, v)) for v in request.views]  # copies: indices and arrays get filled in
+    if not objects:
+        raise BadInput("No objects given")
+    if not views:
+        raise BadInput("No views to annotate")
+    if request.edge_method not in EDGE_METHODS:
+        raise BadInput(f"Edge method {request.edge_method!r} is not one of {', '.join(EDGE_METHODS)}")
+    if not (0 <= request.canny_low and 0 <= request.canny_high):
+        raise BadInput(f"Canny thresholds must be ≥ 0, got {request.canny_low} and {request.canny_high}")
+    if not 0 < request.crease_deg < 180:
+        raise BadInput(f"Crease angle must be between 0 and 180°, got {request.crease_deg}")
+    _positive(request.depth_jump, "Depth jump")
+    if not request.occlusion_tolerance >= 0:
+        raise BadInput(f"Occlusion tolerance must be ≥ 0, got {request.occlusion_tolerance}")
+    if request.shard:
+        parse_shard(request.shard)
+    try:
+        json.dumps(request.parameters, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"Parameters must be plain JSON values: {exc}") from None
+    names = [o.name for o in objects]
+    if len(set(names)) != len(names) or not all(names):
+        raise BadInput("Object names must be unique and not empty")
+    for obj in objects:
+        if not obj.class_name:
+            raise BadInput(f"Object {obj.name!r} has no class name")
+        clash = set(obj.keypoint_names) & set(CORNER_NAMES)
+        if clash or len(set(obj.keypoint_names)) != len(obj.keypoint_names):
+            raise BadInput(f"Object {obj.name!r}: keypoint names must be unique and not bbox corner names")
+    seen_names: set[str] = set()
+    for position, view in enumerate(views):
+        _check_name(view.name)
+        if view.name in seen_names:
+            raise BadInput(f"Two views are called {view.name!r}")
+        seen_names.add(view.name)
+        if view.index == -1:
+            view.index = position
+        if view.index < 0:
+            raise BadInput(f"View {view.name!r}: index {view.index} is negative")
+        if not 0 <= view.object_index < len(objects):
+            raise BadInput(f"View {view.name!r}: object index {view.object_index} is not one of the {len(objects)} objects")
+        check_viewpoint(Viewpoint(view.azimuth, view.polar, view.inplane, view.distance))
+        _positive(view.lens_mm, f"View {view.name!r}: lens")
+        _positive(view.sensor_mm, f"View {view.name!r}: sensor width")
+        view.camera_matrix = _array(view.camera_matrix, (4, 4), f"View {view.name!r}: camera matrix")
+        view.corners = _array(view.corners, (8, 3), f"View {view.name!r}: box corners")
+        known = set(objects[view.object_index].keypoint_names)
+        for kp, xyz in view.keypoints.items():
+            if kp not in known:
+                raise BadInput(f"View {view.name!r}: keypoint {kp!r} is not one of object {objects[view.object_index].name!r}'s")
+            _array(xyz, (3,), f"View {view.name!r}: keypoint {kp!r}")
+        expected = blender_camera_matrix(Viewpoint(view.azimuth, view.polar, view.inplane, view.distance))
+        if np.abs(view.camera_matrix - expected).max() > POSE_TOLERANCE * max(1.0, view.distance):
+            raise BadInput(
+                f"View {view.name!r}: its camera matrix is not the camera of azimuth {view.azimuth}, "
+                f"polar {view.polar}, in-plane {view.inplane}, distance {view.distance}"
+            )
+    indices = [v.index for v in views]
+    if len(set(indices)) != len(indices):
+        raise BadInput("Two views share one global index")
+    total = request.total_views or len(views)
+    if total < len(views) or max(indices) >= total:
+        raise BadInput(f"View indices run up to {max(indices)} but the data set has {total} views")
+    for view in views:
+        for path in render_paths(request.render_dir, view.name):
+            if not path.is_file():
+                raise BadInput(f"View {view.name!r}: render file {path} is missing")
+    return objects, sorted(views, key=lambda v: v.index), total
+
+
+# --- JSON documents ------------------------------------------------------------
+
+
+def categories(objects: list[DSTObject]) -> list[dict[str, Any]]:
+    """One category per class (in order of first appearance); keypoints: the 8 corners, then the class's own."""
+    out: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        cat = out.setdefault(
+            obj.class_name,
+            {"id": len(out) + 1, "name": obj.class_name, "supercategory": "object", "keypoints": list(CORNER_NAMES), "skeleton": []},
+        )
+        cat["keypoints"] += [k for k in obj.keypoint_names if k not in cat["keypoints"]]
+    return list(out.values())
+
+
+def view_files(name: str) -> dict[str, str]:
+    """Per-view file paths relative to the data set folder."""
+    return {kind: f"{folder}/{name}{ext}" for kind, (folder, ext) in VIEW_FILES.items()}
+
+
+def _float(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _points(a: np.ndarray) -> list[list[float | None]]:
+    return [[_float(x) for x in row] for row in np.asarray(a, np.float64)]
+
+
+def view_record(view: DSTView, obj: DSTObject, width: int, height: int, empty: bool) -> dict[str, Any]:
+    """The view as dataset.json keeps it."""
+    return {
+        "name": view.name,
+        "index": view.index,
+        "object_index": view.object_index,
+        "object": obj.name,
+        "azimuth": float(view.azimuth),
+        "polar": float(view.polar),
+        "elevation": 90.0 - float(view.polar),
+        "inplane": float(view.inplane),
+        "distance": float(view.distance),
+        "lens_mm": float(view.lens_mm),
+        "sensor_mm": float(view.sensor_mm),
+        "camera_matrix": np.asarray(view.camera_matrix, np.float64).tolist(),
+        "corners": np.asarray(view.corners, np.float64).tolist(),
+        "keypoints": {k: np.asarray(v, np.float64).tolist() for k, v in sorted(view.keypoints.items())},
+        "width": width,
+        "height": height,
+        "empty": empty,
+    }
+
+
+def image_record(view: DSTView, obj: DSTObject, width: int, height: int) -> dict[str, Any]:
+    files = view_files(view.name)
+    return {
+        "id": view.index + 1,
+        "file_name": files["image"],
+        "width": width,
+        "height": height,
+        "edge_file": files["edges"],
+        "mask_file": files["mask"],
+        "depth_file": files["depth"],
+        "view": view.name,
+        "view_index": view.index,
+        "object": obj.name,
+        "class_name": obj.class_name,
+        "tags": list(obj.tags),
+        "azimuth": float(view.azimuth),
+        "elevation": 90.0 - float(view.polar),
+        "polar": float(view.polar),
+        "theta": float(view.inplane),
+        "distance": float(view.distance),
+        "lens_mm": float(view.lens_mm),
+        "sensor_mm": float(view.sensor_mm),
+    }
+
+
+def annotation_record(view: DSTView, category: dict[str, Any], ann: ViewAnnotation, points_3d: list[Any]) -> dict[str, Any]:
+    flat: list[float] = []
+    for (u, v), vis in zip(ann.points_2d, ann.visibility):
+        flat += [float(u), float(v), 2] if vis == 2 else [float(u), float(v), 1] if vis == 1 else [0.0, 0.0, 0]
+    return {
+        "id": view.index + 1,
+        "image_id": view.index + 1,
+        "category_id": category["id"],
+        "bbox": ann.bbox,
+        "area": ann.area,
+        "iscrowd": 0,
+        "segmentation": ann.rle,
+        "num_keypoints": int((ann.visibility > OUTSIDE).sum()),
+        "keypoints": flat,
+        "keypoints_3d": points_3d,
+        "azimuth": float(view.azimuth),
+        "elevation": 90.0 - float(view.polar),
+        "theta": float(view.inplane),
+        "distance": float(view.distance),
+        "K": ann.k.tolist(),
+        "R": ann.r.tolist(),
+        "t": ann.t.tolist(),
+        "corners_2d": _points(ann.points_2d[:8]),
+        "corners_visibility": [int(x) for x in ann.visibility[:8]],
+    }
+
+
+def coco_document(objects: list[DSTObject], images: list[dict[str, Any]], annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "info": {"description": "Diffusion 3D: 3D-DST renders with 3D annotations", "format": FORMAT, "version": FORMAT_VERSION},
+        "licenses": [],
+        "categories": categories(objects),
+        "images": sorted(images, key=lambda r: r["id"]),
+        "annotations": sorted(annotations, key=lambda r: r["id"]),
+    }
+
+
+def common_record(request: DSTAnnotateRequest, objects: list[DSTObject], total: int) -> dict[str, Any]:
+    """The part of dataset.json every shard of one data set shares."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "engine_version": __version__,
+        "conventions": CONVENTIONS,
+        "settings": {
+            "edge_method": request.edge_method,
+            "canny": {"low": float(request.canny_low), "high": float(request.canny_high), "aperture": 3, "input": "RGBA over black, B G R channels"},
+            "crease_deg": float(request.crease_deg),
+            "depth_jump": float(request.depth_jump),
+            "alpha_threshold": ALPHA_THRESHOLD,
+            "occlusion_tolerance": float(request.occlusion_tolerance),
+        },
+        "parameters": request.parameters,
+        "objects": [asdict(o) for o in objects],
+        "total_views": total,
+    }
+
+
+def dataset_document(common: dict[str, Any], views: list[dict[str, Any]], shard: str = "") -> dict[str, Any]:
+    ordered = sorted(views, key=lambda v: v["index"])
+    doc = dict(common, views=ordered, empty_views=[v["name"] for v in ordered if v["empty"]])
+    if shard:
+        doc["shard"] = shard
+    return doc
+
+
+def json_text(document: dict[str, Any]) -> str:
+    """The one serialisation of both files: sorted keys, so equal content gives equal bytes."""
+    return json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_text(text: str) -> Callable[[Path], object]:
+    return lambda path: path.write_text(text, encoding="utf-8")
+
+
+# --- the job -------------------------------------------------------------------
+
+
+def make_folders(root: Path) -> list[Path]:
+    """Create the data set folders; returns those that did not exist (to remove on failure)."""
+    created = []
+    for folder in [root] + [root / f for f, _ in VIEW_FILES.values()]:
+        if folder.exists() and not folder.is_dir():
+            raise BadInput(f"{folder} is a file, not a folder")
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            created.append(folder)
+    return created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def annotate_views(request: DSTAnnotateRequest, report: Reporter) -> DSTAnnotateResult:
+    """Read each view's render files, annotate it and write the data set, all or nothing."""
+    objects, views, total = checked_request(request)
+    cats = {c["name"]: c for c in categories(objects)}
+    settings = EdgeSettings(request.edge_method, request.canny_low, request.canny_high, request.crease_deg, request.depth_jump)
+    root = Path(request.dataset_dir)
+    targets = [root / rel for v in views for rel in view_files(v.name).values()] + [root / ANNOTATIONS_JSON, root / DATASET_JSON]
+    created = make_folders(root)
+    report.total = len(views)
+    images, annotations, records, warnings = [], [], [], []
+    try:
+        with NewFiles(targets, request.overwrite) as files:
+            for number, view in enumerate(views, 1):
+                obj = objects[view.object_index]
+                category = cats[obj.class_name]
+                render = read_view_render(request.render_dir, view.name)
+                width, height = render.size
+                names = category["keypoints"]
+                points = np.zeros((len(names), 3))
+                points[:8] = view.corners
+                given = np.zeros(len(names), bool)
+                given[:8] = True
+                for kp, xyz in view.keypoints.items():
+                    points[names.index(kp)] = xyz
+                    given[names.index(kp)] = True
+                size = float(np.ptp(view.corners, axis=0).max()) or 1.0
+                ann = annotate_view(render, view.camera_matrix, view.lens_mm, view.sensor_mm, points, size, settings, request.occlusion_tolerance)
+                ann.visibility[~given] = OUTSIDE
+                empty = ann.area == 0
+                images.append(image_record(view, obj, width, height))
+                records.append(view_record(view, obj, width, height, empty))
+                if empty:
+                    warnings.append(f"View {view.name!r}: the object is not in the image (empty mask); kept without an annotation")
+                else:
+                    points_3d = [p.tolist() if g else None for p, g in zip(points, given)]
+                    annotations.append(annotation_record(view, category, ann, points_3d))
+                _stage_view(files, root, view.name, render_paths(request.render_dir, view.name)[0], ann)
+                report.step(f"Annotated view {number} of {len(views)}: {view.name}")
+            if not annotations:
+                raise BadInput(f"None of the {len(views)} views shows the object (every mask is empty): check the camera distance and that the object renders")
+            coco = coco_document(objects, images, annotations)
+            dataset = dataset_document(common_record(request, objects, total), records, request.shard)
+            files.write(root / ANNOTATIONS_JSON, write_text(json_text(coco)))
+            files.write(root / DATASET_JSON, write_text(json_text(dataset)))
+    except BaseException:
+        remove_if_empty(created)
+        raise
+    return DSTAnnotateResult(
+        dataset_dir=str(root),
+        views=len(views),
+        images=len(images),
+        annotations=len(annotations),
+        empty_views=[r["name"] for r in records if r["empty"]],
+        warnings=warnings,
+        files=[str(p) for p in targets],
+    )
+
+
+def _stage_view(files: NewFiles, root: Path, name: str, render_png: Path, ann: ViewAnnotation) -> None:
+    paths = {kind: root / rel for kind, rel in view_files(name).items()}
+    files.write(paths["image"], lambda p: shutil.copyfile(render_png, p))
+    files.write(paths["edges"], lambda p: write_png(p, ann.edges))
+    files.write(paths["mask"], lambda p: write_png(p, np.where(ann.mask, 255, 0).astype(np.uint8)))
+    files.write(paths["depth"], lambda p: write_exr(p, {"Y": ann.depth}))

@@ -1,0 +1,94 @@
+"""The sidebar panels, drawn into a recording layout (the bpy module has no window to draw them in).
+
+Every property a panel shows must exist on what it is drawn from, and every
+button must name a registered operator whose options the panel can set.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import bpy
+import pytest
+
+
+class OperatorButton:
+    """What ``layout.operator`` returns: accepts only the operator's own properties."""
+
+    def __init__(self, idname: str) -> None:
+        category, name = idname.split(".")
+        self._props = getattr(getattr(bpy.ops, category), name).get_rna_type().properties.keys()
+        self.__dict__["idname"] = idname
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            assert name in self._props, f"{self.idname} has no property {name!r}"
+        object.__setattr__(self, name, value)
+
+
+class RecordingLayout:
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        self.log = log
+
+    def _child(self, *_: Any, **__: Any) -> "RecordingLayout":
+        return RecordingLayout(self.log)
+
+    row = column = box = split = _child
+
+    def prop(self, data: Any, name: str, **_: Any) -> None:
+        assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name!r}"
+        self.log.append(("prop", name))
+
+    def prop_search(self, data: Any, name: str, search_data: Any, search_name: str, **_: Any) -> None:
+        self.prop(data, name)
+        assert hasattr(search_data, search_name)
+
+    def operator(self, idname: str, **_: Any) -> OperatorButton:
+        self.log.append(("operator", idname))
+        return OperatorButton(idname)
+
+    def label(self, **_: Any) -> None:
+        self.log.append(("label", _.get("text", "")))
+
+    def progress(self, **_: Any) -> None:
+        self.log.append(("progress", _.get("text", "")))
+
+
+def draw(panel_cls: type, context: Any) -> list[tuple[str, str]]:
+    log: list[tuple[str, str]] = []
+    panel_cls.draw(SimpleNamespace(layout=RecordingLayout(log)), context)  # a panel's draw reads only self.layout
+    return log
+
+
+@pytest.mark.parametrize("variant", ["defaults", "flat rig, custom size, PNG", "relative depth, generate from files"])
+def test_every_sidebar_panel_draws(addon, variant):
+    settings = bpy.context.scene.diffusion3d
+    if variant != "defaults":
+        st = settings.stereo
+        st.mode, st.resolution, st.file_format, st.move = "FLAT", "CUSTOM", "PNG", "LOOK"
+        settings.depth_mode, settings.relative_mapping = "RELATIVE", "INVERSE"
+        settings.generate.init = "FILES"
+        settings.origin = "LOCATION"
+    if variant.startswith("relative"):
+        bpy.ops.diffusion3d.add_stereo_rig(place="CURSOR")
+    sidebar = addon.panels.sidebar
+    buttons = set()
+    for cls in (sidebar.DIFFUSION3D_PT_world, sidebar.DIFFUSION3D_PT_stereo, sidebar.DIFFUSION3D_PT_engine):
+        log = draw(cls, bpy.context)
+        assert log, f"{cls.__name__} drew nothing"
+        buttons |= {name for kind, name in log if kind == "operator"}
+    assert {"diffusion3d.add_stereo_rig", "diffusion3d.animate_rig", "diffusion3d.render_stereo_video", "diffusion3d.capture_panorama"} <= buttons
+
+
+def test_a_blender_stage_shows_progress_and_cancel(addon):
+    session = addon.operators.session
+    session.active.update(blender_stage=True, label="Rendering stereo video: frame 3/10", fraction=0.3)
+    try:
+        log = draw(addon.panels.sidebar.DIFFUSION3D_PT_stereo, bpy.context)
+        assert ("progress", "Rendering stereo video: frame 3/10") in log and ("operator", "diffusion3d.cancel_job") in log
+        assert bpy.ops.diffusion3d.cancel_job.poll()
+        bpy.ops.diffusion3d.cancel_job()
+        assert session.active["cancel"]
+    finally:
+        session.active.update(blender_stage=False, label="", fraction=0.0, cancel=False)
