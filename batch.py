@@ -262,6 +262,67 @@ def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
     return {"paths": {"video": str(out)}, "frames": frames, "layout": args.layout, "timings_s": timings}
 
 
+def edges(args: argparse.Namespace) -> dict[str, Any]:
+    """Scene objects → rendered views → a 3D-DST data set (this shard's views)."""
+    import bpy
+
+    scene = bpy.context.scene
+    options: dict[str, Any] = {"source": "SELECTED"}
+    if args.collection:
+        options = {"source": "COLLECTION", "collection": args.collection}
+    else:
+        names = [n.strip() for n in args.objects.split(",") if n.strip()] if args.objects else None
+        chosen = [o for o in scene.objects if (o.name in names if names is not None else o.type == "MESH" and o.visible_get())]
+        missing = sorted(set(names or ()) - {o.name for o in chosen})
+        if missing:
+            raise BatchError(f"No object named {', '.join(missing)} in scene {scene.name!r}")
+        for obj in scene.objects:
+            obj.select_set(obj in chosen)
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.render_edge_maps,
+        dataset_dir=str(Path(args.out).resolve()),
+        views_per_object=args.views,
+        seed=args.seed,
+        azimuth_range=args.azimuth.upper(),
+        polar_preset=args.elevation.upper(),
+        inplane_max=args.inplane,
+        distance=args.distance,
+        distance_jitter=args.jitter,
+        viewpoints=args.viewpoints or "",
+        resolution=args.resolution,
+        samples=args.samples,
+        edge_method=args.edges.upper(),
+        shard=args.shard or "",
+        overwrite=args.overwrite,
+        **options,
+    )
+    seconds = time.perf_counter() - start
+    annotations = json.loads((Path(args.out) / "annotations.json").read_text(encoding="utf-8"))
+    views = len(annotations["images"])
+    return {
+        "paths": {"dataset": str(Path(args.out).resolve())},
+        "views": views,
+        "annotations": len(annotations["annotations"]),
+        "shard": args.shard or "",
+        "timings_s": {"edges": round(seconds, 3), "per_view": round(seconds / max(views, 1), 3)},
+    }
+
+
+def merge(args: argparse.Namespace) -> dict[str, Any]:
+    """Shard folders → one data set, as one unsharded run would have written it."""
+    from diffusion3d.engine.dst.merge import DSTMergeRequest  # type: ignore[import-not-found]
+    from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
+    from diffusion3d.operators import session  # type: ignore[import-not-found]
+
+    request = DSTMergeRequest([str(Path(d).resolve()) for d in args.shards], str(Path(args.out).resolve()), args.overwrite)
+    try:
+        result = session.client().run("merge_shards", request)
+    except EngineError as exc:
+        raise BatchError(str(exc)) from None
+    return {"paths": {"dataset": result.dataset_dir}, "views": result.views, "annotations": result.annotations}
+
+
 def save_blend(path: Path) -> None:
     import bpy
 
@@ -431,6 +492,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-frames", action="store_true")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=stereo_video)
+
+    p = sub.add_parser("edges", help="3D-DST: render scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations")
+    p.add_argument("--blend", help="scene with the objects (default: the file Blender was started with)")
+    p.add_argument("--out", required=True, help="dataset folder")
+    p.add_argument("--objects", help="comma-separated object names (default: every visible mesh object)")
+    p.add_argument("--collection", help="use the mesh objects of this collection instead")
+    p.add_argument("--views", type=int, default=8, help="viewpoints per object (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--azimuth", choices=["full", "half"], default="full")
+    p.add_argument("--elevation", choices=["wide", "high"], default="wide", help="3D-DST's polar presets: N(90, 30) or N(60, 20)")
+    p.add_argument("--inplane", type=float, default=0.0, help="in-plane rotation uniform on ± this many degrees")
+    p.add_argument("--distance", type=float, default=2.0, help="camera distance in object sizes")
+    p.add_argument("--jitter", action="store_true", help="3D-DST's distance jitter")
+    p.add_argument("--viewpoints", help="explicit views instead: 'azimuth polar in-plane distance; …'")
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--edges", choices=["canny", "geometric", "both"], default="canny")
+    p.add_argument("--shard", help="I/N: this machine's share of the views (1-based I); join the shards with merge")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=edges)
+
+    p = sub.add_parser("merge", help="join shard data sets (edges/generate-from-edges --shard) into one")
+    p.add_argument("--shards", nargs="+", required=True, help="the shard folders")
+    p.add_argument("--out", required=True, help="the merged dataset folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=merge)
     return parser
 
 

@@ -113,3 +113,25 @@ def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     assert demo["source"].startswith("ldm3d:") and "generate" in demo["timings_s"] and "capture" not in demo["timings_s"]
     assert sorted(p.name for p in Path(demo["paths"]["generated"]).iterdir()) == ["depth.npy", "depth16.png", "meta.json", "rgb.png"]
     assert demo["sphere"]["vertices"] == 32 * 64 + 2 and Path(demo["paths"]["preview_center"]).stat().st_size > 0
+
+
+def test_edges_in_shards_merge_to_one_run(tmp_path):
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    mesh = bpy.data.meshes.new("Mug")
+    mesh.from_pydata([(x, y, z) for x in (0, 1) for y in (0, 0.6) for z in (0, 1.2)], [], [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
+    bpy.context.scene.collection.objects.link(bpy.data.objects.new("Mug", mesh))
+    blend = tmp_path / "cad.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    common = ("--blend", str(blend), "--views", "3", "--resolution", "48", "--samples", "2", "--edges", "geometric", "--seed", "5")
+    whole = summary(batch("edges", "--out", str(tmp_path / "whole"), *common))
+    assert whole["views"] == 3 and whole["annotations"] == 3
+    parts = [summary(batch("edges", "--out", str(tmp_path / f"part{i}"), "--shard", f"{i}/2", *common)) for i in (1, 2)]
+    assert [p["views"] for p in parts] == [2, 1]
+    merged = summary(batch("merge", "--shards", str(tmp_path / "part1"), str(tmp_path / "part2"), "--out", str(tmp_path / "merged")))
+    assert merged["views"] == 3
+    for name in ("annotations.json", "dataset.json"):
+        assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    bad = batch("edges", "--out", str(tmp_path / "x"), "--objects", "Nope", *common)
+    assert bad.returncode == 1 and "No object named Nope" in bad.stderr
