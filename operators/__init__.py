@@ -5,7 +5,7 @@ import bpy
 from . import session
 from .capture import DIFFUSION3D_OT_capture_panorama
 from .render_setup import watch_render
-from .dst_render import DIFFUSION3D_OT_render_edge_maps
+from .dst_render import DIFFUSION3D_OT_render_edge_maps, DIFFUSION3D_OT_set_object_class
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
 from .generate import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
 from .stereo_rig import DIFFUSION3D_OT_add_stereo_rig, DIFFUSION3D_OT_animate_rig
@@ -20,6 +20,7 @@ classes = (
     DIFFUSION3D_OT_animate_rig,
     DIFFUSION3D_OT_render_stereo_video,
     DIFFUSION3D_OT_render_edge_maps,
+    DIFFUSION3D_OT_set_object_class,
     DIFFUSION3D_OT_find_models,
     DIFFUSION3D_OT_random_seed,
     DIFFUSION3D_OT_check_engine,

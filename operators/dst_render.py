@@ -152,6 +152,29 @@ class _CadModel:
         return copy
 
 
+class DIFFUSION3D_OT_set_object_class(bpy.types.Operator):
+    """Give the selected objects a 3D-DST class name and tags (stored as custom properties, editable in the panel)"""
+
+    bl_idname = "diffusion3d.set_object_class"
+    bl_label = "Set Class and Tags"
+    bl_options = {"REGISTER", "UNDO"}
+    __annotations__ = {
+        "class_name": StringProperty(name="Class", description="Empty: each object's name without its .001 suffix", default=""),
+        "tags": StringProperty(name="Tags", description="Comma-separated words for the prompt (e.g. wooden, antique)", default=""),
+    }
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        chosen = list(context.selected_objects)
+        if not chosen:
+            self.report({"ERROR"}, "Nothing selected")
+            return {"CANCELLED"}
+        for obj in chosen:
+            obj[CLASS_KEY] = self.class_name.strip() or class_name(obj)
+            obj[TAGS_KEY] = ", ".join(t.strip() for t in self.tags.split(",") if t.strip())
+        self.report({"INFO"}, f"{len(chosen)} object(s): class {chosen[0][CLASS_KEY]!r}, tags {chosen[0][TAGS_KEY]!r}")
+        return {"FINISHED"}
+
+
 class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
     """Render scene objects from sampled viewpoints into a 3D-DST data set: images, edge maps, masks, depth, COCO annotations"""
 

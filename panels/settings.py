@@ -8,6 +8,7 @@ import bpy
 from bpy.props import PointerProperty, StringProperty
 
 from ..operators.capture import CAPTURE_OPTIONS
+from ..operators.dst_render import DST_OPTIONS
 from ..operators.generate import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
@@ -24,12 +25,19 @@ class Diffusion3DStereoSettings(bpy.types.PropertyGroup):
     __annotations__ = {**RIG_OPTIONS, **ANIMATE_OPTIONS, **VIDEO_OPTIONS}
 
 
+class Diffusion3DDSTSettings(bpy.types.PropertyGroup):
+    """The 3D-DST panel's options."""
+
+    __annotations__ = dict(DST_OPTIONS)
+
+
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
     __annotations__ = {
         **CAPTURE_OPTIONS,
         **SPHERE_OPTIONS,
         "generate": PointerProperty(type=Diffusion3DGenerateSettings),
         "stereo": PointerProperty(type=Diffusion3DStereoSettings),
+        "dst": PointerProperty(type=Diffusion3DDSTSettings),
         "last_capture": StringProperty(name="Last Capture", subtype="DIR_PATH", default=""),
         "last_generation": StringProperty(name="Last Generation", subtype="DIR_PATH", default=""),
     }

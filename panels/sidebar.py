@@ -12,6 +12,7 @@ from ..operators.capture import CAPTURE_OPTIONS
 from ..operators.engine_job import progress_text
 from ..engine import panorama
 from ..operators.engine_ops import last_check
+from ..operators.dst_render import CLASS_KEY, DST_OPTIONS, TAGS_KEY
 from ..operators.generate import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
@@ -186,6 +187,60 @@ class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
         if st.file_format == "MP4":
             col.prop(st, "keep_frames")
         pass_options(box.operator("diffusion3d.render_stereo_video", icon="RENDER_ANIMATION"), st, VIDEO_OPTIONS)
+
+
+class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):
+    bl_label = "3D-DST Data"
+    bl_idname = "DIFFUSION3D_PT_dst"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        assert layout is not None
+        dst = context.scene.diffusion3d.dst
+        draw_job_progress(layout)
+
+        box = layout.box()
+        box.label(text="CAD Models", icon="MESH_MONKEY")
+        obj = context.active_object
+        if obj is not None and obj.get(CLASS_KEY) is not None:
+            col = box.column(align=True)
+            col.prop(obj, f'["{CLASS_KEY}"]', text="Class")
+            col.prop(obj, f'["{TAGS_KEY}"]', text="Tags")
+        box.operator("diffusion3d.set_object_class", icon="BOOKMARKS")
+        col = box.column(align=True)
+        col.prop(dst, "source")
+        if dst.source == "COLLECTION":
+            col.prop_search(dst, "collection", bpy.data, "collections", text="")
+
+        box = layout.box()
+        box.label(text="Viewpoints", icon="CAMERA_DATA")
+        col = box.column(align=True)
+        col.prop(dst, "viewpoints", text="", icon="TEXT")
+        if not dst.viewpoints:
+            col.prop(dst, "views_per_object")
+            col.prop(dst, "azimuth_range")
+            col.prop(dst, "polar_preset")
+            if dst.polar_preset == "CUSTOM":
+                for name in ("polar_mean", "polar_sd", "polar_min", "polar_max"):
+                    col.prop(dst, name)
+            col.prop(dst, "inplane_max")
+            col.prop(dst, "distance")
+            col.prop(dst, "distance_jitter")
+            col.prop(dst, "seed")
+
+        box = layout.box()
+        box.label(text="Render", icon="RENDER_STILL")
+        col = box.column(align=True)
+        col.prop(dst, "edge_method")
+        col.prop(dst, "resolution")
+        if dst.edge_method != "GEOMETRIC":
+            col.prop(dst, "samples")
+            col.prop(dst, "denoise")
+        col.prop(dst, "dataset_dir", text="")
+        col.prop(dst, "shard")
+        col.prop(dst, "overwrite")
+        pass_options(box.operator("diffusion3d.render_edge_maps", icon="RENDER_STILL"), dst, DST_OPTIONS)
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

@@ -37,7 +37,10 @@ class RecordingLayout:
     row = column = box = split = _child
 
     def prop(self, data: Any, name: str, **_: Any) -> None:
-        assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name!r}"
+        if name.startswith('["'):
+            assert name[2:-2] in data.keys(), f"{data.name} has no custom property {name}"
+        else:
+            assert name in data.bl_rna.properties.keys(), f"{type(data).__name__} has no property {name!r}"
         self.log.append(("prop", name))
 
     def prop_search(self, data: Any, name: str, search_data: Any, search_name: str, **_: Any) -> None:
@@ -74,11 +77,19 @@ def test_every_sidebar_panel_draws(addon, variant):
         bpy.ops.diffusion3d.add_stereo_rig(place="CURSOR")
     sidebar = addon.panels.sidebar
     buttons = set()
-    for cls in (sidebar.DIFFUSION3D_PT_world, sidebar.DIFFUSION3D_PT_stereo, sidebar.DIFFUSION3D_PT_engine):
+    if variant != "defaults":
+        settings.dst.source, settings.dst.polar_preset = "COLLECTION", "CUSTOM"
+        box = bpy.data.objects.new("Box", bpy.data.meshes.new("Box"))
+        bpy.context.scene.collection.objects.link(box)
+        box.select_set(True)
+        bpy.context.view_layer.objects.active = box
+        bpy.ops.diffusion3d.set_object_class(class_name="crate", tags="old, wooden")
+        assert (box["diffusion3d_class"], box["diffusion3d_tags"]) == ("crate", "old, wooden")
+    for cls in (sidebar.DIFFUSION3D_PT_world, sidebar.DIFFUSION3D_PT_stereo, sidebar.DIFFUSION3D_PT_dst, sidebar.DIFFUSION3D_PT_engine):
         log = draw(cls, bpy.context)
         assert log, f"{cls.__name__} drew nothing"
         buttons |= {name for kind, name in log if kind == "operator"}
-    assert {"diffusion3d.add_stereo_rig", "diffusion3d.animate_rig", "diffusion3d.render_stereo_video", "diffusion3d.capture_panorama"} <= buttons
+    assert {"diffusion3d.render_edge_maps", "diffusion3d.set_object_class", "diffusion3d.add_stereo_rig", "diffusion3d.animate_rig", "diffusion3d.render_stereo_video", "diffusion3d.capture_panorama"} <= buttons
 
 
 def test_a_blender_stage_shows_progress_and_cancel(addon):
