@@ -11,8 +11,8 @@ schedulers give the same numbers.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -56,6 +56,8 @@ class Conditioning:
 
     embeds: torch.Tensor
     guidance: float
+    #: ``added_cond_kwargs`` batched like ``embeds`` (SDXL: pooled text embeds and size ids); empty for SD 1.x
+    added: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def guided(self) -> bool:
@@ -90,11 +92,11 @@ def initial_noise(shape: tuple[int, ...], gens: list[torch.Generator], dtype: to
     return torch.cat(draws).to(device=device, dtype=dtype)
 
 
-def _step_kwargs(scheduler: Any, gens: list[torch.Generator]) -> dict[str, Any]:
+def _step_kwargs(scheduler: Any, gens: list[torch.Generator], eta: float) -> dict[str, Any]:
     accepted = inspect.signature(scheduler.step).parameters
     kwargs: dict[str, Any] = {}
     if "eta" in accepted:
-        kwargs["eta"] = 0.0
+        kwargs["eta"] = eta
     if "generator" in accepted:
         kwargs["generator"] = gens
     return kwargs
@@ -111,6 +113,10 @@ def latent_preview(latents: torch.Tensor, longest: int = 256) -> np.ndarray:
     return rgb.to(torch.uint8).cpu().numpy()
 
 
+#: (UNet input, timestep) → extra keyword arguments for this step's UNet call
+StepInputs = Callable[[torch.Tensor, Any], dict[str, Any]]
+
+
 @torch.inference_mode()
 def denoise(
     unet: Any,
@@ -120,14 +126,23 @@ def denoise(
     timesteps: Sequence[Any],
     report: Reporter,
     gens: list[torch.Generator],
+    eta: float = 0.0,
+    step_inputs: Optional[StepInputs] = None,
 ) -> torch.Tensor:
-    """The scheduler loop: one UNet call per step (batched for guidance), reporting each step."""
-    kwargs = _step_kwargs(scheduler, gens)
+    """The scheduler loop: one UNet call per step (batched for guidance), reporting each step.
+
+    ``eta`` is DDIM's noise (0: deterministic; its fresh noise comes from ``gens``).
+    ``step_inputs`` adds UNet inputs that depend on the step, such as ControlNet
+    residuals; it gets the UNet's (scaled, guidance-batched) input and the timestep.
+    """
+    kwargs = _step_kwargs(scheduler, gens, eta)
+    added = {"added_cond_kwargs": cond.added} if cond.added else {}
     total = len(timesteps)
     for i, t in enumerate(timesteps):
         model_input = torch.cat([latents] * 2) if cond.guided else latents
         model_input = scheduler.scale_model_input(model_input, t)
-        noise = unet(model_input, t, encoder_hidden_states=cond.embeds, return_dict=False)[0]
+        extra = step_inputs(model_input, t) if step_inputs is not None else {}
+        noise = unet(model_input, t, encoder_hidden_states=cond.embeds, return_dict=False, **added, **extra)[0]
         if cond.guided:
             uncond, text = noise.chunk(2)
             noise = uncond + cond.guidance * (text - uncond)

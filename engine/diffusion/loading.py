@@ -1,4 +1,4 @@
-"""Loading a checked LDM3D folder onto a device, and keeping one model warm between jobs.
+"""Loading checked model folders onto a device, and keeping one model warm between jobs.
 
 Only one model stays loaded (they are gigabytes); "Release engine" drops it.
 """
@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar
 
 import torch
 
 from .. import runtime
 from ..errors import BadInput
-from .sources import ModelFolder
+from .sources import ComponentFolder, ModelFolder, check_controlnet_base, check_vae_override
+
+T = TypeVar("T")
 
 DTYPES = {"FP32": torch.float32, "FP16": torch.float16, "BF16": torch.bfloat16}
 
@@ -61,6 +64,31 @@ class LDM3DModel:
     offload: bool  # components wait on the CPU and visit the device in turn
 
 
+@dataclass
+class ControlNetPipelineModel:
+    """A Stable Diffusion base (SD: one text encoder; SDXL: two) with its ControlNet."""
+
+    folder: ModelFolder
+    controlnet_folder: ComponentFolder
+    tokenizers: list[Any]  # one per text encoder
+    text_encoders: list[Any]
+    unet: Any
+    vae: Any
+    controlnet: Any
+    scheduler_config: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype
+    offload: bool
+    zero_empty_negative: bool = True  # SDXL: an empty negative prompt means zero embeddings, as its pipeline config says
+
+
+class Placed(Protocol):
+    """A loaded model: where its components compute, and whether they wait on the CPU in between."""
+
+    device: torch.device
+    offload: bool
+
+
 _loaded: dict[str, Any] = {"key": None, "model": None}
 
 
@@ -71,34 +99,108 @@ def release() -> None:
 runtime.on_release(release)
 
 
-def load_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool = False) -> LDM3DModel:
-    """The components from their published subfolders (safetensors unless the folder was allowed pickles)."""
-    key = f"{folder.path}|{folder.revision}|{device}|{dtype}|{offload}"
+def _cached(key: str, build: Callable[[], T]) -> T:
+    """The loaded model if ``key`` is the one loaded; else free the old one (and its device memory) first."""
     if _loaded["key"] == key:
         return _loaded["model"]  # type: ignore[no-any-return]
-    runtime.release_memory()  # one model at a time: free the old one (and its device memory) before loading the next
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    path, safe = folder.path, folder.safetensors
-    home = torch.device("cpu") if offload else device
-    try:
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=dtype)
-        text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", use_safetensors=safe["text_encoder"], dtype=dtype)
-        tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
-    except (OSError, ValueError, KeyError) as exc:
-        raise BadInput(f"Could not load {folder.name} from {path}: {exc}") from None
-    scheduler_config = json.loads((path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    for module in (unet, vae, text_encoder):
-        module.to(home).eval().requires_grad_(False)
-    model = LDM3DModel(folder, tokenizer, text_encoder, unet, vae, scheduler_config, device, dtype, offload)
+    runtime.release_memory()
+    model = build()
     _loaded.update(key=key, model=model)
     return model
 
 
+def _from_pretrained(loader: Callable[..., Any], path: Path, name: str, **kwargs: Any) -> Any:
+    """A component through diffusers / transformers, their load errors as one readable line."""
+    try:
+        return loader(path, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInput(f"Could not load {name} from {path}: {exc}") from None
+
+
+def _place(modules: list[Any], device: torch.device, offload: bool) -> None:
+    for module in modules:
+        module.to(torch.device("cpu") if offload else device).eval().requires_grad_(False)
+
+
+def _scheduler_config(folder: ModelFolder) -> dict[str, Any]:
+    return json.loads((folder.path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def load_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool = False) -> LDM3DModel:
+    """The components from their published subfolders (safetensors unless the folder was allowed pickles)."""
+    key = f"{folder.path}|{folder.revision}|{device}|{dtype}|{offload}"
+    return _cached(key, lambda: _build_ldm3d(folder, device, dtype, offload))
+
+
+def _build_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool) -> LDM3DModel:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path, safe, name = folder.path, folder.safetensors, folder.name
+    unet = _from_pretrained(UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype)
+    vae = _from_pretrained(AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=dtype)
+    text_encoder = _from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)
+    tokenizer = _from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)
+    _place([unet, vae, text_encoder], device, offload)
+    return LDM3DModel(folder, tokenizer, text_encoder, unet, vae, _scheduler_config(folder), device, dtype, offload)
+
+
+def load_controlnet_pipeline(
+    base: ModelFolder,
+    controlnet: ComponentFolder,
+    device: torch.device,
+    dtype: torch.dtype,
+    offload: bool = False,
+    vae: Optional[ComponentFolder] = None,
+) -> ControlNetPipelineModel:
+    """An SD or SDXL base with its ControlNet (and optionally another VAE, e.g. SDXL's fp16 fix).
+
+    A ControlNet made for another base is refused here, from the configs, before any weights load.
+    """
+    check_controlnet_base(base, controlnet)
+    if vae is not None:
+        check_vae_override(base, vae)
+    parts: list[ModelFolder | ComponentFolder] = [base, controlnet, *([vae] if vae is not None else [])]
+    key = "|".join(f"{p.path}@{p.revision}" for p in parts) + f"|{device}|{dtype}|{offload}"
+    return _cached(key, lambda: _build_controlnet_pipeline(base, controlnet, device, dtype, offload, vae))
+
+
+def _build_controlnet_pipeline(
+    base: ModelFolder, controlnet: ComponentFolder, device: torch.device, dtype: torch.dtype, offload: bool, vae: Optional[ComponentFolder]
+) -> ControlNetPipelineModel:
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    path, safe, name = base.path, base.safetensors, base.name
+    unet = _from_pretrained(UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype)
+    net = _from_pretrained(ControlNetModel.from_pretrained, controlnet.path, controlnet.name, use_safetensors=controlnet.safetensors, torch_dtype=dtype)
+    vae_config = vae.config if vae is not None else base.vae_config
+    # SD-XL's original VAE overflows in fp16 ("force_upcast"): it then stays in fp32, as diffusers decodes it.
+    vae_dtype = torch.float32 if dtype == torch.float16 and vae_config.get("force_upcast", False) else dtype
+    if vae is not None:
+        decoder = _from_pretrained(AutoencoderKL.from_pretrained, vae.path, vae.name, use_safetensors=vae.safetensors, torch_dtype=vae_dtype)
+    else:
+        decoder = _from_pretrained(AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=vae_dtype)
+    encoders = [_from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)]
+    tokenizers = [_from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)]
+    if "text_encoder_2" in safe:
+        encoders.append(
+            _from_pretrained(CLIPTextModelWithProjection.from_pretrained, path / "text_encoder_2", name, use_safetensors=safe["text_encoder_2"], dtype=dtype)
+        )
+        tokenizers.append(_from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer_2", name))
+    _place([unet, net, decoder, *encoders], device, offload)
+    # Old SD configs lack clip_sample, which DDIM would read as True; diffusers' SD pipelines patch it to False too.
+    scheduler_config = {"clip_sample": False, **_scheduler_config(base)}
+    index_path = path / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
+    return ControlNetPipelineModel(
+        base, controlnet, tokenizers, encoders, unet, decoder, net, scheduler_config, device, dtype, offload,
+        zero_empty_negative=bool(index.get("force_zeros_for_empty_prompt", True)),
+    )
+
+
 @contextmanager
-def on_device(model: LDM3DModel, module: Any) -> Iterator[Any]:
+def on_device(model: Placed, module: Any) -> Iterator[Any]:
     """The module on the compute device for a ``with`` block; back on the CPU after it when offloading."""
     if model.offload:
         module.to(model.device)
@@ -111,5 +213,5 @@ def on_device(model: LDM3DModel, module: Any) -> Iterator[Any]:
                 torch.cuda.empty_cache()
 
 
-def loaded() -> Optional[LDM3DModel]:
+def loaded() -> Optional[LDM3DModel | ControlNetPipelineModel]:
     return _loaded["model"]  # type: ignore[no-any-return]

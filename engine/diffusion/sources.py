@@ -1,4 +1,4 @@
-"""Where a diffusers model is, and whether it is a usable LDM3D model, before anything heavy loads.
+"""Where a diffusers model is, and whether it is usable, before anything heavy loads.
 
 A model is named by a local folder (absolute, or relative to the models folder)
 or by a Hugging Face repo id, resolved from the local cache; the network is
@@ -6,7 +6,9 @@ used only when the caller allows downloads. The folder is checked against the
 published diffusers layout: each component's config and weights, safetensors
 unless pickled weights are allowed. The RGBD kind comes from ``vae/config.json``
 (6 channels: depth packed in two bytes; 4: depth in one channel), never from
-the name. Only the standard library is used, so Blender's Python can list models.
+the name; likewise SD versus SDXL comes from the UNet config, and whether a
+ControlNet fits a base from both configs. Only the standard library is used, so
+Blender's Python can list models.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Optional
 from ..errors import BadInput
 
 RGBD6, RGBD4 = "rgbd6", "rgbd4"
+SD, SDXL = "sd", "sdxl"  # RGB Stable Diffusion with one text encoder (1.x, 2.x), or SDXL's two
 #: Components the LDM3D pipeline needs, with the config file that marks each.
 CONFIGS = {
     "unet": "config.json",
@@ -33,6 +36,10 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt")
 SAFE_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
 PICKLED_WEIGHTS = {"unet": "diffusion_pytorch_model.bin", "vae": "diffusion_pytorch_model.bin", "text_encoder": "pytorch_model.bin"}
 DOWNLOAD_PATTERNS = ["model_index.json", *(f"{c}/*" for c in (*CONFIGS, "tokenizer"))]
+#: An SD or SDXL pipeline repo (SD 1.x simply has no *_2 folders).
+SD_DOWNLOAD_PATTERNS = [*DOWNLOAD_PATTERNS, "text_encoder_2/*", "tokenizer_2/*"]
+#: A single-model repo such as a ControlNet or a VAE (lllyasviel/control_v11p_sd15_canny, madebyollin/sdxl-vae-fp16-fix).
+COMPONENT_PATTERNS = ["config.json", "diffusion_pytorch_model*"]
 PICKLE_PATTERNS = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.pkl"]
 OTHER_FORMATS = ["*.onnx", "*.msgpack", "*.h5", "*.fp16.*", "*.non_ema.*"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -40,11 +47,11 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass
 class ModelFolder:
-    """A checked LDM3D model folder."""
+    """A checked diffusers pipeline folder: LDM3D, or Stable Diffusion (SD / SDXL) as a ControlNet base."""
 
     path: Path
     name: str  # what the user asked for: repo id or folder
-    kind: str  # RGBD6 or RGBD4
+    kind: str  # RGBD6 or RGBD4 (LDM3D); SD or SDXL
     revision: str  # the cache snapshot's commit, or a hash of the folder's configs and weight sizes
     safetensors: dict[str, bool]  # per component: False where allowed pickled weights are used
     unet_config: dict[str, Any]
@@ -147,12 +154,12 @@ def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickl
     return False, f"{where} has no weights ({stem}.safetensors)"
 
 
-def inspect_transformers_model(folder: Path, name: str, model_type: str, allow_pickle: bool) -> bool:
-    """Check a transformers model folder (config + weights) of ``model_type``; returns whether it is safetensors."""
+def inspect_transformers_model(folder: Path, name: str, model_type: Optional[str], allow_pickle: bool) -> bool:
+    """Check a transformers model folder (config + weights) of ``model_type`` (None: any); returns whether it is safetensors."""
     config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else None
     if config is None:
         raise BadInput(f"{name}: no config.json in {folder}")
-    if config.get("model_type") != model_type:
+    if model_type is not None and config.get("model_type") != model_type:
         raise BadInput(f"{name} is a {config.get('model_type', 'unknown')!r} model, not {model_type!r}")
     safe, problem = _weights(folder, "model", "pytorch_model.bin", str(folder), allow_pickle)
     if problem:
@@ -160,13 +167,34 @@ def inspect_transformers_model(folder: Path, name: str, model_type: str, allow_p
     return safe
 
 
+def _missing(folder: Path, name: str, configs: dict[str, str], tokenizers: tuple[str, ...]) -> None:
+    """Refuse a folder that lacks a component's config or a tokenizer's files, naming them all."""
+    missing = [f"{c}/{f}" for c, f in configs.items() if not (folder / c / f).is_file()]
+    missing += [f"{t}/{f}" for t in tokenizers for f in TOKENIZER_FILES if not (folder / t / f).is_file()]
+    if missing:
+        raise BadInput(f"{name} is not a complete diffusers model: {', '.join(missing)} missing in {folder}")
+
+
+def _component_weights(folder: Path, name: str, components: tuple[str, ...], allow_pickle: bool) -> tuple[dict[str, bool], int]:
+    """Per component whether it is safetensors (all problems named at once), and the weights' bytes on disk."""
+    problems, safe = [], {}
+    for component in components:
+        stem, pickled = SAFE_WEIGHTS.get(component, "model"), PICKLED_WEIGHTS.get(component, "pytorch_model.bin")
+        safe[component], problem = _weights(folder / component, stem, pickled, f"{component}/", allow_pickle)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise BadInput(f"{name}: " + "; ".join(problems))
+    weight_bytes = sum(
+        f.stat().st_size for c, is_safe in safe.items() for f in (folder / c).glob("*.safetensors" if is_safe else "*.bin")
+    )
+    return safe, weight_bytes
+
+
 def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
     """Check the published LDM3D layout and read the RGBD kind from the VAE config."""
     name = name or str(folder)
-    missing = [f"{c}/{f}" for c, f in CONFIGS.items() if not (folder / c / f).is_file()]
-    missing += [f"tokenizer/{f}" for f in TOKENIZER_FILES if not (folder / "tokenizer" / f).is_file()]
-    if missing:
-        raise BadInput(f"{name} is not a complete diffusers model: {', '.join(missing)} missing in {folder}")
+    _missing(folder, name, CONFIGS, ("tokenizer",))
     vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
     channels = vae.get("out_channels", vae.get("in_channels"))
     if channels == 3:
@@ -179,16 +207,7 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
             f"{name}: the UNet takes {unet.get('in_channels')} channels but the VAE's latents have {latent} "
             "(an inpainting or other variant is not supported)"
         )
-    problems, safe = [], {}
-    for component in SAFE_WEIGHTS:
-        safe[component], problem = _weights(folder / component, SAFE_WEIGHTS[component], PICKLED_WEIGHTS[component], f"{component}/", allow_pickle)
-        if problem:
-            problems.append(problem)
-    if problems:
-        raise BadInput(f"{name}: " + "; ".join(problems))
-    weight_bytes = sum(
-        f.stat().st_size for c, is_safe in safe.items() for f in (folder / c).glob("*.safetensors" if is_safe else "*.bin")
-    )
+    safe, weight_bytes = _component_weights(folder, name, tuple(SAFE_WEIGHTS), allow_pickle)
     return ModelFolder(
         path=folder,
         name=name,
@@ -199,6 +218,95 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
         vae_config=vae,
         weight_bytes=weight_bytes,
     )
+
+
+def inspect_stable_diffusion(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
+    """Check an RGB Stable Diffusion pipeline (SD 1.x/2.x, or SDXL with its second text encoder) as a ControlNet base."""
+    name = name or str(folder)
+    _missing(folder, name, {"unet": "config.json"}, ())
+    unet = _read_json(folder / "unet" / "config.json")
+    kind = SDXL if unet.get("addition_embed_type") == "text_time" else SD
+    configs = {**CONFIGS, "text_encoder_2": "config.json"} if kind == SDXL else CONFIGS
+    tokenizers = ("tokenizer", "tokenizer_2") if kind == SDXL else ("tokenizer",)
+    _missing(folder, name, configs, tokenizers)
+    vae = _read_json(folder / "vae" / "config.json")
+    if vae.get("in_channels", 3) != 3 or vae.get("out_channels", 3) != 3:
+        raise BadInput(f"{name} has a {vae.get('out_channels')}-channel VAE: an RGBD model (LDM3D) cannot be a ControlNet base")
+    latent = vae.get("latent_channels", 4)
+    if unet.get("in_channels") != latent or unet.get("out_channels") != latent:
+        raise BadInput(
+            f"{name}: the UNet takes {unet.get('in_channels')} channels but the VAE's latents have {latent} "
+            "(an inpainting or other variant cannot be a ControlNet base)"
+        )
+    components = ("unet", "vae", "text_encoder", "text_encoder_2") if kind == SDXL else tuple(SAFE_WEIGHTS)
+    safe, weight_bytes = _component_weights(folder, name, components, allow_pickle)
+    return ModelFolder(folder, name, kind, _revision(folder), safe, unet, vae, weight_bytes)
+
+
+@dataclass
+class ComponentFolder:
+    """A checked single-model diffusers folder: a ControlNet, or a VAE that replaces the base's."""
+
+    path: Path
+    name: str
+    config: dict[str, Any]
+    safetensors: bool
+    revision: str
+    weight_bytes: int = 0
+
+
+def inspect_component(folder: Path, name: str, class_name: str, allow_pickle: bool = False) -> ComponentFolder:
+    """Check ``config.json`` (a ``class_name`` model) and its weights, safetensors unless pickles are allowed."""
+    name = name or str(folder)
+    if not (folder / "config.json").is_file():
+        raise BadInput(f"{name}: no config.json in {folder}")
+    config = _read_json(folder / "config.json")
+    if config.get("_class_name") != class_name:
+        raise BadInput(f"{name} is a {config.get('_class_name', 'unknown')!r} model, not a {class_name}")
+    safe, problem = _weights(folder, "diffusion_pytorch_model", "diffusion_pytorch_model.bin", name, allow_pickle)
+    if problem:
+        raise BadInput(problem)
+    weight_bytes = sum(f.stat().st_size for f in folder.glob("*.safetensors" if safe else "*.bin"))
+    return ComponentFolder(folder, name, config, safe, _revision(folder), weight_bytes)
+
+
+#: UNet settings a ControlNet must share with its base: its residuals are added block by block, and it
+#: reads the same text (and, for SDXL, size) conditioning.
+MATCHING_KEYS = ("cross_attention_dim", "addition_embed_type", "in_channels", "block_out_channels", "layers_per_block")
+_FAMILIES = {768: "Stable Diffusion 1.x", 1024: "Stable Diffusion 2.x", 2048: "SDXL"}
+
+
+def _family(config: dict[str, Any]) -> str:
+    dim = config.get("cross_attention_dim")
+    return _FAMILIES.get(dim, f"a base with {dim}-wide text embeddings") if isinstance(dim, int) else f"a base with {dim} text embeddings"
+
+
+def check_controlnet_base(base: ModelFolder, controlnet: ComponentFolder) -> None:
+    """Refuse a ControlNet made for another base (e.g. an SD 1.5 ControlNet on SDXL), from the configs alone."""
+    differ = [k for k in MATCHING_KEYS if _setting(controlnet.config, k) != _setting(base.unet_config, k)]
+    if differ:
+        details = ", ".join(f"{k} {_setting(controlnet.config, k)} vs {_setting(base.unet_config, k)}" for k in differ)
+        raise BadInput(
+            f"ControlNet {controlnet.name} was made for {_family(controlnet.config)}, but {base.name} is "
+            f"{_family(base.unet_config)} ({details}); choose a ControlNet trained for this base"
+        )
+
+
+def _setting(config: dict[str, Any], key: str) -> Any:
+    """A config value as diffusers defaults it (missing keys in older configs), lists for tuples."""
+    defaults: dict[str, Any] = {"in_channels": 4, "layers_per_block": 2, "block_out_channels": [320, 640, 1280, 1280]}
+    value = config.get(key, defaults.get(key))
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_vae_override(base: ModelFolder, vae: ComponentFolder) -> None:
+    """A replacement VAE (e.g. SDXL's fp16 fix) must read and write the base's latents."""
+    latent, base_latent = vae.config.get("latent_channels", 4), base.vae_config.get("latent_channels", 4)
+    if vae.config.get("out_channels", 3) != 3 or latent != base_latent:
+        raise BadInput(
+            f"VAE {vae.name} ({vae.config.get('out_channels')} colour channels, {latent} latent) does not fit "
+            f"{base.name} (3 colour channels, {base_latent} latent)"
+        )
 
 
 def _revision(folder: Path) -> str:
