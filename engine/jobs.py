@@ -15,6 +15,8 @@ import numpy as np
 from . import depth as depthlib
 from .capture import CaptureRequest, CaptureResult, encode_capture
 from .dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, annotate_views
+from .dst.filter import KCFRequest, KCFResult, filter_dataset
+from .dst.generate import EdgeGenerationRequest, EdgeGenerationResult, generate_from_edges
 from .dst.merge import DSTMergeRequest, DSTMergeResult, merge_shards
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
@@ -138,6 +140,8 @@ JOBS: dict[str, Job] = {
     "finish_video": Job(VideoRequest, VideoResult, finish_video),
     "annotate_views": Job(DSTAnnotateRequest, DSTAnnotateResult, annotate_views),
     "merge_shards": Job(DSTMergeRequest, DSTMergeResult, merge_shards),
+    "generate_from_edges": Job(EdgeGenerationRequest, EdgeGenerationResult, generate_from_edges),
+    "filter_dataset": Job(KCFRequest, KCFResult, filter_dataset),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

@@ -165,10 +165,12 @@ def kcf_scores(
     weights: str = "",
     allow_pickle: bool = False,
     report: Optional[Reporter] = None,
+    only_folds: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Each image's KCF score (N,): summed cross-entropy of the held-out classifier against its pose; high = suspect.
 
     Progress is reported once per fold and epoch; a cancel stops between batches.
+    ``only_folds`` runs just those folds (a shard's share); the other images score NaN.
     """
     import torch
 
@@ -185,9 +187,9 @@ def kcf_scores(
     kind = _pick_backbone(backbone, compute)
     pixels = torch.from_numpy(np.stack([_load_rgb(image, image_size) for image in images])).permute(0, 3, 1, 2)
     targets = torch.from_numpy(labels)
-    scores = np.zeros(len(labels), np.float64)
+    scores = np.full(len(labels), np.nan)
     with torch.random.fork_rng(devices=[]):
-        for fold in range(folds):
+        for fold in range(folds) if only_folds is None else sorted(set(only_folds)):
             held = np.flatnonzero(assignment == fold)
             train = np.flatnonzero(assignment != fold)
             torch.manual_seed(seed * 1000 + fold)

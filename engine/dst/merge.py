@@ -92,6 +92,8 @@ def merge_datasets(shard_dirs: list[str | Path], out_dir: str | Path, overwrite:
             sources += [(folder, rel) for rel in view_files(view["name"]).values()]
         images += coco.get("images", [])
         annotations += coco.get("annotations", [])
+        generated = folder / "generated"  # ControlNet images and their sidecars, when the shard generated its own
+        sources += [(folder, f"generated/{p.name}") for p in sorted(generated.iterdir()) if p.is_file()] if generated.is_dir() else []
     names = [v["name"] for v in views]
     if len(set(names)) != len(names):
         raise BadInput("Two shards hold views of the same name")
@@ -108,6 +110,9 @@ def merge_datasets(shard_dirs: list[str | Path], out_dir: str | Path, overwrite:
         raise BadInput(f"{folders[0]}'s categories do not follow from its objects")
     targets = [out / rel for _, rel in sources] + [out / ANNOTATIONS_JSON, out / DATASET_JSON]
     created = make_folders(out)
+    if any(rel.startswith("generated/") for _, rel in sources) and not (out / "generated").is_dir():
+        (out / "generated").mkdir()
+        created.append(out / "generated")
     if report is not None:
         report.total = len(sources) + 1
     try:

@@ -1,0 +1,152 @@
+"""The K-fold consistency filter as a job: score every generated image, move the worst to ``rejected/``.
+
+Scores are kept for every image (``kcf.json`` and each image entry's
+``kcf_score``); rejected images are moved, never deleted, and leave
+``annotations.json`` (their entries go to ``rejected/annotations.json``).
+With ``shard = "I/N"`` a machine trains only its share of the folds and saves
+``kcf/scores-I-of-N.json``; a run without a shard that finds every shard's
+scores uses them instead of training, then selects and moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInput
+from ..imagefiles import NewFiles
+from ..progress import Reporter
+from .dataset import ANNOTATIONS_JSON, json_text, write_text
+from .generate import GENERATED_ID, link_generated, load_json
+from .kcf import kcf_scores, select_rejected
+from .shards import format_shard, parse_shard
+
+REJECTED, SCORES_JSON, SHARD_SCORES = "rejected", "kcf.json", "kcf"
+
+
+@dataclass
+class KCFRequest:
+    dataset_dir: str
+    fraction: float = 0.1  # the worst share of the generated images to move out
+    folds: int = 5
+    seed: int = 0
+    backbone: str = "auto"  # resnet50 (torchvision), small, or auto
+    epochs: int = 150  # 3D-DST's schedule: SGD 0.01, momentum 0.9, ×0.1 every 50 epochs, batch 32, 256 px
+    batch_size: int = 32
+    image_size: int = 256
+    device: str = "AUTO"
+    weights: str = ""  # local ResNet-50 weights (.safetensors) to start from
+    allow_pickle: bool = False
+    shard: str = ""
+
+
+@dataclass
+class KCFResult:
+    dataset_dir: str = ""
+    scored: int = 0
+    rejected: list[str] = field(default_factory=list)
+    scores_path: str = ""
+    complete: bool = True  # False for a shard: its scores wait for the others
+
+
+def _generated(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+    """The data set's COCO, its generated images (on disk, with annotations) and their poses."""
+    coco = link_generated(root)
+    annotated = {a["image_id"]: a for a in coco["annotations"]}
+    images = [i for i in coco["images"] if i["id"] >= GENERATED_ID and i["id"] in annotated]
+    if len(images) < 2:
+        raise BadInput(f"{root} has {len(images)} generated images with annotations: generate from the edge maps first")
+    poses = np.array([[annotated[i["id"]][k] for k in ("azimuth", "elevation", "theta")] for i in images], np.float64)
+    return coco, images, poses
+
+
+def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
+    root = Path(r.dataset_dir)
+    load_json(root / ANNOTATIONS_JSON)
+    if not 0 <= r.fraction <= 1:
+        raise BadInput(f"The rejected fraction must be between 0 and 1, got {r.fraction}")
+    if not 2 <= r.folds <= 100:
+        raise BadInput(f"Folds must be 2 to 100, got {r.folds}")
+    coco, images, poses = _generated(root)
+    if len(images) < r.folds:
+        raise BadInput(f"{len(images)} generated images cannot be split into {r.folds} folds")
+    ids = [i["id"] for i in images]
+    options = dict(folds=r.folds, seed=r.seed, backbone=r.backbone, epochs=r.epochs, batch_size=r.batch_size, image_size=r.image_size,
+                   device=r.device, weights=r.weights, allow_pickle=r.allow_pickle, report=report)
+    files = [str(root / i["file_name"]) for i in images]
+    if r.shard:
+        index, count = parse_shard(r.shard)
+        scores = kcf_scores(files, poses, only_folds=[f for f in range(r.folds) if f % count == index], **options)  # type: ignore[arg-type]
+        path = root / SHARD_SCORES / f"scores-{format_shard(index, count).replace('/', '-of-')}.json"
+        path.parent.mkdir(exist_ok=True)
+        record = {"ids": ids, "scores": [None if np.isnan(s) else float(s) for s in scores], "request": _settings(r)}
+        with NewFiles([path], overwrite=True) as out:
+            out.write(path, write_text(json_text(record)))
+        return KCFResult(str(root), int(np.isfinite(scores).sum()), [], str(path), complete=False)
+    scores = _shard_scores(root, ids, r)
+    if scores is None:
+        scores = kcf_scores(files, poses, **options)  # type: ignore[arg-type]
+    rejected = [images[i] for i in select_rejected(scores, r.fraction)]
+    return _apply(root, coco, ids, scores, rejected, r)
+
+
+def _settings(r: KCFRequest) -> dict[str, Any]:
+    return {k: getattr(r, k) for k in ("folds", "seed", "backbone", "epochs", "batch_size", "image_size", "weights")}
+
+
+def _shard_scores(root: Path, ids: list[int], r: KCFRequest) -> np.ndarray | None:
+    """Every image's score from the shards' files, if together they cover every image with these settings."""
+    combined: dict[int, float] = {}
+    for path in sorted((root / SHARD_SCORES).glob("scores-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record["ids"] != ids or record["request"] != _settings(r):
+            raise BadInput(f"{path} was scored with other images or settings: remove it or run those shards again")
+        combined.update({i: s for i, s in zip(record["ids"], record["scores"]) if s is not None})
+    if not combined:
+        return None
+    if set(combined) != set(ids):
+        raise BadInput(f"The shards' scores in {root / SHARD_SCORES} cover {len(combined)} of {len(ids)} images: run the missing shards")
+    return np.array([combined[i] for i in ids])
+
+
+def _apply(root: Path, coco: dict[str, Any], ids: list[int], scores: np.ndarray, rejected: list[dict[str, Any]], r: KCFRequest) -> KCFResult:
+    """Record every score, then move the rejected images and their entries out."""
+    score_of = dict(zip(ids, (float(s) for s in scores)))
+    dropped = {i["id"] for i in rejected}
+    for image in coco["images"]:
+        if image["id"] in score_of:
+            image["kcf_score"] = score_of[image["id"]]
+    kept = {**coco, "images": [i for i in coco["images"] if i["id"] not in dropped], "annotations": [a for a in coco["annotations"] if a["image_id"] not in dropped]}
+    gone = {**coco, "images": [i for i in coco["images"] if i["id"] in dropped], "annotations": [a for a in coco["annotations"] if a["image_id"] in dropped]}
+    record = {"request": _settings(r), "fraction": r.fraction, "scores": {str(i): s for i, s in score_of.items()}, "rejected": sorted(dropped)}
+    (root / REJECTED).mkdir(exist_ok=True)
+    moves = []
+    for image in rejected:
+        source = root / image["file_name"]
+        target = root / REJECTED / Path(image["file_name"]).name
+        if target.exists():
+            raise BadInput(f"{target} exists already; move it away before filtering again")
+        moves.append((source, target))
+    targets = [root / ANNOTATIONS_JSON, root / SCORES_JSON, root / REJECTED / ANNOTATIONS_JSON]
+    with NewFiles(targets, overwrite=True) as files:
+        files.write(targets[0], write_text(json_text(kept)))
+        files.write(targets[1], write_text(json_text(record)))
+        files.write(targets[2], write_text(json_text(_merged_rejections(targets[2], gone))))
+        for source, target in moves:
+            os.replace(source, target)
+    return KCFResult(str(root), len(ids), [str(t) for _, t in moves], str(root / SCORES_JSON))
+
+
+def _merged_rejections(path: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """Earlier rounds' rejections stay listed beside this round's."""
+    if not path.is_file():
+        return new
+    old = json.loads(path.read_text(encoding="utf-8"))
+    seen = {i["id"] for i in new["images"]}
+    return {**new, "images": new["images"] + [i for i in old["images"] if i["id"] not in seen],
+            "annotations": new["annotations"] + [a for a in old["annotations"] if a["image_id"] not in seen]}

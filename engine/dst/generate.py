@@ -1,0 +1,198 @@
+"""3D-DST's generation side: each view's edge map → ControlNet images that share the view's 3D annotation.
+
+Each view's images land in ``generated/{view}_{k}.png`` with a sidecar
+``generated/{view}.json`` (seeds, prompts, models), written per view so a
+cancelled or failed run keeps what it finished. ``annotations.json`` is then
+rebuilt from the renders plus every sidecar, so shards that generate on the
+same data set, or in shard folders merged later, give one consistent file.
+Image ids are deterministic: renders are ``index + 1``; the k-th generated
+image of view ``index`` is ``GENERATED_ID + index · PER_VIEW_IDS + k``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInput
+from ..imagefiles import NewFiles, read_png, write_png
+from ..progress import Reporter
+from .dataset import ANNOTATIONS_JSON, DATASET_JSON, json_text, view_files, write_text
+from .shards import parse_shard
+
+GENERATED = "generated"
+GENERATED_ID, PER_VIEW_IDS = 10**9, 1000  # generated image ids, clear of the renders'
+SD15, SD15_CANNY = "stable-diffusion-v1-5/stable-diffusion-v1-5", "lllyasviel/control_v11p_sd15_canny"
+
+
+@dataclass
+class EdgeGenerationRequest:
+    dataset_dir: str
+    base_model: str = SD15
+    controlnet: str = SD15_CANNY  # SDXL: diffusers/controlnet-canny-sdxl-1.0 with an SDXL base
+    vae: str = ""  # another VAE (SDXL's fp16 fix); empty: the base's own
+    images_per_view: int = 1
+    seed: int = 0
+    steps: int = 20  # 3D-DST: DDIM 20 steps, eta 1, guidance 9, control strength 1
+    guidance: float = 9.0
+    eta: float = 1.0
+    control_strength: float = 1.0
+    style: str = ""  # comma-separated words added to every prompt
+    negative_prompt: str = ""  # empty: 3D-DST's negative prompt
+    prompt_model: str = ""  # a local text-generation model folder for prompt expansion; empty: the tag template
+    shard: str = ""  # "I/N": only this share of the views
+    overwrite: bool = False
+    models_dir: str = ""
+    cache_dir: str = ""
+    allow_download: bool = False
+    allow_pickle: bool = False
+    device: str = "AUTO"
+    precision: str = "AUTO"
+    cpu_offload: bool = False
+
+
+@dataclass
+class EdgeGenerationResult:
+    dataset_dir: str = ""
+    views: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path.parent} is not a 3D-DST data set: {path.name} is missing (render edge maps first)") from None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"Cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path} is not a JSON object")
+    return doc
+
+
+def _planned_views(r: EdgeGenerationRequest, dataset: dict[str, Any]) -> list[dict[str, Any]]:
+    views = [v for v in dataset.get("views", []) if not v.get("empty")]
+    if r.shard:
+        index, count = parse_shard(r.shard)
+        views = [v for v in views if v["index"] % count == index]
+    if not views:
+        raise BadInput(f"No views with an object to generate from in {r.dataset_dir}" + (f" (shard {r.shard})" if r.shard else ""))
+    return sorted(views, key=lambda v: v["index"])
+
+
+def _check(r: EdgeGenerationRequest) -> None:
+    if not 1 <= r.images_per_view < PER_VIEW_IDS:
+        raise BadInput(f"Images per view must be 1 to {PER_VIEW_IDS - 1}, got {r.images_per_view}")
+    if r.steps < 1:
+        raise BadInput(f"Steps must be at least 1, got {r.steps}")
+    if not 0 <= r.control_strength <= 2:
+        raise BadInput(f"Control strength must be in [0, 2], got {r.control_strength}")
+    if r.guidance < 0 or r.eta < 0:
+        raise BadInput("Guidance and eta must be ≥ 0")
+
+
+def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGenerationResult:
+    from ..diffusion import controlnet, loading, prompts, sources
+    from ..panorama import download_progress
+
+    started = time.perf_counter()
+    root = Path(r.dataset_dir)
+    _check(r)
+    dataset = load_json(root / DATASET_JSON)
+    load_json(root / ANNOTATIONS_JSON)
+    views = _planned_views(r, dataset)
+    objects = dataset["objects"]
+    for view in views:
+        if not (root / view_files(view["name"])["edges"]).is_file():
+            raise BadInput(f"The edge map of view {view['name']!r} is missing in {root}")
+    out = root / GENERATED
+    targets = [out / f"{v['name']}_{k}.png" for v in views for k in range(r.images_per_view)]
+    NewFiles(targets, r.overwrite)  # refuses existing images now, before any model work
+
+    progress = download_progress(report) if r.allow_download else None
+    base_path = sources.locate(r.base_model, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, sources.SD_DOWNLOAD_PATTERNS)
+    base = sources.inspect_stable_diffusion(base_path, r.base_model, r.allow_pickle)
+    net_path = sources.locate(r.controlnet, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, sources.COMPONENT_PATTERNS)
+    net = sources.inspect_component(net_path, r.controlnet, "ControlNetModel", r.allow_pickle)
+    sources.check_controlnet_base(base, net)
+    vae = None
+    if r.vae:
+        vae_path = sources.locate(r.vae, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, sources.COMPONENT_PATTERNS)
+        vae = sources.inspect_component(vae_path, r.vae, "AutoencoderKL", r.allow_pickle)
+        sources.check_vae_override(base, vae)
+    expander = prompts.LocalLanguageModel(r.prompt_model, r.allow_pickle) if r.prompt_model else None
+
+    report.total = 1 + len(views) * (r.steps + 3)
+    device = loading.pick_device(r.device)
+    model = loading.load_controlnet_pipeline(base, net, device, loading.pick_dtype(r.precision, device), r.cpu_offload and device.type != "cpu", vae)
+    report.step(f"Loaded {base.name} with {net.name}")
+    style = [w.strip() for w in r.style.split(",") if w.strip()]
+    negative = r.negative_prompt or prompts.NEGATIVE_PROMPT
+    models = {"base": r.base_model, "base_revision": base.revision, "controlnet": r.controlnet, "controlnet_revision": net.revision, "vae": r.vae}
+    settings = {"steps": r.steps, "guidance": r.guidance, "eta": r.eta, "control_strength": r.control_strength, "scheduler": "DDIM", "negative_prompt": negative}
+    written: list[str] = []
+    try:
+        for view in views:
+            obj = objects[view["object_index"]]
+            seeds = [r.seed + view["index"] * r.images_per_view + k for k in range(r.images_per_view)]
+            texts = [prompts.expand_prompt(obj["class_name"], obj["tags"], s, expander, style) for s in seeds]
+            edges = read_png(root / view_files(view["name"])["edges"])
+            images = controlnet.generate(
+                model,
+                controlnet.ControlSettings(texts, [negative] * len(seeds), seeds, edges[..., 0], steps=r.steps, guidance=r.guidance,
+                                           eta=r.eta, control_scale=r.control_strength),
+                report,
+            )
+            written += _write_view(out, view, images, seeds, texts, {**models, **settings, "prompt_model": r.prompt_model}, r.overwrite)
+    finally:
+        link_generated(root)  # annotations.json lists exactly the images on disk, even after a cancel
+    return EdgeGenerationResult(str(root), len(views), len(written), time.perf_counter() - started, written)
+
+
+def _write_view(out: Path, view: dict[str, Any], images: np.ndarray, seeds: list[int], texts: list[str], record: dict[str, Any], overwrite: bool) -> list[str]:
+    """One view's images and sidecar, all or nothing."""
+    out.mkdir(exist_ok=True)
+    names = [f"{view['name']}_{k}.png" for k in range(len(seeds))]
+    sidecar = {
+        "view": view["name"],
+        "index": view["index"],
+        "images": [{"file_name": f"{GENERATED}/{n}", "seed": s, "prompt": t} for n, s, t in zip(names, seeds, texts)],
+        **record,
+    }
+    with NewFiles([out / n for n in names] + [out / f"{view['name']}.json"], overwrite) as files:
+        for name, image in zip(names, images):
+            files.write(out / name, lambda p, im=image: write_png(p, np.round(im * 255).astype(np.uint8)))
+        files.write(out / f"{view['name']}.json", write_text(json_text(sidecar)))
+    return [str(out / n) for n in names]
+
+
+def link_generated(root: Path) -> dict[str, Any]:
+    """Rebuild ``annotations.json``: the renders' entries, then one per generated image on disk, sharing its view's annotation."""
+    coco = load_json(root / ANNOTATIONS_JSON)
+    images = [i for i in coco["images"] if i["id"] < GENERATED_ID]
+    annotations = [a for a in coco["annotations"] if a["image_id"] < GENERATED_ID]
+    by_image = {a["image_id"]: a for a in annotations}
+    render_of = {i["id"]: i for i in images}
+    for sidecar_path in sorted((root / GENERATED).glob("*.json")):
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        render_id = sidecar["index"] + 1
+        for k, item in enumerate(sidecar["images"]):
+            if not (root / item["file_name"]).is_file():
+                continue  # moved to rejected/ by the filter, or removed by hand
+            image_id = GENERATED_ID + sidecar["index"] * PER_VIEW_IDS + k
+            render = render_of[render_id]
+            images.append({**render, "id": image_id, "file_name": item["file_name"], "generated_from": render_id, "seed": item["seed"], "prompt": item["prompt"]})
+            if render_id in by_image:
+                annotations.append({**by_image[render_id], "id": image_id, "image_id": image_id})
+    coco["images"] = sorted(images, key=lambda i: i["id"])
+    coco["annotations"] = sorted(annotations, key=lambda a: a["id"])
+    with NewFiles([root / ANNOTATIONS_JSON], overwrite=True) as files:
+        files.write(root / ANNOTATIONS_JSON, write_text(json_text(coco)))
+    return coco
