@@ -323,6 +323,55 @@ def merge(args: argparse.Namespace) -> dict[str, Any]:
     return {"paths": {"dataset": result.dataset_dir}, "views": result.views, "annotations": result.annotations}
 
 
+def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
+    """A data set's edge maps → ControlNet images linked to their views' annotations."""
+    import bpy
+
+    use_model_settings(args)
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.generate_from_edges,
+        dataset_dir=str(Path(args.dataset).resolve()),
+        base_model=args.base_model,
+        controlnet=args.controlnet,
+        vae=args.vae or "",
+        images_per_view=args.images_per_view,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        control_strength=args.control_strength,
+        style=args.style or "",
+        prompt_model=args.prompt_model or "",
+        shard=args.shard or "",
+        overwrite=args.overwrite,
+    )
+    seconds = time.perf_counter() - start
+    generated = sorted((Path(args.dataset) / "generated").glob("*.png"))
+    return {"paths": {"dataset": str(Path(args.dataset).resolve())}, "generated_images": len(generated), "timings_s": {"generate": round(seconds, 3)}}
+
+
+def kcf(args: argparse.Namespace) -> dict[str, Any]:
+    """The K-fold consistency filter on a data set's generated images."""
+    import bpy
+
+    use_model_settings(args)
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.filter_dataset,
+        dataset_dir=str(Path(args.dataset).resolve()),
+        fraction=args.fraction,
+        folds=args.folds,
+        seed=args.seed,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        shard=args.shard or "",
+    )
+    root = Path(args.dataset)
+    rejected = sorted(p.name for p in (root / "rejected").glob("*.png")) if not args.shard else []
+    return {"paths": {"dataset": str(root.resolve())}, "rejected": rejected, "timings_s": {"kcf": round(time.perf_counter() - start, 3)}}
+
+
 def save_blend(path: Path) -> None:
     import bpy
 
@@ -512,6 +561,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="I/N: this machine's share of the views (1-based I); join the shards with merge")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=edges)
+
+    p = sub.add_parser("generate-from-edges", help="3D-DST: ControlNet images from a data set's edge maps, sharing their views' 3D annotations")
+    p.add_argument("--dataset", required=True, help="dataset folder made by edges")
+    p.add_argument("--base-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", help="SD 1.5 (or SDXL) folder or repo id")
+    p.add_argument("--controlnet", default="lllyasviel/control_v11p_sd15_canny", help="canny ControlNet for that base")
+    p.add_argument("--vae", help="another VAE (SDXL's fp16 fix)")
+    p.add_argument("--images-per-view", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=9.0)
+    p.add_argument("--control-strength", type=float, default=1.0)
+    p.add_argument("--style", help="comma-separated words added to every prompt")
+    p.add_argument("--prompt-model", help="local text-generation model folder for prompt expansion")
+    p.add_argument("--shard", help="I/N: this machine's share of the views")
+    p.add_argument("--overwrite", action="store_true")
+    for name, helptext in (("--models-dir", "folder holding diffusers model folders"), ("--cache-dir", "Hugging Face hub cache")):
+        p.add_argument(name, help=helptext)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--allow-downloads", action="store_true", help="let the models download (needs network)")
+    p.set_defaults(run=generate_from_edges)
+
+    p = sub.add_parser("kcf", help="3D-DST K-fold consistency filter: score generated images, move the worst to rejected/")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--fraction", type=float, default=0.1, help="share of generated images to drop (default 0.1)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backbone", choices=["auto", "resnet50", "small"], default="auto")
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--shard", help="I/N: train only this share of the folds; a run without --shard joins the scores")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.set_defaults(run=kcf, models_dir=None, cache_dir=None, precision=None, allow_downloads=False)
 
     p = sub.add_parser("merge", help="join shard data sets (edges/generate-from-edges --shard) into one")
     p.add_argument("--shards", nargs="+", required=True, help="the shard folders")

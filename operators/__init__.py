@@ -5,6 +5,7 @@ import bpy
 from . import session
 from .capture import DIFFUSION3D_OT_capture_panorama
 from .render_setup import watch_render
+from .dst_generate import DIFFUSION3D_OT_filter_dataset, DIFFUSION3D_OT_generate_from_edges
 from .dst_render import DIFFUSION3D_OT_render_edge_maps, DIFFUSION3D_OT_set_object_class
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
 from .generate import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
@@ -21,6 +22,8 @@ classes = (
     DIFFUSION3D_OT_render_stereo_video,
     DIFFUSION3D_OT_render_edge_maps,
     DIFFUSION3D_OT_set_object_class,
+    DIFFUSION3D_OT_generate_from_edges,
+    DIFFUSION3D_OT_filter_dataset,
     DIFFUSION3D_OT_find_models,
     DIFFUSION3D_OT_random_seed,
     DIFFUSION3D_OT_check_engine,

@@ -8,6 +8,7 @@ import bpy
 from bpy.props import PointerProperty, StringProperty
 
 from ..operators.capture import CAPTURE_OPTIONS
+from ..operators.dst_generate import FILTER_OPTIONS, GENERATE_EDGES_OPTIONS
 from ..operators.dst_render import DST_OPTIONS
 from ..operators.generate import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
@@ -26,9 +27,13 @@ class Diffusion3DStereoSettings(bpy.types.PropertyGroup):
 
 
 class Diffusion3DDSTSettings(bpy.types.PropertyGroup):
-    """The 3D-DST panel's options."""
+    """The 3D-DST panel's options (generation and filter options prefixed, where names repeat)."""
 
-    __annotations__ = dict(DST_OPTIONS)
+    __annotations__ = {
+        **DST_OPTIONS,
+        **{f"gen_{k}": v for k, v in GENERATE_EDGES_OPTIONS.items() if k != "dataset_dir"},
+        **{f"kcf_{k}": v for k, v in FILTER_OPTIONS.items() if k != "dataset_dir"},
+    }
 
 
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):

@@ -12,6 +12,7 @@ from ..operators.capture import CAPTURE_OPTIONS
 from ..operators.engine_job import progress_text
 from ..engine import panorama
 from ..operators.engine_ops import last_check
+from ..operators.dst_generate import FILTER_OPTIONS, GENERATE_EDGES_OPTIONS
 from ..operators.dst_render import CLASS_KEY, DST_OPTIONS, TAGS_KEY
 from ..operators.generate import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
@@ -241,6 +242,29 @@ class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):
         col.prop(dst, "shard")
         col.prop(dst, "overwrite")
         pass_options(box.operator("diffusion3d.render_edge_maps", icon="RENDER_STILL"), dst, DST_OPTIONS)
+
+        box = layout.box()
+        box.label(text="Generate (ControlNet)", icon="IMAGE_DATA")
+        col = box.column(align=True)
+        for name in ("base_model", "controlnet", "vae", "images_per_view", "seed", "steps", "guidance", "control_strength", "style", "prompt_model", "shard", "overwrite"):
+            col.prop(dst, f"gen_{name}")
+        _prefixed_button(box, "diffusion3d.generate_from_edges", "PLAY", dst, "gen_", GENERATE_EDGES_OPTIONS)
+
+        box = layout.box()
+        box.label(text="K-Fold Consistency Filter", icon="FILTER")
+        col = box.column(align=True)
+        for name in ("fraction", "folds", "seed", "backbone", "epochs", "image_size", "shard"):
+            col.prop(dst, f"kcf_{name}")
+        _prefixed_button(box, "diffusion3d.filter_dataset", "FILTER", dst, "kcf_", FILTER_OPTIONS)
+
+
+def _prefixed_button(layout: bpy.types.UILayout, idname: str, icon: str, dst: Any, prefix: str, options: dict[str, Any]) -> None:
+    """A button whose options come from the panel's prefixed copies, on the data set the panel renders into."""
+    op = layout.operator(idname, icon=icon)  # type: ignore[arg-type]  # the stubs take only literal icon names
+    op.dataset_dir = dst.dataset_dir
+    for name in options:
+        if name != "dataset_dir":
+            setattr(op, name, getattr(dst, prefix + name))
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

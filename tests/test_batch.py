@@ -135,3 +135,26 @@ def test_edges_in_shards_merge_to_one_run(tmp_path):
         assert (tmp_path / "merged" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     bad = batch("edges", "--out", str(tmp_path / "x"), "--objects", "Nope", *common)
     assert bad.returncode == 1 and "No object named Nope" in bad.stderr
+
+
+def test_dst_chain_edges_generate_and_filter(tmp_path):
+    pytest.importorskip("diffusers")
+    import bpy
+
+    from tiny_controlnet import build_tiny_controlnet, build_tiny_sd
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.mesh.primitive_monkey_add()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "cad.blend"))
+    data = tmp_path / "data"
+    summary(batch("edges", "--blend", str(tmp_path / "cad.blend"), "--out", str(data), "--views", "4", "--resolution", "32", "--edges", "geometric"))
+    sd, cn = build_tiny_sd(tmp_path / "sd"), build_tiny_controlnet(tmp_path / "cn")
+    gen = summary(batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--steps", "2",
+                        "--images-per-view", "2", "--device", "cpu", "--style", "studio photo"))
+    assert gen["generated_images"] == 8
+    annotations = json.loads((data / "annotations.json").read_text())
+    assert len(annotations["images"]) == 12 and all("studio photo" in i["prompt"] for i in annotations["images"] if "prompt" in i)
+    kcf = summary(batch("kcf", "--dataset", str(data), "--fraction", "0.25", "--folds", "2", "--epochs", "1", "--image-size", "16", "--backbone", "small", "--device", "cpu"))
+    assert len(kcf["rejected"]) == 2 and (data / "kcf.json").is_file()
+    again = batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--device", "cpu")
+    assert again.returncode == 1 and "already holds" in again.stderr

@@ -88,9 +88,8 @@ def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
         with NewFiles([path], overwrite=True) as out:
             out.write(path, write_text(json_text(record)))
         return KCFResult(str(root), int(np.isfinite(scores).sum()), [], str(path), complete=False)
-    scores = _shard_scores(root, ids, r)
-    if scores is None:
-        scores = kcf_scores(files, poses, **options)  # type: ignore[arg-type]
+    joined = _shard_scores(root, ids, r)
+    scores = joined if joined is not None else kcf_scores(files, poses, **options)  # type: ignore[arg-type]
     rejected = [images[i] for i in select_rejected(scores, r.fraction)]
     return _apply(root, coco, ids, scores, rejected, r)
 

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -168,9 +168,13 @@ def _write_view(out: Path, view: dict[str, Any], images: np.ndarray, seeds: list
     }
     with NewFiles([out / n for n in names] + [out / f"{view['name']}.json"], overwrite) as files:
         for name, image in zip(names, images):
-            files.write(out / name, lambda p, im=image: write_png(p, np.round(im * 255).astype(np.uint8)))
+            files.write(out / name, _png_writer(np.round(image * 255).astype(np.uint8)))
         files.write(out / f"{view['name']}.json", write_text(json_text(sidecar)))
     return [str(out / n) for n in names]
+
+
+def _png_writer(pixels: np.ndarray) -> Callable[[Path], object]:
+    return lambda path: write_png(path, pixels)
 
 
 def link_generated(root: Path) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def test_every_sidebar_panel_draws(addon, variant):
         log = draw(cls, bpy.context)
         assert log, f"{cls.__name__} drew nothing"
         buttons |= {name for kind, name in log if kind == "operator"}
-    assert {"diffusion3d.render_edge_maps", "diffusion3d.set_object_class", "diffusion3d.add_stereo_rig", "diffusion3d.animate_rig", "diffusion3d.render_stereo_video", "diffusion3d.capture_panorama"} <= buttons
+    assert {"diffusion3d.generate_from_edges", "diffusion3d.filter_dataset", "diffusion3d.render_edge_maps", "diffusion3d.set_object_class", "diffusion3d.add_stereo_rig", "diffusion3d.animate_rig", "diffusion3d.render_stereo_video", "diffusion3d.capture_panorama"} <= buttons
 
 
 def test_a_blender_stage_shows_progress_and_cancel(addon):
