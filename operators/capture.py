@@ -127,12 +127,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             name, request = self._after_render(context)
             self._handle = session.client(context).submit(name, request)
 
-        refused = self._attempt(context, submit)
-        if refused is not None:
-            self._end_modal(context)
-            return refused
-        session.active.update(handle=self._handle, label=self.job_label)
-        return {"RUNNING_MODAL"}
+        return self._stage_step(context, submit)
 
     # Steps ---------------------------------------------------------------------
     def _stage(self, context: bpy.types.Context) -> None:

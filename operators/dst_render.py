@@ -243,14 +243,7 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
                 name, request = self._request()
                 self._handle = session.client(context).submit(name, request)
 
-        refused = self._attempt(context, step)
-        if refused is not None:
-            session.active.update(blender_stage=False, label="", cancel=False)
-            self._end_modal(context)
-            return refused
-        if self._handle is not None:
-            session.active.update(handle=self._handle, label=self.job_label)
-        return {"RUNNING_MODAL"}
+        return self._stage_step(context, step)
 
     # Steps ---------------------------------------------------------------------
     def _chosen_objects(self, context: bpy.types.Context) -> list[bpy.types.Object]:

@@ -128,6 +128,17 @@ class EngineJobOperator:
         wm.progress_begin(0, 1000)
         wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of Operator
 
+    def _stage_step(self, context: bpy.types.Context, step: Callable[[], None]) -> set[str]:
+        """One modal step of a Blender stage (renders) that ends by submitting the engine job to ``self._handle``."""
+        refused = self._attempt(context, step)
+        if refused is not None:
+            session.active.update(blender_stage=False, label="", cancel=False)
+            self._end_modal(context)
+            return refused
+        if self._handle is not None:
+            session.active.update(handle=self._handle, label=self.job_label, blender_stage=False)
+        return {"RUNNING_MODAL"}
+
     def _end_modal(self, context: bpy.types.Context) -> None:
         wm = context.window_manager
         wm.event_timer_remove(self._timer)

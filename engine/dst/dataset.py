@@ -368,6 +368,19 @@ def dataset_document(common: dict[str, Any], views: list[dict[str, Any]], shard:
     return doc
 
 
+def load_json(path: Path) -> dict[str, Any]:
+    """A data set's JSON document, with a readable error when it is missing or damaged."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path.parent} is not a 3D-DST data set: {path.name} is missing (render edge maps first)") from None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"Cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path} is not a JSON object")
+    return doc
+
+
 def json_text(document: dict[str, Any]) -> str:
     """The one serialisation of both files: sorted keys, so equal content gives equal bytes."""
     return json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n"

@@ -21,8 +21,8 @@ import numpy as np
 from ..errors import BadInput
 from ..imagefiles import NewFiles
 from ..progress import Reporter
-from .dataset import ANNOTATIONS_JSON, json_text, write_text
-from .generate import GENERATED_ID, link_generated, load_json
+from .dataset import ANNOTATIONS_JSON, json_text, load_json, write_text
+from .generate import GENERATED_ID, link_generated
 from .kcf import kcf_scores, select_rejected
 from .shards import format_shard, parse_shard
 

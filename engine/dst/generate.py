@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import BadInput
 from ..imagefiles import NewFiles, read_png, write_png
 from ..progress import Reporter
-from .dataset import ANNOTATIONS_JSON, DATASET_JSON, json_text, view_files, write_text
+from .dataset import ANNOTATIONS_JSON, DATASET_JSON, json_text, load_json, view_files, write_text
 from .shards import parse_shard
 
 GENERATED = "generated"
@@ -63,18 +63,6 @@ class EdgeGenerationResult:
     images: int = 0
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
-
-
-def load_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path.parent} is not a 3D-DST data set: {path.name} is missing (render edge maps first)") from None
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"Cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadInput(f"{path} is not a JSON object")
-    return doc
 
 
 def _planned_views(r: EdgeGenerationRequest, dataset: dict[str, Any]) -> list[dict[str, Any]]:

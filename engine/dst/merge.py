@@ -7,7 +7,6 @@ rebuilt from the union of views, byte for byte what one unsharded run writes.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from .dataset import (
     coco_document,
     dataset_document,
     json_text,
+    load_json,
     make_folders,
     remove_if_empty,
     view_files,
@@ -46,19 +46,6 @@ class DSTMergeResult:
     files: list[str] = field(default_factory=list)
 
 
-def _load(folder: Path, name: str) -> dict[str, Any]:
-    path = folder / name
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{folder} is not a 3D-DST data set: {name} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"Cannot read {path}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadInput(f"{path} is not a JSON object")
-    return doc
-
-
 def merge_datasets(shard_dirs: list[str | Path], out_dir: str | Path, overwrite: bool = False, report: Optional[Reporter] = None) -> DSTMergeResult:
     """Merge shard data set folders into ``out_dir`` (all or nothing; existing files kept unless ``overwrite``)."""
     folders = [Path(d) for d in shard_dirs]
@@ -67,8 +54,8 @@ def merge_datasets(shard_dirs: list[str | Path], out_dir: str | Path, overwrite:
     out = Path(out_dir)
     if any(f.resolve() == out.resolve() for f in folders):
         raise BadInput(f"Merge into a new folder, not into the shard {out}")
-    datasets = [_load(f, DATASET_JSON) for f in folders]
-    cocos = [_load(f, ANNOTATIONS_JSON) for f in folders]
+    datasets = [load_json(f / DATASET_JSON) for f in folders]
+    cocos = [load_json(f / ANNOTATIONS_JSON) for f in folders]
     totals = sorted({ds.get("total_views") for ds in datasets}, key=str)
     if len(totals) > 1:
         raise BadInput(f"The shards disagree on the total view count ({', '.join(map(str, totals))}): give every shard the same total_views")
