@@ -157,3 +157,20 @@ def test_bad_input_leaves_nothing(tmp_path):
         bpy.ops.diffusion3d.render_edge_maps(dataset_dir=str(tmp_path / "a"), shard="3/2")
     assert not (tmp_path / "a").exists()
     assert {k: v - {"Lamp", "Points", "Box"} for k, v in snapshot().items()} == before
+
+
+def test_both_engine_modes_give_the_same_data_set(tmp_path, prefs):
+    """Annotation and ControlNet generation through the worker process equal the in-process run."""
+    pytest.importorskip("diffusers")
+    from tiny_controlnet import build_tiny_controlnet, build_tiny_sd
+
+    cad_scene()
+    sd, cn = build_tiny_sd(tmp_path / "sd"), build_tiny_controlnet(tmp_path / "cn")
+    made = {}
+    for mode in ("IN_PROCESS", "SUBPROCESS"):
+        prefs.engine_mode, prefs.device = mode, "CPU"
+        folder = render(tmp_path, name=mode, edge_method="GEOMETRIC", views_per_object=2, resolution=32)
+        assert bpy.ops.diffusion3d.generate_from_edges(dataset_dir=str(folder), base_model=str(sd), controlnet=str(cn), steps=2) == {"FINISHED"}
+        made[mode] = folder
+    for rel in ("annotations.json", "dataset.json", "generated/Car_0001_0.png"):
+        assert (made["IN_PROCESS"] / rel).read_bytes() == (made["SUBPROCESS"] / rel).read_bytes()
