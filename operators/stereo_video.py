@@ -41,7 +41,7 @@ LAYOUTS = {
 RESOLUTIONS = {"VR_4K": 4096, "VR_2K": 2048, "HD": 1024, "PREVIEW": 512}
 FAST, QUALITY, SCENE = "FAST", "QUALITY", "SCENE"
 #: Fast defaults for an emission-only world sphere: no bounces, few samples, no denoising (see bench/bench_stereo_video.py).
-FAST_SAMPLES = 8
+FAST_SAMPLES = 4
 QUALITY_SAMPLES = 128
 FRAME_PREFIX = "frame_"
 
