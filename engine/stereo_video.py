@@ -16,7 +16,14 @@ from .imagefiles import NewFiles
 from .progress import Reporter
 
 SIDECAR = "stereo.json"
-FRAME_PATTERN = "frame_*"
+FRAME_PREFIX = "frame_"
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """A sequence's frames (``frame_NNNN.png``/``.exr``), in order; none when the folder is missing."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{FRAME_PREFIX}*") if p.suffix.lower() in (".png", ".exr"))
 
 
 @dataclass
@@ -71,7 +78,7 @@ def _tag_mp4(request: VideoRequest) -> VideoResult:
 
 def _describe_sequence(request: VideoRequest) -> VideoResult:
     folder = Path(request.out_path)
-    frames = sorted(p.name for p in folder.glob(FRAME_PATTERN) if p.suffix.lower() in (".png", ".exr"))
+    frames = [p.name for p in frame_files(folder)]
     if not frames:
         raise BadInput(f"No frames in {folder}")
     projection = spatial_media.EQUIRECTANGULAR if request.spherical else ""

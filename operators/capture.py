@@ -92,21 +92,11 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
 
     # Modal, from the UI: Blender's own render job (its progress and Esc), then the engine job
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        if self._refuse_if_busy():
-            return {"CANCELLED"}
-
         def start() -> None:
             self._stage(context)
             self._start_render(context, blocking=False)
 
-        refused = self._attempt(context, start)
-        if refused is not None:
-            return refused
-        session.active.update(label="Rendering panorama", blender_stage=True)
-        self._begin_modal(context)
-        return {"RUNNING_MODAL"}
+        return self._invoke_stage(context, start, "Rendering panorama")
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         if self._setup is None:
@@ -117,7 +107,6 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             return {"RUNNING_MODAL"}
         state = render_state()
         watch_render(False)
-        session.active.update(label="", blender_stage=False)
 
         def submit() -> None:
             if state == "CANCELLED":

@@ -33,6 +33,7 @@ from .engine_job import EngineJobOperator, UserError
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
 KEYPOINT_PREFIX = "kp_"
+LABEL = "Rendering views"
 LENS_MM, SENSOR_MM = 35.0, 32.0  # 3D-DST's camera
 LIGHT_ENERGY, LIGHT_HEIGHT, LIGHT_SIZE = 30000.0, 0.5, 100.0  # their one large area light
 
@@ -197,30 +198,20 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
 
     # Blocking: every view, then the engine job
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        session.active.update(cancel=False, blender_stage=True, label="Rendering views")
-        try:
-            self._stage(context)
-            while self._done < len(self._queue):
-                self._render_one()
-                if session.active["cancel"]:
-                    raise JobCancelled("render cancelled")
-        finally:
-            self._remove_scene()
-            session.active.update(cancel=False, blender_stage=False)
+        with session.blender_stage(LABEL):
+            try:
+                self._stage(context)
+                while self._done < len(self._queue):
+                    self._render_one()
+                    if session.active["cancel"]:
+                        raise JobCancelled("render cancelled")
+            finally:
+                self._remove_scene()
         return self._request()
 
     # Modal from the UI: one view per timer step (Esc between views), then the engine job
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        if self._refuse_if_busy():
-            return {"CANCELLED"}
-        refused = self._attempt(context, lambda: self._stage(context))
-        if refused is not None:
-            return refused
-        session.active.update(label="Rendering views", blender_stage=True, cancel=False, fraction=0.0)
-        self._begin_modal(context)
-        return {"RUNNING_MODAL"}
+        return self._invoke_stage(context, lambda: self._stage(context), LABEL)
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         if self._scene is None:
@@ -234,12 +225,9 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
             if session.active["cancel"]:
                 raise JobCancelled("render cancelled")
             self._render_one()
-            fraction = self._done / len(self._queue)
-            context.window_manager.progress_update(int(1000 * fraction))
-            session.active.update(fraction=fraction, label=f"Rendering views: {self._done}/{len(self._queue)}")
+            self._stage_progress(context, self._done, len(self._queue), LABEL)
             if self._done == len(self._queue):
                 self._remove_scene()
-                session.active.update(blender_stage=False, label="")
                 name, request = self._request()
                 self._handle = session.client(context).submit(name, request)
 

@@ -128,6 +128,25 @@ class EngineJobOperator:
         wm.progress_begin(0, 1000)
         wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of Operator
 
+    def _invoke_stage(self, context: bpy.types.Context, start: Callable[[], None], label: str) -> set[str]:
+        """From the UI, start a Blender stage (renders) that runs modal until it submits the engine job."""
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if self._refuse_if_busy():
+            return {"CANCELLED"}
+        refused = self._attempt(context, start)
+        if refused is not None:
+            return refused
+        session.active.update(label=label, blender_stage=True, cancel=False, fraction=0.0)
+        self._begin_modal(context)
+        return {"RUNNING_MODAL"}
+
+    @staticmethod
+    def _stage_progress(context: bpy.types.Context, done: int, total: int, label: str) -> None:
+        fraction = done / total
+        context.window_manager.progress_update(int(1000 * fraction))
+        session.active.update(fraction=fraction, label=f"{label}: {done}/{total}")
+
     def _stage_step(self, context: bpy.types.Context, step: Callable[[], None]) -> set[str]:
         """One modal step of a Blender stage (renders) that ends by submitting the engine job to ``self._handle``."""
         refused = self._attempt(context, step)

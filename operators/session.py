@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import bpy
 
@@ -110,6 +111,16 @@ def request_cancel() -> None:
         handle.cancel()
     if active["blender_stage"]:
         active["cancel"] = True
+
+
+@contextmanager
+def blender_stage(label: str) -> Iterator[None]:
+    """A blocking Blender stage: other jobs are refused and Cancel is heard until it ends."""
+    active.update(cancel=False, blender_stage=True, label=label)
+    try:
+        yield
+    finally:
+        active.update(cancel=False, blender_stage=False)
 
 
 def busy() -> str:

@@ -22,7 +22,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..engine import spatial_media
 from ..engine.errors import JobCancelled
-from ..engine.stereo_video import SIDECAR, VideoRequest, VideoResult
+from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, frame_files
 from . import session
 from .engine_job import EngineJobOperator, UserError
 from .render_setup import render_state, watch_render
@@ -43,7 +43,7 @@ FAST, QUALITY, SCENE = "FAST", "QUALITY", "SCENE"
 #: Fast defaults for an emission-only world sphere: no bounces, few samples, no denoising (see bench/bench_stereo_video.py).
 FAST_SAMPLES = 4
 QUALITY_SAMPLES = 128
-FRAME_PREFIX = "frame_"
+LABEL = "Rendering stereo video"
 
 VIDEO_OPTIONS: dict[str, Any] = {
     "filepath": StringProperty(
@@ -104,10 +104,6 @@ def frame_size(eye: tuple[int, int], layout: str) -> tuple[int, int]:
     return {TOP_BOTTOM: (width, 2 * height), SIDE_BY_SIDE: (2 * width, height)}.get(layout, eye)
 
 
-def _frame_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob(f"{FRAME_PREFIX}*") if p.suffix.lower() in (".png", ".exr")) if folder.is_dir() else []
-
-
 class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     """Render the stereo rig's animation to a 360° stereo video (or image sequence) with spatial metadata"""
 
@@ -131,35 +127,24 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
 
     # Blocking: every frame, then encode, then the engine job (EngineJobOperator.execute)
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        session.active.update(cancel=False, blender_stage=True, label="Rendering stereo video")
-        try:
-            self._stage(context)
-            for _ in self._frames:
-                self._render_next(context, blocking=True)
-                if session.active["cancel"]:  # set by Cancel, or by a script's handler between frames
-                    raise JobCancelled("render cancelled")
-        finally:
-            self._restore()
-            session.active.update(cancel=False, blender_stage=False)
+        with session.blender_stage(LABEL):
+            try:
+                self._stage(context)
+                for _ in self._frames:
+                    self._render_next(context, blocking=True)
+                    if session.active["cancel"]:  # set by Cancel, or by a script's handler between frames
+                        raise JobCancelled("render cancelled")
+            finally:
+                self._restore()
         return self._after_frames(context)
 
     # Modal, from the UI: one render job per frame, then the engine job
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        if self._refuse_if_busy():
-            return {"CANCELLED"}
-
         def start() -> None:
             self._stage(context)
             self._render_next(context, blocking=False)
 
-        refused = self._attempt(context, start)
-        if refused is not None:
-            return refused
-        session.active.update(label="Rendering stereo video", blender_stage=True, cancel=False)
-        self._begin_modal(context)
-        return {"RUNNING_MODAL"}
+        return self._invoke_stage(context, start, LABEL)
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         if self._temp is None:
@@ -177,14 +162,11 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             if state != "COMPLETE":
                 raise UserError("A frame stopped without a result (see Blender's report)")
             self._check_frame_written()
-            fraction = self._next / len(self._frames)
-            context.window_manager.progress_update(int(1000 * fraction))
-            session.active.update(fraction=fraction, label=f"Rendering stereo video: frame {self._next}/{len(self._frames)}")
+            self._stage_progress(context, self._next, len(self._frames), f"{LABEL}: frame")
             if self._next < len(self._frames):
                 self._render_next(context, blocking=False)
                 return
             self._restore()
-            session.active.update(blender_stage=False, label="")
             name, request = self._after_frames(context)
             self._handle = session.client(context).submit(name, request)
 
@@ -228,7 +210,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             target = frames_dir = Path(chosen) if chosen else session.output_folder("", "video")
             if target.suffix.lower() == ext:
                 target = frames_dir = target.parent
-        existing = _frame_files(frames_dir)
+        existing = frame_files(frames_dir)
         if existing and not self.overwrite:
             raise UserError(f"{frames_dir} already holds {len(existing)} frames; turn on Overwrite or choose another output")
         if self.file_format != MP4 and (frames_dir / SIDECAR).exists() and not self.overwrite:
@@ -277,7 +259,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         if self.file_format == MP4:
             self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-video-"))
             assert context.scene is not None
-            encoded = str(encode_frames(context.scene, _frame_files(self._frames_dir), self._frame_size, self._scratch))
+            encoded = str(encode_frames(context.scene, frame_files(self._frames_dir), self._frame_size, self._scratch))
         render = context.scene.render
         request = VideoRequest(
             encoded=encoded,
@@ -294,7 +276,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     def finish(self, context: bpy.types.Context, result: VideoResult) -> None:
         self._remove_scratch()
         if self.file_format == MP4 and not self.keep_frames and self._frames_dir is not None:
-            for path in _frame_files(self._frames_dir):
+            for path in frame_files(self._frames_dir):
                 path.unlink()
             self._remove_empty(self._frames_dir)
         seconds = time.perf_counter() - self._started
@@ -309,7 +291,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         self._remove_scratch()
         if self._frames_dir is None:
             return
-        kept = _frame_files(self._frames_dir)
+        kept = frame_files(self._frames_dir)
         if kept:
             self.report({"WARNING"}, f"Stopped after {len(kept)} of {len(self._frames)} frames; they are kept in {self._frames_dir}")
         elif self._made_frames_dir:
