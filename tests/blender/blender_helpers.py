@@ -1,6 +1,11 @@
 """Helpers shared by the Blender tests."""
 
+from pathlib import Path
+
 import bpy
+import numpy as np
+
+from engine.imagefiles import write_png
 
 DATA = ("objects", "meshes", "images", "materials", "cameras", "lights", "scenes", "collections", "actions")
 
@@ -19,3 +24,48 @@ def add_box(name: str, lo: tuple[float, float, float], hi: tuple[float, float, f
     obj = bpy.data.objects.new(name, mesh)
     bpy.context.scene.collection.objects.link(obj)
     return obj
+
+
+def build_sphere(folder: Path, distance: float = 4.0) -> bpy.types.Object:
+    """A small world sphere from a constant-distance depth with one nearer block (a depth edge)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    depth = np.full((32, 64), distance, np.float32)
+    depth[12:20, 28:36] = distance / 2
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    rgb[..., 1] = np.linspace(0, 255, 64).astype(np.uint8)
+    write_png(folder / "rgb.png", rgb)
+    np.save(folder / "depth.npy", depth)
+    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=str(folder / "rgb.png"), depth_path=str(folder / "depth.npy"), grid_step=1) == {"FINISHED"}
+    return bpy.context.view_layer.objects.active
+
+
+def render_settings() -> tuple:
+    """The scene render settings a video render changes (and must restore)."""
+    scene = bpy.context.scene
+    r, c = scene.render, scene.cycles
+    return (
+        scene.camera, r.engine, r.resolution_x, r.resolution_y, r.use_multiview, r.filepath, r.image_settings.file_format,
+        r.image_settings.views_format, c.samples, c.max_bounces, c.use_denoising, scene.view_settings.view_transform, scene.frame_current,
+    )
+
+
+def animated_rig(tmp_path: Path, seconds: float = 0.25, **rig: object) -> bpy.types.Scene:
+    """A small world sphere with a stereo rig swaying in it (6 frames at 24 fps)."""
+    build_sphere(tmp_path / "sphere")
+    bpy.ops.diffusion3d.add_stereo_rig(**rig)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    bpy.ops.diffusion3d.animate_rig(move="SWAY", seconds=seconds)
+    return scene
+
+
+def cad_scene() -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Two selected CAD-like boxes: a chair with a class, tags and a keypoint group, and a rotated car."""
+    chair = add_box("Chair", (-0.4, -0.3, 0.0), (0.4, 0.3, 1.2))
+    chair["diffusion3d_class"], chair["diffusion3d_tags"] = "chair", "wooden, tall"
+    chair.vertex_groups.new(name="kp_top").add([1, 3, 5, 7], 1.0, "REPLACE")
+    car = add_box("Car", (0.0, 0.0, 0.0), (4.0, 2.0, 1.5))
+    car.rotation_euler = (0.0, 0.0, 0.4)
+    for obj in (chair, car):
+        obj.select_set(True)
+    return chair, car

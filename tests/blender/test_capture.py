@@ -1,7 +1,6 @@
 """Capture a room of known geometry; the world sphere built from it lies on the room's surfaces."""
 
 import json
-from pathlib import Path
 
 import bpy
 import numpy as np
@@ -171,7 +170,7 @@ def test_output_folder_that_is_a_file(room, tmp_path):
 
 def test_modal_capture_parts_restore_the_scene_and_see_the_render_end(addon, room, tmp_path):
     """The UI path splits the capture across event-loop steps; its parts run here without a window."""
-    capture, render_setup, session = addon.operators.capture, addon.operators.render_setup, addon.operators.session
+    render_setup = addon.operators.render_setup
     scene = bpy.context.scene
     scene.render.engine, scene.render.resolution_x = "BLENDER_WORKBENCH", 640
     before = snapshot()

@@ -16,21 +16,10 @@ from engine.dst.camera import pose_from_extrinsics
 from engine.dst.edges import edge_fscore
 from engine.dst.merge import merge_datasets
 
-from blender_helpers import add_box, snapshot
+from blender_helpers import add_box, cad_scene, snapshot
 
 pytestmark = pytest.mark.timeout(240)
 SIZE = 96
-
-
-def cad_scene():
-    chair = add_box("Chair", (-0.4, -0.3, 0.0), (0.4, 0.3, 1.2))
-    chair["diffusion3d_class"], chair["diffusion3d_tags"] = "chair", "wooden, tall"
-    chair.vertex_groups.new(name="kp_top").add([1, 3, 5, 7], 1.0, "REPLACE")
-    car = add_box("Car", (0.0, 0.0, 0.0), (4.0, 2.0, 1.5))
-    car.rotation_euler = (0.0, 0.0, 0.4)
-    for obj in (chair, car):
-        obj.select_set(True)
-    return chair, car
 
 
 def render(tmp_path, name="ds", **kwargs):

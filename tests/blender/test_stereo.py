@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import bpy
 import cv2
 import numpy as np
 import pytest
 
 from engine import camera_moves, parallax, spatial_media
-from engine.imagefiles import write_png
 
-from blender_helpers import add_box, snapshot
+from blender_helpers import add_box, animated_rig, build_sphere, render_settings, snapshot
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def build_sphere(folder: Path, distance: float = 4.0) -> bpy.types.Object:
-    """A small world sphere from a constant-distance depth with one nearer block (a depth edge)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    depth = np.full((32, 64), distance, np.float32)
-    depth[12:20, 28:36] = distance / 2
-    rgb = np.zeros((32, 64, 3), np.uint8)
-    rgb[..., 1] = np.linspace(0, 255, 64).astype(np.uint8)
-    write_png(folder / "rgb.png", rgb)
-    np.save(folder / "depth.npy", depth)
-    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=str(folder / "rgb.png"), depth_path=str(folder / "depth.npy"), grid_step=1) == {"FINISHED"}
-    return bpy.context.view_layer.objects.active
 
 
 def rig_and_camera():
@@ -227,24 +210,6 @@ def decode(path):
         frames.append(frame)
 
 
-def render_settings():
-    scene = bpy.context.scene
-    r, c = scene.render, scene.cycles
-    return (
-        scene.camera, r.engine, r.resolution_x, r.resolution_y, r.use_multiview, r.filepath, r.image_settings.file_format,
-        r.image_settings.views_format, c.samples, c.max_bounces, c.use_denoising, scene.view_settings.view_transform, scene.frame_current,
-    )
-
-
-def animated_rig(tmp_path, seconds=0.25, **rig):
-    build_sphere(tmp_path / "sphere")
-    bpy.ops.diffusion3d.add_stereo_rig(**rig)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = 24, 1.0
-    bpy.ops.diffusion3d.animate_rig(move="SWAY", seconds=seconds)
-    return scene
-
-
 def test_top_bottom_360_mp4_with_spatial_metadata(tmp_path):
     scene = animated_rig(tmp_path)
     scene.frame_set(3)
@@ -281,7 +246,7 @@ def test_side_by_side_flat_and_mono_sequences(tmp_path):
 
 
 def test_cancel_mid_render_keeps_the_frames_and_restores_the_scene(tmp_path, addon):
-    scene = animated_rig(tmp_path)
+    animated_rig(tmp_path)
     before = render_settings()
     session = addon.operators.session
     rendered = []

@@ -9,7 +9,6 @@ reproducibility per seed, refusals before any weights load, and cancel.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
