@@ -1,7 +1,6 @@
 """generate_panorama in Blender: tiny random-weight LDM3D models, real operators, both engine modes."""
 
 import json
-from pathlib import Path
 
 import bpy
 import numpy as np
@@ -12,6 +11,7 @@ pytest.importorskip("diffusers")
 
 from blender_helpers import add_box, snapshot  # noqa: E402
 from tiny_ldm3d import build_tiny_ldm3d  # noqa: E402
+import window_driver as wd  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -89,6 +89,43 @@ def test_works_in_the_subprocess_engine(model_prefs, tmp_path):
     model_prefs.engine_mode = "IN_PROCESS"
     assert generate(tmp_path / "again", build_sphere=False, seed=9) == {"FINISHED"}
     assert (tmp_path / "gen" / "depth16.png").read_bytes() == (tmp_path / "again" / "gen" / "depth16.png").read_bytes()
+
+
+def ui_generate(addon, tmp_path, **kw):
+    options = dict(prompt="a cosy room", model="tiny-ldm3d-4c", width=64, height=32, steps=2, output_dir=str(tmp_path / "ui"), build_sphere=False)
+    return wd.stand_in(addon.operators.generate.DIFFUSION3D_OT_generate_panorama, **{**options, **kw})
+
+
+def test_generation_from_the_ui_shows_live_previews_and_equals_the_blocking_run(addon, model_prefs, monkeypatch, tmp_path):
+    assert generate(tmp_path, build_sphere=False, seed=9) == {"FINISHED"}
+    wd.windowed(addon, monkeypatch)
+    context = wd.Context()
+    op = ui_generate(addon, tmp_path, seed=9)
+    previews = []
+
+    def event_at(step):
+        previews.append("Diffusion3D Preview" in bpy.data.images)
+        return wd.TIMER
+
+    assert wd.run(op, context, event_at) == {"FINISHED"}, op.reports
+    assert (tmp_path / "ui" / "depth16.png").read_bytes() == (tmp_path / "gen" / "depth16.png").read_bytes()
+    assert any(previews) and "Diffusion3D Preview" not in bpy.data.images  # shown while it ran, gone after
+    assert context.window_manager.progress[-1] == 1000
+    wd.assert_closed(addon, context)
+
+
+@pytest.mark.parametrize("mode", ["IN_PROCESS", "SUBPROCESS"])
+def test_esc_during_generation_changes_nothing(addon, model_prefs, monkeypatch, tmp_path, mode):
+    model_prefs.engine_mode, model_prefs.python_path = mode, ""
+    before = snapshot()
+    wd.windowed(addon, monkeypatch)
+    context = wd.Context()
+    op = ui_generate(addon, tmp_path, steps=20)
+    assert wd.run(op, context, lambda step: wd.ESC if step == 0 else wd.TIMER) == {"CANCELLED"}
+    assert [m for kind, m in op.reports] == ["Generating panorama: cancelled, nothing was changed"]
+    assert not (tmp_path / "ui").exists() or not any((tmp_path / "ui").iterdir())
+    assert snapshot() == before
+    wd.assert_closed(addon, context)
 
 
 def test_model_picker_and_seed_dice(model_prefs):
