@@ -123,7 +123,7 @@ def test_esc_during_generation_changes_nothing(addon, model_prefs, monkeypatch, 
     op = ui_generate(addon, tmp_path, steps=20)
     assert wd.run(op, context, lambda step: wd.ESC if step == 0 else wd.TIMER) == {"CANCELLED"}
     assert [m for kind, m in op.reports] == ["Generating panorama: cancelled, nothing was changed"]
-    assert not (tmp_path / "ui").exists() or not any((tmp_path / "ui").iterdir())
+    assert not (tmp_path / "ui").exists()
     assert snapshot() == before
     wd.assert_closed(addon, context)
 

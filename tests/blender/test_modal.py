@@ -137,7 +137,7 @@ def test_esc_in_the_capture_render_changes_nothing(addon, monkeypatch, tmp_path)
     op = operator(addon, "capture", "capture_panorama", output_dir=str(tmp_path / "ui"), width=64, samples=1, origin="CURSOR")
     assert wd.run(op, context) == {"CANCELLED"}
     assert messages(op, "WARNING") == ["Capturing panorama: cancelled, nothing was changed"], op.reports
-    assert not any((tmp_path / "ui").glob("*")) if (tmp_path / "ui").exists() else True
+    assert not (tmp_path / "ui").exists()
     after = snapshot()
     assert after["objects"] == before["objects"] and after["cameras"] == before["cameras"]
     assert scene.render.engine == engine and scene.camera is None
@@ -179,7 +179,7 @@ def test_esc_between_edge_map_views_stops_cleanly(addon, monkeypatch, tmp_path):
     assert wd.run(op, context, lambda step: wd.ESC if step == 1 else wd.TIMER) == {"CANCELLED"}
     after = snapshot()
     assert after["scenes"] == before["scenes"] and after["objects"] == before["objects"]
-    assert not (tmp_path / "ui" / "annotations.json").exists()
+    assert not (tmp_path / "ui").exists()
     wd.assert_closed(addon, context)
 
 
