@@ -17,11 +17,11 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, StringProperty
 
 from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
-from ..engine.errors import BadInput, JobCancelled
+from ..engine.errors import BadInput
 from . import session
 from .blender_data import load_image
 from .engine_job import EngineJobOperator, UserError
-from .render_setup import PanoramaSetup, render_result, render_state, save_render_png, watch_render
+from .render_setup import PanoramaSetup, render_result, save_render_png
 
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 
@@ -101,22 +101,11 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         if self._setup is None:
             return super().modal(context, event)  # the engine stage
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}  # Esc belongs to the render job itself
-        if bpy.app.is_job_running("RENDER"):
-            return {"RUNNING_MODAL"}
-        state = render_state()
-        watch_render(False)
 
         def submit() -> None:
-            if state == "CANCELLED":
-                raise JobCancelled("render cancelled")
-            if state != "COMPLETE":
-                raise UserError("The render stopped without a result (see Blender's report)")
-            name, request = self._after_render(context)
-            self._handle = session.client(context).submit(name, request)
+            self._handle = session.client(context).submit(*self._after_render(context))
 
-        return self._stage_step(context, submit)
+        return self._render_job_step(context, event, "The render", submit)
 
     # Steps ---------------------------------------------------------------------
     def _stage(self, context: bpy.types.Context) -> None:
@@ -150,11 +139,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         if blocking:
             bpy.ops.render.render(layer=view_layer.name)
             return
-        watch_render(True)
-        started = bpy.ops.render.render("INVOKE_DEFAULT", layer=view_layer.name)
-        if "RUNNING_MODAL" not in started:  # type: ignore[operator]  # bpy.ops returns a set
-            watch_render(False)
-            raise UserError("Blender could not start the render (is another render running?)")
+        self._start_render_job(layer=view_layer.name)
 
     def _after_render(self, context: bpy.types.Context) -> tuple[str, Any]:
         """Save the render (multilayer EXR with Depth, colour-managed PNG), restore the scene."""

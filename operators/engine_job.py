@@ -20,6 +20,7 @@ import bpy
 from ..engine.client import JobHandle
 from ..engine.errors import EngineError, JobCancelled
 from . import live_preview, session
+from .render_setup import render_state, watch_render
 
 
 class UserError(Exception):
@@ -157,6 +158,33 @@ class EngineJobOperator:
         if self._handle is not None:
             session.active.update(handle=self._handle, label=self.job_label, blender_stage=False)
         return {"RUNNING_MODAL"}
+
+    @staticmethod
+    def _start_render_job(**options: Any) -> None:
+        """Start Blender's own render job (its progress bar and Esc) and watch for its end."""
+        watch_render(True)
+        started = bpy.ops.render.render("INVOKE_DEFAULT", **options)
+        if "RUNNING_MODAL" not in started:  # type: ignore[operator]  # bpy.ops returns a set
+            watch_render(False)
+            raise UserError("Blender could not start the render (is another render running?)")
+
+    def _render_job_step(self, context: bpy.types.Context, event: Any, what: str, after: Callable[[], None]) -> set[str]:
+        """A modal step while a render job runs: once it has ended, ``after`` it, or stop (Esc, Cancel, no result)."""
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}  # Esc belongs to the render job itself
+        if bpy.app.is_job_running("RENDER"):
+            return {"RUNNING_MODAL"}
+        state = render_state()
+        watch_render(False)
+
+        def step() -> None:
+            if state == "CANCELLED" or session.active["cancel"]:
+                raise JobCancelled("render cancelled")
+            if state != "COMPLETE":
+                raise UserError(f"{what} stopped without a result (see Blender's report)")
+            after()
+
+        return self._stage_step(context, step)
 
     def _end_modal(self, context: bpy.types.Context) -> None:
         wm = context.window_manager

@@ -25,7 +25,6 @@ from ..engine.errors import JobCancelled
 from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, frame_files
 from . import session
 from .engine_job import EngineJobOperator, UserError
-from .render_setup import render_state, watch_render
 from .settings_restore import TemporarySettings
 from .stereo_rig import RIG_KEY, SPHERICAL, find_rig, rig_camera
 
@@ -149,28 +148,17 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         if self._temp is None:
             return super().modal(context, event)  # the engine stage
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}  # Esc belongs to the render job itself
-        if bpy.app.is_job_running("RENDER"):
-            return {"RUNNING_MODAL"}
-        state = render_state()
-        watch_render(False)
 
-        def step() -> None:
-            if state == "CANCELLED" or session.active["cancel"]:
-                raise JobCancelled("render cancelled")
-            if state != "COMPLETE":
-                raise UserError("A frame stopped without a result (see Blender's report)")
+        def next_frame_or_submit() -> None:
             self._check_frame_written()
             self._stage_progress(context, self._next, len(self._frames), f"{LABEL}: frame")
             if self._next < len(self._frames):
                 self._render_next(context, blocking=False)
                 return
             self._restore()
-            name, request = self._after_frames(context)
-            self._handle = session.client(context).submit(name, request)
+            self._handle = session.client(context).submit(*self._after_frames(context))
 
-        return self._stage_step(context, step)
+        return self._render_job_step(context, event, "A frame", next_frame_or_submit)
 
     # Steps ---------------------------------------------------------------------
     def _stage(self, context: bpy.types.Context) -> None:
@@ -240,11 +228,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
                 per = (time.perf_counter() - self._started) / self._next
                 print(f"[diffusion3d] Rendering stereo video: frame {self._next}/{len(self._frames)} ({per:.2f} s/frame)", flush=True)
             return
-        watch_render(True)
-        started = bpy.ops.render.render("INVOKE_DEFAULT", write_still=True)
-        if "RUNNING_MODAL" not in started:  # type: ignore[operator]  # bpy.ops returns a set
-            watch_render(False)
-            raise UserError("Blender could not start the render (is another render running?)")
+        self._start_render_job(write_still=True)
 
     def _check_frame_written(self) -> None:
         assert self._frames_dir is not None

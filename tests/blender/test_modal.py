@@ -128,14 +128,22 @@ def test_capture_from_the_ui_equals_the_blocking_capture(addon, monkeypatch, tmp
     wd.assert_closed(addon, context)
 
 
-def test_esc_in_the_capture_render_changes_nothing(addon, monkeypatch, tmp_path):
+@pytest.mark.parametrize("how", ["esc in the render window", "cancel button"])
+def test_stopping_the_capture_render_changes_nothing(addon, monkeypatch, tmp_path, how):
     capture_room()
     scene = bpy.context.scene
     before, engine = snapshot(), scene.render.engine
-    wd.windowed(addon, monkeypatch, esc_on_render=1)
+    wd.windowed(addon, monkeypatch, esc_on_render=1 if how.startswith("esc") else None)
     context = wd.Context()
+    session = addon.operators.session
+
+    def event_at(step):
+        if how == "cancel button" and step == 0:
+            session.request_cancel()  # while the render job runs
+        return wd.TIMER
+
     op = operator(addon, "capture", "capture_panorama", output_dir=str(tmp_path / "ui"), width=64, samples=1, origin="CURSOR")
-    assert wd.run(op, context) == {"CANCELLED"}
+    assert wd.run(op, context, event_at) == {"CANCELLED"}
     assert messages(op, "WARNING") == ["Capturing panorama: cancelled, nothing was changed"], op.reports
     assert not (tmp_path / "ui").exists()
     after = snapshot()
