@@ -201,12 +201,7 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
         raise BadInput(f"{name} is an RGB model (3-channel VAE, e.g. plain Stable Diffusion), not an RGBD model like LDM3D")
     if channels not in (4, 6) or vae.get("in_channels") != channels:
         raise BadInput(f"{name}: a VAE with {vae.get('in_channels')} in / {vae.get('out_channels')} out channels is not LDM3D's (4 or 6)")
-    latent = vae.get("latent_channels", 4)
-    if unet.get("in_channels") != latent or unet.get("out_channels") != latent:
-        raise BadInput(
-            f"{name}: the UNet takes {unet.get('in_channels')} channels but the VAE's latents have {latent} "
-            "(an inpainting or other variant is not supported)"
-        )
+    _check_unet_fits_vae(name, unet, vae, "is not supported")
     safe, weight_bytes = _component_weights(folder, name, tuple(SAFE_WEIGHTS), allow_pickle)
     return ModelFolder(
         path=folder,
@@ -218,6 +213,16 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
         vae_config=vae,
         weight_bytes=weight_bytes,
     )
+
+
+def _check_unet_fits_vae(name: str, unet: dict[str, Any], vae: dict[str, Any], refusal: str) -> None:
+    """A UNet that does not denoise the VAE's latents (inpainting and similar variants) is refused."""
+    latent = vae.get("latent_channels", 4)
+    if unet.get("in_channels") != latent or unet.get("out_channels") != latent:
+        raise BadInput(
+            f"{name}: the UNet takes {unet.get('in_channels')} channels but the VAE's latents have {latent} "
+            f"(an inpainting or other variant {refusal})"
+        )
 
 
 def inspect_stable_diffusion(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
@@ -232,12 +237,7 @@ def inspect_stable_diffusion(folder: Path, name: str = "", allow_pickle: bool = 
     vae = _read_json(folder / "vae" / "config.json")
     if vae.get("in_channels", 3) != 3 or vae.get("out_channels", 3) != 3:
         raise BadInput(f"{name} has a {vae.get('out_channels')}-channel VAE: an RGBD model (LDM3D) cannot be a ControlNet base")
-    latent = vae.get("latent_channels", 4)
-    if unet.get("in_channels") != latent or unet.get("out_channels") != latent:
-        raise BadInput(
-            f"{name}: the UNet takes {unet.get('in_channels')} channels but the VAE's latents have {latent} "
-            "(an inpainting or other variant cannot be a ControlNet base)"
-        )
+    _check_unet_fits_vae(name, unet, vae, "cannot be a ControlNet base")
     components = ("unet", "vae", "text_encoder", "text_encoder_2") if kind == SDXL else tuple(SAFE_WEIGHTS)
     safe, weight_bytes = _component_weights(folder, name, components, allow_pickle)
     return ModelFolder(folder, name, kind, _revision(folder), safe, unet, vae, weight_bytes)

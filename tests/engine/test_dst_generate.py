@@ -23,13 +23,7 @@ from engine.progress import CancelToken, Reporter  # noqa: E402
 from test_dst_dataset import make_views, request  # noqa: E402
 from tiny_controlnet import build_tiny_controlnet, build_tiny_sd  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quiet() -> Reporter:

@@ -16,17 +16,8 @@ from engine.dst import kcf  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_torch_thread")]
 FAST = dict(epochs=2, batch_size=8, image_size=32, device="CPU", backbone="small")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_set(count: int = 20, size: int = 32, seed: int = 0):
