@@ -2,17 +2,20 @@
 
 Only registration lives here. Blender-facing code is in ``operators/`` and
 ``panels/``; everything that computes is in the standalone ``engine/`` package.
+They are imported when Blender registers the add-on, so importing this folder
+as a package (the engine's tests do, without ``bpy``) needs nothing of Blender.
 """
-
-if __package__:  # as the add-on package; pytest may also import this file on its own
-    from . import operators, panels
 
 
 def register() -> None:
+    from . import operators, panels
+
     operators.register()
     panels.register()
 
 
 def unregister() -> None:
+    from . import operators, panels
+
     panels.unregister()
     operators.unregister()

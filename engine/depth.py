@@ -10,12 +10,19 @@ inverse-depth mapping between a near and a far distance, the exact inverse of
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
 
 from .errors import BadInput
+from .imagefiles import read_image
 
 METRIC = "METRIC"
 RELATIVE = "RELATIVE"
+#: Decide by the file: float formats hold distances, 8/16-bit images disparity.
+AUTO = "AUTO"
 #: Relative mappings: the paper's offset around a base radius, or inverse depth.
 OFFSET = "OFFSET"
 INVERSE = "INVERSE"
@@ -86,6 +93,58 @@ def relative_distances(
             raise BadInput(f"Need 0 < near < far for inverse depth, got near={near}, far={far}")
         return (1.0 / (v / near + (1.0 - v) / far)).astype(np.float32)
     raise BadInput(f"Unknown relative depth mapping {mapping!r}; use {OFFSET} or {INVERSE}")
+
+
+class DepthFile(NamedTuple):
+    """A depth file's values and what they hold."""
+
+    values: np.ndarray  # H×W float32: distances as stored, or 8/16-bit codes scaled to [0, 1]
+    mode: str  # METRIC for float files, RELATIVE for 8/16-bit images
+    kind: str  # how it was stored, for reports: "float EXR", "16-bit PNG", "float .npy", …
+
+
+#: Channels that hold depth in a multi-channel file, in order of preference (Blender's Z pass, a plain Y).
+_DEPTH_CHANNELS = ("Z", "Depth.Z", "depth", "Y", "R")
+
+
+def read_depth_file(path: str | os.PathLike[str]) -> DepthFile:
+    """Read a depth panorama: float EXR/HDR/TIFF/.npy are metric, 8/16-bit images relative disparity.
+
+    Of several channels, the depth one is taken (a ``*.Depth.Z`` pass, ``Z``,
+    ``Y`` or the first). 8/16-bit codes are scaled to [0, 1] (near = bright).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise BadInput(f"Depth file not found: {path}")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"Could not read {path}: {exc}") from None
+        if array.dtype.kind in "ui":
+            scale = float(np.iinfo(array.dtype).max)
+            return DepthFile(check_depth_array(array.astype(np.float32) / scale), RELATIVE, f"{array.dtype} .npy")
+        if array.dtype.kind != "f":
+            raise BadInput(f"{path} holds {array.dtype} values, not depth")
+        return DepthFile(check_depth_array(array), METRIC, "float .npy")
+    image = read_image(path)
+    names = image.channels
+    index = next((names.index(n) for wanted in _DEPTH_CHANNELS for n in names if n == wanted or n.endswith("." + wanted)), 0)
+    values = image.pixels[..., index]
+    label = image.format.upper().replace("OPENEXR", "EXR")
+    if image.is_float:
+        return DepthFile(check_depth_array(values), METRIC, f"float {label}")
+    bits = 8 * image.pixels.dtype.itemsize
+    return DepthFile(check_depth_array(values.astype(np.float32) / (2**bits - 1)), RELATIVE, f"{bits}-bit {label}")
+
+
+def resolve_mode(mode: str, stored: str) -> str:
+    """The depth mode to use for a file whose values are ``stored`` (METRIC or RELATIVE)."""
+    if mode == AUTO:
+        return stored
+    if mode == METRIC and stored == RELATIVE:
+        raise BadInput("The depth is an 8/16-bit image: it holds relative disparity, not distances (use depth mode Auto or Relative)")
+    return mode
 
 
 def distances(depth: np.ndarray, mode: str = METRIC, **relative: float | str) -> np.ndarray:

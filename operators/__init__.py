@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import session
+from . import compat, session
 from .capture import DIFFUSION3D_OT_capture_panorama
 from .render_setup import watch_render
 from .dst_generate import DIFFUSION3D_OT_filter_dataset, DIFFUSION3D_OT_generate_from_edges
@@ -33,6 +33,7 @@ classes = (
 
 
 def register() -> None:
+    compat.use_bundled_packages()  # the engine reads image files with Blender's OpenImageIO
     for cls in classes:
         bpy.utils.register_class(cls)
 

@@ -8,6 +8,8 @@ from typing import Optional
 import bpy
 import numpy as np
 
+from . import compat
+
 
 def image_pixels(image: bpy.types.Image) -> np.ndarray:
     """H×W×4 float32 pixels, top row first (Blender stores them bottom-up)."""
@@ -51,14 +53,6 @@ def load_image(path: str | Path, non_color: bool = False) -> tuple[bpy.types.Ima
         bpy.data.images.remove(image)
         raise ValueError(f"Could not read image {path}: unsupported or damaged file")
     return image, True
-
-
-def load_npy(path: str) -> np.ndarray:
-    """A float32 array from a ``.npy`` file (never unpickled); ValueError with a readable reason."""
-    try:
-        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"could not read {path}: {exc}") from None
 
 
 def mesh_from_arrays(
@@ -112,9 +106,9 @@ def _set_attribute(mesh: bpy.types.Mesh, attribute: str, field: str, fallback: b
 def emission_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     """Unlit material showing ``image`` as is: the panorama seen from the centre."""
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
     material.use_backface_culling = False
-    nodes, links = material.node_tree.nodes, material.node_tree.links
+    tree = compat.node_tree(material)
+    nodes, links = tree.nodes, tree.links
     nodes.clear()
     texture = nodes.new("ShaderNodeTexImage")
     texture.image = image

@@ -18,7 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProper
 
 from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
 from ..engine.errors import BadInput
-from . import session
+from . import compat, session
 from .blender_data import load_image
 from .engine_job import EngineJobOperator, UserError
 from .render_setup import PanoramaSetup, render_result, save_render_png
@@ -148,7 +148,8 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         exr, png = scratch / "render.exr", scratch / "rgb.png"
         try:
             settings = scene.render.image_settings
-            for name, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
+            compat.set_image_format(settings, "OPEN_EXR_MULTILAYER", setup.temp.set)
+            for name, value in (("color_depth", "32"), ("exr_codec", "NONE")):
                 setup.temp.set(settings, name, value)
             render_result().save_render(str(exr), scene=scene)
             save_render_png(scene, setup.temp, png)

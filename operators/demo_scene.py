@@ -23,6 +23,8 @@ import random
 import bpy
 import numpy as np
 
+from . import compat
+
 ROOM_MIN = (-4.0, -3.0, 0.0)  # interior bounds of the room, metres
 ROOM_MAX = (4.0, 3.0, 3.0)
 EYE = (0.0, 0.0, 1.6)  # where the demo captures from
@@ -39,8 +41,8 @@ def _principled(name: str, color: tuple, roughness: float = 0.6, emission: tuple
                 strength: float = 0.0) -> bpy.types.Material:
     """Get or (re)configure a Principled BSDF material with a plain colour."""
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
-    mat.use_nodes = True
-    bsdf = mat.node_tree.nodes.get("Principled BSDF") or mat.node_tree.nodes.new("ShaderNodeBsdfPrincipled")
+    nodes = compat.node_tree(mat).nodes
+    bsdf = nodes.get("Principled BSDF") or nodes.new("ShaderNodeBsdfPrincipled")
     bsdf.inputs["Base Color"].default_value = (*color, 1.0)
     bsdf.inputs["Roughness"].default_value = roughness
     if emission is not None:
@@ -326,8 +328,7 @@ def build_demo_room(scene: "bpy.types.Scene") -> "bpy.types.Collection":
 
     if scene.world is None:
         scene.world = bpy.data.worlds.new("Demo World")
-        scene.world.use_nodes = True
-        bg = scene.world.node_tree.nodes.get("Background")
+        bg = compat.node_tree(scene.world).nodes.get("Background")
         if bg is not None:
             bg.inputs["Color"].default_value = (0.05, 0.06, 0.08, 1.0)
             bg.inputs["Strength"].default_value = 0.5

@@ -28,7 +28,7 @@ from ..engine.dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, DSTObjec
 from ..engine.dst.normalize import box_corners, normalization, normalize_points
 from ..engine.dst.shards import parse_shard, shard_indices
 from ..engine.errors import BadInput, JobCancelled
-from . import session
+from . import compat, session
 from .engine_job import EngineJobOperator, UserError
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
@@ -377,9 +377,11 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         bpy.ops.render.render(scene=scene.name)
         result = next(img for img in bpy.data.images if img.type == "RENDER_RESULT")
         settings = scene.render.image_settings
-        settings.file_format, settings.color_depth, settings.exr_codec = "OPEN_EXR_MULTILAYER", "32", "NONE"
+        compat.set_image_format(settings, "OPEN_EXR_MULTILAYER")
+        settings.color_depth, settings.exr_codec = "32", "NONE"
         result.save_render(str(scratch / f"{view.name}.exr"), scene=scene)
-        settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "8"
+        compat.set_image_format(settings, "PNG")
+        settings.color_mode, settings.color_depth = "RGBA", "8"
         result.save_render(str(scratch / f"{view.name}.png"), scene=scene)
         self._done += 1
         if bpy.app.background:

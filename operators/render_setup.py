@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import bpy
 
 from ..engine import equirect
+from . import compat
 from .settings_restore import TemporarySettings
 
 
@@ -121,6 +122,7 @@ def render_result() -> bpy.types.Image:
 def save_render_png(scene: bpy.types.Scene, temp: TemporarySettings, path: Path) -> None:
     """Save the last render as an 8-bit RGB PNG, colour-managed like the scene's view."""
     settings = scene.render.image_settings
-    for name, value in (("file_format", "PNG"), ("color_mode", "RGB"), ("color_depth", "8"), ("compression", 15)):
+    compat.set_image_format(settings, "PNG", temp.set)
+    for name, value in (("color_mode", "RGB"), ("color_depth", "8"), ("compression", 15)):
         temp.set(settings, name, value)
     render_result().save_render(str(path), scene=scene)

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Optional
 import bpy
 
 from ..engine.client import EngineClient, JobHandle, make_client
+from . import compat
 
 ADDON = __package__.rpartition(".")[0]
 
@@ -77,6 +78,9 @@ def client(context: Optional[bpy.types.Context] = None) -> EngineClient:
     mode = prefs.engine_mode if prefs is not None else "IN_PROCESS"
     env = worker_env(prefs)
     python = worker_python(prefs) if mode == "SUBPROCESS" else ""
+    bundled = compat.bundled_site_packages()
+    if python == sys.executable and bundled is not None:  # Blender's own Python as the worker: its OpenImageIO too
+        env["PYTHONPATH"] = str(bundled)
     key = (mode, python, *sorted(f"{k}={v}" for k, v in env.items()))
     if _client is None or key != _client_key:
         if _client is not None:

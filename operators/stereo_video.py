@@ -23,7 +23,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from ..engine import spatial_media
 from ..engine.errors import JobCancelled
 from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, frame_files
-from . import session
+from . import compat, session
 from .engine_job import EngineJobOperator, UserError
 from .settings_restore import TemporarySettings
 from .stereo_rig import RIG_KEY, SPHERICAL, find_rig, rig_camera
@@ -332,7 +332,10 @@ def _set_output(
         (render, "film_transparent", False),
         (render, "use_persistent_data", True),  # keep the scene in memory from frame to frame
         (render, "filepath", render.filepath),
-        (image, "file_format", "OPEN_EXR" if file_format == EXR else "PNG"),
+    ):
+        temp.set(owner, name, value)
+    compat.set_image_format(image, "OPEN_EXR" if file_format == EXR else "PNG", temp.set)
+    for owner, name, value in (
         (image, "color_mode", "RGB"),
         (image, "color_depth", "32" if file_format == EXR else "8"),
         (image, "views_format", "STEREO_3D" if stereo else "INDIVIDUAL"),
@@ -377,7 +380,7 @@ def encode_frames(scene: bpy.types.Scene, frames: list[Path], size: tuple[int, i
         encoder.frame_start, encoder.frame_end = 1, len(frames)
         encoder.view_settings.view_transform = "Standard"  # the frames are already display colours
         render.use_sequencer = True
-        render.image_settings.file_format = "FFMPEG"
+        compat.set_image_format(render.image_settings, "FFMPEG")
         ffmpeg = render.ffmpeg
         ffmpeg.format, ffmpeg.codec = "MPEG4", "H264"
         ffmpeg.constant_rate_factor, ffmpeg.ffmpeg_preset = "HIGH", "GOOD"

@@ -69,3 +69,10 @@ def cad_scene() -> tuple[bpy.types.Object, bpy.types.Object]:
     for obj in (chair, car):
         obj.select_set(True)
     return chair, car
+
+
+def set_image_format(settings: bpy.types.ImageFormatSettings, file_format: str) -> None:
+    """The add-on's own way (its compat module), for a test that saves renders itself."""
+    import batch
+
+    batch.load_addon().operators.compat.set_image_format(settings, file_format)

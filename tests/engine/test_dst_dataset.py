@@ -107,7 +107,7 @@ def test_writes_the_dataset_folder(scene):
     assert (result.views, result.images, result.annotations, result.empty_views) == (7, 7, 7, [])
     assert [e.done for e in events.events] == list(range(1, 8)) and all(e.total == 7 for e in events.events)
     assert (data / "images" / "view_000.png").read_bytes() == (root / "renders" / "view_000.png").read_bytes()
-    assert not list(data.rglob("*.part"))
+    assert not list(data.rglob("*.part*"))
 
 
 def test_annotations_load_with_pycocotools_and_masks_match(scene):
