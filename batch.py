@@ -109,6 +109,7 @@ def sphere(args: argparse.Namespace) -> dict[str, Any]:
         depth_path=str(Path(args.depth).resolve()),
         depth_mode=args.mode.upper(),
         relative_mapping=args.mapping.upper(),
+        place=args.place.upper(),
         radius=args.radius,
         strength=args.strength,
         near=args.near,
@@ -118,7 +119,13 @@ def sphere(args: argparse.Namespace) -> dict[str, Any]:
     )
     timings = {"sphere": round(time.perf_counter() - start, 3)}
     obj = bpy.context.view_layer.objects.active
-    summary: dict[str, Any] = {"object": obj.name, "vertices": len(obj.data.vertices), "faces": len(obj.data.polygons)}
+    summary: dict[str, Any] = {
+        "object": obj.name,
+        "vertices": len(obj.data.vertices),
+        "faces": len(obj.data.polygons),
+        "depth_mode": obj["diffusion3d_world"]["depth_mode"],
+        "location": list(obj.location),
+    }
     if args.save:
         save_blend(Path(args.save))
         summary["paths"] = {"blend": str(Path(args.save).resolve())}
@@ -140,6 +147,11 @@ def use_model_settings(args: argparse.Namespace) -> None:
     for option in ("device", "precision"):
         if getattr(args, option, None):
             setattr(prefs, option, getattr(args, option).upper())
+    if getattr(args, "engine_python", None):
+        python = Path(args.engine_python).expanduser()
+        if not python.is_file():
+            raise BatchError(f"--engine-python: no such interpreter {python}")
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(python.absolute())
     if getattr(args, "allow_downloads", False):
         prefs.allow_downloads = True
 
@@ -406,7 +418,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     scene = bpy.context.scene
     if args.model:  # text → RGBD with a real LDM3D-pano model, then the sphere from its relative depth
         generated = timed("generate", lambda: generate_rgbd(args, out / "generated", build_sphere=False))["paths"][0]
-        sphere_input = dict(rgb_path=generated["rgb.png"], depth_path=generated["depth16.png"], depth_mode="RELATIVE")
+        sphere_input = dict(rgb_path=generated["rgb.png"], depth_path=generated["depth16.png"])
     else:
         room = timed("scene", lambda: demo_scene.build_demo_room(scene))
         timed(
@@ -422,14 +434,16 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
             ),
         )
         bpy.context.view_layer.layer_collection.children[room.name].exclude = True  # the sphere replaces the room
-        sphere_input = dict(rgb_path=str(out / "capture" / "rgb.png"), depth_path=str(out / "capture" / "depth.exr"), depth_mode="METRIC")
+        sphere_input = dict(rgb_path=str(out / "capture" / "rgb.png"), depth_path=str(out / "capture" / "depth.exr"))
     timed("sphere", lambda: run_operator(bpy.ops.diffusion3d.build_world_sphere, grid_step=args.step, **sphere_input))
     sphere_obj = bpy.context.view_layer.objects.active
-    # The sphere is built around the origin; the capture point was EYE. Views are relative to it.
+    # The sphere sits where the panorama was taken (EYE for the capture); the views are relative to its centre.
+    centre = tuple(sphere_obj.matrix_world.translation)
     off = (0.6, -0.4, -0.3)
+    offcentre = tuple(c + o for c, o in zip(centre, off))
     preview_width = min(args.width, 1024)
-    timed("preview_center", lambda: preview.render_equirect(scene, (0.0, 0.0, 0.0), out / "preview_center.png", preview_width))
-    timed("preview_offcenter", lambda: preview.render_equirect(scene, off, out / "preview_offcenter.png", preview_width))
+    timed("preview_center", lambda: preview.render_equirect(scene, centre, out / "preview_center.png", preview_width))
+    timed("preview_offcenter", lambda: preview.render_equirect(scene, offcentre, out / "preview_offcenter.png", preview_width))
     video_args = argparse.Namespace(
         out=str(out / "stereo360.mp4"), flat=False, ipd=None, scene_scale=1.0, move="dolly", seconds=2.0, amplitude=0.5,
         format="mp4", layout="top-bottom", quality="fast", overwrite=args.overwrite, keep_frames=False, resolution=str(args.video_width),
@@ -445,10 +459,18 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
             "preview_offcenter": str(out / "preview_offcenter.png"),
             "stereo_video": video["paths"]["video"],
         },
-        "sphere": {"object": sphere_obj.name, "vertices": len(sphere_obj.data.vertices)},
+        "sphere": {"object": sphere_obj.name, "vertices": len(sphere_obj.data.vertices), "location": list(centre)},
         "offcenter_view": list(off),
         "timings_s": timings,
     }
+
+
+def add_engine_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine-python",
+        default=os.environ.get("DIFFUSION3D_ENGINE_PYTHON") or None,
+        help="run model jobs in a worker with this Python (one with torch: requirements-engine.txt); env DIFFUSION3D_ENGINE_PYTHON",
+    )
 
 
 def add_model_arguments(p: argparse.ArgumentParser, model_default: str) -> None:
@@ -468,6 +490,7 @@ def add_model_arguments(p: argparse.ArgumentParser, model_default: str) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--allow-downloads", action="store_true", help="let the model download (needs network)")
+    add_engine_argument(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -489,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sphere", help="build a displaced world sphere from an RGB and a depth panorama")
     p.add_argument("--blend", help="scene to open first")
     p.add_argument("--rgb", required=True)
-    p.add_argument("--depth", required=True, help="metric .exr/.npy distances, or 8/16-bit disparity with --mode relative")
-    p.add_argument("--mode", choices=["metric", "relative"], default="metric")
+    p.add_argument("--depth", required=True, help="float .exr/.npy/.hdr/.tif distances, or 8/16-bit disparity (near = bright)")
+    p.add_argument("--mode", choices=["auto", "metric", "relative"], default="auto", help="auto: float files are metric, 8/16-bit images relative")
+    p.add_argument("--place", choices=["origin", "cursor"], default="origin", help="centre of a sphere that is not from a capture (a capture's goes where it was taken)")
     p.add_argument("--mapping", choices=["offset", "inverse"], default="offset", help="relative depth: paper offset or inverse depth")
     p.add_argument("--radius", type=float, default=5.0)
     p.add_argument("--strength", type=float, default=1.0)
@@ -581,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--allow-downloads", action="store_true", help="let the models download (needs network)")
+    add_engine_argument(p)
     p.set_defaults(run=generate_from_edges)
 
     p = sub.add_parser("kcf", help="3D-DST K-fold consistency filter: score generated images, move the worst to rejected/")
@@ -593,6 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--shard", help="I/N: train only this share of the folds; a run without --shard joins the scores")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    add_engine_argument(p)
     p.set_defaults(run=kcf, models_dir=None, cache_dir=None, precision=None, allow_downloads=False)
 
     p = sub.add_parser("merge", help="join shard data sets (edges/generate-from-edges --shard) into one")

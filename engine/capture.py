@@ -61,6 +61,21 @@ def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
         raise BadInput(f"{folder} already holds {', '.join(existing)} (enable overwrite to replace)")
 
 
+def capture_origin(depth_path: str | Path) -> list[float]:
+    """Where the panorama that ``depth_path`` belongs to was captured: the ``origin``
+    in the ``meta.json`` beside it when that folder is a capture, else []."""
+    depth = Path(depth_path)
+    meta_path = depth.parent / "meta.json"
+    if depth.name not in OUTPUT_NAMES[1:3] or not meta_path.is_file():
+        return []
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        origin = [float(c) for c in meta["origin"]] if "depth_exr" in meta else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # not a capture's metadata: the sphere goes where the user says
+    return origin if len(origin) == 3 else []
+
+
 def depth_channel(channels: dict[str, np.ndarray]) -> np.ndarray:
     for name, values in channels.items():
         if name == "Z" or name.endswith("Depth.Z"):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
 from . import depth as depthlib
-from .capture import CaptureRequest, CaptureResult, encode_capture
+from .capture import CaptureRequest, CaptureResult, capture_origin, encode_capture
 from .dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, annotate_views
 from .dst.filter import KCFRequest, KCFResult, filter_dataset
 from .dst.generate import EdgeGenerationRequest, EdgeGenerationResult, generate_from_edges
@@ -30,9 +30,10 @@ from .world_sphere import build_world_sphere
 
 @dataclass
 class WorldSphereRequest:
-    depth: np.ndarray  # H×W metric distances or relative disparity in [0, 1]
+    depth: Optional[np.ndarray]  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
     rgb_size: tuple[int, int]  # (width, height) of the colour panorama it will wear
-    depth_mode: str = depthlib.METRIC
+    depth_path: str = ""  # a depth file (EXR, .npy, HDR, TIFF, PNG, …) the engine reads instead of ``depth``
+    depth_mode: str = depthlib.AUTO  # AUTO: METRIC for float files, RELATIVE for 8/16-bit ones
     relative_mapping: str = depthlib.OFFSET
     radius: float = 5.0  # OFFSET: distance of disparity 0.5
     strength: float = 1.0  # OFFSET: how far disparity moves a vertex, in [0, 2)
@@ -57,11 +58,23 @@ class WorldSphereResult:
     median_distance: float = 0.0
     max_distance: float = 0.0
     safe_radius: float = 0.0  # how far a viewpoint may move from the centre (see parallax)
+    depth_mode: str = ""  # the mode used (AUTO resolved)
+    depth_kind: str = ""  # how the depth was stored: "float EXR", "16-bit PNG", "array", …
+    capture_origin: list[float] = field(default_factory=list)  # where a captured depth was taken; [] otherwise
 
 
 def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereResult:
     report.total = 3
-    depth = np.asarray(request.depth)
+    if request.depth_path:
+        stored = depthlib.read_depth_file(request.depth_path)
+        depth, kind, mode = stored.values, stored.kind, depthlib.resolve_mode(request.depth_mode, stored.mode)
+    elif request.depth is not None:
+        depth, kind, mode = np.asarray(request.depth), "array", request.depth_mode
+        if mode == depthlib.AUTO:
+            mode = depthlib.METRIC if depth.dtype.kind == "f" else depthlib.RELATIVE
+            depth = depth if mode == depthlib.METRIC else depth / float(np.iinfo(depth.dtype).max)
+    else:
+        raise BadInput("The world sphere needs a depth panorama (a file or an array)")
     height, width = depth.shape[:2]
     if tuple(request.rgb_size) != (width, height):
         rw, rh = request.rgb_size
@@ -70,7 +83,7 @@ def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereRe
         raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
     dist = depthlib.distances(
         depth,
-        request.depth_mode,
+        mode,
         mapping=request.relative_mapping,
         radius=request.radius,
         strength=request.strength,
@@ -94,6 +107,9 @@ def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereRe
         median_distance=float(np.median(dist)),
         max_distance=float(dist.max()),
         safe_radius=safe_radius(dist),
+        depth_mode=mode,
+        depth_kind=kind,
+        capture_origin=capture_origin(request.depth_path) if request.depth_path else [],
     )
     report.step("Done")
     return result

@@ -8,6 +8,7 @@ the job runs, so this module (its request and result types) loads anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -52,6 +53,7 @@ class RGBDRequest:
     init_rgb: Optional[np.ndarray] = None  # H×W×3, uint8 or float in [0, 1]
     init_depth: Optional[np.ndarray] = None  # H×W: disparity in [0, 1] (near = 1) or metric distances
     init_depth_kind: str = DISPARITY
+    init_depth_path: str = ""  # a depth file instead of init_depth: float files are METRIC, 8/16-bit ones DISPARITY
     depth_estimator: str = DEFAULT_ESTIMATOR  # DPT folder or repo id, used when init_rgb comes without a depth
     strength: float = 0.75  # img2img only: 0 keeps the input, 1 ignores it
     device: str = "AUTO"
@@ -84,6 +86,10 @@ def sample_dirs(out_dir: Path, count: int) -> list[Path]:
 
 
 def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    if r.init_depth_path:
+        stored = depthlib.read_depth_file(r.init_depth_path)
+        kind = METRIC if stored.mode == depthlib.METRIC else DISPARITY
+        r = dataclasses.replace(r, init_depth=stored.values, init_depth_kind=kind, init_depth_path="")
     if r.init_rgb is None and r.init_depth is None:
         return None, None
     if r.init_rgb is None:

@@ -20,9 +20,8 @@ from ..engine import panorama
 from ..engine.models import ModelsRequest, ModelsResult
 from ..engine.panorama import RGBDRequest, RGBDResult
 from . import session
-from .blender_data import image_pixels, load_image, load_npy
+from .blender_data import image_pixels, load_image
 from .engine_job import EngineJobOperator, UserError
-from .world_sphere import FLOAT_FORMATS
 
 SCHEDULER_ITEMS = [
     ("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)"),
@@ -86,25 +85,14 @@ GENERATE_OPTIONS: dict[str, Any] = {
 }
 
 
-def read_depth_file(path: str) -> tuple[np.ndarray, str]:
-    """Depth values and their kind: float files hold distances, 8/16-bit images disparity."""
-    if path.lower().endswith(".npy"):
-        try:
-            return load_npy(path), panorama.METRIC
-        except ValueError as exc:
-            raise UserError(f"Init depth: {exc}") from None
-    file_format, pixels = _read_image(path, "Init depth", non_color=True)
-    return pixels[..., 0].copy(), panorama.METRIC if file_format in FLOAT_FORMATS else panorama.DISPARITY
-
-
-def _read_image(path: str, what: str, non_color: bool) -> tuple[str, np.ndarray]:
-    """(file format, H×W×4 pixels) of an image file, leaving no new image datablock behind."""
+def _read_image(path: str, what: str, non_color: bool) -> np.ndarray:
+    """H×W×4 pixels of an image file, leaving no new image datablock behind."""
     try:
         image, new = load_image(path, non_color=non_color)
     except ValueError as exc:
         raise UserError(f"{what}: {exc}") from None
     try:
-        return image.file_format, image_pixels(image)
+        return image_pixels(image)
     except ValueError as exc:
         raise UserError(f"{what}: {exc}") from None
     finally:
@@ -121,9 +109,10 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
     job_label = "Generating panorama"
     __annotations__ = dict(GENERATE_OPTIONS)
 
-    def _init_images(self, context: bpy.types.Context) -> tuple[Optional[np.ndarray], Optional[np.ndarray], str]:
+    def _init_images(self, context: bpy.types.Context) -> tuple[Optional[np.ndarray], str]:
+        """The init RGB pixels and the init depth file (the engine reads it; "": estimate it)."""
         if self.init == "NONE":
-            return None, None, panorama.DISPARITY
+            return None, ""
         if self.init == "LAST_CAPTURE":
             settings = getattr(context.scene, "diffusion3d", None)
             folder = Path(settings.last_capture) if settings is not None and settings.last_capture else None
@@ -135,15 +124,12 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
                 raise UserError("Choose an init RGB file (its depth is optional: without one it is estimated)")
             rgb_path = bpy.path.abspath(self.init_rgb_path)
             depth_path = bpy.path.abspath(self.init_depth_path) if self.init_depth_path else ""
-        _, rgb = _read_image(rgb_path, "Init RGB", non_color=False)
-        if not depth_path:
-            return rgb[..., :3].copy(), None, panorama.DISPARITY
-        depth, kind = read_depth_file(depth_path)
-        return rgb[..., :3].copy(), depth, kind
+        rgb = _read_image(rgb_path, "Init RGB", non_color=False)
+        return rgb[..., :3].copy(), depth_path
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         prefs = session.preferences(context)
-        init_rgb, init_depth, depth_kind = self._init_images(context)
+        init_rgb, init_depth_path = self._init_images(context)
         out_dir = session.output_folder(self.output_dir, "panorama")
         explicit_seamless = self.properties.is_property_set("seamless")
         request = RGBDRequest(
@@ -161,8 +147,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
             scheduler=self.scheduler,
             seamless=self.seamless if explicit_seamless else None,
             init_rgb=init_rgb,
-            init_depth=init_depth,
-            init_depth_kind=depth_kind,
+            init_depth_path=init_depth_path,
             depth_estimator=self.depth_estimator,
             strength=self.strength,
             vae_tiling=self.vae_tiling,

@@ -15,18 +15,19 @@ import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..engine import depth as depthlib
+from ..engine.errors import BadInput
 from ..engine.jobs import WorldSphereRequest, WorldSphereResult
-from .blender_data import emission_material, image_pixels, load_image, load_npy, mesh_from_arrays
+from .blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
 from .engine_job import EngineJobOperator, UserError
 
-#: Formats whose pixels are real numbers (metric distances); 8/16-bit ones hold disparity.
-FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR", "TIFF"}
+#: Blender image formats that hold real numbers (metric distances): Auto for an image with no file on disk.
+FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR"}
 
 SPHERE_OPTIONS: dict[str, Any] = {
     "rgb_path": StringProperty(name="RGB", description="Colour panorama file (2:1)", subtype="FILE_PATH", default=""),
     "depth_path": StringProperty(
         name="Depth",
-        description="Depth panorama: float EXR/.npy distances (Metric), or 8/16-bit disparity, near = bright (Relative)",
+        description="Depth panorama: float EXR/.npy/HDR/TIFF distances (Metric), or 8/16-bit disparity, near = bright (Relative)",
         subtype="FILE_PATH",
         default="",
     ),
@@ -35,10 +36,11 @@ SPHERE_OPTIONS: dict[str, Any] = {
     "depth_mode": EnumProperty(
         name="Depth",
         items=[
+            (depthlib.AUTO, "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
             (depthlib.METRIC, "Metric", "Pixel values are distances along each ray, in scene units"),
             (depthlib.RELATIVE, "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
         ],
-        default=depthlib.METRIC,
+        default=depthlib.AUTO,
     ),
     "relative_mapping": EnumProperty(
         name="Mapping",
@@ -62,11 +64,20 @@ SPHERE_OPTIONS: dict[str, Any] = {
         soft_min=0.0,
         soft_max=2.0,
     ),
+    "place": EnumProperty(
+        name="Place At",
+        description="Where the sphere's centre goes for a panorama that is not a capture (a capture's sphere goes where it was captured)",
+        items=[
+            ("ORIGIN", "World Origin", "The centre at (0, 0, 0)"),
+            ("CURSOR", "3D Cursor", "The centre at the 3D cursor"),
+        ],
+        default="ORIGIN",
+    ),
 }
 
 
 class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
-    """Build a sphere around the origin whose vertices sit at each pixel's depth, textured with the panorama"""
+    """Build a sphere whose vertices sit at each pixel's depth, textured with the panorama, centred where it was captured"""
 
     bl_idname = "diffusion3d.build_world_sphere"
     bl_label = "Build World Sphere"
@@ -77,6 +88,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
     _loaded: list[bpy.types.Image] = []
     _rgb: Optional[bpy.types.Image] = None
     _sources: dict[str, str] = {}
+    _placement: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def _image(self, name: str, path: str, what: str, non_color: bool) -> bpy.types.Image:
         if name:
@@ -94,20 +106,22 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             self._loaded.append(image)
         return image
 
-    def _depth_values(self, image: Optional[bpy.types.Image], path: str) -> np.ndarray:
-        if image is None:  # a .npy file: the engine's own float format
-            try:
-                return load_npy(bpy.path.abspath(path))
-            except ValueError as exc:
-                raise UserError(f"Depth: {exc}") from None
-        if self.depth_mode == depthlib.METRIC and image.file_format not in FLOAT_FORMATS:
-            raise UserError(
-                f"Depth {image.name!r} is an 8/16-bit image: it holds relative disparity, not distances (use depth mode Relative)"
-            )
+    def _depth(self) -> tuple[Optional[np.ndarray], str, str]:
+        """(pixels, file, mode): a file the engine reads itself, or the pixels of a loaded image with no file."""
+        if not self.depth_image:
+            if not self.depth_path:
+                raise UserError("Choose the depth panorama (a file or a loaded image), or capture a panorama first")
+            return None, bpy.path.abspath(self.depth_path), self.depth_mode
+        image = self._image(self.depth_image, "", "depth panorama", non_color=True)
+        path = bpy.path.abspath(image.filepath) if image.filepath else ""
+        if path and Path(path).is_file() and not image.is_dirty and image.packed_file is None:
+            return None, path, self.depth_mode
+        stored = depthlib.METRIC if image.file_format in FLOAT_FORMATS else depthlib.RELATIVE
         try:
-            return image_pixels(image)[..., 0].copy()
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+            mode = depthlib.resolve_mode(self.depth_mode, stored)
+            return image_pixels(image)[..., 0].copy(), "", mode
+        except (BadInput, ValueError) as exc:
+            raise UserError(f"Depth {image.name!r}: {exc}") from None
 
     def _fill_from_last_capture(self, context: bpy.types.Context) -> None:
         if self.rgb_path or self.rgb_image or self.depth_path or self.depth_image:
@@ -116,26 +130,22 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
         folder = Path(settings.last_capture) if settings is not None and settings.last_capture else None
         if folder is not None and (folder / "meta.json").is_file():
             self.rgb_path, self.depth_path = str(folder / "rgb.png"), str(folder / "depth.exr")
-            self.depth_mode = depthlib.METRIC
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         self._loaded = []
         self._fill_from_last_capture(context)
         self._rgb = self._image(self.rgb_image, self.rgb_path, "RGB panorama", non_color=False)
-        depth_is_npy = not self.depth_image and self.depth_path.lower().endswith(".npy")
-        depth_image = None if depth_is_npy else self._image(self.depth_image, self.depth_path, "depth panorama", True)
-        depth = self._depth_values(depth_image, self.depth_path)
-        if depth_image is not None and depth_image in self._loaded:
-            self._loaded.remove(depth_image)  # read once; the sphere needs only the colour image
-            bpy.data.images.remove(depth_image)
+        depth, depth_path, depth_mode = self._depth()
         width, height = self._rgb.size
         if width == 0 or height == 0:
             raise UserError(f"Could not read the RGB image {self._rgb.name!r}")
         self._sources = {"rgb": self.rgb_image or self.rgb_path, "depth": self.depth_image or self.depth_path}
+        self._placement = tuple(context.scene.cursor.location) if self.place == "CURSOR" else (0.0, 0.0, 0.0)
         request = WorldSphereRequest(
             depth=depth,
+            depth_path=depth_path,
             rgb_size=(width, height),
-            depth_mode=self.depth_mode,
+            depth_mode=depth_mode,
             relative_mapping=self.relative_mapping,
             radius=self.radius,
             strength=self.strength,
@@ -147,6 +157,25 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
         return "world_sphere", request
 
     def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> None:
+        obj = self._sphere_object(result)
+        context.collection.objects.link(obj)
+        for other in context.view_layer.objects:
+            other.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        self._loaded = []
+        dropped = f", {result.dropped_faces:,} faces cut at depth jumps" if result.dropped_faces else ""
+        chosen = " (Auto)" if self.depth_mode == depthlib.AUTO else ""
+        where = "at the capture point" if result.capture_origin else ("at the 3D cursor" if self.place == "CURSOR" else "at the origin")
+        self.report(
+            {"INFO"},
+            f"{obj.name}: {len(result.vertices):,} vertices, {result.cols}×{result.rows} grid, "
+            f"depth {result.depth_kind} read as {result.depth_mode.title()}{chosen}, "
+            f"distances {result.min_distance:.3g}–{result.max_distance:.3g}{dropped}, {where} {tuple(round(c, 3) for c in obj.location)}",
+        )
+
+    def _sphere_object(self, result: WorldSphereResult) -> bpy.types.Object:
+        """The sphere's mesh, material and object, all made or none."""
         assert self._rgb is not None
         mesh = mesh_from_arrays(
             self.name,
@@ -157,32 +186,29 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             result.edge_verts,
             result.corner_edges,
         )
-        material = emission_material(self.name, self._rgb)
-        mesh.materials.append(material)
-        obj = bpy.data.objects.new(self.name, mesh)
-        obj["diffusion3d_world"] = {
-            "rgb": self._sources["rgb"],
-            "depth": self._sources["depth"],
-            "depth_mode": self.depth_mode,
-            "grid": [result.rows, result.cols],
-            "min_distance": result.min_distance,
-            "median_distance": result.median_distance,
-            "max_distance": result.max_distance,
-            "safe_radius": result.safe_radius,
-        }
-        obj.visible_shadow = False  # an emitting backdrop casts no shadows
-        context.collection.objects.link(obj)
-        for other in context.view_layer.objects:
-            other.select_set(False)
-        obj.select_set(True)
-        context.view_layer.objects.active = obj
-        self._loaded = []
-        dropped = f", {result.dropped_faces:,} faces cut at depth jumps" if result.dropped_faces else ""
-        self.report(
-            {"INFO"},
-            f"{obj.name}: {len(result.vertices):,} vertices, {result.cols}×{result.rows} grid, "
-            f"distances {result.min_distance:.3g}–{result.max_distance:.3g}{dropped}",
-        )
+        material = obj = None
+        try:
+            material = emission_material(self.name, self._rgb)
+            mesh.materials.append(material)
+            obj = bpy.data.objects.new(self.name, mesh)
+            obj.location = result.capture_origin or self._placement
+            obj["diffusion3d_world"] = {
+                "rgb": self._sources["rgb"],
+                "depth": self._sources["depth"],
+                "depth_mode": result.depth_mode,
+                "grid": [result.rows, result.cols],
+                "min_distance": result.min_distance,
+                "median_distance": result.median_distance,
+                "max_distance": result.max_distance,
+                "safe_radius": result.safe_radius,
+            }
+            obj.visible_shadow = False  # an emitting backdrop casts no shadows
+        except BaseException:
+            for store, block in ((bpy.data.objects, obj), (bpy.data.meshes, mesh), (bpy.data.materials, material)):
+                if block is not None:
+                    store.remove(block)
+            raise
+        return obj
 
     def discard(self, context: bpy.types.Context) -> None:
         for image in self._loaded:

@@ -87,22 +87,51 @@ def test_scene_settings_and_camera_are_restored(room, tmp_path):
 
 
 @pytest.mark.timeout(300)
+def world_vertices(obj: bpy.types.Object) -> np.ndarray:
+    verts = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", verts)
+    matrix = np.array(obj.matrix_world, np.float64)
+    return verts.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
 def test_metric_world_sphere_lies_on_the_scene_surfaces(captured):
     assert bpy.ops.diffusion3d.build_world_sphere(
         rgb_path=str(captured / "rgb.png"), depth_path=str(captured / "depth.exr"), depth_mode="METRIC", grid_step=1
     ) == {"FINISHED"}
     obj = bpy.context.view_layer.objects.active
-    assert obj.name == "World Sphere" and tuple(obj.location) == (0, 0, 0)
-    verts = np.empty(len(obj.data.vertices) * 3, np.float32)
-    obj.data.vertices.foreach_get("co", verts)
-    world = verts.reshape(-1, 3) + np.array(EYE)  # the sphere is centred where the capture was taken
-    error = surface_distance(world.astype(np.float64))
+    assert obj.name == "World Sphere" and tuple(obj.location) == pytest.approx(EYE)  # where the capture was taken
+    error = surface_distance(world_vertices(obj))
     room_size = float(np.max(ROOM_HI - ROOM_LO))
     assert error.mean() < 0.01 * room_size, f"mean distance to the surfaces {error.mean():.4f}"
     grid = error[:-2].reshape(128, 256)
     assert grid[:, [0, -1]].mean() < 0.01 * room_size, "seam columns"
     assert error[-2:].max() < 0.01 * room_size, "pole vertices"
     assert np.median(error) < 0.002 * room_size
+
+
+def test_a_sphere_from_a_capture_goes_to_the_capture_origin_and_the_rig_follows(room, tmp_path):
+    """The defect a new user met: captured from a camera off the origin, the sphere sat at (0, 0, 0), 1.08 m off the walls."""
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    scene.camera, camera.location = camera, (1.5, 0.8, 1.5)
+    scene.cursor.location = (-3.0, -2.0, 0.5)  # not where anything should go
+    out = tmp_path / "cap"
+    assert bpy.ops.diffusion3d.capture_panorama(output_dir=str(out), width=256, samples=1, denoise=False) == {"FINISHED"}
+    assert bpy.ops.diffusion3d.build_world_sphere(name="From Last Capture", place="CURSOR") == {"FINISHED"}  # Auto: depth.exr is metric
+    assert bpy.ops.diffusion3d.build_world_sphere(
+        rgb_path=str(out / "rgb.png"), depth_path=str(out / "depth.exr"), depth_mode="METRIC", name="From Files"
+    ) == {"FINISHED"}
+    room_size = float(np.max(ROOM_HI - ROOM_LO))
+    for name in ("From Last Capture", "From Files"):
+        sphere = bpy.data.objects[name]
+        assert tuple(sphere.location) == pytest.approx((1.5, 0.8, 1.5))
+        error = surface_distance(world_vertices(sphere))
+        assert np.median(error) < 0.002 * room_size and error.mean() < 0.01 * room_size, f"{name}: {error.mean():.4f} m off"
+    bpy.context.view_layer.objects.active = bpy.data.objects["From Files"]
+    assert bpy.ops.diffusion3d.add_stereo_rig() == {"FINISHED"}
+    rig = bpy.context.view_layer.objects.active
+    assert tuple(rig.location) == pytest.approx((1.5, 0.8, 1.5))
 
 
 def test_relative_inverse_depth16_rebuilds_the_metric_sphere(captured):
