@@ -9,10 +9,16 @@ is left behind.
 
 Invoked from the UI, the job runs modal with a progress bar, Esc cancels it.
 Called from a script (``EXEC_DEFAULT``) or in background mode it blocks.
+
+Whatever fails in any step (bad input, the engine, a bug, Blender refusing a
+setting) ends the job the same way: what was staged is undone, the reason is
+reported in one line, the progress bar and timer are closed and the add-on is
+free for the next job.
 """
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, Callable, ClassVar, Optional
 
 import bpy
@@ -58,17 +64,26 @@ class EngineJobOperator:
         try:
             work()
         except JobCancelled:
-            self.discard(context)
+            self._discard(context)
             self.report({"WARNING"}, f"{self.job_label}: cancelled, nothing was changed")
             return {"CANCELLED"}
         except (UserError, EngineError) as exc:
-            self.discard(context)
+            self._discard(context)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        except BaseException:
-            self.discard(context)
-            raise
+        except Exception as exc:  # a bug, or Blender refusing something: still one readable line, nothing half-done
+            traceback.print_exc()
+            self._discard(context)
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            self.report({"ERROR"}, f"{self.job_label} failed: {type(exc).__name__}: {first_line} (details in the system console)")
+            return {"CANCELLED"}
         return None
+
+    def _discard(self, context: bpy.types.Context) -> None:
+        try:
+            self.discard(context)
+        except Exception:  # cleaning up must not hide why the job stopped
+            traceback.print_exc()
 
     def _submit(self, context: bpy.types.Context) -> Optional[set[str]]:
         if self._refuse_if_busy():
@@ -112,6 +127,10 @@ class EngineJobOperator:
             self._handle.wait(show)
         except EngineError:
             pass  # _conclude reports it
+        except Exception as exc:  # the job cannot be followed any more: stop it, and end as any failure ends
+            self._handle.cancel()
+            session.active.update(handle=None, label="")
+            return self._attempt(context, lambda: _raise(exc)) or {"CANCELLED"}
         return self._conclude(context)
 
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
@@ -198,17 +217,32 @@ class EngineJobOperator:
             handle.cancel()
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        handle.poll()
-        if handle.progress is not None:
-            context.window_manager.progress_update(int(handle.progress.fraction * 1000))
-            if handle.progress is not self._shown and handle.progress.preview is not None and handle.progress.preview.ndim == 3:
-                live_preview.show(handle.progress.preview, context.screen)  # only a new step's preview
-            self._shown = handle.progress
-        _tag_redraw(context)
+
+        def show_progress() -> None:
+            handle.poll()
+            if handle.progress is not None:
+                context.window_manager.progress_update(int(handle.progress.fraction * 1000))
+                if handle.progress is not self._shown and handle.progress.preview is not None and handle.progress.preview.ndim == 3:
+                    live_preview.show(handle.progress.preview, context.screen)  # only a new step's preview
+                self._shown = handle.progress
+            _tag_redraw(context)
+
+        try:
+            show_progress()
+        except Exception as exc:  # the job cannot be followed any more: stop it, and end as any failure ends
+            handle.cancel()
+            self._end_modal(context)
+            session.active.update(handle=None, label="")
+            live_preview.clear()
+            return self._attempt(context, lambda: _raise(exc)) or {"CANCELLED"}
         if not handle.finished:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
         return self._conclude(context)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def progress_text(handle: JobHandle) -> str:
