@@ -32,7 +32,8 @@ CONFIGS = {
     "text_encoder": "config.json",
     "scheduler": "scheduler_config.json",
 }
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
+#: A tokenizer folder holds either form: the fast tokenizer's file (what transformers 5 saves) or the BPE pair (as published).
+TOKENIZER_FORMS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 SAFE_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
 PICKLED_WEIGHTS = {"unet": "diffusion_pytorch_model.bin", "vae": "diffusion_pytorch_model.bin", "text_encoder": "pytorch_model.bin"}
 DOWNLOAD_PATTERNS = ["model_index.json", *(f"{c}/*" for c in (*CONFIGS, "tokenizer"))]
@@ -170,7 +171,11 @@ def inspect_transformers_model(folder: Path, name: str, model_type: Optional[str
 def _missing(folder: Path, name: str, configs: dict[str, str], tokenizers: tuple[str, ...]) -> None:
     """Refuse a folder that lacks a component's config or a tokenizer's files, naming them all."""
     missing = [f"{c}/{f}" for c, f in configs.items() if not (folder / c / f).is_file()]
-    missing += [f"{t}/{f}" for t in tokenizers for f in TOKENIZER_FILES if not (folder / t / f).is_file()]
+    missing += [
+        f"{t}/tokenizer.json (or {t}/vocab.json and merges.txt)"
+        for t in tokenizers
+        if not any(all((folder / t / f).is_file() for f in form) for form in TOKENIZER_FORMS)
+    ]
     if missing:
         raise BadInput(f"{name} is not a complete diffusers model: {', '.join(missing)} missing in {folder}")
 

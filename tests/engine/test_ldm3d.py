@@ -287,6 +287,23 @@ def test_an_rgb_only_model_and_an_incomplete_one_are_named(models, tmp_path):
         run(request(models, tmp_path / "o2", model=str(sd)))
 
 
+def test_a_tokenizer_saved_by_transformers_5_alone_is_complete(models, tmp_path):
+    """transformers 5 saves tokenizer.json without vocab.json and merges.txt; the published layout has both."""
+    import shutil
+
+    fast = tmp_path / "fast"
+    shutil.copytree(models[4], fast)
+    for name in ("vocab.json", "merges.txt"):
+        (fast / "tokenizer" / name).unlink()
+    assert (fast / "tokenizer" / "tokenizer.json").is_file()
+    ours = run(request(models, tmp_path / "a", model=str(fast))).paths[0]
+    published = run(request(models, tmp_path / "b")).paths[0]
+    assert Path(ours["rgb.png"]).read_bytes() == Path(published["rgb.png"]).read_bytes()  # the same tokens
+    (fast / "tokenizer" / "tokenizer.json").unlink()
+    with pytest.raises(BadInput, match="tokenizer/tokenizer.json \\(or tokenizer/vocab.json and merges.txt\\) missing"):
+        run(request(models, tmp_path / "c", model=str(fast)))
+
+
 def test_pickled_weights_load_only_when_allowed(tmp_path):
     folder = build_tiny_ldm3d(tmp_path / "pickled", safetensors=False)
     with pytest.raises(BadInput, match="only pickled weights"):
