@@ -7,7 +7,7 @@ from typing import Any
 
 import bpy
 
-from ..operators import session
+from ..operators import compat, session
 from ..operators.capture import CAPTURE_OPTIONS
 from ..operators.engine_job import progress_text
 from ..engine import panorama
@@ -119,7 +119,7 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         col.prop(settings, "rgb_path")
         col.prop(settings, "depth_path")
         col.prop(settings, "depth_mode")
-        if settings.depth_mode == "RELATIVE":
+        if settings.depth_mode != "METRIC":  # Auto reads 8/16-bit images as relative disparity
             col.prop(settings, "relative_mapping")
             if settings.relative_mapping == "OFFSET":
                 col.prop(settings, "radius")
@@ -129,6 +129,7 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
                 col.prop(settings, "far")
         col.prop(settings, "grid_step")
         col.prop(settings, "discontinuity")
+        col.prop(settings, "place")
         pass_options(box.operator("diffusion3d.build_world_sphere", icon="SPHERE"), settings, SPHERE_OPTIONS)
 
 
@@ -274,6 +275,9 @@ class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        untested = compat.untested_version()
+        if untested:
+            layout.label(text=untested, icon="ERROR")
         prefs = session.preferences(context)
         if prefs is not None:
             layout.prop(prefs, "engine_mode", text="")
