@@ -119,12 +119,13 @@ def sphere(args: argparse.Namespace) -> dict[str, Any]:
     )
     timings = {"sphere": round(time.perf_counter() - start, 3)}
     obj = bpy.context.view_layer.objects.active
+    assert obj is not None  # the operator made the sphere active
     summary: dict[str, Any] = {
         "object": obj.name,
         "vertices": len(obj.data.vertices),
         "faces": len(obj.data.polygons),
         "depth_mode": obj["diffusion3d_world"]["depth_mode"],
-        "location": list(obj.location),
+        "location": list(obj.location.to_tuple()),
     }
     if args.save:
         save_blend(Path(args.save))
@@ -438,7 +439,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     timed("sphere", lambda: run_operator(bpy.ops.diffusion3d.build_world_sphere, grid_step=args.step, **sphere_input))
     sphere_obj = bpy.context.view_layer.objects.active
     # The sphere sits where the panorama was taken (EYE for the capture); the views are relative to its centre.
-    centre = tuple(sphere_obj.matrix_world.translation)
+    centre = sphere_obj.matrix_world.translation.to_tuple()
     off = (0.6, -0.4, -0.3)
     offcentre = tuple(c + o for c, o in zip(centre, off))
     preview_width = min(args.width, 1024)

@@ -156,13 +156,13 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     return image.pixels
 
 
-def _write(path: Path, pixels: np.ndarray, dtype: str, channels: list[str] | None = None, **attributes: Any) -> None:
+def _write(path: Path, pixels: np.ndarray, dtype: str, channels: list[str] | None = None, attributes: dict[str, Any] | None = None) -> None:
     oiio = _oiio()
     height, width, count = pixels.shape
     spec = oiio.ImageSpec(width, height, count, dtype)
     if channels is not None:
         spec.channelnames = tuple(channels)
-    for name, value in attributes.items():
+    for name, value in (attributes or {}).items():
         spec.attribute(name, value)
     out = oiio.ImageOutput.create(str(path))
     if out is None:
@@ -178,7 +178,7 @@ def write_exr(path: Path, channels: dict[str, np.ndarray], compression: str = EX
     """Write float32 H×W channels (sorted by name) as one scanline EXR part."""
     names = sorted(channels)
     stacked = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names], axis=-1)
-    _write(path, stacked, "float", names, compression=compression)
+    _write(path, stacked, "float", names, {"compression": compression})
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:
@@ -189,5 +189,5 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
         pixels = pixels[..., None]
     if pixels.ndim != 3 or not 1 <= pixels.shape[2] <= 4:
         raise BadInput(f"PNG pixels must be H×W with 1 to 4 channels, got shape {pixels.shape}")
-    alpha = {2: 1, 4: 1}.get(pixels.shape[2], 0)
-    _write(path, pixels, str(pixels.dtype), **({"oiio:UnassociatedAlpha": 1} if alpha else {}))
+    straight_alpha = {"oiio:UnassociatedAlpha": 1} if pixels.shape[2] in (2, 4) else {}  # PNG stores alpha unassociated
+    _write(path, pixels, str(pixels.dtype), attributes=straight_alpha)

@@ -33,7 +33,7 @@ class InfoResult:
         return f"Python {self.python}: {found}; devices: {devices}"
 
 
-OPTIONAL = ("numpy", "torch", "diffusers", "transformers", "huggingface_hub", "safetensors", "accelerate", "PIL")
+OPTIONAL = ("numpy", "OpenImageIO", "torch", "diffusers", "transformers", "huggingface_hub", "safetensors", "accelerate", "PIL")
 
 
 def _version(name: str) -> str:
@@ -41,12 +41,12 @@ def _version(name: str) -> str:
         module = importlib.import_module(name)
     except Exception:  # a broken install reads as missing, never as a crash
         return ""
-    return str(getattr(module, "__version__", "installed"))
+    return str(getattr(module, "__version__", None) or getattr(module, "VERSION_STRING", "installed"))
 
 
 def engine_info(request: InfoRequest, report: Reporter) -> InfoResult:
     report.total = 2
-    names = OPTIONAL if request.import_torch else ("numpy",)
+    names = OPTIONAL if request.import_torch else ("numpy", "OpenImageIO")
     result = InfoResult(
         python=platform.python_version(),
         executable=sys.executable,
@@ -54,6 +54,8 @@ def engine_info(request: InfoRequest, report: Reporter) -> InfoResult:
         packages={name: _version(name) for name in names},
     )
     report.step("Checking packages")
+    if not result.packages.get("OpenImageIO"):
+        result.problems.append("OpenImageIO is not installed: the engine reads and writes image files with it (pip install OpenImageIO)")
     if result.packages.get("torch"):
         result.devices = _torch_devices(result.problems)
     elif request.import_torch:

@@ -106,6 +106,7 @@ def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndar
     depth = depth[..., 0] if depth.ndim == 3 else depth
     if depth.shape != rgb.shape[:2]:
         raise BadInput(f"Init RGB ({rgb.shape[1]}×{rgb.shape[0]}) and depth ({depth.shape[1]}×{depth.shape[0]}) must be the same size")
+    disparity: np.ndarray
     if r.init_depth_kind == METRIC:
         dist = depthlib.metric_distances(depth.astype(np.float32))
         near, far = float(dist.min()), float(dist.max())

@@ -96,14 +96,14 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
     point_uv[top_pole, 1], point_uv[bottom_pole, 1] = 1.0, 0.0
 
     # Corner order (i, j) → (i+1, j) → (i+1, j+1) → (i, j+1) gives normals facing the centre.
-    quads = np.empty((rows - 1, cols, 4), dtype=np.int32)
-    quads[..., 0], quads[..., 1] = ext[:-1, :-1], ext[1:, :-1]
-    quads[..., 2], quads[..., 3] = ext[1:, 1:], ext[:-1, 1:]
-    quads = quads.reshape(-1, 4)
-    tris = np.empty((2, cols, 3), dtype=np.int32)
-    tris[0, :, 0], tris[0, :, 1], tris[0, :, 2] = top_pole, ext[0, :-1], ext[0, 1:]
-    tris[1, :, 0], tris[1, :, 1], tris[1, :, 2] = ext[-1, :-1], bottom_pole, ext[-1, 1:]
-    tris = tris.reshape(-1, 3)
+    quad_grid = np.empty((rows - 1, cols, 4), dtype=np.int32)
+    quad_grid[..., 0], quad_grid[..., 1] = ext[:-1, :-1], ext[1:, :-1]
+    quad_grid[..., 2], quad_grid[..., 3] = ext[1:, 1:], ext[:-1, 1:]
+    quads = quad_grid.reshape(-1, 4)
+    pole_grid = np.empty((2, cols, 3), dtype=np.int32)
+    pole_grid[0, :, 0], pole_grid[0, :, 1], pole_grid[0, :, 2] = top_pole, ext[0, :-1], ext[0, 1:]
+    pole_grid[1, :, 0], pole_grid[1, :, 1], pole_grid[1, :, 2] = ext[-1, :-1], bottom_pole, ext[-1, 1:]
+    tris = pole_grid.reshape(-1, 3)
     edge_verts, quad_edges, tri_edges = _grid_edges(rows, cols)
 
     dropped = 0

@@ -26,7 +26,8 @@ def _try_load(image: bpy.types.Image) -> bool:
         image.reload()
     except RuntimeError:
         return False
-    return bool(image.has_data and image.size[0])
+    width, _height = image.size
+    return bool(image.has_data and width)
 
 
 def load_image(path: str | Path, non_color: bool = False) -> tuple[bpy.types.Image, bool]:
@@ -49,7 +50,8 @@ def load_image(path: str | Path, non_color: bool = False) -> tuple[bpy.types.Ima
         raise ValueError(f"Could not read image {path}: {exc}") from None
     if non_color:
         image.colorspace_settings.name = "Non-Color"
-    if image.size[0] == 0 or image.size[1] == 0:
+    width, height = image.size
+    if width == 0 or height == 0:
         bpy.data.images.remove(image)
         raise ValueError(f"Could not read image {path}: unsupported or damaged file")
     return image, True

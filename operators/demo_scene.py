@@ -48,7 +48,7 @@ def _principled(name: str, color: tuple, roughness: float = 0.6, emission: tuple
     if emission is not None:
         bsdf.inputs["Emission Color"].default_value = (*emission, 1.0)
         bsdf.inputs["Emission Strength"].default_value = strength
-    mat.diffuse_color = (*color, 1.0)  # solid-mode viewport colour
+    mat.diffuse_color = (*color, 1.0)  # type: ignore[assignment]  # solid-mode viewport colour (a float array takes a tuple)
     return mat
 
 

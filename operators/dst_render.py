@@ -165,7 +165,7 @@ class DIFFUSION3D_OT_set_object_class(bpy.types.Operator):
     }
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        chosen = list(context.selected_objects)
+        chosen = list(context.selected_objects or ())
         if not chosen:
             self.report({"ERROR"}, "Nothing selected")
             return {"CANCELLED"}
@@ -243,7 +243,7 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
             if not chosen:
                 raise UserError(f"Collection {collection.name!r} holds no mesh objects")
             return sorted(chosen, key=lambda o: o.name)
-        chosen = sorted(context.selected_objects, key=lambda o: o.name)
+        chosen = sorted(context.selected_objects or (), key=lambda o: o.name)
         if not chosen:
             raise UserError("Nothing selected: select the mesh objects to render (or choose a collection)")
         others = [o.name for o in chosen if o.type != "MESH"]

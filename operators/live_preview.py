@@ -24,7 +24,7 @@ def show(pixels: np.ndarray, screen: Any = None) -> bpy.types.Image:
         image.scale(width, height)
     rgba = np.ones((height, width, 4), np.float32)
     rgba[..., :3] = pixels[..., :3] / 255.0
-    image.pixels.foreach_set(rgba[::-1].ravel())  # Blender stores rows bottom-up
+    image.pixels.foreach_set(rgba[::-1].ravel())  # type: ignore[arg-type]  # any buffer; rows bottom-up in Blender
     image.update()
     for area in screen.areas if screen is not None else ():
         if area.type == "IMAGE_EDITOR":

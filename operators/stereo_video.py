@@ -335,12 +335,12 @@ def _set_output(
     ):
         temp.set(owner, name, value)
     compat.set_image_format(image, "OPEN_EXR" if file_format == EXR else "PNG", temp.set)
-    for owner, name, value in (
-        (image, "color_mode", "RGB"),
-        (image, "color_depth", "32" if file_format == EXR else "8"),
-        (image, "views_format", "STEREO_3D" if stereo else "INDIVIDUAL"),
+    for name, value in (
+        ("color_mode", "RGB"),
+        ("color_depth", "32" if file_format == EXR else "8"),
+        ("views_format", "STEREO_3D" if stereo else "INDIVIDUAL"),
     ):
-        temp.set(owner, name, value)
+        temp.set(image, name, value)
     if stereo:
         temp.set(image.stereo_3d_format, "display_mode", LAYOUTS[layout][0])
         temp.set(image.stereo_3d_format, "use_squeezed_frame", False)

@@ -88,7 +88,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
     _loaded: list[bpy.types.Image] = []
     _rgb: Optional[bpy.types.Image] = None
     _sources: dict[str, str] = {}
-    _placement: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    _placement: tuple[float, ...] = (0.0, 0.0, 0.0)
 
     def _image(self, name: str, path: str, what: str, non_color: bool) -> bpy.types.Image:
         if name:
@@ -140,7 +140,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
         if width == 0 or height == 0:
             raise UserError(f"Could not read the RGB image {self._rgb.name!r}")
         self._sources = {"rgb": self.rgb_image or self.rgb_path, "depth": self.depth_image or self.depth_path}
-        self._placement = tuple(context.scene.cursor.location) if self.place == "CURSOR" else (0.0, 0.0, 0.0)
+        self._placement = context.scene.cursor.location.to_tuple() if self.place == "CURSOR" else (0.0, 0.0, 0.0)
         request = WorldSphereRequest(
             depth=depth,
             depth_path=depth_path,
@@ -204,9 +204,11 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             }
             obj.visible_shadow = False  # an emitting backdrop casts no shadows
         except BaseException:
-            for store, block in ((bpy.data.objects, obj), (bpy.data.meshes, mesh), (bpy.data.materials, material)):
-                if block is not None:
-                    store.remove(block)
+            if obj is not None:
+                bpy.data.objects.remove(obj)
+            bpy.data.meshes.remove(mesh)
+            if material is not None:
+                bpy.data.materials.remove(material)
             raise
         return obj
 

@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
-# The README's test command: install what the tests need, type-check, run pytest.
-#   .venv        Python 3.11 with the real Blender module (bpy 4.5 LTS) and pytest
-#   .venv-types  mypy with fake-bpy-module (it installs a "bpy" too, so it lives apart);
-#                its stubs use Python 3.12 syntax, so that environment needs Python >= 3.12
+# The README's test command: one environment per Blender LTS line and one for the engine, type checks
+# against both Blender APIs, then the tests: the engine's once (without bpy), Blender's on each line.
+#
+#   .venv               Blender 4.5 LTS as a module (Python 3.11), the model packages, test tools
+#   .venv-blender-5.2   Blender 5.2 LTS as a module (Python 3.13), test tools; no torch: model jobs run
+#                       in the subprocess engine with .venv-engine's Python, as users run them
+#   .venv-engine        the engine's own Python (3.11): numpy, OpenImageIO, torch, diffusers; no bpy
+#   .venv-types-4.5/5.2 mypy with fake-bpy-module for each line (it installs a "bpy" too, so apart)
+#
+# Extra arguments go to every pytest run (e.g. -k world_sphere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
-.venv/bin/pip install -q -r requirements-dev.txt
-
-types_python=""
-for candidate in python3.13 python3.12 "$(pyenv root 2>/dev/null)"/versions/3.1[2-9]*/bin/python3; do
-  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
-    types_python="$candidate"
-    break
-  fi
-done
-if [ -z "$types_python" ]; then
-  echo "error: type checking needs a Python >= 3.12 (fake-bpy-module's stubs); none found" >&2
+python_of() {  # python_of 3.13: an interpreter of that version, from PATH or pyenv
+  local candidate
+  for candidate in "python$1" "$(pyenv root 2>/dev/null)"/versions/"$1"*/bin/python"$1"; do
+    if "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$1'.split('.'))))" 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "error: the tests need Python $1 (for Blender $2); none found" >&2
   exit 2
-fi
-"$types_python" -m venv .venv-types
-.venv-types/bin/pip install -q -r requirements-types.txt
-.venv-types/bin/mypy
+}
 
-.venv/bin/python -m pytest "$@"
+logs=$(mktemp -d)
+install() {  # install VENV PYTHON REQUIREMENTS...: quietly (run in the background); the log is shown if it fails
+  local venv=$1 python=$2 requirements=()
+  shift 2
+  for file in "$@"; do requirements+=(-r "$file"); done
+  { "$python" -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "${requirements[@]}"; } >"$logs/$venv.log" 2>&1 \
+    || { echo "error: installing $* into $venv failed:" >&2; tail -40 "$logs/$venv.log" >&2; return 1; }
+}
+
+py311=$(python_of 3.11 "4.5 and the engine")
+py313=$(python_of 3.13 "5.2")
+py312=$(python_of 3.12 "4.5's type stubs (Python 3.12 syntax, numpy 1.26)")
+start=$SECONDS
+pids=()
+install .venv "$py311" requirements-blender-4.5.txt & pids+=($!)
+install .venv-engine "$py311" requirements-engine.txt requirements-test.txt & pids+=($!)
+install .venv-blender-5.2 "$py313" requirements-blender-5.2.txt & pids+=($!)
+install .venv-types-4.5 "$py312" requirements-types-4.5.txt & pids+=($!)
+install .venv-types-5.2 "$py313" requirements-types-5.2.txt & pids+=($!)
+for pid in "${pids[@]}"; do wait "$pid"; done
+echo "environments ready in $((SECONDS - start)) s"
+
+echo "== mypy against Blender 4.5's API" && .venv-types-4.5/bin/mypy
+echo "== mypy against Blender 5.2's API" && .venv-types-5.2/bin/mypy
+echo "== the engine, without bpy" && .venv-engine/bin/python -m pytest tests/engine "$@"
+blender_tests=(tests/blender tests/test_batch.py tests/test_extension_package.py)
+echo "== Blender 4.5 LTS" && .venv/bin/python -m pytest "${blender_tests[@]}" "$@"
+echo "== Blender 5.2 LTS (model jobs in the engine's Python)"
+DIFFUSION3D_ENGINE_PYTHON="$PWD/.venv-engine/bin/python" .venv-blender-5.2/bin/python -m pytest "${blender_tests[@]}" "$@"

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from engine import spatial_media
+from support import build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
@@ -38,6 +41,11 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     assert (video.width, video.height, video.frames, video.stereo, video.projection) == (32, 32, 49, "top-bottom", "equirectangular")
     assert sorted(p.name for p in Path(demo["paths"]["capture"]).iterdir()) == ["depth.exr", "depth16.png", "meta.json", "rgb.png"]
     assert demo["sphere"]["vertices"] == 32 * 64 + 2 and set(demo["timings_s"]) >= {"capture", "sphere"}
+    assert demo["sphere"]["location"] == pytest.approx([0.0, 0.0, 1.6])  # where the room was captured
+    # Seen from its centre, the sphere shows the panorama it was built from.
+    centre = cv2.imread(demo["paths"]["preview_center"]).astype(np.float32)
+    captured = cv2.imread(str(Path(demo["paths"]["capture"]) / "rgb.png")).astype(np.float32)
+    assert np.abs(centre - captured).mean() < 0.1 * np.abs(captured - captured.mean()).mean()
 
     # The same capture through the other subcommands, from the saved world.blend.
     cap = summary(batch("capture", "--blend", demo["paths"]["blend"], "--out", str(tmp_path / "cap"), "--width", "64", "--samples", "1", "--from", "0,0,0"))
@@ -58,6 +66,18 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     )
     meta = spatial_media.read(out)
     assert vid["frames"] == meta.frames == 7 and (meta.width, meta.height, meta.stereo) == (64, 16, "left-right")
+
+
+def test_sphere_from_a_jpeg_and_an_8_bit_depth_needs_no_depth_mode(tmp_path):
+    """The usual export of panorama generators: Auto reads the 8-bit depth as relative disparity."""
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    rgb[..., 2] = np.linspace(0, 255, 64).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "pano.jpg"), rgb)
+    cv2.imwrite(str(tmp_path / "depth8.png"), np.tile(np.linspace(255, 0, 64).astype(np.uint8), (32, 1)))
+    done = summary(batch("sphere", "--rgb", str(tmp_path / "pano.jpg"), "--depth", str(tmp_path / "depth8.png"), "--step", "1"))
+    assert done["depth_mode"] == "RELATIVE" and done["vertices"] == 32 * 64 + 2 and done["location"] == [0, 0, 0]
+    metric = batch("sphere", "--rgb", str(tmp_path / "pano.jpg"), "--depth", str(tmp_path / "depth8.png"), "--mode", "metric")
+    assert metric.returncode == 1 and "use depth mode Auto or Relative" in metric.stderr
 
 
 @pytest.mark.parametrize(
@@ -81,10 +101,8 @@ def test_errors_exit_non_zero_with_one_line(tmp_path, args, words):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    pytest.importorskip("diffusers")
-    from tiny_ldm3d import build_tiny_ldm3d
-
-    return build_tiny_ldm3d(tmp_path_factory.mktemp("models") / "tiny-pano", vae_channels=4)
+    """Model jobs run in this Python when it has torch, else in $DIFFUSION3D_ENGINE_PYTHON's worker (batch.py reads it too)."""
+    return build_tiny("tiny_ldm3d:build_tiny_ldm3d", tmp_path_factory.mktemp("models") / "tiny-pano", vae_channels=4)
 
 
 def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
@@ -108,7 +126,7 @@ def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
 
 def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     demo = summary(
-        batch("demo", "--out", str(tmp_path / "demo"), "--model", str(tiny_model), "--width", "64", "--steps", "2", "--step", "1")
+        batch("demo", "--out", str(tmp_path / "demo"), "--model", str(tiny_model), "--width", "64", "--steps", "2", "--step", "1", "--video-width", "32")
     )
     assert demo["source"].startswith("ldm3d:") and "generate" in demo["timings_s"] and "capture" not in demo["timings_s"]
     assert sorted(p.name for p in Path(demo["paths"]["generated"]).iterdir()) == ["depth.npy", "depth16.png", "meta.json", "rgb.png"]
@@ -138,17 +156,14 @@ def test_edges_in_shards_merge_to_one_run(tmp_path):
 
 
 def test_dst_chain_edges_generate_and_filter(tmp_path):
-    pytest.importorskip("diffusers")
     import bpy
-
-    from tiny_controlnet import build_tiny_controlnet, build_tiny_sd
 
     bpy.ops.wm.read_homefile(use_empty=True)
     bpy.ops.mesh.primitive_monkey_add()
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "cad.blend"))
     data = tmp_path / "data"
     summary(batch("edges", "--blend", str(tmp_path / "cad.blend"), "--out", str(data), "--views", "4", "--resolution", "32", "--edges", "geometric"))
-    sd, cn = build_tiny_sd(tmp_path / "sd"), build_tiny_controlnet(tmp_path / "cn")
+    sd, cn = build_tiny("tiny_controlnet:build_tiny_sd", tmp_path / "sd"), build_tiny("tiny_controlnet:build_tiny_controlnet", tmp_path / "cn")
     gen = summary(batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--steps", "2",
                         "--images-per-view", "2", "--device", "cpu", "--style", "studio photo"))
     assert gen["generated_images"] == 8

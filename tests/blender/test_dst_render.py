@@ -17,6 +17,7 @@ from engine.dst.edges import edge_fscore
 from engine.dst.merge import merge_datasets
 
 from blender_helpers import add_box, cad_scene, snapshot
+from support import build_tiny, models_here
 
 pytestmark = pytest.mark.timeout(240)
 SIZE = 96
@@ -150,11 +151,10 @@ def test_bad_input_leaves_nothing(tmp_path):
 
 def test_both_engine_modes_give_the_same_data_set(tmp_path, prefs):
     """Annotation and ControlNet generation through the worker process equal the in-process run."""
-    pytest.importorskip("diffusers")
-    from tiny_controlnet import build_tiny_controlnet, build_tiny_sd
-
+    if not models_here():
+        pytest.skip("in-process model jobs need torch in Blender's Python")
     cad_scene()
-    sd, cn = build_tiny_sd(tmp_path / "sd"), build_tiny_controlnet(tmp_path / "cn")
+    sd, cn = build_tiny("tiny_controlnet:build_tiny_sd", tmp_path / "sd"), build_tiny("tiny_controlnet:build_tiny_controlnet", tmp_path / "cn")
     made = {}
     for mode in ("IN_PROCESS", "SUBPROCESS"):
         prefs.engine_mode, prefs.device = mode, "CPU"

@@ -4,6 +4,7 @@ import stat
 from pathlib import Path
 
 import bpy
+import cv2
 import numpy as np
 import pytest
 
@@ -85,6 +86,59 @@ def test_subprocess_mode_builds_the_same_sphere(tmp_path, prefs):
     prefs.python_path = ""  # Blender's own Python
     assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=rgb, depth_path=depth, grid_step=1, name="Worker") == {"FINISHED"}
     np.testing.assert_array_equal(vertices(bpy.data.objects["InProcess"]), vertices(bpy.data.objects["Worker"]))
+
+
+def test_auto_reads_a_jpeg_with_an_8_bit_depth_as_relative_and_says_so(tmp_path, capsys):
+    """The usual export of panorama generators: a JPEG and an 8-bit depth, near = bright."""
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 1] = 200
+    cv2.imwrite(str(tmp_path / "pano.jpg"), rgb)
+    disparity = np.full((H, W), 128, np.uint8)
+    disparity[:, : W // 2] = 255
+    cv2.imwrite(str(tmp_path / "depth8.png"), disparity)
+    capsys.readouterr()
+    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=str(tmp_path / "pano.jpg"), depth_path=str(tmp_path / "depth8.png"), grid_step=1) == {"FINISHED"}
+    assert "depth 8-bit PNG read as Relative (Auto)" in capsys.readouterr().out
+    obj = bpy.context.view_layer.objects.active
+    assert obj["diffusion3d_world"]["depth_mode"] == "RELATIVE"
+    r = np.linalg.norm(vertices(obj)[:-2], axis=1).reshape(H, W)
+    np.testing.assert_allclose(r[:, : W // 2], 5.0 * (1 + (0.5 - 1.0)), rtol=1e-4)  # the paper's rule, default radius 5
+    np.testing.assert_allclose(r[:, W // 2 :], 5.0 * (1 + (0.5 - 128 / 255)), rtol=1e-4)
+
+
+@pytest.mark.parametrize("codec", ["PIZ", "DWAA", "ZIP"])
+def test_a_depth_exr_blender_wrote_with_any_compression_builds_the_sphere_in_both_engine_modes(tmp_path, prefs, codec):
+    """What compositors write (PIZ, DWAA) reads as well in Blender's process as in the worker."""
+    rgb, _ = write_pair(tmp_path, smooth_depth())
+    scene = bpy.context.scene
+    image = bpy.data.images.new("depth", W, H, float_buffer=True)
+    image.pixels.foreach_set(np.repeat(smooth_depth()[::-1].reshape(-1, 1), 4, axis=1).ravel())
+    settings = scene.render.image_settings
+    settings.file_format, settings.color_depth, settings.exr_codec = "OPEN_EXR", "32", codec
+    path = str(tmp_path / f"depth_{codec}.exr")
+    image.save_render(path, scene=scene)
+    bpy.data.images.remove(image)
+    made = []
+    for mode in ("IN_PROCESS", "SUBPROCESS"):
+        prefs.engine_mode, prefs.python_path = mode, ""  # the worker runs Blender's own Python, with its OpenImageIO
+        assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=rgb, depth_path=path, grid_step=1, name=mode) == {"FINISHED"}
+        made.append(vertices(bpy.data.objects[mode]))
+    np.testing.assert_array_equal(made[0], made[1])
+    radii = np.linalg.norm(made[0][:-2], axis=1).reshape(H, W)
+    np.testing.assert_allclose(radii, smooth_depth(), rtol=1e-5 if codec != "DWAA" else 5e-3)  # DWAA is lossy
+    assert bpy.data.objects["IN_PROCESS"]["diffusion3d_world"]["depth_mode"] == "METRIC"
+
+
+def test_a_sphere_from_other_files_goes_to_the_origin_or_the_3d_cursor_and_the_rig_follows(tmp_path):
+    rgb, depth = write_pair(tmp_path, smooth_depth())
+    bpy.context.scene.cursor.location = (1.0, -2.0, 0.5)
+    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=rgb, depth_path=depth, name="At Origin") == {"FINISHED"}
+    assert tuple(bpy.data.objects["At Origin"].location) == (0, 0, 0)
+    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=rgb, depth_path=depth, place="CURSOR", name="At Cursor") == {"FINISHED"}
+    assert tuple(bpy.data.objects["At Cursor"].location) == pytest.approx((1.0, -2.0, 0.5))
+    assert bpy.ops.diffusion3d.add_stereo_rig(sphere="At Cursor") == {"FINISHED"}
+    rig = bpy.context.view_layer.objects.active
+    assert tuple(rig.location) == pytest.approx((1.0, -2.0, 0.5)) and rig["diffusion3d_rig"]["sphere"] == "At Cursor"
 
 
 def test_uses_the_last_capture_when_no_files_are_given(tmp_path):

@@ -23,6 +23,23 @@ def test_info_prints_json():
     assert info["packages"]["numpy"] and info["protocol"] >= 1
 
 
+def test_depth_info_reads_an_exr_whatever_its_compression(tmp_path):
+    import numpy as np
+
+    from engine.imagefiles import write_exr
+
+    depth = np.linspace(1.0, 9.0, 32 * 64, dtype=np.float32).reshape(32, 64)
+    for codec in ("piz", "dwaa"):
+        write_exr(tmp_path / f"{codec}.exr", {"Z": depth}, compression=codec)
+        proc = engine("depth-info", str(tmp_path / f"{codec}.exr"))
+        assert proc.returncode == 0, proc.stderr
+        info = json.loads(proc.stdout)
+        assert (info["width"], info["height"], info["stored"], info["auto_mode"]) == (64, 32, "float EXR", "METRIC")
+        assert abs(info["min"] - 1.0) < 0.01 and abs(info["max"] - 9.0) < 0.05
+    proc = engine("depth-info", str(tmp_path / "missing.exr"))
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and "not found" in proc.stderr
+
+
 def test_engine_never_imports_bpy_or_the_addon():
     for path in (ROOT / "engine").rglob("*.py"):
         text = path.read_text(encoding="utf-8")

@@ -1,0 +1,45 @@
+"""Model jobs in tests on every Blender line: a Python with torch, and tiny models built by it."""
+
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The engine's own Python for model jobs, as batch.py reads it (the Blender 5.2 environment has no torch).
+ENGINE_PYTHON = "DIFFUSION3D_ENGINE_PYTHON"
+
+
+def models_here() -> bool:
+    """Whether this Python can run model jobs itself (torch and diffusers)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "diffusers"))
+
+
+def engine_python() -> str:
+    """The Python that runs model jobs: this one when it has torch, else $DIFFUSION3D_ENGINE_PYTHON; skip without either."""
+    if models_here():
+        return sys.executable
+    python = os.environ.get(ENGINE_PYTHON, "")
+    if not python:
+        pytest.skip(f"model jobs need torch in this Python or {ENGINE_PYTHON} (the engine environment)")
+    return python
+
+
+def build_tiny(builder: str, folder: Path, **options: Any) -> Path:
+    """A tiny random-weight model from ``tests/engine/tiny_*.py`` (``"module:function"``), built here or by the engine's Python."""
+    module, function = builder.split(":")
+    if models_here():
+        return Path(getattr(importlib.import_module(module), function)(Path(folder), **options))
+    script = (
+        f"import json, sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'tests' / 'engine')!r}); "
+        f"from {module} import {function}; print({function}(Path({str(folder)!r}), **json.loads(sys.argv[1])))"
+    )
+    subprocess.run([engine_python(), "-c", script, json.dumps(options)], check=True, capture_output=True, timeout=300)
+    return Path(folder)
