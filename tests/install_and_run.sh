@@ -46,10 +46,23 @@ install .venv-types-5.2 "$py313" requirements-types-5.2.txt & pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
 echo "environments ready in $((SECONDS - start)) s"
 
-echo "== mypy against Blender 4.5's API" && .venv-types-4.5/bin/mypy
-echo "== mypy against Blender 5.2's API" && .venv-types-5.2/bin/mypy
-echo "== the engine, without bpy" && .venv-engine/bin/python -m pytest tests/engine "$@"
+failed=()
+stage() {  # stage NAME COMMAND...: run every stage, remember which failed
+  local name=$1 begin=$SECONDS
+  shift
+  echo "== $name"
+  "$@" || failed+=("$name")
+  echo "== $name: $((SECONDS - begin)) s"
+}
 blender_tests=(tests/blender tests/test_batch.py tests/test_extension_package.py)
-echo "== Blender 4.5 LTS" && .venv/bin/python -m pytest "${blender_tests[@]}" "$@"
-echo "== Blender 5.2 LTS (model jobs in the engine's Python)"
-DIFFUSION3D_ENGINE_PYTHON="$PWD/.venv-engine/bin/python" .venv-blender-5.2/bin/python -m pytest "${blender_tests[@]}" "$@"
+stage "mypy against Blender 4.5's API" .venv-types-4.5/bin/mypy
+stage "mypy against Blender 5.2's API" .venv-types-5.2/bin/mypy
+stage "the engine, without bpy" .venv-engine/bin/python -m pytest tests/engine "$@"
+stage "Blender 4.5 LTS" .venv/bin/python -m pytest "${blender_tests[@]}" "$@"
+stage "Blender 5.2 LTS (model jobs in the engine's Python)" \
+  env DIFFUSION3D_ENGINE_PYTHON="$PWD/.venv-engine/bin/python" .venv-blender-5.2/bin/python -m pytest "${blender_tests[@]}" "$@"
+echo "all done in $((SECONDS - start)) s"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed: %s\n' "${failed[@]}" >&2
+  exit 1
+fi

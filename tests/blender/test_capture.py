@@ -8,7 +8,7 @@ import pytest
 
 from engine.imagefiles import read_exr
 
-from blender_helpers import add_box, snapshot
+from blender_helpers import add_box, set_image_format, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -65,14 +65,15 @@ def test_depth_is_ray_distance_in_the_engine_convention(captured):
     assert depth[h // 2, 0] == pytest.approx(EYE[0] - ROOM_LO[0], rel=0.02)
 
 
-def test_scene_settings_and_camera_are_restored(room, tmp_path):
+@pytest.mark.parametrize("output", ["JPEG", "FFMPEG"])  # FFMPEG: a video media type in Blender 5
+def test_scene_settings_and_camera_are_restored(room, tmp_path, output):
     scene = bpy.context.scene
     user_cam = bpy.data.objects.new("User Camera", bpy.data.cameras.new("User Camera"))
     scene.collection.objects.link(user_cam)
     scene.camera = user_cam
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 640, 480, 50
-    scene.render.image_settings.file_format = "JPEG"
+    set_image_format(scene.render.image_settings, output)
     scene.render.film_transparent = True
     scene.cycles.samples = 77
     bpy.context.view_layer.use_pass_z = False
@@ -80,7 +81,7 @@ def test_scene_settings_and_camera_are_restored(room, tmp_path):
     bpy.ops.diffusion3d.capture_panorama(output_dir=str(tmp_path / "c"), width=64, samples=1, origin="CURSOR")
     assert scene.camera == user_cam and scene.render.engine == "BLENDER_WORKBENCH"
     assert (scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage) == (640, 480, 50)
-    assert scene.render.image_settings.file_format == "JPEG" and scene.render.film_transparent
+    assert scene.render.image_settings.file_format == output and scene.render.film_transparent
     assert scene.cycles.samples == 77 and not bpy.context.view_layer.use_pass_z
     after = snapshot()
     assert after["objects"] == before["objects"] and after["cameras"] == before["cameras"]  # temporary camera gone

@@ -206,7 +206,7 @@ def test_layouts_are_checked_with_readable_errors(models, tmp_path):
     xl = tmp_path / "xl"
     shutil.copytree(models["sdxl"], xl)
     shutil.rmtree(xl / "tokenizer_2")
-    with pytest.raises(BadInput, match="tokenizer_2/vocab.json, tokenizer_2/merges.txt missing"):
+    with pytest.raises(BadInput, match=r"tokenizer_2/tokenizer.json \(or tokenizer_2/vocab.json and merges.txt\) missing"):
         sources.inspect_stable_diffusion(xl)
     assert sources.inspect_stable_diffusion(models["sdxl"]).kind == sources.SDXL
     assert sources.inspect_stable_diffusion(models["sd"]).kind == sources.SD
