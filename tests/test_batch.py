@@ -32,6 +32,7 @@ def test_help_lists_the_subcommands():
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_capture_and_sphere_end_to_end(tmp_path):
     demo = summary(batch("demo", "--out", str(tmp_path / "demo"), "--width", "128", "--samples", "1", "--step", "2", "--video-width", "32"))
     assert demo["command"] == "demo"
@@ -105,6 +106,7 @@ def tiny_model(tmp_path_factory):
     return build_tiny("tiny_ldm3d:build_tiny_ldm3d", tmp_path_factory.mktemp("models") / "tiny-pano", vae_channels=4)
 
 
+@pytest.mark.slow
 def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
     common = ("--models-dir", str(tiny_model.parent), "--model", "tiny-pano", "--width", "64", "--steps", "2")
     first = summary(batch("panorama", "--out", str(tmp_path / "a"), "--seed", "3", "--count", "2", *common))
@@ -124,6 +126,7 @@ def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
     assert second["sphere"]["vertices"] > 0 and Path(second["blend"]).is_file()
 
 
+@pytest.mark.slow
 def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     demo = summary(
         batch("demo", "--out", str(tmp_path / "demo"), "--model", str(tiny_model), "--width", "64", "--steps", "2", "--step", "1", "--video-width", "32")
@@ -133,6 +136,7 @@ def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     assert demo["sphere"]["vertices"] == 32 * 64 + 2 and Path(demo["paths"]["preview_center"]).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_edges_in_shards_merge_to_one_run(tmp_path):
     import bpy
 
@@ -155,6 +159,7 @@ def test_edges_in_shards_merge_to_one_run(tmp_path):
     assert bad.returncode == 1 and "No object named Nope" in bad.stderr
 
 
+@pytest.mark.slow
 def test_dst_chain_edges_generate_and_filter(tmp_path):
     import bpy
 

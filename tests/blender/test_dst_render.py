@@ -149,6 +149,7 @@ def test_bad_input_leaves_nothing(tmp_path):
     assert {k: v - {"Lamp", "Points", "Box"} for k, v in snapshot().items()} == before
 
 
+@pytest.mark.slow
 def test_both_engine_modes_give_the_same_data_set(tmp_path, prefs):
     """Annotation and ControlNet generation through the worker process equal the in-process run."""
     if not models_here():

@@ -14,7 +14,7 @@ import window_driver as wd
 from blender_helpers import add_box, snapshot
 from support import build_tiny, engine_python, models_here
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # every test runs tiny models (seconds each)
 
 
 @pytest.fixture(scope="module")

@@ -211,6 +211,7 @@ def test_same_request_gives_bit_identical_files(models, tmp_path):
     assert Path(single["rgb.png"]).read_bytes() == Path(a[1]["rgb.png"]).read_bytes()
 
 
+@pytest.mark.slow
 def test_both_transports_give_the_same_files(models, tmp_path):
     outputs = []
     for mode in ("IN_PROCESS", "SUBPROCESS"):
