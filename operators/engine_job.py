@@ -18,6 +18,7 @@ free for the next job.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from typing import Any, Callable, ClassVar, Optional
 
@@ -130,7 +131,7 @@ class EngineJobOperator:
         except Exception as exc:  # the job cannot be followed any more: stop it, and end as any failure ends
             self._handle.cancel()
             session.active.update(handle=None, label="")
-            return self._attempt(context, lambda: _raise(exc)) or {"CANCELLED"}
+            return self._attempt(context, functools.partial(_raise, exc)) or {"CANCELLED"}
         return self._conclude(context)
 
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
@@ -234,7 +235,7 @@ class EngineJobOperator:
             self._end_modal(context)
             session.active.update(handle=None, label="")
             live_preview.clear()
-            return self._attempt(context, lambda: _raise(exc)) or {"CANCELLED"}
+            return self._attempt(context, functools.partial(_raise, exc)) or {"CANCELLED"}
         if not handle.finished:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
