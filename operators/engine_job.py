@@ -18,7 +18,6 @@ free for the next job.
 
 from __future__ import annotations
 
-import functools
 import traceback
 from typing import Any, Callable, ClassVar, Optional
 
@@ -61,24 +60,39 @@ class EngineJobOperator:
 
     # Shared flow --------------------------------------------------------------
     def _attempt(self, context: bpy.types.Context, work: Callable[[], None]) -> Optional[set[str]]:
-        """Run ``work``; if it fails, undo what was staged, report why, and cancel."""
+        """Run ``work``; if it fails, end the job as :meth:`_fail` does."""
         try:
             work()
-        except JobCancelled:
+        except Exception as exc:
+            return self._fail(context, exc)
+        return None
+
+    def _fail(self, context: bpy.types.Context, exc: Exception) -> set[str]:
+        """Undo what was staged, report why in one line, and cancel (called while ``exc`` is handled)."""
+        if isinstance(exc, JobCancelled):
             self._discard(context)
             self.report({"WARNING"}, f"{self.job_label}: cancelled, nothing was changed")
-            return {"CANCELLED"}
-        except (UserError, EngineError) as exc:
+        elif isinstance(exc, (UserError, EngineError)):
             self._discard(context)
             self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        except Exception as exc:  # a bug, or Blender refusing something: still one readable line, nothing half-done
+        else:  # a bug, or Blender refusing something: still one readable line, nothing half-done
             traceback.print_exc()
             self._discard(context)
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
             self.report({"ERROR"}, f"{self.job_label} failed: {type(exc).__name__}: {first_line} (details in the system console)")
-            return {"CANCELLED"}
-        return None
+        return {"CANCELLED"}
+
+    def _stop_following(self, context: bpy.types.Context, exc: Exception) -> set[str]:
+        """The job's progress cannot be read any more: cancel it, free the session, end as any failure ends."""
+        assert self._handle is not None
+        self._handle.cancel()
+        self._forget_job()
+        return self._fail(context, exc)
+
+    @staticmethod
+    def _forget_job() -> None:
+        session.active.update(handle=None, label="")
+        live_preview.clear()
 
     def _discard(self, context: bpy.types.Context) -> None:
         try:
@@ -108,8 +122,7 @@ class EngineJobOperator:
     def _conclude(self, context: bpy.types.Context) -> set[str]:
         handle = self._handle
         assert handle is not None
-        session.active.update(handle=None, label="")
-        live_preview.clear()
+        self._forget_job()
         return self._attempt(context, lambda: self.finish(context, handle.outcome())) or {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -128,10 +141,8 @@ class EngineJobOperator:
             self._handle.wait(show)
         except EngineError:
             pass  # _conclude reports it
-        except Exception as exc:  # the job cannot be followed any more: stop it, and end as any failure ends
-            self._handle.cancel()
-            session.active.update(handle=None, label="")
-            return self._attempt(context, functools.partial(_raise, exc)) or {"CANCELLED"}
+        except Exception as exc:
+            return self._stop_following(context, exc)
         return self._conclude(context)
 
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
@@ -230,20 +241,13 @@ class EngineJobOperator:
 
         try:
             show_progress()
-        except Exception as exc:  # the job cannot be followed any more: stop it, and end as any failure ends
-            handle.cancel()
+        except Exception as exc:
             self._end_modal(context)
-            session.active.update(handle=None, label="")
-            live_preview.clear()
-            return self._attempt(context, functools.partial(_raise, exc)) or {"CANCELLED"}
+            return self._stop_following(context, exc)
         if not handle.finished:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
         return self._conclude(context)
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
 
 
 def progress_text(handle: JobHandle) -> str:
