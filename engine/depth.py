@@ -103,8 +103,19 @@ class DepthFile(NamedTuple):
     kind: str  # how it was stored, for reports: "float EXR", "16-bit PNG", "float .npy", …
 
 
-#: Channels that hold depth in a multi-channel file, in order of preference (Blender's Z pass, a plain Y).
-_DEPTH_CHANNELS = ("Z", "Depth.Z", "depth", "Y", "R")
+#: Channels that hold depth in a multi-channel file, in order of preference (a Z pass such as
+#: Blender's ``ViewLayer.Depth.Z``, a plain Y); a name matches itself or a ``.``-suffix.
+_DEPTH_CHANNELS = ("Z", "depth", "Y", "R")
+
+
+def as_stored(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Depth values as a file or array stores them, and their mode: floats are distances
+    (METRIC); 8/16-bit integer codes are disparity, scaled to [0, 1] (near = bright, RELATIVE)."""
+    if values.dtype.kind == "f":
+        return check_depth_array(values), METRIC
+    if values.dtype.kind in "ui":
+        return check_depth_array(values.astype(np.float32) / float(np.iinfo(values.dtype).max)), RELATIVE
+    raise BadInput(f"Depth holds {values.dtype} values, not distances or disparity")
 
 
 def read_depth_file(path: str | os.PathLike[str]) -> DepthFile:
@@ -121,21 +132,14 @@ def read_depth_file(path: str | os.PathLike[str]) -> DepthFile:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise BadInput(f"Could not read {path}: {exc}") from None
-        if array.dtype.kind in "ui":
-            scale = float(np.iinfo(array.dtype).max)
-            return DepthFile(check_depth_array(array.astype(np.float32) / scale), RELATIVE, f"{array.dtype} .npy")
-        if array.dtype.kind != "f":
-            raise BadInput(f"{path} holds {array.dtype} values, not depth")
-        return DepthFile(check_depth_array(array), METRIC, "float .npy")
+        values, mode = as_stored(array)
+        return DepthFile(values, mode, f"{'float' if mode == METRIC else array.dtype} .npy")
     image = read_image(path)
     names = image.channels
     index = next((names.index(n) for wanted in _DEPTH_CHANNELS for n in names if n == wanted or n.endswith("." + wanted)), 0)
-    values = image.pixels[..., index]
+    values, mode = as_stored(image.pixels[..., index])
     label = image.format.upper().replace("OPENEXR", "EXR")
-    if image.is_float:
-        return DepthFile(check_depth_array(values), METRIC, f"float {label}")
-    bits = 8 * image.pixels.dtype.itemsize
-    return DepthFile(check_depth_array(values.astype(np.float32) / (2**bits - 1)), RELATIVE, f"{bits}-bit {label}")
+    return DepthFile(values, mode, f"float {label}" if mode == METRIC else f"{8 * image.pixels.dtype.itemsize}-bit {label}")
 
 
 def resolve_mode(mode: str, stored: str) -> str:

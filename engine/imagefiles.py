@@ -22,7 +22,8 @@ from .errors import BadInput, EngineError
 
 #: Compression of the EXR files the engine writes: lossless, and what Blender writes by default.
 EXR_COMPRESSION = "zip"
-_INTEGER_TYPES = {"uint8": np.uint8, "uint16": np.uint16}
+#: Pixel types read as they are stored; every other one (half, float, double, …) is read as float32.
+_INTEGER_TYPES = ("uint8", "uint16")
 
 
 class NewFiles:

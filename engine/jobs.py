@@ -71,8 +71,7 @@ def world_sphere(request: WorldSphereRequest, report: Reporter) -> WorldSphereRe
     elif request.depth is not None:
         depth, kind, mode = np.asarray(request.depth), "array", request.depth_mode
         if mode == depthlib.AUTO:
-            mode = depthlib.METRIC if depth.dtype.kind == "f" else depthlib.RELATIVE
-            depth = depth if mode == depthlib.METRIC else depth / float(np.iinfo(depth.dtype).max)
+            depth, mode = depthlib.as_stored(depth)
     else:
         raise BadInput("The world sphere needs a depth panorama (a file or an array)")
     height, width = depth.shape[:2]
