@@ -85,10 +85,10 @@ GENERATE_OPTIONS: dict[str, Any] = {
 }
 
 
-def _read_image(path: str, what: str, non_color: bool) -> np.ndarray:
-    """H×W×4 pixels of an image file, leaving no new image datablock behind."""
+def _read_image(path: str, what: str) -> np.ndarray:
+    """H×W×4 colour pixels of an image file, leaving no new image datablock behind."""
     try:
-        image, new = load_image(path, non_color=non_color)
+        image, new = load_image(path)
     except ValueError as exc:
         raise UserError(f"{what}: {exc}") from None
     try:
@@ -124,7 +124,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
                 raise UserError("Choose an init RGB file (its depth is optional: without one it is estimated)")
             rgb_path = bpy.path.abspath(self.init_rgb_path)
             depth_path = bpy.path.abspath(self.init_depth_path) if self.init_depth_path else ""
-        rgb = _read_image(rgb_path, "Init RGB", non_color=False)
+        rgb = _read_image(rgb_path, "Init RGB")
         return rgb[..., :3].copy(), depth_path
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:

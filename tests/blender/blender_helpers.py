@@ -26,6 +26,13 @@ def add_box(name: str, lo: tuple[float, float, float], hi: tuple[float, float, f
     return obj
 
 
+def capture_room() -> None:
+    """A room with a pillar, the 3D cursor inside it: something to capture from the cursor."""
+    add_box("Room", (-3.0, -3.0, 0.0), (3.0, 3.0, 3.0))
+    add_box("Pillar", (1.0, 1.0, 0.0), (1.5, 1.5, 3.0))
+    bpy.context.scene.cursor.location = (0.0, 0.0, 1.5)
+
+
 def build_sphere(folder: Path, distance: float = 4.0) -> bpy.types.Object:
     """A small world sphere from a constant-distance depth with one nearer block (a depth edge)."""
     folder.mkdir(parents=True, exist_ok=True)

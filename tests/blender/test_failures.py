@@ -12,7 +12,7 @@ import bpy
 import pytest
 
 import window_driver as wd
-from blender_helpers import add_box, animated_rig, build_sphere, cad_scene, render_settings, snapshot
+from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -23,9 +23,8 @@ def boom(*_args, **_kwargs):
     raise RuntimeError(INJECTED)
 
 
-def capture_room(tmp_path):
-    add_box("Room", (-3.0, -3.0, 0.0), (3.0, 3.0, 3.0))
-    bpy.context.scene.cursor.location = (0.0, 0.0, 1.5)
+def capture_scene(tmp_path):
+    capture_room()
     return dict(output_dir=str(tmp_path / "out"), width=32, samples=1, denoise=False, origin="CURSOR")
 
 
@@ -48,10 +47,10 @@ def sphere_files(tmp_path):
 
 # (operator module, operator, scene set-up, what to break: a method of the operator or a module function)
 CASES = [
-    ("capture", "capture_panorama", capture_room, "_stage"),
-    ("capture", "capture_panorama", capture_room, "_start_render"),
-    ("capture", "capture_panorama", capture_room, "_after_render"),
-    ("capture", "capture_panorama", capture_room, "finish"),
+    ("capture", "capture_panorama", capture_scene, "_stage"),
+    ("capture", "capture_panorama", capture_scene, "_start_render"),
+    ("capture", "capture_panorama", capture_scene, "_after_render"),
+    ("capture", "capture_panorama", capture_scene, "finish"),
     ("stereo_video", "render_stereo_video", video_rig, "_stage"),
     ("stereo_video", "render_stereo_video", video_rig, "_render_next"),
     ("stereo_video", "render_stereo_video", video_rig, "encode_frames"),

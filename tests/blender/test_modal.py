@@ -17,7 +17,7 @@ from engine import spatial_media
 from engine.imagefiles import read_exr
 
 import window_driver as wd
-from blender_helpers import add_box, animated_rig, build_sphere, cad_scene, render_settings, snapshot
+from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -102,12 +102,6 @@ def test_a_ui_render_that_ends_without_a_result_is_an_error_not_a_hang(addon, mo
 
 
 # --- capture: Blender's render job, then the engine job -------------------------------------------------
-
-
-def capture_room():
-    add_box("Room", (-3.0, -3.0, 0.0), (3.0, 3.0, 3.0))
-    add_box("Pillar", (1.0, 1.0, 0.0), (1.5, 1.5, 3.0))
-    bpy.context.scene.cursor.location = (0.0, 0.0, 1.5)
 
 
 def test_capture_from_the_ui_equals_the_blocking_capture(addon, monkeypatch, tmp_path):
