@@ -89,6 +89,7 @@ def test_sphere_from_a_jpeg_and_an_8_bit_depth_needs_no_depth_mode(tmp_path):
         (("panorama", "--out", "x", "--model", "/no/such/model"), "not found"),
         (("panorama", "--out", "x", "--model", "Some/repo", "--cache-dir", "empty-cache"), "not in the Hugging Face cache"),
         (("panorama", "--out", "x", "--init-depth", "d.png"), "needs the --init-rgb"),
+        (("panorama", "--out", "x", "--engine-python", "/no/such/python"), "no such interpreter"),
         (("stereo-video", "--out", "x.mp4", "--resolution", "huge"), "--resolution takes"),
         (("stereo-video", "--out", "x.mp4", "--seconds", "0"), "duration above 0"),
     ],
