@@ -139,7 +139,7 @@ SCHEDULERS = {"ddim": "DDIM", "dpmpp-2m": "DPMPP_2M", "euler-a": "EULER_A", "uni
 
 def use_model_settings(args: argparse.Namespace) -> None:
     """The add-on preferences a model job reads, from the command line (this session only)."""
-    from diffusion3d.operators import session  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
     prefs = session.preferences()
     for option, name in (("models_dir", "models_dir"), ("cache_dir", "hf_cache_dir")):
@@ -192,7 +192,7 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
     if args.no_seamless:
         options["seamless"] = False
     run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
-    from diffusion3d.engine.panorama import OUTPUT_NAMES, sample_dirs  # type: ignore[import-not-found]
+    from diffusion3d.engine.ldm3d import OUTPUT_NAMES, sample_dirs  # type: ignore[import-not-found]
 
     return {
         "paths": [{name: str(f / name) for name in OUTPUT_NAMES} for f in sample_dirs(out, args.count)],
@@ -326,7 +326,7 @@ def merge(args: argparse.Namespace) -> dict[str, Any]:
     """Shard folders → one data set, as one unsharded run would have written it."""
     from diffusion3d.engine.dst.merge import DSTMergeRequest  # type: ignore[import-not-found]
     from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
-    from diffusion3d.operators import session  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
     request = DSTMergeRequest([str(Path(d).resolve()) for d in args.shards], str(Path(args.out).resolve()), args.overwrite)
     try:
@@ -396,7 +396,7 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     """Furnished room → RGBD capture → world sphere → world.blend and two preview renders."""
     import bpy
 
-    from diffusion3d.operators import demo_scene, preview  # type: ignore[import-not-found]
+    from diffusion3d.operators.demo import previews, scene as demo_scene  # type: ignore[import-not-found]
 
     out = Path(args.out).resolve()
     source = f"ldm3d:{args.model}" if args.model else "capture"
@@ -443,8 +443,8 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     off = (0.6, -0.4, -0.3)
     offcentre = tuple(c + o for c, o in zip(centre, off))
     preview_width = min(args.width, 1024)
-    timed("preview_center", lambda: preview.render_equirect(scene, centre, out / "preview_center.png", preview_width))
-    timed("preview_offcenter", lambda: preview.render_equirect(scene, offcentre, out / "preview_offcenter.png", preview_width))
+    timed("preview_center", lambda: previews.render_equirect(scene, centre, out / "preview_center.png", preview_width))
+    timed("preview_offcenter", lambda: previews.render_equirect(scene, offcentre, out / "preview_offcenter.png", preview_width))
     video_args = argparse.Namespace(
         out=str(out / "stereo360.mp4"), flat=False, ipd=None, scene_scale=1.0, move="dolly", seconds=2.0, amplitude=0.5,
         format="mp4", layout="top-bottom", quality="fast", overwrite=args.overwrite, keep_frames=False, resolution=str(args.video_width),

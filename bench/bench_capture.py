@@ -6,7 +6,7 @@ Run from the repo root with the venv that has the ``bpy`` module::
     .venv/bin/python bench/bench_capture.py --quick         # smoke run, tiny sizes only
     .venv/bin/python bench/bench_capture.py --widths 1024 --sample-counts 32   # one point
 
-Builds ``operators.demo_scene.build_demo_room`` in an empty scene and times
+Builds ``operators.demo.scene.build_demo_room`` in an empty scene and times
 ``bpy.ops.diffusion3d.capture_panorama(output_dir=<temp>, width=W, samples=S,
 origin='LOCATION', location=EYE, overwrite=True)`` (Cycles render, saves, engine
 encode of rgb.png / depth.exr / depth16.png / meta.json, images loaded back):
@@ -77,7 +77,7 @@ def main() -> None:
     args = parse_args()
     todo = points(args)
     bpy = _common.load_addon()
-    from diffusion3d.operators.demo_scene import EYE, build_demo_room
+    from diffusion3d.operators.demo.scene import EYE, build_demo_room
 
     scene = bpy.context.scene
     build_demo_room(scene)
@@ -146,7 +146,7 @@ def main() -> None:
     cycles = scene.cycles
     result = {
         "benchmark": "capture",
-        "scene": "demo room (operators.demo_scene.build_demo_room), captured from EYE",
+        "scene": "demo room (operators.demo.scene.build_demo_room), captured from EYE",
         "eye": list(EYE),
         "rgbd_1024x512_32spp_s": headline,
         "results": rows,

@@ -45,7 +45,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "engine"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.diffusion import core, ldm3d, loading, sources  # noqa: E402
+from engine.choices import SCHEDULERS  # noqa: E402
+from engine.diffusion import ldm3d, loading, sources  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline, write_tokenizer  # noqa: E402
 
@@ -102,7 +103,7 @@ def unet_evaluations(folder: Path) -> dict[str, Any]:
     hook = model.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     figures = {}
     try:
-        for name, steps in core.RECOMMENDED_STEPS.items():
+        for name, steps in ((s.id, s.steps) for s in SCHEDULERS):
             calls.clear()
             ldm3d.generate(model, settings(64, 32, steps, name), quiet())
             figures[name] = {"steps": steps, "unet_calls": len(calls), "batch_entries_evaluated": sum(calls)}

@@ -54,7 +54,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def build_demo_world(bpy: Any, width: int, samples: int) -> float:
-    from diffusion3d.operators import demo_scene  # type: ignore[import-not-found]
+    from diffusion3d.operators.demo import scene as demo_scene  # type: ignore[import-not-found]
 
     scene = bpy.context.scene
     room = demo_scene.build_demo_room(scene)
@@ -93,6 +93,7 @@ def main() -> None:
     args = parse_args()
     bpy = _common.load_addon()
     from diffusion3d.operators import stereo_rig, stereo_video  # type: ignore[import-not-found]
+    from diffusion3d.engine.stereo_video import eye_size  # type: ignore[import-not-found]
 
     if args.quick:
         args.eye_width, args.reference_samples, args.repeats = 64, 16, 1
@@ -130,7 +131,7 @@ def main() -> None:
 
     def render(name: str, eye_width: int, quality: str, cycles: dict[str, Any], times: int = 1) -> tuple[list[float], np.ndarray]:
         path = out / f"{name}.png"
-        eye = stereo_video.eye_size(eye_width, spherical=True)
+        eye = eye_size(eye_width, spherical=True)
         temp = stereo_video.apply_video_settings(scene, camera, eye, stereo_video.TOP_BOTTOM, stereo_video.PNG, quality)
         try:
             for key, value in cycles.items():

@@ -13,7 +13,7 @@ created removed in between so memory does not grow:
 * ``operator``: ``bpy.ops.diffusion3d.build_world_sphere`` end to end (image
   loading, depth read-back, engine job, mesh, material, object);
 * ``engine_build``: ``engine.world_sphere.build_world_sphere`` alone;
-* ``mesh_from_arrays``: ``operators.blender_data.mesh_from_arrays`` alone;
+* ``mesh_from_arrays``: ``operators.machinery.blender_data.mesh_from_arrays`` alone;
 * ``from_pydata``: the same mesh (same vertices, faces, corner order, UVs) the
   classic way, ``mesh.from_pydata(vertices.tolist(), [], faces)`` with ``faces``
   prebuilt as Python lists, then a UV layer filled per loop with
@@ -159,7 +159,7 @@ def main() -> None:
     from diffusion3d.engine.equirect import ray_directions
     from diffusion3d.engine.imagefiles import write_exr, write_png
     from diffusion3d.engine.world_sphere import build_world_sphere
-    from diffusion3d.operators.blender_data import mesh_from_arrays
+    from diffusion3d.operators.machinery.blender_data import mesh_from_arrays
 
     tmp = Path(tempfile.mkdtemp(prefix="d3d-bench-sphere-"))
     try:
@@ -234,7 +234,7 @@ def main() -> None:
         what = {
             "operator": "bpy.ops.diffusion3d.build_world_sphere end to end",
             "engine_build_world_sphere": "engine build_world_sphere(distance, step) alone",
-            "mesh_from_arrays": "operators.blender_data.mesh_from_arrays alone",
+            "mesh_from_arrays": "operators.machinery.blender_data.mesh_from_arrays alone",
             "from_pydata": "vertices.tolist() + from_pydata(faces prebuilt as lists) + UV foreach_set",
             "from_pydata_prebuilt": "from_pydata(vertex and face lists prebuilt) + UV foreach_set",
             "from_pydata_from_numpy": "face lists + vertices.tolist() from the engine's arrays + from_pydata + UV foreach_set",

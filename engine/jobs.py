@@ -20,8 +20,8 @@ from .dst.generate import EdgeGenerationRequest, EdgeGenerationResult, generate_
 from .dst.merge import DSTMergeRequest, DSTMergeResult, merge_shards
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
-from .models import ModelsRequest, ModelsResult, list_models
-from .panorama import RGBDRequest, RGBDResult, generate_rgbd
+from .model_listing import ModelsRequest, ModelsResult, list_models
+from .ldm3d import RGBDRequest, RGBDResult, generate_rgbd
 from .parallax import safe_radius
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video

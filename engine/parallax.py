@@ -59,3 +59,14 @@ def safe_radius(
     widest = _weighted_percentile(jumps, weights, EDGE_PERCENTILE)
     by_bands = math.radians(max_band_deg) / widest if widest > 0 else math.inf
     return float(min(by_nearness, by_bands))
+
+
+def stored_safe_radius(info: dict[str, float]) -> float:
+    """A world sphere's safe radius from its stored figures; spheres built before it was stored: a fraction of the nearest distance."""
+    return float(info.get("safe_radius") or NEAR_FRACTION * float(info.get("min_distance", 0.0)))
+
+
+def rig_clip_range(safe_radius: float, max_distance: float) -> tuple[float, float]:
+    """A rig camera's clipping inside a sphere: near enough for the whole safe radius, far beyond the farthest point."""
+    start = min(0.01, safe_radius / 10) if safe_radius > 0 else 0.01
+    return start, max(1000.0, 10 * max_distance)

@@ -11,12 +11,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import spatial_media
+from .choices import STEREO_LAYOUTS
 from .errors import BadInput
 from .imagefiles import NewFiles
 from .progress import Reporter
 
 SIDECAR = "stereo.json"
 FRAME_PREFIX = "frame_"
+
+
+def eye_size(width: int, spherical: bool) -> tuple[int, int]:
+    """One eye's image: 2:1 for 360°, 16:9 for flat (both even, as H.264 needs)."""
+    height = width // 2 if spherical else int(round(width * 9 / 16))
+    return width, height + height % 2
+
+
+def frame_size(eye: tuple[int, int], layout: str) -> tuple[int, int]:
+    """A whole frame of ``layout`` (a ``choices.STEREO_LAYOUTS`` id): the eyes stacked, side by side, or one."""
+    across, down = STEREO_LAYOUTS.get(layout).eyes
+    return eye[0] * across, eye[1] * down
 
 
 def frame_files(folder: Path) -> list[Path]:

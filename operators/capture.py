@@ -18,10 +18,10 @@ from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProper
 
 from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
 from ..engine.errors import BadInput
-from . import compat, session
-from .blender_data import load_image
-from .engine_job import EngineJobOperator, UserError
-from .render_setup import PanoramaSetup, render_result, save_render_png
+from .machinery import compat, session
+from .machinery.blender_data import load_image
+from .machinery.job import EngineJobOperator, UserError
+from .machinery.render_setup import PanoramaSetup, render_result, save_render_png
 
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 

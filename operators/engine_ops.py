@@ -7,8 +7,8 @@ from typing import Any
 import bpy
 
 from ..engine.info import InfoRequest, InfoResult
-from . import session
-from .engine_job import EngineJobOperator
+from .machinery import session
+from .machinery.job import EngineJobOperator
 
 #: The last "Check engine" summary, shown in the Engine panel and preferences.
 last_check = {"text": "", "problems": ""}

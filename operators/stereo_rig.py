@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from mathutils import Vector
 
 from ..engine import camera_moves, equirect, parallax
-from .engine_job import UserError
+from .machinery.job import UserError
 
 RIG_KEY, WORLD_KEY = "diffusion3d_rig", "diffusion3d_world"
 SPHERICAL, FLAT = "SPHERICAL", "FLAT"
@@ -108,9 +108,7 @@ def find_sphere(context: bpy.types.Context, name: str) -> Optional[bpy.types.Obj
 
 def sphere_safe_radius(sphere: bpy.types.Object) -> float:
     """The engine's safe radius (object space) scaled to the world; older spheres fall back to the nearest distance."""
-    info = sphere[WORLD_KEY]
-    radius = info.get("safe_radius") or parallax.NEAR_FRACTION * float(info.get("min_distance", 0.0))
-    return float(radius) * min(abs(s) for s in sphere.matrix_world.to_scale())
+    return parallax.stored_safe_radius(sphere[WORLD_KEY]) * min(abs(s) for s in sphere.matrix_world.to_scale())
 
 
 def find_rig(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
@@ -192,8 +190,8 @@ class DIFFUSION3D_OT_add_stereo_rig(bpy.types.Operator):
             cam_data.lens = self.focal_length
             stereo.convergence_mode = self.convergence_mode
             stereo.convergence_distance = self.convergence or median or stereo.convergence_distance
-        cam_data.clip_start = min(0.01, safe / 10) if safe > 0 else 0.01
-        cam_data.clip_end = max(1000.0, 10 * float(sphere[WORLD_KEY].get("max_distance", 0.0)) if sphere is not None else 1000.0)
+        farthest = float(sphere[WORLD_KEY].get("max_distance", 0.0)) if sphere is not None else 0.0
+        cam_data.clip_start, cam_data.clip_end = parallax.rig_clip_range(safe, farthest)
 
         rig = bpy.data.objects.new(self.name, None)
         rig.empty_display_type = "ARROWS"

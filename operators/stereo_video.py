@@ -20,25 +20,17 @@ from typing import Any, Optional
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from ..engine import spatial_media
+from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..engine.errors import JobCancelled
-from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, frame_files
-from . import compat, session
-from .engine_job import EngineJobOperator, UserError
-from .settings_restore import TemporarySettings
+from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size
+from .machinery import compat, session
+from .machinery.job import EngineJobOperator, UserError
+from .machinery.settings_restore import TemporarySettings
 from .stereo_rig import RIG_KEY, SPHERICAL, find_rig, rig_camera
 
-MP4, PNG, EXR = "MP4", "PNG", "EXR"
-TOP_BOTTOM, SIDE_BY_SIDE, MONO = "TOP_BOTTOM", "SIDE_BY_SIDE", "MONO"
-#: layout → (Blender's stereo display mode, the spatial-media stereo mode)
-LAYOUTS = {
-    TOP_BOTTOM: ("TOPBOTTOM", spatial_media.TOP_BOTTOM),
-    SIDE_BY_SIDE: ("SIDEBYSIDE", spatial_media.LEFT_RIGHT),
-    MONO: ("", spatial_media.MONO),
-}
-#: preset → width of one eye's image (360: height = width / 2, so top-bottom frames are square)
-RESOLUTIONS = {"VR_4K": 4096, "VR_2K": 2048, "HD": 1024, "PREVIEW": 512}
-FAST, QUALITY, SCENE = "FAST", "QUALITY", "SCENE"
+MP4, PNG, EXR = VIDEO_FORMATS.ids
+TOP_BOTTOM, SIDE_BY_SIDE, MONO = STEREO_LAYOUTS.ids
+FAST, QUALITY, SCENE = VIDEO_QUALITIES.ids
 #: Fast defaults for an emission-only world sphere: no bounces, few samples, no denoising (see bench/bench_stereo_video.py).
 FAST_SAMPLES = 4
 QUALITY_SAMPLES = 128
@@ -51,56 +43,15 @@ VIDEO_OPTIONS: dict[str, Any] = {
         subtype="FILE_PATH",
         default="",
     ),
-    "file_format": EnumProperty(
-        name="Format",
-        items=[(MP4, "MP4 (H.264)", "One video file, through Blender's FFmpeg"), (PNG, "PNG Sequence", "8-bit frames"), (EXR, "EXR Sequence", "Float frames")],
-        default=MP4,
-    ),
-    "stereo_layout": EnumProperty(
-        name="Layout",
-        items=[
-            (TOP_BOTTOM, "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)"),
-            (SIDE_BY_SIDE, "Side-by-Side", "Left eye beside the right"),
-            (MONO, "Mono", "One eye only"),
-        ],
-        default=TOP_BOTTOM,
-    ),
-    "resolution": EnumProperty(
-        name="Resolution",
-        items=[
-            ("VR_4K", "VR 4K", "4096 px per eye: 4096×4096 top-bottom 360°"),
-            ("VR_2K", "VR 2K", "2048 px per eye: 2048×2048 top-bottom 360°"),
-            ("HD", "HD", "1024 px per eye"),
-            ("PREVIEW", "Preview", "512 px per eye, for a quick look"),
-            ("CUSTOM", "Custom", "Eye width below"),
-        ],
-        default="VR_2K",
-    ),
+    "file_format": EnumProperty(name="Format", items=VIDEO_FORMATS.items(), default=VIDEO_FORMATS.default),
+    "stereo_layout": EnumProperty(name="Layout", items=STEREO_LAYOUTS.items(), default=STEREO_LAYOUTS.default),
+    "resolution": EnumProperty(name="Resolution", items=VIDEO_RESOLUTIONS.items(), default=VIDEO_RESOLUTIONS.default),
     "eye_width": IntProperty(name="Eye Width", description="Custom: width of one eye's image", default=1024, min=16, soft_max=8192),
-    "quality": EnumProperty(
-        name="Quality",
-        items=[
-            (FAST, "Fast (Emission)", "For an emission-only world sphere: no bounces, few samples, Standard view (reproduces the panorama)"),
-            (QUALITY, "Quality", "For scenes with lights: more samples, bounces and denoising"),
-            (SCENE, "Scene", "The scene's own render settings"),
-        ],
-        default=FAST,
-    ),
+    "quality": EnumProperty(name="Quality", items=VIDEO_QUALITIES.items(), default=VIDEO_QUALITIES.default),
     "rig": StringProperty(name="Rig", description="Stereo rig; empty: the active or the scene camera's", default=""),
     "overwrite": BoolProperty(name="Overwrite", description="Replace an existing video or frames", default=False),
     "keep_frames": BoolProperty(name="Keep Frames", description="MP4: keep the frames folder after encoding", default=False),
 }
-
-
-def eye_size(width: int, spherical: bool) -> tuple[int, int]:
-    """One eye's image: 2:1 for 360°, 16:9 for flat (both even, as H.264 needs)."""
-    height = width // 2 if spherical else int(round(width * 9 / 16))
-    return width, height + height % 2
-
-
-def frame_size(eye: tuple[int, int], layout: str) -> tuple[int, int]:
-    width, height = eye
-    return {TOP_BOTTOM: (width, 2 * height), SIDE_BY_SIDE: (2 * width, height)}.get(layout, eye)
 
 
 class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
@@ -176,7 +127,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             raise UserError("Cycles is not available in this Blender")
         self._frames = list(range(scene.frame_start, scene.frame_end + 1))
         self._prepare_output()
-        width = self.eye_width if self.resolution == "CUSTOM" else RESOLUTIONS[self.resolution]
+        width = VIDEO_RESOLUTIONS[self.resolution].eye_width or self.eye_width
         eye = eye_size(width, self._spherical)
         self._frame_size = frame_size(eye, self.stereo_layout)
         self._temp = apply_video_settings(scene, camera, eye, self.stereo_layout, self.file_format, self.quality)
@@ -248,7 +199,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         request = VideoRequest(
             encoded=encoded,
             out_path=str(self._target),
-            stereo=LAYOUTS[self.stereo_layout][1],
+            stereo=STEREO_LAYOUTS[self.stereo_layout].spatial_media,
             spherical=self._spherical,
             overwrite=self.overwrite,
             fps=render.fps / render.fps_base,
@@ -342,7 +293,7 @@ def _set_output(
     ):
         temp.set(image, name, value)
     if stereo:
-        temp.set(image.stereo_3d_format, "display_mode", LAYOUTS[layout][0])
+        temp.set(image.stereo_3d_format, "display_mode", STEREO_LAYOUTS[layout].blender_mode)
         temp.set(image.stereo_3d_format, "use_squeezed_frame", False)
         for view in render.views:
             temp.set(view, "use", view.name in ("left", "right"))

@@ -15,10 +15,11 @@ import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..engine import depth as depthlib
+from ..engine.choices import DEPTH_MAPPINGS, DEPTH_MODES
 from ..engine.errors import BadInput
 from ..engine.jobs import WorldSphereRequest, WorldSphereResult
-from .blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
-from .engine_job import EngineJobOperator, UserError
+from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
+from .machinery.job import EngineJobOperator, UserError
 
 #: Blender image formats that hold real numbers (metric distances): Auto for an image with no file on disk.
 FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR"}
@@ -33,23 +34,8 @@ SPHERE_OPTIONS: dict[str, Any] = {
     ),
     "rgb_image": StringProperty(name="RGB Image", description="A loaded image to use instead of the RGB file", default=""),
     "depth_image": StringProperty(name="Depth Image", description="A loaded image to use instead of the depth file", default=""),
-    "depth_mode": EnumProperty(
-        name="Depth",
-        items=[
-            (depthlib.AUTO, "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
-            (depthlib.METRIC, "Metric", "Pixel values are distances along each ray, in scene units"),
-            (depthlib.RELATIVE, "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
-        ],
-        default=depthlib.AUTO,
-    ),
-    "relative_mapping": EnumProperty(
-        name="Mapping",
-        items=[
-            (depthlib.OFFSET, "Offset", "DepthFusion: 0.5 stays at the radius, 1 moves nearer, 0 farther, by the strength"),
-            (depthlib.INVERSE, "Inverse Depth", "1/distance runs linearly from 1/far (value 0) to 1/near (value 1)"),
-        ],
-        default=depthlib.OFFSET,
-    ),
+    "depth_mode": EnumProperty(name="Depth", items=DEPTH_MODES.items(), default=DEPTH_MODES.default),
+    "relative_mapping": EnumProperty(name="Mapping", items=DEPTH_MAPPINGS.items(), default=DEPTH_MAPPINGS.default),
     "radius": FloatProperty(name="Radius", description="Offset: distance of disparity 0.5", default=5.0, soft_min=0.1, unit="LENGTH"),
     "strength": FloatProperty(name="Strength", description="Offset: how far disparity moves vertices (0–2)", default=1.0, soft_min=0.0, soft_max=1.99),
     "near": FloatProperty(name="Near", description="Inverse depth: distance of disparity 1", default=1.0, soft_min=0.01, unit="LENGTH"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from ..operators import session
+from ..engine.choices import DEVICES, PRECISIONS
+from ..operators.machinery import session
 from ..operators.engine_ops import last_check
 
 
@@ -40,21 +41,8 @@ class Diffusion3DPreferences(bpy.types.AddonPreferences):
         description="Also load .bin/.ckpt weights, which can run code when loaded; only for models you trust",
         default=False,
     )
-    device: EnumProperty(  # type: ignore[valid-type]
-        name="Device",
-        items=[("AUTO", "Auto", "Best available"), ("CPU", "CPU", ""), ("CUDA", "CUDA", "NVIDIA GPU"), ("MPS", "MPS", "Apple GPU")],
-        default="AUTO",
-    )
-    precision: EnumProperty(  # type: ignore[valid-type]
-        name="Precision",
-        items=[
-            ("AUTO", "Auto", "fp16 on GPUs that support it, fp32 on the CPU"),
-            ("FP32", "Float 32", ""),
-            ("FP16", "Float 16", ""),
-            ("BF16", "BFloat 16", ""),
-        ],
-        default="AUTO",
-    )
+    device: EnumProperty(name="Device", items=DEVICES.items(), default=DEVICES.default)  # type: ignore[valid-type]
+    precision: EnumProperty(name="Precision", items=PRECISIONS.items(), default=PRECISIONS.default)  # type: ignore[valid-type]
     output_dir: StringProperty(  # type: ignore[valid-type]
         name="Output Folder",
         description="Default folder for results; empty: next to the saved .blend, else the extension's user folder",

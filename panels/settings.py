@@ -8,9 +8,10 @@ import bpy
 from bpy.props import PointerProperty, StringProperty
 
 from ..operators.capture import CAPTURE_OPTIONS
-from ..operators.dst_generate import FILTER_OPTIONS, GENERATE_EDGES_OPTIONS
-from ..operators.dst_render import DST_OPTIONS
-from ..operators.generate import GENERATE_OPTIONS
+from ..operators.dst.filter import FILTER_OPTIONS
+from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
+from ..operators.dst.dataset import DST_OPTIONS
+from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS

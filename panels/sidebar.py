@@ -7,14 +7,15 @@ from typing import Any
 
 import bpy
 
-from ..operators import compat, session
+from ..operators.machinery import compat, session
 from ..operators.capture import CAPTURE_OPTIONS
-from ..operators.engine_job import progress_text
-from ..engine import panorama
+from ..operators.machinery.job import progress_text
+from ..engine import ldm3d
 from ..operators.engine_ops import last_check
-from ..operators.dst_generate import FILTER_OPTIONS, GENERATE_EDGES_OPTIONS
-from ..operators.dst_render import CLASS_KEY, DST_OPTIONS, TAGS_KEY
-from ..operators.generate import GENERATE_OPTIONS
+from ..operators.dst.filter import FILTER_OPTIONS
+from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
+from ..operators.dst.dataset import CLASS_KEY, DST_OPTIONS, TAGS_KEY
+from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
@@ -73,7 +74,7 @@ def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings:
     if gen.init != "NONE":
         col.prop(gen, "strength", slider=True)
     col = box.column(heading="Options", align=True)
-    if gen.projection == panorama.EQUIRECTANGULAR:
+    if gen.projection == ldm3d.EQUIRECTANGULAR:
         col.prop(gen, "seamless")
         col.prop(gen, "build_sphere")
     col.prop(gen, "vae_tiling")
@@ -81,7 +82,7 @@ def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings:
     col.prop(gen, "cpu_offload")
     col.prop(gen, "output_dir", text="")
     col.prop(gen, "overwrite")
-    options = {k: v for k, v in GENERATE_OPTIONS.items() if k != "seamless" or gen.projection == panorama.EQUIRECTANGULAR}
+    options = {k: v for k, v in GENERATE_OPTIONS.items() if k != "seamless" or gen.projection == ldm3d.EQUIRECTANGULAR}
     pass_options(box.operator("diffusion3d.generate_panorama", text="Generate", icon="PLAY"), gen, options)
 
 

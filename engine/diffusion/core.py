@@ -26,15 +26,13 @@ from diffusers import (
 from ..errors import BadInput
 from ..progress import Reporter
 
-#: name → (scheduler class, settings over the model's scheduler config)
+#: scheduler id (``choices.SCHEDULERS``) → (scheduler class, settings over the model's scheduler config)
 SCHEDULERS: dict[str, tuple[Any, dict[str, Any]]] = {
     "DDIM": (DDIMScheduler, {}),
     "DPMPP_2M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "EULER_A": (EulerAncestralDiscreteScheduler, {}),
     "UNIPC": (UniPCMultistepScheduler, {}),
 }
-#: Step counts each scheduler is usually run at (DDIM 50 as in the LDM3D paper).
-RECOMMENDED_STEPS = {"DDIM": 50, "DPMPP_2M": 20, "EULER_A": 30, "UNIPC": 20}
 
 #: Stable Diffusion 1.x latents → approximate RGB, for cheap live previews.
 _PREVIEW_RGB = torch.tensor(

@@ -88,7 +88,7 @@ def _check(r: EdgeGenerationRequest) -> None:
 
 def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGenerationResult:
     from ..diffusion import controlnet, loading, prompts, sources
-    from ..panorama import download_progress
+    from ..ldm3d import download_progress
 
     started = time.perf_counter()
     root = Path(r.dataset_dir)

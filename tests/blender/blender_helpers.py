@@ -82,4 +82,4 @@ def set_image_format(settings: bpy.types.ImageFormatSettings, file_format: str) 
     """The add-on's own way (its compat module), for a test that saves renders itself."""
     import batch
 
-    batch.load_addon().operators.compat.set_image_format(settings, file_format)
+    batch.load_addon().operators.machinery.compat.set_image_format(settings, file_format)

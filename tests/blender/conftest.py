@@ -19,13 +19,13 @@ def addon() -> Any:
 def fresh_file(addon: Any) -> Iterator[None]:
     bpy.ops.wm.read_homefile(use_empty=True)  # keeps the add-on enabled, unlike factory settings
     yield
-    addon.operators.session.release()
+    addon.operators.machinery.session.release()
 
 
 @pytest.fixture
 def prefs(addon: Any) -> Iterator[Any]:
     """The add-on preferences; whatever a test changes is put back."""
-    p = addon.operators.session.preferences()
+    p = addon.operators.machinery.session.preferences()
     saved = {name: getattr(p, name) for name in p.bl_rna.properties.keys() if name not in ("rna_type", "bl_idname")}
     yield p
     for name, value in saved.items():

@@ -200,7 +200,7 @@ def test_output_folder_that_is_a_file(room, tmp_path):
 
 def test_modal_capture_parts_restore_the_scene_and_see_the_render_end(addon, room, tmp_path):
     """The UI path splits the capture across event-loop steps; its parts run here without a window."""
-    render_setup = addon.operators.render_setup
+    render_setup = addon.operators.machinery.render_setup
     scene = bpy.context.scene
     scene.render.engine, scene.render.resolution_x = "BLENDER_WORKBENCH", 640
     before = snapshot()
@@ -222,7 +222,7 @@ def test_modal_capture_parts_restore_the_scene_and_see_the_render_end(addon, roo
 
 
 def test_a_blender_stage_in_flight_keeps_other_jobs_out(addon, room, tmp_path):
-    session = addon.operators.session
+    session = addon.operators.machinery.session
     session.active.update(label="Rendering panorama", blender_stage=True)
     try:
         with pytest.raises(RuntimeError, match="busy \\(Rendering panorama\\)"):

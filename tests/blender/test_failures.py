@@ -8,6 +8,8 @@ and from the UI (modal, driven event by event), and finally runs the same job un
 
 from __future__ import annotations
 
+import functools
+
 import bpy
 import pytest
 
@@ -55,10 +57,10 @@ CASES = [
     ("stereo_video", "render_stereo_video", video_rig, "_render_next"),
     ("stereo_video", "render_stereo_video", video_rig, "encode_frames"),
     ("stereo_video", "render_stereo_video", video_rig, "finish"),
-    ("dst_render", "render_edge_maps", dst_scene, "_build_scene"),
-    ("dst_render", "render_edge_maps", dst_scene, "_render_one"),
-    ("dst_render", "render_edge_maps", dst_scene, "_request"),
-    ("dst_render", "render_edge_maps", dst_scene, "finish"),
+    ("dst.dataset", "render_edge_maps", dst_scene, "_build_scene"),
+    ("dst.dataset", "render_edge_maps", dst_scene, "_render_one"),
+    ("dst.dataset", "render_edge_maps", dst_scene, "_request"),
+    ("dst.dataset", "render_edge_maps", dst_scene, "finish"),
     ("world_sphere", "build_world_sphere", sphere_files, "prepare"),
     ("world_sphere", "build_world_sphere", sphere_files, "emission_material"),
     ("world_sphere", "build_world_sphere", sphere_files, "poll"),
@@ -66,7 +68,7 @@ CASES = [
 
 
 def break_step(addon, monkeypatch, module_name, op_name, step):
-    module = getattr(addon.operators, module_name)
+    module = functools.reduce(getattr, module_name.split("."), addon.operators)
     op_class = getattr(module, f"DIFFUSION3D_OT_{op_name}")
     if step == "poll":  # the engine job's progress cannot be read
         monkeypatch.setattr(addon.engine.client.JobHandle, "poll", boom)
@@ -107,7 +109,7 @@ def test_a_failing_step_ends_the_job_cleanly_and_frees_the_add_on(addon, monkeyp
             finally:
                 windowed.undo()
     assert state() == before, "the scene is as it was"
-    assert not addon.operators.session.busy()
+    assert not addon.operators.machinery.session.busy()
     out = tmp_path / "out"
     if step != "finish":  # after the engine's part, its files are whole and stay; before it, nothing is written
         assert not out.exists() or not any(p.suffix in (".mp4", ".json", ".exr") for p in out.rglob("*")), "nothing half-written"

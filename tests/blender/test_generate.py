@@ -102,7 +102,7 @@ def test_works_in_the_subprocess_engine(model_prefs, tmp_path):
 
 def ui_generate(addon, tmp_path, **kw):
     options = dict(prompt="a cosy room", model="tiny-ldm3d-4c", width=64, height=32, steps=2, output_dir=str(tmp_path / "ui"), build_sphere=False)
-    return wd.stand_in(addon.operators.generate.DIFFUSION3D_OT_generate_panorama, **{**options, **kw})
+    return wd.stand_in(addon.operators.ldm3d.DIFFUSION3D_OT_generate_panorama, **{**options, **kw})
 
 
 def test_generation_from_the_ui_shows_live_previews_and_equals_the_blocking_run(addon, model_prefs, monkeypatch, tmp_path):
@@ -152,7 +152,7 @@ def test_model_picker_and_seed_dice(model_prefs):
 
 
 def test_live_preview_image_is_written_in_bulk_and_removed(addon):
-    preview = addon.operators.live_preview
+    preview = addon.operators.machinery.live_preview
     pixels = np.zeros((4, 8, 3), np.uint8)
     pixels[0, :, 0] = 255  # top row red
     image = preview.show(pixels)

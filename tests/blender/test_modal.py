@@ -8,6 +8,8 @@ add-on free for the next job.
 
 from __future__ import annotations
 
+import functools
+
 import bpy
 import cv2
 import numpy as np
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def operator(addon, module, name, **options):
-    return wd.stand_in(getattr(getattr(addon.operators, module), f"DIFFUSION3D_OT_{name}"), **options)
+    return wd.stand_in(getattr(functools.reduce(getattr, module.split("."), addon.operators), f"DIFFUSION3D_OT_{name}"), **options)
 
 
 def pixels(path):
@@ -48,7 +50,7 @@ def test_stereo_video_from_the_ui_renders_every_frame_then_tags_the_mp4(addon, m
     stages = []
 
     def event_at(step):
-        stages.append(dict(addon.operators.session.active))
+        stages.append(dict(addon.operators.machinery.session.active))
         return wd.MOUSE if step == 1 else wd.TIMER  # other events pass through
 
     assert wd.run(op, context, event_at) == {"FINISHED"}, op.reports
@@ -72,7 +74,7 @@ def test_stereo_video_stopped_from_the_ui_keeps_the_frames(addon, monkeypatch, t
     before = render_settings()
     wd.windowed(addon, monkeypatch, esc_on_render=3 if how.startswith("esc") else None)
     context = wd.Context()
-    session = addon.operators.session
+    session = addon.operators.machinery.session
 
     def event_at(step):
         if how == "cancel button" and step == 1:
@@ -129,7 +131,7 @@ def test_stopping_the_capture_render_changes_nothing(addon, monkeypatch, tmp_pat
     before, engine = snapshot(), scene.render.engine
     wd.windowed(addon, monkeypatch, esc_on_render=1 if how.startswith("esc") else None)
     context = wd.Context()
-    session = addon.operators.session
+    session = addon.operators.machinery.session
 
     def event_at(step):
         if how == "cancel button" and step == 0:
@@ -156,7 +158,7 @@ def test_edge_maps_from_the_ui_equal_the_blocking_data_set(addon, monkeypatch, t
     before = snapshot()
     wd.windowed(addon, monkeypatch)
     context = wd.Context()
-    op = operator(addon, "dst_render", "render_edge_maps", dataset_dir=str(tmp_path / "ui"), **options)
+    op = operator(addon, "dst.dataset", "render_edge_maps", dataset_dir=str(tmp_path / "ui"), **options)
     assert wd.run(op, context) == {"FINISHED"}, op.reports
     progress = context.window_manager.progress
     assert progress[:4] == [250, 500, 750, 1000]
@@ -177,7 +179,7 @@ def test_esc_between_edge_map_views_stops_cleanly(addon, monkeypatch, tmp_path):
     before = snapshot()
     wd.windowed(addon, monkeypatch)
     context = wd.Context()
-    op = operator(addon, "dst_render", "render_edge_maps", dataset_dir=str(tmp_path / "ui"), views_per_object=2, resolution=64, samples=1)
+    op = operator(addon, "dst.dataset", "render_edge_maps", dataset_dir=str(tmp_path / "ui"), views_per_object=2, resolution=64, samples=1)
     assert wd.run(op, context, lambda step: wd.ESC if step == 1 else wd.TIMER) == {"CANCELLED"}
     after = snapshot()
     assert after["scenes"] == before["scenes"] and after["objects"] == before["objects"]

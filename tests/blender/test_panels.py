@@ -93,7 +93,7 @@ def test_every_sidebar_panel_draws(addon, variant):
 
 
 def test_the_engine_panel_warns_once_on_an_untested_blender_and_not_on_a_tested_one(addon, monkeypatch):
-    compat, engine_panel = addon.operators.compat, addon.panels.sidebar.DIFFUSION3D_PT_engine
+    compat, engine_panel = addon.operators.machinery.compat, addon.panels.sidebar.DIFFUSION3D_PT_engine
     assert tuple(bpy.app.version[:2]) in compat.TESTED  # this run is on a tested line
     assert compat.untested_version() == "" and not [t for kind, t in draw(engine_panel, bpy.context) if "untested" in t]
     monkeypatch.setattr(compat, "bpy", SimpleNamespace(app=SimpleNamespace(version=(5, 3, 0), version_string="5.3.0")))
@@ -106,13 +106,13 @@ def test_the_manifest_minimum_is_the_oldest_tested_blender(addon):
     from pathlib import Path
 
     manifest = tomllib.loads((Path(addon.__file__).parent / "blender_manifest.toml").read_text())
-    oldest = min(addon.operators.compat.TESTED)
+    oldest = min(addon.operators.machinery.compat.TESTED)
     assert manifest["blender_version_min"] == f"{oldest[0]}.{oldest[1]}.0"
     assert "blender_version_max" not in manifest  # newer versions install and get the warning above
 
 
 def test_a_blender_stage_shows_progress_and_cancel(addon):
-    session = addon.operators.session
+    session = addon.operators.machinery.session
     session.active.update(blender_stage=True, label="Rendering stereo video: frame 3/10", fraction=0.3)
     try:
         log = draw(addon.panels.sidebar.DIFFUSION3D_PT_stereo, bpy.context)

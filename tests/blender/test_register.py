@@ -50,7 +50,7 @@ def test_check_engine_reports_this_python(addon):
 def test_release_engine_stops_a_worker(addon, prefs):
     prefs.engine_mode = "SUBPROCESS"
     bpy.ops.diffusion3d.check_engine()
-    client = addon.operators.session.client()
+    client = addon.operators.machinery.session.client()
     assert "running" in client.status()
     assert bpy.ops.diffusion3d.release_engine() == {"FINISHED"}
     assert "stopped" in client.status()

@@ -252,7 +252,7 @@ def test_side_by_side_flat_and_mono_sequences(tmp_path):
 def test_cancel_mid_render_keeps_the_frames_and_restores_the_scene(tmp_path, addon):
     animated_rig(tmp_path)
     before = render_settings()
-    session = addon.operators.session
+    session = addon.operators.machinery.session
     rendered = []
 
     def cancel_after_two(*_):

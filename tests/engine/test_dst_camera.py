@@ -15,7 +15,7 @@ from engine.dst.camera import (
     viewpoint_from_extrinsics,
 )
 from engine.dst.masks import bbox_from_mask, mask_from_alpha
-from engine.dst.normalize import CORNER_NAMES, box_corners, normalization, normalize_points
+from engine.dst.normalize import CORNER_NAMES, box_corners, keypoint_centres, normalization, normalize_points, to_world
 from engine.dst.viewpoints import Viewpoint
 from engine.errors import BadInput
 
@@ -149,3 +149,21 @@ def test_projected_box_corners_enclose_the_rendered_mask(view):
     # pixels whose centres fall in the box's outline: their squares stick out by at most ½ px
     assert u0 - 0.5 <= x <= u0 + 1 and v0 - 0.5 <= y <= v0 + 1
     assert u1 - 1 <= x + w <= u1 + 0.5 and v1 - 1 <= y + h <= v1 + 0.5
+
+
+def test_keypoint_centres_are_weighted_means_and_groups_without_weight_have_none():
+    points = np.array([[0.0, 0, 0], [2, 0, 0], [0, 4, 0], [9, 9, 9]])
+    weights = np.array([[1.0, 0, 0], [1, 0.5, 0], [0, 0.5, 0], [0, 0, -1]])  # a negative weight counts as none
+    centres = keypoint_centres(points, weights, ["kp_a", "kp_b", "kp_empty"])
+    assert set(centres) == {"kp_a", "kp_b"}
+    np.testing.assert_allclose(centres["kp_a"], [1, 0, 0])
+    np.testing.assert_allclose(centres["kp_b"], [1, 2, 0])
+    with pytest.raises(BadInput, match="2 keypoint names for 3 weight columns"):
+        keypoint_centres(points, weights, ["kp_a", "kp_b"])
+
+
+def test_points_go_to_the_world_through_the_object_matrix():
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[0, -2, 0], [2, 0, 0], [0, 0, 2]]  # 90° about z, scale 2
+    matrix[:3, 3] = [1, 2, 3]
+    np.testing.assert_allclose(to_world([[1.0, 0, 0], [0, 1, 0]], matrix), [[1, 4, 3], [-1, 2, 3]])

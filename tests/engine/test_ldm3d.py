@@ -21,7 +21,7 @@ from engine.client import make_client  # noqa: E402
 from engine.diffusion import core, ldm3d, loading, sources  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
-from engine.panorama import RGBDRequest  # noqa: E402
+from engine.ldm3d import RGBDRequest  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 
 from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
@@ -326,7 +326,7 @@ def test_repo_ids_resolve_from_the_hub_cache_offline(models, tmp_path, monkeypat
     (cache / "models--Intel--ldm3d-pano" / "refs" / "main").write_text(commit)
     result = run(request(models, tmp_path / "out", model="Intel/ldm3d-pano", cache_dir=str(cache)))
     assert result.revision == commit
-    listed = run_job("list_models", __import__("engine.models").models.ModelsRequest(str(models[4].parent), str(cache)), lambda p: None, CancelToken())
+    listed = run_job("list_models", __import__("engine.model_listing").model_listing.ModelsRequest(str(models[4].parent), str(cache)), lambda p: None, CancelToken())
     assert "Intel/ldm3d-pano" in listed.sources and str(models[6]) in listed.sources
     assert dict(zip(listed.sources, listed.kinds))[str(models[6])] == "rgbd6"
 

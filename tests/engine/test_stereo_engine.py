@@ -12,7 +12,7 @@ import pytest
 from engine import camera_moves, parallax, spatial_media
 from engine.errors import BadInput
 from engine.progress import CancelToken, Reporter
-from engine.stereo_video import VideoRequest, finish_video
+from engine.stereo_video import VideoRequest, eye_size, finish_video, frame_size
 
 # --- camera moves ----------------------------------------------------------------
 
@@ -198,3 +198,35 @@ def test_finish_video_job(tmp_path):
         finish_video(VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v" / "out.mp4")), report)
     with pytest.raises(BadInput, match="No frames"):
         finish_video(VideoRequest("", str(tmp_path)), report)
+
+
+# --- rig and frame sizes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "width, spherical, eye", [(2048, True, (2048, 1024)), (1024, False, (1024, 576)), (100, False, (100, 56)), (30, True, (30, 16))]
+)
+def test_an_eye_is_two_to_one_for_360_and_sixteen_by_nine_flat_with_even_sides(width, spherical, eye):
+    assert eye_size(width, spherical) == eye
+
+
+@pytest.mark.parametrize("layout, frame", [("TOP_BOTTOM", (64, 64)), ("SIDE_BY_SIDE", (128, 32)), ("MONO", (64, 32))])
+def test_a_frame_stacks_the_eyes_as_its_layout_says(layout, frame):
+    assert frame_size((64, 32), layout) == frame
+
+
+def test_an_unknown_layout_is_refused_by_name():
+    with pytest.raises(BadInput, match="Unknown stereo layout 'DIAGONAL'"):
+        frame_size((64, 32), "DIAGONAL")
+
+
+def test_a_rig_clips_near_enough_for_its_safe_radius_and_beyond_the_farthest_point():
+    assert parallax.rig_clip_range(0.5, 20.0) == (0.01, 1000.0)
+    assert parallax.rig_clip_range(0.02, 300.0) == pytest.approx((0.002, 3000.0))
+    assert parallax.rig_clip_range(0.0, 0.0) == (0.01, 1000.0)
+
+
+def test_an_old_sphere_without_a_stored_safe_radius_gets_a_fraction_of_its_nearest_distance():
+    assert parallax.stored_safe_radius({"safe_radius": 0.3, "min_distance": 2.0}) == 0.3
+    assert parallax.stored_safe_radius({"min_distance": 2.0}) == pytest.approx(parallax.NEAR_FRACTION * 2.0)
+    assert parallax.stored_safe_radius({}) == 0.0

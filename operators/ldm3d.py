@@ -16,19 +16,13 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..engine import panorama
-from ..engine.models import ModelsRequest, ModelsResult
-from ..engine.panorama import RGBDRequest, RGBDResult
-from . import session
-from .blender_data import image_pixels, load_image
-from .engine_job import EngineJobOperator, UserError
-
-SCHEDULER_ITEMS = [
-    ("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)"),
-    ("DPMPP_2M", "DPM-Solver++ 2M", "Good results in about 20 steps"),
-    ("EULER_A", "Euler Ancestral", "Adds fresh noise each step (about 30 steps)"),
-    ("UNIPC", "UniPC", "Good results in about 20 steps"),
-]
+from ..engine import ldm3d
+from ..engine.choices import PROJECTIONS, SCHEDULERS
+from ..engine.model_listing import ModelsRequest, ModelsResult
+from ..engine.ldm3d import RGBDRequest, RGBDResult
+from .machinery import session
+from .machinery.blender_data import image_pixels, load_image
+from .machinery.job import EngineJobOperator, UserError
 
 GENERATE_OPTIONS: dict[str, Any] = {
     "prompt": StringProperty(name="Prompt", description="What the panorama shows", default=""),
@@ -40,19 +34,16 @@ GENERATE_OPTIONS: dict[str, Any] = {
     ),
     "projection": EnumProperty(
         name="Projection",
-        items=[
-            (panorama.EQUIRECTANGULAR, "360° Panorama", "Equirectangular 2:1, wrapping seamlessly in longitude"),
-            (panorama.FLAT, "Flat Image", "An ordinary perspective image"),
-        ],
-        default=panorama.EQUIRECTANGULAR,
+        items=PROJECTIONS.items(),
+        default=PROJECTIONS.default,
     ),
     "width": IntProperty(name="Width", description="Pixels, a multiple of 8; 0: 1024 for panoramas, the model's size otherwise", default=0, min=0, soft_max=4096, step=64),
     "height": IntProperty(name="Height", description="Pixels, a multiple of 8; 0: half the width for panoramas", default=0, min=0, soft_max=4096, step=64),
     "steps": IntProperty(name="Steps", description="Denoising steps", default=50, soft_min=1, soft_max=200),
     "guidance": FloatProperty(name="Guidance", description="How strongly the prompt steers (classifier-free guidance)", default=7.0, soft_min=1.0, soft_max=20.0),
     "seed": IntProperty(name="Seed", description="Same seed and settings give the same result; sample i uses seed + i", default=0, min=0),
-    "count": IntProperty(name="Count", description="How many results", default=1, min=1, max=panorama.MAX_COUNT),
-    "scheduler": EnumProperty(name="Sampler", items=SCHEDULER_ITEMS, default="DDIM"),
+    "count": IntProperty(name="Count", description="How many results", default=1, min=1, max=ldm3d.MAX_COUNT),
+    "scheduler": EnumProperty(name="Sampler", items=SCHEDULERS.items(), default=SCHEDULERS.default),
     "seamless": BoolProperty(name="Seamless 360°", description="Left and right edges meet without a seam (panoramas)", default=True),
     "init": EnumProperty(
         name="Start From",
@@ -73,7 +64,7 @@ GENERATE_OPTIONS: dict[str, Any] = {
     "depth_estimator": StringProperty(
         name="Depth Estimator",
         description="DPT model (folder or repo id) that estimates the init depth when none is given",
-        default=panorama.DEFAULT_ESTIMATOR,
+        default=ldm3d.DEFAULT_ESTIMATOR,
     ),
     "strength": FloatProperty(name="Strength", description="img2img: 0 keeps the input, 1 ignores it", default=0.75, min=0.0, max=1.0),
     "build_sphere": BoolProperty(name="Build World Sphere", description="Build the displaced world sphere when done (panoramas)", default=True),
@@ -167,7 +158,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
         if settings is not None:
             settings.last_generation = str(folder)
         note = ""
-        if self.build_sphere and self.projection == panorama.EQUIRECTANGULAR:
+        if self.build_sphere and self.projection == ldm3d.EQUIRECTANGULAR:
             try:
                 bpy.ops.diffusion3d.build_world_sphere(
                     rgb_image=image.name, depth_path=first["depth16.png"], depth_mode="RELATIVE", name="Generated World"

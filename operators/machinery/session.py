@@ -16,10 +16,10 @@ from typing import Any, Iterator, Optional
 
 import bpy
 
-from ..engine.client import EngineClient, JobHandle, make_client
+from ...engine.client import EngineClient, JobHandle, make_client
 from . import compat
 
-ADDON = __package__.rpartition(".")[0]
+ADDON = __package__.removesuffix(".operators.machinery")  # the add-on's own name (an extension's is "bl_ext.<repo>.<id>")
 
 _client: Optional[EngineClient] = None
 _client_key: tuple[str, ...] = ()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from .render_setup import equirect_render, save_render_png
+from ..machinery.render_setup import equirect_render, save_render_png
 
 
 def render_equirect(scene: bpy.types.Scene, origin: tuple[float, float, float], path: Path, width: int = 1024) -> Path:

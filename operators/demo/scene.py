@@ -23,7 +23,7 @@ import random
 import bpy
 import numpy as np
 
-from . import compat
+from ..machinery import compat
 
 ROOM_MIN = (-4.0, -3.0, 0.0)  # interior bounds of the room, metres
 ROOM_MAX = (4.0, 3.0, 3.0)

@@ -23,8 +23,8 @@ from typing import Any, Callable, ClassVar, Optional
 
 import bpy
 
-from ..engine.client import JobHandle
-from ..engine.errors import EngineError, JobCancelled
+from ...engine.client import JobHandle
+from ...engine.errors import EngineError, JobCancelled
 from . import live_preview, session
 from .render_setup import render_state, watch_render
 

@@ -22,14 +22,16 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix
 
-from ..engine.dst import viewpoints as vp
-from ..engine.dst.camera import blender_camera_matrix
-from ..engine.dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, DSTObject, DSTView
-from ..engine.dst.normalize import box_corners, normalization, normalize_points
-from ..engine.dst.shards import parse_shard, shard_indices
-from ..engine.errors import BadInput, JobCancelled
-from . import compat, session
-from .engine_job import EngineJobOperator, UserError
+from ...engine.choices import EDGE_METHODS
+from ...engine.dst import viewpoints as vp
+from ...engine.dst.camera import blender_camera_matrix
+from ...engine.dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, DSTObject, DSTView
+from ...engine.dst.normalize import box_corners, keypoint_centres, normalization, normalize_points, to_world
+from ...engine.dst.shards import parse_shard, shard_indices
+from ...engine.errors import BadInput, JobCancelled
+from ..machinery import compat, session
+from ..machinery.blender_data import evaluated_vertices
+from ..machinery.job import EngineJobOperator, UserError
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
 KEYPOINT_PREFIX = "kp_"
@@ -75,19 +77,21 @@ DST_OPTIONS: dict[str, Any] = {
     "resolution": IntProperty(name="Resolution", description="Square render size (3D-DST: 512)", default=512, min=16, max=4096),
     "samples": IntProperty(name="Samples", description="Cycles samples for the Canny path (3D-DST: 32)", default=32, min=1),
     "denoise": BoolProperty(name="Denoise", default=True),
-    "edge_method": EnumProperty(
-        name="Edges",
-        items=[
-            ("CANNY", "Canny (3D-DST)", "Canny 100/200 on the rendered image, as 3D-DST"),
-            ("GEOMETRIC", "Geometric", "Exact silhouette, occlusion and crease edges from the depth and normal passes (1 sample, no path tracing)"),
-            ("BOTH", "Both", "The union of the two"),
-        ],
-        default="CANNY",
-    ),
+    "edge_method": EnumProperty(name="Edges", items=EDGE_METHODS.items(), default=EDGE_METHODS.default),
     "dataset_dir": StringProperty(name="Dataset", description="Dataset folder; empty: a new one under the default output folder", subtype="DIR_PATH", default=""),
     "shard": StringProperty(name="Shard", description="'I/N': render only this machine's share of the views (1-based I)", default=""),
     "overwrite": BoolProperty(name="Overwrite", default=False),
 }
+
+
+DATASET = StringProperty(name="Dataset", description="A data set folder made by Render Edge Maps", subtype="DIR_PATH", default="")
+SHARD = StringProperty(name="Shard", description="'I/N': only this machine's share (1-based I)", default="")
+
+
+def dataset_path(path: str) -> str:
+    if not path:
+        raise UserError("Choose the data set folder (made by Render Edge Maps)")
+    return bpy.path.abspath(path)
 
 
 def _file_stem(name: str) -> str:
@@ -114,36 +118,17 @@ def parse_viewpoints(text: str) -> list[vp.Viewpoint]:
 class _CadModel:
     """One object's evaluated geometry, normalized: the copy to render and its annotations' 3D points."""
 
-    def __init__(self, obj: bpy.types.Object, depsgraph: Any) -> None:
-        evaluated = obj.evaluated_get(depsgraph)
-        mesh = evaluated.to_mesh()
-        try:
-            if len(mesh.polygons) == 0:
-                raise UserError(f"{obj.name} has no faces to render")
-            co = np.empty(len(mesh.vertices) * 3, np.float64)
-            mesh.vertices.foreach_get("co", co)
-            world = co.reshape(-1, 3) @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
-            self.scale, self.offset = normalization(world.min(axis=0), world.max(axis=0))
-            self.corners = box_corners(*(normalize_points(b, self.scale, self.offset) for b in (world.min(axis=0), world.max(axis=0))))
-            self.keypoints = self._keypoints(obj, mesh, normalize_points(world, self.scale, self.offset))
-        finally:
-            evaluated.to_mesh_clear()
+    def __init__(self, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+        groups = [g.name for g in obj.vertex_groups if g.name.startswith(KEYPOINT_PREFIX)]
+        local, weights, faces = evaluated_vertices(context, obj, groups)
+        if faces == 0:
+            raise UserError(f"{obj.name} has no faces to render")
+        world = to_world(local, np.array(obj.matrix_world))
+        lo, hi = world.min(axis=0), world.max(axis=0)
+        self.scale, self.offset = normalization(lo, hi)
+        self.corners = box_corners(normalize_points(lo, self.scale, self.offset), normalize_points(hi, self.scale, self.offset))
+        self.keypoints = keypoint_centres(normalize_points(world, self.scale, self.offset), weights, groups)  # each kp_* group's weighted centre
         self.source = obj
-
-    @staticmethod
-    def _keypoints(obj: bpy.types.Object, mesh: Any, points: np.ndarray) -> dict[str, list[float]]:
-        """Each ``kp_*`` vertex group's weighted centre."""
-        out: dict[str, list[float]] = {}
-        groups = {g.index: g.name for g in obj.vertex_groups if g.name.startswith(KEYPOINT_PREFIX)}
-        sums = {i: np.zeros(4) for i in groups}
-        for vertex in mesh.vertices if groups else ():
-            for element in vertex.groups:
-                if element.group in sums and element.weight > 0:
-                    sums[element.group] += np.append(points[vertex.index] * element.weight, element.weight)
-        for index, name in groups.items():
-            if sums[index][3] > 0:
-                out[name] = (sums[index][:3] / sums[index][3]).tolist()
-        return out
 
     def make_copy(self, depsgraph: Any) -> bpy.types.Object:
         mesh = bpy.data.meshes.new_from_object(self.source.evaluated_get(depsgraph))
@@ -279,8 +264,8 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
                 shard_index, shard_count = parse_shard(self.shard)
             except BadInput as exc:
                 raise UserError(str(exc)) from None
+        self._models = [_CadModel(context, obj) for obj in chosen]
         depsgraph = context.evaluated_depsgraph_get()
-        self._models = [_CadModel(obj, depsgraph) for obj in chosen]
         self._objects = [
             DSTObject(obj.name, class_name(obj), tags(obj), sorted(model.keypoints)) for obj, model in zip(chosen, self._models)
         ]

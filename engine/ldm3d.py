@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import __version__, depth as depthlib
+from .choices import PROJECTIONS, SCHEDULERS
 from .diffusion import sources
 from .errors import BadInput
 from .imagefiles import NewFiles, write_png
@@ -27,8 +28,7 @@ from .progress import Reporter
 
 OUTPUT_NAMES = ("rgb.png", "depth16.png", "depth.npy", "meta.json")
 ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
-SCHEDULER_NAMES = ("DDIM", "DPMPP_2M", "EULER_A", "UNIPC")
-EQUIRECTANGULAR, FLAT = "EQUIRECTANGULAR", "FLAT"
+EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
 DISPARITY, METRIC = "DISPARITY", "METRIC"
 DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
 MAX_SIDE = 8192
@@ -122,10 +122,8 @@ def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndar
 
 def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, Optional[np.ndarray], Optional[np.ndarray]]:
     """Everything but memory: returns (width, height, init RGB, init disparity)."""
-    if r.projection not in (EQUIRECTANGULAR, FLAT):
-        raise BadInput(f"Unknown projection {r.projection!r} ({EQUIRECTANGULAR} or {FLAT})")
-    if r.scheduler not in SCHEDULER_NAMES:
-        raise BadInput(f"Unknown scheduler {r.scheduler!r} (choose from {', '.join(SCHEDULER_NAMES)})")
+    PROJECTIONS.get(r.projection)
+    SCHEDULERS.get(r.scheduler)
     if r.steps < 1:
         raise BadInput(f"Steps must be at least 1, got {r.steps}")
     if not 0.0 <= r.strength <= 1.0:

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import bpy
 
-from ..engine import equirect
+from ...engine import equirect
 from . import compat
 from .settings_restore import TemporarySettings
 

@@ -124,3 +124,60 @@ def emission_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     links.new(texture.outputs["Color"], emission.inputs["Color"])
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     return material
+
+
+def evaluated_vertices(context: bpy.types.Context, obj: bpy.types.Object, groups: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The evaluated mesh's vertex positions (N×3, object space), the named vertex groups' weights (N×G) and its face count.
+
+    Blender has no bulk accessor for vertex-group weights. While they are read,
+    a Geometry Nodes modifier at the end of the stack stores each group as a
+    float point attribute, which ``foreach_get`` reads at once; the modifier
+    and its node group are removed again before this returns.
+    """
+    modifier = _groups_as_attributes(obj, groups) if groups else None
+    try:
+        evaluated = obj.evaluated_get(context.evaluated_depsgraph_get())
+        mesh = evaluated.to_mesh()
+        try:
+            count = len(mesh.vertices)
+            co = np.empty(count * 3, np.float64)
+            mesh.vertices.foreach_get("co", co)
+            weights = np.zeros((len(groups), count), np.float32)
+            for g, row in enumerate(weights):
+                mesh.attributes[_GROUP_ATTRIBUTE.format(g)].data.foreach_get("value", row)
+            return co.reshape(-1, 3), weights.T, len(mesh.polygons)
+        finally:
+            evaluated.to_mesh_clear()
+    finally:
+        if modifier is not None:
+            tree = modifier.node_group
+            obj.modifiers.remove(modifier)
+            bpy.data.node_groups.remove(tree)
+
+
+_GROUP_ATTRIBUTE = "diffusion3d_group_{}"
+
+
+def _groups_as_attributes(obj: bpy.types.Object, groups: list[str]) -> bpy.types.Modifier:
+    tree = bpy.data.node_groups.new("Diffusion3D vertex groups", "GeometryNodeTree")
+    try:
+        for side in ("INPUT", "OUTPUT"):  # 5.2's stubs list only "DEFAULT" as a socket type; any type name works
+            tree.interface.new_socket("Geometry", in_out=side, socket_type="NodeSocketGeometry")  # type: ignore[arg-type]
+        geometry = tree.nodes.new("NodeGroupInput").outputs[0]
+        for g, name in enumerate(groups):
+            read = tree.nodes.new("GeometryNodeInputNamedAttribute")
+            read.data_type = "FLOAT"
+            read.inputs["Name"].default_value = name
+            store = tree.nodes.new("GeometryNodeStoreNamedAttribute")
+            store.data_type, store.domain = "FLOAT", "POINT"
+            store.inputs["Name"].default_value = _GROUP_ATTRIBUTE.format(g)
+            tree.links.new(geometry, store.inputs["Geometry"])
+            tree.links.new(read.outputs["Attribute"], store.inputs["Value"])
+            geometry = store.outputs["Geometry"]
+        tree.links.new(geometry, tree.nodes.new("NodeGroupOutput").inputs[0])
+        modifier = obj.modifiers.new("Diffusion3D vertex groups", "NODES")
+        modifier.node_group = tree
+    except BaseException:
+        bpy.data.node_groups.remove(tree)
+        raise
+    return modifier

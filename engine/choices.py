@@ -1,0 +1,178 @@
+"""Every list of named choices the user picks from, written once.
+
+The engine checks requests against these lists, the operators turn them into
+``EnumProperty`` items, the panels show their labels and ``batch.py`` offers
+their command-line spellings (``DPMPP_2M`` ↔ ``dpmpp-2m``). Adding a choice
+here adds it everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Iterator, TypeVar
+
+from . import depth, spatial_media
+from .errors import BadInput
+
+
+@dataclass(frozen=True)
+class Choice:
+    id: str  # what requests and operator options carry
+    label: str
+    description: str
+
+    @property
+    def cli(self) -> str:
+        """The command-line spelling: lower case with hyphens."""
+        return self.id.lower().replace("_", "-")
+
+
+C = TypeVar("C", bound=Choice)
+
+
+class Choices(Generic[C]):
+    """An ordered list of choices; the first is the default unless another is named."""
+
+    def __init__(self, what: str, *choices: C, default: str = "") -> None:
+        self.what = what
+        self._by_id = {c.id: c for c in choices}
+        self.default = default or choices[0].id
+        assert self.default in self._by_id, f"{what}: default {self.default!r} is not a choice"
+
+    def __iter__(self) -> Iterator[C]:
+        return iter(self._by_id.values())
+
+    def __contains__(self, choice_id: object) -> bool:
+        return choice_id in self._by_id
+
+    def __getitem__(self, choice_id: str) -> C:
+        return self.get(choice_id)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._by_id)
+
+    def items(self) -> list[tuple[str, str, str]]:
+        """``EnumProperty`` items."""
+        return [(c.id, c.label, c.description) for c in self]
+
+    @property
+    def cli_names(self) -> list[str]:
+        return [c.cli for c in self]
+
+    def from_cli(self, name: str) -> str:
+        """The id of a command-line spelling (``argparse`` has already checked it is one of :attr:`cli_names`)."""
+        return next(c.id for c in self if c.cli == name)
+
+    def get(self, choice_id: str) -> C:
+        """The choice, or :class:`BadInput` naming the ones there are."""
+        try:
+            return self._by_id[choice_id]
+        except KeyError:
+            raise BadInput(f"Unknown {self.what} {choice_id!r} (choose from {', '.join(self._by_id)})") from None
+
+
+@dataclass(frozen=True)
+class Scheduler(Choice):
+    steps: int  # the step count it is usually run at
+
+
+@dataclass(frozen=True)
+class Layout(Choice):
+    blender_mode: str  # Blender's stereo display mode ("" for one eye)
+    spatial_media: str  # the spatial-media metadata's stereo mode
+    eyes: tuple[int, int]  # eye images across and down a frame
+
+
+@dataclass(frozen=True)
+class Resolution(Choice):
+    eye_width: int  # one eye's image width; 0: the user's own
+
+
+SCHEDULERS: Choices[Scheduler] = Choices(
+    "scheduler",
+    Scheduler("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)", 50),
+    Scheduler("DPMPP_2M", "DPM-Solver++ 2M", "Good results in about 20 steps", 20),
+    Scheduler("EULER_A", "Euler Ancestral", "Adds fresh noise each step (about 30 steps)", 30),
+    Scheduler("UNIPC", "UniPC", "Good results in about 20 steps", 20),
+)
+
+PROJECTIONS: Choices[Choice] = Choices(
+    "projection",
+    Choice("EQUIRECTANGULAR", "360° Panorama", "Equirectangular 2:1, wrapping seamlessly in longitude"),
+    Choice("FLAT", "Flat Image", "An ordinary perspective image"),
+)
+
+DEPTH_MODES: Choices[Choice] = Choices(
+    "depth mode",
+    Choice(depth.AUTO, "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
+    Choice(depth.METRIC, "Metric", "Pixel values are distances along each ray, in scene units"),
+    Choice(depth.RELATIVE, "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
+)
+
+DEPTH_MAPPINGS: Choices[Choice] = Choices(
+    "relative depth mapping",
+    Choice(depth.OFFSET, "Offset", "DepthFusion: 0.5 stays at the radius, 1 moves nearer, 0 farther, by the strength"),
+    Choice(depth.INVERSE, "Inverse Depth", "1/distance runs linearly from 1/far (value 0) to 1/near (value 1)"),
+)
+
+STEREO_LAYOUTS: Choices[Layout] = Choices(
+    "stereo layout",
+    Layout("TOP_BOTTOM", "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)", "TOPBOTTOM", spatial_media.TOP_BOTTOM, (1, 2)),
+    Layout("SIDE_BY_SIDE", "Side-by-Side", "Left eye beside the right", "SIDEBYSIDE", spatial_media.LEFT_RIGHT, (2, 1)),
+    Layout("MONO", "Mono", "One eye only", "", spatial_media.MONO, (1, 1)),
+)
+
+VIDEO_RESOLUTIONS: Choices[Resolution] = Choices(
+    "video resolution",
+    Resolution("VR_4K", "VR 4K", "4096 px per eye: 4096×4096 top-bottom 360°", 4096),
+    Resolution("VR_2K", "VR 2K", "2048 px per eye: 2048×2048 top-bottom 360°", 2048),
+    Resolution("HD", "HD", "1024 px per eye", 1024),
+    Resolution("PREVIEW", "Preview", "512 px per eye, for a quick look", 512),
+    Resolution("CUSTOM", "Custom", "Eye width below", 0),
+    default="VR_2K",
+)
+
+VIDEO_FORMATS: Choices[Choice] = Choices(
+    "video format",
+    Choice("MP4", "MP4 (H.264)", "One video file, through Blender's FFmpeg"),
+    Choice("PNG", "PNG Sequence", "8-bit frames"),
+    Choice("EXR", "EXR Sequence", "Float frames"),
+)
+
+VIDEO_QUALITIES: Choices[Choice] = Choices(
+    "render quality",
+    Choice("FAST", "Fast (Emission)", "For an emission-only world sphere: no bounces, few samples, Standard view (reproduces the panorama)"),
+    Choice("QUALITY", "Quality", "For scenes with lights: more samples, bounces and denoising"),
+    Choice("SCENE", "Scene", "The scene's own render settings"),
+)
+
+EDGE_METHODS: Choices[Choice] = Choices(
+    "edge method",
+    Choice("CANNY", "Canny (3D-DST)", "Canny 100/200 on the rendered image, as 3D-DST"),
+    Choice("GEOMETRIC", "Geometric", "Exact silhouette, occlusion and crease edges from the depth and normal passes (1 sample, no path tracing)"),
+    Choice("BOTH", "Both", "The union of the two"),
+)
+
+KCF_BACKBONES: Choices[Choice] = Choices(
+    "backbone",
+    Choice("auto", "Auto", "ResNet-50 on a GPU with torchvision, else a small CNN"),
+    Choice("resnet50", "ResNet-50", "As 3D-DST (needs torchvision)"),
+    Choice("small", "Small CNN", "Fast, CPU-friendly"),
+)
+
+DEVICES: Choices[Choice] = Choices(
+    "device",
+    Choice("AUTO", "Auto", "Best available"),
+    Choice("CPU", "CPU", ""),
+    Choice("CUDA", "CUDA", "NVIDIA GPU"),
+    Choice("MPS", "MPS", "Apple GPU"),
+)
+
+PRECISIONS: Choices[Choice] = Choices(
+    "precision",
+    Choice("AUTO", "Auto", "fp16 on GPUs that support it, fp32 on the CPU"),
+    Choice("FP32", "Float 32", ""),
+    Choice("FP16", "Float 16", ""),
+    Choice("BF16", "BFloat 16", ""),
+)

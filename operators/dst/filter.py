@@ -1,0 +1,58 @@
+"""``diffusion3d.filter_dataset``: the K-fold consistency filter on a data set (the engine's ``dst/filter.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, IntProperty
+
+from ...engine.choices import KCF_BACKBONES
+from ...engine.dst.filter import KCFRequest, KCFResult
+from ..machinery import session
+from ..machinery.job import EngineJobOperator
+from .dataset import DATASET, SHARD, dataset_path
+
+FILTER_OPTIONS: dict[str, Any] = {
+    "dataset_dir": DATASET,
+    "fraction": FloatProperty(name="Drop", description="The worst fraction of generated images to move to rejected/", default=0.1, min=0.0, max=1.0, subtype="FACTOR"),
+    "folds": IntProperty(name="Folds", default=5, min=2, max=100),
+    "seed": IntProperty(name="Seed", default=0, min=0),
+    "backbone": EnumProperty(name="Backbone", items=KCF_BACKBONES.items(), default=KCF_BACKBONES.default),
+    "epochs": IntProperty(name="Epochs", description="3D-DST: 150", default=150, min=1),
+    "image_size": IntProperty(name="Image Size", description="3D-DST: 256", default=256, min=8),
+    "shard": SHARD,
+}
+
+
+
+class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
+    """K-fold consistency filter: score every generated image's pose, move the worst to rejected/"""
+
+    bl_idname = "diffusion3d.filter_dataset"
+    bl_label = "Filter Data Set"
+    bl_options = {"REGISTER"}
+    job_label = "Filtering (K-fold consistency)"
+    __annotations__ = dict(FILTER_OPTIONS)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        access = session.model_access(session.preferences(context))
+        request = KCFRequest(
+            dataset_dir=dataset_path(self.dataset_dir),
+            fraction=self.fraction,
+            folds=self.folds,
+            seed=self.seed,
+            backbone=self.backbone,
+            epochs=self.epochs,
+            image_size=self.image_size,
+            device=access["device"],
+            allow_pickle=access["allow_pickle"],
+            shard=self.shard,
+        )
+        return "filter_dataset", request
+
+    def finish(self, context: bpy.types.Context, result: KCFResult) -> None:
+        if not result.complete:
+            self.report({"INFO"}, f"Shard {self.shard}: {result.scored} images scored into {result.scores_path}; run without a shard once all are done")
+            return
+        self.report({"INFO"}, f"Scored {result.scored} images; moved {len(result.rejected)} to rejected/ (scores in {result.scores_path})")
