@@ -38,7 +38,7 @@ MAX_COUNT = 16
 @dataclass
 class RGBDRequest:
     prompt: str
-    model: str  # a diffusers folder (absolute, or inside models_dir) or a Hugging Face repo id
+    model: str  # a diffusers folder (absolute, or inside access.models_dir) or a Hugging Face repo id
     out_dir: str
     negative_prompt: str = ""
     projection: str = EQUIRECTANGULAR
@@ -56,15 +56,10 @@ class RGBDRequest:
     init_depth_path: str = ""  # a depth file instead of init_depth: float files are METRIC, 8/16-bit ones DISPARITY
     depth_estimator: str = DEFAULT_ESTIMATOR  # DPT folder or repo id, used when init_rgb comes without a depth
     strength: float = 0.75  # img2img only: 0 keeps the input, 1 ignores it
-    device: str = "AUTO"
-    precision: str = "AUTO"
     vae_tiling: bool = False
     attention_slicing: bool = False
     cpu_offload: bool = False
-    models_dir: str = ""
-    cache_dir: str = ""
-    allow_download: bool = False
-    allow_pickle: bool = False
+    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
     overwrite: bool = False
 
 
@@ -234,16 +229,17 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
         raise BadInput(f"Output folder {out_dir} is a file")
     targets = [d / name for d in sample_dirs(out_dir, r.count) for name in OUTPUT_NAMES]
     NewFiles(targets, r.overwrite)  # refuses existing outputs now, before any model work
-    progress = download_progress(report) if r.allow_download else None
-    path = sources.locate(r.model, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress)
-    model_folder = sources.inspect_ldm3d(path, r.model, r.allow_pickle)
+    access = r.access
+    progress = download_progress(report) if access.allow_download else None
+    path = access.locate(r.model, progress)
+    model_folder = sources.inspect_ldm3d(path, r.model, access.allow_pickle)
     width, height, init_rgb, init_disparity = check_request(r, model_folder)
     seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)
     img2img = init_rgb is not None and r.strength < 1.0
     estimator = None
     if img2img and init_disparity is None:
         try:
-            estimator = sources.locate(r.depth_estimator, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, ESTIMATOR_FILES)
+            estimator = access.locate(r.depth_estimator, progress, ESTIMATOR_FILES)
         except BadInput as exc:
             raise BadInput(f"No init depth was given, and the depth estimator is not available: {exc}") from None
     report.total = (min(int(r.steps * r.strength), r.steps) if img2img else r.steps) + 5 + (estimator is not None)
@@ -252,8 +248,8 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
 
     from .diffusion import ldm3d, loading
 
-    device = loading.pick_device(r.device)
-    dtype = loading.pick_dtype(r.precision, device)
+    device = loading.pick_device(access.device)
+    dtype = loading.pick_dtype(access.precision, device)
     need = estimate_bytes(model_folder, width, height, r.count, r.guidance > 1, torch.finfo(dtype).bits // 8, r.vae_tiling)
     have = _total_memory(device)
     if have and need > 0.9 * have:
@@ -265,7 +261,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
         from .diffusion.depth_estimator import estimate_disparity
 
         report.step(f"Estimating depth with {r.depth_estimator}")
-        init_disparity = estimate_disparity(init_rgb, estimator, r.depth_estimator, r.allow_pickle, device)
+        init_disparity = estimate_disparity(init_rgb, estimator, r.depth_estimator, access.allow_pickle, device)
     report.step(f"Loading {model_folder.name}")
     model = loading.load_ldm3d(model_folder, device, dtype, offload=r.cpu_offload and device.type != "cpu")
     seeds = [r.seed + i for i in range(r.count)]

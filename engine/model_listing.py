@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .diffusion.sources import find_models
+from .diffusion.sources import ModelAccess, find_models
 from .progress import Reporter
 
 
 @dataclass
 class ModelsRequest:
-    models_dir: str = ""
-    cache_dir: str = ""
+    access: ModelAccess = field(default_factory=ModelAccess)  # only its folders are read
 
 
 @dataclass
@@ -23,7 +22,7 @@ class ModelsResult:
 
 def list_models(request: ModelsRequest, report: Reporter) -> ModelsResult:
     result = ModelsResult()
-    for entry in find_models(request.models_dir, request.cache_dir):
+    for entry in find_models(request.access.models_dir, request.access.cache_dir):
         result.sources.append(entry.source)
         result.labels.append(entry.label)
         result.kinds.append(entry.kind)

@@ -145,7 +145,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
             attention_slicing=self.attention_slicing,
             cpu_offload=self.cpu_offload,
             overwrite=self.overwrite,
-            **session.model_access(prefs),
+            access=session.model_access(prefs),
         )
         return "generate_rgbd", request
 
@@ -181,8 +181,7 @@ class DIFFUSION3D_OT_find_models(EngineJobOperator, bpy.types.Operator):
     job_label = "Finding models"
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        access = session.model_access(session.preferences(context))
-        return "list_models", ModelsRequest(access["models_dir"], access["cache_dir"])
+        return "list_models", ModelsRequest(access=session.model_access(session.preferences(context)))
 
     def finish(self, context: bpy.types.Context, result: ModelsResult) -> None:
         found = context.window_manager.diffusion3d_models

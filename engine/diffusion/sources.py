@@ -141,6 +141,22 @@ def locate(
     return Path(str(path))
 
 
+@dataclass
+class ModelAccess:
+    """Where models come from, what may be loaded, and where they run: the part every model request shares."""
+
+    models_dir: str = ""  # local model folders; a model named by a relative path is looked for here first
+    cache_dir: str = ""  # the Hugging Face hub cache; empty: the environment's, else the default
+    allow_download: bool = False
+    allow_pickle: bool = False  # pickled weights (.bin, .ckpt, …) can run code when loaded
+    device: str = "AUTO"  # AUTO, CPU, CUDA or MPS
+    precision: str = "AUTO"  # AUTO, FP32, FP16 or BF16
+
+    def locate(self, source: str, progress: Optional[type] = None, patterns: Optional[list[str]] = None) -> Path:
+        """The folder holding ``source``, found (or downloaded) as these settings allow; see :func:`locate`."""
+        return locate(source, self.models_dir, self.cache_dir, self.allow_download, self.allow_pickle, progress, patterns)
+
+
 def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickle: bool) -> tuple[bool, str]:
     """(uses safetensors, problem) for the weights ``stem``.safetensors or, if allowed, ``pickled_name``."""
     if (folder / f"{stem}.safetensors").is_file() or (folder / f"{stem}.safetensors.index.json").is_file():

@@ -25,7 +25,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
@@ -121,18 +121,6 @@ class DSTAnnotateResult:
 # --- input -------------------------------------------------------------------
 
 
-def _as(cls: type, item: Any) -> Any:
-    """Dataclass from itself or its dict (the worker transport sends nested dataclasses as dicts)."""
-    if isinstance(item, cls):
-        return item
-    if isinstance(item, Mapping):
-        try:
-            return cls(**item)
-        except TypeError as exc:
-            raise BadInput(f"Bad {cls.__name__}: {exc}") from None
-    raise BadInput(f"Expected a {cls.__name__}, got {type(item).__name__}")
-
-
 def _array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     try:
         a = np.asarray(value, np.float64)
@@ -155,8 +143,8 @@ def _positive(value: float, what: str) -> None:
 
 def checked_request(request: DSTAnnotateRequest) -> tuple[list[DSTObject], list[DSTView], int]:
     """Objects, views (sorted by global index, indices filled in) and the total view count; BadInput otherwise."""
-    objects = [_as(DSTObject, o) for o in request.objects]
-    views = [replace(_as(DSTView, v)) for v in request.views]  # copies: indices and arrays get filled in
+    objects = list(request.objects)
+    views = [replace(v) for v in request.views]  # copies: indices and arrays get filled in
     if not objects:
         raise BadInput("No objects given")
     if not views:

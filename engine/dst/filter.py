@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
 from ..imagefiles import NewFiles
 from ..progress import Reporter
@@ -39,9 +40,8 @@ class KCFRequest:
     epochs: int = 150  # 3D-DST's schedule: SGD 0.01, momentum 0.9, ×0.1 every 50 epochs, batch 32, 256 px
     batch_size: int = 32
     image_size: int = 256
-    device: str = "AUTO"
     weights: str = ""  # local ResNet-50 weights (.safetensors) to start from
-    allow_pickle: bool = False
+    access: ModelAccess = field(default_factory=ModelAccess)  # its device, and whether pickled weights may load
     shard: str = ""
 
 
@@ -77,7 +77,7 @@ def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
         raise BadInput(f"{len(images)} generated images cannot be split into {r.folds} folds")
     ids = [i["id"] for i in images]
     options = dict(folds=r.folds, seed=r.seed, backbone=r.backbone, epochs=r.epochs, batch_size=r.batch_size, image_size=r.image_size,
-                   device=r.device, weights=r.weights, allow_pickle=r.allow_pickle, report=report)
+                   device=r.access.device, weights=r.weights, allow_pickle=r.access.allow_pickle, report=report)
     files = [str(root / i["file_name"]) for i in images]
     if r.shard:
         index, count = parse_shard(r.shard)

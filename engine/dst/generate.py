@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
 from ..imagefiles import NewFiles, read_png, write_png
 from ..progress import Reporter
@@ -47,12 +48,7 @@ class EdgeGenerationRequest:
     prompt_model: str = ""  # a local text-generation model folder for prompt expansion; empty: the tag template
     shard: str = ""  # "I/N": only this share of the views
     overwrite: bool = False
-    models_dir: str = ""
-    cache_dir: str = ""
-    allow_download: bool = False
-    allow_pickle: bool = False
-    device: str = "AUTO"
-    precision: str = "AUTO"
+    access: ModelAccess = field(default_factory=ModelAccess)
     cpu_offload: bool = False
 
 
@@ -104,22 +100,23 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
     targets = [out / f"{v['name']}_{k}.png" for v in views for k in range(r.images_per_view)]
     NewFiles(targets, r.overwrite)  # refuses existing images now, before any model work
 
-    progress = download_progress(report) if r.allow_download else None
-    base_path = sources.locate(r.base_model, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, sources.SD_DOWNLOAD_PATTERNS)
-    base = sources.inspect_stable_diffusion(base_path, r.base_model, r.allow_pickle)
-    net_path = sources.locate(r.controlnet, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, sources.COMPONENT_PATTERNS)
-    net = sources.inspect_component(net_path, r.controlnet, "ControlNetModel", r.allow_pickle)
+    access = r.access
+    progress = download_progress(report) if access.allow_download else None
+    base_path = access.locate(r.base_model, progress, sources.SD_DOWNLOAD_PATTERNS)
+    base = sources.inspect_stable_diffusion(base_path, r.base_model, access.allow_pickle)
+    net_path = access.locate(r.controlnet, progress, sources.COMPONENT_PATTERNS)
+    net = sources.inspect_component(net_path, r.controlnet, "ControlNetModel", access.allow_pickle)
     sources.check_controlnet_base(base, net)
     vae = None
     if r.vae:
-        vae_path = sources.locate(r.vae, r.models_dir, r.cache_dir, r.allow_download, r.allow_pickle, progress, sources.COMPONENT_PATTERNS)
-        vae = sources.inspect_component(vae_path, r.vae, "AutoencoderKL", r.allow_pickle)
+        vae_path = access.locate(r.vae, progress, sources.COMPONENT_PATTERNS)
+        vae = sources.inspect_component(vae_path, r.vae, "AutoencoderKL", access.allow_pickle)
         sources.check_vae_override(base, vae)
-    expander = prompts.LocalLanguageModel(r.prompt_model, r.allow_pickle) if r.prompt_model else None
+    expander = prompts.LocalLanguageModel(r.prompt_model, access.allow_pickle) if r.prompt_model else None
 
     report.total = 1 + len(views) * (r.steps + 3)
-    device = loading.pick_device(r.device)
-    model = loading.load_controlnet_pipeline(base, net, device, loading.pick_dtype(r.precision, device), r.cpu_offload and device.type != "cpu", vae)
+    device = loading.pick_device(access.device)
+    model = loading.load_controlnet_pipeline(base, net, device, loading.pick_dtype(access.precision, device), r.cpu_offload and device.type != "cpu", vae)
     report.step(f"Loaded {base.name} with {net.name}")
     style = [w.strip() for w in r.style.split(",") if w.strip()]
     negative = r.negative_prompt or prompts.NEGATIVE_PROMPT

@@ -36,7 +36,6 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
     __annotations__ = dict(FILTER_OPTIONS)
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        access = session.model_access(session.preferences(context))
         request = KCFRequest(
             dataset_dir=dataset_path(self.dataset_dir),
             fraction=self.fraction,
@@ -45,8 +44,7 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
             backbone=self.backbone,
             epochs=self.epochs,
             image_size=self.image_size,
-            device=access["device"],
-            allow_pickle=access["allow_pickle"],
+            access=session.model_access(session.preferences(context)),
             shard=self.shard,
         )
         return "filter_dataset", request

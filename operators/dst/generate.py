@@ -45,7 +45,6 @@ class DIFFUSION3D_OT_generate_from_edges(EngineJobOperator, bpy.types.Operator):
     __annotations__ = dict(GENERATE_EDGES_OPTIONS)
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        access = session.model_access(session.preferences(context))
         request = EdgeGenerationRequest(
             dataset_dir=dataset_path(self.dataset_dir),
             base_model=self.base_model,
@@ -60,7 +59,7 @@ class DIFFUSION3D_OT_generate_from_edges(EngineJobOperator, bpy.types.Operator):
             prompt_model=bpy.path.abspath(self.prompt_model) if self.prompt_model else "",
             shard=self.shard,
             overwrite=self.overwrite,
-            **access,
+            access=session.model_access(session.preferences(context)),
         )
         return "generate_from_edges", request
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from engine import protocol
 from engine.dst.camera import blender_camera_matrix, camera_location, extrinsics, pose_from_extrinsics
 from engine.dst.dataset import DSTAnnotateRequest, DSTObject, DSTView, annotate_views
 from engine.dst.merge import merge_datasets
@@ -224,12 +225,18 @@ def test_shard_indices():
         shard_indices(10, 3, 3)
 
 
-def test_views_and_objects_may_come_as_dicts(scene, tmp_path):
+def test_views_and_objects_sent_through_the_worker_format_arrive_as_dataclasses(scene, tmp_path):
     root, views, _, _ = scene
-    req = request(root / "renders", tmp_path / "d", [dataclasses.asdict(v) for v in views[:2]])
-    req.objects = [dataclasses.asdict(o) for o in OBJECTS]
-    result = annotate_views(req, Events().reporter())
-    assert result.annotations == 2 and isinstance(views[0].camera_matrix, np.ndarray)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    line = protocol.dumps({"type": "run", "request": protocol.encode(request(root / "renders", tmp_path / "d", views[:2]), scratch)})
+    received = protocol.decode_as(DSTAnnotateRequest, protocol.loads(line)["request"], scratch)
+    assert all(isinstance(o, DSTObject) for o in received.objects) and all(isinstance(v, DSTView) for v in received.views)
+    assert isinstance(received.views[0].camera_matrix, np.ndarray)
+    result = annotate_views(received, Events().reporter())
+    direct = annotate_views(request(root / "renders", tmp_path / "e", views[:2]), Events().reporter())
+    assert result.annotations == direct.annotations == 2
+    assert (tmp_path / "d" / "annotations.json").read_text() == (tmp_path / "e" / "annotations.json").read_text()
 
 
 def test_existing_files_are_kept_unless_overwrite(scene, tmp_path):

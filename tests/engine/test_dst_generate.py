@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from pycocotools.coco import COCO  # noqa: E402
 
+from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.dst.dataset import annotate_views  # noqa: E402
 from engine.dst.filter import KCFRequest, filter_dataset  # noqa: E402
 from engine.dst.generate import GENERATED_ID, EdgeGenerationRequest, generate_from_edges  # noqa: E402
@@ -24,6 +25,7 @@ from test_dst_dataset import make_views, request  # noqa: E402
 from tiny_controlnet import build_tiny_controlnet, build_tiny_sd  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CPU = ModelAccess(device="CPU")
 
 
 def quiet() -> Reporter:
@@ -41,7 +43,7 @@ def world(tmp_path_factory):
 def gen(world, folder: Path, **kw) -> EdgeGenerationRequest:
     root, sd, cn = world
     kw.setdefault("images_per_view", 2)
-    return EdgeGenerationRequest(str(folder), base_model=str(sd), controlnet=str(cn), steps=2, seed=11, device="CPU", **kw)
+    return EdgeGenerationRequest(str(folder), base_model=str(sd), controlnet=str(cn), steps=2, seed=11, access=CPU, **kw)
 
 
 def copy_of(world, name: str) -> Path:
@@ -110,7 +112,7 @@ def test_bad_generation_input(world):
     data = copy_of(world, "bad")
     xl_net = build_tiny_controlnet(root / "cn-xl", xl=True)
     with pytest.raises(BadInput, match="trained for this base"):
-        generate_from_edges(EdgeGenerationRequest(str(data), base_model=str(sd), controlnet=str(xl_net), device="CPU"), quiet())
+        generate_from_edges(EdgeGenerationRequest(str(data), base_model=str(sd), controlnet=str(xl_net), access=CPU), quiet())
     with pytest.raises(BadInput, match="not a 3D-DST data set"):
         generate_from_edges(gen(world, root / "renders"), quiet())
     with pytest.raises(BadInput, match="Images per view"):
@@ -119,7 +121,7 @@ def test_bad_generation_input(world):
 
 
 def kcf(folder: Path, **kw) -> KCFRequest:
-    return KCFRequest(str(folder), fraction=0.25, folds=3, epochs=1, batch_size=4, image_size=16, backbone="small", device="CPU", **kw)
+    return KCFRequest(str(folder), fraction=0.25, folds=3, epochs=1, batch_size=4, image_size=16, backbone="small", access=CPU, **kw)
 
 
 def test_kcf_scores_every_image_and_moves_the_worst(world):

@@ -19,6 +19,7 @@ pytest.importorskip("diffusers")
 
 from engine.client import make_client  # noqa: E402
 from engine.diffusion import core, ldm3d, loading, sources  # noqa: E402
+from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from engine.ldm3d import RGBDRequest  # noqa: E402
@@ -269,7 +270,7 @@ def test_bad_requests_are_refused_before_any_model_loads(models, tmp_path, monke
     loading.release()
     monkeypatch.setattr(loading, "load_ldm3d", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
     with pytest.raises(BadInput, match=words):
-        run(request(models, tmp_path / "out", cache_dir=str(tmp_path / "empty-cache"), **kw))
+        run(request(models, tmp_path / "out", access=ModelAccess(cache_dir=str(tmp_path / "empty-cache")), **kw))
     assert not (tmp_path / "out").exists()
 
 
@@ -310,7 +311,7 @@ def test_pickled_weights_load_only_when_allowed(tmp_path):
     with pytest.raises(BadInput, match="only pickled weights"):
         run(RGBDRequest(prompt="x", model=str(folder), out_dir=str(tmp_path / "o1"), width=64, height=32, steps=1))
     assert not (tmp_path / "o1").exists()
-    result = run(RGBDRequest(prompt="x", model=str(folder), out_dir=str(tmp_path / "o2"), width=64, height=32, steps=1, allow_pickle=True))
+    result = run(RGBDRequest(prompt="x", model=str(folder), out_dir=str(tmp_path / "o2"), width=64, height=32, steps=1, access=ModelAccess(allow_pickle=True)))
     assert Path(result.paths[0]["rgb.png"]).is_file()
 
 
@@ -324,9 +325,9 @@ def test_repo_ids_resolve_from_the_hub_cache_offline(models, tmp_path, monkeypat
     shutil.copytree(models[4], snapshot)
     (cache / "models--Intel--ldm3d-pano" / "refs").mkdir()
     (cache / "models--Intel--ldm3d-pano" / "refs" / "main").write_text(commit)
-    result = run(request(models, tmp_path / "out", model="Intel/ldm3d-pano", cache_dir=str(cache)))
+    result = run(request(models, tmp_path / "out", model="Intel/ldm3d-pano", access=ModelAccess(cache_dir=str(cache))))
     assert result.revision == commit
-    listed = run_job("list_models", __import__("engine.model_listing").model_listing.ModelsRequest(str(models[4].parent), str(cache)), lambda p: None, CancelToken())
+    listed = run_job("list_models", __import__("engine.model_listing").model_listing.ModelsRequest(ModelAccess(str(models[4].parent), str(cache))), lambda p: None, CancelToken())
     assert "Intel/ldm3d-pano" in listed.sources and str(models[6]) in listed.sources
     assert dict(zip(listed.sources, listed.kinds))[str(models[6])] == "rgbd6"
 
@@ -356,7 +357,7 @@ def test_downloads_only_when_allowed_and_report_progress(models, tmp_path, monke
     with pytest.raises(BadInput, match="allow downloads"):
         run(request(models, tmp_path / "a", model="Intel/ldm3d-pano"))
     events: list = []
-    run(request(models, tmp_path / "b", model="Intel/ldm3d-pano", allow_download=True), events=events)
+    run(request(models, tmp_path / "b", model="Intel/ldm3d-pano", access=ModelAccess(allow_download=True)), events=events)
     assert [c["local_files_only"] for c in calls] == [True, False]
     assert "*.bin" in calls[1]["ignore_patterns"]  # pickles are not even fetched unless allowed
     assert any(e.message == "Downloading model files: 3 of 3" for e in events)
@@ -390,7 +391,7 @@ def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, m
     loading.release()
     monkeypatch.setattr(loading, "load_ldm3d", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
     with pytest.raises(BadInput, match="depth estimator is not available"):
-        run(request(models, tmp_path / "o2", init_rgb=rgb, strength=0.5, depth_estimator=str(tmp_path / "none"), cache_dir=str(tmp_path / "c")))
+        run(request(models, tmp_path / "o2", init_rgb=rgb, strength=0.5, depth_estimator=str(tmp_path / "none"), access=ModelAccess(cache_dir=str(tmp_path / "c"))))
     with pytest.raises(BadInput, match="no config.json"):
         run(request(models, tmp_path / "o3", init_rgb=rgb, strength=0.5, depth_estimator=str(models[4])))
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from engine.client import SubprocessTransport, make_client
+from engine.diffusion.sources import ModelAccess
 from engine.errors import BadInput, EngineError, JobCancelled
 from engine.info import InfoRequest
 from engine.jobs import EchoRequest, WorldSphereRequest
+from engine.model_listing import ModelsRequest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,6 +49,16 @@ def test_world_sphere_is_identical_in_both_modes():
     for field in ("vertices", "face_starts", "corner_verts", "corner_uvs"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert (a.rows, a.cols, a.min_distance) == (b.rows, b.cols, b.min_distance)
+
+
+def test_a_request_with_a_nested_model_access_reaches_the_job_in_both_modes(client, tmp_path):
+    model = tmp_path / "models" / "tiny"
+    (model / "unet").mkdir(parents=True)
+    (model / "vae").mkdir()
+    (model / "vae" / "config.json").write_text('{"out_channels": 6}')
+    access = ModelAccess(models_dir=str(tmp_path / "models"), cache_dir=str(tmp_path / "no-cache"))
+    result = client.run("list_models", ModelsRequest(access=access))
+    assert result.sources == [str(model)] and result.kinds == ["rgbd6"]
 
 
 def test_progress_events_arrive_in_order_with_previews(client):
