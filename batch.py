@@ -4,6 +4,11 @@ or ``python batch.py SUBCOMMAND …`` with a Python that has the ``bpy`` module.
 Each subcommand runs the same operators as the UI, prints progress, then one
 JSON summary line last on stdout. On error it prints a one-line reason to
 stderr and exits non-zero. ``python batch.py --help`` lists the subcommands.
+
+A subcommand is two functions side by side: ``add_NAME(sub)`` adds its parser
+(its options, and the function to run) and ``NAME(args)`` runs it. Option
+groups that several subcommands share are ``add_…_options`` functions, and
+every list of choices comes from the engine's ``choices`` module.
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, TypeAlias
 
 ROOT = Path(__file__).resolve().parent
 ADDON = "diffusion3d"
+NEEDS_BLENDER = "error: this needs Blender: run it with blender -b --python batch.py -- …, or a Python with the bpy module"
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Options: TypeAlias = "argparse._ActionsContainer"  # a parser or one of its argument groups
 
 
 class BatchError(Exception):
@@ -30,11 +40,13 @@ def script_args(argv: list[str]) -> list[str]:
     return argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
 
 
-def load_addon() -> Any:
-    """Register the add-on from this folder under the name ``diffusion3d``, whatever the folder is called."""
-    import addon_utils
-    import bpy
+def addon_package() -> ModuleType:
+    """This folder as the package ``diffusion3d``, whatever the folder is called.
 
+    Its ``__init__.py`` imports nothing of Blender, so the parser can read the
+    engine's choice lists before (and without) ``bpy``; :func:`load_addon` then
+    enables the same package.
+    """
     if ADDON not in sys.modules:
         spec = importlib.util.spec_from_file_location(ADDON, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
         assert spec is not None and spec.loader is not None
@@ -42,10 +54,32 @@ def load_addon() -> Any:
         sys.modules[ADDON] = module
         spec.loader.exec_module(module)
         module.__time__ = os.path.getmtime(ROOT / "__init__.py")  # addon_utils would otherwise try to reload it
+    return sys.modules[ADDON]
+
+
+if TYPE_CHECKING:  # mypy knows the add-on's modules by their folder names
+    from engine import choices
+else:  # one copy of the engine: the add-on's, as Blender will enable it
+    addon_package()
+    try:
+        from diffusion3d.engine import choices
+    except ModuleNotFoundError as exc:  # the engine's numpy: Blender has it, a plain Python may not
+        if exc.name != "numpy":
+            raise
+        print(NEEDS_BLENDER, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def load_addon() -> Any:
+    """Register the add-on from this folder under the name ``diffusion3d`` and enable it."""
+    import addon_utils
+    import bpy
+
+    module = addon_package()
     if not hasattr(bpy.types.Scene, "diffusion3d"):
         if addon_utils.enable(ADDON, default_set=True, handle_error=_raise) is None:
             raise BatchError(f"Could not enable the add-on from {ROOT}")
-    return sys.modules[ADDON]
+    return module
 
 
 def _raise(exc: BaseException) -> None:
@@ -63,12 +97,163 @@ def run_operator(op: Callable[..., set[str]], **kwargs: Any) -> None:
         raise BatchError(f"{op.idname_py()} did not finish ({', '.join(result)})")
 
 
+def save_blend(path: Path) -> None:
+    import bpy
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False)
+
+
 def parse_point(text: str) -> tuple[float, float, float]:
     try:
         x, y, z = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected x,y,z, got {text!r}") from None
     return x, y, z
+
+
+# Option groups several subcommands share -------------------------------------------------
+
+
+def add_choice(options: Options, flag: str, among: choices.Choices[Any], help: str | None = None, default: bool = True) -> None:
+    """An option taking a command-line name from one of the engine's lists; ``among.from_cli`` gives its id.
+
+    Its default is the list's own unless ``default`` is false (then None: the add-on's setting stays).
+    """
+    options.add_argument(flag, choices=among.cli_names, default=among[among.default].cli if default else None, help=help)
+
+
+def add_output_options(p: argparse.ArgumentParser, out: str | None = "output folder", default: str | None = None) -> argparse._ArgumentGroup:
+    """``--out`` (described by ``out``, required unless it has a default; left out for None) and ``--overwrite``.
+
+    Returns the group, for a subcommand's other outputs.
+    """
+    group = p.add_argument_group("output options")
+    if out is not None:
+        described = out if default is None else f"{out} (default {default})"
+        group.add_argument("--out", required=default is None, default=default, help=described)
+    group.add_argument("--overwrite", action="store_true")
+    return group
+
+
+def add_model_options(p: argparse.ArgumentParser, pretrained: bool = True) -> None:
+    """Where models come from and run, read by :func:`use_model_settings`.
+
+    ``pretrained=False``: a job that trains its own model (kcf) takes only the device and the engine's Python.
+    """
+    group = p.add_argument_group("model options")
+    if pretrained:
+        group.add_argument("--models-dir", help="folder holding diffusers model folders")
+        group.add_argument("--cache-dir", help="Hugging Face hub cache")
+    add_choice(group, "--device", choices.DEVICES, default=False)
+    if pretrained:
+        add_choice(group, "--precision", choices.PRECISIONS, default=False)
+        group.add_argument("--allow-downloads", action="store_true", help="let the models download (needs network)")
+    else:  # use_model_settings reads the same names for every model job
+        p.set_defaults(models_dir=None, cache_dir=None, precision=None, allow_downloads=False)
+    group.add_argument(
+        "--engine-python",
+        default=os.environ.get("DIFFUSION3D_ENGINE_PYTHON") or None,
+        help="run model jobs in a worker with this Python (one with torch: requirements-engine.txt); env DIFFUSION3D_ENGINE_PYTHON",
+    )
+
+
+def use_model_settings(args: argparse.Namespace) -> None:
+    """The add-on preferences a model job reads, from the command line (this session only)."""
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    prefs = session.preferences()
+    for folder, name in ((args.models_dir, "models_dir"), (args.cache_dir, "hf_cache_dir")):
+        if folder:
+            setattr(prefs, name, str(Path(folder).resolve()))
+    if args.device:
+        prefs.device = choices.DEVICES.from_cli(args.device)
+    if args.precision:
+        prefs.precision = choices.PRECISIONS.from_cli(args.precision)
+    if args.engine_python:
+        python = Path(args.engine_python).expanduser()
+        if not python.is_file():
+            raise BatchError(f"--engine-python: no such interpreter {python}")
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(python.absolute())
+    if args.allow_downloads:
+        prefs.allow_downloads = True
+
+
+def add_ldm3d_options(p: argparse.ArgumentParser, model_default: str) -> None:
+    """The LDM3D generation options (read by :func:`generate_rgbd`), then the model options."""
+    group = p.add_argument_group("LDM3D options")
+    group.add_argument(
+        "--model",
+        default=model_default,
+        help=f"LDM3D folder or Hugging Face repo id (default: {model_default or 'none: the demo captures a scene'}; env DIFFUSION3D_LDM3D_PANO)",
+    )
+    group.add_argument("--prompt", default="panoramic view of a cosy living room with a fireplace, wooden floor and large windows")
+    group.add_argument("--negative", default="", help="negative prompt")
+    group.add_argument("--steps", type=int, default=50)
+    group.add_argument("--guidance", type=float, default=7.0)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--count", type=int, default=1)
+    add_choice(group, "--scheduler", choices.SCHEDULERS)
+    group.add_argument("--strength", type=float, default=0.75, help="img2img: 0 keeps the input, 1 ignores it")
+    group.add_argument("--no-seamless", action="store_true", help="let the panorama's left and right edges differ")
+    group.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
+    add_model_options(p)
+
+
+def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> dict[str, Any]:
+    import bpy
+
+    use_model_settings(args)
+    init: dict[str, Any] = {}
+    if args.init_rgb or args.init_depth:
+        if not args.init_rgb:
+            raise BatchError("--init-depth needs the --init-rgb it belongs to")
+        depth = str(Path(args.init_depth).resolve()) if args.init_depth else ""
+        init = {"init": "FILES", "init_rgb_path": str(Path(args.init_rgb).resolve()), "init_depth_path": depth}
+        if args.depth_estimator:
+            init["depth_estimator"] = args.depth_estimator
+    start = time.perf_counter()
+    options: dict[str, Any] = dict(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        model=args.model,
+        output_dir=str(out),
+        projection="FLAT" if args.flat else "EQUIRECTANGULAR",
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        count=args.count,
+        scheduler=choices.SCHEDULERS.from_cli(args.scheduler),
+        strength=args.strength,
+        vae_tiling=args.vae_tiling,
+        build_sphere=build_sphere,
+        overwrite=args.overwrite,
+        **init,
+    )
+    if args.no_seamless:
+        options["seamless"] = False
+    run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
+    from diffusion3d.engine.ldm3d import OUTPUT_NAMES, sample_dirs  # type: ignore[import-not-found]
+
+    return {
+        "paths": [{name: str(f / name) for name in OUTPUT_NAMES} for f in sample_dirs(out, args.count)],
+        "timings_s": {"generate": round(time.perf_counter() - start, 3)},
+    }
+
+
+# The subcommands, in the order --help lists them -----------------------------------------
+
+
+def add_capture(sub: Subparsers) -> None:
+    p = sub.add_parser("capture", help="render an RGBD 360° panorama of a .blend (rgb.png, depth.exr, depth16.png, meta.json)")
+    p.add_argument("--blend", help="scene to open (default: the file Blender was started with)")
+    p.add_argument("--width", type=int, default=1024, help="panorama width; height is half (default 1024)")
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--from", dest="origin", default="", help="camera, cursor, or x,y,z (default: camera, else cursor)")
+    add_output_options(p)
+    p.set_defaults(run=capture)
 
 
 def capture(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,6 +282,24 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def add_sphere(sub: Subparsers) -> None:
+    p = sub.add_parser("sphere", help="build a displaced world sphere from an RGB and a depth panorama")
+    p.add_argument("--blend", help="scene to open first")
+    p.add_argument("--rgb", required=True)
+    p.add_argument("--depth", required=True, help="float .exr/.npy/.hdr/.tif distances, or 8/16-bit disparity (near = bright)")
+    add_choice(p, "--mode", choices.DEPTH_MODES, help="auto: float files are metric, 8/16-bit images relative")
+    p.add_argument("--place", choices=["origin", "cursor"], default="origin", help="centre of a sphere that is not from a capture (a capture's goes where it was taken)")
+    add_choice(p, "--mapping", choices.DEPTH_MAPPINGS, help="relative depth: paper offset or inverse depth")
+    p.add_argument("--radius", type=float, default=5.0)
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--near", type=float, default=1.0)
+    p.add_argument("--far", type=float, default=10.0)
+    p.add_argument("--step", type=int, default=2, help="grid: every Nth pixel (1 full, 2 half …)")
+    p.add_argument("--cut", type=float, default=0.0, help="drop faces across depth jumps larger than this ratio (0 = off)")
+    add_output_options(p, out=None).add_argument("--save", help="write the scene with the sphere to this .blend")
+    p.set_defaults(run=sphere)
+
+
 def sphere(args: argparse.Namespace) -> dict[str, Any]:
     import bpy
 
@@ -107,8 +310,8 @@ def sphere(args: argparse.Namespace) -> dict[str, Any]:
         bpy.ops.diffusion3d.build_world_sphere,
         rgb_path=str(Path(args.rgb).resolve()),
         depth_path=str(Path(args.depth).resolve()),
-        depth_mode=args.mode.upper(),
-        relative_mapping=args.mapping.upper(),
+        depth_mode=choices.DEPTH_MODES.from_cli(args.mode),
+        relative_mapping=choices.DEPTH_MAPPINGS.from_cli(args.mapping),
         place=args.place.upper(),
         radius=args.radius,
         strength=args.strength,
@@ -134,262 +337,16 @@ def sphere(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-SCHEDULERS = {"ddim": "DDIM", "dpmpp-2m": "DPMPP_2M", "euler-a": "EULER_A", "unipc": "UNIPC"}
-
-
-def use_model_settings(args: argparse.Namespace) -> None:
-    """The add-on preferences a model job reads, from the command line (this session only)."""
-    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
-
-    prefs = session.preferences()
-    for option, name in (("models_dir", "models_dir"), ("cache_dir", "hf_cache_dir")):
-        if getattr(args, option, None):
-            setattr(prefs, name, str(Path(getattr(args, option)).resolve()))
-    for option in ("device", "precision"):
-        if getattr(args, option, None):
-            setattr(prefs, option, getattr(args, option).upper())
-    if getattr(args, "engine_python", None):
-        python = Path(args.engine_python).expanduser()
-        if not python.is_file():
-            raise BatchError(f"--engine-python: no such interpreter {python}")
-        prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(python.absolute())
-    if getattr(args, "allow_downloads", False):
-        prefs.allow_downloads = True
-
-
-def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> dict[str, Any]:
-    import bpy
-
-    use_model_settings(args)
-    init: dict[str, Any] = {}
-    if args.init_rgb or args.init_depth:
-        if not args.init_rgb:
-            raise BatchError("--init-depth needs the --init-rgb it belongs to")
-        depth = str(Path(args.init_depth).resolve()) if args.init_depth else ""
-        init = {"init": "FILES", "init_rgb_path": str(Path(args.init_rgb).resolve()), "init_depth_path": depth}
-        if args.depth_estimator:
-            init["depth_estimator"] = args.depth_estimator
-    start = time.perf_counter()
-    options: dict[str, Any] = dict(
-        prompt=args.prompt,
-        negative_prompt=args.negative,
-        model=args.model,
-        output_dir=str(out),
-        projection="FLAT" if args.flat else "EQUIRECTANGULAR",
-        width=args.width,
-        height=args.height,
-        steps=args.steps,
-        guidance=args.guidance,
-        seed=args.seed,
-        count=args.count,
-        scheduler=SCHEDULERS[args.scheduler],
-        strength=args.strength,
-        vae_tiling=args.vae_tiling,
-        build_sphere=build_sphere,
-        overwrite=args.overwrite,
-        **init,
-    )
-    if args.no_seamless:
-        options["seamless"] = False
-    run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
-    from diffusion3d.engine.ldm3d import OUTPUT_NAMES, sample_dirs  # type: ignore[import-not-found]
-
-    return {
-        "paths": [{name: str(f / name) for name in OUTPUT_NAMES} for f in sample_dirs(out, args.count)],
-        "timings_s": {"generate": round(time.perf_counter() - start, 3)},
-    }
-
-
-def panorama(args: argparse.Namespace) -> dict[str, Any]:
-    import bpy
-
-    if args.save and Path(args.save).exists() and not args.overwrite:
-        raise BatchError(f"{args.save} already exists (use --overwrite)")
-    summary = generate_rgbd(args, Path(args.out).resolve(), build_sphere=bool(args.save) and not args.flat)
-    if args.save:
-        obj = bpy.context.view_layer.objects.active
-        summary["sphere"] = {"object": obj.name, "vertices": len(obj.data.vertices)} if obj is not None else None
-        save_blend(Path(args.save))
-        summary["blend"] = str(Path(args.save).resolve())
-    return summary
-
-
-RESOLUTIONS = {"vr-4k": "VR_4K", "vr-2k": "VR_2K", "hd": "HD", "preview": "PREVIEW"}
-LAYOUTS = {"top-bottom": "TOP_BOTTOM", "side-by-side": "SIDE_BY_SIDE", "mono": "MONO"}
-
-
-def resolution_options(text: str) -> dict[str, Any]:
-    """A preset name or an eye width in pixels."""
-    if text in RESOLUTIONS:
-        return {"resolution": RESOLUTIONS[text]}
-    if text.isdigit():
-        return {"resolution": "CUSTOM", "eye_width": int(text)}
-    raise BatchError(f"--resolution takes {', '.join(RESOLUTIONS)} or an eye width in pixels, got {text!r}")
-
-
-def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
-    """The scene's stereo rig (added at the world sphere if there is none), moved, rendered to a stereo video."""
-    import bpy
-
-    from diffusion3d.operators.stereo_rig import RIG_KEY  # type: ignore[import-not-found]
-
-    resolution = resolution_options(args.resolution)
-    timings: dict[str, float] = {}
-    scene = bpy.context.scene
-    rigs = [o for o in scene.objects if o.get(RIG_KEY) is not None]
-    start = time.perf_counter()
-    if not rigs:
-        run_operator(
-            bpy.ops.diffusion3d.add_stereo_rig,
-            mode="FLAT" if args.flat else "SPHERICAL",
-            interocular=args.ipd if args.ipd is not None else 0.065,
-            scene_scale=args.scene_scale,
-        )
-    elif args.ipd is not None:
-        rig = rigs[0] if len(rigs) == 1 else None
-        camera = next((c for c in rig.children if c.type == "CAMERA"), None) if rig is not None else None
-        if camera is None:
-            raise BatchError("--ipd needs one stereo rig with a camera in the scene")
-        if args.ipd <= 0:
-            raise BatchError(f"Interocular distance must be greater than 0, got {args.ipd}")
-        camera.data.stereo.interocular_distance = args.ipd * args.scene_scale
-    move = "CUSTOM" if args.move == "keep" else args.move.upper()
-    options = {} if move == "CUSTOM" else {"seconds": args.seconds, "amplitude": args.amplitude}
-    run_operator(bpy.ops.diffusion3d.animate_rig, move=move, **options)
-    timings["rig"] = round(time.perf_counter() - start, 3)
-    out = Path(args.out).resolve()
-    start = time.perf_counter()
-    run_operator(
-        bpy.ops.diffusion3d.render_stereo_video,
-        filepath=str(out),
-        file_format=args.format.upper(),
-        stereo_layout=LAYOUTS[args.layout],
-        quality=args.quality.upper(),
-        overwrite=args.overwrite,
-        keep_frames=args.keep_frames,
-        **resolution,
-    )
-    timings["render"] = round(time.perf_counter() - start, 3)
-    frames = scene.frame_end - scene.frame_start + 1
-    timings["per_frame"] = round(timings["render"] / frames, 3)
-    return {"paths": {"video": str(out)}, "frames": frames, "layout": args.layout, "timings_s": timings}
-
-
-def edges(args: argparse.Namespace) -> dict[str, Any]:
-    """Scene objects → rendered views → a 3D-DST data set (this shard's views)."""
-    import bpy
-
-    scene = bpy.context.scene
-    options: dict[str, Any] = {"source": "SELECTED"}
-    if args.collection:
-        options = {"source": "COLLECTION", "collection": args.collection}
-    else:
-        names = [n.strip() for n in args.objects.split(",") if n.strip()] if args.objects else None
-        chosen = [o for o in scene.objects if (o.name in names if names is not None else o.type == "MESH" and o.visible_get())]
-        missing = sorted(set(names or ()) - {o.name for o in chosen})
-        if missing:
-            raise BatchError(f"No object named {', '.join(missing)} in scene {scene.name!r}")
-        for obj in scene.objects:
-            obj.select_set(obj in chosen)
-    start = time.perf_counter()
-    run_operator(
-        bpy.ops.diffusion3d.render_edge_maps,
-        dataset_dir=str(Path(args.out).resolve()),
-        views_per_object=args.views,
-        seed=args.seed,
-        azimuth_range=args.azimuth.upper(),
-        polar_preset=args.elevation.upper(),
-        inplane_max=args.inplane,
-        distance=args.distance,
-        distance_jitter=args.jitter,
-        viewpoints=args.viewpoints or "",
-        resolution=args.resolution,
-        samples=args.samples,
-        edge_method=args.edges.upper(),
-        shard=args.shard or "",
-        overwrite=args.overwrite,
-        **options,
-    )
-    seconds = time.perf_counter() - start
-    annotations = json.loads((Path(args.out) / "annotations.json").read_text(encoding="utf-8"))
-    views = len(annotations["images"])
-    return {
-        "paths": {"dataset": str(Path(args.out).resolve())},
-        "views": views,
-        "annotations": len(annotations["annotations"]),
-        "shard": args.shard or "",
-        "timings_s": {"edges": round(seconds, 3), "per_view": round(seconds / max(views, 1), 3)},
-    }
-
-
-def merge(args: argparse.Namespace) -> dict[str, Any]:
-    """Shard folders → one data set, as one unsharded run would have written it."""
-    from diffusion3d.engine.dst.merge import DSTMergeRequest  # type: ignore[import-not-found]
-    from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
-    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
-
-    request = DSTMergeRequest([str(Path(d).resolve()) for d in args.shards], str(Path(args.out).resolve()), args.overwrite)
-    try:
-        result = session.client().run("merge_shards", request)
-    except EngineError as exc:
-        raise BatchError(str(exc)) from None
-    return {"paths": {"dataset": result.dataset_dir}, "views": result.views, "annotations": result.annotations}
-
-
-def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
-    """A data set's edge maps → ControlNet images linked to their views' annotations."""
-    import bpy
-
-    use_model_settings(args)
-    start = time.perf_counter()
-    run_operator(
-        bpy.ops.diffusion3d.generate_from_edges,
-        dataset_dir=str(Path(args.dataset).resolve()),
-        base_model=args.base_model,
-        controlnet=args.controlnet,
-        vae=args.vae or "",
-        images_per_view=args.images_per_view,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        control_strength=args.control_strength,
-        style=args.style or "",
-        prompt_model=args.prompt_model or "",
-        shard=args.shard or "",
-        overwrite=args.overwrite,
-    )
-    seconds = time.perf_counter() - start
-    generated = sorted((Path(args.dataset) / "generated").glob("*.png"))
-    return {"paths": {"dataset": str(Path(args.dataset).resolve())}, "generated_images": len(generated), "timings_s": {"generate": round(seconds, 3)}}
-
-
-def kcf(args: argparse.Namespace) -> dict[str, Any]:
-    """The K-fold consistency filter on a data set's generated images."""
-    import bpy
-
-    use_model_settings(args)
-    start = time.perf_counter()
-    run_operator(
-        bpy.ops.diffusion3d.filter_dataset,
-        dataset_dir=str(Path(args.dataset).resolve()),
-        fraction=args.fraction,
-        folds=args.folds,
-        seed=args.seed,
-        backbone=args.backbone,
-        epochs=args.epochs,
-        image_size=args.image_size,
-        shard=args.shard or "",
-    )
-    root = Path(args.dataset)
-    rejected = sorted(p.name for p in (root / "rejected").glob("*.png")) if not args.shard else []
-    return {"paths": {"dataset": str(root.resolve())}, "rejected": rejected, "timings_s": {"kcf": round(time.perf_counter() - start, 3)}}
-
-
-def save_blend(path: Path) -> None:
-    import bpy
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False)
+def add_demo(sub: Subparsers) -> None:
+    p = sub.add_parser("demo", help="furnished room → RGBD capture → world sphere → world.blend and previews (offline)")
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--step", type=int, default=1, help="sphere grid step (default 1: full resolution)")
+    p.add_argument("--video-width", type=int, default=1024, help="eye width of the 2 s top-bottom stereo 360° video (default 1024)")
+    add_output_options(p, default="out/demo")
+    add_ldm3d_options(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", ""))
+    # generate_rgbd's panorama options the demo does not offer
+    p.set_defaults(run=demo, height=0, init_rgb=None, init_depth=None, depth_estimator=None, flat=False)
 
 
 def demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -466,110 +423,118 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def add_engine_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--engine-python",
-        default=os.environ.get("DIFFUSION3D_ENGINE_PYTHON") or None,
-        help="run model jobs in a worker with this Python (one with torch: requirements-engine.txt); env DIFFUSION3D_ENGINE_PYTHON",
-    )
-
-
-def add_model_arguments(p: argparse.ArgumentParser, model_default: str) -> None:
-    p.add_argument("--model", default=model_default, help=f"LDM3D folder or Hugging Face repo id (default: {model_default or 'none: the demo captures a scene'}; env DIFFUSION3D_LDM3D_PANO)")
-    p.add_argument("--prompt", default="panoramic view of a cosy living room with a fireplace, wooden floor and large windows")
-    p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=7.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--count", type=int, default=1)
-    p.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddim")
-    p.add_argument("--strength", type=float, default=0.75, help="img2img: 0 keeps the input, 1 ignores it")
-    p.add_argument("--no-seamless", action="store_true", help="let the panorama's left and right edges differ")
-    p.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
-    p.add_argument("--models-dir", help="folder holding diffusers model folders")
-    p.add_argument("--cache-dir", help="Hugging Face hub cache")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--allow-downloads", action="store_true", help="let the model download (needs network)")
-    add_engine_argument(p)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="batch.py",
-        description="Diffusion 3D headless jobs. Under Blender: blender -b [file.blend] --python batch.py -- SUBCOMMAND …",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-
-    p = sub.add_parser("capture", help="render an RGBD 360° panorama of a .blend (rgb.png, depth.exr, depth16.png, meta.json)")
-    p.add_argument("--blend", help="scene to open (default: the file Blender was started with)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--width", type=int, default=1024, help="panorama width; height is half (default 1024)")
-    p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--from", dest="origin", default="", help="camera, cursor, or x,y,z (default: camera, else cursor)")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(run=capture)
-
-    p = sub.add_parser("sphere", help="build a displaced world sphere from an RGB and a depth panorama")
-    p.add_argument("--blend", help="scene to open first")
-    p.add_argument("--rgb", required=True)
-    p.add_argument("--depth", required=True, help="float .exr/.npy/.hdr/.tif distances, or 8/16-bit disparity (near = bright)")
-    p.add_argument("--mode", choices=["auto", "metric", "relative"], default="auto", help="auto: float files are metric, 8/16-bit images relative")
-    p.add_argument("--place", choices=["origin", "cursor"], default="origin", help="centre of a sphere that is not from a capture (a capture's goes where it was taken)")
-    p.add_argument("--mapping", choices=["offset", "inverse"], default="offset", help="relative depth: paper offset or inverse depth")
-    p.add_argument("--radius", type=float, default=5.0)
-    p.add_argument("--strength", type=float, default=1.0)
-    p.add_argument("--near", type=float, default=1.0)
-    p.add_argument("--far", type=float, default=10.0)
-    p.add_argument("--step", type=int, default=2, help="grid: every Nth pixel (1 full, 2 half …)")
-    p.add_argument("--cut", type=float, default=0.0, help="drop faces across depth jumps larger than this ratio (0 = off)")
-    p.add_argument("--save", help="write the scene with the sphere to this .blend")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(run=sphere)
-
-    p = sub.add_parser("demo", help="furnished room → RGBD capture → world sphere → world.blend and previews (offline)")
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--step", type=int, default=1, help="sphere grid step (default 1: full resolution)")
-    p.add_argument("--video-width", type=int, default=1024, help="eye width of the 2 s top-bottom stereo 360° video (default 1024)")
-    p.add_argument("--overwrite", action="store_true")
-    add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", ""))
-    p.set_defaults(run=demo, height=0, init_rgb=None, init_depth=None, depth_estimator=None, flat=False)
-
+def add_panorama(sub: Subparsers) -> None:
     p = sub.add_parser("panorama", help="text (or RGB + depth) → RGBD panorama with LDM3D (rgb.png, depth16.png, depth.npy, meta.json)")
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--width", type=int, default=0, help="multiple of 8 (default: 1024 for panoramas, the model's size for --flat)")
     p.add_argument("--height", type=int, default=0)
     p.add_argument("--init-rgb", help="img2img: the RGB panorama to start from")
     p.add_argument("--init-depth", help="img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright); default: estimated")
     p.add_argument("--depth-estimator", help="DPT folder or repo id for estimating the init depth (default Intel/dpt-large)")
     p.add_argument("--flat", action="store_true", help="an ordinary image, not a 360° panorama")
-    p.add_argument("--save", help="also build the world sphere and write the scene to this .blend")
-    p.add_argument("--overwrite", action="store_true")
-    add_model_arguments(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", "Intel/ldm3d-pano"))
+    add_output_options(p).add_argument("--save", help="also build the world sphere and write the scene to this .blend")
+    add_ldm3d_options(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", "Intel/ldm3d-pano"))
     p.set_defaults(run=panorama)
 
+
+def panorama(args: argparse.Namespace) -> dict[str, Any]:
+    import bpy
+
+    if args.save and Path(args.save).exists() and not args.overwrite:
+        raise BatchError(f"{args.save} already exists (use --overwrite)")
+    summary = generate_rgbd(args, Path(args.out).resolve(), build_sphere=bool(args.save) and not args.flat)
+    if args.save:
+        obj = bpy.context.view_layer.objects.active
+        summary["sphere"] = {"object": obj.name, "vertices": len(obj.data.vertices)} if obj is not None else None
+        save_blend(Path(args.save))
+        summary["blend"] = str(Path(args.save).resolve())
+    return summary
+
+
+def resolution_presets() -> list[str]:
+    """``--resolution``'s names: the video resolutions with an eye width of their own (not Custom)."""
+    return [r.cli for r in choices.VIDEO_RESOLUTIONS if r.eye_width]
+
+
+def add_stereo_video(sub: Subparsers) -> None:
     p = sub.add_parser("stereo-video", help="move a stereo rig inside the world sphere and render a 360° stereo video with spatial metadata")
     p.add_argument("--blend", help="scene with a world sphere (default: the file Blender was started with)")
-    p.add_argument("--out", required=True, help="the .mp4 file, or a folder for --format png/exr")
     p.add_argument("--move", choices=["dolly", "orbit", "sway", "figure8", "look", "keep"], default="dolly", help="keep: the rig's own keyframes")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--amplitude", type=float, default=0.5, help="fraction of the safe radius (at most 1)")
     p.add_argument("--ipd", type=float, help="interocular distance in metres (default 0.065, or the rig's)")
     p.add_argument("--scene-scale", type=float, default=1.0, help="scene units per metre: multiplies --ipd")
     p.add_argument("--flat", action="store_true", help="a new rig is a flat perspective stereo pair, not 360°")
-    p.add_argument("--layout", choices=sorted(LAYOUTS), default="top-bottom")
-    p.add_argument("--resolution", default="vr-2k", help=f"{', '.join(RESOLUTIONS)}, or an eye width in pixels (default vr-2k)")
-    p.add_argument("--format", choices=["mp4", "png", "exr"], default="mp4")
-    p.add_argument("--quality", choices=["fast", "quality", "scene"], default="fast", help="fast: emission-only world sphere")
+    add_choice(p, "--layout", choices.STEREO_LAYOUTS)
+    default = choices.VIDEO_RESOLUTIONS[choices.VIDEO_RESOLUTIONS.default].cli
+    p.add_argument("--resolution", default=default, help=f"{', '.join(resolution_presets())}, or an eye width in pixels (default {default})")
+    add_choice(p, "--format", choices.VIDEO_FORMATS)
+    add_choice(p, "--quality", choices.VIDEO_QUALITIES, help="fast: emission-only world sphere")
     p.add_argument("--keep-frames", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
+    add_output_options(p, "the .mp4 file, or a folder for --format png/exr")
     p.set_defaults(run=stereo_video)
 
+
+def resolution_options(text: str) -> dict[str, Any]:
+    """A preset name or an eye width in pixels (the Custom resolution)."""
+    if text in resolution_presets():
+        return {"resolution": choices.VIDEO_RESOLUTIONS.from_cli(text)}
+    if text.isdigit():
+        custom = next(r.id for r in choices.VIDEO_RESOLUTIONS if not r.eye_width)
+        return {"resolution": custom, "eye_width": int(text)}
+    raise BatchError(f"--resolution takes {', '.join(resolution_presets())} or an eye width in pixels, got {text!r}")
+
+
+def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
+    """The scene's stereo rig (added at the world sphere if there is none), moved, rendered to a stereo video."""
+    import bpy
+
+    from diffusion3d.operators.stereo_rig import RIG_KEY  # type: ignore[import-not-found]
+
+    resolution = resolution_options(args.resolution)
+    timings: dict[str, float] = {}
+    scene = bpy.context.scene
+    rigs = [o for o in scene.objects if o.get(RIG_KEY) is not None]
+    start = time.perf_counter()
+    if not rigs:
+        run_operator(
+            bpy.ops.diffusion3d.add_stereo_rig,
+            mode="FLAT" if args.flat else "SPHERICAL",
+            interocular=args.ipd if args.ipd is not None else 0.065,
+            scene_scale=args.scene_scale,
+        )
+    elif args.ipd is not None:
+        rig = rigs[0] if len(rigs) == 1 else None
+        camera = next((c for c in rig.children if c.type == "CAMERA"), None) if rig is not None else None
+        if camera is None:
+            raise BatchError("--ipd needs one stereo rig with a camera in the scene")
+        if args.ipd <= 0:
+            raise BatchError(f"Interocular distance must be greater than 0, got {args.ipd}")
+        camera.data.stereo.interocular_distance = args.ipd * args.scene_scale
+    move = "CUSTOM" if args.move == "keep" else args.move.upper()
+    options = {} if move == "CUSTOM" else {"seconds": args.seconds, "amplitude": args.amplitude}
+    run_operator(bpy.ops.diffusion3d.animate_rig, move=move, **options)
+    timings["rig"] = round(time.perf_counter() - start, 3)
+    out = Path(args.out).resolve()
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.render_stereo_video,
+        filepath=str(out),
+        file_format=choices.VIDEO_FORMATS.from_cli(args.format),
+        stereo_layout=choices.STEREO_LAYOUTS.from_cli(args.layout),
+        quality=choices.VIDEO_QUALITIES.from_cli(args.quality),
+        overwrite=args.overwrite,
+        keep_frames=args.keep_frames,
+        **resolution,
+    )
+    timings["render"] = round(time.perf_counter() - start, 3)
+    frames = scene.frame_end - scene.frame_start + 1
+    timings["per_frame"] = round(timings["render"] / frames, 3)
+    return {"paths": {"video": str(out)}, "frames": frames, "layout": args.layout, "timings_s": timings}
+
+
+def add_edges(sub: Subparsers) -> None:
     p = sub.add_parser("edges", help="3D-DST: render scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations")
     p.add_argument("--blend", help="scene with the objects (default: the file Blender was started with)")
-    p.add_argument("--out", required=True, help="dataset folder")
     p.add_argument("--objects", help="comma-separated object names (default: every visible mesh object)")
     p.add_argument("--collection", help="use the mesh objects of this collection instead")
     p.add_argument("--views", type=int, default=8, help="viewpoints per object (default 8)")
@@ -582,11 +547,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--viewpoints", help="explicit views instead: 'azimuth polar in-plane distance; …'")
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--edges", choices=["canny", "geometric", "both"], default="canny")
+    add_choice(p, "--edges", choices.EDGE_METHODS)
     p.add_argument("--shard", help="I/N: this machine's share of the views (1-based I); join the shards with merge")
-    p.add_argument("--overwrite", action="store_true")
+    add_output_options(p, "dataset folder")
     p.set_defaults(run=edges)
 
+
+def edges(args: argparse.Namespace) -> dict[str, Any]:
+    """Scene objects → rendered views → a 3D-DST data set (this shard's views)."""
+    import bpy
+
+    scene = bpy.context.scene
+    options: dict[str, Any] = {"source": "SELECTED"}
+    if args.collection:
+        options = {"source": "COLLECTION", "collection": args.collection}
+    else:
+        names = [n.strip() for n in args.objects.split(",") if n.strip()] if args.objects else None
+        chosen = [o for o in scene.objects if (o.name in names if names is not None else o.type == "MESH" and o.visible_get())]
+        missing = sorted(set(names or ()) - {o.name for o in chosen})
+        if missing:
+            raise BatchError(f"No object named {', '.join(missing)} in scene {scene.name!r}")
+        for obj in scene.objects:
+            obj.select_set(obj in chosen)
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.render_edge_maps,
+        dataset_dir=str(Path(args.out).resolve()),
+        views_per_object=args.views,
+        seed=args.seed,
+        azimuth_range=args.azimuth.upper(),
+        polar_preset=args.elevation.upper(),
+        inplane_max=args.inplane,
+        distance=args.distance,
+        distance_jitter=args.jitter,
+        viewpoints=args.viewpoints or "",
+        resolution=args.resolution,
+        samples=args.samples,
+        edge_method=choices.EDGE_METHODS.from_cli(args.edges),
+        shard=args.shard or "",
+        overwrite=args.overwrite,
+        **options,
+    )
+    seconds = time.perf_counter() - start
+    annotations = json.loads((Path(args.out) / "annotations.json").read_text(encoding="utf-8"))
+    views = len(annotations["images"])
+    return {
+        "paths": {"dataset": str(Path(args.out).resolve())},
+        "views": views,
+        "annotations": len(annotations["annotations"]),
+        "shard": args.shard or "",
+        "timings_s": {"edges": round(seconds, 3), "per_view": round(seconds / max(views, 1), 3)},
+    }
+
+
+def add_generate_from_edges(sub: Subparsers) -> None:
     p = sub.add_parser("generate-from-edges", help="3D-DST: ControlNet images from a data set's edge maps, sharing their views' 3D annotations")
     p.add_argument("--dataset", required=True, help="dataset folder made by edges")
     p.add_argument("--base-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", help="SD 1.5 (or SDXL) folder or repo id")
@@ -600,33 +614,116 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", help="comma-separated words added to every prompt")
     p.add_argument("--prompt-model", help="local text-generation model folder for prompt expansion")
     p.add_argument("--shard", help="I/N: this machine's share of the views")
-    p.add_argument("--overwrite", action="store_true")
-    for name, helptext in (("--models-dir", "folder holding diffusers model folders"), ("--cache-dir", "Hugging Face hub cache")):
-        p.add_argument(name, help=helptext)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--allow-downloads", action="store_true", help="let the models download (needs network)")
-    add_engine_argument(p)
+    add_output_options(p, out=None)
+    add_model_options(p)
     p.set_defaults(run=generate_from_edges)
 
+
+def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
+    """A data set's edge maps → ControlNet images linked to their views' annotations."""
+    import bpy
+
+    use_model_settings(args)
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.generate_from_edges,
+        dataset_dir=str(Path(args.dataset).resolve()),
+        base_model=args.base_model,
+        controlnet=args.controlnet,
+        vae=args.vae or "",
+        images_per_view=args.images_per_view,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        control_strength=args.control_strength,
+        style=args.style or "",
+        prompt_model=args.prompt_model or "",
+        shard=args.shard or "",
+        overwrite=args.overwrite,
+    )
+    seconds = time.perf_counter() - start
+    generated = sorted((Path(args.dataset) / "generated").glob("*.png"))
+    return {"paths": {"dataset": str(Path(args.dataset).resolve())}, "generated_images": len(generated), "timings_s": {"generate": round(seconds, 3)}}
+
+
+def add_kcf(sub: Subparsers) -> None:
     p = sub.add_parser("kcf", help="3D-DST K-fold consistency filter: score generated images, move the worst to rejected/")
     p.add_argument("--dataset", required=True)
     p.add_argument("--fraction", type=float, default=0.1, help="share of generated images to drop (default 0.1)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backbone", choices=["auto", "resnet50", "small"], default="auto")
+    add_choice(p, "--backbone", choices.KCF_BACKBONES)
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--shard", help="I/N: train only this share of the folds; a run without --shard joins the scores")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    add_engine_argument(p)
-    p.set_defaults(run=kcf, models_dir=None, cache_dir=None, precision=None, allow_downloads=False)
+    add_model_options(p, pretrained=False)
+    p.set_defaults(run=kcf)
 
+
+def kcf(args: argparse.Namespace) -> dict[str, Any]:
+    """The K-fold consistency filter on a data set's generated images."""
+    import bpy
+
+    use_model_settings(args)
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.filter_dataset,
+        dataset_dir=str(Path(args.dataset).resolve()),
+        fraction=args.fraction,
+        folds=args.folds,
+        seed=args.seed,
+        backbone=choices.KCF_BACKBONES.from_cli(args.backbone),
+        epochs=args.epochs,
+        image_size=args.image_size,
+        shard=args.shard or "",
+    )
+    root = Path(args.dataset)
+    rejected = sorted(p.name for p in (root / "rejected").glob("*.png")) if not args.shard else []
+    return {"paths": {"dataset": str(root.resolve())}, "rejected": rejected, "timings_s": {"kcf": round(time.perf_counter() - start, 3)}}
+
+
+def add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="join shard data sets (edges/generate-from-edges --shard) into one")
     p.add_argument("--shards", nargs="+", required=True, help="the shard folders")
-    p.add_argument("--out", required=True, help="the merged dataset folder")
-    p.add_argument("--overwrite", action="store_true")
+    add_output_options(p, "the merged dataset folder")
     p.set_defaults(run=merge)
+
+
+def merge(args: argparse.Namespace) -> dict[str, Any]:
+    """Shard folders → one data set, as one unsharded run would have written it."""
+    from diffusion3d.engine.dst.merge import DSTMergeRequest  # type: ignore[import-not-found]
+    from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    request = DSTMergeRequest([str(Path(d).resolve()) for d in args.shards], str(Path(args.out).resolve()), args.overwrite)
+    try:
+        result = session.client().run("merge_shards", request)
+    except EngineError as exc:
+        raise BatchError(str(exc)) from None
+    return {"paths": {"dataset": result.dataset_dir}, "views": result.views, "annotations": result.annotations}
+
+
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    add_capture,
+    add_sphere,
+    add_demo,
+    add_panorama,
+    add_stereo_video,
+    add_edges,
+    add_generate_from_edges,
+    add_kcf,
+    add_merge,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch.py",
+        description="Diffusion 3D headless jobs. Under Blender: blender -b [file.blend] --python batch.py -- SUBCOMMAND …",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    for add_subcommand in SUBCOMMANDS:
+        add_subcommand(sub)
     return parser
 
 
@@ -635,7 +732,7 @@ def main(argv: list[str]) -> int:
     try:
         import bpy
     except ImportError:
-        print("error: this needs Blender: run it with blender -b --python batch.py -- …, or a Python with the bpy module", file=sys.stderr)
+        print(NEEDS_BLENDER, file=sys.stderr)
         return 2
     try:
         if getattr(args, "blend", None):

@@ -20,7 +20,6 @@ from . import PROTOCOL_VERSION, __version__, protocol
 from .errors import readable
 from .jobs import FAILED, failure_kind, job, run_job
 from .progress import CancelToken, Progress
-from .runtime import release_memory
 
 
 class Worker:
@@ -50,10 +49,6 @@ class Worker:
             elif kind == "cancel":
                 if self._token is not None and message.get("id") == self._job_id:
                     self._token.cancel()
-            elif kind == "release":
-                self._wait_idle()
-                release_memory()
-                self.send({"type": "released"})
             elif kind == "exit":
                 break
         if self._token is not None:

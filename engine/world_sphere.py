@@ -8,12 +8,16 @@ the scene's depth. Arrays come out in the layout Blender's bulk setters take
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
-from . import equirect
+from . import depth as depthlib, equirect
+from .capture import capture_origin
 from .errors import BadInput
+from .parallax import safe_radius
+from .progress import Reporter
 
 #: Above this many grid vertices a mesh is surely a mistake (a 16k×8k panorama at full grid).
 MAX_VERTICES = 134_217_728
@@ -173,3 +177,90 @@ def _grid_edges(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _continuous(corner_dist: np.ndarray, threshold: float) -> np.ndarray:
     """True for faces whose farthest corner is within (1 + threshold) × the nearest."""
     return corner_dist.max(axis=1) <= corner_dist.min(axis=1) * (1.0 + threshold)
+
+
+@dataclass
+class WorldSphereRequest:
+    depth: Optional[np.ndarray]  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
+    rgb_size: tuple[int, int]  # (width, height) of the colour panorama it will wear
+    depth_path: str = ""  # a depth file (EXR, .npy, HDR, TIFF, PNG, …) the engine reads instead of ``depth``
+    depth_mode: str = depthlib.AUTO  # AUTO: METRIC for float files, RELATIVE for 8/16-bit ones
+    relative_mapping: str = depthlib.OFFSET
+    radius: float = 5.0  # OFFSET: distance of disparity 0.5
+    strength: float = 1.0  # OFFSET: how far disparity moves a vertex, in [0, 2)
+    near: float = 1.0  # INVERSE: distance of disparity 1
+    far: float = 10.0  # INVERSE: distance of disparity 0
+    step: int = 1  # grid resolution: every step-th pixel (1 full, 2 half, 4 quarter)
+    discontinuity: float = 0.0  # drop faces whose far/near corner ratio exceeds 1 + this; 0 keeps all
+
+
+@dataclass
+class WorldSphereResult:
+    vertices: np.ndarray
+    face_starts: np.ndarray
+    corner_verts: np.ndarray
+    corner_uvs: np.ndarray
+    edge_verts: np.ndarray
+    corner_edges: np.ndarray
+    rows: int = 0
+    cols: int = 0
+    dropped_faces: int = 0
+    min_distance: float = 0.0
+    median_distance: float = 0.0
+    max_distance: float = 0.0
+    safe_radius: float = 0.0  # how far a viewpoint may move from the centre (see parallax)
+    depth_mode: str = ""  # the mode used (AUTO resolved)
+    depth_kind: str = ""  # how the depth was stored: "float EXR", "16-bit PNG", "array", …
+    capture_origin: list[float] = field(default_factory=list)  # where a captured depth was taken; [] otherwise
+
+
+def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSphereResult:
+    """The ``world_sphere`` job: a depth panorama (file or array) → the mesh arrays and the figures the rig needs."""
+    report.total = 3
+    if request.depth_path:
+        stored = depthlib.read_depth_file(request.depth_path)
+        depth, kind, mode = stored.values, stored.kind, depthlib.resolve_mode(request.depth_mode, stored.mode)
+    elif request.depth is not None:
+        depth, kind, mode = np.asarray(request.depth), "array", request.depth_mode
+        if mode == depthlib.AUTO:
+            depth, mode = depthlib.as_stored(depth)
+    else:
+        raise BadInput("The world sphere needs a depth panorama (a file or an array)")
+    height, width = depth.shape[:2]
+    if tuple(request.rgb_size) != (width, height):
+        rw, rh = request.rgb_size
+        raise BadInput(f"RGB ({rw}×{rh}) and depth ({width}×{height}) must be the same size")
+    if width != 2 * height:
+        raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
+    dist = depthlib.distances(
+        depth,
+        mode,
+        mapping=request.relative_mapping,
+        radius=request.radius,
+        strength=request.strength,
+        near=request.near,
+        far=request.far,
+    )
+    report.step("Depth to distance")
+    mesh = build_world_sphere(dist, request.step, request.discontinuity)
+    report.step("Building the mesh")
+    result = WorldSphereResult(
+        vertices=mesh.vertices,
+        face_starts=mesh.face_starts,
+        corner_verts=mesh.corner_verts,
+        corner_uvs=mesh.corner_uvs,
+        edge_verts=mesh.edge_verts,
+        corner_edges=mesh.corner_edges,
+        rows=mesh.grid_shape[0],
+        cols=mesh.grid_shape[1],
+        dropped_faces=mesh.dropped_faces,
+        min_distance=float(dist.min()),
+        median_distance=float(np.median(dist)),
+        max_distance=float(dist.max()),
+        safe_radius=safe_radius(dist),
+        depth_mode=mode,
+        depth_kind=kind,
+        capture_origin=capture_origin(request.depth_path) if request.depth_path else [],
+    )
+    report.step("Done")
+    return result

@@ -1,4 +1,4 @@
-"""Operators: thin Blender front ends that call the engine through one client."""
+"""Operators only, one module per capability (3D-DST in dst/, mirroring engine/dst/); what they share is in machinery/, the demo scene in demo/."""
 
 import bpy
 

@@ -20,7 +20,7 @@ from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
 from ..engine.errors import BadInput
 from .machinery import compat, session
 from .machinery.blender_data import load_image
-from .machinery.job import EngineJobOperator, UserError
+from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.render_setup import PanoramaSetup, render_result, save_render_png
 
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
@@ -70,6 +70,43 @@ def capture_origin(context: bpy.types.Context, choice: str, location: Any) -> tu
     return tuple(scene.cursor.location)  # type: ignore[arg-type]
 
 
+class PanoramaRender(Stage):
+    """The capture's render: a panoramic Cycles camera with the Depth pass, saved as a multilayer EXR and a colour PNG."""
+
+    label = "Rendering panorama"
+
+    def __init__(self, origin: tuple[float, float, float], width: int, samples: int, denoise: bool, scratch: Path) -> None:
+        self.origin, self.width, self.samples, self.denoise = origin, width, samples, denoise
+        self.exr, self.png = scratch / "render.exr", scratch / "rgb.png"
+        self._setup: PanoramaSetup | None = None
+
+    def start(self, context: bpy.types.Context) -> int:
+        scene, view_layer = context.scene, context.view_layer
+        assert scene is not None and view_layer is not None
+        self._setup = PanoramaSetup(scene, self.origin, self.width, self.samples, self.denoise)
+        self._setup.apply().set(view_layer, "use_pass_z", True)
+        return 1
+
+    def step(self, context: bpy.types.Context, index: int) -> dict[str, Any]:
+        return {"layer": context.view_layer.name}
+
+    def done(self, context: bpy.types.Context) -> None:
+        """Save the render: a multilayer EXR with Depth, and a colour-managed PNG."""
+        setup, scene = self._setup, context.scene
+        assert setup is not None and scene is not None
+        settings = scene.render.image_settings
+        compat.set_image_format(settings, "OPEN_EXR_MULTILAYER", setup.temp.set)
+        for name, value in (("color_depth", "32"), ("exr_codec", "NONE")):
+            setup.temp.set(settings, name, value)
+        render_result().save_render(str(self.exr), scene=scene)
+        save_render_png(scene, setup.temp, self.png)
+
+    def undo(self) -> None:
+        setup, self._setup = self._setup, None
+        if setup is not None:
+            setup.undo()
+
+
 class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
     """Render an RGBD 360° panorama of the scene (colour, ray-distance depth, inverse depth, metadata)"""
 
@@ -81,34 +118,9 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
 
     _scratch: Path | None = None
     _out_dir: Path | None = None
-    _origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    _setup: PanoramaSetup | None = None
+    _render: PanoramaRender | None = None
 
-    # Blocking: validate, render, then the engine job (EngineJobOperator.execute)
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        self._stage(context)
-        self._start_render(context, blocking=True)
-        return self._after_render(context)
-
-    # Modal, from the UI: Blender's own render job (its progress and Esc), then the engine job
-    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        def start() -> None:
-            self._stage(context)
-            self._start_render(context, blocking=False)
-
-        return self._invoke_stage(context, start, "Rendering panorama")
-
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if self._setup is None:
-            return super().modal(context, event)  # the engine stage
-
-        def submit() -> None:
-            self._handle = session.client(context).submit(*self._after_render(context))
-
-        return self._render_job_step(context, event, "The render", submit)
-
-    # Steps ---------------------------------------------------------------------
-    def _stage(self, context: bpy.types.Context) -> None:
+    def stage(self, context: bpy.types.Context) -> PanoramaRender:
         """Check the options and the scene; make the output and scratch folders."""
         if self.width < 16 or self.width > 16384 or self.width % 2:
             raise UserError(f"Panorama width must be an even number from 16 to 16384, got {self.width}")
@@ -118,7 +130,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             raise UserError("Nothing to capture: the scene has no visible objects")
         if not hasattr(context.scene, "cycles"):
             raise UserError("Cycles is not available in this Blender")
-        self._origin = capture_origin(context, self.origin, self.location)
+        origin = capture_origin(context, self.origin, self.location)
         out_dir = session.output_folder(self.output_dir, "capture")
         try:
             check_outputs(out_dir, self.overwrite)
@@ -129,55 +141,28 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
         self._out_dir = out_dir
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-capture-"))
+        self._render = PanoramaRender(origin, self.width, self.samples, self.denoise, self._scratch)
+        return self._render
 
-    def _start_render(self, context: bpy.types.Context, blocking: bool) -> None:
-        """Set up the panoramic camera (with the Depth pass) and render."""
-        scene, view_layer = context.scene, context.view_layer
-        assert scene is not None and view_layer is not None
-        self._setup = setup = PanoramaSetup(scene, self._origin, self.width, self.samples, self.denoise)
-        setup.apply().set(view_layer, "use_pass_z", True)
-        if blocking:
-            bpy.ops.render.render(layer=view_layer.name)
-            return
-        self._start_render_job(layer=view_layer.name)
-
-    def _after_render(self, context: bpy.types.Context) -> tuple[str, Any]:
-        """Save the render (multilayer EXR with Depth, colour-managed PNG), restore the scene."""
-        setup, scratch, scene = self._setup, self._scratch, context.scene
-        assert setup is not None and scratch is not None and scene is not None
-        exr, png = scratch / "render.exr", scratch / "rgb.png"
-        try:
-            settings = scene.render.image_settings
-            compat.set_image_format(settings, "OPEN_EXR_MULTILAYER", setup.temp.set)
-            for name, value in (("color_depth", "32"), ("exr_codec", "NONE")):
-                setup.temp.set(settings, name, value)
-            render_result().save_render(str(exr), scene=scene)
-            save_render_png(scene, setup.temp, png)
-        finally:
-            self._restore_scene()
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        render = self._render
+        assert render is not None
         request = CaptureRequest(
-            render_exr=str(exr),
-            rgb_png=str(png),
+            render_exr=str(render.exr),
+            rgb_png=str(render.png),
             out_dir=str(self._out_dir),
-            origin=tuple(round(c, 6) for c in self._origin),
+            origin=tuple(round(c, 6) for c in render.origin),
             scene_name=context.scene.name,
             samples=self.samples,
             overwrite=self.overwrite,
         )
         return "encode_capture", request
 
-    def _restore_scene(self) -> None:
-        setup, self._setup = self._setup, None
-        if setup is not None:
-            setup.undo()
-
     def finish(self, context: bpy.types.Context, result: CaptureResult) -> None:
         self._remove_scratch()
-        names = []
         for key, non_color in (("rgb.png", False), ("depth.exr", True)):
             image, _ = load_image(result.paths[key], non_color=non_color)
             image.name = f"{Path(result.paths[key]).parent.name} {Path(key).stem}"
-            names.append(image.name)
         settings = getattr(context.scene, "diffusion3d", None)
         if settings is not None:
             settings.last_capture = str(Path(result.paths["meta.json"]).parent)
@@ -188,7 +173,6 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         )
 
     def discard(self, context: bpy.types.Context) -> None:
-        self._restore_scene()
         self._remove_scratch()
         out_dir = self._out_dir
         if out_dir is not None and out_dir.is_dir() and not any(out_dir.iterdir()):

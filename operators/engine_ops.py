@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import bpy
 
 from ..engine.info import InfoRequest, InfoResult
 from .machinery import session
-from .machinery.job import EngineJobOperator
+from .machinery.job import EngineJobOperator, current
 
-#: The last "Check engine" summary, shown in the Engine panel and preferences.
-last_check = {"text": "", "problems": ""}
+@dataclass
+class EngineCheck:
+    """The last "Check engine" summary, shown in the Engine panel and the preferences."""
+
+    text: str = ""
+    problems: str = ""
+
+
+last_check = EngineCheck()
 
 
 class DIFFUSION3D_OT_check_engine(EngineJobOperator, bpy.types.Operator):
@@ -25,12 +33,11 @@ class DIFFUSION3D_OT_check_engine(EngineJobOperator, bpy.types.Operator):
         return "engine_info", InfoRequest(import_torch=True)
 
     def finish(self, context: bpy.types.Context, result: InfoResult) -> None:
-        last_check["text"] = result.summary()
-        last_check["problems"] = "; ".join(result.problems)
-        self.report({"WARNING"} if result.problems else {"INFO"}, result.summary() + (f" ({last_check['problems']})" if result.problems else ""))
+        last_check.text, last_check.problems = result.summary(), "; ".join(result.problems)
+        self.report({"WARNING"} if result.problems else {"INFO"}, result.summary() + (f" ({last_check.problems})" if result.problems else ""))
 
     def discard(self, context: bpy.types.Context) -> None:
-        last_check["text"], last_check["problems"] = "", ""
+        last_check.text, last_check.problems = "", ""
 
 
 class DIFFUSION3D_OT_release_engine(bpy.types.Operator):
@@ -40,7 +47,7 @@ class DIFFUSION3D_OT_release_engine(bpy.types.Operator):
     bl_label = "Release Engine"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        handle = session.running()
+        handle = current.running()
         if handle is not None:
             handle.cancel()
         session.release()
@@ -56,8 +63,8 @@ class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return bool(session.busy())
+        return bool(current.busy())
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        session.request_cancel()
+        current.request_cancel()
         return {"FINISHED"}

@@ -21,10 +21,9 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
-from ..engine.errors import JobCancelled
 from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size
 from .machinery import compat, session
-from .machinery.job import EngineJobOperator, UserError
+from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.settings_restore import TemporarySettings
 from .stereo_rig import RIG_KEY, SPHERICAL, find_rig, rig_camera
 
@@ -34,7 +33,6 @@ FAST, QUALITY, SCENE = VIDEO_QUALITIES.ids
 #: Fast defaults for an emission-only world sphere: no bounces, few samples, no denoising (see bench/bench_stereo_video.py).
 FAST_SAMPLES = 4
 QUALITY_SAMPLES = 128
-LABEL = "Rendering stereo video"
 
 VIDEO_OPTIONS: dict[str, Any] = {
     "filepath": StringProperty(
@@ -54,6 +52,40 @@ VIDEO_OPTIONS: dict[str, Any] = {
 }
 
 
+class FrameRender(Stage):
+    """One render per frame of the scene's range into the frames folder, with the video's render settings."""
+
+    label = "Rendering stereo video"
+    render_name = "A frame"
+
+    def __init__(self, camera: bpy.types.Object, eye: tuple[int, int], layout: str, file_format: str, quality: str, frames_dir: Path, frames: list[int]) -> None:
+        self.camera, self.eye, self.layout, self.file_format, self.quality = camera, eye, layout, file_format, quality
+        self.frames_dir, self.frames = frames_dir, frames
+        self.ext = ".exr" if file_format == EXR else ".png"
+        self._temp: Optional[TemporarySettings] = None
+
+    def start(self, context: bpy.types.Context) -> int:
+        assert context.scene is not None
+        self._temp = apply_video_settings(context.scene, self.camera, self.eye, self.layout, self.file_format, self.quality)
+        return len(self.frames)
+
+    def step(self, context: bpy.types.Context, index: int) -> dict[str, Any]:
+        scene = context.scene
+        scene.frame_set(self.frames[index])
+        scene.render.filepath = str(self.frames_dir / f"{FRAME_PREFIX}{self.frames[index]:04d}")
+        return {"write_still": True}
+
+    def rendered(self, context: bpy.types.Context, index: int) -> None:
+        frame = self.frames[index]
+        if not (self.frames_dir / f"{FRAME_PREFIX}{frame:04d}{self.ext}").is_file():
+            raise UserError(f"Frame {frame} was rendered but not written to {self.frames_dir}")
+
+    def undo(self) -> None:
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            temp.restore()
+
+
 class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     """Render the stereo rig's animation to a 360° stereo video (or image sequence) with spatial metadata"""
 
@@ -63,57 +95,16 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     job_label = "Finishing video"
     __annotations__ = dict(VIDEO_OPTIONS)
 
-    _temp: Optional[TemporarySettings] = None
-    _frames_dir: Optional[Path] = None
+    _render: FrameRender | None = None
     _target: Optional[Path] = None
     _scratch: Optional[Path] = None
-    _frames: list[int] = []
-    _next = 0
     _spherical = True
     _started = 0.0
     _made_frames_dir = False
-    _ext = ".png"
     _frame_size = (0, 0)
 
-    # Blocking: every frame, then encode, then the engine job (EngineJobOperator.execute)
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        with session.blender_stage(LABEL):
-            try:
-                self._stage(context)
-                for _ in self._frames:
-                    self._render_next(context, blocking=True)
-                    if session.active["cancel"]:  # set by Cancel, or by a script's handler between frames
-                        raise JobCancelled("render cancelled")
-            finally:
-                self._restore()
-        return self._after_frames(context)
-
-    # Modal, from the UI: one render job per frame, then the engine job
-    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        def start() -> None:
-            self._stage(context)
-            self._render_next(context, blocking=False)
-
-        return self._invoke_stage(context, start, LABEL)
-
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if self._temp is None:
-            return super().modal(context, event)  # the engine stage
-
-        def next_frame_or_submit() -> None:
-            self._check_frame_written()
-            self._stage_progress(context, self._next, len(self._frames), f"{LABEL}: frame")
-            if self._next < len(self._frames):
-                self._render_next(context, blocking=False)
-                return
-            self._restore()
-            self._handle = session.client(context).submit(*self._after_frames(context))
-
-        return self._render_job_step(context, event, "A frame", next_frame_or_submit)
-
-    # Steps ---------------------------------------------------------------------
-    def _stage(self, context: bpy.types.Context) -> None:
-        """Check everything before the first frame; apply the render settings."""
+    def stage(self, context: bpy.types.Context) -> FrameRender:
+        """Check everything before the first frame; decide the output."""
         scene = context.scene
         assert scene is not None
         rig = find_rig(context, self.rig)
@@ -125,16 +116,15 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"The frame range {scene.frame_start}–{scene.frame_end} has no length: animate the rig first")
         if not hasattr(scene, "cycles"):
             raise UserError("Cycles is not available in this Blender")
-        self._frames = list(range(scene.frame_start, scene.frame_end + 1))
-        self._prepare_output()
-        width = VIDEO_RESOLUTIONS[self.resolution].eye_width or self.eye_width
-        eye = eye_size(width, self._spherical)
+        frames_dir = self._prepare_output()
+        eye = eye_size(VIDEO_RESOLUTIONS[self.resolution].eye_width or self.eye_width, self._spherical)
         self._frame_size = frame_size(eye, self.stereo_layout)
-        self._temp = apply_video_settings(scene, camera, eye, self.stereo_layout, self.file_format, self.quality)
-        self._next = 0
         self._started = time.perf_counter()
+        frames = list(range(scene.frame_start, scene.frame_end + 1))
+        self._render = FrameRender(camera, eye, self.stereo_layout, self.file_format, self.quality, frames_dir, frames)
+        return self._render
 
-    def _prepare_output(self) -> None:
+    def _prepare_output(self) -> Path:
         """Decide the target and frames folder; refuse to replace anything unless allowed; prove the folder is writable."""
         ext = ".exr" if self.file_format == EXR else ".png"
         chosen = bpy.path.abspath(self.filepath) if self.filepath else ""
@@ -164,37 +154,17 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {frames_dir}: {exc.strerror or exc}") from None
         for old in existing:
             old.unlink()
-        self._target, self._frames_dir, self._ext = target, frames_dir, ext
+        self._target = target
+        return frames_dir
 
-    def _render_next(self, context: bpy.types.Context, blocking: bool) -> None:
-        scene, frame = context.scene, self._frames[self._next]
-        assert self._frames_dir is not None
-        scene.frame_set(frame)
-        scene.render.filepath = str(self._frames_dir / f"{FRAME_PREFIX}{frame:04d}")
-        self._next += 1
-        if blocking:
-            bpy.ops.render.render(write_still=True)
-            self._check_frame_written()
-            if bpy.app.background:
-                per = (time.perf_counter() - self._started) / self._next
-                print(f"[diffusion3d] Rendering stereo video: frame {self._next}/{len(self._frames)} ({per:.2f} s/frame)", flush=True)
-            return
-        self._start_render_job(write_still=True)
-
-    def _check_frame_written(self) -> None:
-        assert self._frames_dir is not None
-        frame = self._frames[self._next - 1]
-        if not (self._frames_dir / f"{FRAME_PREFIX}{frame:04d}{self._ext}").is_file():
-            raise UserError(f"Frame {frame} was rendered but not written to {self._frames_dir}")
-
-    def _after_frames(self, context: bpy.types.Context) -> tuple[str, Any]:
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         """Encode the frames (MP4) and hand the file to the engine for its metadata."""
-        assert self._target is not None and self._frames_dir is not None
+        assert self._target is not None and self._render is not None
         encoded = ""
         if self.file_format == MP4:
             self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-video-"))
             assert context.scene is not None
-            encoded = str(encode_frames(context.scene, frame_files(self._frames_dir), self._frame_size, self._scratch))
+            encoded = str(encode_frames(context.scene, frame_files(self._render.frames_dir), self._frame_size, self._scratch))
         render = context.scene.render
         request = VideoRequest(
             encoded=encoded,
@@ -210,10 +180,10 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: VideoResult) -> None:
         self._remove_scratch()
-        if self.file_format == MP4 and not self.keep_frames and self._frames_dir is not None:
-            for path in frame_files(self._frames_dir):
+        if self.file_format == MP4 and not self.keep_frames and self._render is not None:
+            for path in frame_files(self._render.frames_dir):
                 path.unlink()
-            self._remove_empty(self._frames_dir)
+            self._remove_empty(self._render.frames_dir)
         seconds = time.perf_counter() - self._started
         self.report(
             {"INFO"},
@@ -222,20 +192,14 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         )
 
     def discard(self, context: bpy.types.Context) -> None:
-        self._restore()
         self._remove_scratch()
-        if self._frames_dir is None:
+        if self._render is None:
             return
-        kept = frame_files(self._frames_dir)
+        kept = frame_files(self._render.frames_dir)
         if kept:
-            self.report({"WARNING"}, f"Stopped after {len(kept)} of {len(self._frames)} frames; they are kept in {self._frames_dir}")
+            self.report({"WARNING"}, f"Stopped after {len(kept)} of {len(self._render.frames)} frames; they are kept in {self._render.frames_dir}")
         elif self._made_frames_dir:
-            self._remove_empty(self._frames_dir)
-
-    def _restore(self) -> None:
-        temp, self._temp = self._temp, None
-        if temp is not None:
-            temp.restore()
+            self._remove_empty(self._render.frames_dir)
 
     def _remove_scratch(self) -> None:
         if self._scratch is not None:

@@ -61,10 +61,10 @@ class Diffusion3DPreferences(bpy.types.AddonPreferences):
         row = col.row(align=True)
         row.operator("diffusion3d.check_engine", icon="CHECKMARK")
         row.operator("diffusion3d.release_engine", icon="X")
-        if last_check["text"]:
-            col.label(text=last_check["text"], icon="INFO")
-        if last_check["problems"]:
-            col.label(text=last_check["problems"], icon="ERROR")
+        if last_check.text:
+            col.label(text=last_check.text, icon="INFO")
+        if last_check.problems:
+            col.label(text=last_check.problems, icon="ERROR")
         col = layout.column(heading="Models")
         col.prop(self, "models_dir")
         col.prop(self, "hf_cache_dir")

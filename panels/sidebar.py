@@ -9,7 +9,7 @@ import bpy
 
 from ..operators.machinery import compat, session
 from ..operators.capture import CAPTURE_OPTIONS
-from ..operators.machinery.job import progress_text
+from ..operators.machinery.job import current, progress_text
 from ..engine import ldm3d
 from ..operators.engine_ops import last_check
 from ..operators.dst.filter import FILTER_OPTIONS
@@ -29,12 +29,12 @@ class _SidebarPanel:
 
 
 def draw_job_progress(layout: bpy.types.UILayout) -> None:
-    handle = session.running()
+    handle = current.running()
     if handle is not None:
         fraction = handle.progress.fraction if handle.progress is not None else 0.0
-        text = f"{session.active['label']}: {progress_text(handle)}"
-    elif session.active["blender_stage"]:
-        fraction, text = session.active.get("fraction", 0.0), session.active["label"]
+        text = f"{current.label}: {progress_text(handle)}"
+    elif current.in_blender_stage:
+        fraction, text = current.fraction, current.label
     else:
         return
     row = layout.row(align=True)
@@ -283,8 +283,8 @@ class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):
         if prefs is not None:
             layout.prop(prefs, "engine_mode", text="")
         layout.label(text=session.status(), icon="SETTINGS")
-        if last_check["text"]:
-            layout.label(text=last_check["text"])
+        if last_check.text:
+            layout.label(text=last_check.text)
         row = layout.row(align=True)
         row.operator("diffusion3d.check_engine", icon="CHECKMARK")
         row.operator("diffusion3d.release_engine", icon="X")

@@ -13,7 +13,7 @@ for path in (ROOT, ROOT / "tests", ROOT / "tests" / "engine", ROOT / "tests" / "
         sys.path.insert(0, str(path))
 
 # In a Blender environment the engine reads images with Blender's bundled OpenImageIO, as the add-on arranges
-# (operators/compat.py); found here without importing bpy, so engine tests need nothing of Blender.
+# (operators/machinery/compat.py); found here without importing bpy, so engine tests need nothing of Blender.
 _bpy = importlib.util.find_spec("bpy")
 if importlib.util.find_spec("OpenImageIO") is None and _bpy is not None and _bpy.origin:
     major, minor = sys.version_info[:2]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: one environment per Blender LTS line and one for the engine, type checks
-# against both Blender APIs, then the tests: the engine's once (without bpy), Blender's on each line.
+# The README's test command: one environment per Blender LTS line and one for the engine; format and
+# lint, type checks against both Blender APIs, then the tests: the engine's once (without bpy),
+# Blender's on each line.
 #
 #   .venv               Blender 4.5 LTS as a module (Python 3.11), the model packages, test tools
 #   .venv-blender-5.2   Blender 5.2 LTS as a module (Python 3.13), test tools; no torch: model jobs run
@@ -55,6 +56,7 @@ stage() {  # stage NAME COMMAND...: run every stage, remember which failed
   echo "== $name: $((SECONDS - begin)) s"
 }
 blender_tests=(tests/blender tests/test_batch.py tests/test_extension_package.py)
+stage "format and lint (ruff)" sh -c '.venv-engine/bin/ruff format --check --quiet . && .venv-engine/bin/ruff check --quiet .'
 stage "mypy against Blender 4.5's API" .venv-types-4.5/bin/mypy
 stage "mypy against Blender 5.2's API" .venv-types-5.2/bin/mypy
 stage "the engine, without bpy" .venv-engine/bin/python -m pytest tests/engine "$@"

@@ -28,14 +28,14 @@ from ...engine.dst.camera import blender_camera_matrix
 from ...engine.dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, DSTObject, DSTView
 from ...engine.dst.normalize import box_corners, keypoint_centres, normalization, normalize_points, to_world
 from ...engine.dst.shards import parse_shard, shard_indices
-from ...engine.errors import BadInput, JobCancelled
+from ...engine.errors import BadInput
 from ..machinery import compat, session
 from ..machinery.blender_data import evaluated_vertices
-from ..machinery.job import EngineJobOperator, UserError
+from ..machinery.job import EngineJobOperator, Stage, UserError
+from ..machinery.render_setup import render_result
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
 KEYPOINT_PREFIX = "kp_"
-LABEL = "Rendering views"
 LENS_MM, SENSOR_MM = 35.0, 32.0  # 3D-DST's camera
 LIGHT_ENERGY, LIGHT_HEIGHT, LIGHT_SIZE = 30000.0, 0.5, 100.0  # their one large area light
 
@@ -161,6 +161,80 @@ class DIFFUSION3D_OT_set_object_class(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ViewRender(Stage):
+    """Every planned view, one per step, in a scene of its own: 3D-DST's camera, light and render settings, one object copy at a time.
+
+    The user's scene is never touched: the render scene and everything made
+    for it (copies, camera, light) are removed again by :meth:`undo`.
+    """
+
+    label = "Rendering views"
+
+    def __init__(self, models: list[_CadModel], queue: list[tuple[DSTView, int]], resolution: int, samples: int, denoise: bool, scratch: Path) -> None:
+        self.models, self.queue, self.resolution, self.samples, self.denoise, self.scratch = models, queue, resolution, samples, denoise, scratch
+        self._scene: Optional[bpy.types.Scene] = None
+        self._made: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) in the order they were made
+        self._copies: list[bpy.types.Object] = []
+
+    def start(self, context: bpy.types.Context) -> int:
+        scene = self._scene = bpy.data.scenes.new("Diffusion3D DST")
+        self._made = [(bpy.data.scenes, scene)]
+        camera_data = bpy.data.cameras.new("DST Camera")
+        camera_data.lens, camera_data.sensor_width, camera_data.sensor_fit = LENS_MM, SENSOR_MM, "AUTO"
+        camera_data.clip_start, camera_data.clip_end = 0.01, 1000.0
+        camera = bpy.data.objects.new("DST Camera", camera_data)
+        light_data = bpy.data.lights.new("DST Light", "AREA")
+        light_data.energy, light_data.size = LIGHT_ENERGY, LIGHT_SIZE
+        light = bpy.data.objects.new("DST Light", light_data)
+        light.location = (0.0, 0.0, LIGHT_HEIGHT)
+        self._made += [(bpy.data.cameras, camera_data), (bpy.data.objects, camera), (bpy.data.lights, light_data), (bpy.data.objects, light)]
+        for obj in (camera, light):
+            scene.collection.objects.link(obj)
+        scene.camera = camera
+        depsgraph = context.evaluated_depsgraph_get()
+        for model in self.models:
+            copy = model.make_copy(depsgraph)
+            self._made += [(bpy.data.meshes, copy.data), (bpy.data.objects, copy)]
+            self._copies.append(copy)
+        render = scene.render
+        render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
+        render.resolution_x = render.resolution_y = self.resolution
+        render.resolution_percentage, render.film_transparent = 100, True
+        render.use_persistent_data = True
+        scene.view_settings.view_transform = "Standard"
+        scene.cycles.samples, scene.cycles.use_denoising = self.samples, self.denoise
+        layer = scene.view_layers[0]
+        layer.use_pass_z = layer.use_pass_normal = True
+        return len(self.queue)
+
+    def step(self, context: bpy.types.Context, index: int) -> None:
+        """Render view ``index`` (blocking: one view per step) and save it as a multilayer EXR and a PNG."""
+        scene = self._scene
+        assert scene is not None and scene.camera is not None
+        view, model_index = self.queue[index]
+        for i, copy in enumerate(self._copies):  # only this view's object is in the scene
+            linked = copy.name in scene.collection.objects
+            if i == model_index and not linked:
+                scene.collection.objects.link(copy)
+            elif i != model_index and linked:
+                scene.collection.objects.unlink(copy)
+        scene.camera.matrix_world = Matrix(view.camera_matrix)
+        bpy.ops.render.render(scene=scene.name)
+        result = render_result()
+        settings = scene.render.image_settings
+        compat.set_image_format(settings, "OPEN_EXR_MULTILAYER")
+        settings.color_depth, settings.exr_codec = "32", "NONE"
+        result.save_render(str(self.scratch / f"{view.name}.exr"), scene=scene)
+        compat.set_image_format(settings, "PNG")
+        settings.color_mode, settings.color_depth = "RGBA", "8"
+        result.save_render(str(self.scratch / f"{view.name}.png"), scene=scene)
+
+    def undo(self) -> None:
+        made, self._made, self._scene, self._copies = self._made, [], None, []
+        for store, block in reversed(made):  # objects go before their data
+            store.remove(block)
+
+
 class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
     """Render scene objects from sampled viewpoints into a 3D-DST data set: images, edge maps, masks, depth, COCO annotations"""
 
@@ -170,55 +244,58 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
     job_label = "Annotating views"
     __annotations__ = dict(DST_OPTIONS)
 
-    _scene: Optional[bpy.types.Scene] = None
-    _made: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) in the order they were made
+    _render: ViewRender | None = None
     _scratch: Optional[Path] = None
-    _queue: list[tuple[DSTView, int]] = []
     _objects: list[DSTObject] = []
-    _models: list[_CadModel] = []
-    _copies: dict[int, bpy.types.Object] = {}
-    _done = 0
     _total = 0
     _out: Optional[Path] = None
 
-    # Blocking: every view, then the engine job
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        with session.blender_stage(LABEL):
+    def stage(self, context: bpy.types.Context) -> ViewRender:
+        """Check the input, plan every view (sharded), prove the dataset folder is writable."""
+        chosen = self._chosen_objects(context)
+        if not self.viewpoints.strip() and self.views_per_object < 1:
+            raise UserError("Zero views per object: nothing to render")
+        shard_index, shard_count = 0, 1
+        if self.shard:
             try:
-                self._stage(context)
-                while self._done < len(self._queue):
-                    self._render_one()
-                    if session.active["cancel"]:
-                        raise JobCancelled("render cancelled")
-            finally:
-                self._remove_scene()
-        return self._request()
+                shard_index, shard_count = parse_shard(self.shard)
+            except BadInput as exc:
+                raise UserError(str(exc)) from None
+        models = [_CadModel(context, obj) for obj in chosen]
+        self._objects = [DSTObject(obj.name, class_name(obj), tags(obj), sorted(model.keypoints)) for obj, model in zip(chosen, models)]
+        planned: list[tuple[DSTView, int]] = []
+        for index, model in enumerate(models):
+            for k, view in enumerate(self._viewpoints(index)):
+                matrix = blender_camera_matrix(view)
+                planned.append(
+                    (
+                        DSTView(
+                            name=f"{_file_stem(model.source.name)}_{k:04d}",
+                            object_index=index,
+                            azimuth=view.azimuth,
+                            polar=view.polar,
+                            inplane=view.inplane,
+                            distance=view.distance,
+                            lens_mm=LENS_MM,
+                            sensor_mm=SENSOR_MM,
+                            camera_matrix=matrix.tolist(),
+                            corners=model.corners.tolist(),
+                            keypoints=model.keypoints,
+                            index=len(planned),
+                        ),
+                        index,
+                    )
+                )
+        self._total = len(planned)
+        queue = [planned[i] for i in shard_indices(self._total, shard_index, shard_count)]
+        if not queue:
+            raise UserError(f"Shard {self.shard} has no views (only {self._total} in all)")
+        self._out = self._dataset_folder()
+        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-dst-"))
+        geometric_only = self.edge_method == "GEOMETRIC"
+        self._render = ViewRender(models, queue, self.resolution, 1 if geometric_only else self.samples, self.denoise and not geometric_only, self._scratch)
+        return self._render
 
-    # Modal from the UI: one view per timer step (Esc between views), then the engine job
-    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        return self._invoke_stage(context, lambda: self._stage(context), LABEL)
-
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if self._scene is None:
-            return super().modal(context, event)  # the engine stage
-        if event.type == "ESC" and event.value == "PRESS":
-            session.active["cancel"] = True
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-
-        def step() -> None:
-            if session.active["cancel"]:
-                raise JobCancelled("render cancelled")
-            self._render_one()
-            self._stage_progress(context, self._done, len(self._queue), LABEL)
-            if self._done == len(self._queue):
-                self._remove_scene()
-                name, request = self._request()
-                self._handle = session.client(context).submit(name, request)
-
-        return self._stage_step(context, step)
-
-    # Steps ---------------------------------------------------------------------
     def _chosen_objects(self, context: bpy.types.Context) -> list[bpy.types.Object]:
         if self.source == "COLLECTION":
             collection = bpy.data.collections.get(self.collection)
@@ -253,54 +330,6 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         except (ValueError, BadInput) as exc:
             raise UserError(f"Viewpoint sampling: {exc}") from None
 
-    def _stage(self, context: bpy.types.Context) -> None:
-        """Check the input, plan every view (sharded), prove the dataset folder is writable, build the render scene."""
-        chosen = self._chosen_objects(context)
-        if not self.viewpoints.strip() and self.views_per_object < 1:
-            raise UserError("Zero views per object: nothing to render")
-        shard_index, shard_count = 0, 1
-        if self.shard:
-            try:
-                shard_index, shard_count = parse_shard(self.shard)
-            except BadInput as exc:
-                raise UserError(str(exc)) from None
-        self._models = [_CadModel(context, obj) for obj in chosen]
-        depsgraph = context.evaluated_depsgraph_get()
-        self._objects = [
-            DSTObject(obj.name, class_name(obj), tags(obj), sorted(model.keypoints)) for obj, model in zip(chosen, self._models)
-        ]
-        planned: list[tuple[DSTView, int]] = []
-        for index, model in enumerate(self._models):
-            for k, view in enumerate(self._viewpoints(index)):
-                matrix = blender_camera_matrix(view)
-                planned.append(
-                    (
-                        DSTView(
-                            name=f"{_file_stem(model.source.name)}_{k:04d}",
-                            object_index=index,
-                            azimuth=view.azimuth,
-                            polar=view.polar,
-                            inplane=view.inplane,
-                            distance=view.distance,
-                            lens_mm=LENS_MM,
-                            sensor_mm=SENSOR_MM,
-                            camera_matrix=matrix.tolist(),
-                            corners=model.corners.tolist(),
-                            keypoints=model.keypoints,
-                            index=len(planned),
-                        ),
-                        index,
-                    )
-                )
-        self._total = len(planned)
-        self._queue = [planned[i] for i in shard_indices(self._total, shard_index, shard_count)]
-        if not self._queue:
-            raise UserError(f"Shard {self.shard} has no views (only {self._total} in all)")
-        self._out = self._dataset_folder()
-        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-dst-"))
-        self._done = 0
-        self._build_scene(depsgraph)
-
     def _dataset_folder(self) -> Path:
         out = session.output_folder(self.dataset_dir, "dataset")
         if (out / "annotations.json").exists() and not self.overwrite:
@@ -313,74 +342,15 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {out}: {exc.strerror or exc}") from None
         return out
 
-    def _geometric_only(self) -> bool:
-        return self.edge_method == "GEOMETRIC"
-
-    def _build_scene(self, depsgraph: Any) -> None:
-        """A scene of its own: camera, light, one object copy at a time, 3D-DST's render settings."""
-        scene = bpy.data.scenes.new("Diffusion3D DST")
-        self._scene, self._made, self._copies = scene, [(bpy.data.scenes, scene)], {}
-        camera_data = bpy.data.cameras.new("DST Camera")
-        camera_data.lens, camera_data.sensor_width, camera_data.sensor_fit = LENS_MM, SENSOR_MM, "AUTO"
-        camera_data.clip_start, camera_data.clip_end = 0.01, 1000.0
-        camera = bpy.data.objects.new("DST Camera", camera_data)
-        light_data = bpy.data.lights.new("DST Light", "AREA")
-        light_data.energy, light_data.size = LIGHT_ENERGY, LIGHT_SIZE
-        light = bpy.data.objects.new("DST Light", light_data)
-        light.location = (0.0, 0.0, LIGHT_HEIGHT)
-        self._made += [(bpy.data.cameras, camera_data), (bpy.data.objects, camera), (bpy.data.lights, light_data), (bpy.data.objects, light)]
-        for obj in (camera, light):
-            scene.collection.objects.link(obj)
-        scene.camera = camera
-        for model_index, _ in enumerate(self._models):
-            copy = self._models[model_index].make_copy(depsgraph)
-            self._made += [(bpy.data.meshes, copy.data), (bpy.data.objects, copy)]
-            self._copies[model_index] = copy
-        render = scene.render
-        render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
-        render.resolution_x = render.resolution_y = self.resolution
-        render.resolution_percentage, render.film_transparent = 100, True
-        render.use_persistent_data = True
-        scene.view_settings.view_transform = "Standard"
-        scene.cycles.samples = 1 if self._geometric_only() else self.samples
-        scene.cycles.use_denoising = self.denoise and not self._geometric_only()
-        layer = scene.view_layers[0]
-        layer.use_pass_z = layer.use_pass_normal = True
-
-    def _render_one(self) -> None:
-        scene, scratch = self._scene, self._scratch
-        assert scene is not None and scratch is not None
-        view, model_index = self._queue[self._done]
-        for index, copy in self._copies.items():  # only this view's object is in the scene
-            linked = copy.name in scene.collection.objects
-            if index == model_index and not linked:
-                scene.collection.objects.link(copy)
-            elif index != model_index and linked:
-                scene.collection.objects.unlink(copy)
-        assert scene.camera is not None
-        scene.camera.matrix_world = Matrix(view.camera_matrix)
-        bpy.ops.render.render(scene=scene.name)
-        result = next(img for img in bpy.data.images if img.type == "RENDER_RESULT")
-        settings = scene.render.image_settings
-        compat.set_image_format(settings, "OPEN_EXR_MULTILAYER")
-        settings.color_depth, settings.exr_codec = "32", "NONE"
-        result.save_render(str(scratch / f"{view.name}.exr"), scene=scene)
-        compat.set_image_format(settings, "PNG")
-        settings.color_mode, settings.color_depth = "RGBA", "8"
-        result.save_render(str(scratch / f"{view.name}.png"), scene=scene)
-        self._done += 1
-        if bpy.app.background:
-            print(f"[diffusion3d] Rendering views: {self._done}/{len(self._queue)}", flush=True)
-
-    def _request(self) -> tuple[str, Any]:
-        assert self._scratch is not None and self._out is not None
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        assert self._render is not None and self._out is not None
         parameters = {name: getattr(self, name) for name in DST_OPTIONS if name not in ("dataset_dir", "overwrite", "shard")}
         parameters.update(lens_mm=LENS_MM, sensor_mm=SENSOR_MM, light={"energy": LIGHT_ENERGY, "height": LIGHT_HEIGHT, "size": LIGHT_SIZE})
         request = DSTAnnotateRequest(
-            render_dir=str(self._scratch),
+            render_dir=str(self._render.scratch),
             dataset_dir=str(self._out),
             objects=self._objects,
-            views=[view for view, _ in self._queue],
+            views=[view for view, _ in self._render.queue],
             edge_method=self.edge_method,
             parameters=parameters,
             total_views=self._total,
@@ -389,12 +359,6 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         )
         return "annotate_views", request
 
-    def _remove_scene(self) -> None:
-        """Remove the render scene and everything made for it (copies, camera, light)."""
-        made, self._made, self._scene, self._copies = self._made, [], None, {}
-        for store, block in reversed(made):  # objects go before their data
-            store.remove(block)
-
     def finish(self, context: bpy.types.Context, result: DSTAnnotateResult) -> None:
         self._remove_scratch()
         for warning in result.warnings:
@@ -402,7 +366,6 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         self.report({"INFO"}, f"Data set {result.dataset_dir}: {result.views} views, {result.annotations} annotations")
 
     def discard(self, context: bpy.types.Context) -> None:
-        self._remove_scene()
         self._remove_scratch()
         out = self._out
         if out is not None and out.is_dir() and not any(out.iterdir()):

@@ -1,25 +1,34 @@
-"""Running an engine job from an operator: modal in the UI, blocking otherwise.
+"""One life cycle for every operator that runs an engine job.
 
-An operator subclasses :class:`EngineJobOperator` and writes three steps that
-read top to bottom: ``prepare`` reads Blender state into a request (and raises
-:class:`UserError` on bad input), the engine runs the job, ``finish`` writes
-the result into Blender on the main thread. ``discard`` undoes whatever
-``prepare`` staged when the job fails or is cancelled, so nothing half-built
-is left behind.
+An operator subclasses :class:`EngineJobOperator` and writes what is its own:
 
-Invoked from the UI, the job runs modal with a progress bar, Esc cancels it.
-Called from a script (``EXEC_DEFAULT``) or in background mode it blocks.
+- ``stage(context)`` (render-first operators only): check the input and return
+  the :class:`Stage` that does the Blender work before the engine (renders);
+- ``prepare(context)``: the engine request, read from Blender (and from what the
+  stage made); bad input raises :class:`UserError`;
+- ``finish(context, result)``: write the result into Blender, on the main thread;
+- ``discard(context)``: undo what ``stage``/``prepare`` made outside the stage
+  (output folders, loaded images) when the job fails or is cancelled.
 
-Whatever fails in any step (bad input, the engine, a bug, Blender refusing a
-setting) ends the job the same way: what was staged is undone, the reason is
-reported in one line, the progress bar and timer are closed and the add-on is
-free for the next job.
+The base drives one phase sequence, the same from a script and from the UI:
+check the add-on is free → stage (start, steps, done; its ``undo`` always) →
+prepare → engine job → finish, or on any failure: undo the stage, discard,
+report one line. From a script (``EXEC_DEFAULT``) or in background mode it
+blocks; invoked from the UI it runs modal: one stage step or engine poll per
+timer event, a render step as Blender's own render job (its progress and Esc),
+Esc or the panel's Cancel between steps.
+
+What is in flight, for the panel, Cancel and the busy check, is one
+:class:`JobState`: :data:`current`.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
-from typing import Any, Callable, ClassVar, Optional
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Optional
 
 import bpy
 
@@ -33,6 +42,89 @@ class UserError(Exception):
     """Bad input found on the Blender side; the message goes to the report."""
 
 
+@dataclass
+class JobState:
+    """The job in flight: a Blender stage (no engine handle yet, still keeping other jobs out), then its engine job."""
+
+    label: str = ""
+    handle: Optional[JobHandle] = None
+    in_blender_stage: bool = False
+    fraction: float = 0.0  # of the Blender stage; an engine job reports its own
+    cancel_requested: bool = False  # asks a Blender stage to stop at its next step (an engine job has its own token)
+
+    def running(self) -> Optional[JobHandle]:
+        handle = self.handle
+        return handle if handle is not None and not handle.finished else None
+
+    def busy(self) -> str:
+        """The label of what is in flight, or "" when a new job may start."""
+        return self.label if self.running() is not None or self.in_blender_stage else ""
+
+    def request_cancel(self) -> None:
+        """Cancel what is in flight: the engine job, or the Blender stage at its next step."""
+        handle = self.running()
+        if handle is not None:
+            handle.cancel()
+        if self.in_blender_stage:
+            self.cancel_requested = True
+
+    def start_stage(self, label: str) -> None:
+        self.label, self.in_blender_stage, self.fraction, self.cancel_requested = label, True, 0.0, False
+
+    def stage_progress(self, label: str, done: int, total: int) -> None:
+        self.fraction, self.label = done / total, f"{label}: {done}/{total}"
+
+    def start_engine(self, handle: JobHandle, label: str) -> None:
+        self.handle, self.label, self.in_blender_stage, self.cancel_requested = handle, label, False, False
+
+    def clear(self) -> None:
+        self.label, self.handle, self.in_blender_stage, self.fraction, self.cancel_requested = "", None, False, 0.0, False
+
+    @contextmanager
+    def blender_stage(self, label: str) -> Iterator[None]:
+        """A blocking Blender stage: other jobs are refused and Cancel is heard until it ends."""
+        self.start_stage(label)
+        try:
+            yield
+        finally:
+            self.clear()
+
+
+#: What is in flight now (one job at a time).
+current = JobState()
+
+
+class Stage:
+    """Blender work before an operator's engine job, one step at a time (a render, a view).
+
+    ``start`` changes what the stage needs and says how many steps there are.
+    A ``step`` returns options for ``bpy.ops.render.render`` when the step is a
+    render (blocking: rendered at once; UI: Blender's render job), after which
+    ``rendered`` checks its output; or None when the step did its work itself.
+    ``done`` runs after the last step, while the stage's changes are still in
+    place. ``undo`` puts back everything ``start`` changed; the base calls it
+    after ``done`` and after any failure, so it must be safe to call twice.
+    """
+
+    label: ClassVar[str] = "Rendering"  # shown while the stage runs
+    render_name: ClassVar[str] = "The render"  # "<render_name> stopped without a result"
+
+    def start(self, context: bpy.types.Context) -> int:
+        raise NotImplementedError
+
+    def step(self, context: bpy.types.Context, index: int) -> Optional[dict[str, Any]]:
+        raise NotImplementedError
+
+    def rendered(self, context: bpy.types.Context, index: int) -> None:
+        """After step ``index``'s render has ended."""
+
+    def done(self, context: bpy.types.Context) -> None:
+        """After the last step, before ``undo``."""
+
+    def undo(self) -> None:
+        raise NotImplementedError
+
+
 def _tag_redraw(context: bpy.types.Context) -> None:
     screen = getattr(context, "screen", None)
     for area in screen.areas if screen is not None else ():
@@ -41,14 +133,28 @@ def _tag_redraw(context: bpy.types.Context) -> None:
 
 
 class EngineJobOperator:
-    """Mixin for ``bpy.types.Operator`` classes that run one engine job."""
+    """Mixin for ``bpy.types.Operator`` classes that run one engine job (after a Blender stage, if they have one)."""
 
+    # Blender evaluates a registered class's annotations, mixins' too. A typing generic of a class from a
+    # module that imports bpy (``Optional[Stage]``) would stay in typing's cache, keep bpy alive through
+    # interpreter teardown and hang bpy 4.5's exit (tests/blender/test_register.py catches it): write
+    # ``X | None`` and keep such annotations plain.
     job_label: ClassVar[str] = "Working"
-    _handle: Optional[JobHandle] = None
+    _handle: JobHandle | None = None
+    _stage: Stage | None = None
     _timer: Any = None
     _shown: Any = None  # the progress event last drawn
+    _on_event: Any = None  # the modal phase's event handler: a stage step, or following the engine job
+    _steps = 0  # of the stage
+    _next_step = 0
+    _rendering = False  # a stage step's render job is running
+    _started = 0.0
 
     # What subclasses write ---------------------------------------------------
+    def stage(self, context: bpy.types.Context) -> Optional[Stage]:
+        """Render-first operators: check the input and return the Blender stage (not started yet)."""
+        return None
+
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         raise NotImplementedError
 
@@ -56,80 +162,19 @@ class EngineJobOperator:
         raise NotImplementedError
 
     def discard(self, context: bpy.types.Context) -> None:
-        """Undo what ``prepare`` staged (temporary files, loaded images)."""
+        """Undo what ``stage``/``prepare`` made outside the stage (temporary files, loaded images)."""
 
-    # Shared flow --------------------------------------------------------------
-    def _attempt(self, context: bpy.types.Context, work: Callable[[], None]) -> Optional[set[str]]:
-        """Run ``work``; if it fails, end the job as :meth:`_fail` does."""
-        try:
-            work()
-        except Exception as exc:
-            return self._fail(context, exc)
-        return None
-
-    def _fail(self, context: bpy.types.Context, exc: Exception) -> set[str]:
-        """Undo what was staged, report why in one line, and cancel (called while ``exc`` is handled)."""
-        if isinstance(exc, JobCancelled):
-            self._discard(context)
-            self.report({"WARNING"}, f"{self.job_label}: cancelled, nothing was changed")
-        elif isinstance(exc, (UserError, EngineError)):
-            self._discard(context)
-            self.report({"ERROR"}, str(exc))
-        else:  # a bug, or Blender refusing something: still one readable line, nothing half-done
-            traceback.print_exc()
-            self._discard(context)
-            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            self.report({"ERROR"}, f"{self.job_label} failed: {type(exc).__name__}: {first_line} (details in the system console)")
-        return {"CANCELLED"}
-
-    def _stop_following(self, context: bpy.types.Context, exc: Exception) -> set[str]:
-        """The job's progress cannot be read any more: cancel it, free the session, end as any failure ends."""
-        assert self._handle is not None
-        self._handle.cancel()
-        self._forget_job()
-        return self._fail(context, exc)
-
-    @staticmethod
-    def _forget_job() -> None:
-        session.active.update(handle=None, label="")
-        live_preview.clear()
-
-    def _discard(self, context: bpy.types.Context) -> None:
-        try:
-            self.discard(context)
-        except Exception:  # cleaning up must not hide why the job stopped
-            traceback.print_exc()
-
-    def _submit(self, context: bpy.types.Context) -> Optional[set[str]]:
+    # Blocking: scripts, the Python console, background mode ---------------------
+    def execute(self, context: bpy.types.Context) -> set[str]:
         if self._refuse_if_busy():
             return {"CANCELLED"}
-
-        def start() -> None:
-            name, request = self.prepare(context)
-            self._handle = session.client(context).submit(name, request)
-
-        refused = self._attempt(context, start)
-        if refused is None:
-            session.active.update(handle=self._handle, label=self.job_label)
-        return refused
-
-    def _refuse_if_busy(self) -> bool:
-        label = session.busy()
-        if label:
-            self.report({"ERROR"}, f"Diffusion 3D is busy ({label}); cancel it or wait")
-        return bool(label)
-
-    def _conclude(self, context: bpy.types.Context) -> set[str]:
-        handle = self._handle
-        assert handle is not None
-        self._forget_job()
-        return self._attempt(context, lambda: self.finish(context, handle.outcome())) or {"FINISHED"}
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        """Blocking run: scripts, the Python console, background mode."""
-        refused = self._submit(context)
-        if refused is not None:
-            return refused
+        try:
+            stage = self._stage = self.stage(context)
+            if stage is not None:
+                self._run_stage(context, stage)
+            self._submit(context)
+        except Exception as exc:
+            return self._fail(context, exc)
         assert self._handle is not None
         background = bpy.app.background
 
@@ -145,84 +190,110 @@ class EngineJobOperator:
             return self._stop_following(context, exc)
         return self._conclude(context)
 
+    def _run_stage(self, context: bpy.types.Context, stage: Stage) -> None:
+        with current.blender_stage(stage.label):
+            try:
+                total, started = stage.start(context), time.perf_counter()
+                for index in range(total):
+                    options = stage.step(context, index)
+                    if options is not None:
+                        bpy.ops.render.render(**options)
+                        stage.rendered(context, index)
+                    if bpy.app.background:
+                        seconds = (time.perf_counter() - started) / (index + 1)
+                        print(f"[diffusion3d] {stage.label}: {index + 1}/{total} ({seconds:.2f} s each)", flush=True)
+                    if current.cancel_requested:  # the panel's Cancel, or a script's handler between steps
+                        raise JobCancelled(f"{stage.label.lower()} cancelled")
+                stage.done(context)
+            finally:
+                stage.undo()
+
+    # Modal, from the UI ----------------------------------------------------------
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if bpy.app.background or context.window is None:
-            return self.execute(context)
-        refused = self._submit(context)
-        if refused is not None:
-            return refused
-        self._begin_modal(context)
-        return {"RUNNING_MODAL"}
-
-    def _begin_modal(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.progress_begin(0, 1000)
-        wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of Operator
-
-    def _invoke_stage(self, context: bpy.types.Context, start: Callable[[], None], label: str) -> set[str]:
-        """From the UI, start a Blender stage (renders) that runs modal until it submits the engine job."""
         if bpy.app.background or context.window is None:
             return self.execute(context)
         if self._refuse_if_busy():
             return {"CANCELLED"}
-        refused = self._attempt(context, start)
-        if refused is not None:
-            return refused
-        session.active.update(label=label, blender_stage=True, cancel=False, fraction=0.0)
-        self._begin_modal(context)
-        return {"RUNNING_MODAL"}
+        try:
+            stage = self._stage = self.stage(context)
+            if stage is None:
+                self._submit(context)
+                self._on_event = self._follow_engine
+            else:
+                current.start_stage(stage.label)
+                self._steps, self._next_step, self._rendering = stage.start(context), 0, False
+                self._on_event = self._stage_event
+        except Exception as exc:
+            return self._fail(context, exc)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.progress_begin(0, 1000)
+        wm.modal_handler_add(self)  # type: ignore[arg-type]  # a mixin of Operator
+        return self._advance_stage(context) if self._stage is not None else {"RUNNING_MODAL"}
 
-    @staticmethod
-    def _stage_progress(context: bpy.types.Context, done: int, total: int, label: str) -> None:
-        fraction = done / total
-        context.window_manager.progress_update(int(1000 * fraction))
-        session.active.update(fraction=fraction, label=f"{label}: {done}/{total}")
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        return self._on_event(context, event)
 
-    def _stage_step(self, context: bpy.types.Context, step: Callable[[], None]) -> set[str]:
-        """One modal step of a Blender stage (renders) that ends by submitting the engine job to ``self._handle``."""
-        refused = self._attempt(context, step)
-        if refused is not None:
-            session.active.update(blender_stage=False, label="", cancel=False)
+    def _stage_event(self, context: bpy.types.Context, event: Any) -> set[str]:
+        """An event while the stage runs: Esc between steps cancels; a timer advances the stage once a render job has ended."""
+        if event.type == "ESC" and event.value == "PRESS" and not self._rendering:
+            current.request_cancel()  # between steps; during a render job, Esc belongs to the render job
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if self._rendering and bpy.app.is_job_running("RENDER"):
+            return {"RUNNING_MODAL"}
+        return self._advance_stage(context)
+
+    def _advance_stage(self, context: bpy.types.Context) -> set[str]:
+        """End the step whose render job has ended, start the next step, or, after the last, hand over to the engine."""
+        stage = self._stage
+        assert stage is not None
+        try:
+            if self._rendering:
+                self._end_render_step(context, stage)
+            if current.cancel_requested:
+                raise JobCancelled(f"{stage.label.lower()} cancelled")
+            if self._next_step < self._steps:
+                self._start_step(context, stage)
+            if self._next_step == self._steps and not self._rendering:
+                stage.done(context)
+                stage.undo()
+                self._submit(context)
+                self._on_event = self._follow_engine
+        except Exception as exc:
             self._end_modal(context)
-            return refused
-        if self._handle is not None:
-            session.active.update(handle=self._handle, label=self.job_label, blender_stage=False)
+            return self._fail(context, exc)
         return {"RUNNING_MODAL"}
 
-    @staticmethod
-    def _start_render_job(**options: Any) -> None:
-        """Start Blender's own render job (its progress bar and Esc) and watch for its end."""
-        watch_render(True)
+    def _start_step(self, context: bpy.types.Context, stage: Stage) -> None:
+        options = stage.step(context, self._next_step)
+        if options is None:
+            self._step_done(context, stage)
+            return
+        watch_render(True)  # Blender's own render job: its progress bar and Esc
         started = bpy.ops.render.render("INVOKE_DEFAULT", **options)
         if "RUNNING_MODAL" not in started:  # type: ignore[operator]  # bpy.ops returns a set
             watch_render(False)
             raise UserError("Blender could not start the render (is another render running?)")
+        self._rendering = True
 
-    def _render_job_step(self, context: bpy.types.Context, event: Any, what: str, after: Callable[[], None]) -> set[str]:
-        """A modal step while a render job runs: once it has ended, ``after`` it, or stop (Esc, Cancel, no result)."""
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}  # Esc belongs to the render job itself
-        if bpy.app.is_job_running("RENDER"):
-            return {"RUNNING_MODAL"}
+    def _end_render_step(self, context: bpy.types.Context, stage: Stage) -> None:
         state = render_state()
         watch_render(False)
+        self._rendering = False
+        if state == "CANCELLED" or current.cancel_requested:
+            raise JobCancelled("render cancelled")
+        if state != "COMPLETE":
+            raise UserError(f"{stage.render_name} stopped without a result (see Blender's report)")
+        stage.rendered(context, self._next_step)
+        self._step_done(context, stage)
 
-        def step() -> None:
-            if state == "CANCELLED" or session.active["cancel"]:
-                raise JobCancelled("render cancelled")
-            if state != "COMPLETE":
-                raise UserError(f"{what} stopped without a result (see Blender's report)")
-            after()
+    def _step_done(self, context: bpy.types.Context, stage: Stage) -> None:
+        self._next_step += 1
+        context.window_manager.progress_update(int(1000 * self._next_step / self._steps))
+        current.stage_progress(stage.label, self._next_step, self._steps)
 
-        return self._stage_step(context, step)
-
-    def _end_modal(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.progress_end()
-
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+    def _follow_engine(self, context: bpy.types.Context, event: Any) -> set[str]:
         handle = self._handle
         assert handle is not None
         if event.type == "ESC" and event.value == "PRESS":
@@ -248,6 +319,71 @@ class EngineJobOperator:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
         return self._conclude(context)
+
+    def _end_modal(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+
+    # Shared by both paths ---------------------------------------------------------
+    def _refuse_if_busy(self) -> bool:
+        label = current.busy()
+        if label:
+            self.report({"ERROR"}, f"Diffusion 3D is busy ({label}); cancel it or wait")
+        return bool(label)
+
+    def _submit(self, context: bpy.types.Context) -> None:
+        name, request = self.prepare(context)
+        self._handle = session.client(context).submit(name, request)
+        current.start_engine(self._handle, self.job_label)
+
+    def _conclude(self, context: bpy.types.Context) -> set[str]:
+        handle = self._handle
+        assert handle is not None
+        self._forget_job()
+        try:
+            self.finish(context, handle.outcome())
+        except Exception as exc:
+            return self._fail(context, exc)
+        return {"FINISHED"}
+
+    def _stop_following(self, context: bpy.types.Context, exc: Exception) -> set[str]:
+        """The job's progress cannot be read any more: cancel it, then end as any failure ends."""
+        assert self._handle is not None
+        self._handle.cancel()
+        return self._fail(context, exc)
+
+    @staticmethod
+    def _forget_job() -> None:
+        current.clear()
+        live_preview.clear()
+
+    def _fail(self, context: bpy.types.Context, exc: Exception) -> set[str]:
+        """Put back what the stage changed, undo what was made, free the add-on, report why in one line (called while ``exc`` is handled)."""
+        if isinstance(exc, (JobCancelled, UserError, EngineError)):
+            self._clean_up(context)
+            if isinstance(exc, JobCancelled):
+                self.report({"WARNING"}, f"{self.job_label}: cancelled, nothing was changed")
+            else:
+                self.report({"ERROR"}, str(exc))
+        else:  # a bug, or Blender refusing something: still one readable line, nothing half-done
+            traceback.print_exc()
+            self._clean_up(context)
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            self.report({"ERROR"}, f"{self.job_label} failed: {type(exc).__name__}: {first_line} (details in the system console)")
+        return {"CANCELLED"}
+
+    def _clean_up(self, context: bpy.types.Context) -> None:
+        if self._rendering:
+            watch_render(False)
+            self._rendering = False
+        undos = [self._stage.undo] if self._stage is not None else []
+        for undo in [*undos, lambda: self.discard(context)]:
+            try:
+                undo()
+            except Exception:  # cleaning up must not hide why the job stopped
+                traceback.print_exc()
+        self._forget_job()
 
 
 def progress_text(handle: JobHandle) -> str:

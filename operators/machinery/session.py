@@ -10,24 +10,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import bpy
 
-from ...engine.client import EngineClient, JobHandle, make_client
+from ...engine.client import EngineClient, make_client
+from ...engine.diffusion.sources import ModelAccess
 from . import compat
 
 ADDON = __package__.removesuffix(".operators.machinery")  # the add-on's own name (an extension's is "bl_ext.<repo>.<id>")
 
 _client: Optional[EngineClient] = None
 _client_key: tuple[str, ...] = ()
-#: The job the UI shows progress for, and what it is.
-# The job in flight: an engine handle, or a Blender stage before it (a modal
-# render) that has no handle yet but must still keep other jobs out.
-# ``cancel`` asks a Blender stage to stop at its next step (an engine job has its own token).
-active: dict[str, Any] = {"handle": None, "label": "", "blender_stage": False, "cancel": False}
 
 
 def preferences(context: Optional[bpy.types.Context] = None) -> Any:
@@ -57,18 +52,18 @@ def worker_env(prefs: Any) -> dict[str, str]:
     return env
 
 
-def model_access(prefs: Any) -> dict[str, Any]:
-    """Where models are, what the engine may do to get them, and where they run: for model requests."""
+def model_access(prefs: Any) -> ModelAccess:
+    """Where models are, what the engine may do to get them, and where they run: the part every model request holds."""
     if prefs is None:
-        return {"models_dir": "", "cache_dir": "", "allow_download": False, "allow_pickle": False, "device": "AUTO", "precision": "AUTO"}
-    return {
-        "models_dir": bpy.path.abspath(prefs.models_dir) if prefs.models_dir else "",
-        "cache_dir": bpy.path.abspath(prefs.hf_cache_dir) if prefs.hf_cache_dir else "",
-        "allow_download": bool(prefs.allow_downloads and bpy.app.online_access),
-        "allow_pickle": bool(prefs.allow_pickle),
-        "device": prefs.device,
-        "precision": prefs.precision,
-    }
+        return ModelAccess()
+    return ModelAccess(
+        models_dir=bpy.path.abspath(prefs.models_dir) if prefs.models_dir else "",
+        cache_dir=bpy.path.abspath(prefs.hf_cache_dir) if prefs.hf_cache_dir else "",
+        allow_download=bool(prefs.allow_downloads and bpy.app.online_access),
+        allow_pickle=bool(prefs.allow_pickle),
+        device=prefs.device,
+        precision=prefs.precision,
+    )
 
 
 def client(context: Optional[bpy.types.Context] = None) -> EngineClient:
@@ -101,35 +96,6 @@ def release() -> None:
 
 def status() -> str:
     return _client.status() if _client is not None else "Not started"
-
-
-def running() -> Optional[JobHandle]:
-    handle = active["handle"]
-    return handle if handle is not None and not handle.finished else None
-
-
-def request_cancel() -> None:
-    """Cancel what is in flight: the engine job, or the Blender stage at its next step."""
-    handle = running()
-    if handle is not None:
-        handle.cancel()
-    if active["blender_stage"]:
-        active["cancel"] = True
-
-
-@contextmanager
-def blender_stage(label: str) -> Iterator[None]:
-    """A blocking Blender stage: other jobs are refused and Cancel is heard until it ends."""
-    active.update(cancel=False, blender_stage=True, label=label)
-    try:
-        yield
-    finally:
-        active.update(cancel=False, blender_stage=False)
-
-
-def busy() -> str:
-    """The label of the job in flight, or "" when a new one may start."""
-    return active["label"] if running() is not None or active["blender_stage"] else ""
 
 
 def output_folder(chosen: str, kind: str) -> Path:

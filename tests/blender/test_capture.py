@@ -222,11 +222,11 @@ def test_modal_capture_parts_restore_the_scene_and_see_the_render_end(addon, roo
 
 
 def test_a_blender_stage_in_flight_keeps_other_jobs_out(addon, room, tmp_path):
-    session = addon.operators.machinery.session
-    session.active.update(label="Rendering panorama", blender_stage=True)
+    current = addon.operators.machinery.job.current
+    current.start_stage("Rendering panorama")
     try:
         with pytest.raises(RuntimeError, match="busy \\(Rendering panorama\\)"):
             bpy.ops.diffusion3d.capture_panorama(output_dir=str(tmp_path / "c"), width=64, samples=1, origin="CURSOR")
     finally:
-        session.active.update(label="", blender_stage=False)
+        current.clear()
     assert not (tmp_path / "c").exists()

@@ -1,7 +1,9 @@
-"""An unexpected error in any step of any job ends that job: one readable report, the scene and its
+"""An unexpected error in any phase of any job ends that job: one readable report, the scene and its
 settings as they were, nothing half-built, and the add-on free for the next job.
 
-Each case breaks one step (as Blender 5's renamed enums once broke the stereo-video encoder, which
+The phases are the job life cycle's (operator ``stage`` → the stage's ``start``, ``step``,
+``rendered``, ``done`` → ``prepare`` → the engine job → ``finish``) plus Blender work inside them.
+Each case breaks one phase (as Blender 5's renamed enums once broke the stereo-video encoder, which
 left the add-on "busy" until Blender restarted), then runs the operator from a script (blocking)
 and from the UI (modal, driven event by event), and finally runs the same job unbroken.
 """
@@ -9,6 +11,7 @@ and from the UI (modal, driven event by event), and finally runs the same job un
 from __future__ import annotations
 
 import functools
+import time
 
 import bpy
 import pytest
@@ -47,35 +50,30 @@ def sphere_files(tmp_path):
     return dict(rgb_path=str(tmp_path / "src" / "rgb.png"), depth_path=str(tmp_path / "src" / "depth.npy"), grid_step=1)
 
 
-# (operator module, operator, scene set-up, what to break: a method of the operator or a module function)
-CASES = [
-    ("capture", "capture_panorama", capture_scene, "_stage"),
-    ("capture", "capture_panorama", capture_scene, "_start_render"),
-    ("capture", "capture_panorama", capture_scene, "_after_render"),
-    ("capture", "capture_panorama", capture_scene, "finish"),
-    ("stereo_video", "render_stereo_video", video_rig, "_stage"),
-    ("stereo_video", "render_stereo_video", video_rig, "_render_next"),
-    ("stereo_video", "render_stereo_video", video_rig, "encode_frames"),
-    ("stereo_video", "render_stereo_video", video_rig, "finish"),
-    ("dst.dataset", "render_edge_maps", dst_scene, "_build_scene"),
-    ("dst.dataset", "render_edge_maps", dst_scene, "_render_one"),
-    ("dst.dataset", "render_edge_maps", dst_scene, "_request"),
-    ("dst.dataset", "render_edge_maps", dst_scene, "finish"),
-    ("world_sphere", "build_world_sphere", sphere_files, "prepare"),
-    ("world_sphere", "build_world_sphere", sphere_files, "emission_material"),
-    ("world_sphere", "build_world_sphere", sphere_files, "poll"),
+# operator module, operator, scene set-up, its Blender stage class (None: no stage), and the phases it runs in order
+OPERATORS = [
+    ("capture", "capture_panorama", capture_scene, "PanoramaRender", ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"]),
+    ("stereo_video", "render_stereo_video", video_rig, "FrameRender", ["stage", "start", "step", "rendered", "done", "encode_frames", "prepare", "engine", "finish"]),
+    ("dst.dataset", "render_edge_maps", dst_scene, "ViewRender", ["stage", "start", "step", "done", "prepare", "engine", "finish"]),
+    ("world_sphere", "build_world_sphere", sphere_files, None, ["prepare", "engine", "emission_material", "finish"]),
+    ("engine_ops", "check_engine", lambda tmp_path: {}, None, ["prepare", "engine", "finish"]),
 ]
+CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]
+STAGE_PHASES = ("start", "step", "rendered", "done")
 
 
-def break_step(addon, monkeypatch, module_name, op_name, step):
+def break_phase(addon, monkeypatch, module_name, op_name, stage_class, phase):
+    """Make one phase raise: a method of the stage or the operator, the engine job's progress, or a module function it calls."""
     module = functools.reduce(getattr, module_name.split("."), addon.operators)
     op_class = getattr(module, f"DIFFUSION3D_OT_{op_name}")
-    if step == "poll":  # the engine job's progress cannot be read
+    if phase == "engine":  # the engine job's progress cannot be read
         monkeypatch.setattr(addon.engine.client.JobHandle, "poll", boom)
-    elif hasattr(op_class, step):
-        monkeypatch.setattr(op_class, step, boom)
+    elif phase in STAGE_PHASES:
+        monkeypatch.setattr(getattr(module, stage_class), phase, boom)
+    elif hasattr(op_class, phase):
+        monkeypatch.setattr(op_class, phase, boom)
     else:
-        monkeypatch.setattr(module, step, boom)
+        monkeypatch.setattr(module, phase, boom)
     return op_class
 
 
@@ -86,13 +84,13 @@ def state():
     return blocks, render_settings()
 
 
-@pytest.mark.parametrize("module_name, op_name, setup, step", CASES, ids=[f"{c[1]}-{c[3]}" for c in CASES])
+@pytest.mark.parametrize("module_name, op_name, setup, stage_class, phase", CASES, ids=[f"{c[1]}-{c[4]}" for c in CASES])
 @pytest.mark.parametrize("path", ["blocking", "ui"])
-def test_a_failing_step_ends_the_job_cleanly_and_frees_the_add_on(addon, monkeypatch, tmp_path, module_name, op_name, setup, step, path):
+def test_a_failure_in_any_phase_ends_the_job_cleanly_and_frees_the_add_on(addon, monkeypatch, tmp_path, module_name, op_name, setup, stage_class, phase, path):
     options = setup(tmp_path)
     before = state()
     with monkeypatch.context() as broken:
-        op_class = break_step(addon, broken, module_name, op_name, step)
+        op_class = break_phase(addon, broken, module_name, op_name, stage_class, phase)
         if path == "blocking":
             with pytest.raises(RuntimeError, match=f"failed: RuntimeError: {INJECTED}"):
                 getattr(bpy.ops.diffusion3d, op_name)(**options)
@@ -109,10 +107,18 @@ def test_a_failing_step_ends_the_job_cleanly_and_frees_the_add_on(addon, monkeyp
             finally:
                 windowed.undo()
     assert state() == before, "the scene is as it was"
-    assert not addon.operators.machinery.session.busy()
+    assert not addon.operators.machinery.job.current.busy()
     out = tmp_path / "out"
-    if step != "finish":  # after the engine's part, its files are whole and stay; before it, nothing is written
-        assert not out.exists() or not any(p.suffix in (".mp4", ".json", ".exr") for p in out.rglob("*")), "nothing half-written"
+    written = list(out.rglob("*")) if out.exists() else []
+    if phase in ("engine", "finish"):  # the engine job may have written its files (all or nothing): they are whole and stay
+        assert not any(".part" in p.name for p in written), "nothing half-written"
+    else:  # before the engine job, nothing is written
+        assert not any(p.suffix in (".mp4", ".json", ".exr") for p in written), "nothing written"
     if (tmp_path / "out_frames").exists():  # frames rendered before the failure are kept, as after a cancel
         assert all(p.name.startswith("frame_") for p in (tmp_path / "out_frames").iterdir())
-    assert getattr(bpy.ops.diffusion3d, op_name)(**{**options, "overwrite": True} if op_name != "build_world_sphere" else options) == {"FINISHED"}
+    client = addon.operators.machinery.session.client()
+    deadline = time.monotonic() + 60
+    while client.busy and time.monotonic() < deadline:  # a job abandoned when its progress broke ends at its next step
+        time.sleep(0.05)
+    again = {**options, "overwrite": True} if "overwrite" in op_class.__annotations__ else options
+    assert getattr(bpy.ops.diffusion3d, op_name)(**again) == {"FINISHED"}

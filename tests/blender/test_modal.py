@@ -8,6 +8,7 @@ add-on free for the next job.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import bpy
@@ -50,14 +51,14 @@ def test_stereo_video_from_the_ui_renders_every_frame_then_tags_the_mp4(addon, m
     stages = []
 
     def event_at(step):
-        stages.append(dict(addon.operators.machinery.session.active))
+        stages.append(dataclasses.replace(addon.operators.machinery.job.current))
         return wd.MOUSE if step == 1 else wd.TIMER  # other events pass through
 
     assert wd.run(op, context, event_at) == {"FINISHED"}, op.reports
     frames = scene.frame_end - scene.frame_start + 1
     assert fake.render_jobs == frames
-    assert stages[0]["blender_stage"] and stages[0]["label"].startswith("Rendering stereo video")
-    assert any(s["handle"] is not None and not s["blender_stage"] for s in stages), "the engine job ran after the frames"
+    assert stages[0].in_blender_stage and stages[0].label.startswith("Rendering stereo video")
+    assert any(s.handle is not None and not s.in_blender_stage for s in stages), "the engine job ran after the frames"
     progress = context.window_manager.progress
     assert progress[:frames] == sorted(progress[:frames]) and progress[frames - 1] == 1000
     meta = spatial_media.read(out)
@@ -74,11 +75,11 @@ def test_stereo_video_stopped_from_the_ui_keeps_the_frames(addon, monkeypatch, t
     before = render_settings()
     wd.windowed(addon, monkeypatch, esc_on_render=3 if how.startswith("esc") else None)
     context = wd.Context()
-    session = addon.operators.machinery.session
+    current = addon.operators.machinery.job.current
 
     def event_at(step):
         if how == "cancel button" and step == 1:
-            session.request_cancel()  # after two frames
+            current.request_cancel()  # after two frames
         return wd.TIMER
 
     op = operator(addon, "stereo_video", "render_stereo_video", filepath=str(tmp_path / "stop.mp4"), resolution="CUSTOM", eye_width=32)
@@ -131,11 +132,11 @@ def test_stopping_the_capture_render_changes_nothing(addon, monkeypatch, tmp_pat
     before, engine = snapshot(), scene.render.engine
     wd.windowed(addon, monkeypatch, esc_on_render=1 if how.startswith("esc") else None)
     context = wd.Context()
-    session = addon.operators.machinery.session
+    current = addon.operators.machinery.job.current
 
     def event_at(step):
         if how == "cancel button" and step == 0:
-            session.request_cancel()  # while the render job runs
+            current.request_cancel()  # while the render job runs
         return wd.TIMER
 
     op = operator(addon, "capture", "capture_panorama", output_dir=str(tmp_path / "ui"), width=64, samples=1, origin="CURSOR")

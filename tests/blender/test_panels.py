@@ -112,13 +112,14 @@ def test_the_manifest_minimum_is_the_oldest_tested_blender(addon):
 
 
 def test_a_blender_stage_shows_progress_and_cancel(addon):
-    session = addon.operators.machinery.session
-    session.active.update(blender_stage=True, label="Rendering stereo video: frame 3/10", fraction=0.3)
+    current = addon.operators.machinery.job.current
+    current.start_stage("Rendering stereo video")
+    current.stage_progress("Rendering stereo video", 3, 10)
     try:
         log = draw(addon.panels.sidebar.DIFFUSION3D_PT_stereo, bpy.context)
-        assert ("progress", "Rendering stereo video: frame 3/10") in log and ("operator", "diffusion3d.cancel_job") in log
+        assert ("progress", "Rendering stereo video: 3/10") in log and ("operator", "diffusion3d.cancel_job") in log
         assert bpy.ops.diffusion3d.cancel_job.poll()
         bpy.ops.diffusion3d.cancel_job()
-        assert session.active["cancel"]
+        assert current.cancel_requested
     finally:
-        session.active.update(blender_stage=False, label="", fraction=0.0, cancel=False)
+        current.clear()

@@ -43,7 +43,7 @@ def test_preferences_defaults_are_safe(prefs):
 def test_check_engine_reports_this_python(addon):
     before = snapshot()
     assert bpy.ops.diffusion3d.check_engine() == {"FINISHED"}
-    assert "Python" in addon.operators.engine_ops.last_check["text"]
+    assert "Python" in addon.operators.engine_ops.last_check.text
     assert snapshot() == before
 
 

@@ -252,13 +252,13 @@ def test_side_by_side_flat_and_mono_sequences(tmp_path):
 def test_cancel_mid_render_keeps_the_frames_and_restores_the_scene(tmp_path, addon):
     animated_rig(tmp_path)
     before = render_settings()
-    session = addon.operators.machinery.session
+    current = addon.operators.machinery.job.current
     rendered = []
 
     def cancel_after_two(*_):
         rendered.append(1)
         if len(rendered) == 2:
-            session.request_cancel()
+            current.request_cancel()
 
     bpy.app.handlers.render_post.append(cancel_after_two)
     out = tmp_path / "cancelled.mp4"
@@ -268,7 +268,7 @@ def test_cancel_mid_render_keeps_the_frames_and_restores_the_scene(tmp_path, add
         bpy.app.handlers.render_post.remove(cancel_after_two)
     assert not out.exists()
     assert sorted(p.name for p in (tmp_path / "cancelled_frames").iterdir()) == ["frame_0001.png", "frame_0002.png"]
-    assert render_settings() == before and not session.busy()
+    assert render_settings() == before and not current.busy()
 
 
 def test_bad_video_input(tmp_path):

@@ -157,4 +157,4 @@ def assert_closed(addon: Any, context: Context) -> None:
     """No timer, no progress bar, nothing in flight: the next job may start."""
     wm = context.window_manager
     assert wm.timers == 0 and not wm.progress_open
-    assert not addon.operators.machinery.session.busy()
+    assert not addon.operators.machinery.job.current.busy()
