@@ -53,7 +53,7 @@ def ms(times: list[float]) -> dict[str, float]:
 def main() -> None:
     args = parse_args()
     from engine.client import make_client
-    from engine.jobs import EchoRequest
+    from engine.echo import EchoRequest
 
     height, width = args.width // 2, args.width
     rng = np.random.default_rng(args.seed)
