@@ -40,14 +40,3 @@ def ray_directions(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     lat = np.pi * (0.5 - np.asarray(v, dtype=np.float64))
     cos_lat = np.cos(lat)
     return np.stack(np.broadcast_arrays(cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)), axis=-1)
-
-
-def direction_to_uv(direction: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`ray_directions`: (…, 3) directions → (…, 2) ``(u, v)``."""
-    d = np.asarray(direction, dtype=np.float64)
-    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
-    lon = np.arctan2(d[..., 1], d[..., 0])
-    lat = np.arcsin(np.clip(d[..., 2], -1.0, 1.0))
-    u = np.mod((1.0 - lon / np.pi) / 2.0, 1.0)
-    v = 0.5 - lat / np.pi
-    return np.stack([u, v], axis=-1)

@@ -86,10 +86,6 @@ class Image(NamedTuple):
     channels: tuple[str, ...]
     format: str  # OpenImageIO's name for the file format: "png", "openexr", "jpeg", "tiff", "hdr", …
 
-    @property
-    def is_float(self) -> bool:
-        return self.pixels.dtype.kind == "f"
-
 
 def _open(path: str | os.PathLike[str]) -> Any:
     oiio = _oiio()

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from . import equirect
+
 #: Defaults: move at most a quarter of the way to the nearest surface, and open no depth-edge band wider than 5°.
 NEAR_FRACTION = 0.25
 MAX_BAND_DEG = 5.0
@@ -43,7 +45,7 @@ def safe_radius(
     if not np.all(np.isfinite(dist)) or dist.min() <= 0:
         raise ValueError("distances must be finite and positive")
     height = dist.shape[0]
-    lat = (0.5 - (np.arange(height) + 0.5) / height) * math.pi
+    lat = (0.5 - equirect.pixel_centres(height)) * math.pi
     row_weight = np.cos(lat)[:, None]
 
     near = _weighted_percentile(dist.ravel(), np.broadcast_to(row_weight, dist.shape).ravel(), NEAR_PERCENTILE)

@@ -35,11 +35,6 @@ def _join(*parts: str) -> str:
     return ", ".join(p.strip() for p in parts if p and p.strip())
 
 
-def build_prompt(class_name: str, tags: Sequence[str] = (), style: Sequence[str] = (), added: str = ADDED_PROMPT) -> str:
-    """'An image of {class}, {tags}, {style}, {added}' — 3D-DST's prompt with the CAD model's tags."""
-    return _join(f"An image of {class_name.strip()}", *tags, *style, added)
-
-
 def template_expansion(class_name: str, tags: Sequence[str], seed: int) -> str:
     """A varied but reproducible description: some of the tags in a seeded order, a setting and a light."""
     rng = random.Random(int(seed))

@@ -134,8 +134,3 @@ def pose_from_extrinsics(r: np.ndarray, t: np.ndarray) -> tuple[float, float, fl
     if inplane <= -180.0:
         inplane += 360.0
     return azimuth, 90.0 - polar, inplane, distance
-
-
-def viewpoint_from_extrinsics(r: np.ndarray, t: np.ndarray) -> Viewpoint:
-    azimuth, elevation, inplane, distance = pose_from_extrinsics(r, t)
-    return Viewpoint(azimuth, 90.0 - elevation, inplane, distance)

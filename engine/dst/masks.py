@@ -91,21 +91,3 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     if m.ndim != 2:
         raise BadInput(f"A mask is H×W, got shape {m.shape}")
     return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": counts_to_string(run_lengths(m))}
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """Boolean H×W mask from compressed (str/bytes counts) or uncompressed (list counts) RLE."""
-    height, width = (int(v) for v in rle["size"])
-    raw = rle["counts"]
-    counts = list(raw) if isinstance(raw, list) else string_to_counts(raw.decode("ascii") if isinstance(raw, bytes) else raw)
-    if sum(counts) != height * width or any(c < 0 for c in counts):
-        raise BadInput(f"RLE runs cover {sum(counts)} pixels, the {width}×{height} mask has {width * height}")
-    values = np.arange(len(counts)) % 2 == 1
-    flat = np.repeat(values, counts)
-    return flat.reshape((height, width), order="F")
-
-
-def rle_area(rle: dict[str, Any]) -> int:
-    raw = rle["counts"]
-    counts = list(raw) if isinstance(raw, list) else string_to_counts(raw.decode("ascii") if isinstance(raw, bytes) else raw)
-    return int(sum(counts[1::2]))

@@ -251,13 +251,6 @@ def test_release_drops_the_pipeline(models):
 # Prompts ------------------------------------------------------------------------------------------
 
 
-def test_prompt_builder_follows_3d_dst():
-    assert prompts.build_prompt("jeep") == "An image of jeep, best quality, extremely detailed"
-    assert prompts.build_prompt("jeep", ["off-road", "green"], ["oil painting"]) == (
-        "An image of jeep, off-road, green, oil painting, best quality, extremely detailed"
-    )
-
-
 def test_template_expansion_is_seeded_and_reproducible():
     tags = ["vintage", "red", "convertible", "chrome"]
     a = [prompts.expand_prompt("car", tags, seed) for seed in range(8)]

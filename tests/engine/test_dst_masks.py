@@ -1,11 +1,32 @@
 """Masks, COCO boxes and compressed RLE, checked against pycocotools (test-only reference)."""
 
+from typing import Any
+
 import numpy as np
 import pycocotools.mask as coco_mask
 import pytest
 
-from engine.dst.masks import bbox_from_mask, mask_from_alpha, rle_area, rle_decode, rle_encode, run_lengths, string_to_counts
+from engine.dst.masks import bbox_from_mask, mask_from_alpha, rle_encode, run_lengths, string_to_counts
 from engine.errors import BadInput
+
+
+# Decoding is the test's side: a data set only writes RLE.
+def counts(rle: dict[str, Any]) -> list[int]:
+    raw = rle["counts"]
+    return list(raw) if isinstance(raw, list) else string_to_counts(raw.decode("ascii") if isinstance(raw, bytes) else raw)
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """Boolean H×W mask from compressed (str/bytes counts) or uncompressed (list counts) RLE."""
+    height, width = (int(v) for v in rle["size"])
+    runs = counts(rle)
+    if sum(runs) != height * width or any(c < 0 for c in runs):
+        raise BadInput(f"RLE runs cover {sum(runs)} pixels, the {width}×{height} mask has {width * height}")
+    return np.repeat(np.arange(len(runs)) % 2 == 1, runs).reshape((height, width), order="F")
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    return int(sum(counts(rle)[1::2]))
 
 
 def reference(mask):

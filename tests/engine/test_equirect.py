@@ -12,14 +12,6 @@ def test_centre_left_and_quarter_columns_look_where_the_convention_says():
     np.testing.assert_allclose(equirect.ray_directions(np.array([0.3]), np.array([0.0]))[0], [0, 0, 1], atol=1e-12)
 
 
-def test_direction_to_uv_inverts_ray_directions():
-    rng = np.random.default_rng(0)
-    u, v = rng.uniform(0, 1, 500), rng.uniform(0.01, 0.99, 500)
-    uv = equirect.direction_to_uv(equirect.ray_directions(u, v) * 3.7)
-    np.testing.assert_allclose(uv[:, 0], u, atol=1e-9)
-    np.testing.assert_allclose(uv[:, 1], v, atol=1e-9)
-
-
 def test_rays_are_unit_length():
     u = equirect.pixel_centres(64)[None, :]
     v = equirect.pixel_centres(32)[:, None]
