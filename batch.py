@@ -19,9 +19,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 ROOT = Path(__file__).resolve().parent
 ADDON = "diffusion3d"
@@ -76,9 +77,8 @@ def load_addon() -> Any:
     import bpy
 
     module = addon_package()
-    if not hasattr(bpy.types.Scene, "diffusion3d"):
-        if addon_utils.enable(ADDON, default_set=True, handle_error=_raise) is None:
-            raise BatchError(f"Could not enable the add-on from {ROOT}")
+    if not hasattr(bpy.types.Scene, "diffusion3d") and addon_utils.enable(ADDON, default_set=True, handle_error=_raise) is None:
+        raise BatchError(f"Could not enable the add-on from {ROOT}")
     return module
 
 
@@ -123,7 +123,9 @@ def add_choice(options: Options, flag: str, among: choices.Choices[Any], help: s
     options.add_argument(flag, choices=among.cli_names, default=among[among.default].cli if default else None, help=help)
 
 
-def add_output_options(p: argparse.ArgumentParser, out: str | None = "output folder", default: str | None = None) -> argparse._ArgumentGroup:
+def add_output_options(
+    p: argparse.ArgumentParser, out: str | None = "output folder", default: str | None = None
+) -> argparse._ArgumentGroup:
     """``--out`` (described by ``out``, required unless it has a default; left out for None) and ``--overwrite``.
 
     Returns the group, for a subcommand's other outputs.
@@ -288,7 +290,12 @@ def add_sphere(sub: Subparsers) -> None:
     p.add_argument("--rgb", required=True)
     p.add_argument("--depth", required=True, help="float .exr/.npy/.hdr/.tif distances, or 8/16-bit disparity (near = bright)")
     add_choice(p, "--mode", choices.DEPTH_MODES, help="auto: float files are metric, 8/16-bit images relative")
-    p.add_argument("--place", choices=["origin", "cursor"], default="origin", help="centre of a sphere that is not from a capture (a capture's goes where it was taken)")
+    p.add_argument(
+        "--place",
+        choices=["origin", "cursor"],
+        default="origin",
+        help="centre of a sphere that is not from a capture (a capture's goes where it was taken)",
+    )
     add_choice(p, "--mapping", choices.DEPTH_MAPPINGS, help="relative depth: paper offset or inverse depth")
     p.add_argument("--radius", type=float, default=5.0)
     p.add_argument("--strength", type=float, default=1.0)
@@ -353,7 +360,8 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     """Furnished room → RGBD capture → world sphere → world.blend and two preview renders."""
     import bpy
 
-    from diffusion3d.operators.demo import previews, scene as demo_scene  # type: ignore[import-not-found]
+    from diffusion3d.operators.demo import previews  # type: ignore[import-not-found]
+    from diffusion3d.operators.demo import scene as demo_scene
 
     out = Path(args.out).resolve()
     source = f"ldm3d:{args.model}" if args.model else "capture"
@@ -403,8 +411,19 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
     timed("preview_center", lambda: previews.render_equirect(scene, centre, out / "preview_center.png", preview_width))
     timed("preview_offcenter", lambda: previews.render_equirect(scene, offcentre, out / "preview_offcenter.png", preview_width))
     video_args = argparse.Namespace(
-        out=str(out / "stereo360.mp4"), flat=False, ipd=None, scene_scale=1.0, move="dolly", seconds=2.0, amplitude=0.5,
-        format="mp4", layout="top-bottom", quality="fast", overwrite=args.overwrite, keep_frames=False, resolution=str(args.video_width),
+        out=str(out / "stereo360.mp4"),
+        flat=False,
+        ipd=None,
+        scene_scale=1.0,
+        move="dolly",
+        seconds=2.0,
+        amplitude=0.5,
+        format="mp4",
+        layout="top-bottom",
+        quality="fast",
+        overwrite=args.overwrite,
+        keep_frames=False,
+        resolution=str(args.video_width),
     )
     video = timed("stereo_video", lambda: stereo_video(video_args))
     timed("save", lambda: save_blend(out / "world.blend"))
@@ -428,7 +447,9 @@ def add_panorama(sub: Subparsers) -> None:
     p.add_argument("--width", type=int, default=0, help="multiple of 8 (default: 1024 for panoramas, the model's size for --flat)")
     p.add_argument("--height", type=int, default=0)
     p.add_argument("--init-rgb", help="img2img: the RGB panorama to start from")
-    p.add_argument("--init-depth", help="img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright); default: estimated")
+    p.add_argument(
+        "--init-depth", help="img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright); default: estimated"
+    )
     p.add_argument("--depth-estimator", help="DPT folder or repo id for estimating the init depth (default Intel/dpt-large)")
     p.add_argument("--flat", action="store_true", help="an ordinary image, not a 360° panorama")
     add_output_options(p).add_argument("--save", help="also build the world sphere and write the scene to this .blend")
@@ -456,9 +477,13 @@ def resolution_presets() -> list[str]:
 
 
 def add_stereo_video(sub: Subparsers) -> None:
-    p = sub.add_parser("stereo-video", help="move a stereo rig inside the world sphere and render a 360° stereo video with spatial metadata")
+    p = sub.add_parser(
+        "stereo-video", help="move a stereo rig inside the world sphere and render a 360° stereo video with spatial metadata"
+    )
     p.add_argument("--blend", help="scene with a world sphere (default: the file Blender was started with)")
-    p.add_argument("--move", choices=["dolly", "orbit", "sway", "figure8", "look", "keep"], default="dolly", help="keep: the rig's own keyframes")
+    p.add_argument(
+        "--move", choices=["dolly", "orbit", "sway", "figure8", "look", "keep"], default="dolly", help="keep: the rig's own keyframes"
+    )
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--amplitude", type=float, default=0.5, help="fraction of the safe radius (at most 1)")
     p.add_argument("--ipd", type=float, help="interocular distance in metres (default 0.065, or the rig's)")
@@ -466,7 +491,9 @@ def add_stereo_video(sub: Subparsers) -> None:
     p.add_argument("--flat", action="store_true", help="a new rig is a flat perspective stereo pair, not 360°")
     add_choice(p, "--layout", choices.STEREO_LAYOUTS)
     default = choices.VIDEO_RESOLUTIONS[choices.VIDEO_RESOLUTIONS.default].cli
-    p.add_argument("--resolution", default=default, help=f"{', '.join(resolution_presets())}, or an eye width in pixels (default {default})")
+    p.add_argument(
+        "--resolution", default=default, help=f"{', '.join(resolution_presets())}, or an eye width in pixels (default {default})"
+    )
     add_choice(p, "--format", choices.VIDEO_FORMATS)
     add_choice(p, "--quality", choices.VIDEO_QUALITIES, help="fast: emission-only world sphere")
     p.add_argument("--keep-frames", action="store_true")
@@ -533,7 +560,9 @@ def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_edges(sub: Subparsers) -> None:
-    p = sub.add_parser("edges", help="3D-DST: render scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations")
+    p = sub.add_parser(
+        "edges", help="3D-DST: render scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations"
+    )
     p.add_argument("--blend", help="scene with the objects (default: the file Blender was started with)")
     p.add_argument("--objects", help="comma-separated object names (default: every visible mesh object)")
     p.add_argument("--collection", help="use the mesh objects of this collection instead")
@@ -601,7 +630,9 @@ def edges(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_generate_from_edges(sub: Subparsers) -> None:
-    p = sub.add_parser("generate-from-edges", help="3D-DST: ControlNet images from a data set's edge maps, sharing their views' 3D annotations")
+    p = sub.add_parser(
+        "generate-from-edges", help="3D-DST: ControlNet images from a data set's edge maps, sharing their views' 3D annotations"
+    )
     p.add_argument("--dataset", required=True, help="dataset folder made by edges")
     p.add_argument("--base-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", help="SD 1.5 (or SDXL) folder or repo id")
     p.add_argument("--controlnet", default="lllyasviel/control_v11p_sd15_canny", help="canny ControlNet for that base")
@@ -643,7 +674,11 @@ def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - start
     generated = sorted((Path(args.dataset) / "generated").glob("*.png"))
-    return {"paths": {"dataset": str(Path(args.dataset).resolve())}, "generated_images": len(generated), "timings_s": {"generate": round(seconds, 3)}}
+    return {
+        "paths": {"dataset": str(Path(args.dataset).resolve())},
+        "generated_images": len(generated),
+        "timings_s": {"generate": round(seconds, 3)},
+    }
 
 
 def add_kcf(sub: Subparsers) -> None:

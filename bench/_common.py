@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ADDON_NAME = "diffusion3d"
@@ -101,7 +101,7 @@ def remove_addon_links() -> None:
             pass
 
 
-def load_addon(link_dir: Optional[Path] = None) -> Any:
+def load_addon(link_dir: Path | None = None) -> Any:
     """Import bpy, reset to an empty factory scene and enable the add-on from this checkout.
 
     The repo folder may be called anything: a temp dir with a ``diffusion3d``

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 QUICK_WIDTHS, QUICK_SAMPLES, QUICK_FIXED_WIDTH, QUICK_FIXED_SAMPLES = [32, 64], [1, 4], 32, 2
 

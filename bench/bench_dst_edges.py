@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "dst_edges"
 
@@ -64,7 +64,9 @@ def main() -> None:
     seconds: dict[str, float] = {}
     for method in ("GEOMETRIC", "CANNY"):
         start = time.perf_counter()
-        bpy.ops.diffusion3d.render_edge_maps(dataset_dir=str(out / method), views_per_object=args.views, resolution=args.resolution, edge_method=method, seed=1)
+        bpy.ops.diffusion3d.render_edge_maps(
+            dataset_dir=str(out / method), views_per_object=args.views, resolution=args.resolution, edge_method=method, seed=1
+        )
         seconds[method] = time.perf_counter() - start
     import cv2
 

@@ -37,18 +37,18 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO_ROOT, command_line, emit, machine_info, run_main  # noqa: E402
+from _common import REPO_ROOT, command_line, emit, machine_info, run_main
 
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "engine"))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline, write_tokenizer
 
-from engine.choices import SCHEDULERS  # noqa: E402
-from engine.diffusion import ldm3d, loading, sources  # noqa: E402
-from engine.progress import CancelToken, Reporter  # noqa: E402
-from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline, write_tokenizer  # noqa: E402
+from engine.choices import SCHEDULERS
+from engine.diffusion import ldm3d, loading, sources
+from engine.progress import CancelToken, Reporter
 
 PROMPT = "panoramic view of a cosy living room"
 
@@ -70,8 +70,15 @@ def overhead(folder: Path, width: int, height: int, steps: int, repeats: int) ->
         return ldm3d.generate(model, s, quiet()).rgb
 
     def theirs() -> np.ndarray:
-        out = pipe(PROMPT, width=width, height=height, num_inference_steps=steps, guidance_scale=7.0,
-                   generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+        out = pipe(
+            PROMPT,
+            width=width,
+            height=height,
+            num_inference_steps=steps,
+            guidance_scale=7.0,
+            generator=torch.Generator("cpu").manual_seed(0),
+            output_type="np",
+        )
         return out.rgb
 
     max_diff = float(np.abs(ours() - theirs()).max())  # also the warm-up
@@ -120,14 +127,31 @@ def build_full_size(folder: Path) -> Path:
     torch.manual_seed(0)
     UNet2DConditionModel(cross_attention_dim=768, sample_size=64).save_pretrained(folder / "unet")
     AutoencoderKL(
-        in_channels=4, out_channels=4, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
+        in_channels=4,
+        out_channels=4,
+        latent_channels=4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        sample_size=512,
     ).save_pretrained(folder / "vae")
-    CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
-                                 vocab_size=49408, projection_dim=768, bos_token_id=0, eos_token_id=2, pad_token_id=1)
-                  ).save_pretrained(folder / "text_encoder")
-    DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                  set_alpha_to_one=False).save_pretrained(folder / "scheduler")
+    CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            vocab_size=49408,
+            projection_dim=768,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=1,
+        )
+    ).save_pretrained(folder / "text_encoder")
+    DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    ).save_pretrained(folder / "scheduler")
     write_tokenizer(folder / "tokenizer")
     return folder
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "stereo_video"
 
@@ -73,7 +73,7 @@ class FrameTimer:
     def __init__(self, bpy: Any) -> None:
         self.bpy, self.starts, self.seconds = bpy, [], []  # type: ignore[var-annotated]
 
-    def __enter__(self) -> "FrameTimer":
+    def __enter__(self) -> FrameTimer:
         self.bpy.app.handlers.render_pre.append(self._pre)
         self.bpy.app.handlers.render_post.append(self._post)
         return self
@@ -92,8 +92,8 @@ class FrameTimer:
 def main() -> None:
     args = parse_args()
     bpy = _common.load_addon()
-    from diffusion3d.operators import stereo_rig, stereo_video  # type: ignore[import-not-found]
     from diffusion3d.engine.stereo_video import eye_size  # type: ignore[import-not-found]
+    from diffusion3d.operators import stereo_rig, stereo_video  # type: ignore[import-not-found]
 
     if args.quick:
         args.eye_width, args.reference_samples, args.repeats = 64, 16, 1
@@ -119,7 +119,9 @@ def main() -> None:
     def sphere_at(step: int) -> None:
         for obj in stereo_rig.world_spheres(scene):
             bpy.data.objects.remove(obj)
-        bpy.ops.diffusion3d.build_world_sphere(rgb_path=capture["rgb"], depth_path=capture["depth"], depth_mode=capture["depth_mode"], grid_step=step)
+        bpy.ops.diffusion3d.build_world_sphere(
+            rgb_path=capture["rgb"], depth_path=capture["depth"], depth_mode=capture["depth_mode"], grid_step=step
+        )
 
     sphere_at(1)
     bpy.ops.diffusion3d.add_stereo_rig()
@@ -164,7 +166,12 @@ def main() -> None:
     for label, step in (("quarter", 4), ("half", 2), ("full", 1)):
         sphere_at(step)
         seconds, _ = render(f"grid{step}", w, stereo_video.FAST, {}, times=1 + args.repeats)
-        grid[label] = {"grid_step": step, "vertices": len(stereo_rig.world_spheres(scene)[0].data.vertices), "cold_s": seconds[0], "warm_s": float(np.median(seconds[1:]))}
+        grid[label] = {
+            "grid_step": step,
+            "vertices": len(stereo_rig.world_spheres(scene)[0].data.vertices),
+            "cold_s": seconds[0],
+            "warm_s": float(np.median(seconds[1:])),
+        }
     output = {}
     for eye_width in (int(s) for s in args.eye_widths.split(",")):
         seconds, _ = render(f"eye{eye_width}", eye_width, stereo_video.FAST, {}, times=1 + args.repeats)
@@ -176,7 +183,12 @@ def main() -> None:
         {
             "benchmark": NAME,
             "frame": f"{w}x{w} top-bottom 360° stereo, demo world sphere at full grid, frame {frame} of the dolly",
-            "fast": {"samples": stereo_video.FAST_SAMPLES, "cold_s": fast_s[0], "warm_median_s": float(np.median(fast_s[1:])), "psnr_db": fast_psnr},
+            "fast": {
+                "samples": stereo_video.FAST_SAMPLES,
+                "cold_s": fast_s[0],
+                "warm_median_s": float(np.median(fast_s[1:])),
+                "psnr_db": fast_psnr,
+            },
             "cycles_default": {"cold_s": default_s[0], "psnr_db": psnr(default_img, reference_img)},
             "reference": {"samples": args.reference_samples, "s": reference_s[0]},
             "speedup_fast_vs_default_cold": speedup,

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 EYE = np.array([0.0, 0.0, 1.6])
 ROOM_MIN = np.array([-4.0, -3.0, 0.0])
@@ -78,8 +78,10 @@ def synthetic_panorama(width: int, seed: int, ray_directions) -> tuple[np.ndarra
     ripple = np.zeros_like(dist)
     for _ in range(6):
         k, m = rng.integers(1, 7), rng.integers(1, 5)
-        ripple += rng.uniform(0.005, 0.02) * np.sin(2 * np.pi * k * uu + rng.uniform(0, 2 * np.pi)) * np.cos(
-            np.pi * m * vv + rng.uniform(0, 2 * np.pi)
+        ripple += (
+            rng.uniform(0.005, 0.02)
+            * np.sin(2 * np.pi * k * uu + rng.uniform(0, 2 * np.pi))
+            * np.cos(np.pi * m * vv + rng.uniform(0, 2 * np.pi))
         )
     dist *= 1.0 + ripple
     # A few nearer smooth bumps ("furniture"), in direction space.
@@ -132,6 +134,7 @@ def round_robin(cases: dict, cleanup, repeats: int, warmup: int) -> tuple[dict, 
 
 def mesh_arrays(mesh) -> dict[str, np.ndarray]:
     """Read a mesh back: positions, corner vertices, face starts and sizes, UVs."""
+
     def get(collection, field, count, dtype, width=1):
         out = np.empty(count * width, dtype=dtype)
         collection.foreach_get(field, out)
@@ -167,8 +170,6 @@ def main() -> None:
         rgb_path, depth_path = tmp / "rgb.png", tmp / "depth.exr"
         write_png(rgb_path, rgb)
         write_exr(depth_path, {"Y": dist})
-        scene = bpy.context.scene
-
         sphere = build_world_sphere(dist, args.grid_step)
         arrays = (sphere.vertices, sphere.face_starts, sphere.corner_verts, sphere.corner_uvs, sphere.edge_verts, sphere.corner_edges)
 
@@ -192,7 +193,7 @@ def main() -> None:
         vertices_to_list_s = time.perf_counter() - t0
         uv_flat = np.ascontiguousarray(sphere.corner_uvs, dtype=np.float32).ravel()
 
-        def classic(vertices, face_list=None) -> "bpy.types.Mesh":  # (c) the from_pydata way
+        def classic(vertices, face_list=None) -> bpy.types.Mesh:  # (c) the from_pydata way
             mesh = bpy.data.meshes.new("bench from_pydata")
             face_list = faces if face_list is None else face_list()
             mesh.from_pydata(vertices() if callable(vertices) else vertices, [], face_list, shade_flat=False)
@@ -219,7 +220,11 @@ def main() -> None:
         bulk_mesh = mesh_from_arrays("bench bulk reference", *arrays)
         checks = {
             "operator_grid_rows_cols": list(op_info["grid"]),
-            "operator_counts": {"vertices": len(op_obj.data.vertices), "faces": len(op_obj.data.polygons), "corners": len(op_obj.data.loops)},
+            "operator_counts": {
+                "vertices": len(op_obj.data.vertices),
+                "faces": len(op_obj.data.polygons),
+                "corners": len(op_obj.data.loops),
+            },
             # The depth went EXR → Blender image → engine: the distances must come back unchanged.
             "operator_depth_roundtrip": bool(
                 np.isclose(op_info["min_distance"], float(dist.min()), rtol=1e-6)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, depth as depthlib, equirect
+from . import __version__, equirect
+from . import depth as depthlib
 from .errors import BadInput
 from .imagefiles import NewFiles, read_exr, write_exr, write_png
 from .progress import Reporter

@@ -8,8 +8,9 @@ here adds it everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 from . import depth, spatial_media
 from .errors import BadInput
@@ -118,7 +119,9 @@ DEPTH_MAPPINGS: Choices[Choice] = Choices(
 
 STEREO_LAYOUTS: Choices[Layout] = Choices(
     "stereo layout",
-    Layout("TOP_BOTTOM", "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)", "TOPBOTTOM", spatial_media.TOP_BOTTOM, (1, 2)),
+    Layout(
+        "TOP_BOTTOM", "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)", "TOPBOTTOM", spatial_media.TOP_BOTTOM, (1, 2)
+    ),
     Layout("SIDE_BY_SIDE", "Side-by-Side", "Left eye beside the right", "SIDEBYSIDE", spatial_media.LEFT_RIGHT, (2, 1)),
     Layout("MONO", "Mono", "One eye only", "", spatial_media.MONO, (1, 1)),
 )
@@ -142,7 +145,9 @@ VIDEO_FORMATS: Choices[Choice] = Choices(
 
 VIDEO_QUALITIES: Choices[Choice] = Choices(
     "render quality",
-    Choice("FAST", "Fast (Emission)", "For an emission-only world sphere: no bounces, few samples, Standard view (reproduces the panorama)"),
+    Choice(
+        "FAST", "Fast (Emission)", "For an emission-only world sphere: no bounces, few samples, Standard view (reproduces the panorama)"
+    ),
     Choice("QUALITY", "Quality", "For scenes with lights: more samples, bounces and denoising"),
     Choice("SCENE", "Scene", "The scene's own render settings"),
 )
@@ -150,7 +155,11 @@ VIDEO_QUALITIES: Choices[Choice] = Choices(
 EDGE_METHODS: Choices[Choice] = Choices(
     "edge method",
     Choice("CANNY", "Canny (3D-DST)", "Canny 100/200 on the rendered image, as 3D-DST"),
-    Choice("GEOMETRIC", "Geometric", "Exact silhouette, occlusion and crease edges from the depth and normal passes (1 sample, no path tracing)"),
+    Choice(
+        "GEOMETRIC",
+        "Geometric",
+        "Exact silhouette, occlusion and crease edges from the depth and normal passes (1 sample, no path tracing)",
+    ),
     Choice("BOTH", "Both", "The union of the two"),
 )
 

@@ -26,8 +26,9 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from . import PROTOCOL_VERSION, protocol
 from .errors import BadInput, EngineError, JobCancelled, WorkerDied, readable
@@ -46,7 +47,7 @@ class JobHandle:
     def __init__(self, name: str, cancel: Callable[[], None]) -> None:
         self.name = name
         self.state = RUNNING
-        self.progress: Optional[Progress] = None
+        self.progress: Progress | None = None
         self.result: Any = None
         self.error = ""
         self._failure = ""
@@ -66,7 +67,7 @@ class JobHandle:
         if not self.finished:
             self._cancel()
 
-    def poll(self, timeout: Optional[float] = None) -> list[Progress]:
+    def poll(self, timeout: float | None = None) -> list[Progress]:
         """Apply events that arrived; returns the new progress events.
 
         With ``timeout``, waits up to that long for the first event.
@@ -90,7 +91,7 @@ class JobHandle:
                 self._failure = failure
         return fresh
 
-    def wait(self, on_progress: Optional[ProgressCallback] = None, timeout: Optional[float] = None) -> Any:
+    def wait(self, on_progress: ProgressCallback | None = None, timeout: float | None = None) -> Any:
         """Block until the job ends; return its result or raise its failure."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.finished:
@@ -140,7 +141,7 @@ class InProcessTransport(Transport):
     mode = "IN_PROCESS"
 
     def __init__(self) -> None:
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def start(self, name: str, request: Any, handle: JobHandle, token: CancelToken) -> None:
         def work() -> None:
@@ -163,13 +164,13 @@ class InProcessTransport(Transport):
         return "In Blender's Python" + (" (busy)" if busy else "")
 
 
-def scratch_root() -> Optional[str]:
+def scratch_root() -> str | None:
     """Memory-backed temp space where there is one (Linux), else the default."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def describe_exit(code: Optional[int]) -> str:
+def describe_exit(code: int | None) -> str:
     if code is None:
         return "is not responding"
     if code < 0:
@@ -187,19 +188,19 @@ class SubprocessTransport(Transport):
 
     mode = "SUBPROCESS"
 
-    def __init__(self, python: str, env: Optional[dict[str, str]] = None, start_timeout: float = 60.0) -> None:
+    def __init__(self, python: str, env: dict[str, str] | None = None, start_timeout: float = 60.0) -> None:
         self.python = python
         self.extra_env = dict(env or {})
         self.start_timeout = start_timeout
-        self._proc: Optional[subprocess.Popen[str]] = None
-        self._scratch: Optional[Path] = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._scratch: Path | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
-        self._handle: Optional[JobHandle] = None
+        self._handle: JobHandle | None = None
         self._ids = itertools.count(1)
         self._job_id = 0
         self._job_spec: Any = None
-        self.pid: Optional[int] = None
+        self.pid: int | None = None
 
     # Worker life --------------------------------------------------------------
     def _check_python(self) -> None:
@@ -238,7 +239,7 @@ class SubprocessTransport(Transport):
             raise BadInput(f"Could not start the engine with {self.python}: {exc.strerror or exc}") from None
         self._proc, self.pid = proc, proc.pid
         self._stderr.clear()
-        hellos: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        hellos: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read_stderr, args=(proc,), daemon=True).start()
         threading.Thread(target=self._read_stdout, args=(proc, hellos), daemon=True).start()
         try:
@@ -273,7 +274,7 @@ class SubprocessTransport(Transport):
         for line in proc.stderr:
             self._stderr.append(line)
 
-    def _read_stdout(self, proc: subprocess.Popen[str], hellos: "queue.Queue[dict[str, Any]]") -> None:
+    def _read_stdout(self, proc: subprocess.Popen[str], hellos: queue.Queue[dict[str, Any]]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             try:
@@ -385,7 +386,7 @@ class SubprocessTransport(Transport):
         return f"Worker stopped ({self.python or 'no interpreter set'})"
 
     @property
-    def scratch(self) -> Optional[Path]:
+    def scratch(self) -> Path | None:
         return self._scratch
 
 
@@ -394,7 +395,7 @@ class EngineClient:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self._active: Optional[JobHandle] = None
+        self._active: JobHandle | None = None
 
     @property
     def mode(self) -> str:
@@ -416,7 +417,7 @@ class EngineClient:
         self._active = handle
         return handle
 
-    def run(self, name: str, request: Any, on_progress: Optional[ProgressCallback] = None) -> Any:
+    def run(self, name: str, request: Any, on_progress: ProgressCallback | None = None) -> Any:
         """Submit and block until done (background mode, batch jobs, tests)."""
         return self.submit(name, request).wait(on_progress)
 
@@ -429,7 +430,7 @@ class EngineClient:
         return self.transport.status()
 
 
-def make_client(mode: str, python: str = "", env: Optional[dict[str, str]] = None) -> EngineClient:
+def make_client(mode: str, python: str = "", env: dict[str, str] | None = None) -> EngineClient:
     """A client for ``IN_PROCESS`` or ``SUBPROCESS`` (with ``python``, default this interpreter)."""
     if mode == InProcessTransport.mode:
         return EngineClient(InProcessTransport())

@@ -78,8 +78,7 @@ def relative_distances(
     v = check_depth_array(disparity)
     if v.min() < -1e-6 or v.max() > 1 + 1e-6:
         raise BadInput(
-            f"Relative depth must lie in [0, 1], got [{v.min():.4g}, {v.max():.4g}] "
-            "(is this metric depth? use depth mode METRIC)"
+            f"Relative depth must lie in [0, 1], got [{v.min():.4g}, {v.max():.4g}] (is this metric depth? use depth mode METRIC)"
         )
     v = np.clip(v, 0.0, 1.0)
     if mapping == OFFSET:

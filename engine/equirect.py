@@ -17,10 +17,7 @@ import math
 import numpy as np
 
 #: One line for files that store panoramas (meta.json).
-CONVENTION = (
-    "pixel centre u=(j+0.5)/W, v=(i+0.5)/H; longitude pi*(1-2u) from +X toward +Y; "
-    "latitude pi*(0.5-v); Z up"
-)
+CONVENTION = "pixel centre u=(j+0.5)/W, v=(i+0.5)/H; longitude pi*(1-2u) from +X toward +Y; latitude pi*(0.5-v); Z up"
 
 #: Euler XYZ rotation of a panoramic camera that renders this convention.
 CAPTURE_ROTATION = (math.pi / 2, 0.0, -math.pi / 2)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class NewFiles:
             tmp.unlink(missing_ok=True)
         self._staged.clear()
 
-    def __enter__(self) -> "NewFiles":
+    def __enter__(self) -> NewFiles:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:

@@ -6,18 +6,19 @@ process and in the worker; only how requests and events travel differs.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .capture import CaptureRequest, CaptureResult, encode_capture
 from .dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, annotate_views
 from .dst.filter import KCFRequest, KCFResult, filter_dataset
 from .dst.generate import EdgeGenerationRequest, EdgeGenerationResult, generate_from_edges
 from .dst.merge import DSTMergeRequest, DSTMergeResult, merge_shards
-from .errors import BadInput, JobCancelled
 from .echo import EchoRequest, EchoResult, echo
+from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
-from .model_listing import ModelsRequest, ModelsResult, list_models
 from .ldm3d import RGBDRequest, RGBDResult, generate_rgbd
+from .model_listing import ModelsRequest, ModelsResult, list_models
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video
 from .world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
@@ -70,4 +71,3 @@ def run_job(name: str, request: Any, emit: ProgressCallback, token: CancelToken)
         raise BadInput(f"Job {name!r} takes a {spec.request.__name__}, got {type(request).__name__}")
     token.check()
     return spec.run(request, Reporter(emit, token))
-

@@ -13,13 +13,15 @@ import datetime
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
-from . import __version__, depth as depthlib
+from . import __version__
+from . import depth as depthlib
 from .choices import PROJECTIONS, SCHEDULERS
 from .diffusion import sources
 from .errors import BadInput
@@ -49,9 +51,9 @@ class RGBDRequest:
     seed: int = 0
     count: int = 1  # samples; sample i uses seed + i
     scheduler: str = "DDIM"
-    seamless: Optional[bool] = None  # None: on for panoramas, off for flat images
-    init_rgb: Optional[np.ndarray] = None  # H×W×3, uint8 or float in [0, 1]
-    init_depth: Optional[np.ndarray] = None  # H×W: disparity in [0, 1] (near = 1) or metric distances
+    seamless: bool | None = None  # None: on for panoramas, off for flat images
+    init_rgb: np.ndarray | None = None  # H×W×3, uint8 or float in [0, 1]
+    init_depth: np.ndarray | None = None  # H×W: disparity in [0, 1] (near = 1) or metric distances
     init_depth_kind: str = DISPARITY
     init_depth_path: str = ""  # a depth file instead of init_depth: float files are METRIC, 8/16-bit ones DISPARITY
     depth_estimator: str = DEFAULT_ESTIMATOR  # DPT folder or repo id, used when init_rgb comes without a depth
@@ -80,7 +82,7 @@ def sample_dirs(out_dir: Path, count: int) -> list[Path]:
     return [out_dir] if count == 1 else [out_dir / f"sample-{i + 1}" for i in range(count)]
 
 
-def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
     if r.init_depth_path:
         stored = depthlib.read_depth_file(r.init_depth_path)
         kind = METRIC if stored.mode == depthlib.METRIC else DISPARITY
@@ -115,7 +117,7 @@ def _init_arrays(r: RGBDRequest) -> tuple[Optional[np.ndarray], Optional[np.ndar
     return np.clip(rgb, 0, 1), disparity
 
 
-def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, Optional[np.ndarray], Optional[np.ndarray]]:
+def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
     """Everything but memory: returns (width, height, init RGB, init disparity)."""
     PROJECTIONS.get(r.projection)
     SCHEDULERS.get(r.scheduler)
@@ -333,4 +335,3 @@ def _writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict
         path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     return {"rgb.png": rgb_png, "depth16.png": depth_png, "depth.npy": depth_npy, "meta.json": meta_json}
-

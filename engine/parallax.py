@@ -55,9 +55,7 @@ def safe_radius(
     across = np.abs(inverse - np.roll(inverse, -1, axis=1))  # longitude wraps
     down = np.abs(inverse[1:] - inverse[:-1])
     jumps = np.concatenate([across.ravel(), down.ravel()])
-    weights = np.concatenate(
-        [np.broadcast_to(row_weight, across.shape).ravel(), np.broadcast_to(row_weight[1:], down.shape).ravel()]
-    )
+    weights = np.concatenate([np.broadcast_to(row_weight, across.shape).ravel(), np.broadcast_to(row_weight[1:], down.shape).ravel()])
     widest = _weighted_percentile(jumps, weights, EDGE_PERCENTILE)
     by_bands = math.radians(max_band_deg) / widest if widest > 0 else math.inf
     return float(min(by_nearness, by_bands))

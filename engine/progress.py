@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -18,7 +18,7 @@ class Progress:
     done: int
     total: int
     message: str = ""
-    preview: Optional[np.ndarray] = None
+    preview: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
@@ -60,7 +60,7 @@ class Reporter:
         self.token.check()
         self._emit(Progress(self.done, self.total, message))
 
-    def step(self, message: str = "", preview: Optional[np.ndarray] = None, done: Optional[int] = None) -> None:
+    def step(self, message: str = "", preview: np.ndarray | None = None, done: int | None = None) -> None:
         """Mark one more step done (or set ``done``), emit it, then honour cancel."""
         self.token.check()
         self.done = self.done + 1 if done is None else done

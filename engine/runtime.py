@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 #: Callbacks that drop cached models; model loaders register theirs here.
 _releasers: list[Callable[[], None]] = []

@@ -17,7 +17,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Union
 
 MONO, TOP_BOTTOM, LEFT_RIGHT = "mono", "top-bottom", "left-right"
 STEREO_MODES = {MONO: 0, TOP_BOTTOM: 1, LEFT_RIGHT: 2}
@@ -37,10 +37,10 @@ class MP4Error(ValueError):
 class Box:
     kind: bytes
     payload: bytes = b""  # leaf data, or the fixed fields a container has before its children
-    children: list["Box"] = field(default_factory=list)
+    children: list[Box] = field(default_factory=list)
     container: bool = False
 
-    def find(self, kind: bytes) -> Optional["Box"]:
+    def find(self, kind: bytes) -> Box | None:
         return next((c for c in self.children if c.kind == kind), None)
 
     def encode(self) -> bytes:
@@ -134,8 +134,8 @@ def _video_entry(moov: Box) -> tuple[Box, Box]:
     raise MP4Error("no video track with a visual sample entry")
 
 
-def _descend(box: Box, *kinds: bytes) -> Optional[Box]:
-    node: Optional[Box] = box
+def _descend(box: Box, *kinds: bytes) -> Box | None:
+    node: Box | None = box
     for kind in kinds:
         node = node.find(kind) if node is not None else None
     return node

@@ -95,7 +95,15 @@ def _describe_sequence(request: VideoRequest) -> VideoResult:
     if not frames:
         raise BadInput(f"No frames in {folder}")
     projection = spatial_media.EQUIRECTANGULAR if request.spherical else ""
-    result = VideoResult(str(folder), sum((folder / f).stat().st_size for f in frames), request.width, request.height, len(frames), request.stereo, projection)
+    result = VideoResult(
+        str(folder),
+        sum((folder / f).stat().st_size for f in frames),
+        request.width,
+        request.height,
+        len(frames),
+        request.stereo,
+        projection,
+    )
     description = {**asdict(result), "fps": request.fps, "frame_files": frames}
     with NewFiles([folder / SIDECAR], request.overwrite) as files:
         files.write(folder / SIDECAR, lambda p: p.write_text(json.dumps(description, indent=1), encoding="utf-8"))

@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from . import PROTOCOL_VERSION, __version__, protocol
 from .errors import readable
@@ -27,9 +27,9 @@ class Worker:
         self.scratch = scratch
         self._out = out
         self._lock = threading.Lock()
-        self._token: Optional[CancelToken] = None
+        self._token: CancelToken | None = None
         self._job_id: Any = None
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         line = protocol.dumps(message)

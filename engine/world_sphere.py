@@ -9,11 +9,11 @@ the scene's depth. Arrays come out in the layout Blender's bulk setters take
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
-from . import depth as depthlib, equirect
+from . import depth as depthlib
+from . import equirect
 from .capture import capture_origin
 from .errors import BadInput
 from .parallax import safe_radius
@@ -181,7 +181,7 @@ def _continuous(corner_dist: np.ndarray, threshold: float) -> np.ndarray:
 
 @dataclass
 class WorldSphereRequest:
-    depth: Optional[np.ndarray]  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
+    depth: np.ndarray | None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
     rgb_size: tuple[int, int]  # (width, height) of the colour panorama it will wear
     depth_path: str = ""  # a depth file (EXR, .npy, HDR, TIFF, PNG, …) the engine reads instead of ``depth``
     depth_mode: str = depthlib.AUTO  # AUTO: METRIC for float files, RELATIVE for 8/16-bit ones

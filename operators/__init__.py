@@ -2,14 +2,14 @@
 
 import bpy
 
-from .machinery import compat, session
-from .machinery.render_setup import watch_render
 from .capture import DIFFUSION3D_OT_capture_panorama
 from .dst.dataset import DIFFUSION3D_OT_render_edge_maps, DIFFUSION3D_OT_set_object_class
 from .dst.filter import DIFFUSION3D_OT_filter_dataset
 from .dst.generate import DIFFUSION3D_OT_generate_from_edges
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
 from .ldm3d import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
+from .machinery import compat, session
+from .machinery.render_setup import watch_render
 from .stereo_rig import DIFFUSION3D_OT_add_stereo_rig, DIFFUSION3D_OT_animate_rig
 from .stereo_video import DIFFUSION3D_OT_render_stereo_video
 from .world_sphere import DIFFUSION3D_OT_build_world_sphere

@@ -11,6 +11,7 @@ from ..engine.info import InfoRequest, InfoResult
 from .machinery import session
 from .machinery.job import EngineJobOperator, current
 
+
 @dataclass
 class EngineCheck:
     """The last "Check engine" summary, shown in the Engine panel and the preferences."""
@@ -34,7 +35,9 @@ class DIFFUSION3D_OT_check_engine(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: InfoResult) -> None:
         last_check.text, last_check.problems = result.summary(), "; ".join(result.problems)
-        self.report({"WARNING"} if result.problems else {"INFO"}, result.summary() + (f" ({last_check.problems})" if result.problems else ""))
+        self.report(
+            {"WARNING"} if result.problems else {"INFO"}, result.summary() + (f" ({last_check.problems})" if result.problems else "")
+        )
 
     def discard(self, context: bpy.types.Context) -> None:
         last_check.text, last_check.problems = "", ""

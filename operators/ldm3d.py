@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import bpy
 import numpy as np
@@ -18,8 +18,8 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 
 from ..engine import ldm3d
 from ..engine.choices import PROJECTIONS, SCHEDULERS
-from ..engine.model_listing import ModelsRequest, ModelsResult
 from ..engine.ldm3d import RGBDRequest, RGBDResult
+from ..engine.model_listing import ModelsRequest, ModelsResult
 from .machinery import session
 from .machinery.blender_data import image_pixels, load_image
 from .machinery.job import EngineJobOperator, UserError
@@ -37,10 +37,21 @@ GENERATE_OPTIONS: dict[str, Any] = {
         items=PROJECTIONS.items(),
         default=PROJECTIONS.default,
     ),
-    "width": IntProperty(name="Width", description="Pixels, a multiple of 8; 0: 1024 for panoramas, the model's size otherwise", default=0, min=0, soft_max=4096, step=64),
-    "height": IntProperty(name="Height", description="Pixels, a multiple of 8; 0: half the width for panoramas", default=0, min=0, soft_max=4096, step=64),
+    "width": IntProperty(
+        name="Width",
+        description="Pixels, a multiple of 8; 0: 1024 for panoramas, the model's size otherwise",
+        default=0,
+        min=0,
+        soft_max=4096,
+        step=64,
+    ),
+    "height": IntProperty(
+        name="Height", description="Pixels, a multiple of 8; 0: half the width for panoramas", default=0, min=0, soft_max=4096, step=64
+    ),
     "steps": IntProperty(name="Steps", description="Denoising steps", default=50, soft_min=1, soft_max=200),
-    "guidance": FloatProperty(name="Guidance", description="How strongly the prompt steers (classifier-free guidance)", default=7.0, soft_min=1.0, soft_max=20.0),
+    "guidance": FloatProperty(
+        name="Guidance", description="How strongly the prompt steers (classifier-free guidance)", default=7.0, soft_min=1.0, soft_max=20.0
+    ),
     "seed": IntProperty(name="Seed", description="Same seed and settings give the same result; sample i uses seed + i", default=0, min=0),
     "count": IntProperty(name="Count", description="How many results", default=1, min=1, max=ldm3d.MAX_COUNT),
     "scheduler": EnumProperty(name="Sampler", items=SCHEDULERS.items(), default=SCHEDULERS.default),
@@ -67,11 +78,17 @@ GENERATE_OPTIONS: dict[str, Any] = {
         default=ldm3d.DEFAULT_ESTIMATOR,
     ),
     "strength": FloatProperty(name="Strength", description="img2img: 0 keeps the input, 1 ignores it", default=0.75, min=0.0, max=1.0),
-    "build_sphere": BoolProperty(name="Build World Sphere", description="Build the displaced world sphere when done (panoramas)", default=True),
+    "build_sphere": BoolProperty(
+        name="Build World Sphere", description="Build the displaced world sphere when done (panoramas)", default=True
+    ),
     "vae_tiling": BoolProperty(name="VAE Tiling", description="Decode in tiles: less memory for large images", default=False),
     "attention_slicing": BoolProperty(name="Attention Slicing", description="Less memory, a little slower", default=False),
-    "cpu_offload": BoolProperty(name="CPU Offload", description="Keep parts of the model on the CPU until used (GPU memory)", default=False),
-    "output_dir": StringProperty(name="Output Folder", description="Empty: a new folder under the default output folder", subtype="DIR_PATH", default=""),
+    "cpu_offload": BoolProperty(
+        name="CPU Offload", description="Keep parts of the model on the CPU until used (GPU memory)", default=False
+    ),
+    "output_dir": StringProperty(
+        name="Output Folder", description="Empty: a new folder under the default output folder", subtype="DIR_PATH", default=""
+    ),
     "overwrite": BoolProperty(name="Overwrite", description="Replace files already in the output folder", default=False),
 }
 
@@ -100,7 +117,7 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
     job_label = "Generating panorama"
     __annotations__ = dict(GENERATE_OPTIONS)
 
-    def _init_images(self, context: bpy.types.Context) -> tuple[Optional[np.ndarray], str]:
+    def _init_images(self, context: bpy.types.Context) -> tuple[np.ndarray | None, str]:
         """The init RGB pixels and the init depth file (the engine reads it; "": estimate it)."""
         if self.init == "NONE":
             return None, ""

@@ -9,7 +9,7 @@ built from), so a later move or render needs nothing else.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import bpy
 import numpy as np
@@ -29,7 +29,11 @@ RIG_OPTIONS: dict[str, Any] = {
     "mode": EnumProperty(
         name="Mode",
         items=[
-            (SPHERICAL, "360° Stereo", "Equirectangular camera rendering omni-directional stereo (one image per eye covering the whole sphere)"),
+            (
+                SPHERICAL,
+                "360° Stereo",
+                "Equirectangular camera rendering omni-directional stereo (one image per eye covering the whole sphere)",
+            ),
             (FLAT, "Flat Stereo", "Perspective stereo pair"),
         ],
         default=SPHERICAL,
@@ -45,7 +49,10 @@ RIG_OPTIONS: dict[str, Any] = {
     ),
     "sphere": StringProperty(name="Sphere", description="World sphere object; empty: the active one, else the only one", default=""),
     "interocular": FloatProperty(
-        name="Interocular Distance", description="Distance between the eyes (human ≈ 0.065 m), before the scene scale", default=0.065, unit="LENGTH"
+        name="Interocular Distance",
+        description="Distance between the eyes (human ≈ 0.065 m), before the scene scale",
+        default=0.065,
+        unit="LENGTH",
     ),
     "scene_scale": FloatProperty(
         name="Scene Scale",
@@ -72,7 +79,9 @@ RIG_OPTIONS: dict[str, Any] = {
         default="OFFAXIS",
     ),
     "focal_length": FloatProperty(name="Focal Length", description="Flat mode: lens focal length", default=35.0, min=1.0, unit="CAMERA"),
-    "pole_merge": BoolProperty(name="Pole Merge", description="360: fade the parallax out toward the poles so they show no double image", default=True),
+    "pole_merge": BoolProperty(
+        name="Pole Merge", description="360: fade the parallax out toward the poles so they show no double image", default=True
+    ),
     "safe_radius": FloatProperty(
         name="Safe Radius",
         description="How far the viewpoint may move from the centre; 0: from the sphere's depth (or 0.5 × scene scale without a sphere)",
@@ -88,7 +97,7 @@ def world_spheres(scene: bpy.types.Scene) -> list[bpy.types.Object]:
     return [o for o in scene.objects if o.get(WORLD_KEY) is not None]
 
 
-def find_sphere(context: bpy.types.Context, name: str) -> Optional[bpy.types.Object]:
+def find_sphere(context: bpy.types.Context, name: str) -> bpy.types.Object | None:
     """The named world sphere, else the active one, else the only one in the scene."""
     if name:
         obj = context.scene.objects.get(name)
@@ -172,7 +181,7 @@ class DIFFUSION3D_OT_add_stereo_rig(bpy.types.Operator):
         return float(self.interocular * self.scene_scale)
 
     def _build(
-        self, context: bpy.types.Context, center: Vector, safe: float, median: float, sphere: Optional[bpy.types.Object]
+        self, context: bpy.types.Context, center: Vector, safe: float, median: float, sphere: bpy.types.Object | None
     ) -> bpy.types.Object:
         scene = context.scene
         cam_data = bpy.data.cameras.new(self.name)
@@ -235,9 +244,16 @@ ANIMATE_OPTIONS: dict[str, Any] = {
         ],
         default=camera_moves.DOLLY,
     ),
-    "seconds": FloatProperty(name="Duration", description="Length of the move in seconds, at the scene frame rate", default=4.0, min=0.0, soft_max=60.0),
+    "seconds": FloatProperty(
+        name="Duration", description="Length of the move in seconds, at the scene frame rate", default=4.0, min=0.0, soft_max=60.0
+    ),
     "amplitude": FloatProperty(
-        name="Amplitude", description="How far the move goes, as a fraction of the safe radius (at most 1)", default=0.5, min=0.0, soft_max=1.0, subtype="FACTOR"
+        name="Amplitude",
+        description="How far the move goes, as a fraction of the safe radius (at most 1)",
+        default=0.5,
+        min=0.0,
+        soft_max=1.0,
+        subtype="FACTOR",
     ),
     "easing": EnumProperty(
         name="Easing",
@@ -250,7 +266,9 @@ ANIMATE_OPTIONS: dict[str, Any] = {
 }
 
 
-def _bake(rig: bpy.types.Object, frames: np.ndarray, locations: np.ndarray, yaw: np.ndarray, base_rotation: tuple[float, float, float]) -> None:
+def _bake(
+    rig: bpy.types.Object, frames: np.ndarray, locations: np.ndarray, yaw: np.ndarray, base_rotation: tuple[float, float, float]
+) -> None:
     """One keyframe per frame on the handle's location and Z rotation, written in bulk."""
     data = rig.animation_data or rig.animation_data_create()
     old = data.action
@@ -338,7 +356,6 @@ class DIFFUSION3D_OT_animate_rig(bpy.types.Operator):
         else:
             self.report({"INFO"}, f"Kept {rig.name}'s keyframes: frames {start}–{end}, within the safe radius")
         return {"FINISHED"}
-
 
 
 def path_extent(scene: bpy.types.Scene, rig: bpy.types.Object, start: int, end: int) -> float:

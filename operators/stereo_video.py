@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
@@ -58,11 +58,20 @@ class FrameRender(Stage):
     label = "Rendering stereo video"
     render_name = "A frame"
 
-    def __init__(self, camera: bpy.types.Object, eye: tuple[int, int], layout: str, file_format: str, quality: str, frames_dir: Path, frames: list[int]) -> None:
+    def __init__(
+        self,
+        camera: bpy.types.Object,
+        eye: tuple[int, int],
+        layout: str,
+        file_format: str,
+        quality: str,
+        frames_dir: Path,
+        frames: list[int],
+    ) -> None:
         self.camera, self.eye, self.layout, self.file_format, self.quality = camera, eye, layout, file_format, quality
         self.frames_dir, self.frames = frames_dir, frames
         self.ext = ".exr" if file_format == EXR else ".png"
-        self._temp: Optional[TemporarySettings] = None
+        self._temp: TemporarySettings | None = None
 
     def start(self, context: bpy.types.Context) -> int:
         assert context.scene is not None
@@ -96,8 +105,8 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     __annotations__ = dict(VIDEO_OPTIONS)
 
     _render: FrameRender | None = None
-    _target: Optional[Path] = None
-    _scratch: Optional[Path] = None
+    _target: Path | None = None
+    _scratch: Path | None = None
     _spherical = True
     _started = 0.0
     _made_frames_dir = False
@@ -197,7 +206,9 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             return
         kept = frame_files(self._render.frames_dir)
         if kept:
-            self.report({"WARNING"}, f"Stopped after {len(kept)} of {len(self._render.frames)} frames; they are kept in {self._render.frames_dir}")
+            self.report(
+                {"WARNING"}, f"Stopped after {len(kept)} of {len(self._render.frames)} frames; they are kept in {self._render.frames_dir}"
+            )
         elif self._made_frames_dir:
             self._remove_empty(self._render.frames_dir)
 
@@ -269,7 +280,14 @@ def _set_quality(scene: bpy.types.Scene, quality: str, temp: TemporarySettings) 
     temp.set(cycles, "use_adaptive_sampling", not fast)
     temp.set(cycles, "use_denoising", not fast)
     if fast:  # emission only: light never needs to bounce, and the view must show the panorama's own colours
-        for name in ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces", "volume_bounces", "transparent_max_bounces"):
+        for name in (
+            "max_bounces",
+            "diffuse_bounces",
+            "glossy_bounces",
+            "transmission_bounces",
+            "volume_bounces",
+            "transparent_max_bounces",
+        ):
             temp.set(cycles, name, 0)
         temp.set(cycles, "caustics_reflective", False)
         temp.set(cycles, "caustics_refractive", False)

@@ -8,7 +8,7 @@ material, all in bulk on the main thread.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import bpy
 import numpy as np
@@ -37,7 +37,9 @@ SPHERE_OPTIONS: dict[str, Any] = {
     "depth_mode": EnumProperty(name="Depth", items=DEPTH_MODES.items(), default=DEPTH_MODES.default),
     "relative_mapping": EnumProperty(name="Mapping", items=DEPTH_MAPPINGS.items(), default=DEPTH_MAPPINGS.default),
     "radius": FloatProperty(name="Radius", description="Offset: distance of disparity 0.5", default=5.0, soft_min=0.1, unit="LENGTH"),
-    "strength": FloatProperty(name="Strength", description="Offset: how far disparity moves vertices (0–2)", default=1.0, soft_min=0.0, soft_max=1.99),
+    "strength": FloatProperty(
+        name="Strength", description="Offset: how far disparity moves vertices (0–2)", default=1.0, soft_min=0.0, soft_max=1.99
+    ),
     "near": FloatProperty(name="Near", description="Inverse depth: distance of disparity 1", default=1.0, soft_min=0.01, unit="LENGTH"),
     "far": FloatProperty(name="Far", description="Inverse depth: distance of disparity 0", default=10.0, soft_min=0.02, unit="LENGTH"),
     "grid_step": IntProperty(
@@ -72,7 +74,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
     __annotations__ = {**SPHERE_OPTIONS, "name": StringProperty(name="Name", default="World Sphere")}
 
     _loaded: list[bpy.types.Image] = []
-    _rgb: Optional[bpy.types.Image] = None
+    _rgb: bpy.types.Image | None = None
     _sources: dict[str, str] = {}
     _placement: tuple[float, ...] = (0.0, 0.0, 0.0)
 
@@ -92,7 +94,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             self._loaded.append(image)
         return image
 
-    def _depth(self) -> tuple[Optional[np.ndarray], str, str]:
+    def _depth(self) -> tuple[np.ndarray | None, str, str]:
         """(pixels, file, mode): a file the engine reads itself, or the pixels of a loaded image with no file."""
         if not self.depth_image:
             if not self.depth_path:
@@ -203,4 +205,3 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             if image.name in bpy.data.images and image.users == 0:
                 bpy.data.images.remove(image)
         self._loaded = []
-

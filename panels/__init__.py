@@ -4,7 +4,13 @@ import bpy
 from bpy.props import CollectionProperty, PointerProperty
 
 from .preferences import Diffusion3DPreferences
-from .settings import Diffusion3DDSTSettings, Diffusion3DFoundModel, Diffusion3DGenerateSettings, Diffusion3DSceneSettings, Diffusion3DStereoSettings
+from .settings import (
+    Diffusion3DDSTSettings,
+    Diffusion3DFoundModel,
+    Diffusion3DGenerateSettings,
+    Diffusion3DSceneSettings,
+    Diffusion3DStereoSettings,
+)
 from .sidebar import DIFFUSION3D_PT_dst, DIFFUSION3D_PT_engine, DIFFUSION3D_PT_stereo, DIFFUSION3D_PT_world
 
 classes: tuple[type, ...] = (

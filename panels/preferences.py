@@ -6,8 +6,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from ..engine.choices import DEVICES, PRECISIONS
-from ..operators.machinery import session
 from ..operators.engine_ops import last_check
+from ..operators.machinery import session
 
 
 class Diffusion3DPreferences(bpy.types.AddonPreferences):
@@ -16,7 +16,11 @@ class Diffusion3DPreferences(bpy.types.AddonPreferences):
     engine_mode: EnumProperty(  # type: ignore[valid-type]
         name="Engine",
         items=[
-            ("IN_PROCESS", "In Blender", "Run jobs on a thread in Blender's own Python (no set-up; no torch unless you installed it there)"),
+            (
+                "IN_PROCESS",
+                "In Blender",
+                "Run jobs on a thread in Blender's own Python (no set-up; no torch unless you installed it there)",
+            ),
             ("SUBPROCESS", "Separate Python", "Run jobs in a worker process started with the Python below (recommended for models)"),
         ],
         default="IN_PROCESS",

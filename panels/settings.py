@@ -8,9 +8,9 @@ import bpy
 from bpy.props import PointerProperty, StringProperty
 
 from ..operators.capture import CAPTURE_OPTIONS
+from ..operators.dst.dataset import DST_OPTIONS
 from ..operators.dst.filter import FILTER_OPTIONS
 from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
-from ..operators.dst.dataset import DST_OPTIONS
 from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS

@@ -7,15 +7,15 @@ from typing import Any
 
 import bpy
 
-from ..operators.machinery import compat, session
-from ..operators.capture import CAPTURE_OPTIONS
-from ..operators.machinery.job import current, progress_text
 from ..engine import ldm3d
-from ..operators.engine_ops import last_check
+from ..operators.capture import CAPTURE_OPTIONS
+from ..operators.dst.dataset import CLASS_KEY, DST_OPTIONS, TAGS_KEY
 from ..operators.dst.filter import FILTER_OPTIONS
 from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
-from ..operators.dst.dataset import CLASS_KEY, DST_OPTIONS, TAGS_KEY
+from ..operators.engine_ops import last_check
 from ..operators.ldm3d import GENERATE_OPTIONS
+from ..operators.machinery import compat, session
+from ..operators.machinery.job import current, progress_text
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
@@ -248,7 +248,20 @@ class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):
         box = layout.box()
         box.label(text="Generate (ControlNet)", icon="IMAGE_DATA")
         col = box.column(align=True)
-        for name in ("base_model", "controlnet", "vae", "images_per_view", "seed", "steps", "guidance", "control_strength", "style", "prompt_model", "shard", "overwrite"):
+        for name in (
+            "base_model",
+            "controlnet",
+            "vae",
+            "images_per_view",
+            "seed",
+            "steps",
+            "guidance",
+            "control_strength",
+            "style",
+            "prompt_model",
+            "shard",
+            "overwrite",
+        ):
             col.prop(dst, f"gen_{name}")
         _prefixed_button(box, "diffusion3d.generate_from_edges", "PLAY", dst, "gen_", GENERATE_EDGES_OPTIONS)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import build_tiny
 
 from engine import spatial_media
-from support import build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)
@@ -49,10 +49,34 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     assert np.abs(centre - captured).mean() < 0.1 * np.abs(captured - captured.mean()).mean()
 
     # The same capture through the other subcommands, from the saved world.blend.
-    cap = summary(batch("capture", "--blend", demo["paths"]["blend"], "--out", str(tmp_path / "cap"), "--width", "64", "--samples", "1", "--from", "0,0,0"))
+    cap = summary(
+        batch(
+            "capture",
+            "--blend",
+            demo["paths"]["blend"],
+            "--out",
+            str(tmp_path / "cap"),
+            "--width",
+            "64",
+            "--samples",
+            "1",
+            "--from",
+            "0,0,0",
+        )
+    )
     assert Path(cap["paths"]["depth.exr"]).is_file()
     sph = summary(
-        batch("sphere", "--rgb", cap["paths"]["rgb.png"], "--depth", cap["paths"]["depth.exr"], "--step", "1", "--save", str(tmp_path / "s.blend"))
+        batch(
+            "sphere",
+            "--rgb",
+            cap["paths"]["rgb.png"],
+            "--depth",
+            cap["paths"]["depth.exr"],
+            "--step",
+            "1",
+            "--save",
+            str(tmp_path / "s.blend"),
+        )
     )
     assert sph["vertices"] == 32 * 64 + 2 and Path(sph["paths"]["blend"]).is_file()
 
@@ -62,8 +86,23 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     # The demo world's rig, moved again and rendered side by side.
     out = tmp_path / "orbit.mp4"
     vid = summary(
-        batch("stereo-video", "--blend", demo["paths"]["blend"], "--out", str(out), "--move", "orbit", "--seconds", "0.25",
-              "--layout", "side-by-side", "--resolution", "32", "--ipd", "0.1")
+        batch(
+            "stereo-video",
+            "--blend",
+            demo["paths"]["blend"],
+            "--out",
+            str(out),
+            "--move",
+            "orbit",
+            "--seconds",
+            "0.25",
+            "--layout",
+            "side-by-side",
+            "--resolution",
+            "32",
+            "--ipd",
+            "0.1",
+        )
     )
     meta = spatial_media.read(out)
     assert vid["frames"] == meta.frames == 7 and (meta.width, meta.height, meta.stereo) == (64, 16, "left-right")
@@ -118,8 +157,20 @@ def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
     sample = first["paths"][0]
     second = summary(
         batch(
-            "panorama", "--out", str(tmp_path / "b"), "--init-rgb", sample["rgb.png"], "--init-depth", sample["depth16.png"],
-            "--strength", "0.5", "--scheduler", "dpmpp-2m", "--save", str(tmp_path / "world.blend"), *common,
+            "panorama",
+            "--out",
+            str(tmp_path / "b"),
+            "--init-rgb",
+            sample["rgb.png"],
+            "--init-depth",
+            sample["depth16.png"],
+            "--strength",
+            "0.5",
+            "--scheduler",
+            "dpmpp-2m",
+            "--save",
+            str(tmp_path / "world.blend"),
+            *common,
         )
     )
     meta = json.loads(Path(second["paths"][0]["meta.json"]).read_text())
@@ -130,7 +181,21 @@ def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     demo = summary(
-        batch("demo", "--out", str(tmp_path / "demo"), "--model", str(tiny_model), "--width", "64", "--steps", "2", "--step", "1", "--video-width", "32")
+        batch(
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--model",
+            str(tiny_model),
+            "--width",
+            "64",
+            "--steps",
+            "2",
+            "--step",
+            "1",
+            "--video-width",
+            "32",
+        )
     )
     assert demo["source"].startswith("ldm3d:") and "generate" in demo["timings_s"] and "capture" not in demo["timings_s"]
     assert sorted(p.name for p in Path(demo["paths"]["generated"]).iterdir()) == ["depth.npy", "depth16.png", "meta.json", "rgb.png"]
@@ -143,7 +208,11 @@ def test_edges_in_shards_merge_to_one_run(tmp_path):
 
     bpy.ops.wm.read_homefile(use_empty=True)
     mesh = bpy.data.meshes.new("Mug")
-    mesh.from_pydata([(x, y, z) for x in (0, 1) for y in (0, 0.6) for z in (0, 1.2)], [], [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)])
+    mesh.from_pydata(
+        [(x, y, z) for x in (0, 1) for y in (0, 0.6) for z in (0, 1.2)],
+        [],
+        [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)],
+    )
     bpy.context.scene.collection.objects.link(bpy.data.objects.new("Mug", mesh))
     blend = tmp_path / "cad.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
@@ -168,14 +237,66 @@ def test_dst_chain_edges_generate_and_filter(tmp_path):
     bpy.ops.mesh.primitive_monkey_add()
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "cad.blend"))
     data = tmp_path / "data"
-    summary(batch("edges", "--blend", str(tmp_path / "cad.blend"), "--out", str(data), "--views", "4", "--resolution", "32", "--edges", "geometric"))
-    sd, cn = build_tiny("tiny_controlnet:build_tiny_sd", tmp_path / "sd"), build_tiny("tiny_controlnet:build_tiny_controlnet", tmp_path / "cn")
-    gen = summary(batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--steps", "2",
-                        "--images-per-view", "2", "--device", "cpu", "--style", "studio photo"))
+    summary(
+        batch(
+            "edges",
+            "--blend",
+            str(tmp_path / "cad.blend"),
+            "--out",
+            str(data),
+            "--views",
+            "4",
+            "--resolution",
+            "32",
+            "--edges",
+            "geometric",
+        )
+    )
+    sd, cn = (
+        build_tiny("tiny_controlnet:build_tiny_sd", tmp_path / "sd"),
+        build_tiny("tiny_controlnet:build_tiny_controlnet", tmp_path / "cn"),
+    )
+    gen = summary(
+        batch(
+            "generate-from-edges",
+            "--dataset",
+            str(data),
+            "--base-model",
+            str(sd),
+            "--controlnet",
+            str(cn),
+            "--steps",
+            "2",
+            "--images-per-view",
+            "2",
+            "--device",
+            "cpu",
+            "--style",
+            "studio photo",
+        )
+    )
     assert gen["generated_images"] == 8
     annotations = json.loads((data / "annotations.json").read_text())
     assert len(annotations["images"]) == 12 and all("studio photo" in i["prompt"] for i in annotations["images"] if "prompt" in i)
-    kcf = summary(batch("kcf", "--dataset", str(data), "--fraction", "0.25", "--folds", "2", "--epochs", "1", "--image-size", "16", "--backbone", "small", "--device", "cpu"))
+    kcf = summary(
+        batch(
+            "kcf",
+            "--dataset",
+            str(data),
+            "--fraction",
+            "0.25",
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--image-size",
+            "16",
+            "--backbone",
+            "small",
+            "--device",
+            "cpu",
+        )
+    )
     assert len(kcf["rejected"]) == 2 and (data / "kcf.json").is_file()
     again = batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--device", "cpu")
     assert again.returncode == 1 and "already holds" in again.stderr

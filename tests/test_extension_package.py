@@ -41,9 +41,7 @@ REQUIRED_ZIP_ENTRIES = (
 )
 
 # Path components that must never end up in the package.
-FORBIDDEN_COMPONENTS = frozenset(
-    {"tests", "bench", ".ci", ".git", ".venv", "__pycache__"}
-)
+FORBIDDEN_COMPONENTS = frozenset({"tests", "bench", ".ci", ".git", ".venv", "__pycache__"})
 
 CLI_TIMEOUT_S = 60
 BLENDER_TIMEOUT_S = 120
@@ -66,13 +64,9 @@ def _blender_ext_cli() -> Path:
         pytest.skip("the 'bpy' module is not installed in this interpreter")
     candidates = sorted(
         bpy_dir.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"),
-        key=lambda p: tuple(int(x) for x in p.parts[len(bpy_dir.parts)].split(".")
-                            if x.isdigit()),
+        key=lambda p: tuple(int(x) for x in p.parts[len(bpy_dir.parts)].split(".") if x.isdigit()),
     )
-    assert candidates, (
-        f"Blender's extension CLI (blender_ext.py) was not found under {bpy_dir}"
-        "/<version>/scripts/addons_core/bl_pkg/cli/"
-    )
+    assert candidates, f"Blender's extension CLI (blender_ext.py) was not found under {bpy_dir}/<version>/scripts/addons_core/bl_pkg/cli/"
     return candidates[-1]
 
 
@@ -93,7 +87,11 @@ def _describe(proc: subprocess.CompletedProcess) -> str:
 def _run_cli(*args: str | os.PathLike, cwd: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(_blender_ext_cli()), *map(str, args)]
     return subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+        cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
     )
 
 
@@ -101,16 +99,18 @@ def _build(source_dir: Path, out_dir: Path) -> Path:
     """Build the package with ``blender_ext.py build``; return the single zip."""
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = _run_cli(
-        "build", "--source-dir", source_dir, "--output-dir", out_dir, cwd=out_dir,
+        "build",
+        "--source-dir",
+        source_dir,
+        "--output-dir",
+        out_dir,
+        cwd=out_dir,
     )
-    assert proc.returncode == 0, (
-        f"'blender_ext.py build' failed for {source_dir}\n{_describe(proc)}"
-    )
+    assert proc.returncode == 0, f"'blender_ext.py build' failed for {source_dir}\n{_describe(proc)}"
     produced = sorted(out_dir.iterdir())
     zips = [p for p in produced if p.suffix == ".zip"]
     assert len(zips) == 1 and len(produced) == 1, (
-        f"expected exactly one zip in {out_dir}, found {[p.name for p in produced]}"
-        f"\n{_describe(proc)}"
+        f"expected exactly one zip in {out_dir}, found {[p.name for p in produced]}\n{_describe(proc)}"
     )
     return zips[0]
 
@@ -132,22 +132,12 @@ def _forbidden_entries(names: list[str]) -> list[str]:
 def _check_zip_contents(zip_path: Path) -> list[str]:
     with zipfile.ZipFile(zip_path) as zf:
         names = zf.namelist()
-        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode("utf-8")) \
-            if "blender_manifest.toml" in names else {}
+        manifest = tomllib.loads(zf.read("blender_manifest.toml").decode("utf-8")) if "blender_manifest.toml" in names else {}
     missing = [n for n in REQUIRED_ZIP_ENTRIES if n not in names]
-    assert not missing, (
-        f"{zip_path.name} lacks required entries {missing}; it contains:\n"
-        + "\n".join(sorted(names))
-    )
+    assert not missing, f"{zip_path.name} lacks required entries {missing}; it contains:\n" + "\n".join(sorted(names))
     bad = _forbidden_entries(names)
-    assert not bad, (
-        f"{zip_path.name} contains development-only paths {bad}; extend "
-        "[build] paths_exclude_pattern in blender_manifest.toml"
-    )
-    assert manifest.get("id") == EXTENSION_ID, (
-        f"manifest inside {zip_path.name} has id {manifest.get('id')!r}, "
-        f"expected {EXTENSION_ID!r}"
-    )
+    assert not bad, f"{zip_path.name} contains development-only paths {bad}; extend [build] paths_exclude_pattern in blender_manifest.toml"
+    assert manifest.get("id") == EXTENSION_ID, f"manifest inside {zip_path.name} has id {manifest.get('id')!r}, expected {EXTENSION_ID!r}"
     return names
 
 
@@ -155,33 +145,28 @@ def _check_zip_contents(zip_path: Path) -> list[str]:
 # 1. validate
 # --------------------------------------------------------------------------
 
+
 def test_validate_repository_root():
     proc = _run_cli("validate", REPO_ROOT, cwd=REPO_ROOT)
-    assert proc.returncode == 0, (
-        f"'blender_ext.py validate' rejected {REPO_ROOT}/blender_manifest.toml\n"
-        f"{_describe(proc)}"
-    )
+    assert proc.returncode == 0, f"'blender_ext.py validate' rejected {REPO_ROOT}/blender_manifest.toml\n{_describe(proc)}"
 
 
 # --------------------------------------------------------------------------
 # 2. build
 # --------------------------------------------------------------------------
 
+
 def test_build_produces_single_clean_zip(tmp_path):
     zip_path = _build(REPO_ROOT, tmp_path / "dist")
 
     manifest = tomllib.loads((REPO_ROOT / "blender_manifest.toml").read_text("utf-8"))
     expected_name = f"{manifest['id']}-{manifest['version']}.zip"
-    assert zip_path.name == expected_name, (
-        f"built zip is named {zip_path.name!r}, expected {expected_name!r}"
-    )
+    assert zip_path.name == expected_name, f"built zip is named {zip_path.name!r}, expected {expected_name!r}"
     _check_zip_contents(zip_path)
 
     # The built archive itself must also pass validation.
     proc = _run_cli("validate", zip_path, cwd=tmp_path)
-    assert proc.returncode == 0, (
-        f"'blender_ext.py validate' rejected the built archive\n{_describe(proc)}"
-    )
+    assert proc.returncode == 0, f"'blender_ext.py validate' rejected the built archive\n{_describe(proc)}"
 
 
 def test_build_excludes_dev_paths_when_populated(tmp_path):
@@ -192,9 +177,17 @@ def test_build_excludes_dev_paths_when_populated(tmp_path):
     """
     src = tmp_path / "src"
     shutil.copytree(
-        REPO_ROOT, src,
+        REPO_ROOT,
+        src,
         ignore=shutil.ignore_patterns(
-            ".git", ".venv*", "__pycache__", ".*cache", "out", "build", "dist", "*.zip",
+            ".git",
+            ".venv*",
+            "__pycache__",
+            ".*cache",
+            "out",
+            "build",
+            "dist",
+            "*.zip",
         ),
     )
     sentinels = [
@@ -220,10 +213,7 @@ def test_build_excludes_dev_paths_when_populated(tmp_path):
     zip_path = _build(src, tmp_path / "dist")
     names = _check_zip_contents(zip_path)
     leaked = [rel for rel in sentinels if rel in names]
-    assert not leaked, (
-        f"sentinel files leaked into the package: {leaked}; extend "
-        "[build] paths_exclude_pattern in blender_manifest.toml"
-    )
+    assert not leaked, f"sentinel files leaked into the package: {leaked}; extend [build] paths_exclude_pattern in blender_manifest.toml"
 
 
 # --------------------------------------------------------------------------
@@ -231,7 +221,7 @@ def test_build_excludes_dev_paths_when_populated(tmp_path):
 # --------------------------------------------------------------------------
 
 _INSTALL_SCRIPT = textwrap.dedent(
-    r'''
+    r"""
     import os
     import sys
     import traceback
@@ -328,7 +318,7 @@ _INSTALL_SCRIPT = textwrap.dedent(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # bpy may hang at interpreter shutdown
-    '''
+    """
 )
 
 
@@ -346,8 +336,7 @@ def test_built_zip_installs_and_registers(tmp_path):
     script = tmp_path / "install_check.py"
     script.write_text(_INSTALL_SCRIPT, encoding="utf-8")
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BLENDER_USER_", "BLENDER_SYSTEM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLENDER_USER_", "BLENDER_SYSTEM_"))}
     env.update(
         HOME=str(home),
         USERPROFILE=str(home),
@@ -361,11 +350,14 @@ def test_built_zip_installs_and_registers(tmp_path):
         BLENDER_USER_DATAFILES=str(profile / "datafiles"),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    cmd = [sys.executable, str(script), str(zip_path), str(repo_dir), str(profile),
-           TEST_REPO_MODULE, EXTENSION_ID]
+    cmd = [sys.executable, str(script), str(zip_path), str(repo_dir), str(profile), TEST_REPO_MODULE, EXTENSION_ID]
     try:
         proc = subprocess.run(
-            cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+            cmd,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=BLENDER_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as ex:
@@ -377,9 +369,6 @@ def test_built_zip_installs_and_registers(tmp_path):
         )
 
     assert proc.returncode == 0 and "DIFFUSION3D_INSTALL_OK" in proc.stdout, (
-        f"installing/registering {zip_path.name} in a fresh bpy process failed\n"
-        f"{_describe(proc)}"
+        f"installing/registering {zip_path.name} in a fresh bpy process failed\n{_describe(proc)}"
     )
-    assert "Traceback" not in proc.stderr, (
-        f"install/register/unregister printed a traceback\n{_describe(proc)}"
-    )
+    assert "Traceback" not in proc.stderr, f"install/register/unregister printed a traceback\n{_describe(proc)}"

@@ -11,8 +11,9 @@ same models and seeds give the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,9 @@ def _encode(model: ControlNetPipelineModel, s: ControlSettings, size: tuple[int,
         )
 
 
-def _controlnet_inputs(model: ControlNetPipelineModel, cond: core.Conditioning, image: torch.Tensor, scale: float, guess: bool) -> core.StepInputs:
+def _controlnet_inputs(
+    model: ControlNetPipelineModel, cond: core.Conditioning, image: torch.Tensor, scale: float, guess: bool
+) -> core.StepInputs:
     """Each step's ControlNet residuals for the UNet (guess mode: from the prompted half only, zeros for the other)."""
     halved = guess and cond.guided
     embeds = cond.embeds.chunk(2)[1] if halved else cond.embeds
@@ -86,8 +89,14 @@ def _controlnet_inputs(model: ControlNetPipelineModel, cond: core.Conditioning, 
     def inputs(model_input: torch.Tensor, t: Any) -> dict[str, Any]:
         sample = model_input.chunk(2)[1] if halved else model_input
         down, mid = model.controlnet(
-            sample, t, encoder_hidden_states=embeds, controlnet_cond=image,
-            conditioning_scale=scale, guess_mode=guess, return_dict=False, **extra,
+            sample,
+            t,
+            encoder_hidden_states=embeds,
+            controlnet_cond=image,
+            conditioning_scale=scale,
+            guess_mode=guess,
+            return_dict=False,
+            **extra,
         )
         if halved:
             down = [torch.cat([torch.zeros_like(d), d]) for d in down]

@@ -11,8 +11,9 @@ schedulers give the same numbers.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,9 +36,7 @@ SCHEDULERS: dict[str, tuple[Any, dict[str, Any]]] = {
 }
 
 #: Stable Diffusion 1.x latents → approximate RGB, for cheap live previews.
-_PREVIEW_RGB = torch.tensor(
-    [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
-)
+_PREVIEW_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
 
 
 def make_scheduler(name: str, config: dict[str, Any]) -> Any:
@@ -125,7 +124,7 @@ def denoise(
     report: Reporter,
     gens: list[torch.Generator],
     eta: float = 0.0,
-    step_inputs: Optional[StepInputs] = None,
+    step_inputs: StepInputs | None = None,
 ) -> torch.Tensor:
     """The scheduler loop: one UNet call per step (batched for guidance), reporting each step.
 

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from . import sources
 
 
-
 def _preprocessing(folder: Path, image_size: int) -> tuple[int, list[float], list[float]]:
     config_path = folder / "preprocessor_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}

@@ -10,9 +10,10 @@ inverse depth in [0, 1], near = bright. The 6-channel model packs it as a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +40,8 @@ class RGBDSettings:
     scheduler: str = "DDIM"
     seamless: bool = False
     strength: float = 1.0  # img2img: 0 keeps the input, 1 ignores it
-    init_rgb: Optional[np.ndarray] = None  # H×W×3 float in [0, 1]
-    init_disparity: Optional[np.ndarray] = None  # H×W float in [0, 1], near = 1
+    init_rgb: np.ndarray | None = None  # H×W×3 float in [0, 1]
+    init_disparity: np.ndarray | None = None  # H×W float in [0, 1], near = 1
     vae_tiling: bool = False
     attention_slicing: bool = False
 
@@ -145,7 +146,7 @@ def generate(model: LDM3DModel, s: RGBDSettings, report: Reporter) -> RGBDImages
     report.step("Latents ready")
 
     # 3. Denoise
-    with on_device(model, unet), (wrap_longitude(unet) if s.seamless else nullcontext()):
+    with on_device(model, unet), wrap_longitude(unet) if s.seamless else nullcontext():
         latents = core.denoise(unet, scheduler, latents, cond, timesteps, report, gens)
 
     # 4. Decode and split colour from depth
@@ -154,4 +155,3 @@ def generate(model: LDM3DModel, s: RGBDSettings, report: Reporter) -> RGBDImages
     rgb, disparity, d16 = unpack_rgbd(decoded, model.folder.kind)
     report.step("Decoded")
     return RGBDImages(rgb, disparity, d16, unet_calls=len(timesteps), timesteps=[int(t) for t in timesteps])
-

@@ -6,10 +6,11 @@ Only one model stays loaded (they are gigabytes); "Release engine" drops it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -137,9 +138,13 @@ def _build_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, 
     from transformers import CLIPTextModel, CLIPTokenizer
 
     path, safe, name = folder.path, folder.safetensors, folder.name
-    unet = _from_pretrained(UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype)
+    unet = _from_pretrained(
+        UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype
+    )
     vae = _from_pretrained(AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=dtype)
-    text_encoder = _from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)
+    text_encoder = _from_pretrained(
+        CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype
+    )
     tokenizer = _from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)
     _place([unet, vae, text_encoder], device, offload)
     return LDM3DModel(folder, tokenizer, text_encoder, unet, vae, _scheduler_config(folder), device, dtype, offload)
@@ -151,7 +156,7 @@ def load_controlnet_pipeline(
     device: torch.device,
     dtype: torch.dtype,
     offload: bool = False,
-    vae: Optional[ComponentFolder] = None,
+    vae: ComponentFolder | None = None,
 ) -> ControlNetPipelineModel:
     """An SD or SDXL base with its ControlNet (and optionally another VAE, e.g. SDXL's fp16 fix).
 
@@ -166,26 +171,42 @@ def load_controlnet_pipeline(
 
 
 def _build_controlnet_pipeline(
-    base: ModelFolder, controlnet: ComponentFolder, device: torch.device, dtype: torch.dtype, offload: bool, vae: Optional[ComponentFolder]
+    base: ModelFolder, controlnet: ComponentFolder, device: torch.device, dtype: torch.dtype, offload: bool, vae: ComponentFolder | None
 ) -> ControlNetPipelineModel:
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path, safe, name = base.path, base.safetensors, base.name
-    unet = _from_pretrained(UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype)
-    net = _from_pretrained(ControlNetModel.from_pretrained, controlnet.path, controlnet.name, use_safetensors=controlnet.safetensors, torch_dtype=dtype)
+    unet = _from_pretrained(
+        UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype
+    )
+    net = _from_pretrained(
+        ControlNetModel.from_pretrained, controlnet.path, controlnet.name, use_safetensors=controlnet.safetensors, torch_dtype=dtype
+    )
     vae_config = vae.config if vae is not None else base.vae_config
     # SD-XL's original VAE overflows in fp16 ("force_upcast"): it then stays in fp32, as diffusers decodes it.
     vae_dtype = torch.float32 if dtype == torch.float16 and vae_config.get("force_upcast", False) else dtype
     if vae is not None:
-        decoder = _from_pretrained(AutoencoderKL.from_pretrained, vae.path, vae.name, use_safetensors=vae.safetensors, torch_dtype=vae_dtype)
+        decoder = _from_pretrained(
+            AutoencoderKL.from_pretrained, vae.path, vae.name, use_safetensors=vae.safetensors, torch_dtype=vae_dtype
+        )
     else:
-        decoder = _from_pretrained(AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=vae_dtype)
-    encoders = [_from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)]
+        decoder = _from_pretrained(
+            AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=vae_dtype
+        )
+    encoders = [
+        _from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)
+    ]
     tokenizers = [_from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)]
     if "text_encoder_2" in safe:
         encoders.append(
-            _from_pretrained(CLIPTextModelWithProjection.from_pretrained, path / "text_encoder_2", name, use_safetensors=safe["text_encoder_2"], dtype=dtype)
+            _from_pretrained(
+                CLIPTextModelWithProjection.from_pretrained,
+                path / "text_encoder_2",
+                name,
+                use_safetensors=safe["text_encoder_2"],
+                dtype=dtype,
+            )
         )
         tokenizers.append(_from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer_2", name))
     _place([unet, net, decoder, *encoders], device, offload)
@@ -194,7 +215,17 @@ def _build_controlnet_pipeline(
     index_path = path / "model_index.json"
     index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
     return ControlNetPipelineModel(
-        base, controlnet, tokenizers, encoders, unet, decoder, net, scheduler_config, device, dtype, offload,
+        base,
+        controlnet,
+        tokenizers,
+        encoders,
+        unet,
+        decoder,
+        net,
+        scheduler_config,
+        device,
+        dtype,
+        offload,
         zero_empty_negative=bool(index.get("force_zeros_for_empty_prompt", True)),
     )
 
@@ -213,5 +244,5 @@ def on_device(model: Placed, module: Any) -> Iterator[Any]:
                 torch.cuda.empty_cache()
 
 
-def loaded() -> Optional[LDM3DModel | ControlNetPipelineModel]:
+def loaded() -> LDM3DModel | ControlNetPipelineModel | None:
     return _loaded["model"]  # type: ignore[no-any-return]

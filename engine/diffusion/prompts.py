@@ -11,8 +11,9 @@ reproducible; the template needs nothing but the standard library.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 #: 3D-DST's quality words, appended to every prompt, and their negative prompt.
 ADDED_PROMPT = "best quality, extremely detailed"
@@ -24,8 +25,16 @@ NEGATIVE_PROMPT = (
 Expander = Callable[[str, Sequence[str], int], str]
 
 _SETTINGS = (
-    "on a city street", "in a living room", "in a field", "on a wooden table", "in a studio",
-    "by the sea", "in a forest", "in a workshop", "on a snowy road", "in a museum",
+    "on a city street",
+    "in a living room",
+    "in a field",
+    "on a wooden table",
+    "in a studio",
+    "by the sea",
+    "in a forest",
+    "in a workshop",
+    "on a snowy road",
+    "in a museum",
 )
 _LIGHT = ("in soft morning light", "at golden hour", "under overcast skies", "in bright daylight", "under warm indoor light", "at dusk")
 _SHOTS = ("a photo", "a close-up photo", "a documentary photo", "a high-resolution photo")
@@ -49,7 +58,7 @@ def expand_prompt(
     class_name: str,
     tags: Sequence[str],
     seed: int,
-    expander: Optional[Expander] = None,
+    expander: Expander | None = None,
     style: Sequence[str] = (),
     added: str = ADDED_PROMPT,
 ) -> str:
@@ -84,9 +93,12 @@ class LocalLanguageModel:
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.manual_seed(int(seed))
             out = self.model.generate(
-                ids, do_sample=True, top_p=0.9, max_new_tokens=self.max_new_tokens,
+                ids,
+                do_sample=True,
+                top_p=0.9,
+                max_new_tokens=self.max_new_tokens,
                 pad_token_id=self.tokenizer.eos_token_id or 0,
             )
-        completion = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        completion = self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         sentence = completion.replace("\n", " ").split(".")[0].strip(" ,")
         return _join(f"An image of {class_name.strip()}", *tags, sentence)

@@ -10,18 +10,23 @@ pipelines, so the same models and seeds give the same numbers.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from .core import Conditioning
 
 
-def _encode(tokenizers: Sequence[Any], encoders: Sequence[Any], texts: Sequence[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode(
+    tokenizers: Sequence[Any], encoders: Sequence[Any], texts: Sequence[str], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden states of every encoder, concatenated; the last encoder's pooled embedding)."""
     hidden, pooled = [], None
     for tokenizer, encoder in zip(tokenizers, encoders):
-        ids = tokenizer(list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         out = encoder(ids.to(device), output_hidden_states=True)
         if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds come first
             pooled = out[0]

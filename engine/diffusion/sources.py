@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import BadInput
 
@@ -97,8 +97,8 @@ def locate(
     cache_dir: str = "",
     allow_download: bool = False,
     allow_pickle: bool = False,
-    download_progress: Optional[type] = None,
-    patterns: Optional[list[str]] = None,
+    download_progress: type | None = None,
+    patterns: list[str] | None = None,
 ) -> Path:
     """The folder holding ``source``: a local folder or a cached (or downloaded) repo.
 
@@ -152,7 +152,7 @@ class ModelAccess:
     device: str = "AUTO"  # AUTO, CPU, CUDA or MPS
     precision: str = "AUTO"  # AUTO, FP32, FP16 or BF16
 
-    def locate(self, source: str, progress: Optional[type] = None, patterns: Optional[list[str]] = None) -> Path:
+    def locate(self, source: str, progress: type | None = None, patterns: list[str] | None = None) -> Path:
         """The folder holding ``source``, found (or downloaded) as these settings allow; see :func:`locate`."""
         return locate(source, self.models_dir, self.cache_dir, self.allow_download, self.allow_pickle, progress, patterns)
 
@@ -171,7 +171,7 @@ def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickl
     return False, f"{where} has no weights ({stem}.safetensors)"
 
 
-def inspect_transformers_model(folder: Path, name: str, model_type: Optional[str], allow_pickle: bool) -> bool:
+def inspect_transformers_model(folder: Path, name: str, model_type: str | None, allow_pickle: bool) -> bool:
     """Check a transformers model folder (config + weights) of ``model_type`` (None: any); returns whether it is safetensors."""
     config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else None
     if config is None:
@@ -206,9 +206,7 @@ def _component_weights(folder: Path, name: str, components: tuple[str, ...], all
             problems.append(problem)
     if problems:
         raise BadInput(f"{name}: " + "; ".join(problems))
-    weight_bytes = sum(
-        f.stat().st_size for c, is_safe in safe.items() for f in (folder / c).glob("*.safetensors" if is_safe else "*.bin")
-    )
+    weight_bytes = sum(f.stat().st_size for c, is_safe in safe.items() for f in (folder / c).glob("*.safetensors" if is_safe else "*.bin"))
     return safe, weight_bytes
 
 
@@ -380,7 +378,7 @@ def find_models(models_dir: str = "", cache_dir: str = "") -> list[ModelEntry]:
     return entries
 
 
-def _cached_snapshot(repo: Path) -> Optional[Path]:
+def _cached_snapshot(repo: Path) -> Path | None:
     ref = repo / "refs" / "main"
     if ref.is_file():
         snapshot = repo / "snapshots" / ref.read_text().strip()

@@ -22,7 +22,6 @@ from .renders import ViewRender
 
 VISIBLE, OCCLUDED, OUTSIDE = 2, 1, 0
 OCCLUSION_TOLERANCE = 0.03
-EDGE_METHODS = ("CANNY", "GEOMETRIC", "BOTH")  # BOTH: the union of the two maps
 
 
 @dataclass(frozen=True)

@@ -23,17 +23,19 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
+from ..choices import EDGE_METHODS
 from ..errors import BadInput
 from ..imagefiles import NewFiles, write_exr, write_png
 from ..progress import Reporter
-from .annotate import EDGE_METHODS, OCCLUSION_TOLERANCE, OUTSIDE, EdgeSettings, ViewAnnotation, annotate_view
+from .annotate import OCCLUSION_TOLERANCE, OUTSIDE, EdgeSettings, ViewAnnotation, annotate_view
 from .camera import POSE_TOLERANCE, blender_camera_matrix
 from .masks import ALPHA_THRESHOLD
 from .normalize import CORNER_NAMES
@@ -149,9 +151,8 @@ def checked_request(request: DSTAnnotateRequest) -> tuple[list[DSTObject], list[
         raise BadInput("No objects given")
     if not views:
         raise BadInput("No views to annotate")
-    if request.edge_method not in EDGE_METHODS:
-        raise BadInput(f"Edge method {request.edge_method!r} is not one of {', '.join(EDGE_METHODS)}")
-    if not (0 <= request.canny_low and 0 <= request.canny_high):
+    EDGE_METHODS.get(request.edge_method)  # BadInput naming the methods there are
+    if not (request.canny_low >= 0 and request.canny_high >= 0):
         raise BadInput(f"Canny thresholds must be ≥ 0, got {request.canny_low} and {request.canny_high}")
     if not 0 < request.crease_deg < 180:
         raise BadInput(f"Crease angle must be between 0 and 180°, got {request.crease_deg}")
@@ -336,7 +337,12 @@ def common_record(request: DSTAnnotateRequest, objects: list[DSTObject], total: 
         "conventions": CONVENTIONS,
         "settings": {
             "edge_method": request.edge_method,
-            "canny": {"low": float(request.canny_low), "high": float(request.canny_high), "aperture": 3, "input": "RGBA over black, B G R channels"},
+            "canny": {
+                "low": float(request.canny_low),
+                "high": float(request.canny_high),
+                "aperture": 3,
+                "input": "RGBA over black, B G R channels",
+            },
             "crease_deg": float(request.crease_deg),
             "depth_jump": float(request.depth_jump),
             "alpha_threshold": ALPHA_THRESHOLD,
@@ -427,7 +433,9 @@ def annotate_views(request: DSTAnnotateRequest, report: Reporter) -> DSTAnnotate
                     points[names.index(kp)] = xyz
                     given[names.index(kp)] = True
                 size = float(np.ptp(view.corners, axis=0).max()) or 1.0
-                ann = annotate_view(render, view.camera_matrix, view.lens_mm, view.sensor_mm, points, size, settings, request.occlusion_tolerance)
+                ann = annotate_view(
+                    render, view.camera_matrix, view.lens_mm, view.sensor_mm, points, size, settings, request.occlusion_tolerance
+                )
                 ann.visibility[~given] = OUTSIDE
                 empty = ann.area == 0
                 images.append(image_record(view, obj, width, height))
@@ -440,7 +448,9 @@ def annotate_views(request: DSTAnnotateRequest, report: Reporter) -> DSTAnnotate
                 _stage_view(files, root, view.name, render_paths(request.render_dir, view.name)[0], ann)
                 report.step(f"Annotated view {number} of {len(views)}: {view.name}")
             if not annotations:
-                raise BadInput(f"None of the {len(views)} views shows the object (every mask is empty): check the camera distance and that the object renders")
+                raise BadInput(
+                    f"None of the {len(views)} views shows the object (every mask is empty): check the camera distance and that the object renders"
+                )
             coco = coco_document(objects, images, annotations)
             dataset = dataset_document(common_record(request, objects, total), records, request.shard)
             files.write(root / ANNOTATIONS_JSON, write_text(json_text(coco)))

@@ -76,8 +76,18 @@ def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
     if len(images) < r.folds:
         raise BadInput(f"{len(images)} generated images cannot be split into {r.folds} folds")
     ids = [i["id"] for i in images]
-    options = dict(folds=r.folds, seed=r.seed, backbone=r.backbone, epochs=r.epochs, batch_size=r.batch_size, image_size=r.image_size,
-                   device=r.access.device, weights=r.weights, allow_pickle=r.access.allow_pickle, report=report)
+    options = dict(
+        folds=r.folds,
+        seed=r.seed,
+        backbone=r.backbone,
+        epochs=r.epochs,
+        batch_size=r.batch_size,
+        image_size=r.image_size,
+        device=r.access.device,
+        weights=r.weights,
+        allow_pickle=r.access.allow_pickle,
+        report=report,
+    )
     files = [str(root / i["file_name"]) for i in images]
     if r.shard:
         index, count = parse_shard(r.shard)
@@ -113,16 +123,31 @@ def _shard_scores(root: Path, ids: list[int], r: KCFRequest) -> np.ndarray | Non
     return np.array([combined[i] for i in ids])
 
 
-def _apply(root: Path, coco: dict[str, Any], ids: list[int], scores: np.ndarray, rejected: list[dict[str, Any]], r: KCFRequest) -> KCFResult:
+def _apply(
+    root: Path, coco: dict[str, Any], ids: list[int], scores: np.ndarray, rejected: list[dict[str, Any]], r: KCFRequest
+) -> KCFResult:
     """Record every score, then move the rejected images and their entries out."""
     score_of = dict(zip(ids, (float(s) for s in scores)))
     dropped = {i["id"] for i in rejected}
     for image in coco["images"]:
         if image["id"] in score_of:
             image["kcf_score"] = score_of[image["id"]]
-    kept = {**coco, "images": [i for i in coco["images"] if i["id"] not in dropped], "annotations": [a for a in coco["annotations"] if a["image_id"] not in dropped]}
-    gone = {**coco, "images": [i for i in coco["images"] if i["id"] in dropped], "annotations": [a for a in coco["annotations"] if a["image_id"] in dropped]}
-    record = {"request": _settings(r), "fraction": r.fraction, "scores": {str(i): s for i, s in score_of.items()}, "rejected": sorted(dropped)}
+    kept = {
+        **coco,
+        "images": [i for i in coco["images"] if i["id"] not in dropped],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] not in dropped],
+    }
+    gone = {
+        **coco,
+        "images": [i for i in coco["images"] if i["id"] in dropped],
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in dropped],
+    }
+    record = {
+        "request": _settings(r),
+        "fraction": r.fraction,
+        "scores": {str(i): s for i, s in score_of.items()},
+        "rejected": sorted(dropped),
+    }
     (root / REJECTED).mkdir(exist_ok=True)
     moves = []
     for image in rejected:
@@ -147,5 +172,8 @@ def _merged_rejections(path: Path, new: dict[str, Any]) -> dict[str, Any]:
         return new
     old = json.loads(path.read_text(encoding="utf-8"))
     seen = {i["id"] for i in new["images"]}
-    return {**new, "images": new["images"] + [i for i in old["images"] if i["id"] not in seen],
-            "annotations": new["annotations"] + [a for a in old["annotations"] if a["image_id"] not in seen]}
+    return {
+        **new,
+        "images": new["images"] + [i for i in old["images"] if i["id"] not in seen],
+        "annotations": new["annotations"] + [a for a in old["annotations"] if a["image_id"] not in seen],
+    }

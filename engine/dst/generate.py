@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -116,12 +117,27 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
 
     report.total = 1 + len(views) * (r.steps + 3)
     device = loading.pick_device(access.device)
-    model = loading.load_controlnet_pipeline(base, net, device, loading.pick_dtype(access.precision, device), r.cpu_offload and device.type != "cpu", vae)
+    model = loading.load_controlnet_pipeline(
+        base, net, device, loading.pick_dtype(access.precision, device), r.cpu_offload and device.type != "cpu", vae
+    )
     report.step(f"Loaded {base.name} with {net.name}")
     style = [w.strip() for w in r.style.split(",") if w.strip()]
     negative = r.negative_prompt or prompts.NEGATIVE_PROMPT
-    models = {"base": r.base_model, "base_revision": base.revision, "controlnet": r.controlnet, "controlnet_revision": net.revision, "vae": r.vae}
-    settings = {"steps": r.steps, "guidance": r.guidance, "eta": r.eta, "control_strength": r.control_strength, "scheduler": "DDIM", "negative_prompt": negative}
+    models = {
+        "base": r.base_model,
+        "base_revision": base.revision,
+        "controlnet": r.controlnet,
+        "controlnet_revision": net.revision,
+        "vae": r.vae,
+    }
+    settings = {
+        "steps": r.steps,
+        "guidance": r.guidance,
+        "eta": r.eta,
+        "control_strength": r.control_strength,
+        "scheduler": "DDIM",
+        "negative_prompt": negative,
+    }
     written: list[str] = []
     try:
         for view in views:
@@ -131,8 +147,16 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
             edges = read_png(root / view_files(view["name"])["edges"])
             images = controlnet.generate(
                 model,
-                controlnet.ControlSettings(texts, [negative] * len(seeds), seeds, edges[..., 0], steps=r.steps, guidance=r.guidance,
-                                           eta=r.eta, control_scale=r.control_strength),
+                controlnet.ControlSettings(
+                    texts,
+                    [negative] * len(seeds),
+                    seeds,
+                    edges[..., 0],
+                    steps=r.steps,
+                    guidance=r.guidance,
+                    eta=r.eta,
+                    control_scale=r.control_strength,
+                ),
                 report,
             )
             written += _write_view(out, view, images, seeds, texts, {**models, **settings, "prompt_model": r.prompt_model}, r.overwrite)
@@ -141,7 +165,9 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
     return EdgeGenerationResult(str(root), len(views), len(written), time.perf_counter() - started, written)
 
 
-def _write_view(out: Path, view: dict[str, Any], images: np.ndarray, seeds: list[int], texts: list[str], record: dict[str, Any], overwrite: bool) -> list[str]:
+def _write_view(
+    out: Path, view: dict[str, Any], images: np.ndarray, seeds: list[int], texts: list[str], record: dict[str, Any], overwrite: bool
+) -> list[str]:
     """One view's images and sidecar, all or nothing."""
     out.mkdir(exist_ok=True)
     names = [f"{view['name']}_{k}.png" for k in range(len(seeds))]
@@ -177,7 +203,16 @@ def link_generated(root: Path) -> dict[str, Any]:
                 continue  # moved to rejected/ by the filter, or removed by hand
             image_id = GENERATED_ID + sidecar["index"] * PER_VIEW_IDS + k
             render = render_of[render_id]
-            images.append({**render, "id": image_id, "file_name": item["file_name"], "generated_from": render_id, "seed": item["seed"], "prompt": item["prompt"]})
+            images.append(
+                {
+                    **render,
+                    "id": image_id,
+                    "file_name": item["file_name"],
+                    "generated_from": render_id,
+                    "seed": item["seed"],
+                    "prompt": item["prompt"],
+                }
+            )
             if render_id in by_image:
                 annotations.append({**by_image[render_id], "id": image_id, "image_id": image_id})
     coco["images"] = sorted(images, key=lambda i: i["id"])

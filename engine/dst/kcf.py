@@ -23,18 +23,19 @@ Pose bins (41 per angle, as 3D-DST's classifier):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
+from ..choices import KCF_BACKBONES
 from ..errors import BadInput
 from ..progress import CancelToken, Reporter
 
 NUM_BINS = 41
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-BACKBONES = ("auto", "resnet50", "small")
-ImageInput = Union[np.ndarray, str, Path]
+ImageInput = np.ndarray | str | Path
 
 
 def pose_bins(poses: np.ndarray, bins: int = NUM_BINS) -> np.ndarray:
@@ -132,8 +133,7 @@ def _resnet50(outputs: int, weights: str, allow_pickle: bool) -> Any:
 
 
 def _pick_backbone(backbone: str, device: Any) -> str:
-    if backbone not in BACKBONES:
-        raise BadInput(f"Unknown backbone {backbone!r} (choose from {', '.join(BACKBONES)})")
+    KCF_BACKBONES.get(backbone)  # BadInput naming the backbones there are
     try:
         import torchvision  # noqa: F401
 
@@ -164,8 +164,8 @@ def kcf_scores(
     device: str = "AUTO",
     weights: str = "",
     allow_pickle: bool = False,
-    report: Optional[Reporter] = None,
-    only_folds: Optional[Sequence[int]] = None,
+    report: Reporter | None = None,
+    only_folds: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Each image's KCF score (N,): summed cross-entropy of the held-out classifier against its pose; high = suspect.
 
@@ -195,7 +195,15 @@ def kcf_scores(
             torch.manual_seed(seed * 1000 + fold)
             model = _small_cnn(3 * NUM_BINS) if kind == "small" else _resnet50(3 * NUM_BINS, weights, allow_pickle)
             model = model.to(compute)
-            settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, lr_step=lr_step, lr_gamma=lr_gamma)
+            settings = dict(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                lr_step=lr_step,
+                lr_gamma=lr_gamma,
+            )
             _train(model, pixels[train], targets[train], settings, compute, report, f"Fold {fold + 1} of {folds}")
             scores[held] = _score(model, pixels[held], targets[held], batch_size, compute, report)
     return scores

@@ -8,9 +8,10 @@ rebuilt from the union of views, byte for byte what one unsharded run writes.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..errors import BadInput
 from ..imagefiles import NewFiles
@@ -46,7 +47,9 @@ class DSTMergeResult:
     files: list[str] = field(default_factory=list)
 
 
-def merge_datasets(shard_dirs: list[str | Path], out_dir: str | Path, overwrite: bool = False, report: Optional[Reporter] = None) -> DSTMergeResult:
+def merge_datasets(
+    shard_dirs: list[str | Path], out_dir: str | Path, overwrite: bool = False, report: Reporter | None = None
+) -> DSTMergeResult:
     """Merge shard data set folders into ``out_dir`` (all or nothing; existing files kept unless ``overwrite``)."""
     folders = [Path(d) for d in shard_dirs]
     if not folders:
@@ -58,7 +61,9 @@ def merge_datasets(shard_dirs: list[str | Path], out_dir: str | Path, overwrite:
     cocos = [load_json(f / ANNOTATIONS_JSON) for f in folders]
     totals = sorted({ds.get("total_views") for ds in datasets}, key=str)
     if len(totals) > 1:
-        raise BadInput(f"The shards disagree on the total view count ({', '.join(map(str, totals))}): give every shard the same total_views")
+        raise BadInput(
+            f"The shards disagree on the total view count ({', '.join(map(str, totals))}): give every shard the same total_views"
+        )
     common = {k: v for k, v in datasets[0].items() if k not in PER_SHARD_KEYS}
     for folder, ds, coco in zip(folders[1:], datasets[1:], cocos[1:]):
         if {k: v for k, v in ds.items() if k not in PER_SHARD_KEYS} != common:

@@ -11,7 +11,7 @@ from ..errors import BadInput
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """"I/N" (1 ≤ I ≤ N) → (0-based shard index, shard count)."""
+    """ "I/N" (1 ≤ I ≤ N) → (0-based shard index, shard count)."""
     parts = str(text).strip().split("/")
     try:
         if len(parts) != 2:

@@ -11,8 +11,9 @@ unchanged and a seed gives the same views on every machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class TruncatedNormal:
 
 
 #: A parameter's distribution: a fixed value, a uniform range or a truncated normal.
-Spread = Union[float, Uniform, TruncatedNormal]
+Spread = float | Uniform | TruncatedNormal
 
 AZIMUTH_FULL = Uniform(0.0, 360.0)
 AZIMUTH_HALF = Uniform(0.0, 180.0)  # 3D-DST's choice for classes whose two sides look alike
@@ -127,7 +128,14 @@ def _norm_cdf(z: float) -> float:
 # Acklam's rational approximation to the normal quantile (relative error < 1.2e-9), then one Halley step.
 _A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
 _B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
 _D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 _P_LOW = 0.02425
 

@@ -37,8 +37,9 @@ _Vec = tuple[float, float, float]
 # --- materials ---------------------------------------------------------------------------------
 
 
-def _principled(name: str, color: tuple, roughness: float = 0.6, emission: tuple | None = None,
-                strength: float = 0.0) -> bpy.types.Material:
+def _principled(
+    name: str, color: tuple, roughness: float = 0.6, emission: tuple | None = None, strength: float = 0.0
+) -> bpy.types.Material:
     """Get or (re)configure a Principled BSDF material with a plain colour."""
     mat = bpy.data.materials.get(name) or bpy.data.materials.new(name)
     nodes = compat.node_tree(mat).nodes
@@ -76,8 +77,14 @@ def _wood_floor() -> bpy.types.Material:
 # --- meshes ------------------------------------------------------------------------------------
 
 
-def _object(name: str, verts: np.ndarray, faces: list, material: bpy.types.Material,
-            collection: bpy.types.Collection, smooth: list[bool] | None = None) -> bpy.types.Object:
+def _object(
+    name: str,
+    verts: np.ndarray,
+    faces: list,
+    material: bpy.types.Material,
+    collection: bpy.types.Collection,
+    smooth: list[bool] | None = None,
+) -> bpy.types.Object:
     """Make a mesh object from world-space vertices and link it into ``collection``."""
     mesh = bpy.data.meshes.new(name)
     mesh.from_pydata(np.asarray(verts, dtype=np.float64).tolist(), [], faces)
@@ -93,8 +100,7 @@ def _object(name: str, verts: np.ndarray, faces: list, material: bpy.types.Mater
 def _box_lohi(name: str, lo: _Vec, hi: _Vec, material, collection) -> bpy.types.Object:
     """Axis-aligned box between corners ``lo`` and ``hi`` (exact, for the shell)."""
     (x0, y0, z0), (x1, y1, z1) = lo, hi
-    verts = [(x0, y0, z0), (x1, y0, z0), (x1, y1, z0), (x0, y1, z0),
-             (x0, y0, z1), (x1, y0, z1), (x1, y1, z1), (x0, y1, z1)]
+    verts = [(x0, y0, z0), (x1, y0, z0), (x1, y1, z0), (x0, y1, z0), (x0, y0, z1), (x1, y0, z1), (x1, y1, z1), (x0, y1, z1)]
     faces = [(0, 3, 2, 1), (4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7)]
     return _object(name, np.array(verts), faces, material, collection)
 
@@ -105,8 +111,9 @@ def _box(name: str, center: _Vec, size: _Vec, material, collection) -> bpy.types
     return _box_lohi(name, tuple(c - h), tuple(c + h), material, collection)
 
 
-def _cylinder(name: str, base: _Vec, radius: float, height: float, material, collection,
-              top_radius: float | None = None, segments: int = 24) -> bpy.types.Object:
+def _cylinder(
+    name: str, base: _Vec, radius: float, height: float, material, collection, top_radius: float | None = None, segments: int = 24
+) -> bpy.types.Object:
     """Vertical capped cylinder (or truncated cone) standing on ``base``."""
     a = np.linspace(0, 2 * math.pi, segments, endpoint=False)
     ring = np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], axis=1)
@@ -118,14 +125,17 @@ def _cylinder(name: str, base: _Vec, radius: float, height: float, material, col
     return _object(name, verts, faces, material, collection, smooth=[True] * n + [False, False])
 
 
-def _sphere(name: str, center: _Vec, radius: float, material, collection,
-            scale: _Vec = (1.0, 1.0, 1.0), segments: int = 16, rings: int = 8) -> bpy.types.Object:
+def _sphere(
+    name: str, center: _Vec, radius: float, material, collection, scale: _Vec = (1.0, 1.0, 1.0), segments: int = 16, rings: int = 8
+) -> bpy.types.Object:
     """UV sphere (optionally squashed by ``scale``), smooth shaded."""
     verts = [(0.0, 0.0, -1.0)]
     for j in range(1, rings):
         t = math.pi * j / rings - math.pi / 2
-        verts += [(math.cos(t) * math.cos(p), math.cos(t) * math.sin(p), math.sin(t))
-                  for p in np.linspace(0, 2 * math.pi, segments, endpoint=False)]
+        verts += [
+            (math.cos(t) * math.cos(p), math.cos(t) * math.sin(p), math.sin(t))
+            for p in np.linspace(0, 2 * math.pi, segments, endpoint=False)
+        ]
     verts.append((0.0, 0.0, 1.0))
     top, s = len(verts) - 1, segments
     faces = [(0, 1 + (i + 1) % s, 1 + i) for i in range(s)]
@@ -187,8 +197,7 @@ def _bookshelf(x1: float, yc: float, wood, book_mats: list, col) -> None:
                 break
             if rng.random() > 0.12:  # leave a few gaps
                 n += 1
-                _box_lohi(f"Book {i}-{n}", (xc - 0.13, y, z + t), (xc + 0.12, y + w, z + t + h),
-                          rng.choice(book_mats), col)
+                _box_lohi(f"Book {i}-{n}", (xc - 0.13, y, z + t), (xc + 0.12, y + w, z + t + h), rng.choice(book_mats), col)
             y += w + 0.004
 
 
@@ -204,13 +213,15 @@ def _plant(x: float, y: float, pot, soil, leaves, col) -> None:
     _cylinder("Plant Pot", (x, y, 0.001), 0.16, 0.42, pot, col, top_radius=0.22)
     _cylinder("Plant Soil", (x, y, 0.38), 0.2, 0.02, soil, col)
     _cylinder("Plant Stem", (x, y, 0.4), 0.02, 0.5, soil, col, segments=8)
-    for i, (dx, dy, z, r) in enumerate([(0, 0, 1.05, 0.28), (0.15, 0.1, 0.85, 0.22), (-0.14, 0.12, 0.9, 0.2),
-                                        (0.05, -0.16, 0.82, 0.21), (-0.08, -0.05, 1.3, 0.18)]):
+    for i, (dx, dy, z, r) in enumerate(
+        [(0, 0, 1.05, 0.28), (0.15, 0.1, 0.85, 0.22), (-0.14, 0.12, 0.9, 0.2), (0.05, -0.16, 0.82, 0.21), (-0.08, -0.05, 1.3, 0.18)]
+    ):
         _sphere(f"Plant Leaves {i}", (x + dx, y + dy, z), r, leaves, col)
 
 
-def _wall_box(name: str, axis: int, wall: float, u: float, z: float, du: float, dz: float,
-              offset: float, thick: float, material, collection) -> None:
+def _wall_box(
+    name: str, axis: int, wall: float, u: float, z: float, du: float, dz: float, offset: float, thick: float, material, collection
+) -> None:
     """Thin box flat against a wall: ``axis`` 0 for the wall x = ``wall``, 1 for y = ``wall``.
 
     ``u`` is the centre along the wall, ``offset`` the gap between wall and box.
@@ -221,24 +232,39 @@ def _wall_box(name: str, axis: int, wall: float, u: float, z: float, du: float, 
     _box(name, center, size, material, collection)
 
 
-def _picture(name: str, axis: int, wall: float, u: float, z: float, w: float, h: float,
-             frame, blocks: list, col) -> None:
+def _picture(name: str, axis: int, wall: float, u: float, z: float, w: float, h: float, frame, blocks: list, col) -> None:
     """Framed abstract picture (three coloured panels) hung on a wall, see :func:`_wall_box`."""
     _wall_box(f"{name} Frame", axis, wall, u, z, w, h, 0.005, 0.04, frame, col)
     iw, ih = w - 0.12, h - 0.12  # canvas inside a 6 cm frame border
     rects = [(0.0, 0.45, 0.0, 1.0), (0.47, 1.0, 0.4, 1.0), (0.47, 1.0, 0.0, 0.38)]  # u0, u1, v0, v1
     for i, ((a, b, c, d), mat) in enumerate(zip(rects, blocks)):
-        _wall_box(f"{name} Canvas {i}", axis, wall, u - iw / 2 + iw * (a + b) / 2, z - ih / 2 + ih * (c + d) / 2,
-                  iw * (b - a), ih * (d - c), 0.045, 0.005, mat, col)
+        _wall_box(
+            f"{name} Canvas {i}",
+            axis,
+            wall,
+            u - iw / 2 + iw * (a + b) / 2,
+            z - ih / 2 + ih * (c + d) / 2,
+            iw * (b - a),
+            ih * (d - c),
+            0.045,
+            0.005,
+            mat,
+            col,
+        )
 
 
 def _window(axis: int, wall: float, u: float, z: float, w: float, h: float, glow, frame, col) -> None:
     """Emissive pale-blue 'daylight' panel just in front of a wall, with a frame and a cross."""
     _wall_box("Window Glass", axis, wall, u, z, w, h, 0.005, 0.015, glow, col)
     t = 0.07
-    for n, uc, zc, du, dz in (("Top", u, z + (h + t) / 2, w + 2 * t, t), ("Bottom", u, z - (h + t) / 2, w + 2 * t, t),
-                              ("Left", u - (w + t) / 2, z, t, h), ("Right", u + (w + t) / 2, z, t, h),
-                              ("Mullion", u, z, t / 2, h), ("Transom", u, z, w, t / 2)):
+    for n, uc, zc, du, dz in (
+        ("Top", u, z + (h + t) / 2, w + 2 * t, t),
+        ("Bottom", u, z - (h + t) / 2, w + 2 * t, t),
+        ("Left", u - (w + t) / 2, z, t, h),
+        ("Right", u + (w + t) / 2, z, t, h),
+        ("Mullion", u, z, t / 2, h),
+        ("Transom", u, z, w, t / 2),
+    ):
         _wall_box(f"Window Frame {n}", axis, wall, uc, zc, du, dz, 0.001, 0.06, frame, col)
     _wall_box("Window Sill", axis, wall, u, z - h / 2 - t - 0.015, w + 2 * t + 0.1, 0.03, 0.001, 0.16, frame, col)
 
@@ -260,7 +286,7 @@ def _remove_previous(scene: bpy.types.Scene) -> None:
             bpy.data.collections.remove(coll)
 
 
-def build_demo_room(scene: "bpy.types.Scene") -> "bpy.types.Collection":
+def build_demo_room(scene: bpy.types.Scene) -> bpy.types.Collection:
     """Add a furnished room to `scene` in a new collection 'Demo Room' and return the collection.
 
     Leaves render settings and the scene camera alone; creates a dim world only if the
@@ -288,37 +314,84 @@ def build_demo_room(scene: "bpy.types.Scene") -> "bpy.types.Collection":
     seat = m("Demo Seat", (0.6, 0.15, 0.1), 0.7)
     _chair("Chair A", -1.0, 2.3, 1.0, dark, seat, col)
     _chair("Chair B", 1.0, 2.3, -1.0, dark, seat, col)
-    _window(1, y1, 0.0, 1.75, 2.0, 1.3, m("Demo Window", (0.7, 0.85, 1.0), 0.2, emission=(0.6, 0.8, 1.0),
-                                          strength=2.0), white, col)
+    _window(1, y1, 0.0, 1.75, 2.0, 1.3, m("Demo Window", (0.7, 0.85, 1.0), 0.2, emission=(0.6, 0.8, 1.0), strength=2.0), white, col)
 
     # South: sofa, rug and a low coffee table.
-    _sofa(0.4, y0 + 0.02, m("Demo Sofa", (0.18, 0.3, 0.45), 0.85), m("Demo Cushion", (0.25, 0.38, 0.55), 0.9),
-          m("Demo Pillow", (0.85, 0.55, 0.2), 0.9), col)
+    _sofa(
+        0.4,
+        y0 + 0.02,
+        m("Demo Sofa", (0.18, 0.3, 0.45), 0.85),
+        m("Demo Cushion", (0.25, 0.38, 0.55), 0.9),
+        m("Demo Pillow", (0.85, 0.55, 0.2), 0.9),
+        col,
+    )
     _box("Rug Border", (0.4, -1.2, 0.006), (2.8, 1.8, 0.008), m("Demo Rug Border", (0.8, 0.7, 0.5), 1.0), col)
     _box("Rug", (0.4, -1.2, 0.008), (2.5, 1.5, 0.01), m("Demo Rug", (0.45, 0.09, 0.08), 1.0), col)
     _box("Coffee Table", (0.4, -1.25, 0.38), (1.0, 0.55, 0.05), dark, col)
     _box("Coffee Table Base", (0.4, -1.25, 0.18), (0.8, 0.4, 0.35), wood, col)
 
     # East: bookshelf, a picture and a lamp in the corner by the sofa.
-    books = [m(f"Demo Book {i}", c, 0.6) for i, c in enumerate(
-        [(0.6, 0.1, 0.08), (0.1, 0.3, 0.6), (0.15, 0.45, 0.2), (0.8, 0.6, 0.15), (0.85, 0.82, 0.75), (0.3, 0.15, 0.4)])]
+    books = [
+        m(f"Demo Book {i}", c, 0.6)
+        for i, c in enumerate(
+            [(0.6, 0.1, 0.08), (0.1, 0.3, 0.6), (0.15, 0.45, 0.2), (0.8, 0.6, 0.15), (0.85, 0.82, 0.75), (0.3, 0.15, 0.4)]
+        )
+    ]
     _bookshelf(x1 - 0.02, 1.2, wood, books, col)
-    _picture("Picture East", 0, x1, -1.0, 1.65, 1.1, 0.7, white,
-             [m("Demo Art Teal", (0.1, 0.45, 0.45), 0.6), m("Demo Art Coral", (0.9, 0.4, 0.3), 0.6),
-              m("Demo Art Cream", (0.9, 0.85, 0.7), 0.6)], col)
-    _floor_lamp(3.35, -2.35, m("Demo Metal", (0.1, 0.1, 0.1), 0.3),
-                m("Demo Lamp Shade", (0.95, 0.85, 0.65), 0.8, emission=(1.0, 0.75, 0.45), strength=4.0), col)
+    _picture(
+        "Picture East",
+        0,
+        x1,
+        -1.0,
+        1.65,
+        1.1,
+        0.7,
+        white,
+        [m("Demo Art Teal", (0.1, 0.45, 0.45), 0.6), m("Demo Art Coral", (0.9, 0.4, 0.3), 0.6), m("Demo Art Cream", (0.9, 0.85, 0.7), 0.6)],
+        col,
+    )
+    _floor_lamp(
+        3.35,
+        -2.35,
+        m("Demo Metal", (0.1, 0.1, 0.1), 0.3),
+        m("Demo Lamp Shade", (0.95, 0.85, 0.65), 0.8, emission=(1.0, 0.75, 0.45), strength=4.0),
+        col,
+    )
 
     # West (the panorama's seam): a picture off the seam and a plant in the corner.
-    _picture("Picture West", 0, x0, 1.7, 1.7, 1.0, 0.75, dark,
-             [m("Demo Art Blue", (0.1, 0.25, 0.55), 0.6), m("Demo Art Yellow", (0.85, 0.65, 0.15), 0.6),
-              m("Demo Art Red", (0.7, 0.15, 0.1), 0.6)], col)
-    _plant(-3.45, -2.45, m("Demo Terracotta", (0.6, 0.28, 0.15), 0.8), m("Demo Soil", (0.1, 0.07, 0.05), 1.0),
-           m("Demo Leaves", (0.12, 0.4, 0.12), 0.7), col)
+    _picture(
+        "Picture West",
+        0,
+        x0,
+        1.7,
+        1.7,
+        1.0,
+        0.75,
+        dark,
+        [
+            m("Demo Art Blue", (0.1, 0.25, 0.55), 0.6),
+            m("Demo Art Yellow", (0.85, 0.65, 0.15), 0.6),
+            m("Demo Art Red", (0.7, 0.15, 0.1), 0.6),
+        ],
+        col,
+    )
+    _plant(
+        -3.45,
+        -2.45,
+        m("Demo Terracotta", (0.6, 0.28, 0.15), 0.8),
+        m("Demo Soil", (0.1, 0.07, 0.05), 1.0),
+        m("Demo Leaves", (0.12, 0.4, 0.12), 0.7),
+        col,
+    )
 
     # Lights: one big soft ceiling panel (visible fixture + area light just below it).
-    _box("Ceiling Panel", (0.0, 0.0, z1 - 0.015), (1.8, 1.2, 0.02),
-         m("Demo Ceiling Panel", (1.0, 1.0, 1.0), 0.5, emission=(1.0, 0.95, 0.88), strength=1.5), col)
+    _box(
+        "Ceiling Panel",
+        (0.0, 0.0, z1 - 0.015),
+        (1.8, 1.2, 0.02),
+        m("Demo Ceiling Panel", (1.0, 1.0, 1.0), 0.5, emission=(1.0, 0.95, 0.88), strength=1.5),
+        col,
+    )
     light = bpy.data.lights.new("Demo Ceiling Light", type="AREA")
     light.shape, light.size, light.size_y = "RECTANGLE", 1.8, 1.2
     light.energy, light.color = 120.0, (1.0, 0.95, 0.88)

@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import bpy
 import numpy as np
@@ -49,7 +49,10 @@ DST_OPTIONS: dict[str, Any] = {
     "views_per_object": IntProperty(name="Views", description="Viewpoints sampled per object", default=8, min=0, soft_max=1000),
     "azimuth_range": EnumProperty(
         name="Azimuth",
-        items=[("FULL", "Full Circle", "Uniform on [0°, 360°)"), ("HALF", "Half Circle", "Uniform on [0°, 180°): for objects whose two sides look alike")],
+        items=[
+            ("FULL", "Full Circle", "Uniform on [0°, 360°)"),
+            ("HALF", "Half Circle", "Uniform on [0°, 180°): for objects whose two sides look alike"),
+        ],
         default="FULL",
     ),
     "polar_preset": EnumProperty(
@@ -65,9 +68,15 @@ DST_OPTIONS: dict[str, Any] = {
     "polar_sd": FloatProperty(name="Polar Spread", default=30.0, min=0.0, max=180.0),
     "polar_min": FloatProperty(name="Polar Min", default=0.0, min=0.0, max=180.0),
     "polar_max": FloatProperty(name="Polar Max", default=180.0, min=0.0, max=180.0),
-    "inplane_max": FloatProperty(name="In-Plane", description="In-plane rotation uniform on ±this (0: none, as 3D-DST)", default=0.0, min=0.0, max=180.0),
-    "distance": FloatProperty(name="Distance", description="Camera distance in normalized object sizes", default=2.0, min=0.1, soft_max=20.0),
-    "distance_jitter": BoolProperty(name="Jitter Distance", description="3D-DST: truncated normal, sd 0.5 on [d − 0.5, d + 1.5]", default=False),
+    "inplane_max": FloatProperty(
+        name="In-Plane", description="In-plane rotation uniform on ±this (0: none, as 3D-DST)", default=0.0, min=0.0, max=180.0
+    ),
+    "distance": FloatProperty(
+        name="Distance", description="Camera distance in normalized object sizes", default=2.0, min=0.1, soft_max=20.0
+    ),
+    "distance_jitter": BoolProperty(
+        name="Jitter Distance", description="3D-DST: truncated normal, sd 0.5 on [d − 0.5, d + 1.5]", default=False
+    ),
     "seed": IntProperty(name="Seed", default=0, min=0),
     "viewpoints": StringProperty(
         name="Viewpoints",
@@ -78,7 +87,9 @@ DST_OPTIONS: dict[str, Any] = {
     "samples": IntProperty(name="Samples", description="Cycles samples for the Canny path (3D-DST: 32)", default=32, min=1),
     "denoise": BoolProperty(name="Denoise", default=True),
     "edge_method": EnumProperty(name="Edges", items=EDGE_METHODS.items(), default=EDGE_METHODS.default),
-    "dataset_dir": StringProperty(name="Dataset", description="Dataset folder; empty: a new one under the default output folder", subtype="DIR_PATH", default=""),
+    "dataset_dir": StringProperty(
+        name="Dataset", description="Dataset folder; empty: a new one under the default output folder", subtype="DIR_PATH", default=""
+    ),
     "shard": StringProperty(name="Shard", description="'I/N': render only this machine's share of the views (1-based I)", default=""),
     "overwrite": BoolProperty(name="Overwrite", default=False),
 }
@@ -127,7 +138,9 @@ class _CadModel:
         lo, hi = world.min(axis=0), world.max(axis=0)
         self.scale, self.offset = normalization(lo, hi)
         self.corners = box_corners(normalize_points(lo, self.scale, self.offset), normalize_points(hi, self.scale, self.offset))
-        self.keypoints = keypoint_centres(normalize_points(world, self.scale, self.offset), weights, groups)  # each kp_* group's weighted centre
+        self.keypoints = keypoint_centres(
+            normalize_points(world, self.scale, self.offset), weights, groups
+        )  # each kp_* group's weighted centre
         self.source = obj
 
     def make_copy(self, depsgraph: Any) -> bpy.types.Object:
@@ -170,9 +183,18 @@ class ViewRender(Stage):
 
     label = "Rendering views"
 
-    def __init__(self, models: list[_CadModel], queue: list[tuple[DSTView, int]], resolution: int, samples: int, denoise: bool, scratch: Path) -> None:
-        self.models, self.queue, self.resolution, self.samples, self.denoise, self.scratch = models, queue, resolution, samples, denoise, scratch
-        self._scene: Optional[bpy.types.Scene] = None
+    def __init__(
+        self, models: list[_CadModel], queue: list[tuple[DSTView, int]], resolution: int, samples: int, denoise: bool, scratch: Path
+    ) -> None:
+        self.models, self.queue, self.resolution, self.samples, self.denoise, self.scratch = (
+            models,
+            queue,
+            resolution,
+            samples,
+            denoise,
+            scratch,
+        )
+        self._scene: bpy.types.Scene | None = None
         self._made: list[tuple[Any, Any]] = []  # (bpy.data collection, datablock) in the order they were made
         self._copies: list[bpy.types.Object] = []
 
@@ -187,7 +209,12 @@ class ViewRender(Stage):
         light_data.energy, light_data.size = LIGHT_ENERGY, LIGHT_SIZE
         light = bpy.data.objects.new("DST Light", light_data)
         light.location = (0.0, 0.0, LIGHT_HEIGHT)
-        self._made += [(bpy.data.cameras, camera_data), (bpy.data.objects, camera), (bpy.data.lights, light_data), (bpy.data.objects, light)]
+        self._made += [
+            (bpy.data.cameras, camera_data),
+            (bpy.data.objects, camera),
+            (bpy.data.lights, light_data),
+            (bpy.data.objects, light),
+        ]
         for obj in (camera, light):
             scene.collection.objects.link(obj)
         scene.camera = camera
@@ -245,10 +272,10 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
     __annotations__ = dict(DST_OPTIONS)
 
     _render: ViewRender | None = None
-    _scratch: Optional[Path] = None
+    _scratch: Path | None = None
     _objects: list[DSTObject] = []
     _total = 0
-    _out: Optional[Path] = None
+    _out: Path | None = None
 
     def stage(self, context: bpy.types.Context) -> ViewRender:
         """Check the input, plan every view (sharded), prove the dataset folder is writable."""
@@ -293,7 +320,9 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         self._out = self._dataset_folder()
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-dst-"))
         geometric_only = self.edge_method == "GEOMETRIC"
-        self._render = ViewRender(models, queue, self.resolution, 1 if geometric_only else self.samples, self.denoise and not geometric_only, self._scratch)
+        self._render = ViewRender(
+            models, queue, self.resolution, 1 if geometric_only else self.samples, self.denoise and not geometric_only, self._scratch
+        )
         return self._render
 
     def _chosen_objects(self, context: bpy.types.Context) -> list[bpy.types.Object]:

@@ -15,7 +15,14 @@ from .dataset import DATASET, SHARD, dataset_path
 
 FILTER_OPTIONS: dict[str, Any] = {
     "dataset_dir": DATASET,
-    "fraction": FloatProperty(name="Drop", description="The worst fraction of generated images to move to rejected/", default=0.1, min=0.0, max=1.0, subtype="FACTOR"),
+    "fraction": FloatProperty(
+        name="Drop",
+        description="The worst fraction of generated images to move to rejected/",
+        default=0.1,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    ),
     "folds": IntProperty(name="Folds", default=5, min=2, max=100),
     "seed": IntProperty(name="Seed", default=0, min=0),
     "backbone": EnumProperty(name="Backbone", items=KCF_BACKBONES.items(), default=KCF_BACKBONES.default),
@@ -23,7 +30,6 @@ FILTER_OPTIONS: dict[str, Any] = {
     "image_size": IntProperty(name="Image Size", description="3D-DST: 256", default=256, min=8),
     "shard": SHARD,
 }
-
 
 
 class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
@@ -51,6 +57,9 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: KCFResult) -> None:
         if not result.complete:
-            self.report({"INFO"}, f"Shard {self.shard}: {result.scored} images scored into {result.scores_path}; run without a shard once all are done")
+            self.report(
+                {"INFO"},
+                f"Shard {self.shard}: {result.scored} images scored into {result.scores_path}; run without a shard once all are done",
+            )
             return
         self.report({"INFO"}, f"Scored {result.scored} images; moved {len(result.rejected)} to rejected/ (scores in {result.scores_path})")

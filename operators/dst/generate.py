@@ -28,7 +28,10 @@ GENERATE_EDGES_OPTIONS: dict[str, Any] = {
     "control_strength": FloatProperty(name="Control Strength", description="3D-DST: 1.0", default=1.0, min=0.0, max=2.0),
     "style": StringProperty(name="Style", description="Comma-separated words added to every prompt", default=""),
     "prompt_model": StringProperty(
-        name="Prompt Model", description="A local text-generation model folder that varies the prompts; empty: a template from the tags", subtype="DIR_PATH", default=""
+        name="Prompt Model",
+        description="A local text-generation model folder that varies the prompts; empty: a template from the tags",
+        subtype="DIR_PATH",
+        default="",
     ),
     "shard": SHARD,
     "overwrite": BoolProperty(name="Overwrite", default=False),
@@ -64,4 +67,7 @@ class DIFFUSION3D_OT_generate_from_edges(EngineJobOperator, bpy.types.Operator):
         return "generate_from_edges", request
 
     def finish(self, context: bpy.types.Context, result: EdgeGenerationResult) -> None:
-        self.report({"INFO"}, f"{result.images} images from {result.views} edge maps in {result.seconds:.1f} s, linked in {result.dataset_dir}/annotations.json")
+        self.report(
+            {"INFO"},
+            f"{result.images} images from {result.views} edge maps in {result.seconds:.1f} s, linked in {result.dataset_dir}/annotations.json",
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import bpy
 import numpy as np
@@ -62,9 +61,9 @@ def mesh_from_arrays(
     vertices: np.ndarray,
     face_starts: np.ndarray,
     corner_verts: np.ndarray,
-    corner_uvs: Optional[np.ndarray] = None,
-    edge_verts: Optional[np.ndarray] = None,
-    corner_edges: Optional[np.ndarray] = None,
+    corner_uvs: np.ndarray | None = None,
+    edge_verts: np.ndarray | None = None,
+    corner_edges: np.ndarray | None = None,
 ) -> bpy.types.Mesh:
     """A new mesh from flat arrays, in bulk; removed again if anything fails.
 
@@ -95,7 +94,15 @@ def mesh_from_arrays(
     return mesh
 
 
-def _set_attribute(mesh: bpy.types.Mesh, attribute: str, field: str, fallback: bpy.types.bpy_prop_collection, fallback_field: str, values: np.ndarray, dtype: type) -> None:
+def _set_attribute(
+    mesh: bpy.types.Mesh,
+    attribute: str,
+    field: str,
+    fallback: bpy.types.bpy_prop_collection,
+    fallback_field: str,
+    values: np.ndarray,
+    dtype: type,
+) -> None:
     """Set a built-in attribute in one copy; older layouts go through the slower RNA collection."""
     flat: np.ndarray = np.ascontiguousarray(values, dtype=dtype).ravel()
     layer = mesh.attributes.get(attribute)

@@ -8,8 +8,9 @@ tests run on every line in :data:`TESTED`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import bpy
 
@@ -48,7 +49,7 @@ def node_tree(idblock: Any) -> Any:
     return idblock.node_tree
 
 
-def bundled_site_packages() -> Optional[Path]:
+def bundled_site_packages() -> Path | None:
     """The folder of Python packages Blender bundles (OpenImageIO, OpenColorIO, …).
 
     Blender itself has it on ``sys.path``; the PyPI ``bpy`` module ships it

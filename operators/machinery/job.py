@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Optional
+from typing import Any, ClassVar
 
 import bpy
 
@@ -47,12 +48,12 @@ class JobState:
     """The job in flight: a Blender stage (no engine handle yet, still keeping other jobs out), then its engine job."""
 
     label: str = ""
-    handle: Optional[JobHandle] = None
+    handle: JobHandle | None = None
     in_blender_stage: bool = False
     fraction: float = 0.0  # of the Blender stage; an engine job reports its own
     cancel_requested: bool = False  # asks a Blender stage to stop at its next step (an engine job has its own token)
 
-    def running(self) -> Optional[JobHandle]:
+    def running(self) -> JobHandle | None:
         handle = self.handle
         return handle if handle is not None and not handle.finished else None
 
@@ -112,7 +113,7 @@ class Stage:
     def start(self, context: bpy.types.Context) -> int:
         raise NotImplementedError
 
-    def step(self, context: bpy.types.Context, index: int) -> Optional[dict[str, Any]]:
+    def step(self, context: bpy.types.Context, index: int) -> dict[str, Any] | None:
         raise NotImplementedError
 
     def rendered(self, context: bpy.types.Context, index: int) -> None:
@@ -151,7 +152,7 @@ class EngineJobOperator:
     _started = 0.0
 
     # What subclasses write ---------------------------------------------------
-    def stage(self, context: bpy.types.Context) -> Optional[Stage]:
+    def stage(self, context: bpy.types.Context) -> Stage | None:
         """Render-first operators: check the input and return the Blender stage (not started yet)."""
         return None
 

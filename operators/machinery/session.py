@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import bpy
 
@@ -21,11 +21,11 @@ from . import compat
 
 ADDON = __package__.removesuffix(".operators.machinery")  # the add-on's own name (an extension's is "bl_ext.<repo>.<id>")
 
-_client: Optional[EngineClient] = None
+_client: EngineClient | None = None
 _client_key: tuple[str, ...] = ()
 
 
-def preferences(context: Optional[bpy.types.Context] = None) -> Any:
+def preferences(context: bpy.types.Context | None = None) -> Any:
     """The add-on preferences, or None when the add-on is not registered as such."""
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON)
@@ -66,7 +66,7 @@ def model_access(prefs: Any) -> ModelAccess:
     )
 
 
-def client(context: Optional[bpy.types.Context] = None) -> EngineClient:
+def client(context: bpy.types.Context | None = None) -> EngineClient:
     """The shared client; rebuilt (and the old engine released) when the settings change."""
     global _client, _client_key
     prefs = preferences(context)

@@ -41,7 +41,7 @@ class TemporarySettings:
         for owner, name, value in pending:
             setattr(owner, name, value)  # raise the real error
 
-    def __enter__(self) -> "TemporarySettings":
+    def __enter__(self) -> TemporarySettings:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -42,7 +42,9 @@ def build_sphere(folder: Path, distance: float = 4.0) -> bpy.types.Object:
     rgb[..., 1] = np.linspace(0, 255, 64).astype(np.uint8)
     write_png(folder / "rgb.png", rgb)
     np.save(folder / "depth.npy", depth)
-    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=str(folder / "rgb.png"), depth_path=str(folder / "depth.npy"), grid_step=1) == {"FINISHED"}
+    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=str(folder / "rgb.png"), depth_path=str(folder / "depth.npy"), grid_step=1) == {
+        "FINISHED"
+    }
     return bpy.context.view_layer.objects.active
 
 
@@ -51,8 +53,19 @@ def render_settings() -> tuple:
     scene = bpy.context.scene
     r, c = scene.render, scene.cycles
     return (
-        scene.camera, r.engine, r.resolution_x, r.resolution_y, r.use_multiview, r.filepath, r.image_settings.file_format,
-        r.image_settings.views_format, c.samples, c.max_bounces, c.use_denoising, scene.view_settings.view_transform, scene.frame_current,
+        scene.camera,
+        r.engine,
+        r.resolution_x,
+        r.resolution_y,
+        r.use_multiview,
+        r.filepath,
+        r.image_settings.file_format,
+        r.image_settings.views_format,
+        c.samples,
+        c.max_bounces,
+        c.use_denoising,
+        scene.view_settings.view_transform,
+        scene.frame_current,
     )
 
 

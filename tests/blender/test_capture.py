@@ -5,10 +5,9 @@ import json
 import bpy
 import numpy as np
 import pytest
+from blender_helpers import add_box, set_image_format, snapshot
 
 from engine.imagefiles import read_exr
-
-from blender_helpers import add_box, set_image_format, snapshot
 
 pytestmark = pytest.mark.timeout(300)
 

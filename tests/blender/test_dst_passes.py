@@ -6,6 +6,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from blender_helpers import add_box, set_image_format
+from dst_scene import ray_cast
 from mathutils import Matrix
 
 from engine.dst.camera import blender_camera_matrix, extrinsics, intrinsics, project
@@ -15,9 +17,6 @@ from engine.dst.normalize import box_corners
 from engine.dst.renders import read_view_render
 from engine.dst.viewpoints import Viewpoint
 from engine.progress import CancelToken, Reporter
-
-from blender_helpers import add_box, set_image_format
-from dst_scene import ray_cast
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -87,7 +86,9 @@ def test_cycles_passes_match_the_engine_camera_model(rendered):
         assert np.median(rel) < 2e-3 and rel.max() < 0.03  # planar depth (ray length would be off by up to 1/cos)
         assert (passes.depth[passes.alpha == 0] > 1e9).all() and (passes.alpha[~ref & ~boundary] < 0.5).all()
         npad = np.pad(ref_normals, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        flat = inner & np.all([(npad[a:a + SIZE, b:b + SIZE] == ref_normals).all(axis=2) for a, b in ((0, 1), (2, 1), (1, 0), (1, 2))], axis=0)
+        flat = inner & np.all(
+            [(npad[a : a + SIZE, b : b + SIZE] == ref_normals).all(axis=2) for a, b in ((0, 1), (2, 1), (1, 0), (1, 2))], axis=0
+        )
         n = passes.normals[flat] / np.linalg.norm(passes.normals[flat], axis=1, keepdims=True)
         assert flat.sum() > 300 and (np.sum(n * ref_normals[flat], axis=1) > 0.999).all()  # world-space normals (off creases)
         lossy = 1e-4 if name.endswith("dwaa") else 0.0  # DWAA is lossy even on float channels

@@ -9,15 +9,14 @@ import bpy
 import cv2
 import numpy as np
 import pytest
+from blender_helpers import add_box, cad_scene, snapshot
 from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
+from support import build_tiny, models_here
 
 from engine.dst.camera import pose_from_extrinsics
 from engine.dst.edges import edge_fscore
 from engine.dst.merge import merge_datasets
-
-from blender_helpers import add_box, cad_scene, snapshot
-from support import build_tiny, models_here
 
 pytestmark = pytest.mark.timeout(240)
 SIZE = 96
@@ -155,12 +154,17 @@ def test_both_engine_modes_give_the_same_data_set(tmp_path, prefs):
     if not models_here():
         pytest.skip("in-process model jobs need torch in Blender's Python")
     cad_scene()
-    sd, cn = build_tiny("tiny_controlnet:build_tiny_sd", tmp_path / "sd"), build_tiny("tiny_controlnet:build_tiny_controlnet", tmp_path / "cn")
+    sd, cn = (
+        build_tiny("tiny_controlnet:build_tiny_sd", tmp_path / "sd"),
+        build_tiny("tiny_controlnet:build_tiny_controlnet", tmp_path / "cn"),
+    )
     made = {}
     for mode in ("IN_PROCESS", "SUBPROCESS"):
         prefs.engine_mode, prefs.device = mode, "CPU"
         folder = render(tmp_path, name=mode, edge_method="GEOMETRIC", views_per_object=2, resolution=32)
-        assert bpy.ops.diffusion3d.generate_from_edges(dataset_dir=str(folder), base_model=str(sd), controlnet=str(cn), steps=2) == {"FINISHED"}
+        assert bpy.ops.diffusion3d.generate_from_edges(dataset_dir=str(folder), base_model=str(sd), controlnet=str(cn), steps=2) == {
+            "FINISHED"
+        }
         made[mode] = folder
     for rel in ("annotations.json", "dataset.json", "generated/Car_0001_0.png"):
         assert (made["IN_PROCESS"] / rel).read_bytes() == (made["SUBPROCESS"] / rel).read_bytes()

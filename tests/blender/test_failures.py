@@ -15,7 +15,6 @@ import time
 
 import bpy
 import pytest
-
 import window_driver as wd
 from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 
@@ -52,8 +51,20 @@ def sphere_files(tmp_path):
 
 # operator module, operator, scene set-up, its Blender stage class (None: no stage), and the phases it runs in order
 OPERATORS = [
-    ("capture", "capture_panorama", capture_scene, "PanoramaRender", ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"]),
-    ("stereo_video", "render_stereo_video", video_rig, "FrameRender", ["stage", "start", "step", "rendered", "done", "encode_frames", "prepare", "engine", "finish"]),
+    (
+        "capture",
+        "capture_panorama",
+        capture_scene,
+        "PanoramaRender",
+        ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"],
+    ),
+    (
+        "stereo_video",
+        "render_stereo_video",
+        video_rig,
+        "FrameRender",
+        ["stage", "start", "step", "rendered", "done", "encode_frames", "prepare", "engine", "finish"],
+    ),
     ("dst.dataset", "render_edge_maps", dst_scene, "ViewRender", ["stage", "start", "step", "done", "prepare", "engine", "finish"]),
     ("world_sphere", "build_world_sphere", sphere_files, None, ["prepare", "engine", "emission_material", "finish"]),
     ("engine_ops", "check_engine", lambda tmp_path: {}, None, ["prepare", "engine", "finish"]),
@@ -86,7 +97,9 @@ def state():
 
 @pytest.mark.parametrize("module_name, op_name, setup, stage_class, phase", CASES, ids=[f"{c[1]}-{c[4]}" for c in CASES])
 @pytest.mark.parametrize("path", ["blocking", "ui"])
-def test_a_failure_in_any_phase_ends_the_job_cleanly_and_frees_the_add_on(addon, monkeypatch, tmp_path, module_name, op_name, setup, stage_class, phase, path):
+def test_a_failure_in_any_phase_ends_the_job_cleanly_and_frees_the_add_on(
+    addon, monkeypatch, tmp_path, module_name, op_name, setup, stage_class, phase, path
+):
     options = setup(tmp_path)
     before = state()
     with monkeypatch.context() as broken:

@@ -9,7 +9,6 @@ import json
 import bpy
 import numpy as np
 import pytest
-
 import window_driver as wd
 from blender_helpers import add_box, snapshot
 from support import build_tiny, engine_python, models_here
@@ -101,7 +100,9 @@ def test_works_in_the_subprocess_engine(model_prefs, tmp_path):
 
 
 def ui_generate(addon, tmp_path, **kw):
-    options = dict(prompt="a cosy room", model="tiny-ldm3d-4c", width=64, height=32, steps=2, output_dir=str(tmp_path / "ui"), build_sphere=False)
+    options = dict(
+        prompt="a cosy room", model="tiny-ldm3d-4c", width=64, height=32, steps=2, output_dir=str(tmp_path / "ui"), build_sphere=False
+    )
     return wd.stand_in(addon.operators.ldm3d.DIFFUSION3D_OT_generate_panorama, **{**options, **kw})
 
 

@@ -15,12 +15,11 @@ import bpy
 import cv2
 import numpy as np
 import pytest
+import window_driver as wd
+from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 
 from engine import spatial_media
 from engine.imagefiles import read_exr
-
-import window_driver as wd
-from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -195,7 +194,14 @@ def test_world_sphere_from_the_ui_equals_the_blocking_one(addon, monkeypatch, tm
     blocking = build_sphere(tmp_path / "a")
     wd.windowed(addon, monkeypatch)
     context = wd.Context()
-    op = operator(addon, "world_sphere", "build_world_sphere", rgb_path=str(tmp_path / "a" / "rgb.png"), depth_path=str(tmp_path / "a" / "depth.npy"), grid_step=1)
+    op = operator(
+        addon,
+        "world_sphere",
+        "build_world_sphere",
+        rgb_path=str(tmp_path / "a" / "rgb.png"),
+        depth_path=str(tmp_path / "a" / "depth.npy"),
+        grid_step=1,
+    )
     assert wd.run(op, context) == {"FINISHED"}, op.reports
     ui = bpy.context.view_layer.objects.active
     assert ui is not blocking and ui.name.startswith(blocking.name.split(".")[0])

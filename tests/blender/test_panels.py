@@ -31,7 +31,7 @@ class RecordingLayout:
     def __init__(self, log: list[tuple[str, str]]) -> None:
         self.log = log
 
-    def _child(self, *_: Any, **__: Any) -> "RecordingLayout":
+    def _child(self, *_: Any, **__: Any) -> RecordingLayout:
         return RecordingLayout(self.log)
 
     row = column = box = split = _child
@@ -89,7 +89,16 @@ def test_every_sidebar_panel_draws(addon, variant):
         log = draw(cls, bpy.context)
         assert log, f"{cls.__name__} drew nothing"
         buttons |= {name for kind, name in log if kind == "operator"}
-    assert {"diffusion3d.generate_from_edges", "diffusion3d.filter_dataset", "diffusion3d.render_edge_maps", "diffusion3d.set_object_class", "diffusion3d.add_stereo_rig", "diffusion3d.animate_rig", "diffusion3d.render_stereo_video", "diffusion3d.capture_panorama"} <= buttons
+    assert {
+        "diffusion3d.generate_from_edges",
+        "diffusion3d.filter_dataset",
+        "diffusion3d.render_edge_maps",
+        "diffusion3d.set_object_class",
+        "diffusion3d.add_stereo_rig",
+        "diffusion3d.animate_rig",
+        "diffusion3d.render_stereo_video",
+        "diffusion3d.capture_panorama",
+    } <= buttons
 
 
 def test_the_engine_panel_warns_once_on_an_untested_blender_and_not_on_a_tested_one(addon, monkeypatch):

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import addon_utils
 import bpy
-
 from blender_helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +16,16 @@ def test_register_unregister_register(addon):
     assert "DIFFUSION3D_PT_world" not in dir(bpy.types)
     addon_utils.enable("diffusion3d", default_set=True, handle_error=lambda exc: (_ for _ in ()).throw(exc))
     assert hasattr(bpy.types.Scene, "diffusion3d")
-    for name in ("capture_panorama", "build_world_sphere", "generate_panorama", "find_models", "random_seed", "check_engine", "release_engine", "cancel_job"):
+    for name in (
+        "capture_panorama",
+        "build_world_sphere",
+        "generate_panorama",
+        "find_models",
+        "random_seed",
+        "check_engine",
+        "release_engine",
+        "cancel_job",
+    ):
         getattr(bpy.ops.diffusion3d, name).get_rna_type()
     assert "DIFFUSION3D_PT_world" in dir(bpy.types) and "DIFFUSION3D_PT_engine" in dir(bpy.types)
 

@@ -6,11 +6,10 @@ import bpy
 import cv2
 import numpy as np
 import pytest
+from blender_helpers import add_box, animated_rig, build_sphere, render_settings, snapshot
 from bpy_extras import anim_utils
 
 from engine import camera_moves, parallax, spatial_media
-
-from blender_helpers import add_box, animated_rig, build_sphere, render_settings, snapshot
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -114,7 +113,9 @@ def test_amplitude_beyond_the_safe_radius_is_clamped_with_a_warning(tmp_path, ca
     rig, _ = rig_and_camera()
     assert bpy.ops.diffusion3d.animate_rig(move="DOLLY", seconds=1.0, amplitude=3.0) == {"FINISHED"}
     scene = bpy.context.scene
-    reach = np.linalg.norm(handle_path(rig, range(scene.frame_start, scene.frame_end + 1))[:, :3, 3] - rig["diffusion3d_rig"]["center"], axis=1)
+    reach = np.linalg.norm(
+        handle_path(rig, range(scene.frame_start, scene.frame_end + 1))[:, :3, 3] - rig["diffusion3d_rig"]["center"], axis=1
+    )
     assert reach.max() == pytest.approx(rig["diffusion3d_rig"]["safe_radius"], rel=1e-4)
     assert "clamped" in capsys.readouterr().out
 
@@ -239,12 +240,16 @@ def test_top_bottom_360_mp4_with_spatial_metadata(tmp_path):
 def test_side_by_side_flat_and_mono_sequences(tmp_path):
     animated_rig(tmp_path, mode="FLAT")
     sbs = tmp_path / "sbs.mp4"
-    assert bpy.ops.diffusion3d.render_stereo_video(filepath=str(sbs), stereo_layout="SIDE_BY_SIDE", resolution="CUSTOM", eye_width=64) == {"FINISHED"}
+    assert bpy.ops.diffusion3d.render_stereo_video(filepath=str(sbs), stereo_layout="SIDE_BY_SIDE", resolution="CUSTOM", eye_width=64) == {
+        "FINISHED"
+    }
     meta = spatial_media.read(sbs)
     assert (meta.width, meta.height, meta.stereo, meta.projection, meta.v1_xml) == (128, 36, "left-right", "", "")  # flat: stereo mode only
     assert decode(sbs)[0].shape[:2] == (36, 128)
     folder = tmp_path / "mono"
-    assert bpy.ops.diffusion3d.render_stereo_video(filepath=str(folder), stereo_layout="MONO", file_format="EXR", resolution="CUSTOM", eye_width=32) == {"FINISHED"}
+    assert bpy.ops.diffusion3d.render_stereo_video(
+        filepath=str(folder), stereo_layout="MONO", file_format="EXR", resolution="CUSTOM", eye_width=32
+    ) == {"FINISHED"}
     assert len(list(folder.glob("frame_*.exr"))) == 7
     assert (folder / "stereo.json").is_file()
 

@@ -7,11 +7,10 @@ import bpy
 import cv2
 import numpy as np
 import pytest
+from blender_helpers import snapshot
 
 from engine import equirect
 from engine.imagefiles import write_exr, write_png
-
-from blender_helpers import snapshot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,7 +96,9 @@ def test_auto_reads_a_jpeg_with_an_8_bit_depth_as_relative_and_says_so(tmp_path,
     disparity[:, : W // 2] = 255
     cv2.imwrite(str(tmp_path / "depth8.png"), disparity)
     capsys.readouterr()
-    assert bpy.ops.diffusion3d.build_world_sphere(rgb_path=str(tmp_path / "pano.jpg"), depth_path=str(tmp_path / "depth8.png"), grid_step=1) == {"FINISHED"}
+    assert bpy.ops.diffusion3d.build_world_sphere(
+        rgb_path=str(tmp_path / "pano.jpg"), depth_path=str(tmp_path / "depth8.png"), grid_step=1
+    ) == {"FINISHED"}
     assert "depth 8-bit PNG read as Relative (Auto)" in capsys.readouterr().out
     obj = bpy.context.view_layer.objects.active
     assert obj["diffusion3d_world"]["depth_mode"] == "RELATIVE"

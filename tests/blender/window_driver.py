@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable, Optional
+from typing import Any
 
 import bpy
 
@@ -38,7 +39,7 @@ class _Over:
 class WindowedBpy(_Over):
     """``bpy`` as a session with a window sees it. ``esc_on_render`` = k: the user stops the k-th render job."""
 
-    def __init__(self, esc_on_render: Optional[int] = None) -> None:
+    def __init__(self, esc_on_render: int | None = None) -> None:
         self.render_jobs = 0
         self.esc_on_render = esc_on_render
         app = _Over(bpy.app, background=False, is_job_running=lambda kind: False)  # each render job has ended by the next timer
@@ -128,7 +129,7 @@ def stand_in(op_class: type, **options: Any) -> Any:
     return op
 
 
-def windowed(addon: Any, monkeypatch: Any, esc_on_render: Optional[int] = None) -> WindowedBpy:
+def windowed(addon: Any, monkeypatch: Any, esc_on_render: int | None = None) -> WindowedBpy:
     """Give every operator module of the add-on the windowed ``bpy``."""
     fake = WindowedBpy(esc_on_render)
     prefix = addon.operators.__name__ + "."

@@ -1,5 +1,6 @@
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -8,7 +9,6 @@ from engine.capture import CaptureRequest, encode_capture
 from engine.errors import BadInput, JobCancelled
 from engine.imagefiles import read_exr, write_exr, write_png
 from engine.progress import CancelToken, Reporter
-import cv2
 
 
 def fake_render(tmp_path, depth):

@@ -16,10 +16,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from engine.diffusion import controlnet, loading, prompts, sources  # noqa: E402
-from engine.errors import BadInput, JobCancelled  # noqa: E402
-from engine.progress import CancelToken, Reporter  # noqa: E402
-
 from tiny_controlnet import (  # noqa: E402
     build_tiny_causal_lm,
     build_tiny_controlnet,
@@ -29,6 +25,10 @@ from tiny_controlnet import (  # noqa: E402
     diffusers_sd_pipeline,
 )
 from tiny_ldm3d import build_tiny_ldm3d  # noqa: E402
+
+from engine.diffusion import controlnet, loading, prompts, sources  # noqa: E402
+from engine.errors import BadInput, JobCancelled  # noqa: E402
+from engine.progress import CancelToken, Reporter  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("one_torch_thread")]
 CPU = torch.device("cpu")
@@ -63,8 +63,15 @@ def edges(height: int = 64, width: int = 64, shift: int = 0) -> np.ndarray:
 
 def settings(**kw) -> controlnet.ControlSettings:
     seeds = kw.pop("seeds", [7, 8])
-    base = dict(prompts=["an image of a car"] * len(seeds), negatives=[prompts.NEGATIVE_PROMPT] * len(seeds), seeds=seeds,
-                control=edges(), width=64, height=64, steps=3)
+    base = dict(
+        prompts=["an image of a car"] * len(seeds),
+        negatives=[prompts.NEGATIVE_PROMPT] * len(seeds),
+        seeds=seeds,
+        control=edges(),
+        width=64,
+        height=64,
+        steps=3,
+    )
     return controlnet.ControlSettings(**{**base, **kw})
 
 
@@ -78,9 +85,18 @@ def reference(model, s: controlnet.ControlSettings, **kw) -> np.ndarray:
     pipe = diffusers_controlnet_pipeline(model)
     image = Image.fromarray(np.repeat(np.asarray(s.control)[..., None], 3, axis=2))
     out = pipe(
-        list(s.prompts), image=image, width=s.width, height=s.height, num_inference_steps=s.steps, guidance_scale=s.guidance,
-        eta=s.eta, controlnet_conditioning_scale=s.control_scale, guess_mode=s.guess_mode,
-        generator=[torch.Generator("cpu").manual_seed(seed) for seed in s.seeds], output_type="np", **kw,
+        list(s.prompts),
+        image=image,
+        width=s.width,
+        height=s.height,
+        num_inference_steps=s.steps,
+        guidance_scale=s.guidance,
+        eta=s.eta,
+        controlnet_conditioning_scale=s.control_scale,
+        guess_mode=s.guess_mode,
+        generator=[torch.Generator("cpu").manual_seed(seed) for seed in s.seeds],
+        output_type="np",
+        **kw,
     )
     return out.images
 
@@ -121,8 +137,15 @@ def test_the_edge_map_reaches_the_model_and_strength_zero_is_the_base_alone(mode
     np.testing.assert_array_equal(off_a, off_b)  # strength 0: the edge map no longer matters at all
     s = settings()
     plain = diffusers_sd_pipeline(model)(
-        list(s.prompts), negative_prompt=list(s.negatives), width=64, height=64, num_inference_steps=s.steps, guidance_scale=s.guidance,
-        eta=s.eta, generator=[torch.Generator("cpu").manual_seed(seed) for seed in s.seeds], output_type="np",
+        list(s.prompts),
+        negative_prompt=list(s.negatives),
+        width=64,
+        height=64,
+        num_inference_steps=s.steps,
+        guidance_scale=s.guidance,
+        eta=s.eta,
+        generator=[torch.Generator("cpu").manual_seed(seed) for seed in s.seeds],
+        output_type="np",
     ).images
     np.testing.assert_allclose(off_a, plain, atol=1e-6)  # ... and the result is plain text-to-image with the base
 
@@ -269,4 +292,3 @@ def test_a_local_language_model_expands_reproducibly(tmp_path):
     assert a.startswith("An image of car, red") and a.endswith(prompts.ADDED_PROMPT)
     with pytest.raises(BadInput, match="no config.json"):
         prompts.LocalLanguageModel(str(tmp_path))
-

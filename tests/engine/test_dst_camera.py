@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from dst_scene import render_view
 
 from engine.dst.camera import (
     blender_camera_matrix,
@@ -17,8 +18,6 @@ from engine.dst.masks import bbox_from_mask, mask_from_alpha
 from engine.dst.normalize import CORNER_NAMES, box_corners, keypoint_centres, normalization, normalize_points, to_world
 from engine.dst.viewpoints import Viewpoint
 from engine.errors import BadInput
-
-from dst_scene import render_view
 
 K512 = intrinsics(35.0, 32.0, 512, 512)
 
@@ -42,7 +41,10 @@ def test_intrinsics_match_blenders_35mm_on_a_32mm_sensor():
         (Viewpoint(180, 90, 0, 1), (-1, 0, 0)),
         (Viewpoint(45, 0, 0, 2), (0, 0, 2)),
         (Viewpoint(0, 180, 0, 2), (0, 0, -2)),
-        (Viewpoint(30, 60, 10, 2), (2 * math.sin(math.pi / 3) * math.cos(math.pi / 6), 2 * math.sin(math.pi / 3) * math.sin(math.pi / 6), 1.0)),
+        (
+            Viewpoint(30, 60, 10, 2),
+            (2 * math.sin(math.pi / 3) * math.cos(math.pi / 6), 2 * math.sin(math.pi / 3) * math.sin(math.pi / 6), 1.0),
+        ),
     ],
 )
 def test_camera_sits_at_the_spherical_position_and_looks_at_the_origin(view, where):

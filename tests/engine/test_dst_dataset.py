@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dst_scene import render_view, write_render
 from pycocotools.coco import COCO
 
 from engine import protocol
@@ -18,8 +19,6 @@ from engine.dst.viewpoints import POLAR_HIGH, ViewDistribution, Viewpoint, sampl
 from engine.errors import BadInput, JobCancelled
 from engine.imagefiles import read_exr, read_png
 from engine.progress import CancelToken, Reporter
-
-from dst_scene import render_view, write_render
 
 W, H = 64, 48
 BOX = (np.array([-0.5, -0.3, -0.2]), np.array([0.5, 0.3, 0.2]))
@@ -103,7 +102,8 @@ def test_writes_the_dataset_folder(scene):
     data = root / "data"
     names = [v.name for v in views]
     assert sorted(tree(data)) == sorted(
-        ["annotations.json", "dataset.json"] + [f"{d}/{n}{e}" for n in names for d, e in (("images", ".png"), ("edges", ".png"), ("masks", ".png"), ("depth", ".exr"))]
+        ["annotations.json", "dataset.json"]
+        + [f"{d}/{n}{e}" for n in names for d, e in (("images", ".png"), ("edges", ".png"), ("masks", ".png"), ("depth", ".exr"))]
     )
     assert (result.views, result.images, result.annotations, result.empty_views) == (7, 7, 7, [])
     assert [e.done for e in events.events] == list(range(1, 8)) and all(e.total == 7 for e in events.events)
@@ -195,7 +195,10 @@ def test_shards_merge_into_exactly_the_unsharded_dataset(scene, tmp_path):
         index, count = parse_shard(f"{i + 1}/2")
         part = [views[j] for j in shard_indices(len(views), index, count)]
         out = tmp_path / f"shard{i}"
-        annotate_views(request(root / "renders", out, part, edge_method="BOTH", total_views=len(views), shard=format_shard(index, count)), Events().reporter())
+        annotate_views(
+            request(root / "renders", out, part, edge_method="BOTH", total_views=len(views), shard=format_shard(index, count)),
+            Events().reporter(),
+        )
         shard_dirs.append(out)
     assert json.loads((shard_dirs[1] / "dataset.json").read_text())["shard"] == "2/2"
     result = merge_datasets(shard_dirs[::-1], tmp_path / "merged")
@@ -208,7 +211,10 @@ def test_shards_merge_into_exactly_the_unsharded_dataset(scene, tmp_path):
     with pytest.raises(BadInput, match="in both"):
         merge_datasets([shard_dirs[0], shard_dirs[0], shard_dirs[1]], tmp_path / "twice")
     other = tmp_path / "other"
-    annotate_views(request(root / "renders", other, [views[j] for j in (1, 3, 5)], total_views=7, shard="2/2", edge_method="CANNY"), Events().reporter())
+    annotate_views(
+        request(root / "renders", other, [views[j] for j in (1, 3, 5)], total_views=7, shard="2/2", edge_method="CANNY"),
+        Events().reporter(),
+    )
     with pytest.raises(BadInput, match="other settings"):
         merge_datasets([shard_dirs[0], other], tmp_path / "mixed")
     assert not (tmp_path / "half").exists() and not (tmp_path / "mixed").exists()
@@ -309,7 +315,7 @@ def test_bad_views_are_refused_before_anything_is_written(scene, tmp_path, mutat
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"edge_method": "SOBEL"}, "Edge method"),
+        ({"edge_method": "SOBEL"}, "Unknown edge method .SOBEL."),
         ({"crease_deg": 0.0}, "Crease"),
         ({"objects": []}, "No objects"),
         ({"parameters": {"x": object()}}, "JSON"),

@@ -5,14 +5,13 @@ import itertools
 import cv2
 import numpy as np
 import pytest
+from dst_scene import render_view
 
 from engine.dst.camera import blender_camera_matrix, camera_location, extrinsics, intrinsics, project
 from engine.dst.edges import canny, canny_input, edge_fscore, geometric_edges
 from engine.dst.normalize import box_corners
 from engine.dst.viewpoints import Viewpoint
 from engine.errors import BadInput
-
-from dst_scene import render_view
 
 BOX = (np.array([-0.5, -0.3, -0.2]), np.array([0.5, 0.3, 0.2]))
 CHAIR = [
@@ -42,7 +41,13 @@ def canny_images():
 def test_canny_equals_cv2_canny():
     agree = total = 0
     for image in canny_images():
-        for low, high, aperture, l2 in [(100, 200, 3, False), (40, 120, 3, False), (30.5, 90.7, 3, True), (200, 100, 3, False), (300, 900, 5, False)]:
+        for low, high, aperture, l2 in [
+            (100, 200, 3, False),
+            (40, 120, 3, False),
+            (30.5, 90.7, 3, True),
+            (200, 100, 3, False),
+            (300, 900, 5, False),
+        ]:
             ref = cv2.Canny(image, low, high, apertureSize=aperture, L2gradient=l2)
             ours = canny(image, low, high, aperture, l2)
             agree += int((ours == ref).sum())

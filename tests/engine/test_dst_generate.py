@@ -12,6 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pycocotools.coco import COCO  # noqa: E402
+from test_dst_dataset import make_views, request  # noqa: E402
+from tiny_controlnet import build_tiny_controlnet, build_tiny_sd  # noqa: E402
 
 from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.dst.dataset import annotate_views  # noqa: E402
@@ -20,9 +22,6 @@ from engine.dst.generate import GENERATED_ID, EdgeGenerationRequest, generate_fr
 from engine.dst.merge import merge_datasets  # noqa: E402
 from engine.errors import BadInput  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
-
-from test_dst_dataset import make_views, request  # noqa: E402
-from tiny_controlnet import build_tiny_controlnet, build_tiny_sd  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = ModelAccess(device="CPU")
@@ -95,8 +94,17 @@ def test_shard_folders_with_generated_images_merge(world, tmp_path):
     parts = []
     for shard in ("1/2", "2/2"):
         folder = tmp_path / f"part{shard[0]}"
-        annotate_views(request(tmp_path / "renders", folder, [v for v in views if v.index % 2 == int(shard[0]) - 1],
-                               edge_method="GEOMETRIC", total_views=4, shard=shard), quiet())
+        annotate_views(
+            request(
+                tmp_path / "renders",
+                folder,
+                [v for v in views if v.index % 2 == int(shard[0]) - 1],
+                edge_method="GEOMETRIC",
+                total_views=4,
+                shard=shard,
+            ),
+            quiet(),
+        )
         generate_from_edges(gen(world, folder, images_per_view=1), quiet())
         parts.append(folder)
     whole = tmp_path / "whole"

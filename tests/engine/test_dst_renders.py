@@ -6,12 +6,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from dst_scene import write_render
 
 from engine.dst.renders import find_channel, read_view_render
 from engine.errors import BadInput
 from engine.imagefiles import read_png, write_exr, write_png
-
-from dst_scene import write_render
 
 
 def paeth(a, b, c):

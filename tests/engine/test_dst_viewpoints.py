@@ -51,7 +51,9 @@ def test_same_seed_same_views_and_parameters_draw_independently():
     assert all(v.inplane == 0 for v in fixed_roll)
 
 
-@pytest.mark.parametrize("spread", [POLAR_WIDE, POLAR_HIGH, TruncatedNormal(60, 20, 150, 180), TruncatedNormal(0, 1, -1, 0.5), distance_jitter(3.0)])
+@pytest.mark.parametrize(
+    "spread", [POLAR_WIDE, POLAR_HIGH, TruncatedNormal(60, 20, 150, 180), TruncatedNormal(0, 1, -1, 0.5), distance_jitter(3.0)]
+)
 def test_truncated_normal_stays_in_range_and_has_the_right_distribution(spread):
     n = 20000
     x = sample(spread, n, np.random.default_rng(11))
@@ -91,8 +93,13 @@ def test_explicit_viewpoints():
     views = viewpoints_from_list([Viewpoint(1, 2, 3, 4), {"azimuth": 10, "elevation": 30, "distance": 2}, (5, 60, 0, 3)])
     assert views == [Viewpoint(1, 2, 3, 4), Viewpoint(10, 60, 0, 2), Viewpoint(5, 60, 0, 3)]
     assert views[1].elevation == 30
-    for bad in ({"azimuth": 0, "polar": 10, "elevation": 80, "distance": 2}, {"azimuth": 0, "polar": 200, "distance": 2},
-                {"azimuth": 0, "polar": 20, "distance": 0}, (1, 2, 3), {"azimuth": 0, "polar": 9, "distance": 2, "roll": 1}):
+    for bad in (
+        {"azimuth": 0, "polar": 10, "elevation": 80, "distance": 2},
+        {"azimuth": 0, "polar": 200, "distance": 2},
+        {"azimuth": 0, "polar": 20, "distance": 0},
+        (1, 2, 3),
+        {"azimuth": 0, "polar": 9, "distance": 2, "roll": 1},
+    ):
         with pytest.raises(BadInput):
             viewpoints_from_list([bad])
 

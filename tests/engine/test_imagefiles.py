@@ -3,15 +3,13 @@
 import sys
 
 import cv2
-import OpenImageIO as oiio
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 
 from engine import depth as depthlib
 from engine.errors import BadInput, EngineError
 from engine.imagefiles import NewFiles, read_exr, read_image, read_png, write_exr, write_png
-
-
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -150,10 +148,9 @@ def test_new_files_never_overwrite_and_leave_nothing_on_failure(tmp_path):
         NewFiles([kept, tmp_path / "b.txt"])
     assert kept.read_text() == "original"
 
-    with pytest.raises(RuntimeError):
-        with NewFiles([kept, tmp_path / "b.txt"], overwrite=True) as files:
-            files.write(tmp_path / "b.txt", lambda p: p.write_text("new"))
-            files.write(kept, lambda p: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError), NewFiles([kept, tmp_path / "b.txt"], overwrite=True) as files:
+        files.write(tmp_path / "b.txt", lambda p: p.write_text("new"))
+        files.write(kept, lambda p: (_ for _ in ()).throw(RuntimeError("disk full")))
     assert kept.read_text() == "original"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no temporaries, no half set
 

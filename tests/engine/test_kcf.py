@@ -43,9 +43,15 @@ def colour_set(corrupt: list[int], per_bin: int = 10, size: int = 16):
 
 def test_pose_bins_edges():
     width = 360 / 41
-    poses = np.array([
-        [0, 0, 0], [359.9, -90, -0.1], [width / 2 + 0.01, 90, 170], [360 + width, 1, -170], [-width, -2.3, width],
-    ])
+    poses = np.array(
+        [
+            [0, 0, 0],
+            [359.9, -90, -0.1],
+            [width / 2 + 0.01, 90, 170],
+            [360 + width, 1, -170],
+            [-width, -2.3, width],
+        ]
+    )
     np.testing.assert_array_equal(
         kcf.pose_bins(poses),
         [[0, 20, 0], [0, 0, 0], [1, 40, 19], [1, 20, 22], [40, 19, 1]],

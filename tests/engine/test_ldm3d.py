@@ -17,6 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
+
 from engine.client import make_client  # noqa: E402
 from engine.diffusion import core, ldm3d, loading, sources  # noqa: E402
 from engine.diffusion.sources import ModelAccess  # noqa: E402
@@ -24,8 +26,6 @@ from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from engine.ldm3d import RGBDRequest  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
-
-from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 CPU = torch.device("cpu")
@@ -63,8 +63,13 @@ def test_text_to_rgbd_equals_diffusers_ldm3d_pipeline(models):
     ours = ldm3d.generate(model, settings(width=128, height=64, seeds=[7]), quiet())
     pipe = diffusers_ldm3d_pipeline(model)
     ref = pipe(
-        "a cosy room", width=128, height=64, num_inference_steps=3, guidance_scale=5.0,
-        generator=torch.Generator("cpu").manual_seed(7), output_type="np",
+        "a cosy room",
+        width=128,
+        height=64,
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
     )
     assert ours.rgb.shape == ref.rgb.shape == (1, 64, 128, 3)
     np.testing.assert_allclose(ours.rgb, ref.rgb, atol=1e-4)
@@ -171,7 +176,7 @@ def test_every_scheduler_runs_and_repeats(models, scheduler):
     a = ldm3d.generate(model, settings(scheduler=scheduler, steps=4, seeds=[5, 6]), quiet())
     b = ldm3d.generate(model, settings(scheduler=scheduler, steps=4, seeds=[5, 6]), quiet())
     assert a.rgb.shape == (2, 32, 64, 3) and np.isfinite(a.rgb).all()
-    assert 0 <= a.rgb.min() and a.rgb.max() <= 1
+    assert a.rgb.min() >= 0 and a.rgb.max() <= 1
     np.testing.assert_array_equal(a.rgb, b.rgb)
     assert not np.array_equal(a.rgb[0], a.rgb[1])  # seeds 5 and 6 differ
     assert a.unet_calls == 4
@@ -311,7 +316,11 @@ def test_pickled_weights_load_only_when_allowed(tmp_path):
     with pytest.raises(BadInput, match="only pickled weights"):
         run(RGBDRequest(prompt="x", model=str(folder), out_dir=str(tmp_path / "o1"), width=64, height=32, steps=1))
     assert not (tmp_path / "o1").exists()
-    result = run(RGBDRequest(prompt="x", model=str(folder), out_dir=str(tmp_path / "o2"), width=64, height=32, steps=1, access=ModelAccess(allow_pickle=True)))
+    result = run(
+        RGBDRequest(
+            prompt="x", model=str(folder), out_dir=str(tmp_path / "o2"), width=64, height=32, steps=1, access=ModelAccess(allow_pickle=True)
+        )
+    )
     assert Path(result.paths[0]["rgb.png"]).is_file()
 
 
@@ -327,7 +336,12 @@ def test_repo_ids_resolve_from_the_hub_cache_offline(models, tmp_path, monkeypat
     (cache / "models--Intel--ldm3d-pano" / "refs" / "main").write_text(commit)
     result = run(request(models, tmp_path / "out", model="Intel/ldm3d-pano", access=ModelAccess(cache_dir=str(cache))))
     assert result.revision == commit
-    listed = run_job("list_models", __import__("engine.model_listing").model_listing.ModelsRequest(ModelAccess(str(models[4].parent), str(cache))), lambda p: None, CancelToken())
+    listed = run_job(
+        "list_models",
+        __import__("engine.model_listing").model_listing.ModelsRequest(ModelAccess(str(models[4].parent), str(cache))),
+        lambda p: None,
+        CancelToken(),
+    )
     assert "Intel/ldm3d-pano" in listed.sources and str(models[6]) in listed.sources
     assert dict(zip(listed.sources, listed.kinds))[str(models[6])] == "rgbd6"
 
@@ -391,7 +405,16 @@ def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, m
     loading.release()
     monkeypatch.setattr(loading, "load_ldm3d", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
     with pytest.raises(BadInput, match="depth estimator is not available"):
-        run(request(models, tmp_path / "o2", init_rgb=rgb, strength=0.5, depth_estimator=str(tmp_path / "none"), access=ModelAccess(cache_dir=str(tmp_path / "c"))))
+        run(
+            request(
+                models,
+                tmp_path / "o2",
+                init_rgb=rgb,
+                strength=0.5,
+                depth_estimator=str(tmp_path / "none"),
+                access=ModelAccess(cache_dir=str(tmp_path / "c")),
+            )
+        )
     with pytest.raises(BadInput, match="no config.json"):
         run(request(models, tmp_path / "o3", init_rgb=rgb, strength=0.5, depth_estimator=str(models[4])))
 

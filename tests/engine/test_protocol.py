@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +23,7 @@ from engine.model_listing import ModelsRequest
 class Leaf:
     name: str
     size: tuple[int, int] = (0, 0)
-    values: Optional[np.ndarray] = None
+    values: np.ndarray | None = None
 
 
 @dataclass
@@ -31,9 +31,9 @@ class Branch:
     leaf: Leaf
     leaves: list[Leaf] = field(default_factory=list)
     by_name: dict[str, Leaf] = field(default_factory=dict)
-    maybe: Optional[Leaf] = None
+    maybe: Leaf | None = None
     either: Leaf | None = None
-    pair: Optional[tuple[Leaf, Leaf]] = None
+    pair: tuple[Leaf, Leaf] | None = None
     many: tuple[Leaf, ...] = ()
     plain: dict[str, Any] = field(default_factory=dict)
 
@@ -62,7 +62,9 @@ def test_a_nested_dataclass_comes_back_as_that_dataclass(tmp_path):
 
 
 def test_lists_and_dicts_of_dataclasses_come_back_as_dataclasses(tmp_path):
-    sent = Tree(Branch(Leaf("a"), leaves=[Leaf("b"), Leaf("c", (3, 4))], by_name={"d": Leaf("d")}), branches=[Branch(Leaf("e")), Branch(Leaf("f"))])
+    sent = Tree(
+        Branch(Leaf("a"), leaves=[Leaf("b"), Leaf("c", (3, 4))], by_name={"d": Leaf("d")}), branches=[Branch(Leaf("e")), Branch(Leaf("f"))]
+    )
     got = round_trip(sent, tmp_path)
     assert got.branch.leaves == [Leaf("b"), Leaf("c", (3, 4))] and got.branch.by_name == {"d": Leaf("d")}
     assert [b.leaf.name for b in got.branches] == ["e", "f"] and all(isinstance(b, Branch) for b in got.branches)
@@ -76,7 +78,10 @@ def test_an_optional_dataclass_comes_back_as_none_or_as_the_dataclass(tmp_path):
 
 
 def test_tuples_come_back_as_tuples_at_any_depth(tmp_path):
-    got = round_trip(Tree(Branch(Leaf("a", (7, 8)), leaves=[Leaf("b", (1, 1))], pair=(Leaf("p"), Leaf("q")), many=(Leaf("x"), Leaf("y", (2, 3))))), tmp_path)
+    got = round_trip(
+        Tree(Branch(Leaf("a", (7, 8)), leaves=[Leaf("b", (1, 1))], pair=(Leaf("p"), Leaf("q")), many=(Leaf("x"), Leaf("y", (2, 3))))),
+        tmp_path,
+    )
     assert got.branch.leaf.size == (7, 8) and isinstance(got.branch.leaf.size, tuple)
     assert isinstance(got.branch.leaves[0].size, tuple) and isinstance(got.branch.pair, tuple)
     assert got.branch.many == (Leaf("x"), Leaf("y", (2, 3))) and isinstance(got.branch.many[1].size, tuple)
@@ -85,9 +90,15 @@ def test_tuples_come_back_as_tuples_at_any_depth(tmp_path):
 def test_arrays_inside_nested_dataclasses_keep_their_dtype_shape_and_values(tmp_path):
     rgb = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
     depth = np.linspace(0, 1, 8, dtype=np.float32).reshape(2, 4)
-    sent = Tree(Branch(Leaf("a", values=rgb), by_name={"d": Leaf("d", values=depth)}), branches=[Branch(Leaf("b"), maybe=Leaf("m", values=depth))])
+    sent = Tree(
+        Branch(Leaf("a", values=rgb), by_name={"d": Leaf("d", values=depth)}), branches=[Branch(Leaf("b"), maybe=Leaf("m", values=depth))]
+    )
     got = round_trip(sent, tmp_path)
-    for received, original in ((got.branch.leaf.values, rgb), (got.branch.by_name["d"].values, depth), (got.branches[0].maybe.values, depth)):
+    for received, original in (
+        (got.branch.leaf.values, rgb),
+        (got.branch.by_name["d"].values, depth),
+        (got.branches[0].maybe.values, depth),
+    ):
         assert isinstance(received, np.ndarray) and received.dtype == original.dtype
         np.testing.assert_array_equal(received, original)
 

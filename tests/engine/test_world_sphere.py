@@ -83,7 +83,7 @@ def test_uvs_follow_pixels_and_never_smear_across_the_seam(smooth_depth):
 
 def test_normals_face_the_centre(smooth_depth):
     mesh = build_world_sphere(smooth_depth)
-    for face in faces(mesh)[:: 37]:
+    for face in faces(mesh)[::37]:
         p = mesh.vertices[face].astype(np.float64)
         normal = np.cross(p[1] - p[0], p[2] - p[0])
         assert np.dot(normal, p.mean(axis=0)) < 0

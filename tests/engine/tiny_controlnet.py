@@ -16,47 +16,74 @@ import json
 from pathlib import Path
 
 import torch
-
 from tiny_ldm3d import write_tokenizer
 
 #: The published scheduler configs (SD 1.5: PNDM; SDXL: Euler), written as the repos hold them.
 _SCHEDULER = dict(
-    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, num_train_timesteps=1000,
-    set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, trained_betas=None,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    num_train_timesteps=1000,
+    set_alpha_to_one=False,
+    skip_prk_steps=True,
+    steps_offset=1,
+    trained_betas=None,
 )
 
 
-def _text_config(projection_dim: int = 32):  # noqa: ANN202
+def _text_config(projection_dim: int = 32):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5, num_attention_heads=4,
-        num_hidden_layers=5, pad_token_id=1, vocab_size=1000, projection_dim=projection_dim,
+        bos_token_id=0,
+        eos_token_id=2,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-5,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        pad_token_id=1,
+        vocab_size=1000,
+        projection_dim=projection_dim,
     )
 
 
-def _vae(seed: int):  # noqa: ANN202
+def _vae(seed: int):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
     return AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
     )
 
 
-def _unet(xl: bool):  # noqa: ANN202
+def _unet(xl: bool):
     from diffusers import UNet2DConditionModel
 
     common = dict(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
     )
     if not xl:
         return UNet2DConditionModel(**common, cross_attention_dim=32)
     return UNet2DConditionModel(
-        **common, attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        **common,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=80,  # 6 size ids × 8 + the 32-wide pooled text embedding
         cross_attention_dim=64,  # both encoders' 32-wide hidden states side by side
     )
@@ -87,14 +114,18 @@ def build_tiny_sd(folder: Path, xl: bool = False, seed: int = 0, safetensors: bo
         write_tokenizer(folder / "tokenizer_2")
         scheduler = {"_class_name": "EulerDiscreteScheduler", **_SCHEDULER, "timestep_spacing": "leading", "prediction_type": "epsilon"}
         index.update(
-            _class_name="StableDiffusionXLPipeline", force_zeros_for_empty_prompt=True,
-            text_encoder_2=["transformers", "CLIPTextModelWithProjection"], tokenizer_2=["transformers", "CLIPTokenizer"],
+            _class_name="StableDiffusionXLPipeline",
+            force_zeros_for_empty_prompt=True,
+            text_encoder_2=["transformers", "CLIPTextModelWithProjection"],
+            tokenizer_2=["transformers", "CLIPTokenizer"],
         )
     else:
         scheduler = {"_class_name": "PNDMScheduler", **_SCHEDULER}
         index.update(
-            _class_name="StableDiffusionPipeline", requires_safety_checker=True,
-            safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"], feature_extractor=["transformers", "CLIPImageProcessor"],
+            _class_name="StableDiffusionPipeline",
+            requires_safety_checker=True,
+            safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"],
+            feature_extractor=["transformers", "CLIPImageProcessor"],
         )
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2), encoding="utf-8")
@@ -123,35 +154,54 @@ def build_tiny_vae(folder: Path, seed: int = 7) -> Path:
     return folder
 
 
-def diffusers_controlnet_pipeline(model) -> object:  # noqa: ANN001
+def diffusers_controlnet_pipeline(model) -> object:
     """diffusers' own ControlNet pipeline (SD or SDXL) on a loaded model's modules: the reference to compare with."""
     from diffusers import DDIMScheduler, StableDiffusionControlNetPipeline, StableDiffusionXLControlNetPipeline
 
     scheduler = DDIMScheduler.from_config(model.scheduler_config)
     if len(model.text_encoders) == 2:
         pipe = StableDiffusionXLControlNetPipeline(
-            vae=model.vae, text_encoder=model.text_encoders[0], text_encoder_2=model.text_encoders[1],
-            tokenizer=model.tokenizers[0], tokenizer_2=model.tokenizers[1], unet=model.unet, controlnet=model.controlnet,
-            scheduler=scheduler, add_watermarker=False,
+            vae=model.vae,
+            text_encoder=model.text_encoders[0],
+            text_encoder_2=model.text_encoders[1],
+            tokenizer=model.tokenizers[0],
+            tokenizer_2=model.tokenizers[1],
+            unet=model.unet,
+            controlnet=model.controlnet,
+            scheduler=scheduler,
+            add_watermarker=False,
         )
     else:
         pipe = StableDiffusionControlNetPipeline(
-            vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
-            controlnet=model.controlnet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
-            image_encoder=None, requires_safety_checker=False,
+            vae=model.vae,
+            text_encoder=model.text_encoders[0],
+            tokenizer=model.tokenizers[0],
+            unet=model.unet,
+            controlnet=model.controlnet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            image_encoder=None,
+            requires_safety_checker=False,
         )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def diffusers_sd_pipeline(model) -> object:  # noqa: ANN001
+def diffusers_sd_pipeline(model) -> object:
     """diffusers' plain text-to-image pipeline on the same base: what control strength 0 must equal."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
-        scheduler=DDIMScheduler.from_config(model.scheduler_config), safety_checker=None, feature_extractor=None,
-        image_encoder=None, requires_safety_checker=False,
+        vae=model.vae,
+        text_encoder=model.text_encoders[0],
+        tokenizer=model.tokenizers[0],
+        unet=model.unet,
+        scheduler=DDIMScheduler.from_config(model.scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -166,7 +216,8 @@ def build_tiny_causal_lm(folder: Path, seed: int = 0) -> Path:
     vocab["<|endoftext|>"] = len(vocab)
     GPT2Tokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(vocab), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
+    config = GPT2Config(
+        vocab_size=len(vocab), n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder

@@ -72,9 +72,7 @@ def build_tiny_ldm3d(
             vocab_size=1000,
         )
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
-    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet", safe_serialization=safetensors)
     vae.save_pretrained(folder / "vae", safe_serialization=safetensors)
@@ -122,8 +120,15 @@ def build_tiny_dpt(folder: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     config = DPTConfig(
-        image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=4, backbone_out_indices=[0, 1, 2, 3],
-        num_attention_heads=4, intermediate_size=37, neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16,
+        image_size=32,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=4,
+        backbone_out_indices=[0, 1, 2, 3],
+        num_attention_heads=4,
+        intermediate_size=37,
+        neck_hidden_sizes=[16, 16, 32, 32],
+        fusion_hidden_size=16,
     )
     DPTForDepthEstimation(config).eval().save_pretrained(folder)
     preprocessor = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": 32, "width": 32}, "keep_aspect_ratio": False}
