@@ -149,7 +149,6 @@ class EngineJobOperator:
     _steps = 0  # of the stage
     _next_step = 0
     _rendering = False  # a stage step's render job is running
-    _started = 0.0
 
     # What subclasses write ---------------------------------------------------
     def stage(self, context: bpy.types.Context) -> Stage | None:
