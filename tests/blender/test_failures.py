@@ -17,6 +17,7 @@ import bpy
 import pytest
 import window_driver as wd
 from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
+from support import build_tiny, engine_python, models_here
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -27,26 +28,71 @@ def boom(*_args, **_kwargs):
     raise RuntimeError(INJECTED)
 
 
-def capture_scene(tmp_path):
+def capture_scene(tmp_path, request):
     capture_room()
     return dict(output_dir=str(tmp_path / "out"), width=32, samples=1, denoise=False, origin="CURSOR")
 
 
-def video_rig(tmp_path):
+def video_rig(tmp_path, request):
     animated_rig(tmp_path)
     return dict(filepath=str(tmp_path / "out.mp4"), resolution="CUSTOM", eye_width=16)
 
 
-def dst_scene(tmp_path):
+def dst_scene(tmp_path, request):
     cad_scene()
     return dict(dataset_dir=str(tmp_path / "out"), views_per_object=1, resolution=32, samples=1)
 
 
-def sphere_files(tmp_path):
+def sphere_files(tmp_path, request):
     build_sphere(tmp_path / "src")
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
     return dict(rgb_path=str(tmp_path / "src" / "rgb.png"), depth_path=str(tmp_path / "src" / "depth.npy"), grid_step=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    build_tiny("tiny_ldm3d:build_tiny_ldm3d", folder / "tiny-ldm3d", vae_channels=4)
+    build_tiny("tiny_controlnet:build_tiny_sd", folder / "sd")
+    build_tiny("tiny_controlnet:build_tiny_controlnet", folder / "cn")
+    return folder
+
+
+def run_models_as_users_do(request):
+    """Tiny models, run in Blender's Python if it has torch, else in the engine's (as users run them)."""
+    models, prefs = request.getfixturevalue("tiny_models"), request.getfixturevalue("prefs")
+    prefs.models_dir, prefs.hf_cache_dir, prefs.device = str(models), str(models / "no-cache"), "CPU"
+    if not models_here():
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", engine_python()
+    return models
+
+
+def models_folder(tmp_path, request):
+    run_models_as_users_do(request)
+    return {}
+
+
+def ldm3d_model(tmp_path, request):
+    run_models_as_users_do(request)
+    return dict(prompt="a room", model="tiny-ldm3d", width=64, height=32, steps=2, output_dir=str(tmp_path / "out"))
+
+
+def edge_dataset(tmp_path, request):
+    """A data set of edge maps (in ``data``, not ``out``: it is input here) and a tiny SD with its ControlNet."""
+    models = run_models_as_users_do(request)
+    cad_scene()
+    data = tmp_path / "data"
+    assert bpy.ops.diffusion3d.render_edge_maps(dataset_dir=str(data), views_per_object=1, resolution=32, edge_method="GEOMETRIC") == {
+        "FINISHED"
+    }
+    return dict(dataset_dir=str(data), base_model=str(models / "sd"), controlnet=str(models / "cn"), steps=2)
+
+
+def generated_dataset(tmp_path, request):
+    options = edge_dataset(tmp_path, request)
+    assert bpy.ops.diffusion3d.generate_from_edges(**options, images_per_view=3) == {"FINISHED"}  # 6 images: 3 per fold
+    return dict(dataset_dir=options["dataset_dir"], folds=2, epochs=1, image_size=8, backbone="small")
 
 
 # operator module, operator, scene set-up, its Blender stage class (None: no stage), and the phases it runs in order
@@ -67,7 +113,11 @@ OPERATORS = [
     ),
     ("dst.dataset", "render_edge_maps", dst_scene, "ViewRender", ["stage", "start", "step", "done", "prepare", "engine", "finish"]),
     ("world_sphere", "build_world_sphere", sphere_files, None, ["prepare", "engine", "emission_material", "finish"]),
-    ("engine_ops", "check_engine", lambda tmp_path: {}, None, ["prepare", "engine", "finish"]),
+    ("engine_ops", "check_engine", lambda tmp_path, request: {}, None, ["prepare", "engine", "finish"]),
+    ("ldm3d", "find_models", models_folder, None, ["prepare", "engine", "finish"]),
+    ("ldm3d", "generate_panorama", ldm3d_model, None, ["prepare", "engine", "finish"]),
+    ("dst.generate", "generate_from_edges", edge_dataset, None, ["prepare", "engine", "finish"]),
+    ("dst.filter", "filter_dataset", generated_dataset, None, ["prepare", "engine", "finish"]),
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]
 STAGE_PHASES = ("start", "step", "rendered", "done")
@@ -98,9 +148,9 @@ def state():
 @pytest.mark.parametrize("module_name, op_name, setup, stage_class, phase", CASES, ids=[f"{c[1]}-{c[4]}" for c in CASES])
 @pytest.mark.parametrize("path", ["blocking", "ui"])
 def test_a_failure_in_any_phase_ends_the_job_cleanly_and_frees_the_add_on(
-    addon, monkeypatch, tmp_path, module_name, op_name, setup, stage_class, phase, path
+    addon, monkeypatch, tmp_path, request, module_name, op_name, setup, stage_class, phase, path
 ):
-    options = setup(tmp_path)
+    options = setup(tmp_path, request)
     before = state()
     with monkeypatch.context() as broken:
         op_class = break_phase(addon, broken, module_name, op_name, stage_class, phase)

@@ -87,6 +87,9 @@ class WindowManager:
         self.modal_handlers.append(operator)
         return True
 
+    def __getattr__(self, name: str) -> Any:  # the rest (the add-on's own properties) is the real window manager's
+        return getattr(bpy.context.window_manager, name)
+
 
 class Context:
     """``bpy.context`` with a window, a recording window manager and no screen."""
