@@ -185,3 +185,9 @@ PRECISIONS: Choices[Choice] = Choices(
     Choice("FP16", "Float 16", ""),
     Choice("BF16", "BFloat 16", ""),
 )
+
+IMAGE_PREPARATIONS: Choices[Choice] = Choices(
+    "image preparation",
+    Choice("AUTO", "Auto", "Cut the object out (by alpha, or a uniform background colour), centre it on white"),
+    Choice("NONE", "None", "Only put an RGBA image on white and resize it"),
+)

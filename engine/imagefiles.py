@@ -189,3 +189,15 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
         raise BadInput(f"PNG pixels must be H×W with 1 to 4 channels, got shape {pixels.shape}")
     straight_alpha = {"oiio:UnassociatedAlpha": 1} if pixels.shape[2] in (2, 4) else {}  # PNG stores alpha unassociated
     _write(path, pixels, str(pixels.dtype), attributes=straight_alpha)
+
+
+def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """H×W×C float pixels resampled to ``height``×``width`` with OpenImageIO's default filter (area-aware when shrinking)."""
+    oiio = _oiio()
+    source = np.ascontiguousarray(pixels, np.float32)
+    if source.ndim == 2:
+        source = source[..., None]
+    buf = oiio.ImageBuf(oiio.ImageSpec(source.shape[1], source.shape[0], source.shape[2], "float"))
+    buf.set_pixels(oiio.ROI(), source)
+    out = oiio.ImageBufAlgo.resize(buf, roi=oiio.ROI(0, width, 0, height, 0, 1, 0, source.shape[2]))
+    return np.asarray(out.get_pixels(oiio.TypeFloat), np.float32).reshape(height, width, source.shape[2])

@@ -9,7 +9,7 @@ import pytest
 
 from engine import depth as depthlib
 from engine.errors import BadInput, EngineError
-from engine.imagefiles import NewFiles, read_exr, read_image, read_png, write_exr, write_png
+from engine.imagefiles import NewFiles, read_exr, read_image, read_png, resize, write_exr, write_png
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -158,3 +158,12 @@ def test_new_files_never_overwrite_and_leave_nothing_on_failure(tmp_path):
         files.write(tmp_path / "b.txt", lambda p: p.write_text("new b"))
         files.write(kept, lambda p: p.write_text("new a"))
     assert kept.read_text() == "new a" and (tmp_path / "b.txt").read_text() == "new b"
+
+
+def test_resize_keeps_flat_colour_and_the_mean_of_a_shrunk_image():
+    flat = np.full((40, 60, 3), (0.2, 0.5, 0.8), np.float32)
+    np.testing.assert_allclose(resize(flat, 17, 33), np.broadcast_to((0.2, 0.5, 0.8), (33, 17, 3)), atol=1e-5)
+    noise = np.random.default_rng(1).random((64, 64, 1)).astype(np.float32)
+    small = resize(noise, 16, 16)
+    assert small.shape == (16, 16, 1) and abs(float(small.mean()) - float(noise.mean())) < 0.01
+    assert resize(noise[..., 0], 8, 8).shape == (8, 8, 1)
