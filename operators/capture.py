@@ -8,7 +8,6 @@ afterwards. The engine turns the render into ``rgb.png``, ``depth.exr``,
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -159,7 +158,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         return "encode_capture", request
 
     def finish(self, context: bpy.types.Context, result: CaptureResult) -> None:
-        self._remove_scratch()
+        session.remove_scratch(self._scratch)
         for key, non_color in (("rgb.png", False), ("depth.exr", True)):
             image, _ = load_image(result.paths[key], non_color=non_color)
             image.name = f"{Path(result.paths[key]).parent.name} {Path(key).stem}"
@@ -173,12 +172,5 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
         )
 
     def discard(self, context: bpy.types.Context) -> None:
-        self._remove_scratch()
-        out_dir = self._out_dir
-        if out_dir is not None and out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()  # we made it; leave no empty folder behind
-
-    def _remove_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        session.remove_scratch(self._scratch)
+        session.remove_if_empty(self._out_dir)  # we made it; leave no empty folder behind

@@ -11,7 +11,6 @@ scripts and background mode block.
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -159,7 +158,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             with tempfile.TemporaryFile(dir=frames_dir):
                 pass
         except OSError as exc:
-            self._remove_empty(frames_dir)
+            session.remove_if_empty(frames_dir)
             raise UserError(f"Cannot write to {frames_dir}: {exc.strerror or exc}") from None
         for old in existing:
             old.unlink()
@@ -188,11 +187,11 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         return "finish_video", request
 
     def finish(self, context: bpy.types.Context, result: VideoResult) -> None:
-        self._remove_scratch()
+        session.remove_scratch(self._scratch)
         if self.file_format == MP4 and not self.keep_frames and self._render is not None:
             for path in frame_files(self._render.frames_dir):
                 path.unlink()
-            self._remove_empty(self._render.frames_dir)
+            session.remove_if_empty(self._render.frames_dir)
         seconds = time.perf_counter() - self._started
         self.report(
             {"INFO"},
@@ -201,7 +200,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         )
 
     def discard(self, context: bpy.types.Context) -> None:
-        self._remove_scratch()
+        session.remove_scratch(self._scratch)
         if self._render is None:
             return
         kept = frame_files(self._render.frames_dir)
@@ -210,17 +209,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
                 {"WARNING"}, f"Stopped after {len(kept)} of {len(self._render.frames)} frames; they are kept in {self._render.frames_dir}"
             )
         elif self._made_frames_dir:
-            self._remove_empty(self._render.frames_dir)
-
-    def _remove_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
-
-    @staticmethod
-    def _remove_empty(folder: Path) -> None:
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+            session.remove_if_empty(self._render.frames_dir)
 
 
 def apply_video_settings(

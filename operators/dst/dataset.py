@@ -12,7 +12,6 @@ view per step: modal with progress and Esc from the UI, blocking in scripts.
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -389,18 +388,11 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         return "annotate_views", request
 
     def finish(self, context: bpy.types.Context, result: DSTAnnotateResult) -> None:
-        self._remove_scratch()
+        session.remove_scratch(self._scratch)
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Data set {result.dataset_dir}: {result.views} views, {result.annotations} annotations")
 
     def discard(self, context: bpy.types.Context) -> None:
-        self._remove_scratch()
-        out = self._out
-        if out is not None and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-
-    def _remove_scratch(self) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        session.remove_scratch(self._scratch)
+        session.remove_if_empty(self._out)

@@ -8,6 +8,7 @@ offline mode), is made in one place.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -116,3 +117,15 @@ def default_output_dir(kind: str) -> Path:
         return Path(bpy.utils.extension_path_user(ADDON, path=kind, create=True))
     except (ValueError, RuntimeError):  # not installed as an extension (e.g. tests, batch)
         return Path.home() / "Diffusion3D" / kind
+
+
+def remove_scratch(folder: Path | None) -> None:
+    """Remove a job's scratch folder and what is in it (nothing if it is gone or was never made)."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_if_empty(folder: Path | None) -> None:
+    """Remove an output folder the job made, if nothing was written into it."""
+    if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
