@@ -80,16 +80,33 @@ class JobHandle:
             except queue.Empty:
                 break
             block = False
-            if kind == "progress":
-                self.progress = payload
+            if self._apply(kind, payload):
                 fresh.append(payload)
-            elif kind == "result":
-                self.result, self.state = payload, DONE
-            else:  # (failure kind, message)
-                failure, self.error = payload
-                self.state = CANCELLED_STATE if failure == CANCELLED else FAILED
-                self._failure = failure
         return fresh
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Cancel and wait until the job has ended, its partial files removed; False if it still runs after ``timeout`` s."""
+        self.cancel()
+        deadline = time.monotonic() + timeout
+        while not self.finished and (left := deadline - time.monotonic()) > 0:
+            try:
+                self._apply(*self._events.get(timeout=min(left, 0.25)))
+            except queue.Empty:
+                pass
+        return self.finished
+
+    def _apply(self, kind: str, payload: Any) -> bool:
+        """Take one event in; True when it is progress."""
+        if kind == "progress":
+            self.progress = payload
+            return True
+        if kind == "result":
+            self.result, self.state = payload, DONE
+        else:  # (failure kind, message)
+            failure, self.error = payload
+            self.state = CANCELLED_STATE if failure == CANCELLED else FAILED
+            self._failure = failure
+        return False
 
     def wait(self, on_progress: ProgressCallback | None = None, timeout: float | None = None) -> Any:
         """Block until the job ends; return its result or raise its failure."""

@@ -348,9 +348,10 @@ class EngineJobOperator:
         return {"FINISHED"}
 
     def _stop_following(self, context: bpy.types.Context, exc: Exception) -> set[str]:
-        """The job's progress cannot be read any more: cancel it, then end as any failure ends."""
+        """The job's progress cannot be shown any more: stop it (its partial files go), then end as any failure ends."""
         assert self._handle is not None
-        self._handle.cancel()
+        if not self._handle.stop():  # deaf to cancel: a worker process can be stopped, Blender's own Python waits for the job
+            session.release()
         return self._fail(context, exc)
 
     @staticmethod

@@ -82,6 +82,13 @@ def test_cancel_stops_between_steps(client):
     assert client.run("echo", EchoRequest(steps=1)).steps_done == 1  # the engine is usable again
 
 
+def test_stop_returns_once_the_cancelled_job_has_ended_and_the_engine_is_free(client):
+    handle = client.submit("echo", EchoRequest(steps=200, seconds_per_step=0.02))
+    assert handle.stop(timeout=10)
+    assert handle.state == "cancelled" and not client.busy
+    assert client.run("echo", EchoRequest(steps=1)).steps_done == 1
+
+
 def test_errors_arrive_as_one_readable_line(client):
     with pytest.raises(EngineError) as info:
         client.run("echo", EchoRequest(fail_with="CUDA out of memory.\nTried to allocate 2 GiB"))
