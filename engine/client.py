@@ -212,6 +212,7 @@ class SubprocessTransport(Transport):
         self._proc: subprocess.Popen[str] | None = None
         self._scratch: Path | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
+        self._stderr_reader: threading.Thread | None = None
         self._lock = threading.Lock()
         self._handle: JobHandle | None = None
         self._ids = itertools.count(1)
@@ -257,7 +258,8 @@ class SubprocessTransport(Transport):
         self._proc, self.pid = proc, proc.pid
         self._stderr.clear()
         hellos: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._read_stderr, args=(proc,), daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, args=(proc,), daemon=True)
+        self._stderr_reader.start()
         threading.Thread(target=self._read_stdout, args=(proc, hellos), daemon=True).start()
         try:
             hello = hellos.get(timeout=self.start_timeout)
@@ -279,6 +281,8 @@ class SubprocessTransport(Transport):
             code = proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             code = None
+        if code is not None and self._stderr_reader is not None:
+            self._stderr_reader.join(timeout=2)  # its last words may still be in the pipe
         tail = self._stderr_tail()
         return f"{prefix}: it {describe_exit(code)}" + (f". Last output: {tail}" if tail else "")
 
