@@ -69,6 +69,15 @@ class NewFiles:
             self.discard()
 
 
+def check_writable(folder: Path) -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be made or written."""
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"Output folder {folder} is a file")
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInput(f"Cannot write into {folder}: {existing} is not a writable folder")
+
+
 def _oiio() -> Any:
     try:
         import OpenImageIO

@@ -19,6 +19,7 @@ from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
 from .ldm3d import RGBDRequest, RGBDResult, generate_rgbd
 from .model_listing import ModelsRequest, ModelsResult, list_models
+from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video
 from .world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
@@ -41,6 +42,7 @@ JOBS: dict[str, Job] = {
     "merge_shards": Job(DSTMergeRequest, DSTMergeResult, merge_shards),
     "generate_from_edges": Job(EdgeGenerationRequest, EdgeGenerationResult, generate_from_edges),
     "filter_dataset": Job(KCFRequest, KCFResult, filter_dataset),
+    "generate_views": Job(ViewsRequest, ViewsResult, generate_views),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

@@ -125,12 +125,14 @@ def denoise(
     gens: list[torch.Generator],
     eta: float = 0.0,
     step_inputs: StepInputs | None = None,
+    preview: Callable[[torch.Tensor], np.ndarray] = latent_preview,
 ) -> torch.Tensor:
     """The scheduler loop: one UNet call per step (batched for guidance), reporting each step.
 
     ``eta`` is DDIM's noise (0: deterministic; its fresh noise comes from ``gens``).
     ``step_inputs`` adds UNet inputs that depend on the step, such as ControlNet
     residuals; it gets the UNet's (scaled, guidance-batched) input and the timestep.
+    ``preview`` turns the latents after a step into the live preview image.
     """
     kwargs = _step_kwargs(scheduler, gens, eta)
     added = {"added_cond_kwargs": cond.added} if cond.added else {}
@@ -144,5 +146,5 @@ def denoise(
             uncond, text = noise.chunk(2)
             noise = uncond + cond.guidance * (text - uncond)
         latents = scheduler.step(noise, t, latents, **kwargs, return_dict=False)[0]
-        report.step(f"Denoising step {i + 1} of {total}", preview=latent_preview(latents))
+        report.step(f"Denoising step {i + 1} of {total}", preview=preview(latents))
     return latents

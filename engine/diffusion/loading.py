@@ -100,7 +100,7 @@ def release() -> None:
 runtime.on_release(release)
 
 
-def _cached(key: str, build: Callable[[], T]) -> T:
+def cached(key: str, build: Callable[[], T]) -> T:
     """The loaded model if ``key`` is the one loaded; else free the old one (and its device memory) first."""
     if _loaded["key"] == key:
         return _loaded["model"]  # type: ignore[no-any-return]
@@ -110,7 +110,7 @@ def _cached(key: str, build: Callable[[], T]) -> T:
     return model
 
 
-def _from_pretrained(loader: Callable[..., Any], path: Path, name: str, **kwargs: Any) -> Any:
+def from_pretrained(loader: Callable[..., Any], path: Path, name: str, **kwargs: Any) -> Any:
     """A component through diffusers / transformers, their load errors as one readable line."""
     try:
         return loader(path, **kwargs)
@@ -118,19 +118,19 @@ def _from_pretrained(loader: Callable[..., Any], path: Path, name: str, **kwargs
         raise BadInput(f"Could not load {name} from {path}: {exc}") from None
 
 
-def _place(modules: list[Any], device: torch.device, offload: bool) -> None:
+def place(modules: list[Any], device: torch.device, offload: bool) -> None:
     for module in modules:
         module.to(torch.device("cpu") if offload else device).eval().requires_grad_(False)
 
 
-def _scheduler_config(folder: ModelFolder) -> dict[str, Any]:
-    return json.loads((folder.path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+def scheduler_config(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def load_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool = False) -> LDM3DModel:
     """The components from their published subfolders (safetensors unless the folder was allowed pickles)."""
     key = f"{folder.path}|{folder.revision}|{device}|{dtype}|{offload}"
-    return _cached(key, lambda: _build_ldm3d(folder, device, dtype, offload))
+    return cached(key, lambda: _build_ldm3d(folder, device, dtype, offload))
 
 
 def _build_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool) -> LDM3DModel:
@@ -138,16 +138,16 @@ def _build_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, 
     from transformers import CLIPTextModel, CLIPTokenizer
 
     path, safe, name = folder.path, folder.safetensors, folder.name
-    unet = _from_pretrained(
+    unet = from_pretrained(
         UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype
     )
-    vae = _from_pretrained(AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=dtype)
-    text_encoder = _from_pretrained(
+    vae = from_pretrained(AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=dtype)
+    text_encoder = from_pretrained(
         CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype
     )
-    tokenizer = _from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)
-    _place([unet, vae, text_encoder], device, offload)
-    return LDM3DModel(folder, tokenizer, text_encoder, unet, vae, _scheduler_config(folder), device, dtype, offload)
+    tokenizer = from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)
+    place([unet, vae, text_encoder], device, offload)
+    return LDM3DModel(folder, tokenizer, text_encoder, unet, vae, scheduler_config(folder.path), device, dtype, offload)
 
 
 def load_controlnet_pipeline(
@@ -167,7 +167,7 @@ def load_controlnet_pipeline(
         check_vae_override(base, vae)
     parts: list[ModelFolder | ComponentFolder] = [base, controlnet, *([vae] if vae is not None else [])]
     key = "|".join(f"{p.path}@{p.revision}" for p in parts) + f"|{device}|{dtype}|{offload}"
-    return _cached(key, lambda: _build_controlnet_pipeline(base, controlnet, device, dtype, offload, vae))
+    return cached(key, lambda: _build_controlnet_pipeline(base, controlnet, device, dtype, offload, vae))
 
 
 def _build_controlnet_pipeline(
@@ -177,30 +177,28 @@ def _build_controlnet_pipeline(
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     path, safe, name = base.path, base.safetensors, base.name
-    unet = _from_pretrained(
+    unet = from_pretrained(
         UNet2DConditionModel.from_pretrained, path, name, subfolder="unet", use_safetensors=safe["unet"], torch_dtype=dtype
     )
-    net = _from_pretrained(
+    net = from_pretrained(
         ControlNetModel.from_pretrained, controlnet.path, controlnet.name, use_safetensors=controlnet.safetensors, torch_dtype=dtype
     )
     vae_config = vae.config if vae is not None else base.vae_config
     # SD-XL's original VAE overflows in fp16 ("force_upcast"): it then stays in fp32, as diffusers decodes it.
     vae_dtype = torch.float32 if dtype == torch.float16 and vae_config.get("force_upcast", False) else dtype
     if vae is not None:
-        decoder = _from_pretrained(
-            AutoencoderKL.from_pretrained, vae.path, vae.name, use_safetensors=vae.safetensors, torch_dtype=vae_dtype
-        )
+        decoder = from_pretrained(AutoencoderKL.from_pretrained, vae.path, vae.name, use_safetensors=vae.safetensors, torch_dtype=vae_dtype)
     else:
-        decoder = _from_pretrained(
+        decoder = from_pretrained(
             AutoencoderKL.from_pretrained, path, name, subfolder="vae", use_safetensors=safe["vae"], torch_dtype=vae_dtype
         )
     encoders = [
-        _from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)
+        from_pretrained(CLIPTextModel.from_pretrained, path / "text_encoder", name, use_safetensors=safe["text_encoder"], dtype=dtype)
     ]
-    tokenizers = [_from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)]
+    tokenizers = [from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)]
     if "text_encoder_2" in safe:
         encoders.append(
-            _from_pretrained(
+            from_pretrained(
                 CLIPTextModelWithProjection.from_pretrained,
                 path / "text_encoder_2",
                 name,
@@ -208,10 +206,10 @@ def _build_controlnet_pipeline(
                 dtype=dtype,
             )
         )
-        tokenizers.append(_from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer_2", name))
-    _place([unet, net, decoder, *encoders], device, offload)
+        tokenizers.append(from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer_2", name))
+    place([unet, net, decoder, *encoders], device, offload)
     # Old SD configs lack clip_sample, which DDIM would read as True; diffusers' SD pipelines patch it to False too.
-    scheduler_config = {"clip_sample": False, **_scheduler_config(base)}
+    schedule = {"clip_sample": False, **scheduler_config(base.path)}
     index_path = path / "model_index.json"
     index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
     return ControlNetPipelineModel(
@@ -222,7 +220,7 @@ def _build_controlnet_pipeline(
         unet,
         decoder,
         net,
-        scheduler_config,
+        schedule,
         device,
         dtype,
         offload,

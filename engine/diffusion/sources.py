@@ -184,7 +184,7 @@ def inspect_transformers_model(folder: Path, name: str, model_type: str | None, 
     return safe
 
 
-def _missing(folder: Path, name: str, configs: dict[str, str], tokenizers: tuple[str, ...]) -> None:
+def check_complete(folder: Path, name: str, configs: dict[str, str], tokenizers: tuple[str, ...]) -> None:
     """Refuse a folder that lacks a component's config or a tokenizer's files, naming them all."""
     missing = [f"{c}/{f}" for c, f in configs.items() if not (folder / c / f).is_file()]
     missing += [
@@ -196,7 +196,7 @@ def _missing(folder: Path, name: str, configs: dict[str, str], tokenizers: tuple
         raise BadInput(f"{name} is not a complete diffusers model: {', '.join(missing)} missing in {folder}")
 
 
-def _component_weights(folder: Path, name: str, components: tuple[str, ...], allow_pickle: bool) -> tuple[dict[str, bool], int]:
+def component_weights(folder: Path, name: str, components: tuple[str, ...], allow_pickle: bool) -> tuple[dict[str, bool], int]:
     """Per component whether it is safetensors (all problems named at once), and the weights' bytes on disk."""
     problems, safe = [], {}
     for component in components:
@@ -213,7 +213,7 @@ def _component_weights(folder: Path, name: str, components: tuple[str, ...], all
 def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
     """Check the published LDM3D layout and read the RGBD kind from the VAE config."""
     name = name or str(folder)
-    _missing(folder, name, CONFIGS, ("tokenizer",))
+    check_complete(folder, name, CONFIGS, ("tokenizer",))
     vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
     channels = vae.get("out_channels", vae.get("in_channels"))
     if channels == 3:
@@ -221,12 +221,12 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
     if channels not in (4, 6) or vae.get("in_channels") != channels:
         raise BadInput(f"{name}: a VAE with {vae.get('in_channels')} in / {vae.get('out_channels')} out channels is not LDM3D's (4 or 6)")
     _check_unet_fits_vae(name, unet, vae, "is not supported")
-    safe, weight_bytes = _component_weights(folder, name, tuple(SAFE_WEIGHTS), allow_pickle)
+    safe, weight_bytes = component_weights(folder, name, tuple(SAFE_WEIGHTS), allow_pickle)
     return ModelFolder(
         path=folder,
         name=name,
         kind=RGBD6 if channels == 6 else RGBD4,
-        revision=_revision(folder),
+        revision=folder_revision(folder),
         safetensors=safe,
         unet_config=unet,
         vae_config=vae,
@@ -247,19 +247,19 @@ def _check_unet_fits_vae(name: str, unet: dict[str, Any], vae: dict[str, Any], r
 def inspect_stable_diffusion(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
     """Check an RGB Stable Diffusion pipeline (SD 1.x/2.x, or SDXL with its second text encoder) as a ControlNet base."""
     name = name or str(folder)
-    _missing(folder, name, {"unet": "config.json"}, ())
+    check_complete(folder, name, {"unet": "config.json"}, ())
     unet = _read_json(folder / "unet" / "config.json")
     kind = SDXL if unet.get("addition_embed_type") == "text_time" else SD
     configs = {**CONFIGS, "text_encoder_2": "config.json"} if kind == SDXL else CONFIGS
     tokenizers = ("tokenizer", "tokenizer_2") if kind == SDXL else ("tokenizer",)
-    _missing(folder, name, configs, tokenizers)
+    check_complete(folder, name, configs, tokenizers)
     vae = _read_json(folder / "vae" / "config.json")
     if vae.get("in_channels", 3) != 3 or vae.get("out_channels", 3) != 3:
         raise BadInput(f"{name} has a {vae.get('out_channels')}-channel VAE: an RGBD model (LDM3D) cannot be a ControlNet base")
     _check_unet_fits_vae(name, unet, vae, "cannot be a ControlNet base")
     components = ("unet", "vae", "text_encoder", "text_encoder_2") if kind == SDXL else tuple(SAFE_WEIGHTS)
-    safe, weight_bytes = _component_weights(folder, name, components, allow_pickle)
-    return ModelFolder(folder, name, kind, _revision(folder), safe, unet, vae, weight_bytes)
+    safe, weight_bytes = component_weights(folder, name, components, allow_pickle)
+    return ModelFolder(folder, name, kind, folder_revision(folder), safe, unet, vae, weight_bytes)
 
 
 @dataclass
@@ -286,7 +286,7 @@ def inspect_component(folder: Path, name: str, class_name: str, allow_pickle: bo
     if problem:
         raise BadInput(problem)
     weight_bytes = sum(f.stat().st_size for f in folder.glob("*.safetensors" if safe else "*.bin"))
-    return ComponentFolder(folder, name, config, safe, _revision(folder), weight_bytes)
+    return ComponentFolder(folder, name, config, safe, folder_revision(folder), weight_bytes)
 
 
 #: UNet settings a ControlNet must share with its base: its residuals are added block by block, and it
@@ -328,7 +328,7 @@ def check_vae_override(base: ModelFolder, vae: ComponentFolder) -> None:
         )
 
 
-def _revision(folder: Path) -> str:
+def folder_revision(folder: Path) -> str:
     """The snapshot commit for a cached repo; else a short hash of configs and weight sizes."""
     if folder.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", folder.name):
         return folder.name

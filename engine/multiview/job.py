@@ -1,0 +1,296 @@
+"""The ``generate_views`` job: one object image (ImageDream) or a prompt (MVDream) → four views with their cameras, as files.
+
+Each object set is a folder holding ``view_0.png … view_3.png`` (azimuths 0, 90,
+180, 270), ``input.png`` (the prepared input), ``transforms.json`` (nerfstudio:
+shared intrinsics and each view's camera-to-world matrix at LGM's distance
+and field of view), ``meta.json``, and with ``reconstruct`` the quick mesh
+``hull.ply`` (the visual hull of the four silhouettes, coloured from the views).
+Everything that can be checked is checked before a model loads; files are
+written all-or-nothing and nothing is overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..choices import IMAGE_PREPARATIONS, SCHEDULERS
+from ..diffusion import sources
+from ..errors import BadInput
+from ..imagefiles import NewFiles, check_writable, read_image, write_png
+from ..ldm3d import download_progress, sample_dirs
+from ..progress import Reporter
+from . import cameras
+from .model import DOWNLOAD_PATTERNS, IMAGEDREAM, inspect_multiview
+from .prepare import prepare
+
+IMAGEDREAM_MODEL = "ashawkey/imagedream-ipmv-diffusers"
+MVDREAM_MODEL = "ashawkey/mvdream-sd2.1-diffusers"
+VIEW_NAMES = tuple(f"view_{i}.png" for i in range(4))
+TRAINED_ELEVATIONS = (0.0, 30.0)  # the range the models were trained on; outside it they still run, with a warning
+MAX_COUNT = 16
+HULL_RESOLUTION = 128
+
+
+@dataclass
+class ViewsRequest:
+    out_dir: str
+    model: str = ""  # a folder or repo id; empty: ImageDream with an image, MVDream without
+    image: np.ndarray | None = None  # H×W×3/4, uint8/uint16 or float in [0, 1], straight alpha
+    image_path: str = ""  # an image file instead of ``image``
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 50
+    guidance: float = 5.0
+    seed: int = 0
+    count: int = 1  # object sets; set i uses seed + i
+    elevation: float = 0.0
+    size: int = 256
+    preparation: str = "AUTO"
+    scheduler: str = "DDIM"
+    reconstruct: bool = False  # also carve the quick mesh (hull.ply)
+    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
+    overwrite: bool = False
+
+
+@dataclass
+class HullArrays:
+    vertices: np.ndarray  # V×3 float32, in the views' world (transforms.json)
+    faces: np.ndarray  # F×3 int32
+    colours: np.ndarray  # V×3 float32 in [0, 1]
+
+
+@dataclass
+class ViewsResult:
+    paths: list[dict[str, str]] = field(default_factory=list)  # per set: file name → path
+    seeds: list[int] = field(default_factory=list)
+    kind: str = ""  # imagedream or mvdream
+    model: str = ""
+    revision: str = ""
+    size: int = 0
+    transforms: dict[str, Any] = field(default_factory=dict)  # the views' cameras (the same for every set)
+    hulls: list[HullArrays] = field(default_factory=list)  # per set, with ``reconstruct``
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    unet_calls: int = 0
+
+
+def output_names(takes_image: bool, reconstruct: bool) -> tuple[str, ...]:
+    return (*VIEW_NAMES, *(("input.png",) if takes_image else ()), "transforms.json", "meta.json", *(("hull.ply",) if reconstruct else ()))
+
+
+def _check(r: ViewsRequest) -> list[str]:
+    """Everything about the request alone; returns warnings."""
+    IMAGE_PREPARATIONS.get(r.preparation)
+    SCHEDULERS.get(r.scheduler)
+    if r.steps < 1:
+        raise BadInput(f"Steps must be at least 1, got {r.steps}")
+    if not 1 <= r.count <= MAX_COUNT:
+        raise BadInput(f"Count must be from 1 to {MAX_COUNT}, got {r.count}")
+    if not np.isfinite(r.guidance) or r.guidance < 0:
+        raise BadInput(f"Guidance must be a number ≥ 0, got {r.guidance}")
+    if not 0 <= r.seed < 2**63:
+        raise BadInput(f"Seed must be from 0 to 2^63 - 1, got {r.seed}")
+    if r.size < 64 or r.size % 64 or r.size > 1024:
+        raise BadInput(f"The views' size must be a multiple of 64 from 64 to 1024 (the models were trained at 256), got {r.size}")
+    if not np.isfinite(r.elevation) or abs(r.elevation) >= 90:
+        raise BadInput(f"Elevation must lie strictly between -90° and 90°, got {r.elevation}")
+    low, high = TRAINED_ELEVATIONS
+    if not low <= r.elevation <= high:
+        return [f"Elevation {r.elevation:g}° is outside the 0–30° the models were trained on: expect less consistent views"]
+    return []
+
+
+def _input_pixels(r: ViewsRequest) -> np.ndarray | None:
+    if r.image is not None and r.image_path:
+        raise BadInput("Give the image as pixels or as a file, not both")
+    if r.image_path:
+        try:
+            return read_image(r.image_path).pixels
+        except Exception as exc:  # OpenImageIO's own reasons: not an image, unreadable, …
+            raise BadInput(f"Cannot read {r.image_path} as an image: {exc}") from None
+    if r.image is None:
+        return None
+    pixels = np.asarray(r.image)
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise BadInput(f"The image must be H×W×3 or H×W×4, got shape {pixels.shape}")
+    return pixels
+
+
+def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
+    started = time.perf_counter()
+    warnings = _check(r)
+    pixels = _input_pixels(r)
+    model_name = r.model.strip() or (IMAGEDREAM_MODEL if pixels is not None else MVDREAM_MODEL)
+    out_dir = Path(r.out_dir)
+    check_writable(out_dir)
+    prepared = prepare(pixels, r.size, r.preparation) if pixels is not None else None
+    access = r.access
+    path = access.locate(model_name, download_progress(report) if access.allow_download else None, DOWNLOAD_PATTERNS)
+    folder = inspect_multiview(path, model_name, access.allow_pickle)
+    if folder.takes_image and prepared is None:
+        raise BadInput(f"{model_name} is an ImageDream model: it needs an object image (for text only, choose {MVDREAM_MODEL})")
+    if not folder.takes_image and prepared is not None:
+        raise BadInput(f"{model_name} is a text-only MVDream model: it cannot use the image (choose {IMAGEDREAM_MODEL}, or give no image)")
+    if not folder.takes_image and not r.prompt.strip():
+        raise BadInput("MVDream makes views from text: it needs a prompt")
+    names = output_names(folder.takes_image, r.reconstruct)
+    targets = [d / name for d in sample_dirs(out_dir, r.count) for name in names]
+    NewFiles(targets, r.overwrite)  # refuses existing outputs now, before any model work
+    report.total = r.steps + 5 + r.reconstruct
+    for warning in warnings:
+        report.note(warning)
+
+    import torch  # the heavy part starts here
+
+    from ..diffusion import loading, multiview
+    from .model import load_multiview
+
+    device = loading.pick_device(access.device)
+    dtype = loading.pick_dtype(access.precision, device)
+    report.step(f"Loading {folder.name}")
+    model = load_multiview(folder, device, dtype)
+    seeds = [r.seed + i for i in range(r.count)]
+    settings = multiview.ViewSettings(
+        prompts=[r.prompt] * r.count,
+        negatives=[r.negative_prompt] * r.count,
+        seeds=seeds,
+        size=r.size,
+        steps=r.steps,
+        guidance=r.guidance,
+        scheduler=r.scheduler,
+        elevation=r.elevation,
+        image=prepared.rgb if prepared is not None else None,
+    )
+    with torch.inference_mode():
+        images = multiview.generate(model, settings, report)
+    transforms = cameras.transforms(r.size, r.elevation)
+    hulls = [_hull(views, transforms) for views in images.views] if r.reconstruct else []
+    if r.reconstruct:
+        report.step("Quick mesh carved")
+    report.token.check()  # a cancel now still writes nothing
+
+    meta = _meta(r, folder, model_name, prepared.how if prepared is not None else "")
+    files: dict[str, Any] = {"transforms.json": transforms}
+    if prepared is not None:
+        files["input.png"] = prepared.rgb
+    result = ViewsResult(seeds=seeds, kind=folder.kind, model=model_name, revision=folder.revision, size=r.size, transforms=transforms)
+    result.paths = _write_sets(out_dir, targets, r.overwrite, images.views, files, [{**meta, "seed": s} for s in seeds], hulls)
+    report.step("Files written")
+    result.hulls, result.warnings, result.unet_calls = hulls, warnings, images.unet_calls
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _hull(views: np.ndarray, transforms: dict[str, Any]) -> HullArrays:
+    from .hull import silhouettes, visual_hull
+
+    c2w = np.array([f["transform_matrix"] for f in transforms["frames"]], np.float64)
+    mesh = visual_hull(
+        views, silhouettes(views), c2w, transforms["fl_x"], transforms["fl_y"], transforms["cx"], transforms["cy"], HULL_RESOLUTION
+    )
+    return HullArrays(mesh.vertices, mesh.faces, mesh.colours)
+
+
+def _meta(r: ViewsRequest, folder: Any, model_name: str, how: str) -> dict[str, Any]:
+    return {
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt,
+        "model": model_name,
+        "model_path": str(folder.path),
+        "revision": folder.revision,
+        "kind": folder.kind,
+        "scheduler": r.scheduler,
+        "steps": r.steps,
+        "guidance": r.guidance,
+        "elevation": r.elevation,
+        "size": r.size,
+        "preparation": r.preparation.lower() if folder.kind == IMAGEDREAM else None,
+        "prepared": how or None,
+        "views": {name: {"azimuth": a} for name, a in zip(VIEW_NAMES, cameras.AZIMUTHS)},
+        "front_view": "view_1.png" if folder.kind == IMAGEDREAM else None,
+        "camera_distance": cameras.DISTANCE,
+        "fov_y_degrees": cameras.FOV_DEG,
+        "cameras": (
+            "transforms.json: OpenGL camera axes in a Z-up world; azimuth 0 at -Y, 90 at +X, 180 at +Y, 270 at -X; "
+            "distance and field of view as LGM assumes (the models encode neither)"
+        ),
+        "engine_version": __version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def _write_sets(
+    out_dir: Path,
+    targets: list[Path],
+    overwrite: bool,
+    views: np.ndarray,
+    shared: dict[str, Any],
+    metas: list[dict[str, Any]],
+    hulls: list[HullArrays],
+) -> list[dict[str, str]]:
+    """Every set's files, all-or-nothing; folders made here are removed again on failure."""
+    folders = sample_dirs(out_dir, len(metas))
+    made = [d for d in [out_dir, *folders] if not d.exists()]
+    written: list[dict[str, str]] = []
+    try:
+        with NewFiles(targets, overwrite) as files:
+            for i, folder in enumerate(folders):
+                folder.mkdir(parents=True, exist_ok=True)
+                for name, rgb in zip(VIEW_NAMES, views[i]):
+                    files.write(folder / name, _png(rgb))
+                if "input.png" in shared:
+                    files.write(folder / "input.png", _png(shared["input.png"]))
+                files.write(folder / "transforms.json", _json(shared["transforms.json"]))
+                files.write(folder / "meta.json", _json(metas[i]))
+                if hulls:
+                    files.write(folder / "hull.ply", _ply(hulls[i]))
+                written.append({t.name: str(t) for t in targets if t.parent == folder})
+    except BaseException:
+        for folder in reversed(made):  # leave no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return written
+
+
+def _png(rgb: np.ndarray) -> Callable[[Path], object]:
+    return lambda path: write_png(path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+
+
+def _json(value: Any) -> Callable[[Path], object]:
+    return lambda path: path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def _ply(hull: HullArrays) -> Callable[[Path], object]:
+    return lambda path: write_ply(path, hull)
+
+
+def write_ply(path: Path, hull: HullArrays) -> None:
+    """A binary PLY mesh with 8-bit vertex colours (what Blender, MeshLab and most viewers read)."""
+    vertex = np.empty(len(hull.vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    for axis, name in enumerate("xyz"):
+        vertex[name] = hull.vertices[:, axis]
+    rgb = np.round(np.clip(hull.colours, 0, 1) * 255).astype(np.uint8)
+    for channel, name in enumerate(("red", "green", "blue")):
+        vertex[name] = rgb[:, channel]
+    face = np.empty(len(hull.faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+    face["n"], face["v"] = 3, hull.faces
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(vertex)}\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+        f"element face {len(face)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(vertex.tobytes())
+        f.write(face.tobytes())

@@ -1,0 +1,107 @@
+"""Tiny random-weight multi-view models in the published layouts, built at test time.
+
+ImageDream (``ashawkey/imagedream-ipmv-diffusers``): model_index.json, unet/
+(config.json + diffusion_pytorch_model.safetensors in the original LDM names),
+vae/, text_encoder/, tokenizer/, scheduler/, image_encoder/ (CLIPVisionModel)
+and feature_extractor/ (CLIPImageProcessor). MVDream
+(``ashawkey/mvdream-sd2.1-diffusers``): the same without the image parts and
+with ``ip_dim`` 0. The sizes are small; the names, files and configs' keys are
+the published ones. A ``unet/mv_unet.py`` is written too, as the repos ship
+it, to prove it is never run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tiny_ldm3d import write_tokenizer
+
+#: The published unet/config.json with tiny sizes.
+TINY_UNET = {
+    "_class_name": "MultiViewUNetModel",
+    "_diffusers_version": "0.25.0",
+    "attention_resolutions": [4, 2, 1],
+    "camera_dim": 16,
+    "channel_mult": [1, 2],
+    "context_dim": 32,
+    "image_size": 32,
+    "in_channels": 4,
+    "model_channels": 32,
+    "num_head_channels": 16,
+    "num_res_blocks": 2,
+    "out_channels": 4,
+    "transformer_depth": 1,
+}
+IMAGE_WIDTH = 48  # the tiny CLIP vision model's hidden size (the real one: 1280)
+TRAP = "raise RuntimeError('the repo\\'s own mv_unet.py was executed')\n"
+
+
+def build_tiny_multiview(folder: Path, image: bool = True, seed: int = 0, width: int = 32) -> Path:
+    """Save a random ImageDream (``image``) or MVDream model to ``folder`` and return it. ``width`` scales the UNet."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from safetensors.torch import save_file
+    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel
+
+    from engine.multiview.unet import MultiViewConfig, MultiViewUNet
+
+    torch.manual_seed(seed)
+    config = {**TINY_UNET, "model_channels": width, "ip_dim": 4 if image else 0}
+    unet = MultiViewUNet(MultiViewConfig.from_json(config), image_feature_dim=IMAGE_WIDTH)
+    (folder / "unet").mkdir(parents=True, exist_ok=True)
+    (folder / "unet" / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, folder / "unet" / "diffusion_pytorch_model.safetensors")
+    (folder / "unet" / "mv_unet.py").write_text(TRAP, encoding="utf-8")
+    AutoencoderKL(
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=64,
+    ).save_pretrained(folder / "vae")
+    CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=3,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    ).save_pretrained(folder / "text_encoder")
+    write_tokenizer(folder / "tokenizer")
+    DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    ).save_pretrained(folder / "scheduler")
+    index = {
+        "_class_name": "MVDreamPipeline",
+        "_diffusers_version": "0.25.0",
+        "requires_safety_checker": False,
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["mv_unet", "MultiViewUNetModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    if image:
+        CLIPVisionModel(
+            CLIPVisionConfig(
+                hidden_size=IMAGE_WIDTH, intermediate_size=64, num_attention_heads=4, num_hidden_layers=3, image_size=32, patch_size=8
+            )
+        ).save_pretrained(folder / "image_encoder")
+        CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder / "feature_extractor")
+        index.update(feature_extractor=["transformers", "CLIPImageProcessor"], image_encoder=["transformers", "CLIPVisionModel"])
+    else:
+        index.update(feature_extractor=[None, None], image_encoder=[None, None])
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return folder
