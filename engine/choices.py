@@ -191,3 +191,11 @@ IMAGE_PREPARATIONS: Choices[Choice] = Choices(
     Choice("AUTO", "Auto", "Cut the object out (by alpha, or a uniform background colour), centre it on white"),
     Choice("NONE", "None", "Only put an RGBA image on white and resize it"),
 )
+
+VIEW_SOURCES: Choices[Choice] = Choices(
+    "view source",
+    Choice("FILE", "Image File", "An object image file (transparent background, or a plain one)"),
+    Choice("IMAGE", "Loaded Image", "An image already in this .blend"),
+    Choice("OBJECT", "Selected Object", "The selected object(s), rendered from the front with a transparent film"),
+    Choice("TEXT", "Text Only", "No image: MVDream makes the views from the prompt"),
+)

@@ -81,3 +81,37 @@ def transforms(size: int, elevation_deg: float, distance: float = DISTANCE, fov_
             for i, a in enumerate(AZIMUTHS)
         ],
     }
+
+
+FRONT_VIEW = 1  # ImageDream sees its input image as view 1 (azimuth 90: the camera on +X)
+
+
+def object_scale(half_extent: float, fill: float = 0.8) -> float:
+    """Scene units per unit of the views' world for an object whose front silhouette reaches ``half_extent`` from its centre.
+
+    The prepared input shows the object filling ``fill`` of the frame; at the
+    views' distance and field of view that is this many units of their world.
+    """
+    if not half_extent > 0:
+        raise BadInput(f"An object's size must be greater than 0, got {half_extent}")
+    return half_extent / (fill * DISTANCE * math.tan(math.radians(FOV_DEG) / 2))
+
+
+def scene_placement(centre: tuple[float, float, float], scale: float = 1.0) -> np.ndarray:
+    """4×4 similarity from the views' world into a scene: view 1 (the input's view) turned to the scene's front (−Y), scaled, moved."""
+    turn = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # −90° about Z: +X → −Y
+    placement = np.eye(4)
+    placement[:3, :3] = scale * turn
+    placement[:3, 3] = centre
+    return placement
+
+
+def scene_cameras(placement: np.ndarray, elevation_deg: float) -> np.ndarray:
+    """The four views' camera-to-world matrices placed in the scene, rigid (the scale goes into the distance): [4, 4, 4]."""
+    scale = float(np.linalg.norm(placement[:3, 0]))
+    placed = []
+    for azimuth in AZIMUTHS:
+        matrix = placement @ camera_to_world(azimuth, elevation_deg, DISTANCE)
+        matrix[:3, :3] /= scale
+        placed.append(matrix)
+    return np.asarray(placed)

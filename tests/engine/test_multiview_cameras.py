@@ -84,3 +84,19 @@ def test_a_point_above_the_centre_shows_above_the_image_centre_in_every_view():
 def test_bad_camera_settings_are_refused(kwargs, message):
     with pytest.raises(BadInput, match=message):
         cameras.transforms(**{"size": 256, "elevation_deg": 0.0, **kwargs})
+
+
+def test_placed_in_a_scene_view_1_looks_from_the_front_at_the_object_and_the_scale_sets_the_distance():
+    centre, half = (1.0, 2.0, 0.5), 0.3
+    scale = cameras.object_scale(half)
+    placed = cameras.scene_cameras(cameras.scene_placement(centre, scale), 0.0)
+    front = placed[cameras.FRONT_VIEW]
+    np.testing.assert_allclose(front[:3, 3], np.array(centre) + [0, -cameras.DISTANCE * scale, 0], atol=1e-9)
+    np.testing.assert_allclose(front[:3, 2], [0, -1, 0], atol=1e-9)  # camera +Z points back at the viewer: it looks along +Y
+    for matrix in placed:
+        np.testing.assert_allclose(matrix[:3, :3] @ matrix[:3, :3].T, np.eye(3), atol=1e-9)
+        to_centre = np.array(centre) - matrix[:3, 3]
+        np.testing.assert_allclose(-matrix[:3, 2], to_centre / np.linalg.norm(to_centre), atol=1e-9)
+    # the object's half extent fills 80% of the half frame at that distance
+    frame_half = cameras.DISTANCE * scale * np.tan(np.radians(cameras.FOV_DEG) / 2)
+    assert half / frame_half == pytest.approx(0.8)

@@ -260,3 +260,17 @@ def test_a_cancelled_job_writes_nothing(models, tmp_path):
     with pytest.raises(JobCancelled):
         run(ViewsRequest(out_dir=str(tmp_path / "out"), model=str(models[MVDREAM]), prompt="a toy", size=SIZE, steps=2), token)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_quick_mesh_is_written_as_a_coloured_ply_that_reads_back(models, tmp_path):
+    request = ViewsRequest(out_dir=str(tmp_path / "out"), model=str(models[MVDREAM]), prompt="a toy", size=SIZE, steps=1, reconstruct=True)
+    result = run(request)
+    hull = result.hulls[0]
+    data = (tmp_path / "out" / "hull.ply").read_bytes()
+    header, body = data.split(b"end_header\n", 1)
+    assert f"element vertex {len(hull.vertices)}".encode() in header and f"element face {len(hull.faces)}".encode() in header
+    vertex = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")])
+    vertices = np.frombuffer(body[: len(hull.vertices) * vertex.itemsize], vertex)
+    np.testing.assert_array_equal(np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1), hull.vertices)
+    faces = np.frombuffer(body[len(hull.vertices) * vertex.itemsize :], np.dtype([("n", "u1"), ("v", "<i4", (3,))]))
+    assert (faces["n"] == 3).all() and np.array_equal(faces["v"], hull.faces)
