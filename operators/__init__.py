@@ -10,6 +10,7 @@ from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, 
 from .ldm3d import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
 from .machinery import compat, session
 from .machinery.render_setup import watch_render
+from .multiview import DIFFUSION3D_OT_generate_views
 from .stereo_rig import DIFFUSION3D_OT_add_stereo_rig, DIFFUSION3D_OT_animate_rig
 from .stereo_video import DIFFUSION3D_OT_render_stereo_video
 from .world_sphere import DIFFUSION3D_OT_build_world_sphere
@@ -25,6 +26,7 @@ classes = (
     DIFFUSION3D_OT_set_object_class,
     DIFFUSION3D_OT_generate_from_edges,
     DIFFUSION3D_OT_filter_dataset,
+    DIFFUSION3D_OT_generate_views,
     DIFFUSION3D_OT_find_models,
     DIFFUSION3D_OT_random_seed,
     DIFFUSION3D_OT_check_engine,

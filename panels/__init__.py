@@ -10,19 +10,22 @@ from .settings import (
     Diffusion3DGenerateSettings,
     Diffusion3DSceneSettings,
     Diffusion3DStereoSettings,
+    Diffusion3DViewsSettings,
 )
-from .sidebar import DIFFUSION3D_PT_dst, DIFFUSION3D_PT_engine, DIFFUSION3D_PT_stereo, DIFFUSION3D_PT_world
+from .sidebar import DIFFUSION3D_PT_dst, DIFFUSION3D_PT_engine, DIFFUSION3D_PT_stereo, DIFFUSION3D_PT_views, DIFFUSION3D_PT_world
 
 classes: tuple[type, ...] = (
     Diffusion3DPreferences,
     Diffusion3DGenerateSettings,
     Diffusion3DStereoSettings,
     Diffusion3DDSTSettings,
+    Diffusion3DViewsSettings,
     Diffusion3DSceneSettings,
     Diffusion3DFoundModel,
     DIFFUSION3D_PT_world,
     DIFFUSION3D_PT_stereo,
     DIFFUSION3D_PT_dst,
+    DIFFUSION3D_PT_views,
     DIFFUSION3D_PT_engine,
 )
 

@@ -12,6 +12,7 @@ from ..operators.dst.dataset import DST_OPTIONS
 from ..operators.dst.filter import FILTER_OPTIONS
 from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
 from ..operators.ldm3d import GENERATE_OPTIONS
+from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
@@ -37,6 +38,10 @@ class Diffusion3DDSTSettings(bpy.types.PropertyGroup):
     }
 
 
+class Diffusion3DViewsSettings(bpy.types.PropertyGroup):
+    __annotations__ = dict(VIEWS_OPTIONS)
+
+
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
     __annotations__ = {
         **CAPTURE_OPTIONS,
@@ -44,6 +49,7 @@ class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
         "generate": PointerProperty(type=Diffusion3DGenerateSettings),
         "stereo": PointerProperty(type=Diffusion3DStereoSettings),
         "dst": PointerProperty(type=Diffusion3DDSTSettings),
+        "views": PointerProperty(type=Diffusion3DViewsSettings),
         "last_capture": StringProperty(name="Last Capture", subtype="DIR_PATH", default=""),
         "last_generation": StringProperty(name="Last Generation", subtype="DIR_PATH", default=""),
     }

@@ -16,6 +16,7 @@ from ..operators.engine_ops import last_check
 from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.machinery import compat, session
 from ..operators.machinery.job import current, progress_text
+from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
@@ -280,6 +281,52 @@ def _prefixed_button(layout: bpy.types.UILayout, idname: str, icon: str, dst: An
     for name in options:
         if name != "dataset_dir":
             setattr(op, name, getattr(dst, prefix + name))
+
+
+class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Object Views"
+    bl_idname = "DIFFUSION3D_PT_views"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        assert layout is not None
+        views = context.scene.diffusion3d.views
+        draw_job_progress(layout)
+        box = layout.box()
+        box.label(text="Four Views (ImageDream / MVDream)", icon="VIEW_CAMERA")
+        col = box.column(align=True)
+        col.prop(views, "source")
+        if views.source == "FILE":
+            col.prop(views, "image_path", text="")
+        elif views.source == "IMAGE":
+            col.prop_search(views, "image_name", bpy.data, "images", text="")
+        elif views.source == "OBJECT":
+            col.prop_search(views, "object_name", bpy.data, "objects", text="", icon="OBJECT_DATA")
+            if not views.object_name:
+                selected = len(context.selected_objects or ())
+                col.label(text=f"{selected} selected object{'s' if selected != 1 else ''}", icon="RESTRICT_SELECT_OFF")
+        col.prop(views, "model", text="", icon="FILE_FOLDER")
+        col = box.column(align=True)
+        col.prop(views, "prompt", text="", icon="TEXT")
+        col.prop(views, "negative_prompt", text="", icon="REMOVE")
+        col = box.column(align=True)
+        row = col.row(align=True)
+        row.prop(views, "steps")
+        row.prop(views, "guidance")
+        row = col.row(align=True)
+        row.prop(views, "seed")
+        row.prop(views, "count")
+        col.prop(views, "elevation")
+        col.prop(views, "size")
+        if views.source != "TEXT":
+            col.prop(views, "preparation")
+        col.prop(views, "scheduler")
+        col = box.column(align=True)
+        col.prop(views, "reconstruct")
+        col.prop(views, "output_dir", text="")
+        col.prop(views, "overwrite")
+        pass_options(box.operator("diffusion3d.generate_views", text="Generate Views", icon="PLAY"), views, VIEWS_OPTIONS)
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

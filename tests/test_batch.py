@@ -300,3 +300,59 @@ def test_dst_chain_edges_generate_and_filter(tmp_path):
     assert len(kcf["rejected"]) == 2 and (data / "kcf.json").is_file()
     again = batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--device", "cpu")
     assert again.returncode == 1 and "already holds" in again.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_views_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("views-models")
+    build_tiny("tiny_multiview:build_tiny_multiview", root / "imagedream", image=True)
+    build_tiny("tiny_multiview:build_tiny_multiview", root / "mvdream", image=False)
+    return root
+
+
+@pytest.mark.slow
+def test_multiview_from_an_image_and_from_a_blend_object_with_the_quick_mesh(tmp_path, tiny_views_models):
+    from engine.imagefiles import write_png
+
+    common = ("--models-dir", str(tiny_views_models), "--size", "64", "--steps", "1")
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[20:80, 30:66] = [200, 60, 30, 255]
+    write_png(tmp_path / "toy.png", rgba)
+    first = summary(
+        batch("multiview", "--image", str(tmp_path / "toy.png"), "--model", "imagedream", "--out", str(tmp_path / "a"), *common)
+    )
+    assert sorted(first["paths"][0]) == sorted([*(f"view_{i}.png" for i in range(4)), "input.png", "transforms.json", "meta.json"])
+    transforms = json.loads(Path(first["paths"][0]["transforms.json"]).read_text())
+    assert len(transforms["frames"]) == 4 and transforms["w"] == 64
+
+    scene = tmp_path / "scene.blend"
+    make = f"import bpy; bpy.ops.mesh.primitive_monkey_add(); bpy.ops.wm.save_as_mainfile(filepath={str(scene)!r})"
+    subprocess.run([sys.executable, "-c", make], check=True, capture_output=True, timeout=120)
+    second = summary(
+        batch(
+            "multiview",
+            "--blend",
+            str(scene),
+            "--object",
+            "Suzanne",
+            "--model",
+            "imagedream",
+            "--reconstruct",
+            "--out",
+            str(tmp_path / "b"),
+            "--save",
+            str(tmp_path / "views.blend"),
+            *common,
+        )
+    )
+    assert "hull.ply" in second["paths"][0] and Path(second["blend"]).is_file()
+    third = summary(
+        batch("multiview", "--prompt", "a toy car", "--model", "mvdream", "--count", "2", "--out", str(tmp_path / "c"), *common)
+    )
+    assert len(third["paths"]) == 2 and "input.png" not in third["paths"][0]
+
+
+def test_multiview_refuses_an_object_without_its_blend_in_one_line(tmp_path):
+    proc = batch("multiview", "--object", "Suzanne", "--out", str(tmp_path / "x"))
+    lines = [line for line in proc.stderr.strip().splitlines() if line]
+    assert proc.returncode != 0 and len(lines) == 1 and "--blend and --object go together" in lines[0], proc.stderr[-1000:]

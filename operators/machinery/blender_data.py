@@ -188,3 +188,21 @@ def _groups_as_attributes(obj: bpy.types.Object, groups: list[str]) -> bpy.types
         bpy.data.node_groups.remove(tree)
         raise
     return modifier
+
+
+def vertex_colour_material(name: str, mesh: bpy.types.Mesh, colours: np.ndarray) -> bpy.types.Material:
+    """Per-vertex colours (sRGB values in [0, 1], as images store them) as the mesh's colour attribute, shown by a new material."""
+    srgb = np.clip(np.asarray(colours, np.float64), 0, 1)
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)  # float colour attributes are linear
+    rgba = np.concatenate([linear, np.ones((len(linear), 1))], axis=1).astype(np.float32)
+    attribute = mesh.color_attributes.new("Colour", "FLOAT_COLOR", "POINT")
+    attribute.data.foreach_set("color", rgba.ravel())
+    material = bpy.data.materials.new(name)
+    tree = compat.node_tree(material)
+    nodes, links = tree.nodes, tree.links
+    shader = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    colour = nodes.new("ShaderNodeVertexColor")
+    colour.layer_name, colour.location = "Colour", (-300, 200)
+    links.new(colour.outputs["Color"], shader.inputs["Base Color"])
+    mesh.materials.append(material)
+    return material

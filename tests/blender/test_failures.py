@@ -16,7 +16,7 @@ import time
 import bpy
 import pytest
 import window_driver as wd
-from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
+from blender_helpers import add_box, animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 from support import build_tiny, engine_python, models_here
 
 pytestmark = pytest.mark.timeout(240)
@@ -56,6 +56,7 @@ def tiny_models(tmp_path_factory):
     build_tiny("tiny_ldm3d:build_tiny_ldm3d", folder / "tiny-ldm3d", vae_channels=4)
     build_tiny("tiny_controlnet:build_tiny_sd", folder / "sd")
     build_tiny("tiny_controlnet:build_tiny_controlnet", folder / "cn")
+    build_tiny("tiny_multiview:build_tiny_multiview", folder / "imagedream")
     return folder
 
 
@@ -89,6 +90,13 @@ def edge_dataset(tmp_path, request):
     return dict(dataset_dir=str(data), base_model=str(models / "sd"), controlnet=str(models / "cn"), steps=2)
 
 
+def object_views(tmp_path, request):
+    """A selected box made into views by the tiny ImageDream, with the quick mesh."""
+    run_models_as_users_do(request)
+    add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8)).select_set(True)
+    return dict(source="OBJECT", model="imagedream", size=64, steps=1, reconstruct=True, output_dir=str(tmp_path / "out"))
+
+
 def generated_dataset(tmp_path, request):
     options = edge_dataset(tmp_path, request)
     assert bpy.ops.diffusion3d.generate_from_edges(**options, images_per_view=3) == {"FINISHED"}  # 6 images: 3 per fold
@@ -118,9 +126,17 @@ OPERATORS = [
     ("ldm3d", "generate_panorama", ldm3d_model, None, ["prepare", "engine", "finish"]),
     ("dst.generate", "generate_from_edges", edge_dataset, None, ["prepare", "engine", "finish"]),
     ("dst.filter", "filter_dataset", generated_dataset, None, ["prepare", "engine", "finish"]),
+    (
+        "multiview",
+        "generate_views",
+        object_views,
+        "FrontRender",
+        ["stage", "start", "step", "rendered", "done", "prepare", "engine", "vertex_colour_material", "finish"],
+    ),
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]
 STAGE_PHASES = ("start", "step", "rendered", "done")
+AFTER_ENGINE = ("engine", "finish", "vertex_colour_material")  # the engine job may have written its files
 
 
 def break_phase(addon, monkeypatch, module_name, op_name, stage_class, phase):
@@ -173,7 +189,7 @@ def test_a_failure_in_any_phase_ends_the_job_cleanly_and_frees_the_add_on(
     assert not addon.operators.machinery.job.current.busy()
     out = tmp_path / "out"
     written = list(out.rglob("*")) if out.exists() else []
-    if phase in ("engine", "finish"):  # the engine job may have written its files (all or nothing): they are whole and stay
+    if phase in AFTER_ENGINE:  # the engine job may have written its files (all or nothing): they are whole and stay
         assert not any(".part" in p.name for p in written), "nothing half-written"
     else:  # before the engine job, nothing is written
         assert not any(p.suffix in (".mp4", ".json", ".exr") for p in written), "nothing written"

@@ -73,6 +73,7 @@ def test_every_sidebar_panel_draws(addon, variant):
         settings.depth_mode, settings.relative_mapping = "RELATIVE", "INVERSE"
         settings.generate.init = "FILES"
         settings.origin = "LOCATION"
+        settings.views.source = "OBJECT" if variant.startswith("flat") else "IMAGE"
     if variant.startswith("relative"):
         bpy.ops.diffusion3d.add_stereo_rig(place="CURSOR")
     sidebar = addon.panels.sidebar
@@ -85,7 +86,8 @@ def test_every_sidebar_panel_draws(addon, variant):
         bpy.context.view_layer.objects.active = box
         bpy.ops.diffusion3d.set_object_class(class_name="crate", tags="old, wooden")
         assert (box["diffusion3d_class"], box["diffusion3d_tags"]) == ("crate", "old, wooden")
-    for cls in (sidebar.DIFFUSION3D_PT_world, sidebar.DIFFUSION3D_PT_stereo, sidebar.DIFFUSION3D_PT_dst, sidebar.DIFFUSION3D_PT_engine):
+    panels = (sidebar.DIFFUSION3D_PT_world, sidebar.DIFFUSION3D_PT_stereo, sidebar.DIFFUSION3D_PT_dst, sidebar.DIFFUSION3D_PT_views)
+    for cls in (*panels, sidebar.DIFFUSION3D_PT_engine):
         log = draw(cls, bpy.context)
         assert log, f"{cls.__name__} drew nothing"
         buttons |= {name for kind, name in log if kind == "operator"}
@@ -98,6 +100,7 @@ def test_every_sidebar_panel_draws(addon, variant):
         "diffusion3d.animate_rig",
         "diffusion3d.render_stereo_video",
         "diffusion3d.capture_panorama",
+        "diffusion3d.generate_views",
     } <= buttons
 
 
