@@ -17,13 +17,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from tiny_multiview import build_tiny_multiview  # noqa: E402
+from tiny_multiview import build_tiny_multiview, port_loop  # noqa: E402
 
-from engine.diffusion import core, multiview  # noqa: E402
+from engine.diffusion import multiview  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.imagefiles import read_png, write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
-from engine.multiview.cameras import model_cameras  # noqa: E402
 from engine.multiview.job import ViewsRequest  # noqa: E402
 from engine.multiview.model import IMAGEDREAM, MVDREAM, inspect_multiview, load_multiview  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
@@ -81,41 +80,12 @@ class Calls:
             hook.remove()
 
 
-def reference_loop(model, s: multiview.ViewSettings) -> np.ndarray:
-    """The port's loop as its description gives it (one object set): [uncond × 5, cond × 5] batches, ip and ip_img per call."""
-    unet, vae, scaling = model.unet, model.vae, model.vae.config.scaling_factor
-    scheduler = core.make_scheduler("DDIM", model.scheduler_config)
-    scheduler.set_timesteps(s.steps)
-    latents = (
-        torch.randn((5, 4, SIZE // 8, SIZE // 8), generator=torch.Generator("cpu").manual_seed(s.seeds[0])) * scheduler.init_noise_sigma
-    )
-    tokens = model.tokenizer([s.prompts[0], s.negatives[0]], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-    pos, neg = model.text_encoder(tokens.input_ids)[0].chunk(2)
-    pixels = model.image_processor(images=np.round(s.image * 255).astype(np.uint8), return_tensors="pt").pixel_values
-    ip = model.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
-    ip_img = vae.encode(torch.from_numpy(s.image).permute(2, 0, 1)[None] * 2 - 1).latent_dist.mode() * scaling
-    camera = torch.from_numpy(model_cameras(s.elevation))
-    for t in scheduler.timesteps:
-        x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-        x[4::5] = torch.cat([torch.zeros_like(ip_img), ip_img])
-        context = torch.cat([neg] * 5 + [pos] * 5)
-        ip_tokens = unet.image_embed(torch.cat([torch.zeros_like(ip)] * 5 + [ip] * 5))
-        timesteps = torch.tensor([t] * 10, dtype=latents.dtype)
-        noise = unet(x, timesteps, torch.cat([context, ip_tokens], dim=1), return_dict=False, camera=torch.cat([camera] * 2), num_frames=5)[
-            0
-        ]
-        uncond, cond = noise.chunk(2)
-        latents = scheduler.step(uncond + s.guidance * (cond - uncond), t, latents, return_dict=False)[0]
-    decoded = vae.decode(latents[:4] / scaling, return_dict=False)[0]
-    return (decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-
-
 def test_imagedream_gives_the_numbers_of_the_ports_own_loop(models):
     model = load(models[IMAGEDREAM])
     s = settings(image=object_image(), elevation=5.0)
     ours = multiview.generate(model, s, quiet())
     with torch.inference_mode():
-        reference = reference_loop(model, s)
+        reference = port_loop(model, s)
     assert ours.views.shape == (1, 4, SIZE, SIZE, 3)
     np.testing.assert_allclose(ours.views[0], reference, atol=5e-4)  # batching differs: float rounding only
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from tiny_ldm3d import write_tokenizer
 
@@ -105,3 +106,42 @@ def build_tiny_multiview(folder: Path, image: bool = True, seed: int = 0, width:
         index.update(feature_extractor=[None, None], image_encoder=[None, None])
     (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return folder
+
+
+@torch.inference_mode()
+def port_loop(model, s) -> np.ndarray:
+    """A plain reference: the port's loop as its description gives it, for one object set with an image and guidance > 1.
+
+    Every step rebuilds the batch [uncond × 5, cond × 5]: the text contexts, the
+    raw image features through the resampler, the cameras and the image latent
+    written into frames 4 and 9, then guidance and a DDIM step. Returns the four
+    views, 4 × H × W × 3 in [0, 1].
+    """
+    from engine.diffusion import core
+    from engine.multiview.cameras import model_cameras
+
+    size = s.size
+    unet, vae, scaling = model.unet, model.vae, model.vae.config.scaling_factor
+    scheduler = core.make_scheduler("DDIM", model.scheduler_config)
+    scheduler.set_timesteps(s.steps)
+    latents = (
+        torch.randn((5, 4, size // 8, size // 8), generator=torch.Generator("cpu").manual_seed(s.seeds[0])) * scheduler.init_noise_sigma
+    )
+    tokens = model.tokenizer([s.prompts[0], s.negatives[0]], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    pos, neg = model.text_encoder(tokens.input_ids)[0].chunk(2)
+    pixels = model.image_processor(images=np.round(s.image * 255).astype(np.uint8), return_tensors="pt").pixel_values
+    ip = model.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
+    ip_img = vae.encode(torch.from_numpy(s.image).permute(2, 0, 1)[None] * 2 - 1).latent_dist.mode() * scaling
+    camera = torch.from_numpy(model_cameras(s.elevation))
+    for t in scheduler.timesteps:
+        x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        x[4::5] = torch.cat([torch.zeros_like(ip_img), ip_img])
+        context = torch.cat([neg] * 5 + [pos] * 5)
+        ip_tokens = unet.image_embed(torch.cat([torch.zeros_like(ip)] * 5 + [ip] * 5))
+        timesteps = torch.tensor([t] * 10, dtype=latents.dtype)
+        inputs = dict(camera=torch.cat([camera] * 2), num_frames=5)
+        noise = unet(x, timesteps, torch.cat([context, ip_tokens], dim=1), return_dict=False, **inputs)[0]
+        uncond, cond = noise.chunk(2)
+        latents = scheduler.step(uncond + s.guidance * (cond - uncond), t, latents, return_dict=False)[0]
+    decoded = vae.decode(latents[:4] / scaling, return_dict=False)[0]
+    return (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
