@@ -196,3 +196,19 @@ def test_the_quick_mesh_of_blender_renders_from_the_four_cameras_contains_the_ob
     assert iou >= 0.9, f"IoU {iou:.3f}"
     missed = ~inside_mesh[solid(points, mesh.voxel_size)]
     assert not missed.any(), f"the mesh contains the object ({missed.sum()} of {missed.size} points outside)"
+
+
+def test_a_loaded_image_and_a_collection_are_sources_too(model_prefs, tmp_path):
+    image = bpy.data.images.load(str(object_png(tmp_path / "toy.png")))
+    assert views(tmp_path, source="IMAGE", image_name=image.name, output_dir=str(tmp_path / "a")) == {"FINISHED"}
+    assert (tmp_path / "a" / "input.png").is_file()
+    shelf = bpy.data.collections.new("Shelf")
+    bpy.context.scene.collection.children.link(shelf)
+    for name, x in (("Cup", 0.0), ("Pot", 1.0)):
+        box = add_box(name, (x, 0.0, 0.0), (x + 0.4, 0.4, 0.5))
+        for collection in list(box.users_collection):
+            collection.objects.unlink(box)
+        shelf.objects.link(box)
+    assert views(tmp_path, source="OBJECT", object_name="Shelf", output_dir=str(tmp_path / "b")) == {"FINISHED"}
+    cams = [o for o in bpy.data.objects if o.get("diffusion3d_view") == 1]
+    assert any(lands_in_the_centre(c, (0.7, 0.2, 0.25)) for c in cams), "the collection's views centre on all its objects"

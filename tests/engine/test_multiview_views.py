@@ -244,3 +244,17 @@ def test_the_quick_mesh_is_written_as_a_coloured_ply_that_reads_back(models, tmp
     np.testing.assert_array_equal(np.stack([vertices["x"], vertices["y"], vertices["z"]], axis=1), hull.vertices)
     faces = np.frombuffer(body[len(hull.vertices) * vertex.itemsize :], np.dtype([("n", "u1"), ("v", "<i4", (3,))]))
     assert (faces["n"] == 3).all() and np.array_equal(faces["v"], hull.faces)
+
+
+@pytest.mark.parametrize("scheduler", ["DPMPP_2M", "EULER_A", "UNIPC"])
+def test_every_sampler_runs_the_multi_view_batch(models, scheduler):
+    model = load(models[IMAGEDREAM])
+    out = multiview.generate(model, settings(image=object_image(), scheduler=scheduler, steps=3), quiet())
+    assert out.views.shape == (1, 4, SIZE, SIZE, 3) and np.isfinite(out.views).all()
+
+
+def test_a_file_that_is_not_an_image_is_refused(models, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    request = ViewsRequest(out_dir=str(tmp_path / "out"), model=str(models[IMAGEDREAM]), image_path=str(tmp_path / "notes.png"), size=SIZE)
+    with pytest.raises(BadInput, match="Cannot read .*notes.png as an image"):
+        run(request)
