@@ -237,7 +237,8 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
     if args.no_seamless:
         options["seamless"] = False
     run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
-    from diffusion3d.engine.ldm3d import OUTPUT_NAMES, sample_dirs  # type: ignore[import-not-found]
+    from diffusion3d.engine.ldm3d import OUTPUT_NAMES  # type: ignore[import-not-found]
+    from diffusion3d.engine.samples import sample_dirs  # type: ignore[import-not-found]
 
     return {
         "paths": [{name: str(f / name) for name in OUTPUT_NAMES} for f in sample_dirs(out, args.count)],
@@ -781,7 +782,7 @@ def multiview(args: argparse.Namespace) -> dict[str, Any]:
         overwrite=args.overwrite,
     )
     seconds = time.perf_counter() - start
-    from diffusion3d.engine.ldm3d import sample_dirs  # type: ignore[import-not-found]
+    from diffusion3d.engine.samples import sample_dirs  # type: ignore[import-not-found]
 
     summary: dict[str, Any] = {
         "paths": [{p.name: str(p) for p in sorted(folder.iterdir())} for folder in sample_dirs(out, args.count)],

@@ -185,7 +185,8 @@ def write_exr(path: Path, channels: dict[str, np.ndarray], compression: str = EX
     """Write float32 H×W channels (sorted by name) as one scanline EXR part."""
     names = sorted(channels)
     stacked = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names], axis=-1)
-    _write(path, stacked, "float", names, {"compression": compression})
+    # An empty DateTime keeps OpenEXR's writer from stamping the time (capDate): the same pixels give the same bytes.
+    _write(path, stacked, "float", names, {"compression": compression, "DateTime": ""})
 
 
 def write_png(path: Path, pixels: np.ndarray) -> None:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ from . import depth as depthlib
 from .choices import PROJECTIONS, SCHEDULERS
 from .diffusion import sources
 from .errors import BadInput
-from .imagefiles import NewFiles, write_png
 from .progress import Reporter
+from .samples import Writer, check_sampling, json_file, planned, png, write_samples
 
 OUTPUT_NAMES = ("rgb.png", "depth16.png", "depth.npy", "meta.json")
 ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
@@ -77,11 +75,6 @@ class RGBDResult:
     unet_calls: int = 0
 
 
-def sample_dirs(out_dir: Path, count: int) -> list[Path]:
-    """One sample: the files go straight into ``out_dir``; several: ``sample-1``, ``sample-2``, …"""
-    return [out_dir] if count == 1 else [out_dir / f"sample-{i + 1}" for i in range(count)]
-
-
 def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
     if r.init_depth_path:
         stored = depthlib.read_depth_file(r.init_depth_path)
@@ -121,16 +114,9 @@ def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int,
     """Everything but memory: returns (width, height, init RGB, init disparity)."""
     PROJECTIONS.get(r.projection)
     SCHEDULERS.get(r.scheduler)
-    if r.steps < 1:
-        raise BadInput(f"Steps must be at least 1, got {r.steps}")
+    check_sampling(r.steps, r.count, MAX_COUNT, r.guidance, r.seed)
     if not 0.0 <= r.strength <= 1.0:
         raise BadInput(f"Strength must be between 0 and 1, got {r.strength}")
-    if not 1 <= r.count <= MAX_COUNT:
-        raise BadInput(f"Count must be from 1 to {MAX_COUNT}, got {r.count}")
-    if not np.isfinite(r.guidance) or r.guidance < 0:
-        raise BadInput(f"Guidance must be a number ≥ 0, got {r.guidance}")
-    if not 0 <= r.seed < 2**63:
-        raise BadInput(f"Seed must be from 0 to 2^63 - 1, got {r.seed}")
     rgb, disparity = _init_arrays(r)
     if rgb is None and not r.prompt.strip():
         raise BadInput("LDM3D is a text-to-RGBD model: it needs a prompt (only img2img may run without one)")
@@ -155,22 +141,6 @@ def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int,
     if panoramic and width != 2 * height:
         raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
     return width, height, rgb, disparity
-
-
-def download_progress(report: Reporter) -> type:
-    """A tqdm class for huggingface_hub that turns its file count into progress notes (and honours cancel)."""
-    from tqdm.auto import tqdm
-
-    class DownloadProgress(tqdm):  # type: ignore[misc, valid-type]
-        files_done = 0  # counted here: a disabled tqdm does not count
-
-        def update(self, n: float | None = 1) -> bool | None:
-            shown = super().update(n)
-            self.files_done += int(n or 0)
-            report.note(f"Downloading model files: {self.files_done} of {self.total or '?'}")
-            return shown
-
-    return DownloadProgress
 
 
 def estimate_bytes(model: sources.ModelFolder, width: int, height: int, count: int, guided: bool, dtype_bytes: int, tiled: bool) -> int:
@@ -229,11 +199,9 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     out_dir = Path(r.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"Output folder {out_dir} is a file")
-    targets = [d / name for d in sample_dirs(out_dir, r.count) for name in OUTPUT_NAMES]
-    NewFiles(targets, r.overwrite)  # refuses existing outputs now, before any model work
+    planned(out_dir, r.count, OUTPUT_NAMES, r.overwrite)
     access = r.access
-    progress = download_progress(report) if access.allow_download else None
-    path = access.locate(r.model, progress)
+    path = access.locate(r.model, report)
     model_folder = sources.inspect_ldm3d(path, r.model, access.allow_pickle)
     width, height, init_rgb, init_disparity = check_request(r, model_folder)
     seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)
@@ -241,7 +209,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     estimator = None
     if img2img and init_disparity is None:
         try:
-            estimator = access.locate(r.depth_estimator, progress, ESTIMATOR_FILES)
+            estimator = access.locate(r.depth_estimator, report, ESTIMATOR_FILES)
         except BadInput as exc:
             raise BadInput(f"No init depth was given, and the depth estimator is not available: {exc}") from None
     report.total = (min(int(r.steps * r.strength), r.steps) if img2img else r.steps) + 5 + (estimator is not None)
@@ -289,49 +257,19 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     result = RGBDResult(width=width, height=height, seeds=seeds, kind=model_folder.kind, revision=model_folder.revision)
     estimated = {"init_depth": f"estimated with {r.depth_estimator}"} if estimator is not None else {}
     metas = [{**_meta(r, model_folder, width, height, seed, seamless, img2img), **estimated} for seed in seeds]
-    result.paths = _write_samples(out_dir, targets, r.overwrite, images, metas)
+    writers = [_writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta) for i, meta in enumerate(metas)]
+    result.paths = write_samples(out_dir, writers, r.overwrite)
     report.step("Files written")
     result.seconds = time.perf_counter() - started
     result.unet_calls = images.unet_calls
     return result
 
 
-def _write_samples(out_dir: Path, targets: list[Path], overwrite: bool, images: Any, metas: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """All samples' files, all-or-nothing; folders made here are removed again on failure."""
-    folders = sample_dirs(out_dir, len(metas))
-    made = [d for d in [out_dir, *folders] if not d.exists()]
-    written: list[dict[str, str]] = []
-    try:
-        with NewFiles(targets, overwrite) as files:
-            for i, folder in enumerate(folders):
-                folder.mkdir(parents=True, exist_ok=True)
-                writers = _writers(images.rgb[i], images.disparity16[i], images.disparity[i], metas[i])
-                paths = {name: folder / name for name in OUTPUT_NAMES}
-                for name, path in paths.items():
-                    files.write(path, writers[name])
-                written.append({name: str(path) for name, path in paths.items()})
-    except BaseException:
-        for folder in reversed(made):  # leave no empty folders behind
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
-    return written
-
-
-def _writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Callable[[Path], None]]:
+def _writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Writer]:
     """How each output file of one sample is written."""
-
-    def rgb_png(path: Path) -> None:
-        write_png(path, np.round(rgb * 255).astype(np.uint8))
-
-    def depth_png(path: Path) -> None:
-        write_png(path, d16)
 
     def depth_npy(path: Path) -> None:
         with open(path, "wb") as f:  # np.save on a path would append ".npy" to the temporary name
             np.save(f, np.ascontiguousarray(disparity, dtype=np.float32))
 
-    def meta_json(path: Path) -> None:
-        path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-    return {"rgb.png": rgb_png, "depth16.png": depth_png, "depth.npy": depth_npy, "meta.json": meta_json}
+    return {"rgb.png": png(rgb), "depth16.png": png(d16), "depth.npy": depth_npy, "meta.json": json_file(meta)}

@@ -28,7 +28,7 @@ from .machinery.blender_data import image_pixels, load_image, mesh_from_arrays, 
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.render_setup import render_result
 
-FRONT_RESOLUTION = 512  # the front render, before the engine cuts the object out and resizes it to the model's size
+FRONT_OVERSAMPLING = 2  # the front render is this many times the views' size; the engine cuts the object out and resizes it
 FRONT_SAMPLES = 32
 
 VIEWS_OPTIONS: dict[str, Any] = {
@@ -111,8 +111,8 @@ class FrontRender(Stage):
     label = "Rendering the front view"
     render_name = "The front render"
 
-    def __init__(self, objects: list[bpy.types.Object], placement: np.ndarray, elevation: float, png: Path) -> None:
-        self.objects, self.placement, self.elevation, self.png = objects, placement, elevation, png
+    def __init__(self, objects: list[bpy.types.Object], placement: np.ndarray, elevation: float, resolution: int, png: Path) -> None:
+        self.objects, self.placement, self.elevation, self.resolution, self.png = objects, placement, elevation, resolution, png
         self._made: list[tuple[Any, Any]] = []
         self._scene: bpy.types.Scene | None = None
 
@@ -140,7 +140,7 @@ class FrontRender(Stage):
             scene.collection.objects.link(light)
         render = scene.render
         render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
-        render.resolution_x = render.resolution_y = FRONT_RESOLUTION
+        render.resolution_x = render.resolution_y = self.resolution
         render.resolution_percentage, render.film_transparent = 100, True
         scene.cycles.samples = FRONT_SAMPLES
         scene.view_settings.view_transform, scene.view_settings.look = user.view_settings.view_transform, user.view_settings.look
@@ -192,7 +192,8 @@ class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"{objects[0].name} has no extent to render")
         self._placement = cameras.scene_placement(tuple((low + high) / 2), cameras.object_scale(half))
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-views-"))
-        self._front = FrontRender(objects, self._placement, self.elevation, self._scratch / "front.png")
+        resolution = FRONT_OVERSAMPLING * self.size
+        self._front = FrontRender(objects, self._placement, self.elevation, resolution, self._scratch / "front.png")
         return self._front
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:

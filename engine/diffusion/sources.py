@@ -19,9 +19,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput
+
+if TYPE_CHECKING:
+    from ..progress import Reporter
 
 RGBD6, RGBD4 = "rgbd6", "rgbd4"
 SD, SDXL = "sd", "sdxl"  # RGB Stable Diffusion with one text encoder (1.x, 2.x), or SDXL's two
@@ -152,9 +155,29 @@ class ModelAccess:
     device: str = "AUTO"  # AUTO, CPU, CUDA or MPS
     precision: str = "AUTO"  # AUTO, FP32, FP16 or BF16
 
-    def locate(self, source: str, progress: type | None = None, patterns: list[str] | None = None) -> Path:
-        """The folder holding ``source``, found (or downloaded) as these settings allow; see :func:`locate`."""
+    def locate(self, source: str, report: Reporter | None = None, patterns: list[str] | None = None) -> Path:
+        """The folder holding ``source``, found (or downloaded, its progress told to ``report``) as these settings allow.
+
+        ``patterns``: the files a download fetches; see :func:`locate`.
+        """
+        progress = download_progress(report) if report is not None and self.allow_download else None
         return locate(source, self.models_dir, self.cache_dir, self.allow_download, self.allow_pickle, progress, patterns)
+
+
+def download_progress(report: Reporter) -> type:
+    """A tqdm class for huggingface_hub that turns its file count into progress notes (and honours cancel)."""
+    from tqdm.auto import tqdm
+
+    class DownloadProgress(tqdm):  # type: ignore[misc, valid-type]
+        files_done = 0  # counted here: a disabled tqdm does not count
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            self.files_done += int(n or 0)
+            report.note(f"Downloading model files: {self.files_done} of {self.total or '?'}")
+            return shown
+
+    return DownloadProgress
 
 
 def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickle: bool) -> tuple[bool, str]:

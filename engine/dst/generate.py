@@ -85,7 +85,6 @@ def _check(r: EdgeGenerationRequest) -> None:
 
 def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGenerationResult:
     from ..diffusion import controlnet, loading, prompts, sources
-    from ..ldm3d import download_progress
 
     started = time.perf_counter()
     root = Path(r.dataset_dir)
@@ -102,15 +101,14 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
     NewFiles(targets, r.overwrite)  # refuses existing images now, before any model work
 
     access = r.access
-    progress = download_progress(report) if access.allow_download else None
-    base_path = access.locate(r.base_model, progress, sources.SD_DOWNLOAD_PATTERNS)
+    base_path = access.locate(r.base_model, report, sources.SD_DOWNLOAD_PATTERNS)
     base = sources.inspect_stable_diffusion(base_path, r.base_model, access.allow_pickle)
-    net_path = access.locate(r.controlnet, progress, sources.COMPONENT_PATTERNS)
+    net_path = access.locate(r.controlnet, report, sources.COMPONENT_PATTERNS)
     net = sources.inspect_component(net_path, r.controlnet, "ControlNetModel", access.allow_pickle)
     sources.check_controlnet_base(base, net)
     vae = None
     if r.vae:
-        vae_path = access.locate(r.vae, progress, sources.COMPONENT_PATTERNS)
+        vae_path = access.locate(r.vae, report, sources.COMPONENT_PATTERNS)
         vae = sources.inspect_component(vae_path, r.vae, "AutoencoderKL", access.allow_pickle)
         sources.check_vae_override(base, vae)
     expander = prompts.LocalLanguageModel(r.prompt_model, access.allow_pickle) if r.prompt_model else None

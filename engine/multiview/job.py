@@ -12,9 +12,7 @@ written all-or-nothing and nothing is overwritten unless asked.
 from __future__ import annotations
 
 import datetime
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,9 @@ from .. import __version__
 from ..choices import IMAGE_PREPARATIONS, SCHEDULERS
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import NewFiles, check_writable, read_image, write_png
-from ..ldm3d import download_progress, sample_dirs
+from ..imagefiles import check_writable, read_image
 from ..progress import Reporter
+from ..samples import Writer, check_sampling, json_file, planned, png, write_samples
 from . import cameras
 from .model import DOWNLOAD_PATTERNS, IMAGEDREAM, inspect_multiview
 from .prepare import prepare
@@ -37,7 +35,7 @@ MVDREAM_MODEL = "ashawkey/mvdream-sd2.1-diffusers"
 VIEW_NAMES = tuple(f"view_{i}.png" for i in range(4))
 TRAINED_ELEVATIONS = (0.0, 30.0)  # the range the models were trained on; outside it they still run, with a warning
 MAX_COUNT = 16
-HULL_RESOLUTION = 128
+HULL_VOXELS_PER_PIXEL = 0.5  # the quick mesh's grid: 128³ for 256-pixel views
 
 
 @dataclass
@@ -91,14 +89,7 @@ def _check(r: ViewsRequest) -> list[str]:
     """Everything about the request alone; returns warnings."""
     IMAGE_PREPARATIONS.get(r.preparation)
     SCHEDULERS.get(r.scheduler)
-    if r.steps < 1:
-        raise BadInput(f"Steps must be at least 1, got {r.steps}")
-    if not 1 <= r.count <= MAX_COUNT:
-        raise BadInput(f"Count must be from 1 to {MAX_COUNT}, got {r.count}")
-    if not np.isfinite(r.guidance) or r.guidance < 0:
-        raise BadInput(f"Guidance must be a number ≥ 0, got {r.guidance}")
-    if not 0 <= r.seed < 2**63:
-        raise BadInput(f"Seed must be from 0 to 2^63 - 1, got {r.seed}")
+    check_sampling(r.steps, r.count, MAX_COUNT, r.guidance, r.seed)
     if r.size < 64 or r.size % 64 or r.size > 1024:
         raise BadInput(f"The views' size must be a multiple of 64 from 64 to 1024 (the models were trained at 256), got {r.size}")
     if not np.isfinite(r.elevation) or abs(r.elevation) >= 90:
@@ -134,7 +125,7 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
     check_writable(out_dir)
     prepared = prepare(pixels, r.size, r.preparation) if pixels is not None else None
     access = r.access
-    path = access.locate(model_name, download_progress(report) if access.allow_download else None, DOWNLOAD_PATTERNS)
+    path = access.locate(model_name, report, DOWNLOAD_PATTERNS)
     folder = inspect_multiview(path, model_name, access.allow_pickle)
     if folder.takes_image and prepared is None:
         raise BadInput(f"{model_name} is an ImageDream model: it needs an object image (for text only, choose {MVDREAM_MODEL})")
@@ -142,16 +133,12 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
         raise BadInput(f"{model_name} is a text-only MVDream model: it cannot use the image (choose {IMAGEDREAM_MODEL}, or give no image)")
     if not folder.takes_image and not r.prompt.strip():
         raise BadInput("MVDream makes views from text: it needs a prompt")
-    names = output_names(folder.takes_image, r.reconstruct)
-    targets = [d / name for d in sample_dirs(out_dir, r.count) for name in names]
-    NewFiles(targets, r.overwrite)  # refuses existing outputs now, before any model work
+    planned(out_dir, r.count, output_names(folder.takes_image, r.reconstruct), r.overwrite)
     report.total = r.steps + 5 + r.reconstruct
     for warning in warnings:
         report.note(warning)
 
-    import torch  # the heavy part starts here
-
-    from ..diffusion import loading, multiview
+    from ..diffusion import loading, multiview  # the heavy part starts here
     from .model import load_multiview
 
     device = loading.pick_device(access.device)
@@ -170,32 +157,38 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
         elevation=r.elevation,
         image=prepared.rgb if prepared is not None else None,
     )
-    with torch.inference_mode():
-        images = multiview.generate(model, settings, report)
+    images = multiview.generate(model, settings, report)
     transforms = cameras.transforms(r.size, r.elevation)
-    hulls = [_hull(views, transforms) for views in images.views] if r.reconstruct else []
+    resolution = max(32, int(r.size * HULL_VOXELS_PER_PIXEL))
+    hulls = [_hull(views, transforms, resolution) for views in images.views] if r.reconstruct else []
     if r.reconstruct:
         report.step("Quick mesh carved")
     report.token.check()  # a cancel now still writes nothing
 
     meta = _meta(r, folder, model_name, prepared.how if prepared is not None else "")
-    files: dict[str, Any] = {"transforms.json": transforms}
-    if prepared is not None:
-        files["input.png"] = prepared.rgb
+    writers = []
+    for i, seed in enumerate(seeds):
+        files: dict[str, Writer] = {name: png(view) for name, view in zip(VIEW_NAMES, images.views[i])}
+        if prepared is not None:
+            files["input.png"] = png(prepared.rgb)
+        files["transforms.json"], files["meta.json"] = json_file(transforms), json_file({**meta, "seed": seed})
+        if hulls:
+            files["hull.ply"] = _ply(hulls[i])
+        writers.append(files)
     result = ViewsResult(seeds=seeds, kind=folder.kind, model=model_name, revision=folder.revision, size=r.size, transforms=transforms)
-    result.paths = _write_sets(out_dir, targets, r.overwrite, images.views, files, [{**meta, "seed": s} for s in seeds], hulls)
+    result.paths = write_samples(out_dir, writers, r.overwrite)
     report.step("Files written")
     result.hulls, result.warnings, result.unet_calls = hulls, warnings, images.unet_calls
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _hull(views: np.ndarray, transforms: dict[str, Any]) -> HullArrays:
+def _hull(views: np.ndarray, transforms: dict[str, Any], resolution: int) -> HullArrays:
     from .hull import silhouettes, visual_hull
 
     c2w = np.array([f["transform_matrix"] for f in transforms["frames"]], np.float64)
     mesh = visual_hull(
-        views, silhouettes(views), c2w, transforms["fl_x"], transforms["fl_y"], transforms["cx"], transforms["cy"], HULL_RESOLUTION
+        views, silhouettes(views), c2w, transforms["fl_x"], transforms["fl_y"], transforms["cx"], transforms["cy"], resolution
     )
     return HullArrays(mesh.vertices, mesh.faces, mesh.colours)
 
@@ -228,49 +221,7 @@ def _meta(r: ViewsRequest, folder: Any, model_name: str, how: str) -> dict[str, 
     }
 
 
-def _write_sets(
-    out_dir: Path,
-    targets: list[Path],
-    overwrite: bool,
-    views: np.ndarray,
-    shared: dict[str, Any],
-    metas: list[dict[str, Any]],
-    hulls: list[HullArrays],
-) -> list[dict[str, str]]:
-    """Every set's files, all-or-nothing; folders made here are removed again on failure."""
-    folders = sample_dirs(out_dir, len(metas))
-    made = [d for d in [out_dir, *folders] if not d.exists()]
-    written: list[dict[str, str]] = []
-    try:
-        with NewFiles(targets, overwrite) as files:
-            for i, folder in enumerate(folders):
-                folder.mkdir(parents=True, exist_ok=True)
-                for name, rgb in zip(VIEW_NAMES, views[i]):
-                    files.write(folder / name, _png(rgb))
-                if "input.png" in shared:
-                    files.write(folder / "input.png", _png(shared["input.png"]))
-                files.write(folder / "transforms.json", _json(shared["transforms.json"]))
-                files.write(folder / "meta.json", _json(metas[i]))
-                if hulls:
-                    files.write(folder / "hull.ply", _ply(hulls[i]))
-                written.append({t.name: str(t) for t in targets if t.parent == folder})
-    except BaseException:
-        for folder in reversed(made):  # leave no empty folders behind
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        raise
-    return written
-
-
-def _png(rgb: np.ndarray) -> Callable[[Path], object]:
-    return lambda path: write_png(path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
-
-
-def _json(value: Any) -> Callable[[Path], object]:
-    return lambda path: path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-
-
-def _ply(hull: HullArrays) -> Callable[[Path], object]:
+def _ply(hull: HullArrays) -> Writer:
     return lambda path: write_ply(path, hull)
 
 

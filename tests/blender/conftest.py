@@ -16,11 +16,20 @@ def addon() -> Any:
     return batch.load_addon()  # registers this folder as "diffusion3d", whatever it is called
 
 
-@pytest.fixture(autouse=True)
-def fresh_file(addon: Any) -> Iterator[None]:
-    bpy.ops.wm.read_homefile(use_empty=True)  # keeps the add-on enabled, unlike factory settings
+@pytest.fixture(scope="module", autouse=True)
+def engine_released_after_each_module(addon: Any) -> Iterator[None]:
+    """A module that keeps its engine warm (``warm_engine``) still leaves none behind."""
     yield
     addon.operators.machinery.session.release()
+
+
+@pytest.fixture(autouse=True)
+def fresh_file(addon: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    """An empty file for every test; the engine is released after it unless the test keeps it warm (``warm_engine``)."""
+    bpy.ops.wm.read_homefile(use_empty=True)  # keeps the add-on enabled, unlike factory settings
+    yield
+    if request.node.get_closest_marker("warm_engine") is None:
+        addon.operators.machinery.session.release()
 
 
 @pytest.fixture

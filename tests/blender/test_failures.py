@@ -19,7 +19,10 @@ import window_driver as wd
 from blender_helpers import add_box, animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 from support import build_tiny, engine_python, models_here
 
-pytestmark = pytest.mark.timeout(240)
+# The engine stays warm between cases (a worker start and model load per case cost minutes on Blender 5.2); each
+# case still ends with the add-on free and an unbroken run (conftest releases the engine after the module).
+pytestmark = [pytest.mark.timeout(240), pytest.mark.warm_engine]
+
 
 INJECTED = "injected failure"
 

@@ -18,7 +18,7 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
 from support import build_tiny, engine_python, models_here
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.warm_engine]  # one engine worker for the module
 SIZE = 64
 
 

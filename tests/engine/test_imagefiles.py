@@ -167,3 +167,9 @@ def test_resize_keeps_flat_colour_and_the_mean_of_a_shrunk_image():
     small = resize(noise, 16, 16)
     assert small.shape == (16, 16, 1) and abs(float(small.mean()) - float(noise.mean())) < 0.01
     assert resize(noise[..., 0], 8, 8).shape == (8, 8, 1)
+
+
+def test_an_exr_carries_no_write_time_so_the_same_pixels_give_the_same_bytes(tmp_path):
+    depth = np.linspace(1, 2, 12, dtype=np.float32).reshape(3, 4)
+    write_exr(tmp_path / "a.exr", {"Z": depth})
+    assert b"capDate" not in (tmp_path / "a.exr").read_bytes()

@@ -131,5 +131,5 @@ def test_model_access_locates_with_its_own_settings(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(sources, "locate", lambda *args: calls.append(args) or Path("/found"))
     access = ModelAccess("/m", "/c", allow_download=True, allow_pickle=True)
-    assert access.locate("org/repo", None, ["*.json"]) == Path("/found")
+    assert access.locate("org/repo", patterns=["*.json"]) == Path("/found")
     assert calls == [("org/repo", "/m", "/c", True, True, None, ["*.json"])]
