@@ -135,14 +135,14 @@ class FrontRender(Stage):
         if user.world is None and not any(o.type == "LIGHT" for o in scene.objects):  # a light at the camera, or all would be black
             light_data = bpy.data.lights.new("Diffusion3D Front", "SUN")
             light = bpy.data.objects.new("Diffusion3D Front Light", light_data)
-            self._made[1:1] = [(bpy.data.lights, light_data), (bpy.data.objects, light)]
+            self._made += [(bpy.data.lights, light_data), (bpy.data.objects, light)]
             light.matrix_world = camera.matrix_world
             scene.collection.objects.link(light)
         render = scene.render
         render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
         render.resolution_x = render.resolution_y = self.resolution
         render.resolution_percentage, render.film_transparent = 100, True
-        scene.cycles.samples = FRONT_SAMPLES
+        scene.cycles.samples, scene.cycles.device = FRONT_SAMPLES, user.cycles.device  # the user's GPU, if they render on one
         scene.view_settings.view_transform, scene.view_settings.look = user.view_settings.view_transform, user.view_settings.look
         return 1
 
