@@ -1,1 +1,3 @@
-"""Multi-view diffusion (ImageDream, MVDream): the four views' cameras, and (to come) the model, pipeline and outputs."""
+"""Multi-view diffusion (ImageDream, MVDream): the views' cameras (``cameras``), the input image (``prepare``), our own
+multi-view UNet (``unet``) and its checked loading (``model``), the ``generate_views`` job (``job``) and the quick mesh
+(``hull``). The pipeline is ``engine/diffusion/multiview.py``, on the shared denoising core."""
