@@ -62,7 +62,7 @@ def settings(width: int, height: int, steps: int, scheduler: str = "DDIM") -> ld
 
 
 def overhead(folder: Path, width: int, height: int, steps: int, repeats: int) -> dict[str, Any]:
-    model = loading.load_ldm3d(sources.inspect_ldm3d(folder), torch.device("cpu"), torch.float32)
+    model = loading.load_stable_diffusion(sources.inspect_ldm3d(folder), torch.device("cpu"), torch.float32)
     pipe = diffusers_ldm3d_pipeline(model)
     s = settings(width, height, steps)
 
@@ -105,7 +105,7 @@ def overhead(folder: Path, width: int, height: int, steps: int, repeats: int) ->
 
 
 def unet_evaluations(folder: Path) -> dict[str, Any]:
-    model = loading.load_ldm3d(sources.inspect_ldm3d(folder), torch.device("cpu"), torch.float32)
+    model = loading.load_stable_diffusion(sources.inspect_ldm3d(folder), torch.device("cpu"), torch.float32)
     calls: list[int] = []
     hook = model.unet.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
     figures = {}
@@ -161,7 +161,7 @@ def full_size(folder: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"gpu": torch.cuda.get_device_name(device)}
     for dtype_name, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
         loading.release()
-        model = loading.load_ldm3d(sources.inspect_ldm3d(folder), device, dtype)
+        model = loading.load_stable_diffusion(sources.inspect_ldm3d(folder), device, dtype)
         eager_unet = model.unet
         for compiled in (False, True):
             model.unet = torch.compile(eager_unet) if compiled else eager_unet

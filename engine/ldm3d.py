@@ -233,7 +233,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
         report.step(f"Estimating depth with {r.depth_estimator}")
         init_disparity = estimate_disparity(init_rgb, estimator, r.depth_estimator, access.allow_pickle, device)
     report.step(f"Loading {model_folder.name}")
-    model = loading.load_ldm3d(model_folder, device, dtype, offload=r.cpu_offload and device.type != "cpu")
+    model = loading.load_stable_diffusion(model_folder, device, dtype, offload=r.cpu_offload and device.type != "cpu")
     seeds = [r.seed + i for i in range(r.count)]
     settings = ldm3d.RGBDSettings(
         prompts=[r.prompt] * r.count,

@@ -20,7 +20,7 @@ import torch
 
 from ..progress import Reporter
 from . import core
-from .loading import LDM3DModel, on_device
+from .loading import StableDiffusionModel, on_device
 from .seamless import wrap_longitude
 from .sources import RGBD6
 
@@ -98,7 +98,7 @@ def _through_vae(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, va
     return fn(padded)[..., margin_out:-margin_out]
 
 
-def _configure(model: LDM3DModel, s: RGBDSettings) -> None:
+def _configure(model: StableDiffusionModel, s: RGBDSettings) -> None:
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     if s.vae_tiling:
@@ -112,7 +112,7 @@ def _configure(model: LDM3DModel, s: RGBDSettings) -> None:
 
 
 @torch.inference_mode()
-def generate(model: LDM3DModel, s: RGBDSettings, report: Reporter) -> RGBDImages:
+def generate(model: StableDiffusionModel, s: RGBDSettings, report: Reporter) -> RGBDImages:
     device, dtype, vae, unet = model.device, model.dtype, model.vae, model.unet
     factor = model.folder.vae_scale_factor
     scaling = vae.config.scaling_factor

@@ -53,7 +53,9 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 @dataclass
-class LDM3DModel:
+class StableDiffusionModel:
+    """One text encoder, a UNet and a VAE in the diffusers layout: LDM3D, or Stable Diffusion 2.x as ViewNeTI's base."""
+
     folder: ModelFolder
     tokenizer: Any
     text_encoder: Any
@@ -127,13 +129,16 @@ def scheduler_config(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
-def load_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool = False) -> LDM3DModel:
-    """The components from their published subfolders (safetensors unless the folder was allowed pickles)."""
+def load_stable_diffusion(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool = False) -> StableDiffusionModel:
+    """The components from their published subfolders (safetensors unless the folder was allowed pickles).
+
+    Any checked single-text-encoder folder: LDM3D (``inspect_ldm3d``), or SD 1.x/2.x (``inspect_stable_diffusion``).
+    """
     key = f"{folder.path}|{folder.revision}|{device}|{dtype}|{offload}"
-    return cached(key, lambda: _build_ldm3d(folder, device, dtype, offload))
+    return cached(key, lambda: _build_stable_diffusion(folder, device, dtype, offload))
 
 
-def _build_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool) -> LDM3DModel:
+def _build_stable_diffusion(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool) -> StableDiffusionModel:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -147,7 +152,7 @@ def _build_ldm3d(folder: ModelFolder, device: torch.device, dtype: torch.dtype, 
     )
     tokenizer = from_pretrained(CLIPTokenizer.from_pretrained, path / "tokenizer", name)
     place([unet, vae, text_encoder], device, offload)
-    return LDM3DModel(folder, tokenizer, text_encoder, unet, vae, scheduler_config(folder.path), device, dtype, offload)
+    return StableDiffusionModel(folder, tokenizer, text_encoder, unet, vae, scheduler_config(folder.path), device, dtype, offload)
 
 
 def load_controlnet_pipeline(
@@ -242,5 +247,5 @@ def on_device(model: Placed, module: Any) -> Iterator[Any]:
                 torch.cuda.empty_cache()
 
 
-def loaded() -> LDM3DModel | ControlNetPipelineModel | None:
+def loaded() -> StableDiffusionModel | ControlNetPipelineModel | None:
     return _loaded["model"]  # type: ignore[no-any-return]

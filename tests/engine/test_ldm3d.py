@@ -41,7 +41,7 @@ def models(tmp_path_factory):
 
 
 def load(folder: Path):
-    return loading.load_ldm3d(sources.inspect_ldm3d(folder), CPU, torch.float32)
+    return loading.load_stable_diffusion(sources.inspect_ldm3d(folder), CPU, torch.float32)
 
 
 def quiet() -> Reporter:
@@ -273,7 +273,7 @@ def test_existing_outputs_are_kept(models, tmp_path):
 )
 def test_bad_requests_are_refused_before_any_model_loads(models, tmp_path, monkeypatch, kw, words):
     loading.release()
-    monkeypatch.setattr(loading, "load_ldm3d", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
+    monkeypatch.setattr(loading, "load_stable_diffusion", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
     with pytest.raises(BadInput, match=words):
         run(request(models, tmp_path / "out", access=ModelAccess(cache_dir=str(tmp_path / "empty-cache")), **kw))
     assert not (tmp_path / "out").exists()
@@ -403,7 +403,7 @@ def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, m
     assert json.loads(Path(result.paths[0]["meta.json"]).read_text())["init_depth"] == f"estimated with {dpt}"
 
     loading.release()
-    monkeypatch.setattr(loading, "load_ldm3d", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
+    monkeypatch.setattr(loading, "load_stable_diffusion", lambda *a, **k: pytest.fail("loaded a model for a bad request"))
     with pytest.raises(BadInput, match="depth estimator is not available"):
         run(
             request(
@@ -422,7 +422,7 @@ def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, m
 def test_offloaded_components_give_the_same_result(models):
     """Offload moves each component to the device only while it runs (a no-op move here, on the CPU)."""
     plain = ldm3d.generate(load(models[4]), settings(), quiet())
-    offloaded = loading.load_ldm3d(sources.inspect_ldm3d(models[4]), CPU, torch.float32, offload=True)
+    offloaded = loading.load_stable_diffusion(sources.inspect_ldm3d(models[4]), CPU, torch.float32, offload=True)
     assert offloaded.offload
     np.testing.assert_array_equal(ldm3d.generate(offloaded, settings(), quiet()).rgb, plain.rgb)
     sliced = ldm3d.generate(offloaded, settings(attention_slicing=True), quiet())  # same maths, other summation order

@@ -1,0 +1,109 @@
+"""ViewNeTI generation on the shared denoising core: a camera → its view of the object, from a frozen Stable Diffusion 2.x.
+
+Reads top to bottom: the prompt template's ids and the unconditional text →
+latents → denoise, where the step hook runs the mappers for this timestep at
+all 16 cross-attention layers, encodes the 16 prompts in one batch and hands
+each layer its keys (plain states) and values (bypassed states) → decode. The
+unconditional half is the plain negative prompt, with no mappers, as the
+original samples it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..progress import Reporter
+from ..viewneti import attention, text
+from ..viewneti.mapper import LAYERS, Mapper, mapper_inputs, tokens
+from . import core
+from .loading import StableDiffusionModel, on_device
+
+TEMPLATE = f"{text.VIEW}. A photo of a {text.OBJECT}"
+
+
+@dataclass
+class Mappers:
+    """A trained view and object mapper with what their outputs are scaled by."""
+
+    view: Mapper
+    object: Mapper
+    view_norm: float  # the norm of the reference word's embedding row ("view")
+    object_norm: float  # ("object")
+    alpha: float = 5.0  # the bypass strength
+
+
+@dataclass
+class NovelViewSettings:
+    camera: torch.Tensor  # the view mapper's camera numbers, normalised as in training: [k]
+    seeds: Sequence[int]
+    width: int = 768
+    height: int = 576
+    steps: int = 30
+    guidance: float = 7.5
+    scheduler: str = "DPMPP_2M"
+    template: str = TEMPLATE
+    negative: str = ""
+
+
+def step_states(
+    mappers: Mappers, text_encoder: Any, ids: torch.Tensor, positions: dict[str, int], t: torch.Tensor, camera: torch.Tensor
+) -> text.TextStates:
+    """The 16 layers' text states at timestep ``t``: one batch of 16 text-encoder passes."""
+    device = ids.device
+    layers = torch.arange(LAYERS, device=device)
+    timesteps = torch.as_tensor(t, device=device).reshape(1).expand(LAYERS)
+    view = tokens(mappers.view, mapper_inputs(timesteps, layers, camera.to(device)), mappers.view_norm)
+    obj = tokens(mappers.object, mapper_inputs(timesteps, layers), mappers.object_norm)
+    slots = [text.Slot(positions[text.VIEW], view.words, view.bypass), text.Slot(positions[text.OBJECT], obj.words, obj.bypass)]
+    return text.encode(text_encoder, ids, slots, mappers.alpha)
+
+
+@torch.inference_mode()
+def generate(model: StableDiffusionModel, mappers: Mappers, s: NovelViewSettings, report: Reporter) -> np.ndarray:
+    """Images [seeds, H, W, 3] in [0, 1] of the object seen from ``s.camera``."""
+    device, unet, vae = model.device, model.unet, model.vae
+    attention.install(unet)
+    samples = len(s.seeds)
+
+    # 1. The template's ids and the unconditional (negative) text
+    ids, positions = text.prompt_ids(model.tokenizer, s.template)
+    ids = ids.to(device)
+    with on_device(model, model.text_encoder):
+        negative = core.encode_prompts(model.tokenizer, model.text_encoder, [s.negative], [], 1.0, device).embeds
+    report.step("Prompt ready")
+
+    # 2. Latents
+    scheduler = core.make_scheduler(s.scheduler, model.scheduler_config)
+    scheduler.set_timesteps(s.steps, device=device)
+    gens = core.generators(s.seeds)
+    factor = model.folder.vae_scale_factor
+    shape = (samples, unet.config.in_channels, s.height // factor, s.width // factor)
+    latents = core.initial_noise(shape, gens, model.dtype, device) * scheduler.init_noise_sigma
+    report.step("Latents ready")
+
+    # 3. Denoise: each step's 16 layers of text states enter through the step hook
+    guided = s.guidance > 1.0
+    uncond = negative.expand(LAYERS, samples, -1, -1)
+
+    def layer_states(_x: torch.Tensor, t: torch.Tensor) -> dict[str, object]:
+        with on_device(model, model.text_encoder):
+            states = step_states(mappers, model.text_encoder, ids, positions, t, s.camera)
+        keys, values = (x[:, None].expand(-1, samples, -1, -1) for x in (states.plain, states.bypassed))
+        if guided:
+            keys, values = torch.cat([uncond, keys], dim=1), torch.cat([uncond, values], dim=1)
+        return {"cross_attention_kwargs": {"viewneti": attention.LayerStates(keys, values)}}
+
+    placeholder = core.Conditioning(negative.expand(samples * (2 if guided else 1), -1, -1), s.guidance)  # read by no layer
+    with on_device(model, unet):
+        latents = core.denoise(unet, scheduler, latents, placeholder, scheduler.timesteps, report, gens, step_inputs=layer_states)
+
+    # 4. Decode
+    with on_device(model, vae):
+        decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    report.step("Decoded")
+    return (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # type: ignore[no-any-return]

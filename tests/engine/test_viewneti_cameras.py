@@ -1,0 +1,54 @@
+"""The view mapper's camera numbers: a Blender-style camera → DTU's 3×4 projection or spherical numbers, normalised by stored ranges."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.errors import BadInput
+from engine.multiview.cameras import camera_to_world
+from engine.viewneti.cameras import DTU12, SPHERICAL, CameraRanges, projection_numbers, spherical_numbers
+
+
+def pinhole(c2w, point, fx, fy, cx, cy):
+    """Pixel (u, v) of a world point through an OpenGL-axes camera (v grows downward)."""
+    q = np.linalg.inv(c2w) @ np.append(point, 1.0)
+    return cx + fx * q[0] / -q[2], cy - fy * q[1] / -q[2]
+
+
+def test_the_projection_numbers_project_world_points_to_the_pixels_the_camera_sees():
+    c2w = camera_to_world(37.0, 21.0, 3.2)
+    c2w[:3, 3] += [0.4, -0.2, 1.1]
+    fx, fy, cx, cy = 600.0, 610.0, 320.0, 240.0
+    p = projection_numbers(c2w, fx, fy, cx, cy).reshape(3, 4)
+    for point in np.random.default_rng(0).uniform(-0.5, 0.5, (20, 3)):
+        x = p @ np.append(point, 1.0)
+        assert x[2] > 0, "in front of the camera: positive depth, as OpenCV's"
+        np.testing.assert_allclose(x[:2] / x[2], pinhole(c2w, point, fx, fy, cx, cy), atol=1e-9)
+
+
+def test_spherical_numbers_read_back_the_orbit_a_camera_was_placed_on():
+    for azimuth, elevation, distance in [(0, 0, 1.5), (90, 20, 2.0), (225, -10, 4.0), (359, 60, 0.7)]:
+        numbers = spherical_numbers(camera_to_world(azimuth, elevation, distance))
+        a = math.radians(azimuth)
+        np.testing.assert_allclose(numbers, [math.cos(a), math.sin(a), elevation, distance], atol=1e-9)
+    moved = camera_to_world(90, 0, 2.0)
+    moved[:3, 3] += [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(spherical_numbers(moved, (1.0, 2.0, 3.0))[2:], [0.0, 2.0], atol=1e-9)
+    with pytest.raises(BadInput, match="sits on its target"):
+        spherical_numbers(np.eye(4))
+
+
+def test_ranges_come_from_the_training_cameras_and_say_how_far_outside_a_new_one_is():
+    train = np.array([spherical_numbers(camera_to_world(a, e, 2.0 + e / 100)) for a in range(0, 360, 45) for e in (0, 10, 20)])
+    ranges = CameraRanges.fit(SPHERICAL, train)
+    assert ranges.low[:2] == [-1.0, -1.0] and ranges.high[2] == pytest.approx(20.0)
+    normalised = ranges.normalise(train)
+    assert normalised.min() >= -1 - 1e-9 and normalised.max() <= 1 + 1e-9
+    assert ranges.outside(train[0]) == 0.0
+    assert ranges.outside(spherical_numbers(camera_to_world(0, 40, 2.2))) == pytest.approx(2.0)  # 40° is two ranges above 0–20°
+    assert CameraRanges(**{"kind": ranges.kind, "low": ranges.low, "high": ranges.high}) == ranges  # what the checkpoint's JSON holds
+    dtu = CameraRanges.fit(DTU12, np.stack([projection_numbers(camera_to_world(a, 10, 2), 500, 500, 256, 192) for a in (0, 30)]))
+    assert len(dtu.low) == 12
+    with pytest.raises(BadInput, match="SPHERICAL cameras have 4 numbers"):
+        CameraRanges.fit(SPHERICAL, np.zeros((3, 12)))

@@ -1,0 +1,74 @@
+"""A tiny random-weight Stable Diffusion 2.x in its published diffusers layout (v-prediction), ViewNeTI's base.
+
+Like ``stabilityai/stable-diffusion-2-1``: model_index.json, unet/ (three cross-attention down blocks, so 16
+cross-attention layers, linear projections), vae/, text_encoder/ (CLIP), tokenizer/, scheduler/ (v-prediction).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tiny_ldm3d import write_tokenizer
+
+
+def build_tiny_sd2(folder: Path, seed: int = 0) -> Path:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        block_out_channels=(32, 32, 32, 32),
+        layers_per_block=2,
+        sample_size=32,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        use_linear_projection=True,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+    ).save_pretrained(folder / "vae")
+    CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=3,
+            pad_token_id=1,
+            vocab_size=1000,
+            hidden_act="gelu",
+        )
+    ).save_pretrained(folder / "text_encoder")
+    write_tokenizer(folder / "tokenizer")
+    DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="v_prediction",
+    ).save_pretrained(folder / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.8.0",
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return folder
