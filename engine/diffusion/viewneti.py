@@ -50,17 +50,21 @@ class NovelViewSettings:
     negative: str = ""
 
 
-def step_states(
-    mappers: Mappers, text_encoder: Any, ids: torch.Tensor, positions: dict[str, int], t: torch.Tensor, camera: torch.Tensor
-) -> text.TextStates:
-    """The 16 layers' text states at timestep ``t``: one batch of 16 text-encoder passes."""
+def layer_states(
+    mappers: Mappers, text_encoder: Any, ids: torch.Tensor, positions: dict[str, int], timesteps: torch.Tensor, cameras: torch.Tensor
+) -> attention.LayerStates:
+    """Every layer's text states for B (timestep, camera) pairs — 16·B text-encoder passes in one batch: [16, B, tokens, width]."""
     device = ids.device
-    layers = torch.arange(LAYERS, device=device)
-    timesteps = torch.as_tensor(t, device=device).reshape(1).expand(LAYERS)
-    view = tokens(mappers.view, mapper_inputs(timesteps, layers, camera.to(device)), mappers.view_norm)
-    obj = tokens(mappers.object, mapper_inputs(timesteps, layers), mappers.object_norm)
+    batch = len(timesteps)
+    layers = torch.arange(LAYERS, device=device).repeat_interleave(batch)  # pass i·B + b: layer i, sample b
+    t = timesteps.to(device).repeat(LAYERS)
+    camera = cameras.to(device).repeat(LAYERS, 1)
+    view = tokens(mappers.view, mapper_inputs(t, layers, camera), mappers.view_norm)
+    obj = tokens(mappers.object, mapper_inputs(t, layers), mappers.object_norm)
     slots = [text.Slot(positions[text.VIEW], view.words, view.bypass), text.Slot(positions[text.OBJECT], obj.words, obj.bypass)]
-    return text.encode(text_encoder, ids, slots, mappers.alpha)
+    states = text.encode(text_encoder, ids, slots, mappers.alpha)
+    shape = (LAYERS, batch, *states.plain.shape[1:])
+    return attention.LayerStates(states.plain.reshape(shape), states.bypassed.reshape(shape))
 
 
 @torch.inference_mode()
@@ -90,17 +94,17 @@ def generate(model: StableDiffusionModel, mappers: Mappers, s: NovelViewSettings
     guided = s.guidance > 1.0
     uncond = negative.expand(LAYERS, samples, -1, -1)
 
-    def layer_states(_x: torch.Tensor, t: torch.Tensor) -> dict[str, object]:
+    def step_inputs(_x: torch.Tensor, t: torch.Tensor) -> dict[str, object]:
         with on_device(model, model.text_encoder):
-            states = step_states(mappers, model.text_encoder, ids, positions, t, s.camera)
-        keys, values = (x[:, None].expand(-1, samples, -1, -1) for x in (states.plain, states.bypassed))
+            states = layer_states(mappers, model.text_encoder, ids, positions, torch.as_tensor(t).reshape(1), s.camera[None])
+        keys, values = (x.expand(-1, samples, -1, -1) for x in (states.keys, states.values))
         if guided:
             keys, values = torch.cat([uncond, keys], dim=1), torch.cat([uncond, values], dim=1)
         return {"cross_attention_kwargs": {"viewneti": attention.LayerStates(keys, values)}}
 
     placeholder = core.Conditioning(negative.expand(samples * (2 if guided else 1), -1, -1), s.guidance)  # read by no layer
     with on_device(model, unet):
-        latents = core.denoise(unet, scheduler, latents, placeholder, scheduler.timesteps, report, gens, step_inputs=layer_states)
+        latents = core.denoise(unet, scheduler, latents, placeholder, scheduler.timesteps, report, gens, step_inputs=step_inputs)
 
     # 4. Decode
     with on_device(model, vae):

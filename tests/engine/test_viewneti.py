@@ -132,10 +132,11 @@ def test_with_alpha_above_0_the_keys_are_the_plain_states_and_only_the_values_ch
     ids, positions = text.prompt_ids(model.tokenizer, pipeline.TEMPLATE)
     camera = torch.tensor([0.2, 0.0, -0.4])
     with torch.inference_mode():
-        plain = pipeline.step_states(mappers_as_words(model, alpha=0.0), model.text_encoder, ids, positions, torch.tensor(500), camera)
-        bypassed = pipeline.step_states(mappers_as_words(model, alpha=5.0), model.text_encoder, ids, positions, torch.tensor(500), camera)
-    torch.testing.assert_close(bypassed.plain, plain.plain)
-    changed = (bypassed.bypassed - plain.bypassed).abs().amax(dim=(0, 2)) > 1e-4
+        t = torch.tensor([500])
+        plain = pipeline.layer_states(mappers_as_words(model, alpha=0.0), model.text_encoder, ids, positions, t, camera[None])
+        bypassed = pipeline.layer_states(mappers_as_words(model, alpha=5.0), model.text_encoder, ids, positions, t, camera[None])
+    torch.testing.assert_close(bypassed.keys, plain.keys)
+    changed = (bypassed.values - plain.values).abs().amax(dim=(0, 1, 3)) > 1e-4
     assert changed[positions[text.VIEW]] and changed[positions[text.OBJECT]]
     assert changed.sum() == 2, "the bypass touches only the two placeholder positions"
     layer = model.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2
@@ -143,11 +144,10 @@ def test_with_alpha_above_0_the_keys_are_the_plain_states_and_only_the_values_ch
     seen = {}
     for name in ("to_k", "to_v"):
         getattr(layer, name).register_forward_hook(lambda m, args, out, name=name: seen.setdefault(name, args[0].clone()))
-    states = attention.LayerStates(bypassed.plain[:, None], bypassed.bypassed[:, None])
     with torch.inference_mode():
-        layer.processor(layer, torch.randn(1, 16, 32), viewneti=states)
-    torch.testing.assert_close(seen["to_k"], bypassed.plain[0][None])
-    torch.testing.assert_close(seen["to_v"], bypassed.bypassed[0][None])
+        layer.processor(layer, torch.randn(1, 16, 32), viewneti=bypassed)
+    torch.testing.assert_close(seen["to_k"], bypassed.keys[0])
+    torch.testing.assert_close(seen["to_v"], bypassed.values[0])
 
 
 def test_the_16_layers_get_16_different_indices_in_the_unets_call_order(model):
