@@ -22,6 +22,7 @@ from .model_listing import ModelsRequest, ModelsResult, list_models
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video
+from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
 from .viewneti.train import TrainRequest, TrainResult, train_viewneti
 from .world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
 
@@ -45,6 +46,7 @@ JOBS: dict[str, Job] = {
     "filter_dataset": Job(KCFRequest, KCFResult, filter_dataset),
     "generate_views": Job(ViewsRequest, ViewsResult, generate_views),
     "train_viewneti": Job(TrainRequest, TrainResult, train_viewneti),
+    "render_view": Job(RenderViewRequest, RenderViewResult, render_view),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

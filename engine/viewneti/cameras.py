@@ -76,5 +76,14 @@ class CameraRanges:
         return np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0) * 2 - 1, 0.0)
 
     def outside(self, numbers: np.ndarray) -> float:
-        """How far beyond [−1, 1] the normalised numbers reach (0 inside the trained range)."""
-        return max(0.0, float(np.max(np.abs(self.normalise(numbers)))) - 1.0)
+        """How far beyond [−1, 1] the normalised numbers reach (0 inside the trained range).
+
+        An entry that never varied in training (every camera at one elevation, say)
+        counts its difference relative to the trained value instead.
+        """
+        values = np.asarray(numbers, np.float64)
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        fixed = high - low <= 0
+        beyond = np.abs(self.normalise(values)) - 1.0
+        beyond[fixed] = np.abs(values - low)[fixed] / np.maximum(np.abs(low[fixed]), 1.0)
+        return max(0.0, float(np.max(beyond)))

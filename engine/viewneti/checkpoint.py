@@ -31,6 +31,9 @@ INFO, VIEW_FILE, OBJECT_FILE, STATE_FILE = (
 class CheckpointInfo:
     cameras: CameraRanges
     word_dim: int
+    target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # what SPHERICAL cameras circle
+    width: int = 512  # the training images' size: DTU12 numbers use intrinsics at this size
+    height: int = 384
     view_word: str = "view"
     object_word: str = "object"
     view_norm: float = 0.0

@@ -62,11 +62,12 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """The images (H×W×3 float in [0, 1]) and their cameras' raw numbers [N, k]; refuses mixed sizes and broken entries."""
+def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
+    """The images (H×W×3 float in [0, 1]), their cameras' raw numbers [N, k] and the target the cameras circle."""
     path = folder / "cameras.json"
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))["images"]
+        posed = json.loads(path.read_text(encoding="utf-8"))
+        entries = posed["images"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
     images, numbers = [], []
@@ -85,7 +86,7 @@ def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarra
     sizes = {im.shape[:2] for im in images}
     if len(sizes) > 1:
         raise BadInput(f"The images in {folder} have mixed sizes ({', '.join(f'{w}×{h}' for h, w in sorted(sizes))})")
-    return images, np.asarray(numbers, np.float64)
+    return images, np.asarray(numbers, np.float64), [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
 
 
 def _check(r: TrainRequest) -> None:
@@ -116,7 +117,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     _check(r)
     out = Path(r.out_dir)
     check_writable(out)
-    images, numbers = read_posed_set(Path(r.data_dir), r.parameterisation)
+    images, numbers, centre = read_posed_set(Path(r.data_dir), r.parameterisation)
     if len(images) < 2:
         raise BadInput(f"Scene training needs at least 2 views; {r.data_dir} has {len(images)}")
     previous = checkpoint.load(out) if r.resume else None
@@ -144,6 +145,9 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     info = checkpoint.CheckpointInfo(
         cameras=ranges,
         word_dim=width,
+        target=centre,
+        width=r.width,
+        height=r.height,
         view_word=r.view_word,
         object_word=r.object_word,
         view_norm=float(text.word_row(model.tokenizer, encoder, r.view_word).norm()),

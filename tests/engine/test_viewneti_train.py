@@ -140,3 +140,47 @@ def test_images_of_mixed_sizes_are_refused(base, tmp_path):
     write_png(data / "images" / "001.png", np.zeros((32, 48, 3), np.uint8))
     with pytest.raises(BadInput, match="mixed sizes"):
         run(request(base, data, tmp_path / "ckpt"))
+
+
+def render_request(base, ckpt, out, cameras, **kw):
+    from engine.viewneti.render import RenderViewRequest
+
+    options = dict(width=128, height=64, steps=2, seed=4)
+    return RenderViewRequest(
+        str(ckpt), str(base), str(out), [c.tolist() for c in cameras], access=ModelAccess(device="CPU"), **{**options, **kw}
+    )
+
+
+def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_outside_its_range(base, tmp_path):
+    data = posed_set(tmp_path / "data")
+    run(request(base, data, tmp_path / "ckpt", steps=2))
+    cameras = [camera_to_world(30, 10, 2.0), camera_to_world(200, 10, 2.0)]
+    first = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras), lambda p: None, CancelToken())
+    again = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "b", cameras), lambda p: None, CancelToken())
+    assert [Path(p).name for p in first.paths] == ["view_0000.png", "view_0001.png"] and not first.warnings
+    assert all(Path(a).read_bytes() == Path(b).read_bytes() for a, b in zip(first.paths, again.paths))
+    assert Path(first.paths[0]).read_bytes() != Path(first.paths[1]).read_bytes(), "another camera, another view"
+    meta = json.loads((tmp_path / "a" / "render.json").read_text())
+    assert len(meta["views"]) == 2 and meta["seed"] == 4
+    high = run_job(
+        "render_view", render_request(base, tmp_path / "ckpt", tmp_path / "c", [camera_to_world(0, 40, 2.0)]), lambda p: None, CancelToken()
+    )
+    assert high.warnings and "outside the trained range" in high.warnings[0]
+    with pytest.raises(BadInput, match="already holds"):
+        run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras), lambda p: None, CancelToken())
+
+
+def test_a_checkpoint_made_on_another_base_revision_is_refused(base, tmp_path):
+    data = posed_set(tmp_path / "data")
+    run(request(base, data, tmp_path / "ckpt", steps=1, save_every=1))
+    info_path = tmp_path / "ckpt" / checkpoint.INFO
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "base_revision": "folder-0123456789abcdef"}))
+    with pytest.raises(BadInput, match="trained on .* at revision folder-0123456789abcdef"):
+        run_job(
+            "render_view",
+            render_request(base, tmp_path / "ckpt", tmp_path / "out", [camera_to_world(0, 10, 2.0)]),
+            lambda p: None,
+            CancelToken(),
+        )
+    assert not (tmp_path / "out").exists()

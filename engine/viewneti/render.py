@@ -1,0 +1,145 @@
+"""The ``render_view`` job: a trained ViewNeTI checkpoint and cameras → the object seen from each camera, as PNG files.
+
+Cameras arrive as camera-to-world matrices (OpenGL axes, Blender's) with a
+vertical field of view; they become the checkpoint's camera numbers here
+(DTU-12: the projection at the training size; spherical: about the training
+target), normalised by the checkpoint's ranges. A camera outside the trained
+range still renders, with a warning that says how far outside it is.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..choices import SCHEDULERS
+from ..diffusion import sources
+from ..errors import BadInput
+from ..imagefiles import NewFiles, check_writable
+from ..progress import Reporter
+from ..samples import check_sampling, json_file, png
+from . import checkpoint
+from .cameras import DTU12, projection_numbers, spherical_numbers
+
+MAX_VIEWS = 10_000
+TOLERANCE = 0.01  # normalised units a camera may stray outside the trained range before a warning
+
+
+@dataclass
+class RenderViewRequest:
+    checkpoint: str  # a folder written by train_viewneti
+    model: str  # its base model (folder or repo id)
+    out_dir: str
+    cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes
+    fov_deg: float = 49.1  # vertical field of view
+    names: list[str] = field(default_factory=list)  # file per camera; default view_0000.png, …
+    width: int = 768
+    height: int = 576
+    steps: int = 30
+    guidance: float = 7.5
+    scheduler: str = "DPMPP_2M"
+    seed: int = 0
+    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
+    overwrite: bool = False
+
+
+@dataclass
+class RenderViewResult:
+    paths: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def camera_numbers(info: checkpoint.CheckpointInfo, camera_to_world: np.ndarray, fov_deg: float) -> np.ndarray:
+    """A camera's raw numbers in the checkpoint's parameterisation."""
+    if info.cameras.kind == DTU12:
+        focal = (info.height / 2) / math.tan(math.radians(fov_deg) / 2)
+        return projection_numbers(camera_to_world, focal, focal, info.width / 2, info.height / 2)
+    return spherical_numbers(camera_to_world, tuple(info.target))  # type: ignore[arg-type]
+
+
+def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
+    started = time.perf_counter()
+    SCHEDULERS.get(r.scheduler)
+    check_sampling(r.steps, 1, 1, r.guidance, r.seed)
+    if not 1 <= len(r.cameras) <= MAX_VIEWS:
+        raise BadInput(f"Give 1 to {MAX_VIEWS} cameras, got {len(r.cameras)}")
+    if r.width % 8 or r.height % 8 or r.width < 64 or r.height < 64:
+        raise BadInput(f"The image size must be multiples of 8 from 64, got {r.width}×{r.height}")
+    names = r.names or [f"view_{i:04d}.png" for i in range(len(r.cameras))]
+    if len(names) != len(r.cameras):
+        raise BadInput(f"{len(names)} file names for {len(r.cameras)} cameras")
+    out = Path(r.out_dir)
+    check_writable(out)
+    targets = [out / name for name in names]
+    NewFiles([*targets, out / "render.json"], r.overwrite)  # refuses existing outputs before any model work
+    info, view_state, object_state, _ = checkpoint.load(Path(r.checkpoint))
+    matrices = np.asarray(r.cameras, np.float64)
+    if matrices.shape[1:] != (4, 4):
+        raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
+    numbers = np.stack([camera_numbers(info, m, r.fov_deg) for m in matrices])
+    worst = max(info.cameras.outside(n) for n in numbers)
+    warnings = [f"A camera lies {worst:.2f} normalised units outside the trained range: expect a weaker view"] if worst > TOLERANCE else []
+    access = r.access
+    folder = sources.inspect_stable_diffusion(access.locate(r.model, report), r.model, access.allow_pickle)
+    report.total = 2 + len(names) * (r.steps + 3)
+    for warning in warnings:
+        report.note(warning)
+
+    import torch
+
+    from ..diffusion import loading
+    from ..diffusion import viewneti as pipeline
+    from .mapper import Mapper, MapperSpec
+
+    device = loading.pick_device(access.device)
+    dtype = loading.pick_dtype(access.precision, device)
+    model = loading.load_stable_diffusion(folder, device, dtype)
+    info.check_base(model.text_encoder.config.hidden_size, folder.revision, folder.name)
+    view, obj = Mapper(MapperSpec(len(info.cameras.low), info.word_dim)), Mapper(MapperSpec(0, info.word_dim))
+    view.load_state_dict(view_state)
+    obj.load_state_dict(object_state)
+    mappers = pipeline.Mappers(view.to(device), obj.to(device), info.view_norm, info.object_norm, info.alpha)
+    report.step(f"Loaded {folder.name} and the mappers")
+    images = []
+    for numbers_i in numbers:
+        camera = torch.from_numpy(info.cameras.normalise(numbers_i)).float()
+        settings = pipeline.NovelViewSettings(
+            camera=camera, seeds=[r.seed], width=r.width, height=r.height, steps=r.steps, guidance=r.guidance, scheduler=r.scheduler
+        )
+        images.append(
+            np.round(pipeline.generate(model, mappers, settings, report)[0] * 255).astype(np.uint8)
+        )  # a sequence's frames stay small
+    report.token.check()
+    meta = {
+        "checkpoint": str(Path(r.checkpoint).resolve()),
+        "model": r.model,
+        "revision": folder.revision,
+        "views": [{"file": n, "camera_to_world": m.tolist(), "numbers": x.tolist()} for n, m, x in zip(names, matrices, numbers)],
+        "fov_deg": r.fov_deg,
+        "steps": r.steps,
+        "guidance": r.guidance,
+        "scheduler": r.scheduler,
+        "seed": r.seed,
+        "engine_version": __version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with NewFiles([*targets, out / "render.json"], r.overwrite) as files:
+            for path, image in zip(targets, images):
+                files.write(path, png(image))
+            files.write(out / "render.json", json_file(meta))
+    except BaseException:
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    report.step("Files written")
+    return RenderViewResult([str(p) for p in targets], warnings, time.perf_counter() - started)
