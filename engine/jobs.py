@@ -22,6 +22,7 @@ from .model_listing import ModelsRequest, ModelsResult, list_models
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video
+from .viewneti.posed import PosedSetRequest, PosedSetResult, write_posed_set
 from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
 from .viewneti.train import TrainRequest, TrainResult, train_viewneti
 from .world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
@@ -47,6 +48,7 @@ JOBS: dict[str, Job] = {
     "generate_views": Job(ViewsRequest, ViewsResult, generate_views),
     "train_viewneti": Job(TrainRequest, TrainResult, train_viewneti),
     "render_view": Job(RenderViewRequest, RenderViewResult, render_view),
+    "write_posed_set": Job(PosedSetRequest, PosedSetResult, write_posed_set),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

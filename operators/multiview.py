@@ -23,10 +23,10 @@ from ..engine.choices import IMAGE_PREPARATIONS, SCHEDULERS, VIEW_SOURCES
 from ..engine.multiview import cameras
 from ..engine.multiview.job import MAX_COUNT, HullArrays, ViewsRequest, ViewsResult
 from .capture import RENDERABLE
-from .machinery import compat, session
+from .machinery import session
 from .machinery.blender_data import image_pixels, load_image, mesh_from_arrays, vertex_colour_material
+from .machinery.isolated_scene import IsolatedScene
 from .machinery.job import EngineJobOperator, Stage, UserError
-from .machinery.render_setup import render_result
 
 FRONT_OVERSAMPLING = 2  # the front render is this many times the views' size; the engine cuts the object out and resizes it
 FRONT_SAMPLES = 32
@@ -113,55 +113,25 @@ class FrontRender(Stage):
 
     def __init__(self, objects: list[bpy.types.Object], placement: np.ndarray, elevation: float, resolution: int, png: Path) -> None:
         self.objects, self.placement, self.elevation, self.resolution, self.png = objects, placement, elevation, resolution, png
-        self._made: list[tuple[Any, Any]] = []
-        self._scene: bpy.types.Scene | None = None
+        self._isolated = IsolatedScene("Diffusion3D Front")
 
     def start(self, context: bpy.types.Context) -> int:
-        user = context.scene
-        scene = self._scene = bpy.data.scenes.new("Diffusion3D Front")
-        self._made = [(bpy.data.scenes, scene)]
-        for obj in [*self.objects, *(o for o in user.objects if o.type == "LIGHT" and not o.hide_render)]:
-            scene.collection.objects.link(obj)
-        scene.world = user.world
-        camera_data = bpy.data.cameras.new("Diffusion3D Front")
-        camera_data.sensor_fit, camera_data.angle = "VERTICAL", np.radians(cameras.FOV_DEG)
-        camera = bpy.data.objects.new("Diffusion3D Front", camera_data)
-        self._made += [(bpy.data.cameras, camera_data), (bpy.data.objects, camera)]
-        scene.collection.objects.link(camera)
-        camera.matrix_world = Matrix(cameras.scene_cameras(self.placement, self.elevation)[cameras.FRONT_VIEW].tolist())
+        self._isolated.open(context.scene, self.objects, self.resolution, self.resolution, FRONT_SAMPLES)
+        self._isolated.place_camera(cameras.scene_cameras(self.placement, self.elevation)[cameras.FRONT_VIEW], fov_deg=cameras.FOV_DEG)
         scale = float(np.linalg.norm(self.placement[:3, 0]))
-        camera_data.clip_start, camera_data.clip_end = 0.01 * scale, 100.0 * scale
-        scene.camera = camera
-        if user.world is None and not any(o.type == "LIGHT" for o in scene.objects):  # a light at the camera, or all would be black
-            light_data = bpy.data.lights.new("Diffusion3D Front", "SUN")
-            light = bpy.data.objects.new("Diffusion3D Front Light", light_data)
-            self._made += [(bpy.data.lights, light_data), (bpy.data.objects, light)]
-            light.matrix_world = camera.matrix_world
-            scene.collection.objects.link(light)
-        render = scene.render
-        render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
-        render.resolution_x = render.resolution_y = self.resolution
-        render.resolution_percentage, render.film_transparent = 100, True
-        scene.cycles.samples, scene.cycles.device = FRONT_SAMPLES, user.cycles.device  # the user's GPU, if they render on one
-        scene.view_settings.view_transform, scene.view_settings.look = user.view_settings.view_transform, user.view_settings.look
+        data = self._isolated.camera.data  # type: ignore[union-attr]
+        data.clip_start, data.clip_end = 0.01 * scale, 100.0 * scale
         return 1
 
     def step(self, context: bpy.types.Context, index: int) -> dict[str, Any]:
-        assert self._scene is not None
-        return {"scene": self._scene.name}
+        assert self._isolated.scene is not None
+        return {"scene": self._isolated.scene.name}
 
     def done(self, context: bpy.types.Context) -> None:
-        scene = self._scene
-        assert scene is not None
-        settings = scene.render.image_settings
-        compat.set_image_format(settings, "PNG")
-        settings.color_mode, settings.color_depth = "RGBA", "16"
-        render_result().save_render(str(self.png), scene=scene)
+        self._isolated.save_render(self.png)
 
     def undo(self) -> None:
-        made, self._made, self._scene = self._made, [], None
-        for store, block in reversed(made):  # the objects linked in stay in the user's scene; the scene goes
-            store.remove(block)
+        self._isolated.close()
 
 
 class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):

@@ -22,18 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..dst.camera import extrinsics
 from ..errors import BadInput
 
 DTU12, SPHERICAL = "DTU12", "SPHERICAL"
 SIZES = {DTU12: 12, SPHERICAL: 4}
-_GL_TO_CV = np.diag([1.0, -1.0, -1.0])  # OpenGL camera axes (y up, looking along −z) → OpenCV's
 
 
 def projection_numbers(camera_to_world: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """P = K [R | t] of a camera given as camera-to-world with OpenGL axes (Blender's), flattened row-major: [12]."""
-    c2w = np.asarray(camera_to_world, np.float64)
-    rotation = _GL_TO_CV @ c2w[:3, :3].T  # world → camera, OpenCV axes
-    translation = -rotation @ c2w[:3, 3]
+    rotation, translation = extrinsics(camera_to_world)  # world → camera, OpenCV axes (as 3D-DST's annotations)
     k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     return (k @ np.concatenate([rotation, translation[:, None]], axis=1)).reshape(12)
 

@@ -1,8 +1,6 @@
 """The ``train_viewneti`` job: fit the view and object mappers to one posed image set, with a frozen Stable Diffusion 2.x.
 
-A posed set is a folder with ``cameras.json``: ``{"images": [{"file": "images/000.png",
-"dtu12": [12 numbers], "spherical": [cos az, sin az, elevation, distance]}, …]}``
-(the Blender data operator writes more per view: K, R, t and the camera matrix).
+A posed set (:mod:`engine.viewneti.posed`) is a folder of images with ``cameras.json``.
 Each optimizer step averages ``accumulation`` micro-batches of ``batch`` images,
 each at a uniform random timestep: the UNet predicts the v target (or the
 noise, by the scheduler's prediction type) with every cross-attention layer
@@ -24,10 +22,11 @@ import numpy as np
 
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
-from ..imagefiles import check_writable, read_image
+from ..imagefiles import check_writable
 from ..progress import Reporter
 from . import checkpoint
 from .cameras import DTU12, SIZES, SPHERICAL, CameraRanges
+from .posed import read_posed_set
 
 LOSS_CURVE = "loss.json"
 
@@ -60,33 +59,6 @@ class TrainResult:
     steps_done: int = 0
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
-    """The images (H×W×3 float in [0, 1]), their cameras' raw numbers [N, k] and the target the cameras circle."""
-    path = folder / "cameras.json"
-    try:
-        posed = json.loads(path.read_text(encoding="utf-8"))
-        entries = posed["images"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
-    images, numbers = [], []
-    for entry in entries:
-        pixels = read_image(folder / entry["file"]).pixels
-        scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
-        rgb = pixels[..., :3].astype(np.float32) / scale
-        if pixels.shape[2] == 4:  # transparent background: on white, as the views are shown
-            alpha = pixels[..., 3:4].astype(np.float32) / scale
-            rgb = rgb * alpha + (1 - alpha)
-        images.append(rgb)
-        values = entry.get(kind.lower())
-        if values is None or len(values) != SIZES[kind]:
-            raise BadInput(f"{folder / entry['file']}: no {kind} camera numbers in {path.name}")
-        numbers.append(values)
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) > 1:
-        raise BadInput(f"The images in {folder} have mixed sizes ({', '.join(f'{w}×{h}' for h, w in sorted(sizes))})")
-    return images, np.asarray(numbers, np.float64), [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
 
 
 def _check(r: TrainRequest) -> None:

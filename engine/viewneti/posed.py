@@ -1,0 +1,123 @@
+"""Posed image sets: what ViewNeTI trains on, written from Blender renders and read back for training.
+
+A set is a folder: ``images/000.png …`` and ``cameras.json`` — the image size,
+the target the cameras look at, and per image its file, K, R and t (OpenCV
+axes: x_cam = R·X + t), the Blender camera-to-world matrix, and the camera in
+both ViewNeTI parameterisations (``dtu12``: P = K [R | t] row-major;
+``spherical``: cos and sin of the azimuth, elevation in degrees, distance).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..dst.camera import extrinsics
+from ..errors import BadInput
+from ..imagefiles import NewFiles, check_writable, read_image
+from ..progress import Reporter
+from ..samples import Writer, json_file
+from .cameras import DTU12, SIZES, SPHERICAL, projection_numbers, spherical_numbers
+
+CAMERAS = "cameras.json"
+
+
+@dataclass
+class PosedSetRequest:
+    out_dir: str
+    images: list[str] = field(default_factory=list)  # rendered files (scratch), one per camera
+    cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes (Blender's)
+    k: list[list[float]] = field(default_factory=list)  # 3×3 intrinsics of the renders
+    target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    extra: dict[str, Any] = field(default_factory=dict)  # how the views were made (layout, seed, …), kept in cameras.json
+    overwrite: bool = False
+
+
+@dataclass
+class PosedSetResult:
+    out_dir: str = ""
+    views: int = 0
+    width: int = 0
+    height: int = 0
+
+
+def write_posed_set(r: PosedSetRequest, report: Reporter) -> PosedSetResult:
+    """Copy the renders into ``images/`` and write ``cameras.json``, all-or-nothing."""
+    if not r.images or len(r.images) != len(r.cameras):
+        raise BadInput(f"{len(r.images)} images for {len(r.cameras)} cameras")
+    out = Path(r.out_dir)
+    check_writable(out)
+    k = np.asarray(r.k, np.float64)
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    sizes = {read_image(p).pixels.shape[:2] for p in r.images}
+    if len(sizes) != 1:
+        raise BadInput("The renders have mixed sizes")
+    height, width = sizes.pop()
+    entries = []
+    for i, matrix in enumerate(np.asarray(r.cameras, np.float64)):
+        rotation, translation = extrinsics(matrix)
+        entries.append(
+            {
+                "file": f"images/{i:03d}.png",
+                "K": k.tolist(),
+                "R": rotation.tolist(),
+                "t": translation.tolist(),
+                "camera_to_world": matrix.tolist(),
+                "dtu12": projection_numbers(matrix, fx, fy, cx, cy).tolist(),
+                "spherical": spherical_numbers(matrix, tuple(r.target)).tolist(),  # type: ignore[arg-type]
+            }
+        )
+    posed = {"width": width, "height": height, "target": list(r.target), "images": entries, **r.extra}
+    targets = [out / e["file"] for e in entries]
+    made = not out.exists()
+    try:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+        with NewFiles([*targets, out / CAMERAS], r.overwrite) as files:
+            for source, target in zip(r.images, targets):
+                files.write(target, _copy_from(source))
+            files.write(out / CAMERAS, json_file(posed))
+    except BaseException:
+        for folder in (out / "images", out):
+            if folder.is_dir() and not any(folder.iterdir()) and (made or folder != out):
+                folder.rmdir()
+        raise
+    report.step(f"Wrote {len(entries)} posed views")
+    return PosedSetResult(str(out), len(entries), width, height)
+
+
+def _copy_from(source: str) -> Writer:
+    return lambda path: shutil.copyfile(source, path)
+
+
+def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
+    """The images (H×W×3 float in [0, 1], on white where transparent), their cameras' raw numbers [N, k] and the target."""
+    if kind not in (DTU12, SPHERICAL):
+        raise BadInput(f"Unknown camera parameterisation {kind!r} ({DTU12} or {SPHERICAL})")
+    path = folder / CAMERAS
+    try:
+        posed = json.loads(path.read_text(encoding="utf-8"))
+        entries = posed["images"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
+    images, numbers = [], []
+    for entry in entries:
+        pixels = read_image(folder / entry["file"]).pixels
+        scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
+        rgb = pixels[..., :3].astype(np.float32) / scale
+        if pixels.shape[2] == 4:
+            alpha = pixels[..., 3:4].astype(np.float32) / scale
+            rgb = rgb * alpha + (1 - alpha)
+        images.append(rgb)
+        values = entry.get(kind.lower())
+        if values is None or len(values) != SIZES[kind]:
+            raise BadInput(f"{folder / entry['file']}: no {kind} camera numbers in {path.name}")
+        numbers.append(values)
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) > 1:
+        raise BadInput(f"The images in {folder} have mixed sizes ({', '.join(f'{w}×{h}' for h, w in sorted(sizes))})")
+    return images, np.asarray(numbers, np.float64), [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
