@@ -116,7 +116,9 @@ class FrontRender(Stage):
         self._isolated = IsolatedScene("Diffusion3D Front")
 
     def start(self, context: bpy.types.Context) -> int:
-        self._isolated.open(context.scene, self.objects, self.resolution, self.resolution, FRONT_SAMPLES)
+        scene = context.scene
+        assert scene is not None
+        self._isolated.open(scene, self.objects, self.resolution, self.resolution, FRONT_SAMPLES)
         self._isolated.place_camera(cameras.scene_cameras(self.placement, self.elevation)[cameras.FRONT_VIEW], fov_deg=cameras.FOV_DEG)
         scale = float(np.linalg.norm(self.placement[:3, 0]))
         data = self._isolated.camera.data  # type: ignore[union-attr]

@@ -62,12 +62,12 @@ class IsolatedScene:
             data.lens = lens_mm
         self.camera.matrix_world = Matrix(np.asarray(camera_to_world).tolist())
 
-    def save_render(self, path: Path, depth: str = "16") -> None:
-        """The last render as an RGBA PNG."""
+    def save_render(self, path: Path) -> None:
+        """The last render as a 16-bit RGBA PNG (clean alpha edges for the engine's cut-out)."""
         assert self.scene is not None
         settings = self.scene.render.image_settings
         compat.set_image_format(settings, "PNG")
-        settings.color_mode, settings.color_depth = "RGBA", depth
+        settings.color_mode, settings.color_depth = "RGBA", "16"
         render_result().save_render(str(path), scene=self.scene)
 
     def close(self) -> None:
