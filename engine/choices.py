@@ -199,3 +199,9 @@ VIEW_SOURCES: Choices[Choice] = Choices(
     Choice("OBJECT", "Selected Object", "The selected object(s), rendered from the front with a transparent film"),
     Choice("TEXT", "Text Only", "No image: MVDream makes the views from the prompt"),
 )
+
+TRAINING_LAYOUTS: Choices[Choice] = Choices(
+    "view layout",
+    Choice("ORBIT", "Orbit", "Evenly spaced around the target at one elevation"),
+    Choice("HEMISPHERE", "Hemisphere", "Sampled over the upper hemisphere (seeded)"),
+)

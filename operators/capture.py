@@ -21,8 +21,7 @@ from .machinery import compat, session
 from .machinery.blender_data import load_image
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.render_setup import PanoramaSetup, render_result, save_render_png
-
-RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
+from .machinery.selection import RENDERABLE
 
 CAPTURE_OPTIONS: dict[str, Any] = {
     "output_dir": StringProperty(

@@ -22,11 +22,11 @@ from mathutils import Matrix
 from ..engine.choices import IMAGE_PREPARATIONS, SCHEDULERS, VIEW_SOURCES
 from ..engine.multiview import cameras
 from ..engine.multiview.job import MAX_COUNT, HullArrays, ViewsRequest, ViewsResult
-from .capture import RENDERABLE
 from .machinery import session
 from .machinery.blender_data import image_pixels, load_image, mesh_from_arrays, vertex_colour_material
 from .machinery.isolated_scene import IsolatedScene
 from .machinery.job import EngineJobOperator, Stage, UserError
+from .machinery.selection import chosen_objects, world_bounds
 
 FRONT_OVERSAMPLING = 2  # the front render is this many times the views' size; the engine cuts the object out and resizes it
 FRONT_SAMPLES = 32
@@ -67,38 +67,6 @@ VIEWS_OPTIONS: dict[str, Any] = {
     ),
     "overwrite": BoolProperty(name="Overwrite", description="Replace files already in the output folder", default=False),
 }
-
-
-def chosen_objects(context: bpy.types.Context, name: str) -> list[bpy.types.Object]:
-    """The named object or collection's objects, else the selected ones: those that render."""
-    if name:
-        if name in bpy.data.objects:
-            candidates = [bpy.data.objects[name]]
-        elif name in bpy.data.collections:
-            candidates = list(bpy.data.collections[name].all_objects)
-        else:
-            raise UserError(f"No object or collection named {name!r}")
-    else:
-        candidates = list(context.selected_objects or ())
-        if not candidates:
-            raise UserError("Select the object to make views of (or choose an image)")
-    renderable = [o for o in candidates if o.type in RENDERABLE and not o.hide_render]
-    if not renderable:
-        raise UserError(f"{', '.join(o.name for o in candidates[:3])}: nothing to render (no visible geometry)")
-    return renderable
-
-
-def world_bounds(context: bpy.types.Context, objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
-    """(min corner, max corner) of the objects' evaluated bounding boxes in world space."""
-    depsgraph = context.evaluated_depsgraph_get()
-    corners = []
-    for obj in objects:
-        evaluated = obj.evaluated_get(depsgraph)
-        matrix = np.array(evaluated.matrix_world)
-        box = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
-        corners.append(box @ matrix[:3, :3].T + matrix[:3, 3])
-    points = np.concatenate(corners)
-    return points.min(axis=0), points.max(axis=0)
 
 
 class FrontRender(Stage):

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import TRAINING_LAYOUTS
 from ..dst.camera import extrinsics
 from ..errors import BadInput
-from ..imagefiles import NewFiles, check_writable, read_image
+from ..imagefiles import NewFiles, check_writable, read_image, write_png
 from ..progress import Reporter
 from ..samples import Writer, json_file
 from .cameras import DTU12, SIZES, SPHERICAL, projection_numbers, spherical_numbers
@@ -34,6 +35,7 @@ class PosedSetRequest:
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes (Blender's)
     k: list[list[float]] = field(default_factory=list)  # 3×3 intrinsics of the renders
     target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    background: list[float] | None = None  # an RGB colour in [0, 1] to put the renders on; None: keep their transparency
     extra: dict[str, Any] = field(default_factory=dict)  # how the views were made (layout, seed, …), kept in cameras.json
     overwrite: bool = False
 
@@ -79,7 +81,7 @@ def write_posed_set(r: PosedSetRequest, report: Reporter) -> PosedSetResult:
         (out / "images").mkdir(parents=True, exist_ok=True)
         with NewFiles([*targets, out / CAMERAS], r.overwrite) as files:
             for source, target in zip(r.images, targets):
-                files.write(target, _copy_from(source))
+                files.write(target, _copy_from(source) if r.background is None else _on_colour(source, r.background))
             files.write(out / CAMERAS, json_file(posed))
     except BaseException:
         for folder in (out / "images", out):
@@ -92,6 +94,46 @@ def write_posed_set(r: PosedSetRequest, report: Reporter) -> PosedSetResult:
 
 def _copy_from(source: str) -> Writer:
     return lambda path: shutil.copyfile(source, path)
+
+
+def _on_colour(source: str, colour: list[float]) -> Writer:
+    """An RGBA render composited on a solid colour, as 8-bit RGB."""
+
+    def write(path: Path) -> None:
+        pixels = read_image(source).pixels
+        scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
+        rgba = pixels.astype(np.float32) / scale
+        alpha = rgba[..., 3:4] if rgba.shape[2] == 4 else np.ones_like(rgba[..., :1])
+        rgb = rgba[..., :3] * alpha + np.asarray(colour[:3], np.float32) * (1 - alpha)
+        write_png(path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+
+    return write
+
+
+ORBIT, HEMISPHERE = TRAINING_LAYOUTS.ids
+
+
+def training_poses(
+    layout: str, count: int, elevation: float, distance: float, seed: int, target: tuple[float, float, float]
+) -> list[np.ndarray]:
+    """Camera-to-world matrices (Blender's) looking at ``target``: an even orbit at one elevation, or views sampled over the upper hemisphere."""
+    from ..dst.camera import blender_camera_matrix
+    from ..dst.viewpoints import Uniform, ViewDistribution, Viewpoint, sample_viewpoints
+
+    if count < 1 or not distance > 0:
+        raise BadInput(f"Need at least one view at a distance above 0, got {count} views at {distance}")
+    if layout == ORBIT:
+        views = [Viewpoint(360.0 * i / count, 90.0 - elevation, 0.0, distance) for i in range(count)]
+    elif layout == HEMISPHERE:
+        views = sample_viewpoints(count, ViewDistribution(distance=distance, polar=Uniform(0.0, 90.0)), seed)
+    else:
+        TRAINING_LAYOUTS.get(layout)  # refuses with the list
+    poses = []
+    for view in views:
+        matrix = blender_camera_matrix(view)
+        matrix[:3, 3] += np.asarray(target, np.float64)
+        poses.append(matrix)
+    return poses
 
 
 def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:

@@ -100,6 +100,11 @@ def object_views(tmp_path, request):
     return dict(source="OBJECT", model="imagedream", size=64, steps=1, reconstruct=True, output_dir=str(tmp_path / "out"))
 
 
+def training_scene(tmp_path, request):
+    add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8)).select_set(True)
+    return dict(output_dir=str(tmp_path / "out"), views=2, width=32, height=24, samples=1)
+
+
 def generated_dataset(tmp_path, request):
     options = edge_dataset(tmp_path, request)
     assert bpy.ops.diffusion3d.generate_from_edges(**options, images_per_view=3) == {"FINISHED"}  # 6 images: 3 per fold
@@ -135,6 +140,13 @@ OPERATORS = [
         object_views,
         "FrontRender",
         ["stage", "start", "step", "rendered", "done", "prepare", "engine", "vertex_colour_material", "finish"],
+    ),
+    (
+        "viewneti",
+        "render_training_views",
+        training_scene,
+        "TrainingRender",
+        ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"],
     ),
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]

@@ -1,0 +1,144 @@
+"""ViewNeTI in Blender: ``render_training_views`` makes a posed image set of the chosen objects.
+
+Blender's part is the renders: the objects (the selection, a named object or
+collection, or the whole scene) in a scene of their own, from cameras on an
+orbit or over the hemisphere around their centre. The engine writes the set
+(``images/`` and ``cameras.json`` with K, R, t, the camera matrix and both
+camera parameterisations), all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
+
+from ..engine.choices import TRAINING_LAYOUTS
+from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, training_poses
+from .machinery import session
+from .machinery.isolated_scene import IsolatedScene
+from .machinery.job import EngineJobOperator, Stage, UserError
+from .machinery.selection import RENDERABLE, chosen_objects, world_bounds
+
+TRAINING_VIEWS_OPTIONS: dict[str, Any] = {
+    "output_dir": StringProperty(
+        name="Output Folder", description="Empty: a new folder under the default output folder", subtype="DIR_PATH"
+    ),
+    "object_name": StringProperty(
+        name="Objects", description="An object or collection; empty: the selected objects, or the whole scene if none"
+    ),
+    "views": IntProperty(name="Views", description="How many cameras", default=24, min=2, soft_max=200),
+    "layout": EnumProperty(name="Layout", items=TRAINING_LAYOUTS.items(), default=TRAINING_LAYOUTS.default),
+    "elevation": FloatProperty(name="Elevation", description="The orbit's elevation in degrees", default=15.0, min=-89.0, max=89.0),
+    "distance": FloatProperty(
+        name="Distance", description="Camera distance from the target; 0: the objects fill the frame", default=0.0, min=0.0
+    ),
+    "fov": FloatProperty(name="Field of View", description="Vertical field of view in degrees", default=40.0, min=5.0, max=120.0),
+    "width": IntProperty(name="Width", default=512, min=16, soft_max=2048),
+    "height": IntProperty(name="Height", default=384, min=16, soft_max=2048),
+    "samples": IntProperty(name="Samples", description="Cycles samples per pixel", default=32, min=1, soft_max=1024),
+    "transparent": BoolProperty(name="Transparent", description="Keep the background transparent (else the colour below)", default=True),
+    "background": FloatVectorProperty(name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0)),
+    "seed": IntProperty(name="Seed", description="The hemisphere's sampling", default=0, min=0),
+    "overwrite": BoolProperty(name="Overwrite", description="Replace a set already in the output folder", default=False),
+}
+
+
+def training_objects(context: bpy.types.Context, name: str) -> list[bpy.types.Object]:
+    """The named object or collection, else the selection, else every object in the scene that renders."""
+    if name or context.selected_objects:
+        return chosen_objects(context, name)
+    everything = [o for o in context.scene.objects if o.type in RENDERABLE and not o.hide_render]
+    if not everything:
+        raise UserError("Nothing to render: the scene has no visible objects")
+    return everything
+
+
+class TrainingRender(Stage):
+    """One render per camera, in a scene of its own, saved as an RGBA PNG in the scratch folder."""
+
+    label = "Rendering training views"
+    render_name = "A training view's render"
+
+    def __init__(
+        self, objects: list[bpy.types.Object], poses: list[np.ndarray], fov: float, size: tuple[int, int], samples: int, scratch: Path
+    ):
+        self.objects, self.poses, self.fov, self.size, self.samples, self.scratch = objects, poses, fov, size, samples, scratch
+        self._isolated = IsolatedScene("Diffusion3D Training Views")
+
+    def image(self, index: int) -> Path:
+        return self.scratch / f"{index:03d}.png"
+
+    def start(self, context: bpy.types.Context) -> int:
+        scene = context.scene
+        assert scene is not None
+        self._isolated.open(scene, self.objects, *self.size, self.samples)
+        return len(self.poses)
+
+    def step(self, context: bpy.types.Context, index: int) -> dict[str, Any]:
+        self._isolated.place_camera(self.poses[index], fov_deg=self.fov)
+        assert self._isolated.scene is not None
+        return {"scene": self._isolated.scene.name}
+
+    def rendered(self, context: bpy.types.Context, index: int) -> None:
+        self._isolated.save_render(self.image(index))
+
+    def undo(self) -> None:
+        self._isolated.close()
+
+
+class DIFFUSION3D_OT_render_training_views(EngineJobOperator, bpy.types.Operator):
+    """Render the chosen objects from cameras around them into a posed image set for ViewNeTI (images and cameras.json)"""
+
+    bl_idname = "diffusion3d.render_training_views"
+    bl_label = "Render Training Views"
+    bl_options = {"REGISTER"}
+    job_label = "Writing training views"
+    __annotations__ = dict(TRAINING_VIEWS_OPTIONS)
+
+    _render: TrainingRender | None = None
+    _target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def stage(self, context: bpy.types.Context) -> TrainingRender:
+        if not hasattr(context.scene, "cycles"):
+            raise UserError("Cycles is not available in this Blender")
+        objects = training_objects(context, self.object_name)
+        low, high = world_bounds(context, objects)
+        centre = (low + high) / 2
+        radius = float(np.linalg.norm(high - low)) / 2
+        if not radius > 0:
+            raise UserError(f"{objects[0].name} has no extent to render")
+        distance = self.distance or radius / np.sin(np.radians(self.fov) / 2) * 1.05  # the bounding sphere just fits
+        self._target = (float(centre[0]), float(centre[1]), float(centre[2]))
+        poses = training_poses(self.layout, self.views, self.elevation, distance, self.seed, self._target)
+        scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-training-views-"))
+        self._render = TrainingRender(objects, poses, self.fov, (self.width, self.height), self.samples, scratch)
+        return self._render
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        render = self._render
+        assert render is not None
+        focal = (self.height / 2) / np.tan(np.radians(self.fov) / 2)
+        request = PosedSetRequest(
+            out_dir=str(session.output_folder(self.output_dir, "training-views")),
+            images=[str(render.image(i)) for i in range(len(render.poses))],
+            cameras=[p.tolist() for p in render.poses],
+            k=[[focal, 0.0, self.width / 2], [0.0, focal, self.height / 2], [0.0, 0.0, 1.0]],
+            target=list(self._target),
+            background=None if self.transparent else list(self.background),
+            extra={"layout": self.layout, "seed": self.seed, "objects": [o.name for o in render.objects], "fov_deg": self.fov},
+            overwrite=self.overwrite,
+        )
+        return "write_posed_set", request
+
+    def finish(self, context: bpy.types.Context, result: PosedSetResult) -> None:
+        self.discard(context)
+        self.report({"INFO"}, f"Wrote {result.views} training views ({result.width}×{result.height}) into {result.out_dir}")
+
+    def discard(self, context: bpy.types.Context) -> None:
+        if self._render is not None:
+            session.remove_scratch(self._render.scratch)

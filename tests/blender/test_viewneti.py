@@ -1,0 +1,69 @@
+"""ViewNeTI in Blender: posed training sets rendered from the scene, their cameras checked against Blender's own projection."""
+
+import json
+
+import bpy
+import numpy as np
+import pytest
+from blender_helpers import add_box, render_settings, snapshot
+from bpy_extras.object_utils import world_to_camera_view
+from mathutils import Matrix, Vector
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+
+def training_views(tmp_path, **kw):
+    options = dict(output_dir=str(tmp_path / "set"), views=4, width=64, height=48, samples=1)
+    return bpy.ops.diffusion3d.render_training_views(**{**options, **kw})
+
+
+def test_training_views_of_the_selection_carry_cameras_that_project_like_blenders_own(tmp_path):
+    box = add_box("Toy", (1.0, -0.5, 0.0), (1.6, 0.1, 0.8))
+    box.select_set(True)
+    before, settings = snapshot(), render_settings()
+    assert training_views(tmp_path, layout="ORBIT", elevation=20.0) == {"FINISHED"}
+    after = snapshot()
+    after["images"].discard("Render Result")  # Blender's own
+    assert after == before and render_settings() == settings, "the user's scene is as it was"
+    posed = json.loads((tmp_path / "set" / "cameras.json").read_text())
+    assert (posed["width"], posed["height"], len(posed["images"])) == (64, 48, 4)
+    assert posed["target"] == pytest.approx([1.3, -0.2, 0.4])
+    corners = [box.matrix_world @ Vector(c) for c in box.bound_box]
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
+    camera = bpy.data.objects.new("check", bpy.data.cameras.new("check"))
+    scene.collection.objects.link(camera)
+    camera.data.sensor_fit, camera.data.angle = "VERTICAL", np.radians(40.0)
+    for entry in posed["images"]:
+        assert (tmp_path / "set" / entry["file"]).is_file()
+        camera.matrix_world = Matrix(entry["camera_to_world"])
+        bpy.context.view_layer.update()
+        p = np.array(entry["dtu12"]).reshape(3, 4)
+        for corner in corners:
+            x = p @ np.append(np.array(corner), 1.0)
+            blender = world_to_camera_view(scene, camera, corner)  # (0, 0) bottom left, (1, 1) top right
+            np.testing.assert_allclose(x[:2] / x[2], [blender.x * 64, (1 - blender.y) * 48], atol=1e-3)
+        assert entry["spherical"][2] == pytest.approx(20.0, abs=1e-6), "the orbit's elevation reads back"
+
+
+def test_a_solid_background_is_composited_and_the_whole_scene_renders_when_nothing_is_selected(tmp_path):
+    from diffusion3d.engine.imagefiles import read_png
+
+    add_box("Crate", (0.0, 0.0, 0.0), (0.5, 0.5, 0.5))
+    assert training_views(tmp_path, layout="HEMISPHERE", seed=3, transparent=False, background=(1.0, 0.0, 1.0)) == {"FINISHED"}
+    posed = json.loads((tmp_path / "set" / "cameras.json").read_text())
+    assert posed["objects"] == ["Crate"] and posed["layout"] == "HEMISPHERE"
+    image = read_png(tmp_path / "set" / posed["images"][0]["file"])
+    assert image.shape == (48, 64, 3) and tuple(image[0, 0]) == (255, 0, 255)
+    assert all(0 <= 90 - e["spherical"][2] <= 90 for e in posed["images"]), "every camera is in the upper hemisphere"
+
+
+def test_an_empty_scene_and_an_existing_set_are_refused_and_nothing_changes(tmp_path):
+    with pytest.raises(RuntimeError, match="Nothing to render"):
+        training_views(tmp_path)
+    add_box("Crate", (0.0, 0.0, 0.0), (0.5, 0.5, 0.5))
+    assert training_views(tmp_path) == {"FINISHED"}
+    before = {p: p.read_bytes() for p in (tmp_path / "set").rglob("*") if p.is_file()}
+    with pytest.raises(RuntimeError, match="already holds"):
+        training_views(tmp_path)
+    assert {p: p.read_bytes() for p in (tmp_path / "set").rglob("*") if p.is_file()} == before
