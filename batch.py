@@ -794,6 +794,190 @@ def multiview(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def add_viewneti_data(sub: Subparsers) -> None:
+    p = sub.add_parser("viewneti-data", help="ViewNeTI: a .blend's objects rendered from cameras around them into a posed image set")
+    p.add_argument("--blend", help="scene to open (default: the file Blender was started with)")
+    p.add_argument("--objects", help="comma-separated object or collection names (default: the whole scene)")
+    p.add_argument("--views", type=int, default=24)
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(512, 384))
+    add_choice(p, "--layout", choices.TRAINING_LAYOUTS)
+    p.add_argument("--elevation", type=float, default=15.0, help="the orbit's elevation in degrees")
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--background", type=parse_point, help="r,g,b in 0–1 to put the views on (default: transparent)")
+    p.add_argument("--seed", type=int, default=0)
+    add_output_options(p)
+    p.set_defaults(run=viewneti_data)
+
+
+def viewneti_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The render_training_views operator on a .blend's named objects (or the whole scene)."""
+    import bpy
+
+    if args.blend:
+        bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        load_addon()
+    names = [n.strip() for n in (args.objects or "").split(",") if n.strip()]
+    missing = [n for n in names if n not in bpy.data.objects and n not in bpy.data.collections]
+    if missing:
+        raise BatchError(f"No object or collection named {', '.join(missing)}")
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(False)
+    for name in names:
+        chosen = [bpy.data.objects[name]] if name in bpy.data.objects else list(bpy.data.collections[name].all_objects)
+        for obj in chosen:
+            obj.select_set(True)
+    out = Path(args.out).resolve()
+    start = time.perf_counter()
+    run_operator(
+        bpy.ops.diffusion3d.render_training_views,
+        output_dir=str(out),
+        views=args.views,
+        width=args.size[0],
+        height=args.size[1],
+        layout=choices.TRAINING_LAYOUTS.from_cli(args.layout),
+        elevation=args.elevation,
+        samples=args.samples,
+        seed=args.seed,
+        transparent=args.background is None,
+        background=args.background or (1.0, 1.0, 1.0),
+        overwrite=args.overwrite,
+    )
+    seconds = round(time.perf_counter() - start, 3)
+    return {"paths": {"dataset": str(out), "cameras": str(out / "cameras.json")}, "views": args.views, "timings_s": {"render": seconds}}
+
+
+def add_viewneti_train(sub: Subparsers) -> None:
+    p = sub.add_parser("viewneti-train", help="ViewNeTI: fit view and object mappers to a posed image set (a frozen SD 2.x)")
+    p.add_argument("--data", required=True, help="a posed set made by viewneti-data")
+    p.add_argument("--model", default="stabilityai/stable-diffusion-2-1", help="the SD 2.x base (v-prediction): folder or repo id")
+    p.add_argument("--mode", choices=["scene"], default="scene", help="scene: one posed set, both mappers together")
+    p.add_argument("--parameterisation", choices=["spherical", "dtu12"], default="spherical")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=3)
+    p.add_argument("--accumulation", type=int, default=3)
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(512, 384))
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    add_output_options(p, "the checkpoint folder")
+    add_model_options(p)
+    p.set_defaults(run=viewneti_train)
+
+
+def viewneti_train(args: argparse.Namespace) -> dict[str, Any]:
+    """The train_viewneti engine job."""
+    from diffusion3d.engine.viewneti.train import TrainRequest  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    use_model_settings(args)
+    request = TrainRequest(
+        data_dir=str(Path(args.data).resolve()),
+        model=args.model,
+        out_dir=str(Path(args.out).resolve()),
+        parameterisation=args.parameterisation.upper(),
+        steps=args.steps,
+        batch=args.batch,
+        accumulation=args.accumulation,
+        width=args.size[0],
+        height=args.size[1],
+        save_every=args.save_every,
+        seed=args.seed,
+        resume=args.resume,
+        access=session.model_access(session.preferences()),
+        overwrite=args.overwrite,
+    )
+    result = run_engine_job("train_viewneti", request)
+    return {
+        "paths": {"checkpoint": result.checkpoint},
+        "steps_done": result.steps_done,
+        "last_loss": result.losses[-1] if result.losses else None,
+        "timings_s": {"train": round(result.seconds, 3)},
+    }
+
+
+def add_viewneti_render(sub: Subparsers) -> None:
+    p = sub.add_parser("viewneti-render", help="ViewNeTI: a trained checkpoint's view of the object from a camera")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--model", default="stabilityai/stable-diffusion-2-1", help="the base the checkpoint was trained on")
+    p.add_argument("--blend", help="a .blend whose --camera to render from")
+    p.add_argument("--camera", help="with --blend: the camera object")
+    p.add_argument("--azimuth", type=float, help="degrees about the training target (0 from −Y, 90 from +X)")
+    p.add_argument("--elevation", type=float, default=15.0)
+    p.add_argument("--distance", type=float)
+    p.add_argument("--fov", type=float, default=40.0, help="vertical field of view for --azimuth cameras")
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(768, 576))
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--seed", type=int, default=0)
+    add_choice(p, "--scheduler", choices.SCHEDULERS, default=False)
+    add_output_options(p, "the PNG file to write")
+    add_model_options(p)
+    p.set_defaults(run=viewneti_render)
+
+
+def viewneti_render(args: argparse.Namespace) -> dict[str, Any]:
+    """The render_view engine job from a .blend's camera, or an orbit position about the training target."""
+    import numpy as np
+
+    from diffusion3d.engine.multiview.cameras import camera_to_world  # type: ignore[import-not-found]
+    from diffusion3d.engine.viewneti.render import RenderViewRequest  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    if bool(args.blend) == (args.azimuth is not None) or bool(args.blend) != bool(args.camera):
+        raise BatchError("Give either --blend with --camera, or --azimuth with --distance")
+    if args.blend:
+        import bpy
+
+        bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        load_addon()
+        camera = bpy.data.objects.get(args.camera)
+        if camera is None or camera.type != "CAMERA":
+            raise BatchError(f"No camera named {args.camera!r} in {args.blend}")
+        matrix, fov = [list(row) for row in camera.matrix_world], float(np.degrees(camera.data.angle_y))
+    else:
+        if args.distance is None:
+            raise BatchError("--azimuth needs --distance")
+        info = json.loads((Path(args.checkpoint) / "viewneti.json").read_text(encoding="utf-8"))
+        pose = camera_to_world(args.azimuth, args.elevation, args.distance)
+        pose[:3, 3] += np.asarray(info.get("target", [0.0, 0.0, 0.0]))
+        matrix, fov = pose.tolist(), args.fov
+    use_model_settings(args)
+    out = Path(args.out).resolve()
+    request = RenderViewRequest(
+        checkpoint=str(Path(args.checkpoint).resolve()),
+        model=args.model,
+        out_dir=str(out.parent),
+        cameras=[matrix],
+        fov_deg=fov,
+        names=[out.name],
+        meta_name=f"{out.stem}.json",
+        width=args.size[0],
+        height=args.size[1],
+        steps=args.steps,
+        guidance=args.guidance,
+        scheduler=choices.SCHEDULERS.from_cli(args.scheduler) if args.scheduler else "DPMPP_2M",
+        seed=args.seed,
+        access=session.model_access(session.preferences()),
+        overwrite=args.overwrite,
+    )
+    result = run_engine_job("render_view", request)
+    return {"paths": {"image": result.paths[0]}, "warnings": result.warnings, "timings_s": {"render": round(result.seconds, 3)}}
+
+
+def run_engine_job(name: str, request: Any) -> Any:
+    """An engine job through the add-on's client (Blender's Python or the worker), its progress printed, its error one line."""
+    from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    def show(p: Any) -> None:
+        print(f"[diffusion3d] {name}: {p.done}/{p.total} {p.message}", flush=True)
+
+    try:
+        return session.client().run(name, request, on_progress=show)
+    except EngineError as exc:
+        raise BatchError(str(exc)) from None
+
+
 def add_merge(sub: Subparsers) -> None:
     p = sub.add_parser("merge", help="join shard data sets (edges/generate-from-edges --shard) into one")
     p.add_argument("--shards", nargs="+", required=True, help="the shard folders")
@@ -804,14 +988,9 @@ def add_merge(sub: Subparsers) -> None:
 def merge(args: argparse.Namespace) -> dict[str, Any]:
     """Shard folders → one data set, as one unsharded run would have written it."""
     from diffusion3d.engine.dst.merge import DSTMergeRequest  # type: ignore[import-not-found]
-    from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
-    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
     request = DSTMergeRequest([str(Path(d).resolve()) for d in args.shards], str(Path(args.out).resolve()), args.overwrite)
-    try:
-        result = session.client().run("merge_shards", request)
-    except EngineError as exc:
-        raise BatchError(str(exc)) from None
+    result = run_engine_job("merge_shards", request)
     return {"paths": {"dataset": result.dataset_dir}, "views": result.views, "annotations": result.annotations}
 
 
@@ -826,6 +1005,9 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_kcf,
     add_merge,
     add_multiview,
+    add_viewneti_data,
+    add_viewneti_train,
+    add_viewneti_render,
 )
 
 

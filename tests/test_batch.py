@@ -356,3 +356,73 @@ def test_multiview_refuses_an_object_without_its_blend_in_one_line(tmp_path):
     proc = batch("multiview", "--object", "Suzanne", "--out", str(tmp_path / "x"))
     lines = [line for line in proc.stderr.strip().splitlines() if line]
     assert proc.returncode != 0 and len(lines) == 1 and "--blend and --object go together" in lines[0], proc.stderr[-1000:]
+
+
+@pytest.mark.slow
+def test_viewneti_data_train_and_render_end_to_end(tmp_path):
+    base = build_tiny("tiny_viewneti:build_tiny_sd2", tmp_path / "models" / "tiny-sd2")
+    scene = tmp_path / "scene.blend"
+    make = f"import bpy; bpy.ops.mesh.primitive_monkey_add(); bpy.ops.wm.save_as_mainfile(filepath={str(scene)!r})"
+    subprocess.run([sys.executable, "-c", make], check=True, capture_output=True, timeout=120)
+    data = summary(
+        batch(
+            "viewneti-data",
+            "--blend",
+            str(scene),
+            "--objects",
+            "Suzanne",
+            "--views",
+            "3",
+            "--size",
+            "128",
+            "64",
+            "--samples",
+            "1",
+            "--out",
+            str(tmp_path / "set"),
+        )
+    )
+    assert len(json.loads(Path(data["paths"]["cameras"]).read_text())["images"]) == 3
+    common = ("--model", str(base), "--device", "cpu")
+    trained = summary(
+        batch(
+            "viewneti-train",
+            "--data",
+            str(tmp_path / "set"),
+            "--steps",
+            "2",
+            "--batch",
+            "1",
+            "--accumulation",
+            "1",
+            "--size",
+            "128",
+            "64",
+            "--out",
+            str(tmp_path / "ckpt"),
+            *common,
+        )
+    )
+    assert trained["steps_done"] == 2 and Path(trained["paths"]["checkpoint"], "viewneti.json").is_file()
+    rendered = summary(
+        batch(
+            "viewneti-render",
+            "--checkpoint",
+            str(tmp_path / "ckpt"),
+            "--azimuth",
+            "45",
+            "--distance",
+            "3",
+            "--size",
+            "128",
+            "64",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "view.png"),
+            *common,
+        )
+    )
+    assert Path(rendered["paths"]["image"]).is_file() and (tmp_path / "view.json").is_file()
+    proc = batch("viewneti-render", "--checkpoint", str(tmp_path / "ckpt"), "--azimuth", "45", "--out", str(tmp_path / "x.png"), *common)
+    assert proc.returncode != 0 and "--azimuth needs --distance" in proc.stderr

@@ -39,6 +39,7 @@ class RenderViewRequest:
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes
     fov_deg: float = 49.1  # vertical field of view
     names: list[str] = field(default_factory=list)  # file per camera; default view_0000.png, …
+    meta_name: str = "render.json"  # what was rendered, and how
     width: int = 768
     height: int = 576
     steps: int = 30
@@ -78,7 +79,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     out = Path(r.out_dir)
     check_writable(out)
     targets = [out / name for name in names]
-    NewFiles([*targets, out / "render.json"], r.overwrite)  # refuses existing outputs before any model work
+    NewFiles([*targets, out / r.meta_name], r.overwrite)  # refuses existing outputs before any model work
     info, view_state, object_state, _ = checkpoint.load(Path(r.checkpoint))
     matrices = np.asarray(r.cameras, np.float64)
     if matrices.shape[1:] != (4, 4):
@@ -133,10 +134,10 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with NewFiles([*targets, out / "render.json"], r.overwrite) as files:
+        with NewFiles([*targets, out / r.meta_name], r.overwrite) as files:
             for path, image in zip(targets, images):
                 files.write(path, png(image))
-            files.write(out / "render.json", json_file(meta))
+            files.write(out / r.meta_name, json_file(meta))
     except BaseException:
         if made and not any(out.iterdir()):
             out.rmdir()

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from ..errors import BadInput
+
 VIEW, OBJECT = "<view>", "<object>"  # the placeholders in a prompt template
 
 
@@ -49,7 +51,7 @@ def prompt_ids(tokenizer: Any, template: str, placeholders: Sequence[str] = (VIE
     for name in placeholders:
         found = (ids == local.convert_tokens_to_ids(name)).nonzero().flatten().tolist()
         if len(found) != 1:
-            raise ValueError(f"The prompt must hold {name} exactly once, got {template!r}")
+            raise BadInput(f"The prompt must hold {name} exactly once, got {template!r}")
         positions[name] = int(found[0])
     return ids, positions
 
@@ -58,7 +60,7 @@ def word_row(tokenizer: Any, text_encoder: Any, word: str) -> torch.Tensor:
     """The token-embedding row of a single-token word (a mapper word's norm, an object token's start)."""
     ids = tokenizer(word, add_special_tokens=False).input_ids
     if len(ids) != 1:
-        raise ValueError(f"{word!r} is not one token of this tokenizer ({len(ids)} tokens)")
+        raise BadInput(f"{word!r} is not one token of this model's tokenizer ({len(ids)} tokens): choose another reference word")
     return text_encoder.embeddings.token_embedding.weight[ids[0]].detach()  # type: ignore[no-any-return]
 
 

@@ -13,6 +13,26 @@ import torch
 from tiny_ldm3d import write_tokenizer
 
 
+def add_words(folder: Path, words: list[str]) -> None:
+    """Make each word one token of the tiny BPE tokenizer: its merges, left to right, and the pieces in the vocabulary."""
+    from transformers import CLIPTokenizer
+
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    merges = (folder / "merges.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")
+    for word in words:
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        token = pieces[0]
+        for piece in pieces[1:]:
+            merges.append(f"{token} {piece}")
+            token += piece
+            vocab.setdefault(token, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("\n".join(merges) + "\n", encoding="utf-8")
+    for stale in ("tokenizer.json",):
+        (folder / stale).unlink(missing_ok=True)
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77).save_pretrained(folder)
+
+
 def build_tiny_sd2(folder: Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -49,6 +69,7 @@ def build_tiny_sd2(folder: Path, seed: int = 0) -> Path:
         )
     ).save_pretrained(folder / "text_encoder")
     write_tokenizer(folder / "tokenizer")
+    add_words(folder / "tokenizer", ["view", "object"])  # single tokens, as in SD 2.x's vocabulary: ViewNeTI's reference words
     DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
