@@ -1,4 +1,5 @@
-"""ViewNeTI in Blender: ``render_training_views`` makes a posed image set of the chosen objects.
+"""ViewNeTI in Blender: ``render_training_views`` makes a posed image set of the chosen objects; ``generate_view`` renders a
+trained checkpoint from a Blender camera.
 
 Blender's part is the renders: the objects (the selection, a named object or
 collection, or the whole scene) in a scene of their own, from cameras on an
@@ -17,9 +18,12 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine.choices import TRAINING_LAYOUTS
+from ..engine.choices import SCHEDULERS, TRAINING_LAYOUTS
+from ..engine.dst.camera import intrinsics
 from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, training_poses
+from ..engine.viewneti.render import RenderViewRequest, RenderViewResult
 from .machinery import session
+from .machinery.blender_data import load_image
 from .machinery.isolated_scene import IsolatedScene
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.selection import RENDERABLE, chosen_objects, world_bounds
@@ -142,3 +146,93 @@ class DIFFUSION3D_OT_render_training_views(EngineJobOperator, bpy.types.Operator
     def discard(self, context: bpy.types.Context) -> None:
         if self._render is not None:
             session.remove_scratch(self._render.scratch)
+
+
+GENERATE_VIEW_OPTIONS: dict[str, Any] = {
+    "checkpoint": StringProperty(name="Checkpoint", description="A trained ViewNeTI checkpoint folder", subtype="DIR_PATH"),
+    "model": StringProperty(
+        name="Base Model", description="The Stable Diffusion 2.x the checkpoint was trained on", default="stabilityai/stable-diffusion-2-1"
+    ),
+    "camera_name": StringProperty(name="Camera", description="Empty: the scene's active camera"),
+    "animation": BoolProperty(
+        name="Every Frame", description="One image per frame of the scene's range (an animated camera)", default=False
+    ),
+    "width": IntProperty(name="Width", default=768, min=64, soft_max=2048, step=8),
+    "height": IntProperty(name="Height", default=576, min=64, soft_max=2048, step=8),
+    "steps": IntProperty(name="Steps", default=30, min=1, soft_max=200),
+    "guidance": FloatProperty(name="Guidance", default=7.5, min=0.0, soft_max=20.0),
+    "seed": IntProperty(name="Seed", default=0, min=0),
+    "scheduler": EnumProperty(name="Sampler", items=SCHEDULERS.items(), default="DPMPP_2M"),
+    "output_dir": StringProperty(
+        name="Output Folder", description="Empty: a new folder under the default output folder", subtype="DIR_PATH"
+    ),
+    "overwrite": BoolProperty(name="Overwrite", default=False),
+}
+
+
+def vertical_fov(camera: bpy.types.Object, width: int, height: int) -> float:
+    """The camera's vertical field of view in degrees for a width × height image (its lens, sensor and fit)."""
+    data = camera.data
+    k = intrinsics(data.lens, data.sensor_width, width, height, data.sensor_fit, data.sensor_height)
+    return float(np.degrees(2 * np.arctan(height / 2 / k[1, 1])))
+
+
+class DIFFUSION3D_OT_generate_view(EngineJobOperator, bpy.types.Operator):
+    """Render the trained object from the active camera (or every frame of an animated one) with a ViewNeTI checkpoint"""
+
+    bl_idname = "diffusion3d.generate_view"
+    bl_label = "Generate View"
+    bl_options = {"REGISTER"}
+    job_label = "Generating view"
+    __annotations__ = dict(GENERATE_VIEW_OPTIONS)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        scene = context.scene
+        camera = bpy.data.objects.get(self.camera_name) if self.camera_name else scene.camera
+        if camera is None or camera.type != "CAMERA":
+            raise UserError(f"No camera named {self.camera_name!r}" if self.camera_name else "The scene has no active camera")
+        if camera.data.type != "PERSP":
+            raise UserError(f"{camera.name} is not a perspective camera")
+        if not self.checkpoint:
+            raise UserError("Choose a ViewNeTI checkpoint folder")
+        frames = list(range(scene.frame_start, scene.frame_end + 1)) if self.animation else [scene.frame_current]
+        now, matrices = scene.frame_current, []
+        try:
+            for frame in frames:
+                scene.frame_set(frame)
+                matrices.append([list(row) for row in camera.matrix_world])
+        finally:
+            scene.frame_set(now)
+        names = [f"frame_{f:04d}.png" for f in frames] if self.animation else [f"{camera.name}.png"]
+        request = RenderViewRequest(
+            checkpoint=bpy.path.abspath(self.checkpoint),
+            model=self.model,
+            out_dir=str(session.output_folder(self.output_dir, "view")),
+            cameras=matrices,
+            fov_deg=vertical_fov(camera, self.width, self.height),
+            names=names,
+            width=self.width,
+            height=self.height,
+            steps=self.steps,
+            guidance=self.guidance,
+            scheduler=self.scheduler,
+            seed=self.seed,
+            access=session.model_access(session.preferences(context)),
+            overwrite=self.overwrite,
+        )
+        return "render_view", request
+
+    def finish(self, context: bpy.types.Context, result: RenderViewResult) -> None:
+        image, _ = load_image(result.paths[0])
+        if len(result.paths) > 1:
+            image.source = "SEQUENCE"  # the frames play in the Image Editor
+        for area in context.screen.areas if context.screen is not None else ():
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = image
+                break
+        for warning in result.warnings:
+            self.report({"WARNING"}, warning)
+        self.report(
+            {"INFO"},
+            f"Rendered {len(result.paths)} view{'s' if len(result.paths) != 1 else ''} in {result.seconds:.1f} s: {result.paths[0]}",
+        )

@@ -60,6 +60,7 @@ def tiny_models(tmp_path_factory):
     build_tiny("tiny_controlnet:build_tiny_sd", folder / "sd")
     build_tiny("tiny_controlnet:build_tiny_controlnet", folder / "cn")
     build_tiny("tiny_multiview:build_tiny_multiview", folder / "imagedream")
+    build_tiny("tiny_viewneti:build_tiny_sd2", folder / "sd2")
     return folder
 
 
@@ -105,6 +106,28 @@ def training_scene(tmp_path, request):
     return dict(output_dir=str(tmp_path / "out"), views=2, width=32, height=24, samples=1)
 
 
+def viewneti_checkpoint(tmp_path, request):
+    """A tiny ViewNeTI checkpoint (one training step on three renders of a box) and a camera to render it from."""
+    import batch
+
+    models = run_models_as_users_do(request)
+    engine = batch.load_addon().engine
+    add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8)).select_set(True)
+    views = dict(output_dir=str(tmp_path / "set"), views=3, width=128, height=64, samples=1)
+    assert bpy.ops.diffusion3d.render_training_views(**views) == {"FINISHED"}
+    train = engine.viewneti.train.TrainRequest(
+        str(tmp_path / "set"), str(models / "sd2"), str(tmp_path / "ckpt"), steps=1, batch=1, accumulation=1
+    )
+    train.width, train.height, train.access = 128, 64, engine.diffusion.sources.ModelAccess(device="CPU")
+    batch.load_addon().operators.machinery.session.client().run("train_viewneti", train)
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera, camera.location = camera, (0.2, -2.5, 0.4)
+    return dict(
+        checkpoint=str(tmp_path / "ckpt"), model=str(models / "sd2"), width=128, height=64, steps=1, output_dir=str(tmp_path / "out")
+    )
+
+
 def generated_dataset(tmp_path, request):
     options = edge_dataset(tmp_path, request)
     assert bpy.ops.diffusion3d.generate_from_edges(**options, images_per_view=3) == {"FINISHED"}  # 6 images: 3 per fold
@@ -148,10 +171,11 @@ OPERATORS = [
         "TrainingRender",
         ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"],
     ),
+    ("viewneti", "generate_view", viewneti_checkpoint, None, ["prepare", "engine", "load_image", "finish"]),
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]
 STAGE_PHASES = ("start", "step", "rendered", "done")
-AFTER_ENGINE = ("engine", "finish", "vertex_colour_material")  # the engine job may have written its files
+AFTER_ENGINE = ("engine", "finish", "vertex_colour_material", "load_image")  # the engine job may have written its files
 
 
 def break_phase(addon, monkeypatch, module_name, op_name, stage_class, phase):

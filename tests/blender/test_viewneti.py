@@ -8,8 +8,9 @@ import pytest
 from blender_helpers import add_box, render_settings, snapshot
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Matrix, Vector
+from support import build_tiny, engine_python, models_here
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.warm_engine]
 
 
 def training_views(tmp_path, **kw):
@@ -67,3 +68,56 @@ def test_an_empty_scene_and_an_existing_set_are_refused_and_nothing_changes(tmp_
     with pytest.raises(RuntimeError, match="already holds"):
         training_views(tmp_path)
     assert {p: p.read_bytes() for p in (tmp_path / "set").rglob("*") if p.is_file()} == before
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return build_tiny("tiny_viewneti:build_tiny_sd2", tmp_path_factory.mktemp("models") / "tiny-sd2")
+
+
+@pytest.fixture
+def trained(addon, prefs, base, tmp_path):
+    """A tiny checkpoint trained on renders of a box, through the add-on's own engine client."""
+    from diffusion3d.engine.diffusion.sources import ModelAccess
+    from diffusion3d.engine.viewneti.train import TrainRequest
+
+    prefs.device = "CPU"
+    if not models_here():
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", engine_python()
+    add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8)).select_set(True)
+    assert training_views(tmp_path, views=3, width=128, height=64) == {"FINISHED"}
+    request = TrainRequest(str(tmp_path / "set"), str(base), str(tmp_path / "ckpt"), steps=1, batch=1, accumulation=1, width=128, height=64)
+    request.access = ModelAccess(device="CPU")
+    addon.operators.machinery.session.client().run("train_viewneti", request)
+    return tmp_path / "ckpt"
+
+
+def test_a_checkpoint_renders_the_active_camera_and_every_frame_of_an_animated_one(trained, base, tmp_path):
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    camera.location, camera.rotation_euler = (0.3, -2.5, 0.6), (np.radians(85), 0.0, 0.0)
+    options = dict(checkpoint=str(trained), model=str(base), width=128, height=64, steps=2)
+    assert bpy.ops.diffusion3d.generate_view(**options, output_dir=str(tmp_path / "one")) == {"FINISHED"}
+    assert (tmp_path / "one" / "Cam.png").is_file() and (tmp_path / "one" / "render.json").is_file()
+    assert any(image.filepath.endswith("Cam.png") for image in bpy.data.images)
+    scene.frame_start, scene.frame_end = 1, 2
+    camera.keyframe_insert("location", frame=1)
+    camera.location.x = 0.8
+    camera.keyframe_insert("location", frame=2)
+    assert bpy.ops.diffusion3d.generate_view(**options, animation=True, output_dir=str(tmp_path / "anim")) == {"FINISHED"}
+    meta = json.loads((tmp_path / "anim" / "render.json").read_text())
+    assert [v["file"] for v in meta["views"]] == ["frame_0001.png", "frame_0002.png"]
+    assert meta["views"][0]["camera_to_world"] != meta["views"][1]["camera_to_world"]
+    assert scene.frame_current == 1, "the current frame is put back"
+
+
+def test_no_camera_or_no_checkpoint_is_refused_in_one_line(trained, base, tmp_path):
+    with pytest.raises(RuntimeError, match="no active camera"):
+        bpy.ops.diffusion3d.generate_view(checkpoint=str(trained), model=str(base))
+    bpy.context.scene.camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(bpy.context.scene.camera)
+    with pytest.raises(RuntimeError, match="No ViewNeTI checkpoint"):
+        bpy.ops.diffusion3d.generate_view(checkpoint=str(tmp_path / "nothing"), model=str(base), output_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
