@@ -851,7 +851,7 @@ def add_viewneti_train(sub: Subparsers) -> None:
     p.add_argument("--data", required=True, help="a posed set made by viewneti-data")
     p.add_argument("--model", default="stabilityai/stable-diffusion-2-1", help="the SD 2.x base (v-prediction): folder or repo id")
     p.add_argument("--mode", choices=["scene"], default="scene", help="scene: one posed set, both mappers together")
-    p.add_argument("--parameterisation", choices=["spherical", "dtu12"], default="spherical")
+    add_choice(p, "--parameterisation", choices.CAMERA_PARAMETERISATIONS)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--accumulation", type=int, default=3)
@@ -874,7 +874,7 @@ def viewneti_train(args: argparse.Namespace) -> dict[str, Any]:
         data_dir=str(Path(args.data).resolve()),
         model=args.model,
         out_dir=str(Path(args.out).resolve()),
-        parameterisation=args.parameterisation.upper(),
+        parameterisation=choices.CAMERA_PARAMETERISATIONS.from_cli(args.parameterisation),
         steps=args.steps,
         batch=args.batch,
         accumulation=args.accumulation,

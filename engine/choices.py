@@ -205,3 +205,9 @@ TRAINING_LAYOUTS: Choices[Choice] = Choices(
     Choice("ORBIT", "Orbit", "Evenly spaced around the target at one elevation"),
     Choice("HEMISPHERE", "Hemisphere", "Sampled over the upper hemisphere (seeded)"),
 )
+
+CAMERA_PARAMETERISATIONS: Choices[Choice] = Choices(
+    "camera parameterisation",
+    Choice("SPHERICAL", "Spherical", "Azimuth, elevation and distance about the target: objects in Blender"),
+    Choice("DTU12", "DTU 3×4", "The 12 numbers of the projection matrix, as the original on DTU"),
+)

@@ -1,5 +1,5 @@
-"""ViewNeTI in Blender: ``render_training_views`` makes a posed image set of the chosen objects; ``generate_view`` renders a
-trained checkpoint from a Blender camera.
+"""ViewNeTI in Blender: ``render_training_views`` makes a posed image set of the chosen objects, ``train_viewneti`` fits the
+mappers to it, and ``generate_view`` renders a trained checkpoint from a Blender camera.
 
 Blender's part is the renders: the objects (the selection, a named object or
 collection, or the whole scene) in a scene of their own, from cameras on an
@@ -18,10 +18,11 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine.choices import SCHEDULERS, TRAINING_LAYOUTS
+from ..engine.choices import CAMERA_PARAMETERISATIONS, SCHEDULERS, TRAINING_LAYOUTS
 from ..engine.dst.camera import intrinsics
 from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, training_poses
 from ..engine.viewneti.render import RenderViewRequest, RenderViewResult
+from ..engine.viewneti.train import TrainRequest, TrainResult
 from .machinery import session
 from .machinery.blender_data import load_image
 from .machinery.isolated_scene import IsolatedScene
@@ -236,3 +237,51 @@ class DIFFUSION3D_OT_generate_view(EngineJobOperator, bpy.types.Operator):
             {"INFO"},
             f"Rendered {len(result.paths)} view{'s' if len(result.paths) != 1 else ''} in {result.seconds:.1f} s: {result.paths[0]}",
         )
+
+
+TRAIN_OPTIONS: dict[str, Any] = {
+    "data_dir": StringProperty(name="Training Views", description="A posed image set (Render Training Views)", subtype="DIR_PATH"),
+    "model": GENERATE_VIEW_OPTIONS["model"],
+    "output_dir": StringProperty(name="Checkpoint", description="The checkpoint folder; empty: a new one", subtype="DIR_PATH"),
+    "parameterisation": EnumProperty(name="Cameras", items=CAMERA_PARAMETERISATIONS.items(), default=CAMERA_PARAMETERISATIONS.default),
+    "steps": IntProperty(name="Steps", description="Optimizer steps", default=3000, min=1, soft_max=50000),
+    "width": IntProperty(name="Width", default=512, min=64, soft_max=1024, step=64),
+    "height": IntProperty(name="Height", default=384, min=64, soft_max=1024, step=64),
+    "save_every": IntProperty(name="Save Every", default=500, min=1),
+    "seed": IntProperty(name="Seed", default=0, min=0),
+    "resume": BoolProperty(name="Resume", description="Continue the run whose checkpoint is in the folder", default=False),
+    "overwrite": BoolProperty(name="Overwrite", default=False),
+}
+
+
+class DIFFUSION3D_OT_train_viewneti(EngineJobOperator, bpy.types.Operator):
+    """Fit ViewNeTI's view and object mappers to a posed image set (a frozen Stable Diffusion 2.x; resumable)"""
+
+    bl_idname = "diffusion3d.train_viewneti"
+    bl_label = "Train ViewNeTI"
+    bl_options = {"REGISTER"}
+    job_label = "Training ViewNeTI"
+    __annotations__ = dict(TRAIN_OPTIONS)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        if not self.data_dir:
+            raise UserError("Choose a folder of training views")
+        request = TrainRequest(
+            data_dir=bpy.path.abspath(self.data_dir),
+            model=self.model,
+            out_dir=str(session.output_folder(self.output_dir, "viewneti")),
+            parameterisation=self.parameterisation,
+            steps=self.steps,
+            width=self.width,
+            height=self.height,
+            save_every=self.save_every,
+            seed=self.seed,
+            resume=self.resume,
+            access=session.model_access(session.preferences(context)),
+            overwrite=self.overwrite,
+        )
+        return "train_viewneti", request
+
+    def finish(self, context: bpy.types.Context, result: TrainResult) -> None:
+        last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
+        self.report({"INFO"}, f"Trained {result.steps_done} steps in {result.seconds / 60:.1f} min{last}: {result.checkpoint}")

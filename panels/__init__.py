@@ -10,9 +10,17 @@ from .settings import (
     Diffusion3DGenerateSettings,
     Diffusion3DSceneSettings,
     Diffusion3DStereoSettings,
+    Diffusion3DViewNeTISettings,
     Diffusion3DViewsSettings,
 )
-from .sidebar import DIFFUSION3D_PT_dst, DIFFUSION3D_PT_engine, DIFFUSION3D_PT_stereo, DIFFUSION3D_PT_views, DIFFUSION3D_PT_world
+from .sidebar import (
+    DIFFUSION3D_PT_dst,
+    DIFFUSION3D_PT_engine,
+    DIFFUSION3D_PT_stereo,
+    DIFFUSION3D_PT_viewneti,
+    DIFFUSION3D_PT_views,
+    DIFFUSION3D_PT_world,
+)
 
 classes: tuple[type, ...] = (
     Diffusion3DPreferences,
@@ -20,12 +28,14 @@ classes: tuple[type, ...] = (
     Diffusion3DStereoSettings,
     Diffusion3DDSTSettings,
     Diffusion3DViewsSettings,
+    Diffusion3DViewNeTISettings,
     Diffusion3DSceneSettings,
     Diffusion3DFoundModel,
     DIFFUSION3D_PT_world,
     DIFFUSION3D_PT_stereo,
     DIFFUSION3D_PT_dst,
     DIFFUSION3D_PT_views,
+    DIFFUSION3D_PT_viewneti,
     DIFFUSION3D_PT_engine,
 )
 

@@ -15,6 +15,7 @@ from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
+from ..operators.viewneti import GENERATE_VIEW_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 
 
@@ -42,6 +43,16 @@ class Diffusion3DViewsSettings(bpy.types.PropertyGroup):
     __annotations__ = dict(VIEWS_OPTIONS)
 
 
+class Diffusion3DViewNeTISettings(bpy.types.PropertyGroup):
+    """The ViewNeTI panel's options: training views, training (``train_``) and generation (``gen_``)."""
+
+    __annotations__ = {
+        **TRAINING_VIEWS_OPTIONS,
+        **{f"train_{k}": v for k, v in TRAIN_OPTIONS.items()},
+        **{f"gen_{k}": v for k, v in GENERATE_VIEW_OPTIONS.items()},
+    }
+
+
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
     __annotations__ = {
         **CAPTURE_OPTIONS,
@@ -50,6 +61,7 @@ class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
         "stereo": PointerProperty(type=Diffusion3DStereoSettings),
         "dst": PointerProperty(type=Diffusion3DDSTSettings),
         "views": PointerProperty(type=Diffusion3DViewsSettings),
+        "viewneti": PointerProperty(type=Diffusion3DViewNeTISettings),
         "last_capture": StringProperty(name="Last Capture", subtype="DIR_PATH", default=""),
         "last_generation": StringProperty(name="Last Generation", subtype="DIR_PATH", default=""),
     }

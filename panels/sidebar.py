@@ -19,6 +19,7 @@ from ..operators.machinery.job import current, progress_text
 from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
+from ..operators.viewneti import GENERATE_VIEW_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 from .settings import pass_options
 
@@ -264,23 +265,23 @@ class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):
             "overwrite",
         ):
             col.prop(dst, f"gen_{name}")
-        _prefixed_button(box, "diffusion3d.generate_from_edges", "PLAY", dst, "gen_", GENERATE_EDGES_OPTIONS)
+        _prefixed_button(box, "diffusion3d.generate_from_edges", "PLAY", dst, "gen_", GENERATE_EDGES_OPTIONS, shared=("dataset_dir",))
 
         box = layout.box()
         box.label(text="K-Fold Consistency Filter", icon="FILTER")
         col = box.column(align=True)
         for name in ("fraction", "folds", "seed", "backbone", "epochs", "image_size", "shard"):
             col.prop(dst, f"kcf_{name}")
-        _prefixed_button(box, "diffusion3d.filter_dataset", "FILTER", dst, "kcf_", FILTER_OPTIONS)
+        _prefixed_button(box, "diffusion3d.filter_dataset", "FILTER", dst, "kcf_", FILTER_OPTIONS, shared=("dataset_dir",))
 
 
-def _prefixed_button(layout: bpy.types.UILayout, idname: str, icon: str, dst: Any, prefix: str, options: dict[str, Any]) -> None:
-    """A button whose options come from the panel's prefixed copies, on the data set the panel renders into."""
+def _prefixed_button(
+    layout: bpy.types.UILayout, idname: str, icon: str, settings: Any, prefix: str, options: dict[str, Any], shared: tuple[str, ...] = ()
+) -> None:
+    """A button whose options come from the panel's prefixed copies (``shared`` ones unprefixed, e.g. the data set it works on)."""
     op = layout.operator(idname, icon=icon)  # type: ignore[arg-type]  # the stubs take only literal icon names
-    op.dataset_dir = dst.dataset_dir
     for name in options:
-        if name != "dataset_dir":
-            setattr(op, name, getattr(dst, prefix + name))
+        setattr(op, name, getattr(settings, name if name in shared else prefix + name))
 
 
 class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
@@ -327,6 +328,60 @@ class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
         col.prop(views, "output_dir", text="")
         col.prop(views, "overwrite")
         pass_options(box.operator("diffusion3d.generate_views", text="Generate Views", icon="PLAY"), views, VIEWS_OPTIONS)
+
+
+class DIFFUSION3D_PT_viewneti(_SidebarPanel, bpy.types.Panel):
+    bl_label = "ViewNeTI"
+    bl_idname = "DIFFUSION3D_PT_viewneti"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        assert layout is not None
+        vn = context.scene.diffusion3d.viewneti
+        draw_job_progress(layout)
+
+        box = layout.box()
+        box.label(text="Training Views", icon="CAMERA_DATA")
+        col = box.column(align=True)
+        col.prop_search(vn, "object_name", bpy.data, "collections", text="", icon="OUTLINER_COLLECTION")
+        for name in ("views", "layout", "elevation", "distance", "fov", "width", "height", "samples", "transparent"):
+            col.prop(vn, name)
+        if not vn.transparent:
+            col.prop(vn, "background")
+        if vn.layout == "HEMISPHERE":
+            col.prop(vn, "seed")
+        col.prop(vn, "output_dir", text="")
+        col.prop(vn, "overwrite")
+        pass_options(box.operator("diffusion3d.render_training_views", icon="RENDER_STILL"), vn, TRAINING_VIEWS_OPTIONS)
+
+        box = layout.box()
+        box.label(text="Train", icon="SHADERFX")
+        col = box.column(align=True)
+        for name in (
+            "data_dir",
+            "model",
+            "output_dir",
+            "parameterisation",
+            "steps",
+            "width",
+            "height",
+            "save_every",
+            "seed",
+            "resume",
+            "overwrite",
+        ):
+            col.prop(vn, f"train_{name}")
+        _prefixed_button(box, "diffusion3d.train_viewneti", "PLAY", vn, "train_", TRAIN_OPTIONS)
+
+        box = layout.box()
+        box.label(text="Generate View", icon="VIEW_CAMERA")
+        col = box.column(align=True)
+        for name in ("checkpoint", "model", "camera_name", "animation", "width", "height", "steps", "guidance", "seed", "scheduler"):
+            col.prop(vn, f"gen_{name}")
+        col.prop(vn, "gen_output_dir", text="")
+        col.prop(vn, "gen_overwrite")
+        _prefixed_button(box, "diffusion3d.generate_view", "PLAY", vn, "gen_", GENERATE_VIEW_OPTIONS)
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..choices import CAMERA_PARAMETERISATIONS
 from ..dst.camera import extrinsics
 from ..errors import BadInput
 
-DTU12, SPHERICAL = "DTU12", "SPHERICAL"
+SPHERICAL, DTU12 = CAMERA_PARAMETERISATIONS.ids
 SIZES = {DTU12: 12, SPHERICAL: 4}
 
 

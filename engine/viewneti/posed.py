@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import TRAINING_LAYOUTS
+from ..choices import CAMERA_PARAMETERISATIONS, TRAINING_LAYOUTS
 from ..dst.camera import extrinsics
 from ..errors import BadInput
 from ..imagefiles import NewFiles, check_writable, read_image, write_png
 from ..progress import Reporter
 from ..samples import Writer, json_file
-from .cameras import DTU12, SIZES, SPHERICAL, projection_numbers, spherical_numbers
+from .cameras import SIZES, projection_numbers, spherical_numbers
 
 CAMERAS = "cameras.json"
 
@@ -138,8 +138,7 @@ def training_poses(
 
 def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
     """The images (H×W×3 float in [0, 1], on white where transparent), their cameras' raw numbers [N, k] and the target."""
-    if kind not in (DTU12, SPHERICAL):
-        raise BadInput(f"Unknown camera parameterisation {kind!r} ({DTU12} or {SPHERICAL})")
+    CAMERA_PARAMETERISATIONS.get(kind)
     path = folder / CAMERAS
     try:
         posed = json.loads(path.read_text(encoding="utf-8"))

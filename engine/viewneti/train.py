@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import CAMERA_PARAMETERISATIONS
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
 from ..imagefiles import check_writable
 from ..progress import Reporter
 from . import checkpoint
-from .cameras import DTU12, SIZES, SPHERICAL, CameraRanges
+from .cameras import SIZES, SPHERICAL, CameraRanges
 from .posed import read_posed_set
 
 LOSS_CURVE = "loss.json"
@@ -62,8 +63,7 @@ class TrainResult:
 
 
 def _check(r: TrainRequest) -> None:
-    if r.parameterisation not in (DTU12, SPHERICAL):
-        raise BadInput(f"Unknown camera parameterisation {r.parameterisation!r} ({DTU12} or {SPHERICAL})")
+    CAMERA_PARAMETERISATIONS.get(r.parameterisation)
     if r.steps < 1 or r.batch < 1 or r.accumulation < 1 or r.save_every < 1:
         raise BadInput("Steps, batch, accumulation and save interval must each be at least 1")
     if r.width % 64 or r.height % 64 or r.width < 64 or r.height < 64:

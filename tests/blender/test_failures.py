@@ -128,6 +128,14 @@ def viewneti_checkpoint(tmp_path, request):
     )
 
 
+def training_set(tmp_path, request):
+    models = run_models_as_users_do(request)
+    add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8)).select_set(True)
+    views = dict(output_dir=str(tmp_path / "set"), views=2, width=128, height=64, samples=1)
+    assert bpy.ops.diffusion3d.render_training_views(**views) == {"FINISHED"}
+    return dict(data_dir=str(tmp_path / "set"), model=str(models / "sd2"), output_dir=str(tmp_path / "out"), steps=1, width=128, height=64)
+
+
 def generated_dataset(tmp_path, request):
     options = edge_dataset(tmp_path, request)
     assert bpy.ops.diffusion3d.generate_from_edges(**options, images_per_view=3) == {"FINISHED"}  # 6 images: 3 per fold
@@ -171,6 +179,7 @@ OPERATORS = [
         "TrainingRender",
         ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"],
     ),
+    ("viewneti", "train_viewneti", training_set, None, ["prepare", "engine", "finish"]),
     ("viewneti", "generate_view", viewneti_checkpoint, None, ["prepare", "engine", "load_image", "finish"]),
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]

@@ -74,6 +74,7 @@ def test_every_sidebar_panel_draws(addon, variant):
         settings.generate.init = "FILES"
         settings.origin = "LOCATION"
         settings.views.source = "OBJECT" if variant.startswith("flat") else "IMAGE"
+        settings.viewneti.layout, settings.viewneti.transparent = "HEMISPHERE", False
     if variant.startswith("relative"):
         bpy.ops.diffusion3d.add_stereo_rig(place="CURSOR")
     sidebar = addon.panels.sidebar
@@ -86,7 +87,13 @@ def test_every_sidebar_panel_draws(addon, variant):
         bpy.context.view_layer.objects.active = box
         bpy.ops.diffusion3d.set_object_class(class_name="crate", tags="old, wooden")
         assert (box["diffusion3d_class"], box["diffusion3d_tags"]) == ("crate", "old, wooden")
-    panels = (sidebar.DIFFUSION3D_PT_world, sidebar.DIFFUSION3D_PT_stereo, sidebar.DIFFUSION3D_PT_dst, sidebar.DIFFUSION3D_PT_views)
+    panels = (
+        sidebar.DIFFUSION3D_PT_world,
+        sidebar.DIFFUSION3D_PT_stereo,
+        sidebar.DIFFUSION3D_PT_dst,
+        sidebar.DIFFUSION3D_PT_views,
+        sidebar.DIFFUSION3D_PT_viewneti,
+    )
     for cls in (*panels, sidebar.DIFFUSION3D_PT_engine):
         log = draw(cls, bpy.context)
         assert log, f"{cls.__name__} drew nothing"
@@ -101,6 +108,9 @@ def test_every_sidebar_panel_draws(addon, variant):
         "diffusion3d.render_stereo_video",
         "diffusion3d.capture_panorama",
         "diffusion3d.generate_views",
+        "diffusion3d.render_training_views",
+        "diffusion3d.train_viewneti",
+        "diffusion3d.generate_view",
     } <= buttons
 
 

@@ -76,19 +76,19 @@ def base(tmp_path_factory):
 
 
 @pytest.fixture
-def trained(addon, prefs, base, tmp_path):
-    """A tiny checkpoint trained on renders of a box, through the add-on's own engine client."""
-    from diffusion3d.engine.diffusion.sources import ModelAccess
-    from diffusion3d.engine.viewneti.train import TrainRequest
-
+def trained(prefs, base, tmp_path):
+    """A tiny checkpoint trained on renders of a box by the operator, as users train."""
     prefs.device = "CPU"
     if not models_here():
         prefs.engine_mode, prefs.python_path = "SUBPROCESS", engine_python()
     add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8)).select_set(True)
     assert training_views(tmp_path, views=3, width=128, height=64) == {"FINISHED"}
-    request = TrainRequest(str(tmp_path / "set"), str(base), str(tmp_path / "ckpt"), steps=1, batch=1, accumulation=1, width=128, height=64)
-    request.access = ModelAccess(device="CPU")
-    addon.operators.machinery.session.client().run("train_viewneti", request)
+    options = dict(
+        data_dir=str(tmp_path / "set"), model=str(base), output_dir=str(tmp_path / "ckpt"), steps=2, width=128, height=64, save_every=1
+    )
+    assert bpy.ops.diffusion3d.train_viewneti(**options) == {"FINISHED"}
+    info = json.loads((tmp_path / "ckpt" / "viewneti.json").read_text())
+    assert info["steps_done"] == 2 and info["cameras"]["kind"] == "SPHERICAL" and len(info["losses"]) == 2
     return tmp_path / "ckpt"
 
 
