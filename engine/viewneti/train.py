@@ -23,13 +23,15 @@ import numpy as np
 from ..choices import CAMERA_PARAMETERISATIONS
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
-from ..imagefiles import check_writable
+from ..imagefiles import NewFiles, check_writable
 from ..progress import Reporter
+from ..samples import json_file
 from . import checkpoint
 from .cameras import SIZES, SPHERICAL, CameraRanges
+from .curve import write_loss_png
 from .posed import read_posed_set
 
-LOSS_CURVE = "loss.json"
+LOSS_CURVE, LOSS_PNG = "loss.json", "loss.png"
 
 
 @dataclass
@@ -216,7 +218,9 @@ def _save(out: Path, info: checkpoint.CheckpointInfo, mappers: Any, optimizer: A
             state[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().cpu()
     checkpoint.save(out, info, mappers.view.state_dict(), mappers.object.state_dict(), state, overwrite=True)
     curve = [{"step": i + 1, "loss": loss} for i, loss in enumerate(info.losses)]
-    (out / LOSS_CURVE).write_text(json.dumps(curve) + "\n", encoding="utf-8")
+    with NewFiles([out / LOSS_CURVE, out / LOSS_PNG], overwrite=True) as files:
+        files.write(out / LOSS_CURVE, json_file(curve))
+        files.write(out / LOSS_PNG, lambda path: write_loss_png(path, info.losses))
 
 
 def _restore(optimizer: Any, generator: Any, state: dict[str, Any]) -> None:

@@ -82,6 +82,10 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint_with_its_curve(base, t
     }
     assert state is not None and "generator" in state
     assert len(json.loads((tmp_path / "ckpt" / "loss.json").read_text())) == 30
+    from engine.imagefiles import read_png
+
+    drawn = read_png(tmp_path / "ckpt" / "loss.png")
+    assert drawn.shape == (320, 640, 3) and (drawn == [30, 60, 160]).all(axis=2).sum() > 100, "the running mean is drawn"
 
 
 def test_the_same_seed_reproduces_a_run_and_a_resumed_run_equals_an_uninterrupted_one(base, tmp_path):
