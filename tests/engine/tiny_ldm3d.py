@@ -33,6 +33,45 @@ def write_tokenizer(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def save_sd2_parts(folder: Path, hidden_act: str = "quick_gelu", **scheduler: object) -> None:
+    """The parts an SD 2.x-style model shares, tiny: a 4-block (×8) VAE, a 3-layer CLIP text encoder, its tokenizer and a DDIM
+    schedule with SD's betas (``scheduler`` adds settings such as ``prediction_type``)."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    AutoencoderKL(
+        block_out_channels=[32, 32, 32, 32],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=64,
+    ).save_pretrained(folder / "vae")
+    CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=3,
+            pad_token_id=1,
+            vocab_size=1000,
+            hidden_act=hidden_act,
+        )
+    ).save_pretrained(folder / "text_encoder")
+    write_tokenizer(folder / "tokenizer")
+    DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        **scheduler,
+    ).save_pretrained(folder / "scheduler")
+
+
 def build_tiny_ldm3d(
     folder: Path, vae_channels: int = 4, seed: int = 0, width: int = 32, safetensors: bool = True, vae_blocks: int = 2
 ) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tiny_ldm3d import write_tokenizer
+from tiny_ldm3d import save_sd2_parts
 
 #: The published unet/config.json with tiny sizes.
 TINY_UNET = {
@@ -41,9 +41,8 @@ TRAP = "raise RuntimeError('the repo\\'s own mv_unet.py was executed')\n"
 
 def build_tiny_multiview(folder: Path, image: bool = True, seed: int = 0, width: int = 32) -> Path:
     """Save a random ImageDream (``image``) or MVDream model to ``folder`` and return it. ``width`` scales the UNet."""
-    from diffusers import AutoencoderKL, DDIMScheduler
     from safetensors.torch import save_file
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     from engine.multiview.unet import MultiViewConfig, MultiViewUNet
 
@@ -54,36 +53,7 @@ def build_tiny_multiview(folder: Path, image: bool = True, seed: int = 0, width:
     (folder / "unet" / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, folder / "unet" / "diffusion_pytorch_model.safetensors")
     (folder / "unet" / "mv_unet.py").write_text(TRAP, encoding="utf-8")
-    AutoencoderKL(
-        block_out_channels=[32, 32, 32, 32],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        sample_size=64,
-    ).save_pretrained(folder / "vae")
-    CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            pad_token_id=1,
-            vocab_size=1000,
-        )
-    ).save_pretrained(folder / "text_encoder")
-    write_tokenizer(folder / "tokenizer")
-    DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    ).save_pretrained(folder / "scheduler")
+    save_sd2_parts(folder, timestep_spacing="leading")
     index = {
         "_class_name": "MVDreamPipeline",
         "_diffusers_version": "0.25.0",

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import torch
-from tiny_ldm3d import write_tokenizer
+from tiny_ldm3d import save_sd2_parts
 
 
 def add_words(folder: Path, words: list[str]) -> None:
@@ -34,8 +34,7 @@ def add_words(folder: Path, words: list[str]) -> None:
 
 
 def build_tiny_sd2(folder: Path, seed: int = 0) -> Path:
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
     UNet2DConditionModel(
@@ -48,37 +47,8 @@ def build_tiny_sd2(folder: Path, seed: int = 0) -> Path:
         attention_head_dim=8,
         use_linear_projection=True,
     ).save_pretrained(folder / "unet")
-    AutoencoderKL(
-        block_out_channels=[32, 32, 32, 32],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-    ).save_pretrained(folder / "vae")
-    CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            pad_token_id=1,
-            vocab_size=1000,
-            hidden_act="gelu",
-        )
-    ).save_pretrained(folder / "text_encoder")
-    write_tokenizer(folder / "tokenizer")
+    save_sd2_parts(folder, hidden_act="gelu", prediction_type="v_prediction")
     add_words(folder / "tokenizer", ["view", "object"])  # single tokens, as in SD 2.x's vocabulary: ViewNeTI's reference words
-    DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="v_prediction",
-    ).save_pretrained(folder / "scheduler")
     index = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": "0.8.0",
