@@ -852,6 +852,7 @@ def add_viewneti_train(sub: Subparsers) -> None:
     p.add_argument("--model", default="stabilityai/stable-diffusion-2-1", help="the SD 2.x base (v-prediction): folder or repo id")
     p.add_argument("--mode", choices=["scene"], default="scene", help="scene: one posed set, both mappers together")
     add_choice(p, "--parameterisation", choices.CAMERA_PARAMETERISATIONS)
+    add_choice(p, "--augmentation", choices.AUGMENTATIONS)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=3)
     p.add_argument("--accumulation", type=int, default=3)
@@ -875,6 +876,7 @@ def viewneti_train(args: argparse.Namespace) -> dict[str, Any]:
         model=args.model,
         out_dir=str(Path(args.out).resolve()),
         parameterisation=choices.CAMERA_PARAMETERISATIONS.from_cli(args.parameterisation),
+        augmentation=choices.AUGMENTATIONS.from_cli(args.augmentation),
         steps=args.steps,
         batch=args.batch,
         accumulation=args.accumulation,

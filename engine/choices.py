@@ -211,3 +211,10 @@ CAMERA_PARAMETERISATIONS: Choices[Choice] = Choices(
     Choice("SPHERICAL", "Spherical", "Azimuth, elevation and distance about the target: objects in Blender"),
     Choice("DTU12", "DTU 3×4", "The 12 numbers of the projection matrix, as the original on DTU"),
 )
+
+AUGMENTATIONS: Choices[Choice] = Choices(
+    "augmentation",
+    Choice("STRONG", "Strong", "Colour jitter, blur, ±10° rotation, 70–130% crops (the original's single-scene set)"),
+    Choice("LIGHT", "Light", "Colour jitter, blur, 95–105% crops (the original's pre-training set)"),
+    Choice("NONE", "None", "The images as they are"),
+)

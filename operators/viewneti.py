@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine.choices import CAMERA_PARAMETERISATIONS, SCHEDULERS, TRAINING_LAYOUTS
+from ..engine.choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, SCHEDULERS, TRAINING_LAYOUTS
 from ..engine.dst.camera import intrinsics
 from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, training_poses
 from ..engine.viewneti.render import RenderViewRequest, RenderViewResult
@@ -244,6 +244,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "model": GENERATE_VIEW_OPTIONS["model"],
     "output_dir": StringProperty(name="Checkpoint", description="The checkpoint folder; empty: a new one", subtype="DIR_PATH"),
     "parameterisation": EnumProperty(name="Cameras", items=CAMERA_PARAMETERISATIONS.items(), default=CAMERA_PARAMETERISATIONS.default),
+    "augmentation": EnumProperty(name="Augmentation", items=AUGMENTATIONS.items(), default=AUGMENTATIONS.default),
     "steps": IntProperty(name="Steps", description="Optimizer steps", default=3000, min=1, soft_max=50000),
     "width": IntProperty(name="Width", default=512, min=64, soft_max=1024, step=64),
     "height": IntProperty(name="Height", default=384, min=64, soft_max=1024, step=64),
@@ -271,6 +272,7 @@ class DIFFUSION3D_OT_train_viewneti(EngineJobOperator, bpy.types.Operator):
             model=self.model,
             out_dir=str(session.output_folder(self.output_dir, "viewneti")),
             parameterisation=self.parameterisation,
+            augmentation=self.augmentation,
             steps=self.steps,
             width=self.width,
             height=self.height,

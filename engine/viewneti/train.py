@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import CAMERA_PARAMETERISATIONS
+from ..choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
 from ..imagefiles import NewFiles, check_writable
@@ -45,6 +45,7 @@ class TrainRequest:
     accumulation: int = 3
     learning_rate: float = 1e-3  # per image: scaled by batch × accumulation, as the original
     alpha: float = 5.0
+    augmentation: str = "STRONG"  # choices.AUGMENTATIONS; the original's set for one scene
     width: int = 512
     height: int = 384
     save_every: int = 500
@@ -66,6 +67,7 @@ class TrainResult:
 
 def _check(r: TrainRequest) -> None:
     CAMERA_PARAMETERISATIONS.get(r.parameterisation)
+    AUGMENTATIONS.get(r.augmentation)
     if r.steps < 1 or r.batch < 1 or r.accumulation < 1 or r.save_every < 1:
         raise BadInput("Steps, batch, accumulation and save interval must each be at least 1")
     if r.width % 64 or r.height % 64 or r.width < 64 or r.height < 64:
@@ -107,6 +109,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     from ..diffusion import loading
     from ..diffusion.viewneti import Mappers, layer_states
     from . import attention, text
+    from .augment import NONE, augment
     from .mapper import Mapper, MapperSpec
 
     device = loading.pick_device(access.device)
@@ -153,16 +156,28 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         ranges = info.cameras = old.cameras
     report.step(f"Loaded {folder.name}")
 
-    # The images' latent distributions, once (the VAE is frozen): each step samples from them
-    pixels = torch.from_numpy(np.stack([_resized(im, r.width, r.height) for im in images])).permute(0, 3, 1, 2).to(device) * 2 - 1
-    with torch.no_grad():
-        posterior = vae.encode(pixels).latent_dist
-    mean, std = posterior.mean, posterior.std
+    # The images, and without augmentation their latent distributions once (the VAE is frozen)
+    pixels = torch.from_numpy(np.stack([_resized(im, r.width, r.height) for im in images])).permute(0, 3, 1, 2).to(device)
+    fixed = None
+    if r.augmentation == NONE:
+        with torch.no_grad():
+            posterior = vae.encode(pixels * 2 - 1).latent_dist
+        fixed = posterior.mean, posterior.std
+
+    def latent_sample(pick: torch.Tensor) -> torch.Tensor:
+        """The picked images (augmented with this run's generator) as VAE latent samples, scaled."""
+        if fixed is not None:
+            mean, std = fixed[0][pick], fixed[1][pick]
+        else:
+            with torch.no_grad():
+                posterior = vae.encode(augment(pixels[pick].cpu(), r.augmentation, generator).to(device) * 2 - 1).latent_dist
+            mean, std = posterior.mean, posterior.std
+        return (mean + std * torch.randn(mean.shape, generator=generator).to(device)) * vae.config.scaling_factor
+
     cameras = torch.from_numpy(ranges.normalise(numbers)).float()
     scheduler = loading_scheduler(model.scheduler_config)
     ids, positions = text.prompt_ids(model.tokenizer, f"{text.VIEW}. A photo of a {text.OBJECT}")
     ids = ids.to(device)
-    scaling = vae.config.scaling_factor
     report.step("Images encoded")
 
     saved = info.steps_done
@@ -171,8 +186,8 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
             total = 0.0
             for _ in range(r.accumulation):
                 pick = torch.randint(0, len(images), (r.batch,), generator=generator)
-                noise = torch.randn((r.batch, *mean.shape[1:]), generator=generator).to(device)
-                sample = (mean[pick] + std[pick] * torch.randn((r.batch, *mean.shape[1:]), generator=generator).to(device)) * scaling
+                sample = latent_sample(pick)
+                noise = torch.randn(sample.shape, generator=generator).to(device)
                 t = torch.randint(0, scheduler.config.num_train_timesteps, (r.batch,), generator=generator).to(device)
                 noisy = scheduler.add_noise(sample, noise, t)
                 target = scheduler.get_velocity(sample, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
