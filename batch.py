@@ -966,6 +966,34 @@ def viewneti_render(args: argparse.Namespace) -> dict[str, Any]:
     return {"paths": {"image": result.paths[0]}, "warnings": result.warnings, "timings_s": {"render": round(result.seconds, 3)}}
 
 
+def add_viewneti_import(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "viewneti-import", help="ViewNeTI: the original's released mapper-steps-*.pt files → our checkpoint (pickles: opt in)"
+    )
+    p.add_argument("--view", required=True, help="mapper-steps-N_view.pt")
+    p.add_argument("--object", required=True, help="mapper-steps-N_object.pt")
+    p.add_argument("--calibration", required=True, help="DTU's Calibration/cal18 folder (pos_*.txt): the camera ranges the original used")
+    p.add_argument("--allow-pickle", action="store_true", help="read the pickled files (their code is not run)")
+    add_output_options(p, "the checkpoint folder")
+    p.set_defaults(run=viewneti_import)
+
+
+def viewneti_import(args: argparse.Namespace) -> dict[str, Any]:
+    """The import_viewneti engine job."""
+    from diffusion3d.engine.viewneti.original import ImportRequest  # type: ignore[import-not-found]
+
+    request = ImportRequest(
+        view_file=str(Path(args.view).resolve()),
+        object_file=str(Path(args.object).resolve()),
+        calibration_dir=str(Path(args.calibration).resolve()),
+        out_dir=str(Path(args.out).resolve()),
+        allow_pickle=args.allow_pickle,
+        overwrite=args.overwrite,
+    )
+    result = run_engine_job("import_viewneti", request)
+    return {"paths": {"checkpoint": result.checkpoint}, "calibration_cameras": result.cameras}
+
+
 def run_engine_job(name: str, request: Any) -> Any:
     """An engine job through the add-on's client (Blender's Python or the worker), its progress printed, its error one line."""
     from diffusion3d.engine.errors import EngineError  # type: ignore[import-not-found]
@@ -1010,6 +1038,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_viewneti_data,
     add_viewneti_train,
     add_viewneti_render,
+    add_viewneti_import,
 )
 
 

@@ -22,6 +22,7 @@ from .model_listing import ModelsRequest, ModelsResult, list_models
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video
+from .viewneti.original import ImportRequest, ImportResult, import_original
 from .viewneti.posed import PosedSetRequest, PosedSetResult, write_posed_set
 from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
 from .viewneti.train import TrainRequest, TrainResult, train_viewneti
@@ -49,6 +50,7 @@ JOBS: dict[str, Job] = {
     "train_viewneti": Job(TrainRequest, TrainResult, train_viewneti),
     "render_view": Job(RenderViewRequest, RenderViewResult, render_view),
     "write_posed_set": Job(PosedSetRequest, PosedSetResult, write_posed_set),
+    "import_viewneti": Job(ImportRequest, ImportResult, import_original),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

@@ -103,6 +103,11 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     dtype = loading.pick_dtype(access.precision, device)
     model = loading.load_stable_diffusion(folder, device, dtype)
     info.check_base(model.text_encoder.config.hidden_size, folder.revision, folder.name)
+    from . import text
+
+    if not info.view_norm or not info.object_norm:  # an imported original checkpoint: the norms come from this base
+        info.view_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.view_word).norm())
+        info.object_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.object_word).norm())
     view, obj = Mapper(MapperSpec(len(info.cameras.low), info.word_dim)), Mapper(MapperSpec(0, info.word_dim))
     view.load_state_dict(view_state)
     obj.load_state_dict(object_state)
