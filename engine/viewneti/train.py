@@ -148,6 +148,8 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         old, view_state, object_state, state = previous
         if state is None:
             raise BadInput(f"The checkpoint in {out} has no training state to resume from")
+        if old.cameras.kind != r.parameterisation:
+            raise BadInput(f"The checkpoint in {out} reads {old.cameras.kind} cameras, not {r.parameterisation}")
         old.check_base(width, folder.revision, folder.name)
         mappers.view.load_state_dict(view_state)
         mappers.object.load_state_dict(object_state)
@@ -204,7 +206,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
             if info.steps_done % r.save_every == 0 or info.steps_done == r.steps:
                 _save(out, info, mappers, optimizer, generator)
                 saved = info.steps_done
-            report.step(f"Step {step + 1} of {r.steps}: loss {total:.4f}")
+            report.step(f"Step {step + 1} of {r.steps}: loss {total:.4f}", done=step + 3)  # a resumed run's bar starts where it left off
     except JobCancelled:
         where = f"the checkpoint in {out} holds step {saved}" if saved else "no checkpoint was saved yet"
         raise JobCancelled(f"Training cancelled at step {info.steps_done}; {where}") from None
