@@ -46,16 +46,20 @@ def planned(out_dir: Path, count: int, names: tuple[str, ...], overwrite: bool) 
 
 
 def write_samples(out_dir: Path, writers: list[dict[str, Writer]], overwrite: bool) -> list[dict[str, str]]:
-    """Each sample's files (name → how it is written), all-or-nothing; returns each sample's name → path."""
+    """Each sample's files (name → how it is written; a name may hold subfolders), all-or-nothing.
+
+    Returns each sample's name → path. Folders made here are removed again if anything fails.
+    """
     folders = sample_dirs(out_dir, len(writers))
     targets = [folder / name for folder, files in zip(folders, writers) for name in files]
-    made = [d for d in [out_dir, *folders] if not d.exists()]
+    missing = {d for t in targets for d in [t.parent, *t.parent.parents] if not d.exists()}
+    made = sorted(missing, key=lambda d: len(d.parts))  # outermost first: made in this order, removed in reverse
     try:
         with NewFiles(targets, overwrite) as staged:
-            for folder, files in zip(folders, writers):
-                folder.mkdir(parents=True, exist_ok=True)
-                for name, write in files.items():
-                    staged.write(folder / name, write)
+            for folder in made:
+                folder.mkdir(exist_ok=True)
+            for target, write in zip(targets, (w for files in writers for w in files.values())):
+                staged.write(target, write)
     except BaseException:
         for folder in reversed(made):  # leave no empty folders behind
             if folder.is_dir() and not any(folder.iterdir()):

@@ -20,9 +20,9 @@ import numpy as np
 from ..choices import CAMERA_PARAMETERISATIONS, TRAINING_LAYOUTS
 from ..dst.camera import extrinsics
 from ..errors import BadInput
-from ..imagefiles import NewFiles, check_writable, read_image, write_png
+from ..imagefiles import check_writable, read_image, write_png
 from ..progress import Reporter
-from ..samples import Writer, json_file
+from ..samples import Writer, json_file, write_samples
 from .cameras import SIZES, projection_numbers, spherical_numbers
 
 CAMERAS = "cameras.json"
@@ -75,19 +75,11 @@ def write_posed_set(r: PosedSetRequest, report: Reporter) -> PosedSetResult:
             }
         )
     posed = {"width": width, "height": height, "target": list(r.target), "images": entries, **r.extra}
-    targets = [out / e["file"] for e in entries]
-    made = not out.exists()
-    try:
-        (out / "images").mkdir(parents=True, exist_ok=True)
-        with NewFiles([*targets, out / CAMERAS], r.overwrite) as files:
-            for source, target in zip(r.images, targets):
-                files.write(target, _copy_from(source) if r.background is None else _on_colour(source, r.background))
-            files.write(out / CAMERAS, json_file(posed))
-    except BaseException:
-        for folder in (out / "images", out):
-            if folder.is_dir() and not any(folder.iterdir()) and (made or folder != out):
-                folder.rmdir()
-        raise
+    files: dict[str, Writer] = {
+        e["file"]: _copy_from(source) if r.background is None else _on_colour(source, r.background) for e, source in zip(entries, r.images)
+    }
+    files[CAMERAS] = json_file(posed)
+    write_samples(out, [files], r.overwrite)
     report.step(f"Wrote {len(entries)} posed views")
     return PosedSetResult(str(out), len(entries), width, height)
 

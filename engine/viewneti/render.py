@@ -21,9 +21,9 @@ from .. import __version__
 from ..choices import SCHEDULERS
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import NewFiles, check_writable
+from ..imagefiles import check_writable
 from ..progress import Reporter
-from ..samples import check_sampling, json_file, png
+from ..samples import check_sampling, json_file, planned, png, write_samples
 from . import checkpoint
 from .cameras import DTU12, projection_numbers, spherical_numbers
 
@@ -78,8 +78,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         raise BadInput(f"{len(names)} file names for {len(r.cameras)} cameras")
     out = Path(r.out_dir)
     check_writable(out)
-    targets = [out / name for name in names]
-    NewFiles([*targets, out / r.meta_name], r.overwrite)  # refuses existing outputs before any model work
+    planned(out, 1, (*names, r.meta_name), r.overwrite)  # refuses existing outputs before any model work
     info, view_state, object_state, _ = checkpoint.load(Path(r.checkpoint))
     matrices = np.asarray(r.cameras, np.float64)
     if matrices.shape[1:] != (4, 4):
@@ -136,16 +135,8 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         "engine_version": __version__,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        with NewFiles([*targets, out / r.meta_name], r.overwrite) as files:
-            for path, image in zip(targets, images):
-                files.write(path, png(image))
-            files.write(out / r.meta_name, json_file(meta))
-    except BaseException:
-        if made and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    files = {name: png(image) for name, image in zip(names, images)}
+    files[r.meta_name] = json_file(meta)
+    paths = write_samples(out, [files], r.overwrite)[0]
     report.step("Files written")
-    return RenderViewResult([str(p) for p in targets], warnings, time.perf_counter() - started)
+    return RenderViewResult([paths[name] for name in names], warnings, time.perf_counter() - started)
