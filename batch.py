@@ -921,12 +921,13 @@ def viewneti_render(args: argparse.Namespace) -> dict[str, Any]:
     """The render_view engine job from a .blend's camera, or an orbit position about the training target."""
     import numpy as np
 
-    from diffusion3d.engine.multiview.cameras import camera_to_world  # type: ignore[import-not-found]
     from diffusion3d.engine.viewneti.render import RenderViewRequest  # type: ignore[import-not-found]
     from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
     if bool(args.blend) == (args.azimuth is not None) or bool(args.blend) != bool(args.camera):
         raise BatchError("Give either --blend with --camera, or --azimuth with --distance")
+    cameras: list[Any] = []
+    orbits, fov = [[args.azimuth, args.elevation, args.distance]], args.fov
     if args.blend:
         import bpy
 
@@ -935,21 +936,17 @@ def viewneti_render(args: argparse.Namespace) -> dict[str, Any]:
         camera = bpy.data.objects.get(args.camera)
         if camera is None or camera.type != "CAMERA":
             raise BatchError(f"No camera named {args.camera!r} in {args.blend}")
-        matrix, fov = [list(row) for row in camera.matrix_world], float(np.degrees(camera.data.angle_y))
-    else:
-        if args.distance is None:
-            raise BatchError("--azimuth needs --distance")
-        info = json.loads((Path(args.checkpoint) / "viewneti.json").read_text(encoding="utf-8"))
-        pose = camera_to_world(args.azimuth, args.elevation, args.distance)
-        pose[:3, 3] += np.asarray(info.get("target", [0.0, 0.0, 0.0]))
-        matrix, fov = pose.tolist(), args.fov
+        cameras, orbits, fov = [[list(row) for row in camera.matrix_world]], [], float(np.degrees(camera.data.angle_y))
+    elif args.distance is None:
+        raise BatchError("--azimuth needs --distance")
     use_model_settings(args)
     out = Path(args.out).resolve()
     request = RenderViewRequest(
         checkpoint=str(Path(args.checkpoint).resolve()),
         model=args.model,
         out_dir=str(out.parent),
-        cameras=[matrix],
+        cameras=cameras,
+        orbits=orbits,
         fov_deg=fov,
         names=[out.name],
         meta_name=f"{out.stem}.json",

@@ -22,6 +22,7 @@ from ..choices import SCHEDULERS
 from ..diffusion import sources
 from ..errors import BadInput
 from ..imagefiles import check_writable
+from ..multiview.cameras import camera_to_world
 from ..progress import Reporter
 from ..samples import check_sampling, json_file, planned, png, write_samples
 from . import checkpoint
@@ -37,6 +38,7 @@ class RenderViewRequest:
     model: str  # its base model (folder or repo id)
     out_dir: str
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes
+    orbits: list[list[float]] = field(default_factory=list)  # or (azimuth°, elevation°, distance) about the training target
     fov_deg: float = 49.1  # vertical field of view
     names: list[str] = field(default_factory=list)  # file per camera; default view_0000.png, …
     meta_name: str = "render.json"  # what was rendered, and how
@@ -65,22 +67,32 @@ def camera_numbers(info: checkpoint.CheckpointInfo, camera_to_world: np.ndarray,
     return spherical_numbers(camera_to_world, tuple(info.target))  # type: ignore[arg-type]
 
 
+def orbit_pose(info: checkpoint.CheckpointInfo, azimuth: float, elevation: float, distance: float) -> np.ndarray:
+    """The camera-to-world of an orbit position about the checkpoint's training target (azimuth 0 from −Y, 90 from +X)."""
+    pose = camera_to_world(azimuth, elevation, distance)
+    pose[:3, 3] += np.asarray(info.target, np.float64)
+    return pose
+
+
 def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     started = time.perf_counter()
     SCHEDULERS.get(r.scheduler)
     check_sampling(r.steps, 1, 1, r.guidance, r.seed)
-    if not 1 <= len(r.cameras) <= MAX_VIEWS:
-        raise BadInput(f"Give 1 to {MAX_VIEWS} cameras, got {len(r.cameras)}")
+    views = len(r.cameras) + len(r.orbits)
+    if r.cameras and r.orbits or not 1 <= views <= MAX_VIEWS:
+        raise BadInput(
+            f"Give 1 to {MAX_VIEWS} cameras, as matrices or as orbit positions (not both), got {len(r.cameras)} and {len(r.orbits)}"
+        )
     if r.width % 8 or r.height % 8 or r.width < 64 or r.height < 64:
         raise BadInput(f"The image size must be multiples of 8 from 64, got {r.width}×{r.height}")
-    names = r.names or [f"view_{i:04d}.png" for i in range(len(r.cameras))]
-    if len(names) != len(r.cameras):
-        raise BadInput(f"{len(names)} file names for {len(r.cameras)} cameras")
+    names = r.names or [f"view_{i:04d}.png" for i in range(views)]
+    if len(names) != views:
+        raise BadInput(f"{len(names)} file names for {views} cameras")
     out = Path(r.out_dir)
     check_writable(out)
     planned(out, 1, (*names, r.meta_name), r.overwrite)  # refuses existing outputs before any model work
     info, view_state, object_state, _ = checkpoint.load(Path(r.checkpoint))
-    matrices = np.asarray(r.cameras, np.float64)
+    matrices = np.asarray(r.cameras, np.float64) if r.cameras else np.stack([orbit_pose(info, *orbit) for orbit in r.orbits])
     if matrices.shape[1:] != (4, 4):
         raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
     numbers = np.stack([camera_numbers(info, m, r.fov_deg) for m in matrices])

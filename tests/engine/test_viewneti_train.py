@@ -188,3 +188,18 @@ def test_a_checkpoint_made_on_another_base_revision_is_refused(base, tmp_path):
             CancelToken(),
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_orbit_positions_render_about_the_training_target_like_the_same_camera_matrix(base, tmp_path):
+    data = posed_set(tmp_path / "data")
+    run(request(base, data, tmp_path / "ckpt", steps=1, save_every=1))
+    matrix = camera_to_world(30, 10, 2.0)  # the posed set circles the origin
+    as_matrix = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", [matrix]), lambda p: None, CancelToken())
+    as_orbit = render_request(base, tmp_path / "ckpt", tmp_path / "b", [])
+    as_orbit.orbits = [[30, 10, 2.0]]
+    result = run_job("render_view", as_orbit, lambda p: None, CancelToken())
+    assert Path(result.paths[0]).read_bytes() == Path(as_matrix.paths[0]).read_bytes()
+    both = render_request(base, tmp_path / "ckpt", tmp_path / "c", [matrix])
+    both.orbits = [[30, 10, 2.0]]
+    with pytest.raises(BadInput, match="not both"):
+        run_job("render_view", both, lambda p: None, CancelToken())
