@@ -27,6 +27,7 @@ The last stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -108,23 +109,10 @@ def full_size_model(device: torch.device, dtype: torch.dtype) -> MultiViewModel:
 
     from engine.multiview.unet import MultiViewConfig, MultiViewUNet
 
-    config = {
-        "_class_name": "MultiViewUNetModel",
-        "attention_resolutions": [4, 2, 1],
-        "camera_dim": 16,
-        "channel_mult": [1, 2, 4, 4],
-        "context_dim": 1024,
-        "in_channels": 4,
-        "ip_dim": 16,
-        "model_channels": 320,
-        "num_head_channels": 64,
-        "num_res_blocks": 2,
-        "out_channels": 4,
-        "transformer_depth": 1,
-    }
+    config = MultiViewConfig(ip_dim=16)  # its defaults are the published unet/config.json's sizes
     torch.manual_seed(0)
     with torch.device(device):
-        unet = MultiViewUNet(MultiViewConfig.from_json(config)).to(dtype)
+        unet = MultiViewUNet(config).to(dtype)
         vae = AutoencoderKL(
             block_out_channels=[128, 256, 512, 512],
             down_block_types=["DownEncoderBlock2D"] * 4,
@@ -161,7 +149,13 @@ def full_size_model(device: torch.device, dtype: torch.dtype) -> MultiViewModel:
         "timestep_spacing": "leading",
     }
     folder = MultiViewFolder(
-        Path("full-size"), "full-size random", IMAGEDREAM, "random", {}, config, {"block_out_channels": [128, 256, 512, 512]}
+        Path("full-size"),
+        "full-size random",
+        IMAGEDREAM,
+        "random",
+        {},
+        dataclasses.asdict(config),
+        {"block_out_channels": [128, 256, 512, 512]},
     )
     modules = [m.eval().requires_grad_(False) for m in (unet, vae, text, image)]
     return MultiViewModel(
