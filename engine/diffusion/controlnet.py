@@ -116,7 +116,7 @@ def _decode(vae: Any, latents: torch.Tensor) -> np.ndarray:
     else:
         latents = latents / config.scaling_factor
     pixels = vae.decode(latents, return_dict=False)[0]
-    return (pixels.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # type: ignore[no-any-return]
+    return core.to_pixels(pixels)
 
 
 @torch.inference_mode()

@@ -110,6 +110,11 @@ def latent_preview(latents: torch.Tensor, longest: int = 256) -> np.ndarray:
     return rgb.to(torch.uint8).cpu().numpy()
 
 
+def to_pixels(decoded: torch.Tensor) -> np.ndarray:
+    """A VAE's output in [-1, 1] (B×C×H×W) → B×H×W×C float32 in [0, 1] on the CPU."""
+    return (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # type: ignore[no-any-return]
+
+
 #: (UNet input, timestep) → extra keyword arguments for this step's UNet call
 StepInputs = Callable[[torch.Tensor, Any], dict[str, Any]]
 

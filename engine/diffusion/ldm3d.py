@@ -70,7 +70,7 @@ def pack_rgbd(rgb: np.ndarray, disparity: np.ndarray, kind: str) -> torch.Tensor
 
 def unpack_rgbd(decoded: torch.Tensor, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The VAE's output in [-1, 1] → RGB, disparity and its 16-bit image (both bytes for 6 channels)."""
-    pixels = (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = core.to_pixels(decoded)
     rgb = pixels[..., :3]
     if kind == RGBD6:
         high, low = np.round(pixels[..., 4] * 255), np.round(pixels[..., 5] * 255)

@@ -120,7 +120,7 @@ def generate(model: MultiViewModel, s: ViewSettings, report: Reporter) -> ViewIm
     views = latents.reshape(sets, frames, channels, latent_side, latent_side)[:, :VIEWS].reshape(-1, channels, latent_side, latent_side)
     with on_device(model, vae):
         decoded = vae.decode(views / vae.config.scaling_factor, return_dict=False)[0]
-    pixels = (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = core.to_pixels(decoded)
     report.step("Decoded")
     timesteps = [int(t) for t in scheduler.timesteps]
     return ViewImages(pixels.reshape(sets, VIEWS, s.size, s.size, 3), unet_calls=len(timesteps), timesteps=timesteps)

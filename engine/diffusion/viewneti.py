@@ -110,4 +110,4 @@ def generate(model: StableDiffusionModel, mappers: Mappers, s: NovelViewSettings
     with on_device(model, vae):
         decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
     report.step("Decoded")
-    return (decoded.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # type: ignore[no-any-return]
+    return core.to_pixels(decoded)
