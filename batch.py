@@ -847,10 +847,11 @@ def viewneti_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_viewneti_train(sub: Subparsers) -> None:
-    p = sub.add_parser("viewneti-train", help="ViewNeTI: fit view and object mappers to a posed image set (a frozen SD 2.x)")
-    p.add_argument("--data", required=True, help="a posed set made by viewneti-data")
+    p = sub.add_parser("viewneti-train", help="ViewNeTI: fit view and object mappers to posed image sets (a frozen SD 2.x)")
+    p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="posed sets made by viewneti-data (several to pre-train)")
     p.add_argument("--model", default="stabilityai/stable-diffusion-2-1", help="the SD 2.x base (v-prediction): folder or repo id")
-    p.add_argument("--mode", choices=["scene"], default="scene", help="scene: one posed set, both mappers together")
+    add_choice(p, "--mode", choices.TRAINING_MODES)
+    p.add_argument("--view-mapper", metavar="DIR", help="single-view: the pre-trained checkpoint whose view mapper stays frozen")
     add_choice(p, "--parameterisation", choices.CAMERA_PARAMETERISATIONS)
     add_choice(p, "--augmentation", choices.AUGMENTATIONS)
     p.add_argument("--steps", type=int, default=3000)
@@ -872,9 +873,11 @@ def viewneti_train(args: argparse.Namespace) -> dict[str, Any]:
 
     use_model_settings(args)
     request = TrainRequest(
-        data_dir=str(Path(args.data).resolve()),
+        data_dirs=[str(Path(d).resolve()) for d in args.data],
         model=args.model,
         out_dir=str(Path(args.out).resolve()),
+        mode=choices.TRAINING_MODES.from_cli(args.mode),
+        view_mapper=str(Path(args.view_mapper).resolve()) if args.view_mapper else "",
         parameterisation=choices.CAMERA_PARAMETERISATIONS.from_cli(args.parameterisation),
         augmentation=choices.AUGMENTATIONS.from_cli(args.augmentation),
         steps=args.steps,
@@ -893,6 +896,7 @@ def viewneti_train(args: argparse.Namespace) -> dict[str, Any]:
         "paths": {"checkpoint": result.checkpoint},
         "steps_done": result.steps_done,
         "last_loss": result.losses[-1] if result.losses else None,
+        "warnings": result.warnings,
         "timings_s": {"train": round(result.seconds, 3)},
     }
 
@@ -906,22 +910,34 @@ def add_viewneti_render(sub: Subparsers) -> None:
     p.add_argument("--azimuth", type=float, help="degrees about the training target (0 from −Y, 90 from +X)")
     p.add_argument("--elevation", type=float, default=15.0)
     p.add_argument("--distance", type=float)
-    p.add_argument("--fov", type=float, default=40.0, help="vertical field of view for --azimuth cameras")
+    p.add_argument("--object", help="which object of a pre-trained checkpoint (one per posed set; default the first)")
+    add_view_options(p)
+    add_output_options(p, "the PNG file to write")
+    add_model_options(p)
+    p.set_defaults(run=viewneti_render)
+
+
+def add_view_options(p: argparse.ArgumentParser) -> None:
+    """How ViewNeTI views are rendered: size, sampling, the field of view of orbit cameras."""
+    p.add_argument("--fov", type=float, default=40.0, help="vertical field of view of orbit cameras")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(768, 576))
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
     add_choice(p, "--scheduler", choices.SCHEDULERS, default=False)
-    add_output_options(p, "the PNG file to write")
-    add_model_options(p)
-    p.set_defaults(run=viewneti_render)
+
+
+def view_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``Views`` settings :func:`add_view_options` reads."""
+    scheduler = choices.SCHEDULERS.from_cli(args.scheduler) if args.scheduler else "DPMPP_2M"
+    return dict(width=args.size[0], height=args.size[1], steps=args.steps, guidance=args.guidance, scheduler=scheduler, seed=args.seed)
 
 
 def viewneti_render(args: argparse.Namespace) -> dict[str, Any]:
     """The render_view engine job from a .blend's camera, or an orbit position about the training target."""
     import numpy as np
 
-    from diffusion3d.engine.viewneti.render import RenderViewRequest  # type: ignore[import-not-found]
+    from diffusion3d.engine.viewneti.render import RenderViewRequest, Views  # type: ignore[import-not-found]
     from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
     if bool(args.blend) == (args.azimuth is not None) or bool(args.blend) != bool(args.camera):
@@ -945,22 +961,66 @@ def viewneti_render(args: argparse.Namespace) -> dict[str, Any]:
         checkpoint=str(Path(args.checkpoint).resolve()),
         model=args.model,
         out_dir=str(out.parent),
-        cameras=cameras,
-        orbits=orbits,
-        fov_deg=fov,
-        names=[out.name],
-        meta_name=f"{out.stem}.json",
-        width=args.size[0],
-        height=args.size[1],
-        steps=args.steps,
-        guidance=args.guidance,
-        scheduler=choices.SCHEDULERS.from_cli(args.scheduler) if args.scheduler else "DPMPP_2M",
-        seed=args.seed,
+        views=Views(
+            cameras=cameras,
+            orbits=orbits,
+            fov_deg=fov,
+            object=args.object or "",
+            names=[out.name],
+            meta_name=f"{out.stem}.json",
+            **view_options(args),
+        ),
         access=session.model_access(session.preferences()),
         overwrite=args.overwrite,
     )
     result = run_engine_job("render_view", request)
     return {"paths": {"image": result.paths[0]}, "warnings": result.warnings, "timings_s": {"render": round(result.seconds, 3)}}
+
+
+def add_viewneti_nvs(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "viewneti-nvs", help="ViewNeTI: one object image → new views (an object mapper fitted with a pre-trained view mapper frozen)"
+    )
+    p.add_argument("--image", required=True, help="the object's image (transparent background, or a plain one)")
+    p.add_argument("--view-mapper", required=True, metavar="DIR", help="a pre-trained checkpoint (viewneti-train --mode pretrain)")
+    p.add_argument("--model", default="stabilityai/stable-diffusion-2-1", help="the base the view mapper was trained on")
+    p.add_argument("--image-orbit", type=float, nargs=3, metavar=("AZ", "EL", "DIST"), help="the image's camera (default: estimated)")
+    p.add_argument("--image-fov", type=float, default=40.0, help="the image camera's vertical field of view")
+    p.add_argument("--orbit", type=float, nargs=3, action="append", required=True, metavar=("AZ", "EL", "DIST"), help="a view to render")
+    p.add_argument("--fit-steps", type=int, default=3000)
+    add_view_options(p)
+    add_output_options(p, "the folder for the views and the fit")
+    add_model_options(p)
+    p.set_defaults(run=viewneti_nvs)
+
+
+def viewneti_nvs(args: argparse.Namespace) -> dict[str, Any]:
+    """The views_from_image engine job, cameras as orbit positions about the object."""
+    from diffusion3d.engine.viewneti.render import Views, orbit_pose  # type: ignore[import-not-found]
+    from diffusion3d.engine.viewneti.single_image import ImageViewsRequest  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    use_model_settings(args)
+    request = ImageViewsRequest(
+        image=str(Path(args.image).resolve()),
+        view_mapper=str(Path(args.view_mapper).resolve()),
+        model=args.model,
+        out_dir=str(Path(args.out).resolve()),
+        views=Views(orbits=args.orbit, fov_deg=args.fov, **view_options(args)),
+        camera=orbit_pose([0.0, 0.0, 0.0], *args.image_orbit).tolist() if args.image_orbit else [],
+        fov_deg=args.image_fov,
+        fit_steps=args.fit_steps,
+        seed=args.seed,
+        access=session.model_access(session.preferences()),
+        overwrite=args.overwrite,
+    )
+    result = run_engine_job("views_from_image", request)
+    return {
+        "paths": {"views": result.paths, "checkpoint": result.checkpoint},
+        "image_camera": result.image_camera,
+        "warnings": result.warnings,
+        "timings_s": {"total": round(result.seconds, 3)},
+    }
 
 
 def add_viewneti_import(sub: Subparsers) -> None:
@@ -988,7 +1048,7 @@ def viewneti_import(args: argparse.Namespace) -> dict[str, Any]:
         overwrite=args.overwrite,
     )
     result = run_engine_job("import_viewneti", request)
-    return {"paths": {"checkpoint": result.checkpoint}, "calibration_cameras": result.cameras}
+    return {"paths": {"checkpoint": result.checkpoint}, "calibration_cameras": result.cameras, "objects": result.objects}
 
 
 def run_engine_job(name: str, request: Any) -> Any:
@@ -1035,6 +1095,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_viewneti_data,
     add_viewneti_train,
     add_viewneti_render,
+    add_viewneti_nvs,
     add_viewneti_import,
 )
 

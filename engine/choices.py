@@ -212,8 +212,27 @@ CAMERA_PARAMETERISATIONS: Choices[Choice] = Choices(
     Choice("DTU12", "DTU 3×4", "The 12 numbers of the projection matrix, as the original on DTU"),
 )
 
+
+@dataclass(frozen=True)
+class TrainingMode(Choice):
+    augmentation: str  # the original's augmentation set for it (an AUGMENTATIONS id)
+
+
+TRAINING_MODES: Choices[TrainingMode] = Choices(
+    "training mode",
+    TrainingMode("SCENE", "One Scene", "View and object mappers together on one posed set (the original's mode 2)", "STRONG"),
+    TrainingMode("PRETRAIN", "Pre-train", "One shared view mapper, one object mapper per posed set (the original's mode 3)", "LIGHT"),
+    TrainingMode(
+        "SINGLE_VIEW",
+        "Single View",
+        "A pre-trained view mapper kept frozen; a new object mapper fitted to one image (or a few) and its camera (mode 5)",
+        "STRONG",
+    ),
+)
+
 AUGMENTATIONS: Choices[Choice] = Choices(
     "augmentation",
+    Choice("AUTO", "As the Mode", "The original's set for the training mode: Strong for one scene or one view, Light for pre-training"),
     Choice("STRONG", "Strong", "Colour jitter, blur, ±10° rotation, 70–130% crops (the original's single-scene set)"),
     Choice("LIGHT", "Light", "Colour jitter, blur, 95–105% crops (the original's pre-training set)"),
     Choice("NONE", "None", "The images as they are"),

@@ -25,6 +25,7 @@ from .stereo_video import VideoRequest, VideoResult, finish_video
 from .viewneti.original import ImportRequest, ImportResult, import_original
 from .viewneti.posed import PosedSetRequest, PosedSetResult, write_posed_set
 from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
+from .viewneti.single_image import ImageViewsRequest, ImageViewsResult, views_from_image
 from .viewneti.train import TrainRequest, TrainResult, train_viewneti
 from .world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
 
@@ -51,6 +52,7 @@ JOBS: dict[str, Job] = {
     "render_view": Job(RenderViewRequest, RenderViewResult, render_view),
     "write_posed_set": Job(PosedSetRequest, PosedSetResult, write_posed_set),
     "import_viewneti": Job(ImportRequest, ImportResult, import_original),
+    "views_from_image": Job(ImageViewsRequest, ImageViewsResult, views_from_image),
     "echo": Job(EchoRequest, EchoResult, echo),
 }
 

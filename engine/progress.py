@@ -66,3 +66,12 @@ class Reporter:
         self.done = self.done + 1 if done is None else done
         self._emit(Progress(self.done, self.total, message, preview))
         self.token.check()
+
+    def part(self, first: int, count: int, label: str = "") -> Reporter:
+        """A reporter for a job run inside this one: its progress fills this one's steps ``first`` to ``first + count``."""
+
+        def emit(p: Progress) -> None:
+            self.done = first + round(count * p.fraction)
+            self._emit(Progress(self.done, self.total, label + p.message, p.preview))
+
+        return Reporter(emit, self.token)

@@ -13,7 +13,12 @@ from .machinery.render_setup import watch_render
 from .multiview import DIFFUSION3D_OT_generate_views
 from .stereo_rig import DIFFUSION3D_OT_add_stereo_rig, DIFFUSION3D_OT_animate_rig
 from .stereo_video import DIFFUSION3D_OT_render_stereo_video
-from .viewneti import DIFFUSION3D_OT_generate_view, DIFFUSION3D_OT_render_training_views, DIFFUSION3D_OT_train_viewneti
+from .viewneti import (
+    DIFFUSION3D_OT_generate_view,
+    DIFFUSION3D_OT_render_training_views,
+    DIFFUSION3D_OT_train_viewneti,
+    DIFFUSION3D_OT_views_from_image,
+)
 from .world_sphere import DIFFUSION3D_OT_build_world_sphere
 
 classes = (
@@ -30,6 +35,7 @@ classes = (
     DIFFUSION3D_OT_generate_views,
     DIFFUSION3D_OT_render_training_views,
     DIFFUSION3D_OT_train_viewneti,
+    DIFFUSION3D_OT_views_from_image,
     DIFFUSION3D_OT_generate_view,
     DIFFUSION3D_OT_find_models,
     DIFFUSION3D_OT_random_seed,

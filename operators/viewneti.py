@@ -1,5 +1,6 @@
 """ViewNeTI in Blender: ``render_training_views`` makes a posed image set of the chosen objects, ``train_viewneti`` fits the
-mappers to it, and ``generate_view`` renders a trained checkpoint from a Blender camera.
+mappers to it, ``generate_view`` renders a trained checkpoint from a Blender camera, and ``views_from_image`` fits an
+object mapper to one image (with a pre-trained view mapper) and renders Blender cameras from it.
 
 Blender's part is the renders: the objects (the selection, a named object or
 collection, or the whole scene) in a scene of their own, from cameras on an
@@ -18,11 +19,13 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine.choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, SCHEDULERS, TRAINING_LAYOUTS
+from ..engine.choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, SCHEDULERS, TRAINING_LAYOUTS, TRAINING_MODES
 from ..engine.dst.camera import intrinsics
-from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, training_poses
-from ..engine.viewneti.render import RenderViewRequest, RenderViewResult
-from ..engine.viewneti.train import TrainRequest, TrainResult
+from ..engine.imagefiles import read_image
+from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, posed_sets_in, training_poses
+from ..engine.viewneti.render import RenderViewRequest, RenderViewResult, Views
+from ..engine.viewneti.single_image import ImageViewsRequest, ImageViewsResult
+from ..engine.viewneti.train import PRETRAIN, TrainRequest, TrainResult
 from .machinery import session
 from .machinery.blender_data import load_image
 from .machinery.isolated_scene import IsolatedScene
@@ -155,6 +158,9 @@ GENERATE_VIEW_OPTIONS: dict[str, Any] = {
         name="Base Model", description="The Stable Diffusion 2.x the checkpoint was trained on", default="stabilityai/stable-diffusion-2-1"
     ),
     "camera_name": StringProperty(name="Camera", description="Empty: the scene's active camera"),
+    "object_name": StringProperty(
+        name="Object", description="Which trained object of a pre-trained checkpoint (one per posed set); empty: the first"
+    ),
     "animation": BoolProperty(
         name="Every Frame", description="One image per frame of the scene's range (an animated camera)", default=False
     ),
@@ -178,6 +184,42 @@ def vertical_fov(camera: bpy.types.Object, width: int, height: int) -> float:
     return float(np.degrees(2 * np.arctan(height / 2 / k[1, 1])))
 
 
+def scene_camera(name: str, scene: bpy.types.Scene) -> bpy.types.Object:
+    """The named camera, or the scene's active one; a perspective camera."""
+    camera = bpy.data.objects.get(name) if name else scene.camera
+    if camera is None or camera.type != "CAMERA":
+        raise UserError(f"No camera named {name!r}" if name else "The scene has no active camera")
+    if camera.data.type != "PERSP":
+        raise UserError(f"{camera.name} is not a perspective camera")
+    return camera
+
+
+def requested_views(op: Any, context: bpy.types.Context) -> Views:
+    """What a view operator renders: its camera (named, or the active one) at this frame or every frame, and how."""
+    scene = context.scene
+    assert scene is not None
+    camera = scene_camera(op.camera_name, scene)
+    frames = list(range(scene.frame_start, scene.frame_end + 1)) if op.animation else [scene.frame_current]
+    now, matrices = scene.frame_current, []
+    try:
+        for frame in frames:
+            scene.frame_set(frame)
+            matrices.append([list(row) for row in camera.matrix_world])
+    finally:
+        scene.frame_set(now)
+    return Views(
+        cameras=matrices,
+        fov_deg=vertical_fov(camera, op.width, op.height),
+        names=[f"frame_{f:04d}.png" for f in frames] if op.animation else [f"{camera.name}.png"],
+        width=op.width,
+        height=op.height,
+        steps=op.steps,
+        guidance=op.guidance,
+        scheduler=op.scheduler,
+        seed=op.seed,
+    )
+
+
 class DIFFUSION3D_OT_generate_view(EngineJobOperator, bpy.types.Operator):
     """Render the trained object from the active camera (or every frame of an animated one) with a ViewNeTI checkpoint"""
 
@@ -188,61 +230,50 @@ class DIFFUSION3D_OT_generate_view(EngineJobOperator, bpy.types.Operator):
     __annotations__ = dict(GENERATE_VIEW_OPTIONS)
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        scene = context.scene
-        camera = bpy.data.objects.get(self.camera_name) if self.camera_name else scene.camera
-        if camera is None or camera.type != "CAMERA":
-            raise UserError(f"No camera named {self.camera_name!r}" if self.camera_name else "The scene has no active camera")
-        if camera.data.type != "PERSP":
-            raise UserError(f"{camera.name} is not a perspective camera")
+        views = requested_views(self, context)
+        views.object = self.object_name
         if not self.checkpoint:
             raise UserError("Choose a ViewNeTI checkpoint folder")
-        frames = list(range(scene.frame_start, scene.frame_end + 1)) if self.animation else [scene.frame_current]
-        now, matrices = scene.frame_current, []
-        try:
-            for frame in frames:
-                scene.frame_set(frame)
-                matrices.append([list(row) for row in camera.matrix_world])
-        finally:
-            scene.frame_set(now)
-        names = [f"frame_{f:04d}.png" for f in frames] if self.animation else [f"{camera.name}.png"]
         request = RenderViewRequest(
             checkpoint=bpy.path.abspath(self.checkpoint),
             model=self.model,
             out_dir=str(session.output_folder(self.output_dir, "view")),
-            cameras=matrices,
-            fov_deg=vertical_fov(camera, self.width, self.height),
-            names=names,
-            width=self.width,
-            height=self.height,
-            steps=self.steps,
-            guidance=self.guidance,
-            scheduler=self.scheduler,
-            seed=self.seed,
+            views=views,
             access=session.model_access(session.preferences(context)),
             overwrite=self.overwrite,
         )
         return "render_view", request
 
     def finish(self, context: bpy.types.Context, result: RenderViewResult) -> None:
-        image, _ = load_image(result.paths[0])
-        if len(result.paths) > 1:
-            image.source = "SEQUENCE"  # the frames play in the Image Editor
-        for area in context.screen.areas if context.screen is not None else ():
-            if area.type == "IMAGE_EDITOR":
-                area.spaces.active.image = image
-                break
-        for warning in result.warnings:
-            self.report({"WARNING"}, warning)
-        self.report(
-            {"INFO"},
-            f"Rendered {len(result.paths)} view{'s' if len(result.paths) != 1 else ''} in {result.seconds:.1f} s: {result.paths[0]}",
-        )
+        show_views(self, context, result.paths, result.warnings, result.seconds)
+
+
+def show_views(op: Any, context: bpy.types.Context, paths: list[str], warnings: list[str], seconds: float) -> None:
+    """The rendered views in the Image Editor (a sequence plays), with the job's warnings and one line of what was made."""
+    image, _ = load_image(paths[0])
+    if len(paths) > 1:
+        image.source = "SEQUENCE"  # the frames play in the Image Editor
+    for area in context.screen.areas if context.screen is not None else ():
+        if area.type == "IMAGE_EDITOR":
+            area.spaces.active.image = image
+            break
+    for warning in warnings:
+        op.report({"WARNING"}, warning)
+    op.report({"INFO"}, f"Rendered {len(paths)} view{'s' if len(paths) != 1 else ''} in {seconds:.1f} s: {paths[0]}")
 
 
 TRAIN_OPTIONS: dict[str, Any] = {
-    "data_dir": StringProperty(name="Training Views", description="A posed image set (Render Training Views)", subtype="DIR_PATH"),
+    "data_dir": StringProperty(
+        name="Training Views",
+        description="A posed image set (Render Training Views), or a folder of them (pre-training reads every one)",
+        subtype="DIR_PATH",
+    ),
     "model": GENERATE_VIEW_OPTIONS["model"],
     "output_dir": StringProperty(name="Checkpoint", description="The checkpoint folder; empty: a new one", subtype="DIR_PATH"),
+    "mode": EnumProperty(name="Mode", items=TRAINING_MODES.items(), default=TRAINING_MODES.default),
+    "view_mapper": StringProperty(
+        name="Pre-trained", description="Single view: the pre-trained checkpoint whose view mapper stays frozen", subtype="DIR_PATH"
+    ),
     "parameterisation": EnumProperty(name="Cameras", items=CAMERA_PARAMETERISATIONS.items(), default=CAMERA_PARAMETERISATIONS.default),
     "augmentation": EnumProperty(name="Augmentation", items=AUGMENTATIONS.items(), default=AUGMENTATIONS.default),
     "steps": IntProperty(name="Steps", description="Optimizer steps", default=3000, min=1, soft_max=50000),
@@ -256,7 +287,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
 
 
 class DIFFUSION3D_OT_train_viewneti(EngineJobOperator, bpy.types.Operator):
-    """Fit ViewNeTI's view and object mappers to a posed image set (a frozen Stable Diffusion 2.x; resumable)"""
+    """Fit ViewNeTI's mappers to posed image sets: one scene, pre-training over several, or one view with a pre-trained view mapper (resumable)"""
 
     bl_idname = "diffusion3d.train_viewneti"
     bl_label = "Train ViewNeTI"
@@ -267,10 +298,13 @@ class DIFFUSION3D_OT_train_viewneti(EngineJobOperator, bpy.types.Operator):
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         if not self.data_dir:
             raise UserError("Choose a folder of training views")
+        data = Path(bpy.path.abspath(self.data_dir))
         request = TrainRequest(
-            data_dir=bpy.path.abspath(self.data_dir),
+            data_dirs=[str(p) for p in (posed_sets_in(data) if self.mode == PRETRAIN else [data])],
             model=self.model,
             out_dir=str(session.output_folder(self.output_dir, "viewneti")),
+            mode=self.mode,
+            view_mapper=bpy.path.abspath(self.view_mapper) if self.view_mapper else "",
             parameterisation=self.parameterisation,
             augmentation=self.augmentation,
             steps=self.steps,
@@ -285,5 +319,59 @@ class DIFFUSION3D_OT_train_viewneti(EngineJobOperator, bpy.types.Operator):
         return "train_viewneti", request
 
     def finish(self, context: bpy.types.Context, result: TrainResult) -> None:
+        for warning in result.warnings:
+            self.report({"WARNING"}, warning)
         last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
         self.report({"INFO"}, f"Trained {result.steps_done} steps in {result.seconds / 60:.1f} min{last}: {result.checkpoint}")
+
+
+IMAGE_VIEWS_OPTIONS: dict[str, Any] = {
+    "image": StringProperty(name="Image", description="The object's image (a transparent background, or a plain one)", subtype="FILE_PATH"),
+    "view_mapper": TRAIN_OPTIONS["view_mapper"],
+    "image_camera": StringProperty(name="Image Camera", description="The camera the image was seen from; empty: estimated"),
+    "target": FloatVectorProperty(name="Target", description="What the cameras look at (the object's centre)", subtype="TRANSLATION"),
+    "fit_steps": IntProperty(name="Fit Steps", description="Steps to fit the object mapper to the image", default=3000, min=1),
+    **{k: v for k, v in GENERATE_VIEW_OPTIONS.items() if k not in ("checkpoint", "object_name")},
+}
+
+
+class DIFFUSION3D_OT_views_from_image(EngineJobOperator, bpy.types.Operator):
+    """One object image → new views from Blender cameras: an object mapper fitted to it, a pre-trained view mapper kept frozen"""
+
+    bl_idname = "diffusion3d.views_from_image"
+    bl_label = "Views From Image"
+    bl_options = {"REGISTER"}
+    job_label = "Views from one image"
+    __annotations__ = dict(IMAGE_VIEWS_OPTIONS)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+        if not self.image:
+            raise UserError("Choose the object's image")
+        if not self.view_mapper:
+            raise UserError("Choose a pre-trained view mapper (a checkpoint folder from pre-training)")
+        views = requested_views(self, context)
+        image = bpy.path.abspath(self.image)
+        camera, fov = [], 49.1
+        if self.image_camera:
+            assert context.scene is not None
+            seen_from = scene_camera(self.image_camera, context.scene)
+            height, width = read_image(image).pixels.shape[:2]
+            camera, fov = [list(row) for row in seen_from.matrix_world], vertical_fov(seen_from, width, height)
+        request = ImageViewsRequest(
+            image=image,
+            view_mapper=bpy.path.abspath(self.view_mapper),
+            model=self.model,
+            out_dir=str(session.output_folder(self.output_dir, "views-from-image")),
+            views=views,
+            camera=camera,
+            fov_deg=fov,
+            target=list(self.target),
+            fit_steps=self.fit_steps,
+            seed=self.seed,
+            access=session.model_access(session.preferences(context)),
+            overwrite=self.overwrite,
+        )
+        return "views_from_image", request
+
+    def finish(self, context: bpy.types.Context, result: ImageViewsResult) -> None:
+        show_views(self, context, result.paths, result.warnings, result.seconds)

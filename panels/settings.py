@@ -15,7 +15,7 @@ from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
-from ..operators.viewneti import GENERATE_VIEW_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
+from ..operators.viewneti import GENERATE_VIEW_OPTIONS, IMAGE_VIEWS_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 
 
@@ -50,6 +50,7 @@ class Diffusion3DViewNeTISettings(bpy.types.PropertyGroup):
         **TRAINING_VIEWS_OPTIONS,
         **{f"train_{k}": v for k, v in TRAIN_OPTIONS.items()},
         **{f"gen_{k}": v for k, v in GENERATE_VIEW_OPTIONS.items()},
+        **{f"nvs_{k}": v for k, v in IMAGE_VIEWS_OPTIONS.items()},
     }
 
 

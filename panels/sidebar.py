@@ -19,7 +19,7 @@ from ..operators.machinery.job import current, progress_text
 from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
-from ..operators.viewneti import GENERATE_VIEW_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
+from ..operators.viewneti import GENERATE_VIEW_OPTIONS, IMAGE_VIEWS_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 from .settings import pass_options
 
@@ -358,30 +358,32 @@ class DIFFUSION3D_PT_viewneti(_SidebarPanel, bpy.types.Panel):
         box = layout.box()
         box.label(text="Train", icon="SHADERFX")
         col = box.column(align=True)
-        for name in (
-            "data_dir",
-            "model",
-            "output_dir",
-            "parameterisation",
-            "steps",
-            "width",
-            "height",
-            "save_every",
-            "seed",
-            "resume",
-            "overwrite",
-        ):
+        col.prop(vn, "train_mode")
+        first = ("data_dir", "view_mapper") if vn.train_mode == "SINGLE_VIEW" else ("data_dir", "parameterisation", "width", "height")
+        for name in (*first, "model", "output_dir", "steps", "save_every", "seed", "resume", "overwrite"):
             col.prop(vn, f"train_{name}")
         _prefixed_button(box, "diffusion3d.train_viewneti", "PLAY", vn, "train_", TRAIN_OPTIONS)
 
         box = layout.box()
         box.label(text="Generate View", icon="VIEW_CAMERA")
         col = box.column(align=True)
-        for name in ("checkpoint", "model", "camera_name", "animation", "width", "height", "steps", "guidance", "seed", "scheduler"):
+        for name in ("checkpoint", "model", "camera_name", "animation", "object_name", "width", "height", "steps", "guidance", "seed"):
             col.prop(vn, f"gen_{name}")
+        col.prop(vn, "gen_scheduler")
         col.prop(vn, "gen_output_dir", text="")
         col.prop(vn, "gen_overwrite")
         _prefixed_button(box, "diffusion3d.generate_view", "PLAY", vn, "gen_", GENERATE_VIEW_OPTIONS)
+
+        box = layout.box()
+        box.label(text="Views From One Image", icon="IMAGE_DATA")
+        col = box.column(align=True)
+        for name in ("image", "view_mapper", "model", "image_camera", "target", "fit_steps", "camera_name", "animation"):
+            col.prop(vn, f"nvs_{name}")
+        for name in ("width", "height", "steps", "guidance", "seed", "scheduler"):
+            col.prop(vn, f"nvs_{name}")
+        col.prop(vn, "nvs_output_dir", text="")
+        col.prop(vn, "nvs_overwrite")
+        _prefixed_button(box, "diffusion3d.views_from_image", "PLAY", vn, "nvs_", IMAGE_VIEWS_OPTIONS)
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

@@ -426,3 +426,12 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
     assert Path(rendered["paths"]["image"]).is_file() and (tmp_path / "view.json").is_file()
     proc = batch("viewneti-render", "--checkpoint", str(tmp_path / "ckpt"), "--azimuth", "45", "--out", str(tmp_path / "x.png"), *common)
     assert proc.returncode != 0 and "--azimuth needs --distance" in proc.stderr
+    small = ("--size", "128", "64", "--steps", "1")
+    sets = (str(tmp_path / "set"), str(tmp_path / "set"))
+    pre = summary(batch("viewneti-train", "--mode", "pretrain", "--data", *sets, "--steps", "1", "--batch", "1", "--accumulation", "1",
+                        "--size", "128", "64", "--out", str(tmp_path / "pre"), *common))  # fmt: skip
+    assert [o["name"] for o in json.loads(Path(pre["paths"]["checkpoint"], "viewneti.json").read_text())["objects"]] == ["set", "set_1"]
+    image = str(tmp_path / "set" / "images" / "000.png")
+    views = summary(batch("viewneti-nvs", "--image", image, "--view-mapper", str(tmp_path / "pre"), "--orbit", "30", "15", "3",
+                          "--orbit", "90", "15", "3", "--fit-steps", "1", *small, "--out", str(tmp_path / "nvs"), *common))  # fmt: skip
+    assert len(views["paths"]["views"]) == 2 and Path(views["paths"]["checkpoint"], "viewneti.json").is_file()

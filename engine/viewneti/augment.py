@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..choices import AUGMENTATIONS
 
-STRONG, LIGHT, NONE = AUGMENTATIONS.ids
+AUTO, STRONG, LIGHT, NONE = AUGMENTATIONS.ids  # AUTO is the training mode's: the job picks
 
 
 @dataclass(frozen=True)

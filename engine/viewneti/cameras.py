@@ -37,6 +37,20 @@ def projection_numbers(camera_to_world: np.ndarray, fx: float, fy: float, cx: fl
     return (k @ np.concatenate([rotation, translation[:, None]], axis=1)).reshape(12)
 
 
+def at_size(numbers: np.ndarray, kind: str, size: tuple[int, int], to: tuple[int, int]) -> np.ndarray:
+    """Cameras' numbers [N, k] for images of ``size`` (width, height) as they read for images resized to ``to``.
+
+    DTU12 holds the intrinsics: resizing scales the projection's first row by the
+    width ratio and its second by the height ratio. SPHERICAL does not change.
+    """
+    values = np.array(numbers, np.float64)
+    if kind == DTU12 and tuple(size) != tuple(to):
+        rows = values.reshape(-1, 3, 4)
+        rows[:, 0] *= to[0] / size[0]
+        rows[:, 1] *= to[1] / size[1]
+    return values
+
+
 def spherical_numbers(camera_to_world: np.ndarray, target: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
     """(cos azimuth, sin azimuth, elevation°, distance) of the camera's position about ``target``: [4]."""
     offset = np.asarray(camera_to_world, np.float64)[:3, 3] - np.asarray(target, np.float64)

@@ -1,11 +1,14 @@
 """ViewNeTI checkpoints: the mappers as safetensors plus one JSON that says how to read them.
 
-``view_mapper.safetensors`` and ``object_mapper.safetensors`` hold the mappers'
-state dicts (the original's parameter names); ``viewneti.json`` holds the
-camera parameterisation with its ranges, α, the reference words and their
-norms, the text width, the base model and its revision, and the training steps
-done. ``training_state.safetensors`` (optimizer moments, RNG state) lets a run
-resume exactly. Written all-or-nothing; nothing pickled.
+``view_mapper.safetensors`` holds the view mapper's state dict (the original's
+parameter names); ``object_mappers.safetensors`` holds one object mapper per
+trained object, its names prefixed by the object's index (``0.net.0.weight``):
+one for a scene or a single view, one per posed set after pre-training.
+``viewneti.json`` holds the camera parameterisation with its ranges, α, the
+reference words and their norms, the text width, the base model and its
+revision, the objects (name, target, source) and the training steps done.
+``training_state.safetensors`` (optimizer moments, RNG state) lets a run resume
+exactly. Written all-or-nothing; nothing pickled.
 """
 
 from __future__ import annotations
@@ -22,16 +25,25 @@ FORMAT = "diffusion3d-viewneti/1"
 INFO, VIEW_FILE, OBJECT_FILE, STATE_FILE = (
     "viewneti.json",
     "view_mapper.safetensors",
-    "object_mapper.safetensors",
+    "object_mappers.safetensors",
     "training_state.safetensors",
 )
+
+
+@dataclass
+class TrainedObject:
+    """One object an object mapper was fitted to."""
+
+    name: str
+    target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # what its SPHERICAL cameras circle
+    source: str = ""  # the posed set it was trained on
 
 
 @dataclass
 class CheckpointInfo:
     cameras: CameraRanges
     word_dim: int
-    target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # what SPHERICAL cameras circle
+    objects: list[TrainedObject] = field(default_factory=lambda: [TrainedObject("object")])
     width: int = 512  # the training images' size: DTU12 numbers use intrinsics at this size
     height: int = 384
     view_word: str = "view"
@@ -41,7 +53,8 @@ class CheckpointInfo:
     alpha: float = 5.0
     base_model: str = ""
     base_revision: str = ""
-    mode: str = "SCENE"
+    mode: str = "SCENE"  # choices.TRAINING_MODES, or IMPORTED
+    view_mapper_from: str = ""  # SINGLE_VIEW: the pre-trained checkpoint whose view mapper this holds, frozen
     steps_done: int = 0
     seed: int = 0
     losses: list[float] = field(default_factory=list)  # per optimizer step
@@ -55,9 +68,19 @@ class CheckpointInfo:
         if value.get("format") != FORMAT:
             raise BadInput(f"{where} is not a Diffusion 3D ViewNeTI checkpoint (format {value.get('format')!r})")
         try:
-            return cls(**{**value, "cameras": CameraRanges(**value["cameras"])})
+            objects = [TrainedObject(**o) for o in value["objects"]]
+            return cls(**{**value, "cameras": CameraRanges(**value["cameras"]), "objects": objects})
         except (TypeError, KeyError) as exc:
             raise BadInput(f"{where} is damaged: {exc}") from None
+
+    def object_index(self, name: str) -> int:
+        """Which object mapper renders ``name`` ("" is the first)."""
+        names = [o.name for o in self.objects]
+        if not name:
+            return 0
+        if name not in names:
+            raise BadInput(f"This checkpoint has no object {name!r} (it has {', '.join(names)})")
+        return names.index(name)
 
     def check_base(self, word_dim: int, revision: str, name: str) -> None:
         """Refuse a base model other than the one trained on: another text width, or another revision of it."""
@@ -68,25 +91,29 @@ class CheckpointInfo:
 
 
 def save(
-    folder: Path, info: CheckpointInfo, view: dict[str, Any], obj: dict[str, Any], state: dict[str, Any] | None, overwrite: bool
+    folder: Path, info: CheckpointInfo, view: dict[str, Any], objects: list[dict[str, Any]], state: dict[str, Any] | None, overwrite: bool
 ) -> None:
     """The checkpoint's files, all-or-nothing (a resumed run replaces its own checkpoint: ``overwrite``)."""
     from safetensors.torch import save_file
 
     from ..imagefiles import NewFiles
 
+    def tensors(values: dict[str, Any]) -> Any:
+        return lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in values.items()}, str(p))
+
+    assert len(objects) == len(info.objects), "one object mapper per trained object"
     folder.mkdir(parents=True, exist_ok=True)
     names = [INFO, VIEW_FILE, OBJECT_FILE, *([STATE_FILE] if state is not None else [])]
     with NewFiles([folder / n for n in names], overwrite) as files:
-        files.write(folder / VIEW_FILE, lambda p: save_file({k: v.contiguous() for k, v in view.items()}, str(p)))
-        files.write(folder / OBJECT_FILE, lambda p: save_file({k: v.contiguous() for k, v in obj.items()}, str(p)))
+        files.write(folder / VIEW_FILE, tensors(view))
+        files.write(folder / OBJECT_FILE, tensors({f"{i}.{k}": v for i, obj in enumerate(objects) for k, v in obj.items()}))
         if state is not None:
-            files.write(folder / STATE_FILE, lambda p: save_file({k: v.contiguous() for k, v in state.items()}, str(p)))
+            files.write(folder / STATE_FILE, tensors(state))
         files.write(folder / INFO, lambda p: p.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8"))
 
 
-def load(folder: Path) -> tuple[CheckpointInfo, dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """(info, view state dict, object state dict, training state or None)."""
+def load(folder: Path) -> tuple[CheckpointInfo, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """(info, view state dict, one state dict per object, training state or None)."""
     from safetensors.torch import load_file
 
     if not (folder / INFO).is_file():
@@ -96,4 +123,10 @@ def load(folder: Path) -> tuple[CheckpointInfo, dict[str, Any], dict[str, Any], 
     if missing:
         raise BadInput(f"The checkpoint in {folder} lacks {', '.join(missing)}")
     state = load_file(folder / STATE_FILE) if (folder / STATE_FILE).is_file() else None
-    return info, load_file(folder / VIEW_FILE), load_file(folder / OBJECT_FILE), state
+    objects: list[dict[str, Any]] = [{} for _ in info.objects]
+    for key, value in load_file(folder / OBJECT_FILE).items():
+        index, name = key.split(".", 1)
+        if not index.isdigit() or int(index) >= len(objects):
+            raise BadInput(f"The checkpoint in {folder} is damaged: object mapper tensor {key!r} belongs to no object")
+        objects[int(index)][name] = value
+    return info, load_file(folder / VIEW_FILE), objects, state

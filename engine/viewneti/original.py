@@ -69,10 +69,11 @@ class ImportRequest:
 class ImportResult:
     checkpoint: str = ""
     cameras: int = 0
+    objects: int = 0
 
 
 def read_original(path: Path) -> dict[str, Any]:
-    """The mappers' state dicts by key, read without running the file's code."""
+    """The mappers' state dicts by their object token (or key), read without running the file's code."""
     import torch
 
     try:
@@ -82,7 +83,11 @@ def read_original(path: Path) -> dict[str, Any]:
     mappers = content.get("mappers") if isinstance(content, dict) else None
     if not isinstance(mappers, dict) or not mappers:
         raise BadInput(f"{path} holds no mappers (not a ViewNeTI mapper-steps-*.pt file)")
-    return {key: entry["state_dict"] for key, entry in mappers.items() if isinstance(entry, dict) and "state_dict" in entry}
+    return {
+        str(entry.get("placeholder_object_token") or key): entry["state_dict"]
+        for key, entry in mappers.items()
+        if isinstance(entry, dict) and "state_dict" in entry
+    }
 
 
 def calibration_ranges(folder: Path) -> tuple[CameraRanges, int]:
@@ -104,7 +109,7 @@ def import_original(r: ImportRequest, report: Reporter) -> ImportResult:
         )
     ranges, count = calibration_ranges(Path(r.calibration_dir))
     views, objects = read_original(Path(r.view_file)), read_original(Path(r.object_file))
-    view, obj = next(iter(views.values())), next(iter(objects.values()))
+    view = next(iter(views.values()))  # the view file's one mapper; the object file has one per scene (88 after pre-training)
     width = int(view["output_layer.0.weight"].shape[0]) // 2
     info = checkpoint.CheckpointInfo(
         cameras=ranges,
@@ -115,11 +120,13 @@ def import_original(r: ImportRequest, report: Reporter) -> ImportResult:
         object_norm=r.object_norm,
         base_model=r.base_model,
         mode="IMPORTED",
+        objects=[checkpoint.TrainedObject(name, source=r.object_file) for name in objects],
     )
     from .mapper import Mapper, MapperSpec
 
-    for state, camera_inputs in ((view, 12), (obj, 0)):
-        Mapper(MapperSpec(camera_inputs, width)).load_state_dict(state)  # the original's names and shapes, strictly
-    checkpoint.save(Path(r.out_dir), info, view, obj, None, r.overwrite)
-    report.step(f"Imported the mappers with {count} calibration cameras")
-    return ImportResult(r.out_dir, count)
+    Mapper(MapperSpec(12, width)).load_state_dict(view)  # the original's names and shapes, strictly
+    for state in objects.values():
+        Mapper(MapperSpec(0, width)).load_state_dict(state)
+    checkpoint.save(Path(r.out_dir), info, view, list(objects.values()), None, r.overwrite)
+    report.step(f"Imported the view mapper and {len(objects)} object mapper(s) with {count} calibration cameras")
+    return ImportResult(r.out_dir, count, len(objects))

@@ -128,6 +128,16 @@ def training_poses(
     return poses
 
 
+def posed_sets_in(folder: Path) -> list[Path]:
+    """The posed sets a folder names: itself if it is one, else its sub-folders that are (sorted by name)."""
+    if (folder / CAMERAS).is_file():
+        return [folder]
+    found = sorted(p for p in folder.iterdir() if (p / CAMERAS).is_file()) if folder.is_dir() else []
+    if not found:
+        raise BadInput(f"No posed image set ({CAMERAS}) in {folder} or its sub-folders")
+    return found
+
+
 def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
     """The images (H×W×3 float in [0, 1], on white where transparent), their cameras' raw numbers [N, k] and the target."""
     CAMERA_PARAMETERISATIONS.get(kind)

@@ -33,13 +33,13 @@ TOLERANCE = 0.01  # normalised units a camera may stray outside the trained rang
 
 
 @dataclass
-class RenderViewRequest:
-    checkpoint: str  # a folder written by train_viewneti
-    model: str  # its base model (folder or repo id)
-    out_dir: str
+class Views:
+    """Which cameras to render, and how."""
+
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes
-    orbits: list[list[float]] = field(default_factory=list)  # or (azimuth°, elevation°, distance) about the training target
+    orbits: list[list[float]] = field(default_factory=list)  # or (azimuth°, elevation°, distance) about the object's target
     fov_deg: float = 49.1  # vertical field of view
+    object: str = ""  # which trained object (a pre-trained checkpoint has one per posed set); "": the first
     names: list[str] = field(default_factory=list)  # file per camera; default view_0000.png, …
     meta_name: str = "render.json"  # what was rendered, and how
     width: int = 768
@@ -48,6 +48,30 @@ class RenderViewRequest:
     guidance: float = 7.5
     scheduler: str = "DPMPP_2M"
     seed: int = 0
+
+    def file_names(self) -> list[str]:
+        """One file per camera, checked; with the cameras and the sampling settings."""
+        SCHEDULERS.get(self.scheduler)
+        check_sampling(self.steps, 1, 1, self.guidance, self.seed)
+        count = len(self.cameras) + len(self.orbits)
+        if self.cameras and self.orbits or not 1 <= count <= MAX_VIEWS:
+            raise BadInput(
+                f"Give 1 to {MAX_VIEWS} cameras, as matrices or as orbit positions (not both), got {len(self.cameras)} and {len(self.orbits)}"
+            )
+        if self.width % 8 or self.height % 8 or self.width < 64 or self.height < 64:
+            raise BadInput(f"The image size must be multiples of 8 from 64, got {self.width}×{self.height}")
+        names = self.names or [f"view_{i:04d}.png" for i in range(count)]
+        if len(names) != count:
+            raise BadInput(f"{len(names)} file names for {count} cameras")
+        return names
+
+
+@dataclass
+class RenderViewRequest:
+    checkpoint: str  # a folder written by train_viewneti
+    model: str  # its base model (folder or repo id)
+    out_dir: str
+    views: Views = field(default_factory=Views)
     access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
     overwrite: bool = False
 
@@ -59,48 +83,40 @@ class RenderViewResult:
     seconds: float = 0.0
 
 
-def camera_numbers(info: checkpoint.CheckpointInfo, camera_to_world: np.ndarray, fov_deg: float) -> np.ndarray:
-    """A camera's raw numbers in the checkpoint's parameterisation."""
+def camera_numbers(info: checkpoint.CheckpointInfo, camera_to_world: np.ndarray, fov_deg: float, target: list[float]) -> np.ndarray:
+    """A camera's raw numbers in the checkpoint's parameterisation (SPHERICAL: about the object's ``target``)."""
     if info.cameras.kind == DTU12:
         focal = (info.height / 2) / math.tan(math.radians(fov_deg) / 2)
         return projection_numbers(camera_to_world, focal, focal, info.width / 2, info.height / 2)
-    return spherical_numbers(camera_to_world, tuple(info.target))  # type: ignore[arg-type]
+    return spherical_numbers(camera_to_world, tuple(target))  # type: ignore[arg-type]
 
 
-def orbit_pose(info: checkpoint.CheckpointInfo, azimuth: float, elevation: float, distance: float) -> np.ndarray:
-    """The camera-to-world of an orbit position about the checkpoint's training target (azimuth 0 from −Y, 90 from +X)."""
+def orbit_pose(target: list[float], azimuth: float, elevation: float, distance: float) -> np.ndarray:
+    """The camera-to-world of an orbit position about an object's training target (azimuth 0 from −Y, 90 from +X)."""
     pose = camera_to_world(azimuth, elevation, distance)
-    pose[:3, 3] += np.asarray(info.target, np.float64)
+    pose[:3, 3] += np.asarray(target, np.float64)
     return pose
 
 
 def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     started = time.perf_counter()
-    SCHEDULERS.get(r.scheduler)
-    check_sampling(r.steps, 1, 1, r.guidance, r.seed)
-    views = len(r.cameras) + len(r.orbits)
-    if r.cameras and r.orbits or not 1 <= views <= MAX_VIEWS:
-        raise BadInput(
-            f"Give 1 to {MAX_VIEWS} cameras, as matrices or as orbit positions (not both), got {len(r.cameras)} and {len(r.orbits)}"
-        )
-    if r.width % 8 or r.height % 8 or r.width < 64 or r.height < 64:
-        raise BadInput(f"The image size must be multiples of 8 from 64, got {r.width}×{r.height}")
-    names = r.names or [f"view_{i:04d}.png" for i in range(views)]
-    if len(names) != views:
-        raise BadInput(f"{len(names)} file names for {views} cameras")
+    v = r.views
+    names = v.file_names()
     out = Path(r.out_dir)
     check_writable(out)
-    planned(out, 1, (*names, r.meta_name), r.overwrite)  # refuses existing outputs before any model work
-    info, view_state, object_state, _ = checkpoint.load(Path(r.checkpoint))
-    matrices = np.asarray(r.cameras, np.float64) if r.cameras else np.stack([orbit_pose(info, *orbit) for orbit in r.orbits])
+    planned(out, 1, (*names, v.meta_name), r.overwrite)  # refuses existing outputs before any model work
+    info, view_state, object_states, _ = checkpoint.load(Path(r.checkpoint))
+    which = info.object_index(v.object)
+    target = info.objects[which].target
+    matrices = np.asarray(v.cameras, np.float64) if v.cameras else np.stack([orbit_pose(target, *orbit) for orbit in v.orbits])
     if matrices.shape[1:] != (4, 4):
         raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
-    numbers = np.stack([camera_numbers(info, m, r.fov_deg) for m in matrices])
+    numbers = np.stack([camera_numbers(info, m, v.fov_deg, target) for m in matrices])
     worst = max(info.cameras.outside(n) for n in numbers)
     warnings = [f"A camera lies {worst:.2f} normalised units outside the trained range: expect a weaker view"] if worst > TOLERANCE else []
     access = r.access
     folder = sources.inspect_stable_diffusion(access.locate(r.model, report), r.model, access.allow_pickle)
-    report.total = 2 + len(names) * (r.steps + 3)
+    report.total = 2 + len(names) * (v.steps + 3)
     for warning in warnings:
         report.note(warning)
 
@@ -121,14 +137,14 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         info.object_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.object_word).norm())
     view, obj = Mapper(MapperSpec(len(info.cameras.low), info.word_dim)), Mapper(MapperSpec(0, info.word_dim))
     view.load_state_dict(view_state)
-    obj.load_state_dict(object_state)
+    obj.load_state_dict(object_states[which])
     mappers = pipeline.Mappers(view.to(device), obj.to(device), info.view_norm, info.object_norm, info.alpha)
     report.step(f"Loaded {folder.name} and the mappers")
     images = []
     for numbers_i in numbers:
         camera = torch.from_numpy(info.cameras.normalise(numbers_i)).float()
         settings = pipeline.NovelViewSettings(
-            camera=camera, seeds=[r.seed], width=r.width, height=r.height, steps=r.steps, guidance=r.guidance, scheduler=r.scheduler
+            camera=camera, seeds=[v.seed], width=v.width, height=v.height, steps=v.steps, guidance=v.guidance, scheduler=v.scheduler
         )
         images.append(
             np.round(pipeline.generate(model, mappers, settings, report)[0] * 255).astype(np.uint8)
@@ -138,17 +154,18 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         "checkpoint": str(Path(r.checkpoint).resolve()),
         "model": r.model,
         "revision": folder.revision,
+        "object": info.objects[which].name,
         "views": [{"file": n, "camera_to_world": m.tolist(), "numbers": x.tolist()} for n, m, x in zip(names, matrices, numbers)],
-        "fov_deg": r.fov_deg,
-        "steps": r.steps,
-        "guidance": r.guidance,
-        "scheduler": r.scheduler,
-        "seed": r.seed,
+        "fov_deg": v.fov_deg,
+        "steps": v.steps,
+        "guidance": v.guidance,
+        "scheduler": v.scheduler,
+        "seed": v.seed,
         "engine_version": __version__,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     files = {name: png(image) for name, image in zip(names, images)}
-    files[r.meta_name] = json_file(meta)
+    files[v.meta_name] = json_file(meta)
     paths = write_samples(out, [files], r.overwrite)[0]
     report.step("Files written")
     return RenderViewResult([paths[name] for name in names], warnings, time.perf_counter() - started)

@@ -1,4 +1,13 @@
-"""The ``train_viewneti`` job: fit the view and object mappers to one posed image set, with a frozen Stable Diffusion 2.x.
+"""The ``train_viewneti`` job: fit ViewNeTI's mappers to posed image sets, with a frozen Stable Diffusion 2.x.
+
+Three modes (``choices.TRAINING_MODES``), as the original's learnable modes 2, 3 and 5:
+
+* ``SCENE``: a view and an object mapper together, on one posed set of 2 views or more;
+* ``PRETRAIN``: one shared view mapper and one object mapper per posed set, over
+  several sets; each micro-batch comes from one set drawn at random;
+* ``SINGLE_VIEW``: a pre-trained checkpoint's view mapper kept frozen (with its
+  camera ranges, training size, reference word and α), and a new object mapper
+  fitted to one image (or a few) and its camera.
 
 A posed set (:mod:`engine.viewneti.posed`) is a folder of images with ``cameras.json``.
 Each optimizer step averages ``accumulation`` micro-batches of ``batch`` images,
@@ -20,38 +29,42 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS
+from ..choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, TRAINING_MODES
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
 from ..imagefiles import NewFiles, check_writable
 from ..progress import Reporter
 from ..samples import json_file
 from . import checkpoint
-from .cameras import SIZES, SPHERICAL, CameraRanges
+from .cameras import SIZES, SPHERICAL, CameraRanges, at_size
 from .curve import write_loss_png
 from .posed import read_posed_set
 
 LOSS_CURVE, LOSS_PNG = "loss.json", "loss.png"
+SCENE, PRETRAIN, SINGLE_VIEW = TRAINING_MODES.ids
+TOLERANCE = 0.01  # normalised units an image's camera may stray outside a pre-trained view mapper's range before a warning
 
 
 @dataclass
 class TrainRequest:
-    data_dir: str  # a posed set (cameras.json and its images)
+    data_dirs: list[str]  # posed sets (cameras.json and its images): one, or several to pre-train on
     model: str  # Stable Diffusion 2.x (v-prediction): a folder or repo id
     out_dir: str  # the checkpoint folder
-    parameterisation: str = SPHERICAL
+    mode: str = SCENE  # choices.TRAINING_MODES
+    view_mapper: str = ""  # SINGLE_VIEW: the pre-trained checkpoint whose view mapper stays frozen
+    parameterisation: str = SPHERICAL  # (SINGLE_VIEW: the pre-trained checkpoint's)
     steps: int = 3000  # optimizer steps
     batch: int = 3
     accumulation: int = 3
     learning_rate: float = 1e-3  # per image: scaled by batch × accumulation, as the original
-    alpha: float = 5.0
-    augmentation: str = "STRONG"  # choices.AUGMENTATIONS; the original's set for one scene
-    width: int = 512
+    alpha: float = 5.0  # (SINGLE_VIEW: the pre-trained checkpoint's)
+    augmentation: str = "AUTO"  # choices.AUGMENTATIONS; AUTO: the original's set for the mode
+    width: int = 512  # the training size (SINGLE_VIEW: the pre-trained checkpoint's)
     height: int = 384
     save_every: int = 500
     seed: int = 0
     resume: bool = False
-    view_word: str = "view"
+    view_word: str = "view"  # (SINGLE_VIEW: the pre-trained checkpoint's)
     object_word: str = "object"
     access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
     overwrite: bool = False
@@ -63,9 +76,22 @@ class TrainResult:
     steps_done: int = 0
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PosedSet:
+    """One object's training views: images in [0, 1] and their cameras' raw numbers at the training size."""
+
+    name: str
+    images: list[np.ndarray]
+    numbers: np.ndarray  # [N, k]
+    target: list[float]
+    source: str
 
 
 def _check(r: TrainRequest) -> None:
+    TRAINING_MODES.get(r.mode)
     CAMERA_PARAMETERISATIONS.get(r.parameterisation)
     AUGMENTATIONS.get(r.augmentation)
     if r.steps < 1 or r.batch < 1 or r.accumulation < 1 or r.save_every < 1:
@@ -74,6 +100,32 @@ def _check(r: TrainRequest) -> None:
         raise BadInput(f"The training size must be multiples of 64, got {r.width}×{r.height}")
     if not r.learning_rate > 0 or r.alpha < 0:
         raise BadInput("The learning rate must be greater than 0 and alpha at least 0")
+    if r.mode == SINGLE_VIEW and not r.view_mapper:
+        raise BadInput("Single-view training needs a pre-trained view mapper (a checkpoint folder from pre-training)")
+    if r.mode != SINGLE_VIEW and r.view_mapper:
+        raise BadInput(f"A pre-trained view mapper is read in single-view training only, not in {TRAINING_MODES[r.mode].label}")
+    if r.mode == PRETRAIN and len(r.data_dirs) < 2:
+        raise BadInput(f"Pre-training needs at least 2 posed sets (one object mapper each), got {len(r.data_dirs)}")
+    if r.mode != PRETRAIN and len(r.data_dirs) != 1:
+        raise BadInput(f"{TRAINING_MODES[r.mode].label} training reads one posed set, got {len(r.data_dirs)} (pre-training reads several)")
+
+
+def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSet]:
+    """Every posed set of the request, its cameras' numbers as they read at the training ``size`` (width, height)."""
+    sets: list[PosedSet] = []
+    for folder in map(Path, r.data_dirs):
+        images, numbers, target = read_posed_set(folder, kind)
+        least = 1 if r.mode == SINGLE_VIEW else 2
+        if len(images) < least:
+            raise BadInput(
+                f"{TRAINING_MODES[r.mode].label} training needs at least {least} views per posed set; {folder} has {len(images)}"
+            )
+        height, width = images[0].shape[:2]
+        name = folder.resolve().name
+        if any(s.name == name for s in sets):
+            name = f"{name}_{len(sets)}"
+        sets.append(PosedSet(name, images, at_size(numbers, kind, (width, height), size), target, str(folder.resolve())))
+    return sets
 
 
 def check_base(folder: sources.ModelFolder) -> None:
@@ -93,9 +145,12 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     _check(r)
     out = Path(r.out_dir)
     check_writable(out)
-    images, numbers, centre = read_posed_set(Path(r.data_dir), r.parameterisation)
-    if len(images) < 2:
-        raise BadInput(f"Scene training needs at least 2 views; {r.data_dir} has {len(images)}")
+    pretrained = checkpoint.load(Path(r.view_mapper)) if r.mode == SINGLE_VIEW else None
+    if pretrained is not None:
+        kind, size = pretrained[0].cameras.kind, (pretrained[0].width, pretrained[0].height)
+    else:
+        kind, size = r.parameterisation, (r.width, r.height)
+    sets = read_sets(r, kind, size)
     previous = checkpoint.load(out) if r.resume else None
     if not r.resume and (out / checkpoint.INFO).exists() and not r.overwrite:
         raise BadInput(f"{out} already holds a checkpoint (resume it, or enable overwrite)")
@@ -109,7 +164,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     from ..diffusion import loading
     from ..diffusion.viewneti import Mappers, layer_states
     from . import attention, text
-    from .augment import NONE, augment
+    from .augment import AUTO, NONE, augment
     from .mapper import Mapper, MapperSpec
 
     device = loading.pick_device(access.device)
@@ -118,65 +173,75 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     if len(attention.install(unet)) != 16:
         raise BadInput(f"{folder.name} does not have SD 2.x's 16 cross-attention layers")
     width = encoder.config.hidden_size
-    ranges = CameraRanges.fit(r.parameterisation, numbers)
-    info = checkpoint.CheckpointInfo(
-        cameras=ranges,
-        word_dim=width,
-        target=centre,
-        width=r.width,
-        height=r.height,
-        view_word=r.view_word,
-        object_word=r.object_word,
-        view_norm=float(text.word_row(model.tokenizer, encoder, r.view_word).norm()),
-        object_norm=float(text.word_row(model.tokenizer, encoder, r.object_word).norm()),
-        alpha=r.alpha,
-        base_model=r.model,
-        base_revision=folder.revision,
-        seed=r.seed,
-    )
-    mappers = Mappers(
-        Mapper(MapperSpec(SIZES[r.parameterisation], width), seed=r.seed).to(device),
-        Mapper(MapperSpec(0, width), seed=r.seed + 1).to(device),
-        info.view_norm,
-        info.object_norm,
-        r.alpha,
-    )
-    params = [*mappers.view.parameters(), *mappers.object.parameters()]
+
+    def norm(word: str) -> float:
+        return float(text.word_row(model.tokenizer, encoder, word).norm())
+
+    objects = [checkpoint.TrainedObject(s.name, s.target, s.source) for s in sets]
+    view = Mapper(MapperSpec(SIZES[kind], width), seed=r.seed).to(device)
+    warnings: list[str] = []
+    if pretrained is not None:
+        base_info, view_state = pretrained[0], pretrained[1]
+        base_info.check_base(width, folder.revision, folder.name)
+        view.load_state_dict(view_state)
+        view.requires_grad_(False)
+        info = checkpoint.CheckpointInfo(
+            **{**base_info.to_json(), "cameras": base_info.cameras, "objects": objects, "losses": [], "steps_done": 0},
+        )
+        info.view_norm = info.view_norm or norm(info.view_word)  # an imported original's norms come from this base
+        info.view_mapper_from = str(Path(r.view_mapper).resolve())
+        worst = max(info.cameras.outside(n) for n in sets[0].numbers)
+        if worst > TOLERANCE:
+            warnings.append(f"The image's camera lies {worst:.2f} normalised units outside the pre-trained view mapper's range")
+    else:
+        numbers = np.concatenate([s.numbers for s in sets])
+        ranges = CameraRanges.fit(kind, numbers)
+        info = checkpoint.CheckpointInfo(ranges, width, objects, size[0], size[1], r.view_word, view_norm=norm(r.view_word), alpha=r.alpha)
+    info.object_word, info.object_norm = r.object_word, norm(r.object_word)
+    info.base_model, info.base_revision, info.mode, info.seed = r.model, folder.revision, r.mode, r.seed
+    object_mappers = [Mapper(MapperSpec(0, width), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]
+    params = [p for m in (view, *object_mappers) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=r.learning_rate * r.batch * r.accumulation, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     generator = torch.Generator("cpu").manual_seed(r.seed)
     if previous is not None:
-        old, view_state, object_state, state = previous
+        old, view_state, object_states, state = previous
         if state is None:
             raise BadInput(f"The checkpoint in {out} has no training state to resume from")
-        if old.cameras.kind != r.parameterisation:
-            raise BadInput(f"The checkpoint in {out} reads {old.cameras.kind} cameras, not {r.parameterisation}")
+        if (old.mode, old.cameras.kind, len(old.objects)) != (r.mode, kind, len(sets)):
+            raise BadInput(
+                f"The checkpoint in {out} is {old.mode} training of {len(old.objects)} object(s) on {old.cameras.kind} cameras, "
+                f"not {r.mode} of {len(sets)} on {kind}"
+            )
         old.check_base(width, folder.revision, folder.name)
-        mappers.view.load_state_dict(view_state)
-        mappers.object.load_state_dict(object_state)
+        view.load_state_dict(view_state)
+        for mapper, object_state in zip(object_mappers, object_states):
+            mapper.load_state_dict(object_state)
         _restore(optimizer, generator, state)
-        info.steps_done, info.losses = old.steps_done, old.losses
-        ranges = info.cameras = old.cameras
+        info.steps_done, info.losses, info.cameras = old.steps_done, old.losses, old.cameras
+    for warning in warnings:
+        report.note(warning)
     report.step(f"Loaded {folder.name}")
 
     # The images, and without augmentation their latent distributions once (the VAE is frozen)
-    pixels = torch.from_numpy(np.stack([_resized(im, r.width, r.height) for im in images])).permute(0, 3, 1, 2).to(device)
-    fixed = None
-    if r.augmentation == NONE:
+    augmentation = TRAINING_MODES[r.mode].augmentation if r.augmentation == AUTO else r.augmentation
+    pixels = [torch.from_numpy(np.stack([_resized(im, *size) for im in s.images])).permute(0, 3, 1, 2).to(device) for s in sets]
+    fixed = []
+    if augmentation == NONE:
         with torch.no_grad():
-            posterior = vae.encode(pixels * 2 - 1).latent_dist
-        fixed = posterior.mean, posterior.std
+            fixed = [(p.mean, p.std) for p in (vae.encode(x * 2 - 1).latent_dist for x in pixels)]
 
-    def latent_sample(pick: torch.Tensor) -> torch.Tensor:
-        """The picked images (augmented with this run's generator) as VAE latent samples, scaled."""
-        if fixed is not None:
-            mean, std = fixed[0][pick], fixed[1][pick]
+    def latent_sample(which: int, pick: torch.Tensor) -> torch.Tensor:
+        """The picked images of one set (augmented with this run's generator) as VAE latent samples, scaled."""
+        if fixed:
+            mean, std = fixed[which][0][pick], fixed[which][1][pick]
         else:
             with torch.no_grad():
-                posterior = vae.encode(augment(pixels[pick].cpu(), r.augmentation, generator).to(device) * 2 - 1).latent_dist
+                chosen = augment(pixels[which][pick].cpu(), augmentation, generator).to(device)
+                posterior = vae.encode(chosen * 2 - 1).latent_dist
             mean, std = posterior.mean, posterior.std
         return (mean + std * torch.randn(mean.shape, generator=generator).to(device)) * vae.config.scaling_factor
 
-    cameras = torch.from_numpy(ranges.normalise(numbers)).float()
+    cameras = [torch.from_numpy(info.cameras.normalise(s.numbers)).float() for s in sets]
     scheduler = loading_scheduler(model.scheduler_config)
     ids, positions = text.prompt_ids(model.tokenizer, f"{text.VIEW}. A photo of a {text.OBJECT}")
     ids = ids.to(device)
@@ -187,13 +252,15 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         for step in range(info.steps_done, r.steps):
             total = 0.0
             for _ in range(r.accumulation):
-                pick = torch.randint(0, len(images), (r.batch,), generator=generator)
-                sample = latent_sample(pick)
+                which = int(torch.randint(0, len(sets), (1,), generator=generator)) if len(sets) > 1 else 0  # one set per micro-batch
+                pick = torch.randint(0, len(sets[which].images), (r.batch,), generator=generator)
+                sample = latent_sample(which, pick)
                 noise = torch.randn(sample.shape, generator=generator).to(device)
                 t = torch.randint(0, scheduler.config.num_train_timesteps, (r.batch,), generator=generator).to(device)
                 noisy = scheduler.add_noise(sample, noise, t)
                 target = scheduler.get_velocity(sample, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
-                states = layer_states(mappers, encoder, ids, positions, t, cameras[pick])
+                mappers = Mappers(view, object_mappers[which], info.view_norm, info.object_norm, info.alpha)
+                states = layer_states(mappers, encoder, ids, positions, t, cameras[which][pick])
                 placeholder = states.keys[0]  # read by no layer: each takes its own states
                 prediction = unet(noisy, t, placeholder, cross_attention_kwargs={"viewneti": states}, return_dict=False)[0]
                 loss = torch.nn.functional.mse_loss(prediction.float(), target.float()) / r.accumulation
@@ -204,13 +271,13 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
             info.losses.append(total)
             info.steps_done = step + 1
             if info.steps_done % r.save_every == 0 or info.steps_done == r.steps:
-                _save(out, info, mappers, optimizer, generator)
+                _save(out, info, view, object_mappers, optimizer, generator)
                 saved = info.steps_done
             report.step(f"Step {step + 1} of {r.steps}: loss {total:.4f}", done=step + 3)  # a resumed run's bar starts where it left off
     except JobCancelled:
         where = f"the checkpoint in {out} holds step {saved}" if saved else "no checkpoint was saved yet"
         raise JobCancelled(f"Training cancelled at step {info.steps_done}; {where}") from None
-    return TrainResult(str(out), info.steps_done, info.losses, time.perf_counter() - started)
+    return TrainResult(str(out), info.steps_done, info.losses, time.perf_counter() - started, warnings)
 
 
 def loading_scheduler(config: dict[str, Any]) -> Any:
@@ -226,14 +293,14 @@ def _resized(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return rgb if rgb.shape[:2] == (height, width) else resize(rgb, width, height)
 
 
-def _save(out: Path, info: checkpoint.CheckpointInfo, mappers: Any, optimizer: Any, generator: Any) -> None:
+def _save(out: Path, info: checkpoint.CheckpointInfo, view: Any, objects: list[Any], optimizer: Any, generator: Any) -> None:
     import torch
 
     state: dict[str, Any] = {"generator": generator.get_state()}
     for index, moments in optimizer.state_dict()["state"].items():
         for name, value in moments.items():
             state[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().cpu()
-    checkpoint.save(out, info, mappers.view.state_dict(), mappers.object.state_dict(), state, overwrite=True)
+    checkpoint.save(out, info, view.state_dict(), [m.state_dict() for m in objects], state, overwrite=True)
     curve = [{"step": i + 1, "loss": loss} for i, loss in enumerate(info.losses)]
     with NewFiles([out / LOSS_CURVE, out / LOSS_PNG], overwrite=True) as files:
         files.write(out / LOSS_CURVE, json_file(curve))

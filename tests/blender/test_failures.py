@@ -116,7 +116,7 @@ def viewneti_checkpoint(tmp_path, request):
     views = dict(output_dir=str(tmp_path / "set"), views=3, width=128, height=64, samples=1)
     assert bpy.ops.diffusion3d.render_training_views(**views) == {"FINISHED"}
     train = engine.viewneti.train.TrainRequest(
-        str(tmp_path / "set"), str(models / "sd2"), str(tmp_path / "ckpt"), steps=1, batch=1, accumulation=1
+        [str(tmp_path / "set")], str(models / "sd2"), str(tmp_path / "ckpt"), steps=1, batch=1, accumulation=1
     )
     train.width, train.height, train.access = 128, 64, engine.diffusion.sources.ModelAccess(device="CPU")
     batch.load_addon().operators.machinery.session.client().run("train_viewneti", train)
@@ -126,6 +126,38 @@ def viewneti_checkpoint(tmp_path, request):
     return dict(
         checkpoint=str(tmp_path / "ckpt"), model=str(models / "sd2"), width=128, height=64, steps=1, output_dir=str(tmp_path / "out")
     )
+
+
+def one_image(tmp_path, request):
+    """A tiny pre-trained view mapper (one step over two posed sets of a square), the object's image, and a camera."""
+    import numpy as np
+
+    import batch
+
+    models = run_models_as_users_do(request)
+    engine = batch.load_addon().engine
+    client = batch.load_addon().operators.machinery.session.client()
+    sets = []
+    for name, colour in (("red", (200, 40, 30)), ("blue", (30, 40, 200))):
+        pixels = np.full((64, 128, 3), 255, np.uint8)
+        pixels[16:48, 40:80] = colour
+        engine.imagefiles.write_png(tmp_path / f"{name}.png", pixels)
+        poses = [p.tolist() for p in engine.viewneti.posed.training_poses("ORBIT", 2, 15.0, 2.0, 0, (0.0, 0.0, 0.0))]
+        k = [[100.0, 0.0, 64.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]]
+        client.run(
+            "write_posed_set", engine.viewneti.posed.PosedSetRequest(str(tmp_path / name), [str(tmp_path / f"{name}.png")] * 2, poses, k)
+        )
+        sets.append(str(tmp_path / name))
+    train = engine.viewneti.train.TrainRequest(sets, str(models / "sd2"), str(tmp_path / "pre"), mode="PRETRAIN", steps=1, batch=1)
+    train.accumulation, train.width, train.height, train.access = 1, 128, 64, engine.diffusion.sources.ModelAccess(device="CPU")
+    client.run("train_viewneti", train)
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera, camera.location = camera, (0.2, -2.5, 0.4)
+    return dict(
+        image=str(tmp_path / "red.png"), view_mapper=str(tmp_path / "pre"), model=str(models / "sd2"), fit_steps=1, width=128, height=64,
+        steps=1, output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
 
 
 def training_set(tmp_path, request):
@@ -181,6 +213,7 @@ OPERATORS = [
     ),
     ("viewneti", "train_viewneti", training_set, None, ["prepare", "engine", "finish"]),
     ("viewneti", "generate_view", viewneti_checkpoint, None, ["prepare", "engine", "load_image", "finish"]),
+    ("viewneti", "views_from_image", one_image, None, ["prepare", "engine", "load_image", "finish"]),
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]
 STAGE_PHASES = ("start", "step", "rendered", "done")

@@ -121,3 +121,35 @@ def test_no_camera_or_no_checkpoint_is_refused_in_one_line(trained, base, tmp_pa
     with pytest.raises(RuntimeError, match="No ViewNeTI checkpoint"):
         bpy.ops.diffusion3d.generate_view(checkpoint=str(tmp_path / "nothing"), model=str(base), output_dir=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_pre_training_reads_every_posed_set_in_a_folder_and_one_image_becomes_views_from_the_active_camera(prefs, base, tmp_path):
+    prefs.device = "CPU"
+    if not models_here():
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", engine_python()
+    box = add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8))
+    box.select_set(True)
+    for name, elevation in (("a", 10.0), ("b", 25.0)):
+        assert training_views(tmp_path, output_dir=str(tmp_path / "sets" / name), views=2, width=128, height=64, elevation=elevation) == {
+            "FINISHED"
+        }
+    options = dict(model=str(base), steps=1, width=128, height=64, save_every=1)
+    assert bpy.ops.diffusion3d.train_viewneti(
+        mode="PRETRAIN", data_dir=str(tmp_path / "sets"), output_dir=str(tmp_path / "pre"), **options
+    ) == {"FINISHED"}
+    info = json.loads((tmp_path / "pre" / "viewneti.json").read_text())
+    assert info["mode"] == "PRETRAIN" and [o["name"] for o in info["objects"]] == ["a", "b"]
+
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    camera.location, camera.rotation_euler = (0.3, -2.5, 0.6), (np.radians(85), 0.0, 0.0)
+    image = tmp_path / "sets" / "a" / "images" / "000.png"
+    views = dict(image=str(image), view_mapper=str(tmp_path / "pre"), model=str(base), fit_steps=1, width=128, height=64, steps=1)
+    assert bpy.ops.diffusion3d.views_from_image(**views, output_dir=str(tmp_path / "views")) == {"FINISHED"}
+    assert (tmp_path / "views" / "Cam.png").is_file() and (tmp_path / "views" / "fit" / "checkpoint" / "viewneti.json").is_file()
+    assert any(image.filepath.endswith("Cam.png") for image in bpy.data.images)
+    with pytest.raises(RuntimeError, match="Choose the object's image"):
+        bpy.ops.diffusion3d.views_from_image(**{**views, "image": ""}, output_dir=str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()

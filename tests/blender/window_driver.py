@@ -22,7 +22,13 @@ TIMER = SimpleNamespace(type="TIMER", value="NOTHING")
 ESC = SimpleNamespace(type="ESC", value="PRESS")
 MOUSE = SimpleNamespace(type="MOUSEMOVE", value="NOTHING")
 
-_PROPERTY_FALLBACK = {"BoolProperty": False, "IntProperty": 0, "FloatProperty": 0.0, "StringProperty": ""}
+_PROPERTY_FALLBACK = {
+    "BoolProperty": False,
+    "IntProperty": 0,
+    "FloatProperty": 0.0,
+    "StringProperty": "",
+    "FloatVectorProperty": (0.0, 0.0, 0.0),
+}
 
 
 class _Over:

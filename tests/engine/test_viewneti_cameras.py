@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import BadInput
 from engine.multiview.cameras import camera_to_world
-from engine.viewneti.cameras import DTU12, SPHERICAL, CameraRanges, projection_numbers, spherical_numbers
+from engine.viewneti.cameras import DTU12, SPHERICAL, CameraRanges, at_size, projection_numbers, spherical_numbers
 
 
 def pinhole(c2w, point, fx, fy, cx, cy):
@@ -52,3 +52,12 @@ def test_ranges_come_from_the_training_cameras_and_say_how_far_outside_a_new_one
     assert len(dtu.low) == 12
     with pytest.raises(BadInput, match="SPHERICAL cameras have 4 numbers"):
         CameraRanges.fit(SPHERICAL, np.zeros((3, 12)))
+
+
+def test_resizing_the_images_rescales_the_projection_numbers_as_resized_intrinsics_and_leaves_spherical_ones():
+    pose = camera_to_world(40, 20, 3.0)
+    small = projection_numbers(pose, 60.0, 60.0, 32.0, 24.0)  # a 64×48 image
+    large = projection_numbers(pose, 120.0, 90.0, 64.0, 36.0)  # the same camera for a 128×72 image
+    np.testing.assert_allclose(at_size(small[None], DTU12, (64, 48), (128, 72))[0], large, rtol=1e-12)
+    sphere = spherical_numbers(pose)[None]
+    np.testing.assert_array_equal(at_size(sphere, SPHERICAL, (64, 48), (128, 72)), sphere)

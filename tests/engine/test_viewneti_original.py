@@ -57,7 +57,8 @@ def test_the_originals_mappers_import_without_running_their_code_and_take_the_ca
     request.allow_pickle = True
     result = run(request)
     assert result.cameras == 5 and not RAN
-    info, view_state, object_state, _ = checkpoint.load(tmp_path / "imported")
+    info, view_state, object_states, _ = checkpoint.load(tmp_path / "imported")
+    (object_state,) = object_states
     assert info.cameras.kind == "DTU12" and info.word_dim == 1024 and info.mode == "IMPORTED"
     assert all(torch.equal(view_state[k], v) for k, v in view.state_dict().items())
     assert all(torch.equal(object_state[k], v) for k, v in obj.state_dict().items())

@@ -31,24 +31,27 @@ def base(tmp_path_factory):
     return build_tiny_sd2(tmp_path_factory.mktemp("models") / "tiny-sd2")
 
 
-def posed_set(folder: Path, views: int = 4, size: int = 64) -> Path:
-    """A red square seen from ``views`` azimuths: it slides across the image as the camera turns."""
+def posed_set(folder: Path, views: int = 4, size: int = 64, colour=(200, 40, 30), elevation: float = 10) -> Path:
+    """A square seen from ``views`` azimuths: it slides across the image as the camera turns."""
     (folder / "images").mkdir(parents=True)
     entries = []
     for i in range(views):
         azimuth = 360 * i / views
         pixels = np.full((size, size, 3), 255, np.uint8)
         left = int(8 + 40 * i / views)
-        pixels[20:44, left : left + 16] = [200, 40, 30]
+        pixels[20:44, left : left + 16] = colour
         write_png(folder / "images" / f"{i:03d}.png", pixels)
-        entries.append({"file": f"images/{i:03d}.png", "spherical": spherical_numbers(camera_to_world(azimuth, 10, 2.0)).tolist()})
+        camera = spherical_numbers(camera_to_world(azimuth, elevation, 2.0)).tolist()
+        entries.append({"file": f"images/{i:03d}.png", "spherical": camera})
     (folder / "cameras.json").write_text(json.dumps({"images": entries}))
     return folder
 
 
 def request(base, data, out, **kw) -> TrainRequest:
+    """A request on one posed set, or several (a list)."""
     options = dict(steps=4, batch=1, accumulation=1, width=128, height=64, save_every=2, seed=3, view_word="v", object_word="o")
-    return TrainRequest(str(data), str(base), str(out), access=ModelAccess(device="CPU"), **{**options, **kw})
+    folders = [str(d) for d in (data if isinstance(data, list) else [data])]
+    return TrainRequest(folders, str(base), str(out), access=ModelAccess(device="CPU"), **{**options, **kw})
 
 
 def run(r, token=None):
@@ -56,8 +59,8 @@ def run(r, token=None):
 
 
 def mapper_tensors(folder: Path) -> dict:
-    _, view, obj, _ = checkpoint.load(folder)
-    return {**{f"view.{k}": v for k, v in view.items()}, **{f"object.{k}": v for k, v in obj.items()}}
+    _, view, objects, _ = checkpoint.load(folder)
+    return {**{f"view.{k}": v for k, v in view.items()}, **{f"object{i}.{k}": v for i, obj in enumerate(objects) for k, v in obj.items()}}
 
 
 def test_training_lowers_the_loss_and_writes_a_checkpoint_with_its_curve(base, tmp_path):
@@ -147,12 +150,11 @@ def test_images_of_mixed_sizes_are_refused(base, tmp_path):
 
 
 def render_request(base, ckpt, out, cameras, **kw):
-    from engine.viewneti.render import RenderViewRequest
+    from engine.viewneti.render import RenderViewRequest, Views
 
     options = dict(width=128, height=64, steps=2, seed=4)
-    return RenderViewRequest(
-        str(ckpt), str(base), str(out), [c.tolist() for c in cameras], access=ModelAccess(device="CPU"), **{**options, **kw}
-    )
+    views = Views([c.tolist() for c in cameras], **{**options, **kw})
+    return RenderViewRequest(str(ckpt), str(base), str(out), views, access=ModelAccess(device="CPU"))
 
 
 def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_outside_its_range(base, tmp_path):
@@ -196,10 +198,144 @@ def test_orbit_positions_render_about_the_training_target_like_the_same_camera_m
     matrix = camera_to_world(30, 10, 2.0)  # the posed set circles the origin
     as_matrix = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", [matrix]), lambda p: None, CancelToken())
     as_orbit = render_request(base, tmp_path / "ckpt", tmp_path / "b", [])
-    as_orbit.orbits = [[30, 10, 2.0]]
+    as_orbit.views.orbits = [[30, 10, 2.0]]
     result = run_job("render_view", as_orbit, lambda p: None, CancelToken())
     assert Path(result.paths[0]).read_bytes() == Path(as_matrix.paths[0]).read_bytes()
     both = render_request(base, tmp_path / "ckpt", tmp_path / "c", [matrix])
-    both.orbits = [[30, 10, 2.0]]
+    both.views.orbits = [[30, 10, 2.0]]
     with pytest.raises(BadInput, match="not both"):
         run_job("render_view", both, lambda p: None, CancelToken())
+
+
+def test_pre_training_fits_one_shared_view_mapper_and_one_object_mapper_per_set(base, tmp_path):
+    sets = [posed_set(tmp_path / "red"), posed_set(tmp_path / "blue", colour=(30, 40, 200), elevation=20)]
+    result = run(request(base, sets, tmp_path / "ckpt", mode="PRETRAIN", steps=3))
+    info, view, objects, _ = checkpoint.load(tmp_path / "ckpt")
+    assert info.mode == "PRETRAIN" and [o.name for o in info.objects] == ["red", "blue"] and len(objects) == 2
+    assert info.objects[1].source == str((tmp_path / "blue").resolve())
+    assert info.cameras.low[2] == pytest.approx(10) and info.cameras.high[2] == pytest.approx(20), "ranges over every set"
+    assert any(not torch.equal(objects[0][k], objects[1][k]) for k in objects[0]), "each set has its own object mapper"
+    assert len(result.losses) == 3 and all(np.isfinite(result.losses))
+    run(request(base, sets, tmp_path / "again", mode="PRETRAIN", steps=3))
+    first, again = mapper_tensors(tmp_path / "ckpt"), mapper_tensors(tmp_path / "again")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+    render = render_request(base, tmp_path / "ckpt", tmp_path / "views", [camera_to_world(30, 15, 2.0)])
+    render.views.names = ["red.png"]
+    red = run_job("render_view", render, lambda p: None, CancelToken())
+    render = render_request(base, tmp_path / "ckpt", tmp_path / "views", [camera_to_world(30, 15, 2.0)], object="blue")
+    render.views.names, render.views.meta_name = ["blue.png"], "blue.json"
+    blue = run_job("render_view", render, lambda p: None, CancelToken())
+    assert Path(red.paths[0]).read_bytes() != Path(blue.paths[0]).read_bytes(), "another object mapper, another image"
+    assert json.loads((tmp_path / "views" / "blue.json").read_text())["object"] == "blue"
+    with pytest.raises(BadInput, match="no object 'green' .*red, blue"):
+        run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "x", [camera_to_world(0, 15, 2.0)], object="green"),
+                lambda p: None, CancelToken())  # fmt: skip
+
+
+def test_single_view_training_keeps_the_pre_trained_view_mapper_frozen_and_fits_a_new_object_mapper(base, tmp_path):
+    sets = [posed_set(tmp_path / "red"), posed_set(tmp_path / "blue", colour=(30, 40, 200), elevation=20)]
+    run(request(base, sets, tmp_path / "pre", mode="PRETRAIN", steps=2, alpha=3.0))
+    one = posed_set(tmp_path / "one", views=1, colour=(40, 200, 30), elevation=15)
+    fit = dict(mode="SINGLE_VIEW", view_mapper=str(tmp_path / "pre"), width=64, view_word="x")
+    result = run(request(base, one, tmp_path / "fit", steps=4, **fit))
+    run(request(base, one, tmp_path / "start", steps=1, **fit))
+    pre, pre_view, _, _ = checkpoint.load(tmp_path / "pre")
+    info, view, objects, _ = checkpoint.load(tmp_path / "fit")
+    assert info.mode == "SINGLE_VIEW" and info.view_mapper_from == str((tmp_path / "pre").resolve())
+    assert all(torch.equal(view[k], pre_view[k]) for k in pre_view), "the view mapper is frozen"
+    assert info.cameras == pre.cameras and (info.width, info.height, info.alpha, info.view_word) == (128, 64, 3.0, "v"), (
+        "the pre-trained view mapper's cameras, size, α and word"
+    )
+    assert [o.name for o in info.objects] == ["one"] and len(objects) == 1
+    assert not result.warnings and len(result.losses) == 4
+    start = checkpoint.load(tmp_path / "start")[2][0]
+    assert any(not torch.equal(objects[0][k], start[k]) for k in start), "the object mapper trains"
+
+    high = posed_set(tmp_path / "high", views=1, elevation=60)
+    outside = run(request(base, high, tmp_path / "fit2", mode="SINGLE_VIEW", view_mapper=str(tmp_path / "pre"), steps=1))
+    assert outside.warnings and "outside the pre-trained view mapper's range" in outside.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(mode="SINGLE_VIEW"), "needs a pre-trained view mapper"),
+        (dict(mode="PRETRAIN"), "at least 2 posed sets"),
+        (dict(view_mapper="somewhere"), "single-view training only"),
+        (dict(two_sets=True), "One Scene training reads one posed set, got 2"),
+        (dict(mode="TWO_SCENES"), "Unknown training mode"),
+        (dict(augmentation="HEAVY"), "Unknown augmentation"),
+    ],
+)
+def test_a_mode_given_the_wrong_inputs_is_refused_in_one_line(base, tmp_path, change, message):
+    data = posed_set(tmp_path / "data")
+    with pytest.raises(BadInput, match=message):
+        run(request(base, [data, data] if change.pop("two_sets", False) else data, tmp_path / "ckpt", **change))
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_resumed_run_in_another_mode_is_refused(base, tmp_path):
+    sets = [posed_set(tmp_path / "red"), posed_set(tmp_path / "blue", colour=(30, 40, 200))]
+    run(request(base, sets[0], tmp_path / "ckpt", steps=1, save_every=1))
+    with pytest.raises(BadInput, match="is SCENE training of 1 object.*not PRETRAIN of 2"):
+        run(request(base, sets, tmp_path / "ckpt", mode="PRETRAIN", steps=2, resume=True))
+
+
+def image_views_request(base, pre, image, out, **kw):
+    from engine.viewneti.render import Views
+    from engine.viewneti.single_image import ImageViewsRequest
+
+    views = Views(orbits=[[30, 15, 2.0], [200, 15, 2.0]], width=128, height=64, steps=2, seed=1)
+    options = dict(fit_steps=2, seed=5, access=ModelAccess(device="CPU"))
+    return ImageViewsRequest(str(image), str(pre), str(base), str(out), views, **{**options, **kw})
+
+
+def test_one_image_becomes_new_views_in_one_job_through_a_fitted_object_mapper(base, tmp_path):
+    sets = [posed_set(tmp_path / "red"), posed_set(tmp_path / "blue", colour=(30, 40, 200), elevation=20)]
+    run(request(base, sets, tmp_path / "pre", mode="PRETRAIN", steps=2))
+    image = tmp_path / "photo.png"
+    pixels = np.full((64, 128, 4), 0, np.uint8)
+    pixels[16:48, 40:80] = [40, 200, 30, 255]  # an object on a transparent background
+    write_png(image, pixels)
+    seen = []
+    result = run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "out"), seen.append, CancelToken())
+    assert [Path(p).name for p in result.paths] == ["view_0000.png", "view_0001.png"] and not result.warnings
+    fitted = checkpoint.load(Path(result.checkpoint))[0]
+    assert fitted.mode == "SINGLE_VIEW" and fitted.steps_done == 2 and Path(result.checkpoint).parent == tmp_path / "out" / "fit"
+    numbers = spherical_numbers(np.asarray(result.image_camera))
+    assert numbers[2] == pytest.approx(15) and numbers[3] == pytest.approx(2.0) and numbers[1] == pytest.approx(0, abs=1e-9), (
+        "without a camera: azimuth 0 at the middle of the trained elevations (10–20°) and distances"
+    )
+    dones = [p.done for p in seen]
+    assert dones == sorted(dones) and seen[-1].done == seen[-1].total, "one bar from the fit to the last view"
+    assert any(p.message.startswith("Fit: Step 2 of 2") for p in seen) and any(p.message.startswith("Views: ") for p in seen)
+
+    again = run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "again"), lambda p: None,
+                    CancelToken())  # fmt: skip
+    assert all(Path(a).read_bytes() == Path(b).read_bytes() for a, b in zip(result.paths, again.paths)), "reproducible"
+    with pytest.raises(BadInput, match="already"):
+        run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "out"), lambda p: None, CancelToken())
+
+
+def test_a_cancelled_fit_leaves_nothing_and_a_dtu_view_mapper_needs_the_image_camera(base, tmp_path):
+    sets = [posed_set(tmp_path / "red"), posed_set(tmp_path / "blue", colour=(30, 40, 200), elevation=20)]
+    run(request(base, sets, tmp_path / "pre", mode="PRETRAIN", steps=1))
+    image = tmp_path / "photo.png"
+    write_png(image, np.full((64, 128, 3), 128, np.uint8))
+    token = CancelToken()
+
+    def emit(p):
+        if p.message.startswith("Fit: Step 1 of"):
+            token.cancel()
+
+    with pytest.raises(JobCancelled, match="cancelled at step 1"):
+        run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "out", fit_steps=3), emit, token)
+    assert not (tmp_path / "out" / "fit").exists() and not list((tmp_path / "out").glob("*.png"))
+
+    info_path = tmp_path / "pre" / checkpoint.INFO
+    info = json.loads(info_path.read_text())
+    info["cameras"] = {"kind": "DTU12", "low": [0.0] * 12, "high": [1.0] * 12}
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(BadInput, match="give the image's camera"):
+        run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "dtu"), lambda p: None, CancelToken())

@@ -1,0 +1,134 @@
+"""The ``views_from_image`` job: single-image novel view synthesis in one command.
+
+One object image and its camera → a posed set of that image → a new object
+mapper fitted with a pre-trained view mapper kept frozen (``train_viewneti`` in
+SINGLE_VIEW mode, the original's mode 5) → the requested cameras rendered
+(``render_view``). Without the image's camera, a default is estimated from the
+view mapper: azimuth 0 (seen from −Y) at the middle of its trained elevations and
+distances about the target (SPHERICAL only; a DTU-12 view mapper needs the camera).
+
+The fit (the one-image set and its checkpoint) stays in ``fit/`` beside the
+views, so more views render from it later. A run that fails or is cancelled
+before the fit is done leaves nothing behind; one that fails later keeps the
+finished fit and says where it is.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..diffusion import sources
+from ..errors import BadInput, EngineError
+from ..imagefiles import check_writable, read_image
+from ..progress import Reporter
+from ..samples import planned
+from . import checkpoint
+from .cameras import DTU12
+from .posed import PosedSetRequest, write_posed_set
+from .render import RenderViewRequest, Views, orbit_pose, render_view
+from .train import SINGLE_VIEW, TrainRequest, train_viewneti
+
+FIT, FIT_SET, FIT_CHECKPOINT = "fit", "image", "checkpoint"
+
+
+@dataclass
+class ImageViewsRequest:
+    image: str  # the object's image (a transparent background, or a plain one)
+    view_mapper: str  # a pre-trained checkpoint (pre-training, or an imported original)
+    model: str  # the base it was trained on (folder or repo id)
+    out_dir: str  # the views, their render.json and fit/
+    views: Views = field(default_factory=Views)
+    camera: list[list[float]] = field(default_factory=list)  # the image's camera-to-world (OpenGL axes); empty: estimated
+    fov_deg: float = 49.1  # the image camera's vertical field of view
+    target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # what the cameras look at
+    fit_steps: int = 3000  # the original's single-view fine-tune
+    augmentation: str = "AUTO"
+    seed: int = 0
+    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
+    overwrite: bool = False
+
+
+@dataclass
+class ImageViewsResult:
+    paths: list[str] = field(default_factory=list)
+    checkpoint: str = ""  # the fitted object mapper, with the frozen view mapper
+    image_camera: list[list[float]] = field(default_factory=list)  # as given, or as estimated
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def estimated_camera(info: checkpoint.CheckpointInfo, target: list[float]) -> np.ndarray:
+    """The image's camera when none is given: azimuth 0 at the middle of the view mapper's elevations and distances."""
+    if info.cameras.kind == DTU12:
+        raise BadInput("This view mapper reads DTU-12 cameras: give the image's camera (no default can be estimated for it)")
+    low, high = info.cameras.low, info.cameras.high
+    return orbit_pose(target, 0.0, (low[2] + high[2]) / 2, (low[3] + high[3]) / 2)
+
+
+def views_from_image(r: ImageViewsRequest, report: Reporter) -> ImageViewsResult:
+    started = time.perf_counter()
+    names = r.views.file_names()
+    out = Path(r.out_dir)
+    check_writable(out)
+    fit = out / FIT
+    planned(out, 1, (*names, r.views.meta_name), r.overwrite)
+    if fit.exists() and not r.overwrite:
+        raise BadInput(f"{fit} already exists (enable overwrite to fit again)")
+    if r.fit_steps < 1:
+        raise BadInput(f"The fit needs at least 1 step, got {r.fit_steps}")
+    pixels = read_image(Path(r.image)).pixels
+    info = checkpoint.load(Path(r.view_mapper))[0]
+    camera = np.asarray(r.camera, np.float64) if r.camera else estimated_camera(info, r.target)
+    if camera.shape != (4, 4):
+        raise BadInput(f"The image's camera must be a 4×4 camera-to-world matrix, got shape {camera.shape}")
+    height, width = pixels.shape[:2]
+    warnings = []
+    if abs(width / height - info.width / info.height) > 0.01:
+        warnings.append(
+            f"The image is {width}×{height}; the view mapper was trained at {info.width}×{info.height}, so it is resized to that"
+        )
+    focal = (height / 2) / math.tan(math.radians(r.fov_deg) / 2)
+    k = [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]]
+    fit_total, render_total = r.fit_steps + 2, 2 + len(names) * (r.views.steps + 3)
+    report.total = 1 + fit_total + render_total
+    for warning in warnings:
+        report.note(warning)
+
+    created = not fit.exists()
+    try:
+        posed = PosedSetRequest(
+            str(fit / FIT_SET), [r.image], [camera.tolist()], k, r.target, [1.0, 1.0, 1.0], {"source": r.image}, r.overwrite
+        )
+        write_posed_set(posed, report.part(0, 1))
+        train = TrainRequest(
+            [str(fit / FIT_SET)],
+            r.model,
+            str(fit / FIT_CHECKPOINT),
+            mode=SINGLE_VIEW,
+            view_mapper=r.view_mapper,
+            steps=r.fit_steps,
+            save_every=max(1, r.fit_steps // 2),  # as the original: halfway and at the end
+            augmentation=r.augmentation,
+            seed=r.seed,
+            access=r.access,
+            overwrite=r.overwrite,
+        )
+        fitted = train_viewneti(train, report.part(1, fit_total, "Fit: "))
+    except BaseException:
+        if created:
+            shutil.rmtree(fit, ignore_errors=True)
+        raise
+    try:
+        render = RenderViewRequest(fitted.checkpoint, r.model, r.out_dir, r.views, r.access, r.overwrite)
+        rendered = render_view(render, report.part(1 + fit_total, render_total, "Views: "))
+    except EngineError as exc:
+        raise type(exc)(f"{exc} (the fitted object mapper is kept in {fitted.checkpoint}: more views render from it)") from exc
+    return ImageViewsResult(
+        rendered.paths, fitted.checkpoint, camera.tolist(), [*warnings, *fitted.warnings, *rendered.warnings], time.perf_counter() - started
+    )
