@@ -44,8 +44,9 @@ class CheckpointInfo:
     cameras: CameraRanges
     word_dim: int
     objects: list[TrainedObject] = field(default_factory=lambda: [TrainedObject("object")])
-    width: int = 512  # the training images' size: DTU12 numbers use intrinsics at this size
+    width: int = 512  # the training images' size
     height: int = 384
+    camera_size: list[int] = field(default_factory=lambda: [512, 384])  # the image size whose intrinsics DTU12 numbers hold
     view_word: str = "view"
     object_word: str = "object"
     view_norm: float = 0.0

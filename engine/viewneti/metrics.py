@@ -4,12 +4,16 @@ Images are H×W×3 floats in [0, 1]; a mask is H×W (object = True; the protocol
 thresholds its masks at > 0.01, and a view without a mask file counts whole).
 PSNR comes from the squared error summed over the mask, divided by the mask's
 pixel count times the channels; SSIM is scikit-image's on the masked images
-(channels first, data range 1), as the original calls it.
+(channels first, data range 1), as the original calls it. LPIPS (VGG, on the
+masked images scaled to [−1, 1]) is computed where the ``lpips`` package and the
+VGG-16 weights are already on this machine; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -42,3 +46,28 @@ def masked_ssim(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | No
     a, b, m = _checked(prediction, truth, mask)
     keep = m[None].astype(np.float64)
     return float(structural_similarity(a.transpose(2, 0, 1) * keep, b.transpose(2, 0, 1) * keep, channel_axis=0, data_range=1.0))
+
+
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG-16 weights, which lpips's VGG network starts from
+
+
+def lpips_scorer() -> tuple[Callable[[np.ndarray, np.ndarray, np.ndarray | None], float] | None, str]:
+    """LPIPS (VGG) if it can run offline here, with a note saying which, or why not."""
+    try:
+        import lpips  # type: ignore[import-not-found]
+        import torch
+    except ImportError:
+        return None, "not computed: the lpips package is not installed"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    if not cached.is_file():
+        return None, f"not computed: the VGG-16 weights are not in the torch cache ({cached})"
+    network = lpips.LPIPS(net="vgg", verbose=False).eval()
+
+    def score(prediction: np.ndarray, truth: np.ndarray, mask: np.ndarray | None) -> float:
+        a, b, m = _checked(prediction, truth, mask)
+        keep = m[..., None]
+        tensors = [torch.from_numpy((x * keep * 2 - 1).transpose(2, 0, 1)[None]).float() for x in (a, b)]
+        with torch.no_grad():
+            return float(network(*tensors).item())
+
+    return score, "VGG"

@@ -23,6 +23,7 @@ from ..errors import BadInput
 from ..progress import Reporter
 from . import checkpoint
 from .cameras import DTU12, CameraRanges
+from .dtu import DTU_IMAGE_SIZE
 
 _SAFE_MODULES = ("torch", "collections", "builtins", "numpy", "_codecs", "copyreg")
 
@@ -116,6 +117,7 @@ def import_original(r: ImportRequest, report: Reporter) -> ImportResult:
         word_dim=width,
         width=512,
         height=384,
+        camera_size=list(DTU_IMAGE_SIZE),  # cal18's matrices project onto DTU's 1600×1200 images
         view_norm=r.view_norm,
         object_norm=r.object_norm,
         base_model=r.base_model,

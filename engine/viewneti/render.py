@@ -26,7 +26,7 @@ from ..multiview.cameras import camera_to_world
 from ..progress import Reporter
 from ..samples import check_sampling, json_file, planned, png, write_samples
 from . import checkpoint
-from .cameras import DTU12, projection_numbers, spherical_numbers
+from .cameras import DTU12, at_size, projection_numbers, spherical_numbers
 
 MAX_VIEWS = 10_000
 TOLERANCE = 0.01  # normalised units a camera may stray outside the trained range before a warning
@@ -38,6 +38,8 @@ class Views:
 
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes
     orbits: list[list[float]] = field(default_factory=list)  # or (azimuth°, elevation°, distance) about the object's target
+    numbers: list[list[float]] = field(default_factory=list)  # or the cameras' raw numbers in the checkpoint's parameterisation
+    numbers_size: list[int] = field(default_factory=list)  # DTU12 numbers: the image size (w, h) they project onto
     fov_deg: float = 49.1  # vertical field of view
     object: str = ""  # which trained object (a pre-trained checkpoint has one per posed set); "": the first
     names: list[str] = field(default_factory=list)  # file per camera; default view_0000.png, …
@@ -53,10 +55,12 @@ class Views:
         """One file per camera, checked; with the cameras and the sampling settings."""
         SCHEDULERS.get(self.scheduler)
         check_sampling(self.steps, 1, 1, self.guidance, self.seed)
-        count = len(self.cameras) + len(self.orbits)
-        if self.cameras and self.orbits or not 1 <= count <= MAX_VIEWS:
+        given = [len(self.cameras), len(self.orbits), len(self.numbers)]
+        count = sum(given)
+        if sorted(given)[1] or not 1 <= count <= MAX_VIEWS:
             raise BadInput(
-                f"Give 1 to {MAX_VIEWS} cameras, as matrices or as orbit positions (not both), got {len(self.cameras)} and {len(self.orbits)}"
+                f"Give 1 to {MAX_VIEWS} cameras as matrices, orbit positions or camera numbers (one of them), "
+                f"got {given[0]}, {given[1]} and {given[2]}"
             )
         if self.width % 8 or self.height % 8 or self.width < 64 or self.height < 64:
             raise BadInput(f"The image size must be multiples of 8 from 64, got {self.width}×{self.height}")
@@ -86,8 +90,9 @@ class RenderViewResult:
 def camera_numbers(info: checkpoint.CheckpointInfo, camera_to_world: np.ndarray, fov_deg: float, target: list[float]) -> np.ndarray:
     """A camera's raw numbers in the checkpoint's parameterisation (SPHERICAL: about the object's ``target``)."""
     if info.cameras.kind == DTU12:
-        focal = (info.height / 2) / math.tan(math.radians(fov_deg) / 2)
-        return projection_numbers(camera_to_world, focal, focal, info.width / 2, info.height / 2)
+        width, height = info.camera_size
+        focal = (height / 2) / math.tan(math.radians(fov_deg) / 2)
+        return projection_numbers(camera_to_world, focal, focal, width / 2, height / 2)
     return spherical_numbers(camera_to_world, tuple(target))  # type: ignore[arg-type]
 
 
@@ -108,10 +113,19 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     info, view_state, object_states, _ = checkpoint.load(Path(r.checkpoint))
     which = info.object_index(v.object)
     target = info.objects[which].target
-    matrices = np.asarray(v.cameras, np.float64) if v.cameras else np.stack([orbit_pose(target, *orbit) for orbit in v.orbits])
-    if matrices.shape[1:] != (4, 4):
-        raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
-    numbers = np.stack([camera_numbers(info, m, v.fov_deg, target) for m in matrices])
+    if v.numbers:
+        numbers = np.asarray(v.numbers, np.float64)
+        if numbers.shape[1:] != (len(info.cameras.low),):
+            raise BadInput(f"{info.cameras.kind} cameras have {len(info.cameras.low)} numbers, got shape {numbers.shape[1:]}")
+        if v.numbers_size:
+            numbers = at_size(numbers, info.cameras.kind, (v.numbers_size[0], v.numbers_size[1]), tuple(info.camera_size))  # type: ignore[arg-type]
+        poses: list[np.ndarray | None] = [None] * len(numbers)  # the numbers name the cameras
+    else:
+        matrices = np.asarray(v.cameras, np.float64) if v.cameras else np.stack([orbit_pose(target, *orbit) for orbit in v.orbits])
+        if matrices.shape[1:] != (4, 4):
+            raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
+        numbers = np.stack([camera_numbers(info, m, v.fov_deg, target) for m in matrices])
+        poses = list(matrices)
     worst = max(info.cameras.outside(n) for n in numbers)
     warnings = [f"A camera lies {worst:.2f} normalised units outside the trained range: expect a weaker view"] if worst > TOLERANCE else []
     access = r.access
@@ -155,7 +169,10 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         "model": r.model,
         "revision": folder.revision,
         "object": info.objects[which].name,
-        "views": [{"file": n, "camera_to_world": m.tolist(), "numbers": x.tolist()} for n, m, x in zip(names, matrices, numbers)],
+        "views": [
+            {"file": n, "camera_to_world": None if m is None else m.tolist(), "numbers": x.tolist()}
+            for n, m, x in zip(names, poses, numbers)
+        ],
         "fov_deg": v.fov_deg,
         "steps": v.steps,
         "guidance": v.guidance,

@@ -81,7 +81,7 @@ class TrainResult:
 
 @dataclass
 class PosedSet:
-    """One object's training views: images in [0, 1] and their cameras' raw numbers at the training size."""
+    """One object's training views: images in [0, 1] and their cameras' raw numbers (DTU12: at the checkpoint's camera size)."""
 
     name: str
     images: list[np.ndarray]
@@ -111,7 +111,7 @@ def _check(r: TrainRequest) -> None:
 
 
 def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSet]:
-    """Every posed set of the request, its cameras' numbers as they read at the training ``size`` (width, height)."""
+    """Every posed set of the request, its cameras' numbers as they read for images of ``size`` (width, height)."""
     sets: list[PosedSet] = []
     for folder in map(Path, r.data_dirs):
         images, numbers, target = read_posed_set(folder, kind)
@@ -148,9 +148,11 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     pretrained = checkpoint.load(Path(r.view_mapper)) if r.mode == SINGLE_VIEW else None
     if pretrained is not None:
         kind, size = pretrained[0].cameras.kind, (pretrained[0].width, pretrained[0].height)
+        camera_size = (pretrained[0].camera_size[0], pretrained[0].camera_size[1])
     else:
         kind, size = r.parameterisation, (r.width, r.height)
-    sets = read_sets(r, kind, size)
+        camera_size = size
+    sets = read_sets(r, kind, camera_size)
     previous = checkpoint.load(out) if r.resume else None
     if not r.resume and (out / checkpoint.INFO).exists() and not r.overwrite:
         raise BadInput(f"{out} already holds a checkpoint (resume it, or enable overwrite)")
@@ -196,7 +198,8 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     else:
         numbers = np.concatenate([s.numbers for s in sets])
         ranges = CameraRanges.fit(kind, numbers)
-        info = checkpoint.CheckpointInfo(ranges, width, objects, size[0], size[1], r.view_word, view_norm=norm(r.view_word), alpha=r.alpha)
+        info = checkpoint.CheckpointInfo(ranges, width, objects, size[0], size[1], list(size), r.view_word, view_norm=norm(r.view_word))
+        info.alpha = r.alpha
     info.object_word, info.object_norm = r.object_word, norm(r.object_word)
     info.base_model, info.base_revision, info.mode, info.seed = r.model, folder.revision, r.mode, r.seed
     object_mappers = [Mapper(MapperSpec(0, width), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]

@@ -59,7 +59,7 @@ def test_the_originals_mappers_import_without_running_their_code_and_take_the_ca
     assert result.cameras == 5 and not RAN
     info, view_state, object_states, _ = checkpoint.load(tmp_path / "imported")
     (object_state,) = object_states
-    assert info.cameras.kind == "DTU12" and info.word_dim == 1024 and info.mode == "IMPORTED"
+    assert info.cameras.kind == "DTU12" and info.word_dim == 1024 and info.mode == "IMPORTED" and info.camera_size == [1600, 1200]
     assert all(torch.equal(view_state[k], v) for k, v in view.state_dict().items())
     assert all(torch.equal(object_state[k], v) for k, v in obj.state_dict().items())
     cameras = np.stack([np.loadtxt(tmp_path / "cal18" / f"pos_{k + 1:03d}.txt").reshape(12) for k in range(5)])

@@ -203,7 +203,7 @@ def test_orbit_positions_render_about_the_training_target_like_the_same_camera_m
     assert Path(result.paths[0]).read_bytes() == Path(as_matrix.paths[0]).read_bytes()
     both = render_request(base, tmp_path / "ckpt", tmp_path / "c", [matrix])
     both.views.orbits = [[30, 10, 2.0]]
-    with pytest.raises(BadInput, match="not both"):
+    with pytest.raises(BadInput, match="one of them"):
         run_job("render_view", both, lambda p: None, CancelToken())
 
 
