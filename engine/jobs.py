@@ -22,6 +22,7 @@ from .model_listing import ModelsRequest, ModelsResult, list_models
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .progress import CancelToken, ProgressCallback, Reporter
 from .stereo_video import VideoRequest, VideoResult, finish_video
+from .upscale import UpscaleRequest, UpscaleResult, upscale_rgbd
 from .viewneti.original import ImportRequest, ImportResult, import_original
 from .viewneti.posed import PosedSetRequest, PosedSetResult, write_posed_set
 from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
@@ -42,6 +43,7 @@ JOBS: dict[str, Job] = {
     "engine_info": Job(InfoRequest, InfoResult, engine_info),
     "list_models": Job(ModelsRequest, ModelsResult, list_models),
     "generate_rgbd": Job(RGBDRequest, RGBDResult, generate_rgbd),
+    "upscale_rgbd": Job(UpscaleRequest, UpscaleResult, upscale_rgbd),
     "finish_video": Job(VideoRequest, VideoResult, finish_video),
     "annotate_views": Job(DSTAnnotateRequest, DSTAnnotateResult, annotate_views),
     "merge_shards": Job(DSTMergeRequest, DSTMergeResult, merge_shards),

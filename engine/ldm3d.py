@@ -98,9 +98,7 @@ def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
         raise BadInput(f"Init RGB ({rgb.shape[1]}×{rgb.shape[0]}) and depth ({depth.shape[1]}×{depth.shape[0]}) must be the same size")
     disparity: np.ndarray
     if r.init_depth_kind == METRIC:
-        dist = depthlib.metric_distances(depth.astype(np.float32))
-        near, far = float(dist.min()), float(dist.max())
-        disparity = depthlib.encode_inverse_depth(dist, near, max(far, near * 1.001)).astype(np.float32) / 65535
+        disparity = disparity_from_metric(depth)
     elif r.init_depth_kind == DISPARITY:
         disparity = depth.astype(np.float32) / (65535.0 if depth.dtype == np.uint16 else 255.0 if depth.dtype == np.uint8 else 1.0)
         if not np.isfinite(disparity).all() or disparity.min() < 0 or disparity.max() > 1:
@@ -108,6 +106,13 @@ def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
     else:
         raise BadInput(f"Unknown init depth kind {r.init_depth_kind!r} ({DISPARITY} or {METRIC})")
     return np.clip(rgb, 0, 1), disparity
+
+
+def disparity_from_metric(depth: np.ndarray) -> np.ndarray:
+    """Distances → LDM3D's relative inverse depth in [0, 1] (near = 1), spread over the depth's own near–far range."""
+    dist = depthlib.metric_distances(depth.astype(np.float32))
+    near, far = float(dist.min()), float(dist.max())
+    return depthlib.encode_inverse_depth(dist, near, max(far, near * 1.001)).astype(np.float32) / 65535
 
 
 def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
@@ -158,7 +163,7 @@ def estimate_bytes(model: sources.ModelFolder, width: int, height: int, count: i
     return model.weight_bytes * dtype_bytes // 4 + max(unet, vae)
 
 
-def _total_memory(device: Any) -> int:
+def total_memory(device: Any) -> int:
     if device.type == "cuda":
         import torch
 
@@ -221,7 +226,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     device = loading.pick_device(access.device)
     dtype = loading.pick_dtype(access.precision, device)
     need = estimate_bytes(model_folder, width, height, r.count, r.guidance > 1, torch.finfo(dtype).bits // 8, r.vae_tiling)
-    have = _total_memory(device)
+    have = total_memory(device)
     if have and need > 0.9 * have:
         raise BadInput(
             f"{width}×{height} × {r.count} needs about {need / 2**30:.1f} GiB but the {device.type} has "
@@ -257,7 +262,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     result = RGBDResult(width=width, height=height, seeds=seeds, kind=model_folder.kind, revision=model_folder.revision)
     estimated = {"init_depth": f"estimated with {r.depth_estimator}"} if estimator is not None else {}
     metas = [{**_meta(r, model_folder, width, height, seed, seamless, img2img), **estimated} for seed in seeds]
-    writers = [_writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta) for i, meta in enumerate(metas)]
+    writers = [rgbd_writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta) for i, meta in enumerate(metas)]
     result.paths = write_samples(out_dir, writers, r.overwrite)
     report.step("Files written")
     result.seconds = time.perf_counter() - started
@@ -265,7 +270,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     return result
 
 
-def _writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Writer]:
+def rgbd_writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Writer]:
     """How each output file of one sample is written."""
 
     def depth_npy(path: Path) -> None:

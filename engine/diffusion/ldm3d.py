@@ -82,7 +82,7 @@ def unpack_rgbd(decoded: torch.Tensor, kind: str) -> tuple[np.ndarray, np.ndarra
     return rgb, disparity.astype(np.float32), d16
 
 
-def _through_vae(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, vae: Any, seamless: bool, scale: float) -> torch.Tensor:
+def through_vae(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, vae: Any, seamless: bool, scale: float) -> torch.Tensor:
     """Run a VAE half so a panorama wraps: circular convolutions, or, when tiled, borrowed edge columns.
 
     ``scale`` is output width / input width (8 decoding, 1/8 encoding at SD's factor).
@@ -98,14 +98,15 @@ def _through_vae(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, va
     return fn(padded)[..., margin_out:-margin_out]
 
 
-def _configure(model: StableDiffusionModel, s: RGBDSettings) -> None:
+def configure(model: StableDiffusionModel, vae_tiling: bool, attention_slicing: bool) -> None:
+    """The VAE tiled or whole; the UNet's attention sliced, or PyTorch's SDPA."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    if s.vae_tiling:
+    if vae_tiling:
         model.vae.enable_tiling()
     else:
         model.vae.disable_tiling()
-    if s.attention_slicing:
+    if attention_slicing:
         model.unet.set_attention_slice("auto")
     else:
         model.unet.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA
@@ -116,7 +117,7 @@ def generate(model: StableDiffusionModel, s: RGBDSettings, report: Reporter) -> 
     device, dtype, vae, unet = model.device, model.dtype, model.vae, model.unet
     factor = model.folder.vae_scale_factor
     scaling = vae.config.scaling_factor
-    _configure(model, s)
+    configure(model, s.vae_tiling, s.attention_slicing)
 
     # 1. Encode the prompt
     with on_device(model, model.text_encoder):
@@ -135,7 +136,7 @@ def generate(model: StableDiffusionModel, s: RGBDSettings, report: Reporter) -> 
     else:
         pixels = pack_rgbd(s.init_rgb, s.init_disparity, model.folder.kind).to(device, dtype)
         with on_device(model, vae):
-            encoded = _through_vae(lambda x: vae.encode(x).latent_dist.mode(), pixels, vae, s.seamless, 1 / factor)
+            encoded = through_vae(lambda x: vae.encode(x).latent_dist.mode(), pixels, vae, s.seamless, 1 / factor)
         init_latents = (encoded * scaling).expand(len(s.seeds), -1, -1, -1)
         kept = min(int(s.steps * s.strength), s.steps)
         start = (s.steps - kept) * scheduler.order
@@ -151,7 +152,7 @@ def generate(model: StableDiffusionModel, s: RGBDSettings, report: Reporter) -> 
 
     # 4. Decode and split colour from depth
     with on_device(model, vae):
-        decoded = _through_vae(lambda z: vae.decode(z / scaling, return_dict=False)[0], latents, vae, s.seamless, factor)
+        decoded = through_vae(lambda z: vae.decode(z / scaling, return_dict=False)[0], latents, vae, s.seamless, factor)
     rgb, disparity, d16 = unpack_rgbd(decoded, model.folder.kind)
     report.step("Decoded")
     return RGBDImages(rgb, disparity, d16, unet_calls=len(timesteps), timesteps=[int(t) for t in timesteps])

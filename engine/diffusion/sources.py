@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..progress import Reporter
 
 RGBD6, RGBD4 = "rgbd6", "rgbd4"
+RGBD_SR = "rgbd-sr"  # LDM3D-sr: an RGBD upscaler (a 4-channel VAE, a UNet reading noisy and low-res latents side by side)
 SD, SDXL = "sd", "sdxl"  # RGB Stable Diffusion with one text encoder (1.x, 2.x), or SDXL's two
 #: Components the LDM3D pipeline needs, with the config file that marks each.
 CONFIGS = {
@@ -55,7 +56,7 @@ class ModelFolder:
 
     path: Path
     name: str  # what the user asked for: repo id or folder
-    kind: str  # RGBD6 or RGBD4 (LDM3D); SD or SDXL
+    kind: str  # RGBD6 or RGBD4 (LDM3D), RGBD_SR (LDM3D-sr); SD or SDXL
     revision: str  # the cache snapshot's commit, or a hash of the folder's configs and weight sizes
     safetensors: dict[str, bool]  # per component: False where allowed pickled weights are used
     unet_config: dict[str, Any]
@@ -243,6 +244,8 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
         raise BadInput(f"{name} is an RGB model (3-channel VAE, e.g. plain Stable Diffusion), not an RGBD model like LDM3D")
     if channels not in (4, 6) or vae.get("in_channels") != channels:
         raise BadInput(f"{name}: a VAE with {vae.get('in_channels')} in / {vae.get('out_channels')} out channels is not LDM3D's (4 or 6)")
+    if unet.get("in_channels") == 2 * vae.get("latent_channels", 4):
+        raise BadInput(f"{name} is an RGBD upscaler (LDM3D-sr): it upscales panoramas, it does not generate them")
     _check_unet_fits_vae(name, unet, vae, "is not supported")
     safe, weight_bytes = component_weights(folder, name, tuple(SAFE_WEIGHTS), allow_pickle)
     return ModelFolder(
@@ -255,6 +258,27 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
         vae_config=vae,
         weight_bytes=weight_bytes,
     )
+
+
+def inspect_ldm3d_sr(folder: Path, name: str = "", allow_pickle: bool = False) -> ModelFolder:
+    """Check the published LDM3D-sr layout: a 4-channel RGBD VAE, and a UNet taking noisy + low-res latents with the noise level as class."""
+    name = name or str(folder)
+    check_complete(folder, name, CONFIGS, ("tokenizer",))
+    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    latent = vae.get("latent_channels", 4)
+    if vae.get("in_channels") != 4 or vae.get("out_channels") != 4:
+        raise BadInput(
+            f"{name}: an RGBD upscaler needs a 4-channel VAE (RGB + depth), this one has {vae.get('in_channels')} in / {vae.get('out_channels')} out"
+        )
+    if unet.get("in_channels") != 2 * latent or unet.get("out_channels") != latent:
+        raise BadInput(
+            f"{name}: an RGBD upscaler's UNet reads {2 * latent} channels (noisy latents + low-res latents) and writes {latent}; "
+            f"this one reads {unet.get('in_channels')} and writes {unet.get('out_channels')}"
+        )
+    if not unet.get("num_class_embeds") and not unet.get("class_embed_type"):
+        raise BadInput(f"{name}: the UNet has no class embedding to read the noise level from (not an upscaler)")
+    safe, weight_bytes = component_weights(folder, name, tuple(SAFE_WEIGHTS), allow_pickle)
+    return ModelFolder(folder, name, RGBD_SR, folder_revision(folder), safe, unet, vae, weight_bytes)
 
 
 def _check_unet_fits_vae(name: str, unet: dict[str, Any], vae: dict[str, Any], refusal: str) -> None:
@@ -379,11 +403,17 @@ def _kind(folder: Path) -> str:
     except (OSError, ValueError):
         return ""
     channels = vae.get("out_channels")
-    return {6: RGBD6, 4: RGBD4}.get(channels, "") if (folder / "unet").is_dir() else ""
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if unet.get("in_channels") == 2 * vae.get("latent_channels", 4):
+        return RGBD_SR if channels == 4 else ""
+    return {6: RGBD6, 4: RGBD4}.get(channels, "")
 
 
 def find_models(models_dir: str = "", cache_dir: str = "") -> list[ModelEntry]:
-    """LDM3D models on this machine: folders in the models folder, and repos in the hub cache."""
+    """LDM3D models (generators and the upscaler) on this machine: folders in the models folder, and repos in the hub cache."""
     entries: list[ModelEntry] = []
     if models_dir and Path(models_dir).expanduser().is_dir():
         for folder in sorted(Path(models_dir).expanduser().iterdir()):

@@ -173,3 +173,67 @@ def build_tiny_dpt(folder: Path, seed: int = 0) -> Path:
     preprocessor = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "size": {"height": 32, "width": 32}, "keep_aspect_ratio": False}
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor), encoding="utf-8")
     return folder
+
+
+def build_tiny_ldm3d_sr(folder: Path, seed: int = 0, width: int = 32) -> Path:
+    """Save a random model in Intel/ldm3d-sr's published layout: a 4-channel RGBD VAE (×8), a UNet reading 8 channels (noisy and
+    low-res latents) with the noise level as its class, DDIM plus the unused low-res DDPM schedule, and max_noise_level 350."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    UNet2DConditionModel(
+        block_out_channels=(width, 2 * width),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=8,
+        out_channels=4,
+        num_class_embeds=1000,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(
+        block_out_channels=[16, 16, 16, 16],
+        in_channels=4,
+        out_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+    ).save_pretrained(folder / "vae")
+    CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            pad_token_id=1,
+            vocab_size=1000,
+        )
+    ).save_pretrained(folder / "text_encoder")
+    write_tokenizer(folder / "tokenizer")
+    DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    ).save_pretrained(folder / "scheduler")
+    DDPMScheduler(beta_schedule="scaled_linear").save_pretrained(folder / "low_res_scheduler")
+    index = {
+        "_class_name": "StableDiffusionUpscaleLDM3DPipeline",
+        "_diffusers_version": "0.9.0.dev0",
+        "low_res_scheduler": ["diffusers", "DDPMScheduler"],
+        "max_noise_level": 350,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    return folder

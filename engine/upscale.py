@@ -1,0 +1,251 @@
+"""The ``upscale_rgbd`` job: an RGB image and its depth → both at 2×, 4× (or any size), with LDM3D-sr, written as files.
+
+The input depth is what LDM3D makes (a 16-bit disparity PNG, near = bright) or
+distances (float EXR, TIFF, .npy), converted as for img2img. An 8-bit depth is
+accepted with a warning: the upscaler expects 16-bit, and 8 bits give it 256
+levels. Panoramas (2:1, equirectangular) stay seamless; sizes above one window
+are denoised in overlapping windows that wrap in longitude. Everything that
+can be checked is checked before the model loads, memory included (a size
+that will not fit is refused with the largest that would); files are written
+all-or-nothing, as ``generate_rgbd`` writes them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from . import depth as depthlib
+from .choices import PROJECTIONS, SCHEDULERS
+from .diffusion import sources
+from .errors import BadInput
+from .imagefiles import read_image
+from .ldm3d import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
+from .progress import Reporter
+from .samples import check_sampling, planned, write_samples
+
+EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
+DEFAULT_UPSCALER = "Intel/ldm3d-sr"
+MAX_NOISE_LEVEL = 350  # the published model_index.json's, when a folder does not say
+TILED_ABOVE = 2048  # pixels on the longer side beyond which the VAE decodes in tiles unless told
+
+
+@dataclass
+class UpscaleRequest:
+    rgb: str  # an image file
+    depth: str  # its depth: LDM3D's 16-bit disparity PNG, or distances (float EXR/TIFF/.npy)
+    out_dir: str
+    model: str = DEFAULT_UPSCALER
+    scale: float = 2.0  # the target is the input × scale …
+    width: int = 0  # … unless given here (both multiples of 8)
+    height: int = 0
+    projection: str = EQUIRECTANGULAR  # choices.PROJECTIONS: a panorama wraps in longitude
+    prompt: str = "high quality high resolution uhd 4k image"  # the model card's
+    negative_prompt: str = ""
+    steps: int = 50
+    guidance: float = 9.0
+    noise_level: int = 20
+    seed: int = 0
+    scheduler: str = "DDIM"
+    window: int = 1024  # pixels on a denoising window's side (the model's training size)
+    overlap: int = 256  # pixels neighbouring windows share
+    window_batch: int = 1  # windows per UNet call (faster on a large GPU)
+    vae_tiling: bool | None = None  # None: tiled above 2048 px
+    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
+    overwrite: bool = False
+
+
+@dataclass
+class UpscaleResult:
+    paths: dict[str, str] = field(default_factory=dict)  # file name → path
+    width: int = 0
+    height: int = 0
+    windows: int = 0
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class LowRes:
+    rgb: np.ndarray  # H×W×3 float in [0, 1]
+    disparity: np.ndarray  # H×W float in [0, 1], near = 1
+    warnings: list[str]
+
+
+def read_low_res(rgb_path: str, depth_path: str) -> LowRes:
+    """The input pair as the upscaler reads it, checked: same size, disparity in [0, 1]."""
+    image = read_image(Path(rgb_path)).pixels
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise BadInput(f"{rgb_path} is not an RGB image")
+    scale = 255.0 if image.dtype == np.uint8 else 65535.0 if image.dtype == np.uint16 else 1.0
+    rgb = np.clip(image[..., :3].astype(np.float32) / scale, 0, 1)
+    stored = depthlib.read_depth_file(depth_path)
+    if stored.values.shape != rgb.shape[:2]:
+        h, w = stored.values.shape
+        raise BadInput(f"The depth is {w}×{h} but the RGB is {rgb.shape[1]}×{rgb.shape[0]}; they must be the same size")
+    warnings = []
+    if stored.mode == depthlib.METRIC:
+        disparity = disparity_from_metric(stored.values)
+    else:
+        disparity = np.clip(stored.values, 0, 1).astype(np.float32)
+        if stored.kind.startswith("8-bit"):
+            warnings.append(f"{Path(depth_path).name} is an 8-bit depth; the upscaler expects 16-bit: it was converted (256 levels)")
+    return LowRes(rgb, disparity, warnings)
+
+
+def target_size(r: UpscaleRequest, width: int, height: int) -> tuple[int, int]:
+    if r.width or r.height:
+        if not (r.width and r.height):
+            raise BadInput("Give both the target width and height, or a scale")
+        target = r.width, r.height
+    else:
+        if not r.scale > 0:
+            raise BadInput(f"The scale must be above 0, got {r.scale}")
+        target = round(width * r.scale), round(height * r.scale)
+    if target[0] % 8 or target[1] % 8:
+        raise BadInput(f"The target {target[0]}×{target[1]} must be multiples of 8 on both sides")
+    if max(target) > MAX_SIDE:
+        raise BadInput(f"{target[0]}×{target[1]} is larger than {MAX_SIDE} pixels on a side")
+    return target
+
+
+def max_noise_level(folder: sources.ModelFolder) -> int:
+    """The highest noise level the model was trained with (its ``model_index.json``)."""
+    try:
+        return int(json.loads((folder.path / "model_index.json").read_text(encoding="utf-8")).get("max_noise_level", MAX_NOISE_LEVEL))
+    except (OSError, ValueError, TypeError):
+        return MAX_NOISE_LEVEL
+
+
+def estimate_bytes(
+    model: sources.ModelFolder, width: int, height: int, window: int, batch: int, guided: bool, dtype_bytes: int, tiled: bool
+) -> int:
+    """A rough peak: the weights, plus the larger of one windowed UNet call and the VAE at the target size (or a tile)."""
+    factor = model.vae_scale_factor
+    side = min(window, max(width, height)) // factor
+    unet = (2 if guided else 1) * batch * side * side * 320 * 24 * dtype_bytes
+    pixels = min(width, 512) * min(height, 512) if tiled else width * height
+    vae = pixels * 128 * 6 * 4  # the VAE runs in float32 (fp16 VAEs of this age overflow)
+    return model.weight_bytes * dtype_bytes // 4 + max(unet, vae)
+
+
+def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
+    started = time.perf_counter()
+    PROJECTIONS.get(r.projection)
+    SCHEDULERS.get(r.scheduler)
+    check_sampling(r.steps, 1, 1, r.guidance, r.seed)
+    out = Path(r.out_dir)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"Output folder {out} is a file")
+    planned(out, 1, OUTPUT_NAMES, r.overwrite)
+    if r.window < 64 or r.window % 8 or not 0 <= r.overlap < r.window or r.window_batch < 1:
+        raise BadInput(f"Windows must be multiples of 8 from 64 px with an overlap below their size, got {r.window} and {r.overlap}")
+    low = read_low_res(r.rgb, r.depth)
+    height, width = low.rgb.shape[:2]
+    seamless = r.projection == EQUIRECTANGULAR
+    if seamless and width != 2 * height:
+        raise BadInput(f"An equirectangular panorama is 2:1, got {width}×{height} (upscale it as a flat image)")
+    target_w, target_h = target_size(r, width, height)
+    access = r.access
+    folder = sources.inspect_ldm3d_sr(access.locate(r.model, report), r.model, access.allow_pickle)
+    noise_cap = max_noise_level(folder)
+    if not 0 <= r.noise_level <= noise_cap:
+        raise BadInput(f"The noise level must be between 0 and {noise_cap} (the model's max_noise_level), got {r.noise_level}")
+    tiled = max(target_w, target_h) > TILED_ABOVE if r.vae_tiling is None else r.vae_tiling
+
+    import torch
+
+    from .diffusion import loading
+    from .diffusion.upscale import UpscaleSettings, count_windows, upscale
+
+    device = loading.pick_device(access.device)
+    dtype = loading.pick_dtype(access.precision, device)
+    factor = folder.vae_scale_factor
+
+    def need(w: int, h: int) -> int:
+        return estimate_bytes(folder, w, h, r.window, r.window_batch, r.guidance > 1, torch.finfo(dtype).bits // 8, tiled)
+
+    have = total_memory(device)
+    if have and need(target_w, target_h) > 0.9 * have:
+        fits = next((w for w in range(target_w - 8, 7, -8) if need(w, round(w * target_h / target_w / 8) * 8) <= 0.9 * have), 0)
+        fit = f"{fits}×{round(fits * target_h / target_w / 8) * 8} would fit" if fits else "nothing this large fits"
+        raise BadInput(
+            f"{target_w}×{target_h} needs about {need(target_w, target_h) / 2**30:.1f} GiB but the {device.type} has "
+            f"{have / 2**30:.1f} GiB; {fit} (or turn on VAE tiling)"
+        )
+    windows = count_windows(target_w, target_h, factor, r.window // factor, r.overlap // factor, seamless)
+    report.total = r.steps + 4
+    for warning in low.warnings:
+        report.note(warning)
+    report.step(f"Loading {folder.name}")
+    model = loading.load_stable_diffusion(folder, device, dtype)
+    settings = UpscaleSettings(
+        low.rgb,
+        low.disparity,
+        target_w,
+        target_h,
+        seed=r.seed,
+        prompt=r.prompt,
+        negative=r.negative_prompt,
+        steps=r.steps,
+        guidance=r.guidance,
+        noise_level=r.noise_level,
+        scheduler=r.scheduler,
+        seamless=seamless,
+        window=r.window // factor,
+        overlap=r.overlap // factor,
+        window_batch=r.window_batch,
+        vae_tiling=tiled,
+    )
+    images = upscale(model, settings, report)
+    report.token.check()  # a cancel during decoding still writes nothing
+    meta = _meta(r, folder, width, height, target_w, target_h, seamless, windows, low.warnings)
+    paths = write_samples(out, [rgbd_writers(images.rgb[0], images.disparity16[0], images.disparity[0], meta)], r.overwrite)[0]
+    report.step("Files written")
+    return UpscaleResult(paths, target_w, target_h, windows, low.warnings, time.perf_counter() - started)
+
+
+def _meta(
+    r: UpscaleRequest,
+    folder: sources.ModelFolder,
+    width: int,
+    height: int,
+    target_w: int,
+    target_h: int,
+    seamless: bool,
+    windows: int,
+    warnings: list[str],
+) -> dict[str, Any]:
+    return {
+        "upscaled_from": {"rgb": str(Path(r.rgb).resolve()), "depth": str(Path(r.depth).resolve()), "width": width, "height": height},
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt,
+        "seed": r.seed,
+        "model": r.model,
+        "model_path": str(folder.path),
+        "revision": folder.revision,
+        "kind": folder.kind,
+        "scheduler": r.scheduler,
+        "steps": r.steps,
+        "guidance": r.guidance,
+        "noise_level": r.noise_level,
+        "width": target_w,
+        "height": target_h,
+        "projection": r.projection.lower(),
+        "seamless": seamless,
+        "windows": windows,
+        "window_px": r.window,
+        "overlap_px": r.overlap,
+        "warnings": warnings,
+        "depth16_png": "16-bit relative inverse depth as the model produces it: near = bright",
+        "depth_npy": "float32 relative inverse depth in [0, 1], near = 1 (before 16-bit rounding)",
+        "engine_version": __version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
