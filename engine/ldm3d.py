@@ -31,6 +31,9 @@ ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
 DISPARITY, METRIC = "DISPARITY", "METRIC"
 DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
+DEFAULT_UPSCALER = "Intel/ldm3d-sr"
+UPSCALES = (1, 2, 4)
+BASE = "base"  # where an upscaled sample keeps its generated base files
 MAX_SIDE = 8192
 MAX_COUNT = 16
 
@@ -59,6 +62,9 @@ class RGBDRequest:
     vae_tiling: bool = False
     attention_slicing: bool = False
     cpu_offload: bool = False
+    upscale: int = 1  # 2 or 4: then LDM3D-sr (a 1024×512 panorama → 2048×1024 or 4096×2048); the base stays in base/
+    upscaler: str = DEFAULT_UPSCALER
+    upscale_steps: int = 50
     access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
     overwrite: bool = False
 
@@ -73,6 +79,7 @@ class RGBDResult:
     revision: str = ""
     seconds: float = 0.0
     unet_calls: int = 0
+    upscale: int = 1  # the final size is the generated one × this
 
 
 def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -204,12 +211,18 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     out_dir = Path(r.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInput(f"Output folder {out_dir} is a file")
-    planned(out_dir, r.count, OUTPUT_NAMES, r.overwrite)
+    base_names = tuple(f"{BASE}/{name}" for name in OUTPUT_NAMES if name != "meta.json") if r.upscale != 1 else ()
+    planned(out_dir, r.count, OUTPUT_NAMES + base_names, r.overwrite)
     access = r.access
     path = access.locate(r.model, report)
     model_folder = sources.inspect_ldm3d(path, r.model, access.allow_pickle)
     width, height, init_rgb, init_disparity = check_request(r, model_folder)
     seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)
+    upscaler = None
+    if r.upscale != 1:
+        if r.upscale not in UPSCALES or max(width, height) * r.upscale > MAX_SIDE:
+            raise BadInput(f"Upscale by 2 or 4 up to {MAX_SIDE} px on a side, not {width}×{height} × {r.upscale}")
+        upscaler = sources.inspect_ldm3d_sr(access.locate(r.upscaler, report), r.upscaler, access.allow_pickle)
     img2img = init_rgb is not None and r.strength < 1.0
     estimator = None
     if img2img and init_disparity is None:
@@ -218,6 +231,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
         except BadInput as exc:
             raise BadInput(f"No init depth was given, and the depth estimator is not available: {exc}") from None
     report.total = (min(int(r.steps * r.strength), r.steps) if img2img else r.steps) + 5 + (estimator is not None)
+    report.total += r.count * (r.upscale_steps + 3) + 1 if upscaler is not None else 0
 
     import torch  # the heavy part starts here
 
@@ -263,6 +277,16 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     estimated = {"init_depth": f"estimated with {r.depth_estimator}"} if estimator is not None else {}
     metas = [{**_meta(r, model_folder, width, height, seed, seamless, img2img), **estimated} for seed in seeds]
     writers = [rgbd_writers(images.rgb[i], images.disparity16[i], images.disparity[i], meta) for i, meta in enumerate(metas)]
+    if upscaler is not None:
+        from .upscale import upscale_generated
+
+        report.step(f"Loading {upscaler.name}")
+        upscaled = upscale_generated(upscaler, images, seeds, r.upscale, seamless, r.upscale_steps, r.vae_tiling, device, dtype, report)
+        for i, (big, meta) in enumerate(zip(upscaled, metas)):
+            up = {**meta, "width": width * r.upscale, "height": height * r.upscale, "upscale": big.meta}
+            base = {f"{BASE}/{name}": write for name, write in writers[i].items() if name != "meta.json"}
+            writers[i] = {**rgbd_writers(big.rgb, big.d16, big.disparity, up), **base}
+        result.width, result.height, result.upscale = width * r.upscale, height * r.upscale, r.upscale
     result.paths = write_samples(out_dir, writers, r.overwrite)
     report.step("Files written")
     result.seconds = time.perf_counter() - started

@@ -27,12 +27,12 @@ from .choices import PROJECTIONS, SCHEDULERS
 from .diffusion import sources
 from .errors import BadInput
 from .imagefiles import read_image
-from .ldm3d import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
+from .ldm3d import DEFAULT_UPSCALER, MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 from .progress import Reporter
 from .samples import check_sampling, planned, write_samples
 
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
-DEFAULT_UPSCALER = "Intel/ldm3d-sr"
+WINDOW_PX, OVERLAP_PX = 1024, 256  # a window is the model's training size; neighbours share a quarter
 MAX_NOISE_LEVEL = 350  # the published model_index.json's, when a folder does not say
 TILED_ABOVE = 2048  # pixels on the longer side beyond which the VAE decodes in tiles unless told
 
@@ -54,8 +54,8 @@ class UpscaleRequest:
     noise_level: int = 20
     seed: int = 0
     scheduler: str = "DDIM"
-    window: int = 1024  # pixels on a denoising window's side (the model's training size)
-    overlap: int = 256  # pixels neighbouring windows share
+    window: int = WINDOW_PX  # pixels on a denoising window's side
+    overlap: int = OVERLAP_PX  # pixels neighbouring windows share
     window_batch: int = 1  # windows per UNet call (faster on a large GPU)
     vae_tiling: bool | None = None  # None: tiled above 2048 px
     access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
@@ -136,6 +136,64 @@ def estimate_bytes(
     return model.weight_bytes * dtype_bytes // 4 + max(unet, vae)
 
 
+@dataclass
+class Upscaled:
+    rgb: np.ndarray
+    disparity: np.ndarray
+    d16: np.ndarray
+    meta: dict[str, Any]
+
+
+def upscale_generated(
+    folder: sources.ModelFolder,
+    images: Any,
+    seeds: list[int],
+    scale: int,
+    seamless: bool,
+    steps: int,
+    vae_tiling: bool,
+    device: Any,
+    dtype: Any,
+    report: Reporter,
+) -> list[Upscaled]:
+    """``generate_rgbd``'s samples (its RGBDImages) upscaled by ``scale`` with the upscaler's defaults, each from its own seed."""
+    from .diffusion import loading
+    from .diffusion.upscale import UpscaleSettings, count_windows, upscale
+
+    model = loading.load_stable_diffusion(folder, device, dtype)
+    factor = folder.vae_scale_factor
+    out = []
+    for i, seed in enumerate(seeds):
+        height, width = images.rgb[i].shape[:2]
+        target = (width * scale, height * scale)
+        tiled = vae_tiling or max(target) > TILED_ABOVE
+        settings = UpscaleSettings(
+            images.rgb[i],
+            images.disparity[i],
+            *target,
+            seed=seed,
+            steps=steps,
+            seamless=seamless,
+            window=WINDOW_PX // factor,
+            overlap=OVERLAP_PX // factor,
+            vae_tiling=tiled,
+        )
+        big = upscale(model, settings, report)
+        windows = count_windows(*target, factor, WINDOW_PX // factor, OVERLAP_PX // factor, seamless)
+        meta = {
+            "model": folder.name,
+            "revision": folder.revision,
+            "scale": scale,
+            "steps": steps,
+            "guidance": settings.guidance,
+            "noise_level": settings.noise_level,
+            "windows": windows,
+            "base": f"the generated {width}×{height} sample: base/",
+        }
+        out.append(Upscaled(big.rgb[0], big.disparity[0], big.disparity16[0], meta))
+    return out
+
+
 def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
     started = time.perf_counter()
     PROJECTIONS.get(r.projection)
@@ -181,7 +239,7 @@ def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
             f"{have / 2**30:.1f} GiB; {fit} (or turn on VAE tiling)"
         )
     windows = count_windows(target_w, target_h, factor, r.window // factor, r.overlap // factor, seamless)
-    report.total = r.steps + 4
+    report.total = r.steps + 5
     for warning in low.warnings:
         report.note(warning)
     report.step(f"Loading {folder.name}")

@@ -54,8 +54,10 @@ def run(r):
 
 def test_a_panorama_and_its_16_bit_depth_come_out_twice_the_size_as_every_rgbd_job_writes_them(upscaler, tmp_path):
     rgb, depth = panorama(tmp_path / "in")
-    result = run(request(upscaler, rgb, depth, tmp_path / "out"))
+    seen = []
+    result = run_job("upscale_rgbd", request(upscaler, rgb, depth, tmp_path / "out"), seen.append, CancelToken())
     assert (result.width, result.height, result.windows) == (192, 96, 1) and not result.warnings
+    assert seen[-1].done == seen[-1].total and [p.done for p in seen] == sorted(p.done for p in seen)
     assert set(result.paths) == {"rgb.png", "depth16.png", "depth.npy", "meta.json"}
     assert read_png(result.paths["rgb.png"]).shape == (96, 192, 3)
     depth16 = read_png(result.paths["depth16.png"])
@@ -127,3 +129,28 @@ def test_the_model_listing_tells_the_upscaler_from_the_generators_and_generation
     assert dict(zip(listed.sources, listed.kinds))[str(upscaler)] == "rgbd-sr"
     with pytest.raises(BadInput, match="is an RGBD upscaler"):
         run_job("generate_rgbd", RGBDRequest("a room", str(upscaler), str(tmp_path / "out")), lambda p: None, CancelToken())
+
+
+def test_a_generated_panorama_chains_into_the_upscaler_and_keeps_its_base(upscaler, tmp_path):
+    from engine.ldm3d import RGBDRequest
+
+    generator = build_tiny_ldm3d(tmp_path / "generator", vae_channels=4)
+    options = dict(
+        prompt="a cosy room", model=str(generator), width=64, height=32, steps=2, seed=11, upscale_steps=2, upscaler=str(upscaler)
+    )
+    seen = []
+    result = run_job("generate_rgbd", RGBDRequest(out_dir=str(tmp_path / "out"), upscale=2, count=2, **options), seen.append, CancelToken())
+    assert (result.width, result.height, result.upscale) == (128, 64, 2) and len(result.paths) == 2
+    for sample in result.paths:
+        assert read_png(sample["rgb.png"]).shape == (64, 128, 3)
+        folder = Path(sample["meta.json"]).parent
+        assert read_png(folder / "base" / "rgb.png").shape == (32, 64, 3) and (folder / "base" / "depth16.png").is_file()
+        meta = json.loads(Path(sample["meta.json"]).read_text())
+        assert meta["width"] == 128 and meta["upscale"]["scale"] == 2 and meta["upscale"]["windows"] == 1
+    assert seen[-1].done == seen[-1].total, "one bar through generation and upscaling"
+    plain = run_job("generate_rgbd", RGBDRequest(out_dir=str(tmp_path / "plain"), **options), lambda p: None, CancelToken())
+    base = Path(result.paths[0]["meta.json"]).parent / "base" / "rgb.png"
+    assert base.read_bytes() == Path(plain.paths[0]["rgb.png"]).read_bytes(), "the base is the panorama generated without upscaling"
+    with pytest.raises(BadInput, match="Upscale by 2 or 4"):
+        run_job("generate_rgbd", RGBDRequest(out_dir=str(tmp_path / "x"), upscale=3, **options), lambda p: None, CancelToken())
+    assert not (tmp_path / "x").exists()
