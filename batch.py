@@ -199,6 +199,8 @@ def add_ldm3d_options(p: argparse.ArgumentParser, model_default: str) -> None:
     group.add_argument("--strength", type=float, default=0.75, help="img2img: 0 keeps the input, 1 ignores it")
     group.add_argument("--no-seamless", action="store_true", help="let the panorama's left and right edges differ")
     group.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
+    group.add_argument("--upscale", type=int, choices=[1, 2, 4], default=1, help="then LDM3D-sr: 2 or 4 × (the base stays in base/)")
+    group.add_argument("--upscaler", default="Intel/ldm3d-sr", help="LDM3D-sr folder or repo id")
     add_model_options(p)
 
 
@@ -230,6 +232,8 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
         scheduler=choices.SCHEDULERS.from_cli(args.scheduler),
         strength=args.strength,
         vae_tiling=args.vae_tiling,
+        upscale=args.upscale,
+        upscaler=args.upscaler,
         build_sphere=build_sphere,
         overwrite=args.overwrite,
         **init,
@@ -470,6 +474,68 @@ def panorama(args: argparse.Namespace) -> dict[str, Any]:
         save_blend(Path(args.save))
         summary["blend"] = str(Path(args.save).resolve())
     return summary
+
+
+def add_upscale(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "upscale", help="an RGB image and its depth → 2× or 4× with LDM3D-sr, seamless for panoramas (rgb.png, depth16.png, depth.npy)"
+    )
+    p.add_argument("--rgb", required=True, help="the RGB image (e.g. a panorama's rgb.png)")
+    p.add_argument("--depth", required=True, help="its depth: 16-bit disparity (depth16.png) or distances (EXR, .npy); 8-bit warns")
+    p.add_argument("--scale", type=float, default=2.0, help="the target is the input × this (default 2)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="or the target size (multiples of 8)")
+    p.add_argument("--flat", action="store_true", help="an ordinary image, not a 360° panorama (its edges do not wrap)")
+    p.add_argument("--model", default="Intel/ldm3d-sr", help="LDM3D-sr folder or repo id")
+    p.add_argument("--prompt", default="high quality high resolution uhd 4k image")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, default=9.0)
+    p.add_argument("--noise-level", type=int, default=20, help="how much the upscaler may change (0–350)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--window", type=int, default=1024, help="pixels on a denoising window's side")
+    p.add_argument("--overlap", type=int, default=256, help="pixels neighbouring windows share")
+    p.add_argument("--window-batch", type=int, default=1, help="windows per UNet call (faster on a large GPU)")
+    p.add_argument("--vae-tiling", action="store_true", help="always decode in tiles (default: above 2048 px)")
+    add_output_options(p, "the folder for rgb.png, depth16.png, depth.npy and meta.json")
+    add_model_options(p)
+    p.set_defaults(run=upscale)
+
+
+def upscale(args: argparse.Namespace) -> dict[str, Any]:
+    """The upscale_rgbd engine job."""
+    from diffusion3d.engine.upscale import UpscaleRequest  # type: ignore[import-not-found]
+    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+    use_model_settings(args)
+    width, height = args.size or (0, 0)
+    request = UpscaleRequest(
+        rgb=str(Path(args.rgb).resolve()),
+        depth=str(Path(args.depth).resolve()),
+        out_dir=str(Path(args.out).resolve()),
+        model=args.model,
+        scale=args.scale,
+        width=width,
+        height=height,
+        projection="FLAT" if args.flat else "EQUIRECTANGULAR",
+        prompt=args.prompt,
+        steps=args.steps,
+        guidance=args.guidance,
+        noise_level=args.noise_level,
+        seed=args.seed,
+        window=args.window,
+        overlap=args.overlap,
+        window_batch=args.window_batch,
+        vae_tiling=True if args.vae_tiling else None,
+        access=session.model_access(session.preferences()),
+        overwrite=args.overwrite,
+    )
+    result = run_engine_job("upscale_rgbd", request)
+    return {
+        "paths": result.paths,
+        "size": [result.width, result.height],
+        "windows": result.windows,
+        "warnings": result.warnings,
+        "timings_s": {"upscale": round(result.seconds, 3)},
+    }
 
 
 def resolution_presets() -> list[str]:
@@ -1086,6 +1152,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_sphere,
     add_demo,
     add_panorama,
+    add_upscale,
     add_stereo_video,
     add_edges,
     add_generate_from_edges,

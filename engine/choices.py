@@ -186,6 +186,13 @@ PRECISIONS: Choices[Choice] = Choices(
     Choice("BF16", "BFloat 16", ""),
 )
 
+UPSCALE_SOURCES: Choices[Choice] = Choices(
+    "upscale source",
+    Choice("LAST_GENERATION", "Last Generation", "The last generated panorama (rgb.png and depth16.png)"),
+    Choice("LAST_CAPTURE", "Last Capture", "The last captured panorama (rgb.png and depth16.png)"),
+    Choice("FILES", "Files", "An RGB image and its depth (16-bit disparity, or distances) chosen below"),
+)
+
 IMAGE_PREPARATIONS: Choices[Choice] = Choices(
     "image preparation",
     Choice("AUTO", "Auto", "Cut the object out (by alpha, or a uniform background colour), centre it on white"),

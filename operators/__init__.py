@@ -13,6 +13,7 @@ from .machinery.render_setup import watch_render
 from .multiview import DIFFUSION3D_OT_generate_views
 from .stereo_rig import DIFFUSION3D_OT_add_stereo_rig, DIFFUSION3D_OT_animate_rig
 from .stereo_video import DIFFUSION3D_OT_render_stereo_video
+from .upscale import DIFFUSION3D_OT_upscale_panorama
 from .viewneti import (
     DIFFUSION3D_OT_generate_view,
     DIFFUSION3D_OT_render_training_views,
@@ -25,6 +26,7 @@ classes = (
     DIFFUSION3D_OT_capture_panorama,
     DIFFUSION3D_OT_build_world_sphere,
     DIFFUSION3D_OT_generate_panorama,
+    DIFFUSION3D_OT_upscale_panorama,
     DIFFUSION3D_OT_add_stereo_rig,
     DIFFUSION3D_OT_animate_rig,
     DIFFUSION3D_OT_render_stereo_video,

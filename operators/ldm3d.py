@@ -81,6 +81,14 @@ GENERATE_OPTIONS: dict[str, Any] = {
     "build_sphere": BoolProperty(
         name="Build World Sphere", description="Build the displaced world sphere when done (panoramas)", default=True
     ),
+    "upscale": IntProperty(
+        name="Upscale",
+        description="1: as generated; 2 or 4: then LDM3D-sr (2048×1024 or 4096×2048 from a 1024×512 panorama; the base stays in base/)",
+        default=1,
+        min=1,
+        max=4,
+    ),
+    "upscaler": StringProperty(name="Upscaler", description="LDM3D-sr: a folder or repo id", default=ldm3d.DEFAULT_UPSCALER),
     "vae_tiling": BoolProperty(name="VAE Tiling", description="Decode in tiles: less memory for large images", default=False),
     "attention_slicing": BoolProperty(name="Attention Slicing", description="Less memory, a little slower", default=False),
     "cpu_offload": BoolProperty(
@@ -161,33 +169,41 @@ class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
             vae_tiling=self.vae_tiling,
             attention_slicing=self.attention_slicing,
             cpu_offload=self.cpu_offload,
+            upscale=self.upscale,
+            upscaler=self.upscaler,
             overwrite=self.overwrite,
             access=session.model_access(prefs),
         )
         return "generate_rgbd", request
 
     def finish(self, context: bpy.types.Context, result: RGBDResult) -> None:
-        first = result.paths[0]
-        folder = Path(first["meta.json"]).parent
-        image, _ = load_image(first["rgb.png"])
-        image.name = f"{folder.name} rgb"
-        settings = getattr(context.scene, "diffusion3d", None)
-        if settings is not None:
-            settings.last_generation = str(folder)
-        note = ""
-        if self.build_sphere and self.projection == ldm3d.EQUIRECTANGULAR:
-            try:
-                bpy.ops.diffusion3d.build_world_sphere(
-                    rgb_image=image.name, depth_path=first["depth16.png"], depth_mode="RELATIVE", name="Generated World"
-                )
-                note = ", world sphere built"
-            except RuntimeError as exc:
-                note = f"; the world sphere failed: {str(exc).strip().splitlines()[-1]}"
+        note = show_panorama(context, result.paths[0], self.build_sphere and self.projection == ldm3d.EQUIRECTANGULAR, "Generated World")
+        folder = Path(result.paths[0]["meta.json"]).parent
         where = folder.parent if len(result.paths) > 1 else folder
+        upscaled = f" (upscaled {result.upscale}×)" if result.upscale > 1 else ""
         self.report(
             {"WARNING"} if "failed" in note else {"INFO"},
-            f"Generated {len(result.paths)} × {result.width}×{result.height} RGBD in {result.seconds:.1f} s into {where}{note}",
+            f"Generated {len(result.paths)} × {result.width}×{result.height} RGBD{upscaled} in {result.seconds:.1f} s into {where}{note}",
         )
+
+
+def show_panorama(context: bpy.types.Context, paths: dict[str, str], build_sphere: bool, world_name: str) -> str:
+    """An RGBD result's colour as an image, its folder as the last generation, and (if asked) its world sphere; a note for the report."""
+    folder = Path(paths["meta.json"]).parent
+    image, _ = load_image(paths["rgb.png"])
+    image.name = f"{folder.name} rgb"
+    settings = getattr(context.scene, "diffusion3d", None)
+    if settings is not None:
+        settings.last_generation = str(folder)
+    if not build_sphere:
+        return ""
+    try:
+        bpy.ops.diffusion3d.build_world_sphere(
+            rgb_image=image.name, depth_path=paths["depth16.png"], depth_mode="RELATIVE", name=world_name
+        )
+        return ", world sphere built"
+    except RuntimeError as exc:
+        return f"; the world sphere failed: {str(exc).strip().splitlines()[-1]}"
 
 
 class DIFFUSION3D_OT_find_models(EngineJobOperator, bpy.types.Operator):

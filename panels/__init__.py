@@ -10,6 +10,7 @@ from .settings import (
     Diffusion3DGenerateSettings,
     Diffusion3DSceneSettings,
     Diffusion3DStereoSettings,
+    Diffusion3DUpscaleSettings,
     Diffusion3DViewNeTISettings,
     Diffusion3DViewsSettings,
 )
@@ -25,6 +26,7 @@ from .sidebar import (
 classes: tuple[type, ...] = (
     Diffusion3DPreferences,
     Diffusion3DGenerateSettings,
+    Diffusion3DUpscaleSettings,
     Diffusion3DStereoSettings,
     Diffusion3DDSTSettings,
     Diffusion3DViewsSettings,

@@ -15,12 +15,17 @@ from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
+from ..operators.upscale import UPSCALE_OPTIONS
 from ..operators.viewneti import GENERATE_VIEW_OPTIONS, IMAGE_VIEWS_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 
 
 class Diffusion3DGenerateSettings(bpy.types.PropertyGroup):
     __annotations__ = dict(GENERATE_OPTIONS)
+
+
+class Diffusion3DUpscaleSettings(bpy.types.PropertyGroup):
+    __annotations__ = dict(UPSCALE_OPTIONS)
 
 
 class Diffusion3DStereoSettings(bpy.types.PropertyGroup):
@@ -59,6 +64,7 @@ class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
         **CAPTURE_OPTIONS,
         **SPHERE_OPTIONS,
         "generate": PointerProperty(type=Diffusion3DGenerateSettings),
+        "upscale": PointerProperty(type=Diffusion3DUpscaleSettings),
         "stereo": PointerProperty(type=Diffusion3DStereoSettings),
         "dst": PointerProperty(type=Diffusion3DDSTSettings),
         "views": PointerProperty(type=Diffusion3DViewsSettings),

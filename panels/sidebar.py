@@ -19,6 +19,7 @@ from ..operators.machinery.job import current, progress_text
 from ..operators.multiview import VIEWS_OPTIONS
 from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
 from ..operators.stereo_video import VIDEO_OPTIONS
+from ..operators.upscale import UPSCALE_OPTIONS
 from ..operators.viewneti import GENERATE_VIEW_OPTIONS, IMAGE_VIEWS_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
 from ..operators.world_sphere import SPHERE_OPTIONS
 from .settings import pass_options
@@ -79,6 +80,9 @@ def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings:
     if gen.projection == ldm3d.EQUIRECTANGULAR:
         col.prop(gen, "seamless")
         col.prop(gen, "build_sphere")
+    col.prop(gen, "upscale")
+    if gen.upscale > 1:
+        col.prop(gen, "upscaler", text="")
     col.prop(gen, "vae_tiling")
     col.prop(gen, "attention_slicing")
     col.prop(gen, "cpu_offload")
@@ -86,6 +90,34 @@ def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings:
     col.prop(gen, "overwrite")
     options = {k: v for k, v in GENERATE_OPTIONS.items() if k != "seamless" or gen.projection == ldm3d.EQUIRECTANGULAR}
     pass_options(box.operator("diffusion3d.generate_panorama", text="Generate", icon="PLAY"), gen, options)
+
+
+def draw_upscale(box: bpy.types.UILayout, up: Any) -> None:
+    box.label(text="Upscale RGBD (LDM3D-sr)", icon="FULLSCREEN_ENTER")
+    col = box.column(align=True)
+    col.prop(up, "source", text="")
+    if up.source == "FILES":
+        col.prop(up, "rgb_path", text="")
+        col.prop(up, "depth_path", text="")
+    col.prop(up, "model", text="")
+    col.prop(up, "projection", text="")
+    row = col.row(align=True)
+    row.prop(up, "scale")
+    row.prop(up, "seed")
+    row = col.row(align=True)
+    row.prop(up, "steps")
+    row.prop(up, "guidance")
+    col.prop(up, "noise_level")
+    row = col.row(align=True)
+    row.prop(up, "window")
+    row.prop(up, "overlap")
+    col = box.column(heading="Options", align=True)
+    col.prop(up, "vae_tiling")
+    if up.projection == "EQUIRECTANGULAR":
+        col.prop(up, "build_sphere")
+    col.prop(up, "output_dir", text="")
+    col.prop(up, "overwrite")
+    pass_options(box.operator("diffusion3d.upscale_panorama", text="Upscale", icon="PLAY"), up, UPSCALE_OPTIONS)
 
 
 class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
@@ -113,6 +145,7 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         pass_options(box.operator("diffusion3d.capture_panorama", icon="RENDER_STILL"), settings, CAPTURE_OPTIONS)
 
         draw_generate(layout.box(), context, settings)
+        draw_upscale(layout.box(), settings.upscale)
 
         box = layout.box()
         box.label(text="World Sphere", icon="MESH_UVSPHERE")

@@ -179,6 +179,64 @@ def test_panorama_text_then_img2img_and_a_saved_world(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
+def test_panorama_upscale_and_the_upscale_subcommand(tmp_path, tiny_model):
+    build_tiny("tiny_ldm3d:build_tiny_ldm3d_sr", tiny_model.parent / "tiny-sr")
+    common = ("--models-dir", str(tiny_model.parent), "--steps", "2")
+    chained = summary(
+        batch(
+            "panorama",
+            "--out",
+            str(tmp_path / "a"),
+            "--model",
+            "tiny-pano",
+            "--width",
+            "64",
+            "--upscale",
+            "2",
+            "--upscaler",
+            "tiny-sr",
+            *common,
+        )
+    )
+    meta = json.loads(Path(chained["paths"][0]["meta.json"]).read_text())
+    assert (meta["width"], meta["height"]) == (128, 64) and (tmp_path / "a" / "base" / "rgb.png").is_file()
+    base = tmp_path / "a" / "base"
+    up = summary(
+        batch(
+            "upscale",
+            "--rgb",
+            str(base / "rgb.png"),
+            "--depth",
+            str(base / "depth16.png"),
+            "--scale",
+            "2",
+            "--model",
+            "tiny-sr",
+            "--out",
+            str(tmp_path / "b"),
+            *common,
+        )
+    )
+    assert up["size"] == [128, 64] and up["windows"] == 1 and Path(up["paths"]["depth16.png"]).is_file()
+    proc = batch(
+        "upscale",
+        "--rgb",
+        str(base / "rgb.png"),
+        "--depth",
+        str(base / "depth16.png"),
+        "--scale",
+        "1.1",
+        "--model",
+        "tiny-sr",
+        "--out",
+        str(tmp_path / "c"),
+        *common,
+    )
+    lines = [line for line in proc.stderr.strip().splitlines() if line]
+    assert proc.returncode != 0 and "multiples of 8" in lines[-1] and not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
 def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     demo = summary(
         batch(
@@ -428,10 +486,50 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
     assert proc.returncode != 0 and "--azimuth needs --distance" in proc.stderr
     small = ("--size", "128", "64", "--steps", "1")
     sets = (str(tmp_path / "set"), str(tmp_path / "set"))
-    pre = summary(batch("viewneti-train", "--mode", "pretrain", "--data", *sets, "--steps", "1", "--batch", "1", "--accumulation", "1",
-                        "--size", "128", "64", "--out", str(tmp_path / "pre"), *common))  # fmt: skip
+    pre = summary(
+        batch(
+            "viewneti-train",
+            "--mode",
+            "pretrain",
+            "--data",
+            *sets,
+            "--steps",
+            "1",
+            "--batch",
+            "1",
+            "--accumulation",
+            "1",
+            "--size",
+            "128",
+            "64",
+            "--out",
+            str(tmp_path / "pre"),
+            *common,
+        )
+    )
     assert [o["name"] for o in json.loads(Path(pre["paths"]["checkpoint"], "viewneti.json").read_text())["objects"]] == ["set", "set_1"]
     image = str(tmp_path / "set" / "images" / "000.png")
-    views = summary(batch("viewneti-nvs", "--image", image, "--view-mapper", str(tmp_path / "pre"), "--orbit", "30", "15", "3",
-                          "--orbit", "90", "15", "3", "--fit-steps", "1", *small, "--out", str(tmp_path / "nvs"), *common))  # fmt: skip
+    views = summary(
+        batch(
+            "viewneti-nvs",
+            "--image",
+            image,
+            "--view-mapper",
+            str(tmp_path / "pre"),
+            "--orbit",
+            "30",
+            "15",
+            "3",
+            "--orbit",
+            "90",
+            "15",
+            "3",
+            "--fit-steps",
+            "1",
+            *small,
+            "--out",
+            str(tmp_path / "nvs"),
+            *common,
+        )
+    )
     assert len(views["paths"]["views"]) == 2 and Path(views["paths"]["checkpoint"], "viewneti.json").is_file()

@@ -194,7 +194,8 @@ def upscale(model: StableDiffusionModel, s: UpscaleSettings, report: Reporter) -
     # 2. The low-res RGBD at the target size, as latents
     rgb = np.clip(lanczos(s.low_rgb, s.width, s.height, s.seamless), 0, 1)
     disparity = np.clip(lanczos(s.low_disparity[..., None], s.width, s.height, s.seamless)[..., 0], 0, 1)
-    vae.to(dtype=torch.float32)  # as its 0.9-era config asks (force_upcast): in fp16 it overflows at these sizes
+    if vae.dtype != torch.float32:
+        vae.to(dtype=torch.float32)  # as its 0.9-era config asks (force_upcast): in fp16 it overflows at these sizes
     pixels = pack_rgbd(rgb, disparity, RGBD4).to(device, torch.float32)
     with on_device(model, vae):
         encoded = through_vae(lambda x: vae.encode(x).latent_dist.mode(), pixels, vae, s.seamless, 1 / factor)

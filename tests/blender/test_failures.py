@@ -61,6 +61,7 @@ def tiny_models(tmp_path_factory):
     build_tiny("tiny_controlnet:build_tiny_controlnet", folder / "cn")
     build_tiny("tiny_multiview:build_tiny_multiview", folder / "imagedream")
     build_tiny("tiny_viewneti:build_tiny_sd2", folder / "sd2")
+    build_tiny("tiny_ldm3d:build_tiny_ldm3d_sr", folder / "sr")
     return folder
 
 
@@ -81,6 +82,27 @@ def models_folder(tmp_path, request):
 def ldm3d_model(tmp_path, request):
     run_models_as_users_do(request)
     return dict(prompt="a room", model="tiny-ldm3d", width=64, height=32, steps=2, output_dir=str(tmp_path / "out"))
+
+
+def upscale_files(tmp_path, request):
+    """A tiny LDM3D-sr, and a panorama's rgb.png and depth16.png to upscale."""
+    import numpy as np
+
+    import batch
+
+    run_models_as_users_do(request)
+    files = batch.load_addon().engine.imagefiles
+    (tmp_path / "in").mkdir()
+    files.write_png(tmp_path / "in" / "rgb.png", np.full((32, 64, 3), 128, np.uint8))
+    files.write_png(tmp_path / "in" / "depth16.png", np.full((32, 64), 30000, np.uint16))
+    return dict(
+        source="FILES",
+        rgb_path=str(tmp_path / "in" / "rgb.png"),
+        depth_path=str(tmp_path / "in" / "depth16.png"),
+        model="sr",
+        steps=1,
+        output_dir=str(tmp_path / "out"),
+    )
 
 
 def edge_dataset(tmp_path, request):
@@ -155,9 +177,15 @@ def one_image(tmp_path, request):
     bpy.context.scene.collection.objects.link(camera)
     bpy.context.scene.camera, camera.location = camera, (0.2, -2.5, 0.4)
     return dict(
-        image=str(tmp_path / "red.png"), view_mapper=str(tmp_path / "pre"), model=str(models / "sd2"), fit_steps=1, width=128, height=64,
-        steps=1, output_dir=str(tmp_path / "out"),
-    )  # fmt: skip
+        image=str(tmp_path / "red.png"),
+        view_mapper=str(tmp_path / "pre"),
+        model=str(models / "sd2"),
+        fit_steps=1,
+        width=128,
+        height=64,
+        steps=1,
+        output_dir=str(tmp_path / "out"),
+    )
 
 
 def training_set(tmp_path, request):
@@ -195,6 +223,7 @@ OPERATORS = [
     ("engine_ops", "check_engine", lambda tmp_path, request: {}, None, ["prepare", "engine", "finish"]),
     ("ldm3d", "find_models", models_folder, None, ["prepare", "engine", "finish"]),
     ("ldm3d", "generate_panorama", ldm3d_model, None, ["prepare", "engine", "finish"]),
+    ("upscale", "upscale_panorama", upscale_files, None, ["prepare", "engine", "show_panorama", "finish"]),
     ("dst.generate", "generate_from_edges", edge_dataset, None, ["prepare", "engine", "finish"]),
     ("dst.filter", "filter_dataset", generated_dataset, None, ["prepare", "engine", "finish"]),
     (
@@ -217,7 +246,7 @@ OPERATORS = [
 ]
 CASES = [(module, op, setup, stage, phase) for module, op, setup, stage, phases in OPERATORS for phase in phases]
 STAGE_PHASES = ("start", "step", "rendered", "done")
-AFTER_ENGINE = ("engine", "finish", "vertex_colour_material", "load_image")  # the engine job may have written its files
+AFTER_ENGINE = ("engine", "finish", "vertex_colour_material", "load_image", "show_panorama")  # the engine job may have written its files
 
 
 def break_phase(addon, monkeypatch, module_name, op_name, stage_class, phase):
