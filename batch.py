@@ -545,7 +545,7 @@ def resolution_presets() -> list[str]:
 
 def add_stereo_video(sub: Subparsers) -> None:
     p = sub.add_parser(
-        "stereo-video", help="move a stereo rig inside the world sphere and render a 360° stereo video with spatial metadata"
+        "stereo-video", help="move a stereo rig inside the world sphere and render a 360° or VR180 stereo video with spatial metadata"
     )
     p.add_argument("--blend", help="scene with a world sphere (default: the file Blender was started with)")
     p.add_argument(
@@ -556,7 +556,11 @@ def add_stereo_video(sub: Subparsers) -> None:
     p.add_argument("--ipd", type=float, help="interocular distance in metres (default 0.065, or the rig's)")
     p.add_argument("--scene-scale", type=float, default=1.0, help="scene units per metre: multiplies --ipd")
     p.add_argument("--flat", action="store_true", help="a new rig is a flat perspective stereo pair, not 360°")
-    add_choice(p, "--layout", choices.STEREO_LAYOUTS)
+    add_choice(p, "--projection", choices.VIDEO_PROJECTIONS, help="vr180: the front half sphere, square eyes, a _180_sbs/_180_tb name")
+    add_choice(
+        p, "--layout", choices.STEREO_LAYOUTS, help="default: the projection's (rig: top-bottom, vr180: side-by-side)", default=False
+    )
+    p.add_argument("--still", action="store_true", help="one stereo image of the first frame (PNG, or EXR with --format exr)")
     default = choices.VIDEO_RESOLUTIONS[choices.VIDEO_RESOLUTIONS.default].cli
     p.add_argument(
         "--resolution", default=default, help=f"{', '.join(resolution_presets())}, or an eye width in pixels (default {default})"
@@ -582,6 +586,7 @@ def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
     """The scene's stereo rig (added at the world sphere if there is none), moved, rendered to a stereo video."""
     import bpy
 
+    from diffusion3d.engine.stereo_video import output_file  # type: ignore[import-not-found]
     from diffusion3d.operators.stereo_rig import RIG_KEY  # type: ignore[import-not-found]
 
     resolution = resolution_options(args.resolution)
@@ -609,21 +614,30 @@ def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
     run_operator(bpy.ops.diffusion3d.animate_rig, move=move, **options)
     timings["rig"] = round(time.perf_counter() - start, 3)
     out = Path(args.out).resolve()
+    projection = choices.VIDEO_PROJECTIONS.from_cli(args.projection)
+    layout = choices.STEREO_LAYOUTS.from_cli(args.layout) if args.layout else choices.VIDEO_PROJECTIONS[projection].layout
+    if args.still or args.format == "mp4":  # the file the operator writes: its suffix, and VR180's name tags
+        suffix = ".mp4" if not args.still else ".exr" if args.format == "exr" else ".png"
+        out = output_file(out, suffix, projection, choices.STEREO_LAYOUTS[layout].spatial_media)
     start = time.perf_counter()
     run_operator(
         bpy.ops.diffusion3d.render_stereo_video,
         filepath=str(out),
         file_format=choices.VIDEO_FORMATS.from_cli(args.format),
-        stereo_layout=choices.STEREO_LAYOUTS.from_cli(args.layout),
+        projection=projection,
+        stereo_layout=layout,
+        still=args.still,
         quality=choices.VIDEO_QUALITIES.from_cli(args.quality),
         overwrite=args.overwrite,
         keep_frames=args.keep_frames,
         **resolution,
     )
     timings["render"] = round(time.perf_counter() - start, 3)
-    frames = scene.frame_end - scene.frame_start + 1
+    frames = 1 if args.still else scene.frame_end - scene.frame_start + 1
     timings["per_frame"] = round(timings["render"] / frames, 3)
-    return {"paths": {"video": str(out)}, "frames": frames, "layout": args.layout, "timings_s": timings}
+    paths = {"image" if args.still else "video": str(out)}
+    layout_name = choices.STEREO_LAYOUTS[layout].cli
+    return {"paths": paths, "frames": frames, "projection": args.projection, "layout": layout_name, "timings_s": timings}
 
 
 def add_edges(sub: Subparsers) -> None:

@@ -92,3 +92,32 @@ def camera_path(
     else:
         raise ValueError(f"unknown move {move!r} (choose from {', '.join(MOVES)})")
     return CameraPath(np.asarray(offsets, np.float64), np.asarray(yaw, np.float64))
+
+
+#: VR180 shows the front half sphere only: how far the view may turn from where it first looks, a margin short of 90°.
+FRONT_TURN_LIMIT = 80.0
+
+
+def front_hemisphere_problem(
+    positions: np.ndarray, views: np.ndarray, centre: np.ndarray, frames: list[int], tolerance: float = 1e-6
+) -> str:
+    """Why a camera path leaves its front hemisphere, or "" when it stays in it (VR180).
+
+    The front is where the camera looks on the first frame (``views[0]``, a
+    direction): every position must stay on that side of the plane through
+    ``centre`` across it (behind it, the half sphere shows what is not in
+    front), and the view must not turn more than :data:`FRONT_TURN_LIMIT`
+    from it. ``positions`` and ``views`` are N×3, one row per frame in ``frames``.
+    """
+    views = np.asarray(views, np.float64)
+    views = views / np.linalg.norm(views, axis=1, keepdims=True)
+    forward = views[0]
+    behind = -(np.asarray(positions, np.float64) - np.asarray(centre, np.float64)) @ forward
+    turn = np.degrees(np.arccos(np.clip(views @ forward, -1.0, 1.0)))
+    if behind.max() > tolerance:
+        worst = int(behind.argmax())
+        return f"goes {behind[worst]:.3g} behind its centre (frame {frames[worst]})"
+    if turn.max() > FRONT_TURN_LIMIT + 1e-6:
+        worst = int(turn.argmax())
+        return f"turns {turn[worst]:.0f}° from where it first looks (frame {frames[worst]}; at most {FRONT_TURN_LIMIT:g}°)"
+    return ""

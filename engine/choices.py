@@ -90,6 +90,12 @@ class Resolution(Choice):
     eye_width: int  # one eye's image width; 0: the user's own
 
 
+@dataclass(frozen=True)
+class VideoProjection(Choice):
+    field_of_view: tuple[float, float]  # degrees of longitude and latitude one eye covers; (0, 0): the rig's own
+    layout: str  # the stereo layout (a STEREO_LAYOUTS id) used when none is chosen
+
+
 SCHEDULERS: Choices[Scheduler] = Choices(
     "scheduler",
     Scheduler("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)", 50),
@@ -124,6 +130,20 @@ STEREO_LAYOUTS: Choices[Layout] = Choices(
     ),
     Layout("SIDE_BY_SIDE", "Side-by-Side", "Left eye beside the right", "SIDEBYSIDE", spatial_media.LEFT_RIGHT, (2, 1)),
     Layout("MONO", "Mono", "One eye only", "", spatial_media.MONO, (1, 1)),
+)
+
+VIDEO_PROJECTIONS: Choices[VideoProjection] = Choices(
+    "video projection",
+    VideoProjection(
+        "RIG", "Rig's Own", "360° equirectangular for a 360° rig (2:1 eyes), perspective for a flat one", (0.0, 0.0), "TOP_BOTTOM"
+    ),
+    VideoProjection(
+        "VR180",
+        "VR180",
+        "The front half sphere: 180°×180° square eyes, side-by-side unless chosen, tagged _180_sbs/_180_tb (needs a 360° rig)",
+        (180.0, 180.0),
+        "SIDE_BY_SIDE",
+    ),
 )
 
 VIDEO_RESOLUTIONS: Choices[Resolution] = Choices(

@@ -4,7 +4,10 @@ Google's Spherical Video V2 puts two boxes in the video track's sample entry
 (e.g. ``avc1``): ``st3d`` (stereo mode) and ``sv3d`` (projection: a header,
 then ``proj`` with a pose and an ``equi`` box of crop bounds). The older V1
 form, an XML ``uuid`` box in the track, is what some sites still read, so a
-360° file gets both. Only the small ``moov`` box is rebuilt; the media data is
+whole-sphere 360° file gets both. A cropped sphere (VR180: each eye the front
+half) gets V2 only, its ``equi`` bounds saying what is cropped: V1 has no
+bounds, and its pixel crop fields are not defined per eye for stereo frames, so
+a V1-only player would stretch each eye over the whole sphere. Only the small ``moov`` box is rebuilt; the media data is
 streamed through untouched, and chunk offsets are shifted when ``moov`` comes
 before it.
 """
@@ -22,6 +25,10 @@ from typing import BinaryIO, Union
 MONO, TOP_BOTTOM, LEFT_RIGHT = "mono", "top-bottom", "left-right"
 STEREO_MODES = {MONO: 0, TOP_BOTTOM: 1, LEFT_RIGHT: 2}
 EQUIRECTANGULAR = "equirectangular"
+#: ``equi`` projection bounds (top, bottom, left, right): fractions of the whole 360°×180° cropped from each edge, 0.32 fixed point.
+Bounds = tuple[int, int, int, int]
+WHOLE_SPHERE: Bounds = (0, 0, 0, 0)
+_ONE = 1 << 32
 #: The V1 spherical-video box's UUID (RFC "Spherical Video", section "MP4").
 SPHERICAL_UUID = bytes.fromhex("ffcc8263f8554a938814587a02521fdd")
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"sv3d", b"proj"}
@@ -98,10 +105,25 @@ def _st3d(stereo: str) -> Box:
     return _full_box(b"st3d", struct.pack(">B", STEREO_MODES[stereo]))
 
 
-def _sv3d() -> Box:
+def crop_bounds(longitude: float, latitude: float) -> Bounds:
+    """The ``equi`` bounds of an eye covering ``longitude``° × ``latitude``° about the view direction (VR180: 180 × 180)."""
+    if not (0 < longitude <= 360 and 0 < latitude <= 180):
+        raise ValueError(f"an eye covers 0–360° of longitude and 0–180° of latitude, got {longitude}° × {latitude}°")
+    side = min(int(round((1 - longitude / 360) / 2 * _ONE)), _ONE - 1)
+    edge = min(int(round((1 - latitude / 180) / 2 * _ONE)), _ONE - 1)
+    return edge, edge, side, side
+
+
+def _check_bounds(bounds: Bounds) -> None:
+    top, bottom, left, right = bounds
+    if not all(0 <= b < _ONE for b in bounds) or bottom >= _ONE - 1 - top or right >= _ONE - 1 - left:
+        raise ValueError(f"projection bounds {bounds} crop the whole frame away (each is a 0.32 fixed-point fraction)")
+
+
+def _sv3d(bounds: Bounds) -> Box:
     pose = _full_box(b"prhd", struct.pack(">iii", 0, 0, 0))
-    bounds = _full_box(b"equi", struct.pack(">IIII", 0, 0, 0, 0))  # the whole sphere
-    projection = Box(b"proj", children=[pose, bounds], container=True)
+    equi = _full_box(b"equi", struct.pack(">IIII", *bounds))
+    projection = Box(b"proj", children=[pose, equi], container=True)
     return Box(b"sv3d", children=[_full_box(b"svhd", _SOURCE), projection], container=True)
 
 
@@ -192,10 +214,21 @@ def _read_moov(f: BinaryIO) -> tuple[Box, int, int]:
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def inject(source: PathLike, target: PathLike, stereo: str = MONO, spherical: bool = True, overwrite: bool = False) -> None:
-    """Copy ``source`` to ``target`` with the stereo mode and, if ``spherical``, the 360° equirectangular projection."""
+def inject(
+    source: PathLike,
+    target: PathLike,
+    stereo: str = MONO,
+    spherical: bool = True,
+    overwrite: bool = False,
+    bounds: Bounds = WHOLE_SPHERE,
+) -> None:
+    """Copy ``source`` to ``target`` with the stereo mode and, if ``spherical``, the equirectangular projection.
+
+    ``bounds`` crop each eye's sphere (:func:`crop_bounds`); a cropped one gets no V1 XML (see the module's note).
+    """
     if stereo not in STEREO_MODES:
         raise ValueError(f"unknown stereo mode {stereo!r} (choose from {', '.join(STEREO_MODES)})")
+    _check_bounds(bounds)
     target = Path(target)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists (allow overwriting to replace it)")
@@ -206,8 +239,9 @@ def inject(source: PathLike, target: PathLike, stereo: str = MONO, spherical: bo
         entry.children.append(_st3d(stereo))
         trak.children = [c for c in trak.children if not (c.kind == b"uuid" and c.payload[:16] == SPHERICAL_UUID)]
         if spherical:
-            entry.children.append(_sv3d())
-            trak.children.append(_v1_xml(stereo))
+            entry.children.append(_sv3d(bounds))
+            if bounds == WHOLE_SPHERE:
+                trak.children.append(_v1_xml(stereo))
         new_size = len(moov.encode())
         _shift_chunk_offsets(moov, moov_start + moov_size, new_size - moov_size)
         encoded = moov.encode()
@@ -259,7 +293,7 @@ class SpatialMetadata:
     frames: int = 0
     stereo: str = ""  # from st3d; "" when absent
     projection: str = ""  # "equirectangular" when sv3d has an equi box
-    bounds: tuple[int, int, int, int] = (0, 0, 0, 0)  # equi crop: top, bottom, left, right
+    bounds: Bounds = WHOLE_SPHERE  # equi crop: top, bottom, left, right
     v1_xml: str = ""
 
 

@@ -1,17 +1,24 @@
 """The engine's part of a stereo video: tag Blender's MP4 with spatial metadata and put it in place.
 
 An image sequence has no container to carry the layout, so it gets a
-``stereo.json`` beside its frames instead.
+``stereo.json`` beside its frames instead. A still (one stereo image) is put in
+place as it is, its name tagged like a video's.
+
+VR180 (:data:`choices.VIDEO_PROJECTIONS`) renders the front half sphere: square
+eyes, ``equi`` bounds cropping a quarter of the longitude from each side, and
+the file-name tags players go by (``_180_sbs``, ``_180_tb``).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import spatial_media
-from .choices import STEREO_LAYOUTS
+from .choices import STEREO_LAYOUTS, VIDEO_PROJECTIONS
 from .errors import BadInput
 from .imagefiles import NewFiles
 from .progress import Reporter
@@ -20,10 +27,55 @@ SIDECAR = "stereo.json"
 FRAME_PREFIX = "frame_"
 
 
-def eye_size(width: int, spherical: bool) -> tuple[int, int]:
-    """One eye's image: 2:1 for 360°, 16:9 for flat (both even, as H.264 needs)."""
-    height = width // 2 if spherical else int(round(width * 9 / 16))
+#: The tokens players read in a file name for each stereo mode (the first is what we add), and ones that contradict a half sphere.
+_LAYOUT_TAGS = {spatial_media.LEFT_RIGHT: ("sbs", "lr"), spatial_media.TOP_BOTTOM: ("tb", "ou"), spatial_media.MONO: ()}
+_OTHER_TAGS = frozenset({"rl", "bt", "360"})
+
+
+def eye_size(width: int, spherical: bool, projection: str = VIDEO_PROJECTIONS.default) -> tuple[int, int]:
+    """One eye's image: 2:1 for 360°, 16:9 for flat, as wide as tall for VR180 (sides even, as H.264 needs)."""
+    longitude, latitude = VIDEO_PROJECTIONS.get(projection).field_of_view
+    if longitude:
+        width += width % 2
+        height = int(round(width * latitude / longitude))
+    else:
+        height = width // 2 if spherical else int(round(width * 9 / 16))
     return width, height + height % 2
+
+
+def projection_bounds(projection: str) -> spatial_media.Bounds:
+    """The ``equi`` bounds of ``projection``: the whole sphere for the rig's own 360°, a quarter off each side for VR180."""
+    longitude, latitude = VIDEO_PROJECTIONS.get(projection).field_of_view
+    return spatial_media.crop_bounds(longitude, latitude) if longitude else spatial_media.WHOLE_SPHERE
+
+
+def output_file(chosen: Path, suffix: str, projection: str, stereo: str) -> Path:
+    """The file a video or still goes to: ``chosen`` given ``suffix`` (a folder: ``stereo`` + suffix in it), tagged for VR players."""
+    if chosen.suffix.lower() != suffix:
+        chosen = chosen.with_suffix(suffix) if chosen.suffix else chosen / f"stereo{suffix}"
+    return tagged_path(chosen, projection, stereo)
+
+
+def tagged_path(path: Path, projection: str, stereo: str) -> Path:
+    """``path`` with the tags VR players read for a cropped sphere (``clip.mp4`` → ``clip_180_sbs.mp4``); the rig's own: as it is.
+
+    Tags the name already carries are not repeated (``clip_180_LR.mp4`` stays); a name whose tags say
+    otherwise (``clip_360.mp4``, ``clip_180_tb.mp4`` for side-by-side) is refused, as players would believe it.
+    """
+    longitude, _ = VIDEO_PROJECTIONS.get(projection).field_of_view
+    if not longitude:
+        return path
+    tokens = set(re.split(r"[^0-9a-z]+", path.stem.lower()))
+    sphere, layout = f"{longitude:g}", _LAYOUT_TAGS[stereo]
+    clash = sorted(tokens & ((_OTHER_TAGS | {t for tags in _LAYOUT_TAGS.values() for t in tags}) - set(layout) - {sphere}))
+    if clash:
+        raise BadInput(
+            f"{path.name} is tagged {', '.join(clash)}, but this is a {sphere}° {stereo} video: rename it or leave the tags to us"
+        )
+    missing = [] if sphere in tokens else [sphere]
+    if layout and not tokens & set(layout):
+        missing.append(layout[0])
+    return path.with_name(path.stem + "".join(f"_{t}" for t in missing) + path.suffix)
 
 
 def frame_size(eye: tuple[int, int], layout: str) -> tuple[int, int]:
@@ -44,7 +96,9 @@ class VideoRequest:
     encoded: str  # the MP4 Blender's FFmpeg wrote (in a scratch folder); "" for an image sequence
     out_path: str  # the .mp4, or the sequence's folder
     stereo: str = spatial_media.TOP_BOTTOM  # mono, top-bottom or left-right
-    spherical: bool = True  # 360° equirectangular
+    spherical: bool = True  # equirectangular (else flat)
+    projection: str = VIDEO_PROJECTIONS.default  # a choices.VIDEO_PROJECTIONS id: how much of the sphere (VR180: the front half)
+    image: str = ""  # a still: the rendered stereo image (in a scratch folder) to put at out_path
     overwrite: bool = False
     fps: float = 24.0
     width: int = 0  # of a whole frame (both eyes), for a sequence's description
@@ -60,11 +114,15 @@ class VideoResult:
     frames: int
     stereo: str
     projection: str  # "equirectangular", or "" for flat
+    bounds: spatial_media.Bounds = spatial_media.WHOLE_SPHERE  # equirectangular: what each eye crops of the sphere
 
 
 def finish_video(request: VideoRequest, report: Reporter) -> VideoResult:
     report.total = 2
-    result = _tag_mp4(request) if request.encoded else _describe_sequence(request)
+    if request.image:
+        result = _place_image(request)
+    else:
+        result = _tag_mp4(request) if request.encoded else _describe_sequence(request)
     report.step("Spatial metadata added")
     report.step("Done")
     return result
@@ -78,7 +136,8 @@ def _tag_mp4(request: VideoRequest) -> VideoResult:
         raise BadInput(f"{target} exists; allow overwriting to replace it")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        spatial_media.inject(source, target, request.stereo, request.spherical, request.overwrite)
+        bounds = projection_bounds(request.projection)
+        spatial_media.inject(source, target, request.stereo, request.spherical, request.overwrite, bounds)
     except spatial_media.MP4Error as exc:
         raise BadInput(f"Cannot add spatial metadata to {source}: {exc}") from None
     except FileExistsError as exc:
@@ -86,7 +145,23 @@ def _tag_mp4(request: VideoRequest) -> VideoResult:
     except OSError as exc:
         raise BadInput(f"Cannot write {target}: {exc.strerror or exc}") from None
     meta = spatial_media.read(target)
-    return VideoResult(str(target), target.stat().st_size, meta.width, meta.height, meta.frames, meta.stereo, meta.projection)
+    return VideoResult(str(target), target.stat().st_size, meta.width, meta.height, meta.frames, meta.stereo, meta.projection, meta.bounds)
+
+
+def _place_image(request: VideoRequest) -> VideoResult:
+    """A still: the rendered image moved to its place (never replacing a file unless allowed)."""
+    source, target = Path(request.image), Path(request.out_path)
+    if not source.is_file():
+        raise BadInput(f"No rendered image at {source}")
+    with NewFiles([target], request.overwrite) as files:
+        files.write(target, lambda p: shutil.copyfile(source, p))
+    return VideoResult(str(target), target.stat().st_size, request.width, request.height, 1, request.stereo, *_projection(request))
+
+
+def _projection(request: VideoRequest) -> tuple[str, spatial_media.Bounds]:
+    if not request.spherical:
+        return "", spatial_media.WHOLE_SPHERE
+    return spatial_media.EQUIRECTANGULAR, projection_bounds(request.projection)
 
 
 def _describe_sequence(request: VideoRequest) -> VideoResult:
@@ -94,7 +169,6 @@ def _describe_sequence(request: VideoRequest) -> VideoResult:
     frames = [p.name for p in frame_files(folder)]
     if not frames:
         raise BadInput(f"No frames in {folder}")
-    projection = spatial_media.EQUIRECTANGULAR if request.spherical else ""
     result = VideoResult(
         str(folder),
         sum((folder / f).stat().st_size for f in frames),
@@ -102,7 +176,7 @@ def _describe_sequence(request: VideoRequest) -> VideoResult:
         request.height,
         len(frames),
         request.stereo,
-        projection,
+        *_projection(request),
     )
     description = {**asdict(result), "fps": request.fps, "frame_files": frames}
     with NewFiles([folder / SIDECAR], request.overwrite) as files:

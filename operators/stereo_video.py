@@ -1,4 +1,4 @@
-"""``diffusion3d.render_stereo_video``: the rig's animation → a 360° stereo MP4 (or an image sequence).
+"""``diffusion3d.render_stereo_video``: the rig's animation → a 360° or VR180 stereo MP4 (or an image sequence, or one still).
 
 Frames are rendered one by one into a frames folder, so a cancelled render
 keeps what it made. Blender's own FFmpeg then encodes them (H.264) through a
@@ -6,6 +6,11 @@ temporary sequencer scene, and the engine adds the spatial-media metadata and
 puts the file in place. Every render setting changed on the way is restored.
 From the UI each frame is Blender's render job (its progress and Esc);
 scripts and background mode block.
+
+VR180 narrows the rig's 360° camera to the front half sphere for the render
+(square eyes, spherical stereo with pole merge) and names the file for VR
+players (``_180_sbs``); it needs a 360° rig, and a move that stays in front.
+A still is one stereo image of the current frame, named the same way.
 """
 
 from __future__ import annotations
@@ -17,10 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
-from ..engine.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size
+from ..engine import camera_moves
+from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
+from ..engine.errors import BadInput
+from ..engine.stereo_video import (
+    FRAME_PREFIX,
+    SIDECAR,
+    VideoRequest,
+    VideoResult,
+    eye_size,
+    frame_files,
+    frame_size,
+    output_file,
+)
 from .machinery import compat, session
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.settings_restore import TemporarySettings
@@ -33,6 +50,13 @@ FAST, QUALITY, SCENE = VIDEO_QUALITIES.ids
 FAST_SAMPLES = 4
 QUALITY_SAMPLES = 128
 
+
+def _projection_chosen(settings: Any, context: bpy.types.Context) -> None:
+    """The panel's layout follows a new projection (VR180: side-by-side); a chosen Mono stays. Operators decide in ``stage``."""
+    if isinstance(settings, bpy.types.PropertyGroup) and settings.stereo_layout != MONO:
+        settings.stereo_layout = VIDEO_PROJECTIONS[settings.projection].layout
+
+
 VIDEO_OPTIONS: dict[str, Any] = {
     "filepath": StringProperty(
         name="Output",
@@ -41,7 +65,15 @@ VIDEO_OPTIONS: dict[str, Any] = {
         default="",
     ),
     "file_format": EnumProperty(name="Format", items=VIDEO_FORMATS.items(), default=VIDEO_FORMATS.default),
-    "stereo_layout": EnumProperty(name="Layout", items=STEREO_LAYOUTS.items(), default=STEREO_LAYOUTS.default),
+    "projection": EnumProperty(
+        name="Projection", items=VIDEO_PROJECTIONS.items(), default=VIDEO_PROJECTIONS.default, update=_projection_chosen
+    ),
+    "stereo_layout": EnumProperty(
+        name="Layout",
+        description="How the eyes share a frame; unset from a script: the projection's (360°: top-bottom, VR180: side-by-side)",
+        items=STEREO_LAYOUTS.items(),
+        default=STEREO_LAYOUTS.default,
+    ),
     "resolution": EnumProperty(name="Resolution", items=VIDEO_RESOLUTIONS.items(), default=VIDEO_RESOLUTIONS.default),
     "eye_width": IntProperty(name="Eye Width", description="Custom: width of one eye's image", default=1024, min=16, soft_max=8192),
     "quality": EnumProperty(name="Quality", items=VIDEO_QUALITIES.items(), default=VIDEO_QUALITIES.default),
@@ -66,15 +98,18 @@ class FrameRender(Stage):
         quality: str,
         frames_dir: Path,
         frames: list[int],
+        projection: str = VIDEO_PROJECTIONS.default,
     ) -> None:
         self.camera, self.eye, self.layout, self.file_format, self.quality = camera, eye, layout, file_format, quality
-        self.frames_dir, self.frames = frames_dir, frames
+        self.frames_dir, self.frames, self.projection = frames_dir, frames, projection
         self.ext = ".exr" if file_format == EXR else ".png"
         self._temp: TemporarySettings | None = None
 
     def start(self, context: bpy.types.Context) -> int:
         assert context.scene is not None
-        self._temp = apply_video_settings(context.scene, self.camera, self.eye, self.layout, self.file_format, self.quality)
+        self._temp = apply_video_settings(
+            context.scene, self.camera, self.eye, self.layout, self.file_format, self.quality, self.projection
+        )
         return len(self.frames)
 
     def step(self, context: bpy.types.Context, index: int) -> dict[str, Any]:
@@ -95,20 +130,28 @@ class FrameRender(Stage):
 
 
 class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
-    """Render the stereo rig's animation to a 360° stereo video (or image sequence) with spatial metadata"""
+    """Render the stereo rig's animation to a 360° or VR180 stereo video (or image sequence, or one still) with spatial metadata"""
 
     bl_idname = "diffusion3d.render_stereo_video"
     bl_label = "Render Stereo Video"
     bl_options = {"REGISTER"}
     job_label = "Finishing video"
-    __annotations__ = dict(VIDEO_OPTIONS)
+    __annotations__ = {
+        **VIDEO_OPTIONS,
+        "still": BoolProperty(
+            name="Still",
+            description="One stereo image of the current frame instead of a video (PNG; EXR when that format is chosen)",
+            default=False,
+        ),
+    }
 
     _render: FrameRender | None = None
     _target: Path | None = None
     _scratch: Path | None = None
     _spherical = True
+    _layout = TOP_BOTTOM
     _started = 0.0
-    _made_frames_dir = False
+    _made_dir: Path | None = None
     _frame_size = (0, 0)
 
     def stage(self, context: bpy.types.Context) -> FrameRender:
@@ -118,41 +161,75 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         rig = find_rig(context, self.rig)
         camera = rig_camera(rig)
         self._spherical = rig[RIG_KEY].get("mode", SPHERICAL) == SPHERICAL
-        if self.stereo_layout != MONO and not camera.data.stereo.interocular_distance > 0:
+        projection = VIDEO_PROJECTIONS[self.projection]
+        cropped = projection.field_of_view[0] > 0
+        if cropped and not self._spherical:
+            raise UserError(f"{projection.label} needs a 360° rig: {rig.name} is a flat (perspective) stereo pair")
+        layout = self._layout = self.stereo_layout if self.properties.is_property_set("stereo_layout") else projection.layout
+        if layout != MONO and not camera.data.stereo.interocular_distance > 0:
             raise UserError(f"{camera.name}: interocular distance must be greater than 0 for a stereo video")
-        if scene.frame_end <= scene.frame_start:
+        if self.still:
+            frames = [scene.frame_current]
+        elif scene.frame_end <= scene.frame_start:
             raise UserError(f"The frame range {scene.frame_start}–{scene.frame_end} has no length: animate the rig first")
+        else:
+            frames = list(range(scene.frame_start, scene.frame_end + 1))
+            if cropped:
+                self._check_front(scene, rig, camera, frames, projection.label)
         if not hasattr(scene, "cycles"):
             raise UserError("Cycles is not available in this Blender")
-        frames_dir = self._prepare_output()
-        eye = eye_size(VIDEO_RESOLUTIONS[self.resolution].eye_width or self.eye_width, self._spherical)
-        self._frame_size = frame_size(eye, self.stereo_layout)
+        try:
+            eye = eye_size(VIDEO_RESOLUTIONS[self.resolution].eye_width or self.eye_width, self._spherical, self.projection)
+            self._frame_size = frame_size(eye, layout)
+            frames_dir = self._prepare_output(layout)
+        except BadInput as exc:
+            raise UserError(str(exc)) from None
         self._started = time.perf_counter()
-        frames = list(range(scene.frame_start, scene.frame_end + 1))
-        self._render = FrameRender(camera, eye, self.stereo_layout, self.file_format, self.quality, frames_dir, frames)
+        self._render = FrameRender(camera, eye, layout, self.file_format, self.quality, frames_dir, frames, self.projection)
         return self._render
 
-    def _prepare_output(self) -> Path:
+    @staticmethod
+    def _check_front(scene: bpy.types.Scene, rig: bpy.types.Object, camera: bpy.types.Object, frames: list[int], label: str) -> None:
+        """A cropped sphere shows only what is in front: the camera must not go behind the rig's centre nor turn away."""
+        current, matrices = scene.frame_current, []
+        try:
+            for frame in frames:
+                scene.frame_set(frame)
+                matrices.append(np.array(camera.matrix_world, np.float64))
+        finally:
+            scene.frame_set(current)
+        positions, views = np.array(matrices)[:, :3, 3], -np.array(matrices)[:, :3, 2]  # a camera looks down its −Z
+        info = rig[RIG_KEY]
+        tolerance = 1e-6 * max(1.0, float(info.get("safe_radius", 1.0)))
+        centre = np.array(info.get("center", positions[0]), np.float64)
+        reason = camera_moves.front_hemisphere_problem(positions, views, centre, frames, tolerance)
+        if reason:
+            raise UserError(
+                f"{label} shows only the front half: {rig.name} {reason}; "
+                f"use a move that stays in front (dolly, sway, or look around at most {camera_moves.FRONT_TURN_LIMIT:g}°)"
+            )
+
+    def _prepare_output(self, layout: str) -> Path:
         """Decide the target and frames folder; refuse to replace anything unless allowed; prove the folder is writable."""
         ext = ".exr" if self.file_format == EXR else ".png"
         chosen = bpy.path.abspath(self.filepath) if self.filepath else ""
-        if self.file_format == MP4:
-            target = Path(chosen) if chosen else session.output_folder("", "video") / "stereo.mp4"
-            if target.suffix.lower() != ".mp4":
-                target = target.with_suffix(".mp4") if target.suffix else target / "stereo.mp4"
+        if self.file_format == MP4 or self.still:
+            suffix = ext if self.still else ".mp4"
+            folder = Path(chosen) if chosen else session.output_folder("", "video")
+            target = output_file(folder, suffix, self.projection, STEREO_LAYOUTS[layout].spatial_media)
             if target.exists() and not self.overwrite:
                 raise UserError(f"{target} exists; turn on Overwrite to replace it")
-            frames_dir = target.with_name(target.stem + "_frames")
+            frames_dir = target.parent if self.still else target.with_name(target.stem + "_frames")
         else:
             target = frames_dir = Path(chosen) if chosen else session.output_folder("", "video")
             if target.suffix.lower() == ext:
                 target = frames_dir = target.parent
-        existing = frame_files(frames_dir)
+        existing = [] if self.still else frame_files(frames_dir)
         if existing and not self.overwrite:
             raise UserError(f"{frames_dir} already holds {len(existing)} frames; turn on Overwrite or choose another output")
-        if self.file_format != MP4 and (frames_dir / SIDECAR).exists() and not self.overwrite:
+        if self.file_format != MP4 and not self.still and (frames_dir / SIDECAR).exists() and not self.overwrite:
             raise UserError(f"{frames_dir / SIDECAR} exists; turn on Overwrite or choose another output")
-        self._made_frames_dir = not frames_dir.exists()
+        self._made_dir = frames_dir if not frames_dir.exists() else None
         try:
             frames_dir.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=frames_dir):
@@ -163,13 +240,17 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         for old in existing:
             old.unlink()
         self._target = target
+        if self.still:  # rendered aside, then put in place by the engine: a cancelled still leaves nothing
+            self._scratch = frames_dir = Path(tempfile.mkdtemp(prefix="diffusion3d-still-"))
         return frames_dir
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         """Encode the frames (MP4) and hand the file to the engine for its metadata."""
         assert self._target is not None and self._render is not None
-        encoded = ""
-        if self.file_format == MP4:
+        encoded = image = ""
+        if self.still:
+            image = str(frame_files(self._render.frames_dir)[0])
+        elif self.file_format == MP4:
             self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-video-"))
             assert context.scene is not None
             encoded = str(encode_frames(context.scene, frame_files(self._render.frames_dir), self._frame_size, self._scratch))
@@ -177,8 +258,10 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         request = VideoRequest(
             encoded=encoded,
             out_path=str(self._target),
-            stereo=STEREO_LAYOUTS[self.stereo_layout].spatial_media,
+            stereo=STEREO_LAYOUTS[self._layout].spatial_media,
             spherical=self._spherical,
+            projection=self.projection,
+            image=image,
             overwrite=self.overwrite,
             fps=render.fps / render.fps_base,
             width=self._frame_size[0],
@@ -188,37 +271,52 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: VideoResult) -> None:
         session.remove_scratch(self._scratch)
-        if self.file_format == MP4 and not self.keep_frames and self._render is not None:
+        if self.file_format == MP4 and not self.still and not self.keep_frames and self._render is not None:
             for path in frame_files(self._render.frames_dir):
                 path.unlink()
             session.remove_if_empty(self._render.frames_dir)
         seconds = time.perf_counter() - self._started
+        projection = VIDEO_PROJECTIONS[self.projection]
+        shape = (f", {projection.label}" if projection.field_of_view[0] else ", 360°") if result.projection else ""
+        if self.still:
+            self.report(
+                {"INFO"}, f"Wrote {result.path}: one {result.width}×{result.height} image ({result.stereo}{shape}) in {seconds:.1f} s"
+            )
+            return
         self.report(
             {"INFO"},
-            f"Wrote {result.path}: {result.frames} frames of {result.width}×{result.height} ({result.stereo}"
-            f"{', 360°' if result.projection else ''}) in {seconds:.1f} s ({seconds / max(result.frames, 1):.2f} s/frame)",
+            f"Wrote {result.path}: {result.frames} frames of {result.width}×{result.height} ({result.stereo}{shape})"
+            f" in {seconds:.1f} s ({seconds / max(result.frames, 1):.2f} s/frame)",
         )
 
     def discard(self, context: bpy.types.Context) -> None:
         session.remove_scratch(self._scratch)
         if self._render is None:
             return
-        kept = frame_files(self._render.frames_dir)
+        kept = [] if self.still else frame_files(self._render.frames_dir)
         if kept:
             self.report(
                 {"WARNING"}, f"Stopped after {len(kept)} of {len(self._render.frames)} frames; they are kept in {self._render.frames_dir}"
             )
-        elif self._made_frames_dir:
-            session.remove_if_empty(self._render.frames_dir)
+        elif self._made_dir is not None:
+            session.remove_if_empty(self._made_dir)
 
 
 def apply_video_settings(
-    scene: bpy.types.Scene, camera: bpy.types.Object, eye: tuple[int, int], layout: str, file_format: str, quality: str
+    scene: bpy.types.Scene,
+    camera: bpy.types.Object,
+    eye: tuple[int, int],
+    layout: str,
+    file_format: str,
+    quality: str,
+    projection: str = VIDEO_PROJECTIONS.default,
 ) -> TemporarySettings:
     """Set the scene up to render the rig's frames; the returned settings restore everything."""
     temp = TemporarySettings()
     try:
         _set_output(scene, camera, eye, layout, file_format, temp)
+        assert isinstance(camera.data, bpy.types.Camera)
+        _set_projection(camera.data, projection, temp)
         if quality != SCENE:
             _set_quality(scene, quality, temp)
     except BaseException:
@@ -261,6 +359,25 @@ def _set_output(
         temp.set(image.stereo_3d_format, "use_squeezed_frame", False)
         for view in render.views:
             temp.set(view, "use", view.name in ("left", "right"))
+
+
+def _set_projection(camera: bpy.types.Camera, projection: str, temp: TemporarySettings) -> None:
+    """A cropped sphere (VR180): the rig's equirectangular camera limited to the eye's field about its view, stereo merged at the poles."""
+    longitude, latitude = VIDEO_PROJECTIONS[projection].field_of_view
+    if not longitude:
+        return  # the rig's own camera, as it is
+    half_longitude, half_latitude = math.radians(longitude) / 2, math.radians(latitude) / 2
+    for owner, name, value in (
+        (camera, "type", "PANO"),
+        (camera, "panorama_type", "EQUIRECTANGULAR"),
+        (camera, "longitude_min", -half_longitude),
+        (camera, "longitude_max", half_longitude),
+        (camera, "latitude_min", -half_latitude),
+        (camera, "latitude_max", half_latitude),
+        (camera.stereo, "use_spherical_stereo", True),
+        (camera.stereo, "use_pole_merge", True),  # the eyes' parallax fades out toward the top and bottom edges
+    ):
+        temp.set(owner, name, value)
 
 
 def _set_quality(scene: bpy.types.Scene, quality: str, temp: TemporarySettings) -> None:

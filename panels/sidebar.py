@@ -216,6 +216,7 @@ class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
         col = box.column(align=True)
         col.prop(st, "filepath", text="")
         col.prop(st, "file_format")
+        col.prop(st, "projection")
         col.prop(st, "stereo_layout")
         col.prop(st, "resolution")
         if st.resolution == "CUSTOM":
@@ -225,6 +226,9 @@ class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
         if st.file_format == "MP4":
             col.prop(st, "keep_frames")
         pass_options(box.operator("diffusion3d.render_stereo_video", icon="RENDER_ANIMATION"), st, VIDEO_OPTIONS)
+        still = box.operator("diffusion3d.render_stereo_video", text="Render Still (Current Frame)", icon="RENDER_STILL")
+        pass_options(still, st, VIDEO_OPTIONS)
+        still.still = True
 
 
 class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):

@@ -26,6 +26,36 @@ def add_box(name: str, lo: tuple[float, float, float], hi: tuple[float, float, f
     return obj
 
 
+def emissive_box(name: str, centre: tuple[float, float, float], half: float, colour: tuple[float, float, float]) -> bpy.types.Object:
+    """A cube that shows ``colour`` whatever the lights (an emission material)."""
+    (x, y, z) = centre
+    obj = add_box(name, (x - half, y - half, z - half), (x + half, y + half, z + half))
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:  # 4.5 makes it on use_nodes; 5.x always has one
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    nodes.clear()
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Color"].default_value = (*colour, 1.0)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    material.node_tree.links.new(emission.outputs[0], output.inputs[0])
+    obj.data.materials.append(material)
+    return obj
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    """Every frame of a video (BGR), through OpenCV."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
 def capture_room() -> None:
     """A room with a pillar, the 3D cursor inside it: something to capture from the cursor."""
     add_box("Room", (-3.0, -3.0, 0.0), (3.0, 3.0, 3.0))

@@ -41,6 +41,13 @@ def video_rig(tmp_path, request):
     return dict(filepath=str(tmp_path / "out.mp4"), resolution="CUSTOM", eye_width=16)
 
 
+def vr180_still(tmp_path, request):
+    animated_rig(tmp_path)
+    return dict(
+        filepath=str(tmp_path / "out" / "still.exr"), projection="VR180", still=True, file_format="EXR", resolution="CUSTOM", eye_width=16
+    )
+
+
 def dst_scene(tmp_path, request):
     cad_scene()
     return dict(dataset_dir=str(tmp_path / "out"), views_per_object=1, resolution=32, samples=1)
@@ -217,6 +224,13 @@ OPERATORS = [
         video_rig,
         "FrameRender",
         ["stage", "start", "step", "rendered", "done", "encode_frames", "prepare", "engine", "finish"],
+    ),
+    (
+        "stereo_video",
+        "render_stereo_video",
+        vr180_still,
+        "FrameRender",
+        ["stage", "start", "step", "rendered", "done", "prepare", "engine", "finish"],
     ),
     ("dst.dataset", "render_edge_maps", dst_scene, "ViewRender", ["stage", "start", "step", "done", "prepare", "engine", "finish"]),
     ("world_sphere", "build_world_sphere", sphere_files, None, ["prepare", "engine", "emission_material", "finish"]),

@@ -6,7 +6,7 @@ import bpy
 import cv2
 import numpy as np
 import pytest
-from blender_helpers import add_box, animated_rig, build_sphere, render_settings, snapshot
+from blender_helpers import animated_rig, build_sphere, decode, emissive_box, render_settings, snapshot
 from bpy_extras import anim_utils
 
 from engine import camera_moves, parallax, spatial_media
@@ -156,23 +156,6 @@ def test_a_zero_length_move_is_refused():
 # --- stereo is real ------------------------------------------------------------
 
 
-def emissive_box(name, centre, half, colour):
-    lo = tuple(c - half for c in centre)
-    hi = tuple(c + half for c in centre)
-    obj = add_box(name, lo, hi)
-    material = bpy.data.materials.new(name)
-    if material.node_tree is None:  # 4.5 makes it on use_nodes; 5.x always has one
-        material.use_nodes = True
-    nodes = material.node_tree.nodes
-    nodes.clear()
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Color"].default_value = (*colour, 1.0)
-    output = nodes.new("ShaderNodeOutputMaterial")
-    material.node_tree.links.new(emission.outputs[0], output.inputs[0])
-    obj.data.materials.append(material)
-    return obj
-
-
 def eye_offsets(tmp_path, ipd):
     """Horizontal shift (pixels, left eye minus right) of the red near box and the green far box."""
     scene = bpy.context.scene
@@ -203,16 +186,6 @@ def test_near_objects_shift_more_between_the_eyes_and_more_with_a_wider_ipd(tmp_
 
 
 # --- render_stereo_video -------------------------------------------------------
-
-
-def decode(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 def test_top_bottom_360_mp4_with_spatial_metadata(tmp_path):

@@ -1,7 +1,8 @@
-"""The engine's stereo-video parts: camera moves, the safe radius, MP4 spatial metadata."""
+"""The engine's stereo-video parts: camera moves, the safe radius, MP4 spatial metadata, VR180."""
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from engine import camera_moves, parallax, spatial_media
 from engine.errors import BadInput
 from engine.progress import CancelToken, Reporter
-from engine.stereo_video import VideoRequest, eye_size, finish_video, frame_size
+from engine.stereo_video import VideoRequest, eye_size, finish_video, frame_size, output_file, projection_bounds, tagged_path
 
 # --- camera moves ----------------------------------------------------------------
 
@@ -230,3 +231,149 @@ def test_an_old_sphere_without_a_stored_safe_radius_gets_a_fraction_of_its_neare
     assert parallax.stored_safe_radius({"safe_radius": 0.3, "min_distance": 2.0}) == 0.3
     assert parallax.stored_safe_radius({"min_distance": 2.0}) == pytest.approx(parallax.NEAR_FRACTION * 2.0)
     assert parallax.stored_safe_radius({}) == 0.0
+
+
+# --- VR180 -------------------------------------------------------------------------
+
+QUARTER = 0x40000000
+
+
+def test_vr180_eyes_are_square_with_even_sides():
+    assert eye_size(2880, True, "VR180") == (2880, 2880)
+    assert eye_size(31, True, "VR180") == (32, 32)
+    assert frame_size(eye_size(64, True, "VR180"), "SIDE_BY_SIDE") == (128, 64)
+    assert frame_size(eye_size(64, True, "VR180"), "TOP_BOTTOM") == (64, 128)
+    assert eye_size(64, True, "RIG") == (64, 32), "the rig's own 360° is as before"
+
+
+def test_vr180_bounds_crop_a_quarter_of_the_sphere_from_the_left_and_the_right():
+    assert projection_bounds("VR180") == (0, 0, QUARTER, QUARTER)
+    assert projection_bounds("RIG") == spatial_media.WHOLE_SPHERE
+    assert spatial_media.crop_bounds(360, 180) == (0, 0, 0, 0)
+    assert spatial_media.crop_bounds(360, 90) == (QUARTER, QUARTER, 0, 0)
+    with pytest.raises(BadInput, match="Unknown video projection 'VR360'"):
+        projection_bounds("VR360")
+
+
+@pytest.mark.parametrize("stereo", [spatial_media.LEFT_RIGHT, spatial_media.TOP_BOTTOM])
+def test_vr180_metadata_reads_back_with_its_bounds_and_no_v1_xml(tmp_path, stereo):
+    data, samples = tiny_mp4(False)
+    source, target = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    source.write_bytes(data)
+    spatial_media.inject(source, target, stereo, spherical=True, bounds=projection_bounds("VR180"))
+    meta = spatial_media.read(target)
+    assert (meta.stereo, meta.projection, meta.bounds, meta.v1_xml) == (stereo, "equirectangular", (0, 0, QUARTER, QUARTER), "")
+    assert chunks(target) == samples
+    # the equi box itself: version/flags, then top, bottom, left, right
+    raw = target.read_bytes()
+    at = raw.index(b"equi")
+    assert struct.unpack_from(">IIIII", raw, at + 4) == (0, 0, 0, QUARTER, QUARTER)
+    st3d = raw.index(b"st3d")
+    assert raw[st3d + 8] == {spatial_media.TOP_BOTTOM: 1, spatial_media.LEFT_RIGHT: 2}[stereo]
+    # tagged again as a whole sphere: bounds back to zero, V1 back
+    again = tmp_path / "again.mp4"
+    spatial_media.inject(target, again, stereo)
+    meta = spatial_media.read(again)
+    assert meta.bounds == (0, 0, 0, 0) and "equirectangular" in meta.v1_xml and raw.count(b"equi") == 1
+
+
+def test_bounds_that_crop_everything_away_are_refused(tmp_path):
+    data, _ = tiny_mp4(False)
+    (tmp_path / "in.mp4").write_bytes(data)
+    for bounds in [(0, 0, 0x80000000, 0x80000000), (2**32, 0, 0, 0), (0, 0, -1, 0)]:
+        with pytest.raises(ValueError, match="projection bounds"):
+            spatial_media.inject(tmp_path / "in.mp4", tmp_path / "out.mp4", bounds=bounds)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "name, stereo, tagged",
+    [
+        ("trip.mp4", spatial_media.LEFT_RIGHT, "trip_180_sbs.mp4"),
+        ("trip.mp4", spatial_media.TOP_BOTTOM, "trip_180_tb.mp4"),
+        ("trip.mp4", spatial_media.MONO, "trip_180.mp4"),
+        ("trip_180_sbs.mp4", spatial_media.LEFT_RIGHT, "trip_180_sbs.mp4"),
+        ("Trip_180_LR.mp4", spatial_media.LEFT_RIGHT, "Trip_180_LR.mp4"),
+        ("trip-180.mp4", spatial_media.TOP_BOTTOM, "trip-180_tb.mp4"),
+        ("trip_sbs.mp4", spatial_media.LEFT_RIGHT, "trip_sbs_180.mp4"),
+        ("still.png", spatial_media.LEFT_RIGHT, "still_180_sbs.png"),
+    ],
+)
+def test_vr180_file_names_carry_the_tags_players_read_once(name, stereo, tagged):
+    assert tagged_path(Path("/out") / name, "VR180", stereo) == Path("/out") / tagged
+    assert tagged_path(Path("/out") / name, "RIG", stereo) == Path("/out") / name, "360° names are left alone"
+
+
+@pytest.mark.parametrize("name", ["trip_360.mp4", "trip_180_tb.mp4", "trip_RL.mp4"])
+def test_a_name_whose_tags_say_otherwise_is_refused(name):
+    with pytest.raises(BadInput, match="rename it"):
+        tagged_path(Path(name), "VR180", spatial_media.LEFT_RIGHT)
+
+
+def test_the_output_file_gets_its_suffix_then_its_tags():
+    assert output_file(Path("/v/folder"), ".mp4", "VR180", spatial_media.LEFT_RIGHT) == Path("/v/folder/stereo_180_sbs.mp4")
+    assert output_file(Path("/v/clip.mov"), ".mp4", "VR180", spatial_media.TOP_BOTTOM) == Path("/v/clip_180_tb.mp4")
+    assert output_file(Path("/v/clip.mp4"), ".mp4", "RIG", spatial_media.TOP_BOTTOM) == Path("/v/clip.mp4")
+
+
+def test_finish_video_tags_a_vr180_mp4_and_places_a_still(tmp_path):
+    data, _ = tiny_mp4(False, width=128, height=64)
+    (tmp_path / "enc.mp4").write_bytes(data)
+    report = Reporter(lambda p: None, CancelToken())
+    request = VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v_180_sbs.mp4"), spatial_media.LEFT_RIGHT, projection="VR180")
+    result = finish_video(request, report)
+    assert (result.stereo, result.projection, result.bounds) == ("left-right", "equirectangular", (0, 0, QUARTER, QUARTER))
+    image = tmp_path / "scratch" / "frame_0001.png"
+    image.parent.mkdir()
+    image.write_bytes(b"png bytes")
+    still = VideoRequest(
+        "", str(tmp_path / "s_180_sbs.png"), spatial_media.LEFT_RIGHT, projection="VR180", image=str(image), width=128, height=64
+    )
+    result = finish_video(still, report)
+    assert (result.path, result.frames, result.width, result.height, result.bounds[2]) == (still.out_path, 1, 128, 64, QUARTER)
+    assert Path(still.out_path).read_bytes() == b"png bytes"
+    with pytest.raises(BadInput, match="already holds"):
+        finish_video(still, report)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.mp4", "s_180_sbs.png", "scratch", "v_180_sbs.mp4"]
+
+
+def test_a_vr180_sequence_describes_its_half_sphere(tmp_path):
+    (tmp_path / "frame_0001.png").write_bytes(b"1")
+    report = Reporter(lambda p: None, CancelToken())
+    finish_video(VideoRequest("", str(tmp_path), spatial_media.LEFT_RIGHT, projection="VR180", width=128, height=64), report)
+    described = json.loads((tmp_path / "stereo.json").read_text())
+    assert (described["projection"], described["bounds"], described["stereo"]) == (
+        "equirectangular",
+        [0, 0, QUARTER, QUARTER],
+        "left-right",
+    )
+
+
+def views_of(path):
+    return np.column_stack([np.cos(path.yaw), np.sin(path.yaw), np.zeros(path.frames)])
+
+
+@pytest.mark.parametrize(
+    "move, kwargs, words",
+    [
+        (camera_moves.DOLLY, {}, ""),
+        (camera_moves.SWAY, {}, ""),
+        (camera_moves.LOOK, {"look_degrees": 60}, ""),
+        (camera_moves.ORBIT, {}, "behind its centre"),
+        (camera_moves.FIGURE8, {}, "behind its centre"),
+        (camera_moves.LOOK, {"look_degrees": 360}, "turns 180°"),
+        (camera_moves.LOOK, {"look_degrees": 100}, "turns 100°"),
+    ],
+)
+def test_vr180_moves_must_stay_in_the_front_hemisphere(move, kwargs, words):
+    path = camera_moves.camera_path(move, 25, 0.5, easing=camera_moves.LINEAR, **kwargs)
+    frames = list(range(1, 26))
+    problem = camera_moves.front_hemisphere_problem(path.offsets, views_of(path), np.zeros(3), frames)
+    assert (words in problem and bool(problem) == bool(words)) if words else problem == ""
+
+
+def test_the_front_is_where_the_camera_first_looks():
+    path = camera_moves.camera_path(camera_moves.DOLLY, 9, 0.5, heading=2.0)
+    views = np.tile([math.cos(2.0), math.sin(2.0), 0.0], (9, 1))
+    assert camera_moves.front_hemisphere_problem(path.offsets, views, np.zeros(3), list(range(9))) == ""
+    assert "behind" in camera_moves.front_hemisphere_problem(-path.offsets, views, np.zeros(3), list(range(9)))
