@@ -250,6 +250,107 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
     }
 
 
+# Scale out on Ray: any subcommand that takes --shard I/N can run its shards as Ray tasks ------------
+
+CLUSTER_OPTIONS = ("--ray", "--shards", "--retries", "--cpus-per-task", "--gpus-per-task", "--task-python", "--blender")
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Run the job as --shards Ray tasks, each the single-machine job in a fresh process, merged at the end (README: Scale out)."""
+    group = p.add_argument_group("scale out on Ray (a plain Python runs the driver; every node must reach --out's folder)")
+    group.add_argument("--ray", metavar="ADDRESS", help="auto (a running cluster), local (start one here) or host:port")
+    group.add_argument("--shards", type=int, help="with --ray: how many shards (one Ray task each)")
+    group.add_argument("--retries", type=int, default=3, help="attempts after a task's process dies (default 3)")
+    group.add_argument("--cpus-per-task", type=float, default=1.0)
+    group.add_argument("--gpus-per-task", type=float, help="default: 1 for model jobs when the cluster has GPUs, else 0")
+    group.add_argument("--task-python", metavar="PATH", help="the Python with the bpy module each task runs (default: this one)")
+    group.add_argument("--blender", metavar="PATH", help="or the Blender each task runs (blender -b --python batch.py -- …)")
+
+
+def shard_argv(argv: list[str]) -> list[str]:
+    """The job's own arguments: the command line without the cluster options, --out, --overwrite and --shard."""
+    kept, skip = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif name in (*CLUSTER_OPTIONS, "--out", "--shard"):
+            skip = "=" not in token
+        elif name != "--overwrite":
+            kept.append(token)
+    return kept
+
+
+def run_on_ray(args: argparse.Namespace, argv: list[str]) -> int:
+    """The driver: no Blender here, only Ray and the engine."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from engine.distributed.driver import ClusterOptions, ShardedJob, run_sharded
+    from engine.errors import EngineError
+
+    if not args.shards:
+        print("error: --ray needs --shards N (how many Ray tasks to split the job into)", file=sys.stderr)
+        return 1
+    shared = shard_argv(argv)
+    if args.blender:
+        prefix = [os.path.abspath(args.blender), "-b", "--python", str(Path(__file__).resolve()), "--"]
+    else:  # a venv's python is a link that must stay one: absolute, not resolved
+        prefix = [os.path.abspath(args.task_python) if args.task_python else sys.executable, str(Path(__file__).resolve())]
+    output = Path(args.out).resolve()
+    job = ShardedJob(
+        args.command,
+        shared,
+        output,
+        args.shards,
+        lambda i, n: [*prefix, *shared, "--shard", f"{i}/{n}", "--out", "{out}"],
+        **args.sharded(args),
+    )
+    options = ClusterOptions(args.ray, args.retries, args.cpus_per_task, args.gpus_per_task)
+    try:
+        run = run_sharded(job, options)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for failure in run.failed:
+        print(
+            f"error: shard {failure['index']}/{run.shards} failed after {failure['attempts']} attempt(s): {failure['error']}",
+            file=sys.stderr,
+        )
+    summary = {
+        "command": args.command,
+        "ray": args.ray,
+        "paths": {"dataset": run.output if run.merged else None, "shards": str(output.parent / f"{output.name}.shards")},
+        "shards": run.shards,
+        "done": run.done,
+        "skipped": run.skipped,
+        "failed": run.failed,
+        "complete": run.merged,
+        "images": run.images,
+        **run.merge,
+        "timings_s": {"total": round(run.seconds, 3)},
+    }
+    print(json.dumps(summary), flush=True)
+    return run.exit_code
+
+
+def edges_sharded(args: argparse.Namespace) -> dict[str, Any]:
+    """How edges runs on Ray: its shards' views merged into one data set, images counted as views rendered."""
+
+    def merge(shards: list[Path], output: Path) -> dict[str, Any]:
+        from engine.dst.merge import merge_datasets
+
+        merged = merge_datasets(shards, output)
+        return {"views": merged.views, "annotations": merged.annotations}
+
+    return dict(
+        merge=merge,
+        seeds=lambda i, n: {"seed": args.seed, "views": f"{i}/{n}"},
+        images=lambda summary: int(summary.get("views", 0)),
+        progress_label="Rendering views",
+    )
+
+
 # The subcommands, in the order --help lists them -----------------------------------------
 
 
@@ -660,7 +761,8 @@ def add_edges(sub: Subparsers) -> None:
     add_choice(p, "--edges", choices.EDGE_METHODS)
     p.add_argument("--shard", help="I/N: this machine's share of the views (1-based I); join the shards with merge")
     add_output_options(p, "dataset folder")
-    p.set_defaults(run=edges)
+    add_cluster_options(p)
+    p.set_defaults(run=edges, sharded=edges_sharded)
 
 
 def edges(args: argparse.Namespace) -> dict[str, Any]:
@@ -1194,6 +1296,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(script_args(argv))
+    if getattr(args, "ray", None):
+        return run_on_ray(args, script_args(argv))
     try:
         import bpy
     except ImportError:

@@ -6,7 +6,7 @@
 #   .venv               Blender 4.5 LTS as a module (Python 3.11), the model packages, test tools
 #   .venv-blender-5.2   Blender 5.2 LTS as a module (Python 3.13), test tools; no torch: model jobs run
 #                       in the subprocess engine with .venv-engine's Python, as users run them
-#   .venv-engine        the engine's own Python (3.11): numpy, OpenImageIO, torch, diffusers; no bpy
+#   .venv-engine        the engine's own Python (3.11): numpy, OpenImageIO, torch, diffusers, Ray; no bpy
 #   .venv-types-4.5/5.2 mypy with fake-bpy-module for each line (it installs a "bpy" too, so apart)
 #
 # Extra arguments go to every pytest run (e.g. -k world_sphere).
@@ -40,7 +40,7 @@ py312=$(python_of 3.12 "4.5's type stubs (Python 3.12 syntax, numpy 1.26)")
 start=$SECONDS
 pids=()
 install .venv "$py311" requirements-blender-4.5.txt & pids+=($!)
-install .venv-engine "$py311" requirements-engine.txt requirements-test.txt & pids+=($!)
+install .venv-engine "$py311" requirements-engine.txt requirements-test.txt requirements-ray.txt & pids+=($!)
 install .venv-blender-5.2 "$py313" requirements-blender-5.2.txt & pids+=($!)
 install .venv-types-4.5 "$py312" requirements-types-4.5.txt & pids+=($!)
 install .venv-types-5.2 "$py313" requirements-types-5.2.txt & pids+=($!)
@@ -63,6 +63,8 @@ stage "the engine, without bpy" .venv-engine/bin/python -m pytest tests/engine "
 stage "Blender 4.5 LTS" .venv/bin/python -m pytest "${blender_tests[@]}" "$@"
 stage "Blender 5.2 LTS (model jobs in the engine's Python)" \
   env DIFFUSION3D_ENGINE_PYTHON="$PWD/.venv-engine/bin/python" .venv-blender-5.2/bin/python -m pytest "${blender_tests[@]}" "$@"
+stage "Ray: a two-node cluster on this machine (tasks in Blender 4.5's Python)" \
+  env DIFFUSION3D_TASK_PYTHON="$PWD/.venv/bin/python" .venv-engine/bin/python -m pytest tests/test_ray.py "$@"
 echo "all done in $((SECONDS - start)) s"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed: %s\n' "${failed[@]}" >&2

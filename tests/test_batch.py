@@ -533,3 +533,29 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
         )
     )
     assert len(views["paths"]["views"]) == 2 and Path(views["paths"]["checkpoint"], "viewneti.json").is_file()
+
+
+def test_a_shards_command_line_drops_the_cluster_output_and_shard_options_only():
+    sys.path.insert(0, str(ROOT))
+    import batch as module
+
+    argv = [
+        "edges",
+        "--blend",
+        "a.blend",
+        "--ray",
+        "auto",
+        "--shards=4",
+        "--out",
+        "x",
+        "--overwrite",
+        "--views",
+        "3",
+        "--shard",
+        "1/2",
+        "--task-python",
+        "/p",
+        "--retries",
+        "2",
+    ]
+    assert module.shard_argv(argv) == ["edges", "--blend", "a.blend", "--views", "3"]

@@ -8,7 +8,7 @@ rebuilt from the union of views, byte for byte what one unsharded run writes.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ class DSTMergeResult:
 
 
 def merge_datasets(
-    shard_dirs: list[str | Path], out_dir: str | Path, overwrite: bool = False, report: Reporter | None = None
+    shard_dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool = False, report: Reporter | None = None
 ) -> DSTMergeResult:
     """Merge shard data set folders into ``out_dir`` (all or nothing; existing files kept unless ``overwrite``)."""
     folders = [Path(d) for d in shard_dirs]

@@ -227,6 +227,8 @@ class ViewRender(Stage):
         render.resolution_x = render.resolution_y = self.resolution
         render.resolution_percentage, render.film_transparent = 100, True
         render.use_persistent_data = True
+        # No write time, render time, memory or host in the files' metadata: the same views give the same bytes on any node
+        render.use_stamp_date = render.use_stamp_render_time = render.use_stamp_memory = render.use_stamp_hostname = False
         scene.view_settings.view_transform = "Standard"
         scene.cycles.samples, scene.cycles.use_denoising = self.samples, self.denoise
         layer = scene.view_layers[0]

@@ -1,0 +1,253 @@
+"""The driver: a job's shards as Ray tasks — scheduled, retried, watched on one progress line — then merged, all or nothing.
+
+A plain Python process runs it (no Blender). Each shard is one Ray task that
+runs the single-machine job in a fresh process (``tasks.run_shard``) and
+writes into ``OUT.shards/shard-I-of-N`` on storage every node reaches. A task
+whose process dies is retried (``retries`` times); one that failed for good is
+named in the summary with its last error and the set stays unmerged. Running
+the same command again resumes: shards the manifest lists as done are
+skipped, and a merged set is left as it is. Nothing is written into ``OUT``
+until every shard is done and the merge runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import BadInput
+from .manifest import DONE, FAILED, MANIFEST, PENDING, RUNNING, Manifest, Shard, open_manifest
+from .tasks import ATTEMPT, OUT
+
+LOCAL, AUTO = "local", "auto"
+INCOMPLETE = 3  # the exit status of a run that leaves shards failed
+
+
+@dataclass
+class ClusterOptions:
+    address: str  # "auto" (a running cluster), "local" (start one here) or host:port
+    retries: int = 3
+    cpus_per_task: float = 1.0
+    gpus_per_task: float | None = None  # None: 1 for model jobs when the cluster has GPUs, else 0
+
+
+@dataclass
+class ShardedJob:
+    name: str  # the subcommand
+    parameters: list[str]  # what every shard shares (the manifest's key)
+    output: Path
+    count: int  # shards
+    command: Callable[[int, int], list[str]]  # (I, N) → the shard's argv, its output folder as tasks.OUT
+    merge: Callable[[list[Path], Path], dict[str, Any]]  # the finished shards → the output, all or nothing
+    seeds: Callable[[int, int], dict[str, Any]] = lambda i, n: {}
+    images: Callable[[dict[str, Any]], int] = lambda summary: 0  # a finished shard's images, from its JSON summary
+    progress_label: str = ""  # the progress lines that count images while a shard runs ("": any)
+    needs_gpu: bool = False  # a model job
+    cwd: str = field(default_factory=lambda: str(Path.cwd()))
+
+
+@dataclass
+class RunSummary:
+    output: str
+    shards: int
+    done: int
+    failed: list[dict[str, Any]]  # index, folder, attempts, error
+    skipped: int  # done before this run
+    merged: bool
+    images: int
+    seconds: float
+    merge: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.merged else INCOMPLETE
+
+
+def shards_folder(output: Path) -> Path:
+    return output.parent / f"{output.name}.shards"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise BadInput("Scaling out needs Ray: install the ray package (pip install -r requirements-ray.txt)") from None
+    return ray
+
+
+def connect(ray: Any, address: str) -> None:
+    """Join the cluster at ``address`` (refused at once when nothing answers there), or start one on this machine."""
+    engine = Path(__file__).resolve().parents[1]  # the workers import tasks from this copy of the engine
+    runtime = {"py_modules": [str(engine)], "env_vars": {"PYTHONUNBUFFERED": "1"}}
+    if address == LOCAL:
+        ray.init(runtime_env=runtime, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+        return
+    if address != AUTO:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise BadInput(f"A Ray address is host:port, 'auto' or 'local', not {address!r}")
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except OSError as exc:
+            raise BadInput(f"Cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+    try:
+        ray.init(address=address, runtime_env=runtime, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError) as exc:
+        raise BadInput(f"Cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+
+
+def gpus_per_task(job: ShardedJob, options: ClusterOptions, cluster_gpus: float, notes: list[str]) -> float:
+    if options.gpus_per_task is not None:
+        if options.gpus_per_task > 0 and cluster_gpus <= 0:
+            raise BadInput(f"The cluster has no GPUs, but each task asks for {options.gpus_per_task:g} (--gpus-per-task)")
+        return options.gpus_per_task
+    if job.needs_gpu and cluster_gpus <= 0:
+        notes.append(f"{job.name} is a model job but the cluster has no GPUs: its tasks run on CPUs (slowly)")
+        return 0.0
+    return 1.0 if job.needs_gpu else 0.0
+
+
+def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stderr) -> RunSummary:
+    started = time.perf_counter()
+    if job.count < 1:
+        raise BadInput(f"--shards must be at least 1, got {job.count}")
+    if options.retries < 0:
+        raise BadInput(f"--retries must be 0 or more, got {options.retries}")
+    folder = shards_folder(job.output)
+    shards = [
+        Shard(i, str(folder / f"shard-{i:0{len(str(job.count))}d}-of-{job.count}"), job.seeds(i, job.count))
+        for i in range(1, job.count + 1)
+    ]
+    try:
+        manifest = open_manifest(folder, job.name, job.parameters, job.output, shards)
+    except OSError as exc:
+        raise BadInput(f"Cannot write the shard folder {folder}: {exc.strerror or exc}") from None
+    path = folder / MANIFEST
+    skipped = manifest.count(DONE)
+    if manifest.merged and job.output.is_dir():
+        return RunSummary(str(job.output), job.count, job.count, [], job.count, True, sum(s.images for s in manifest.shards), 0.0)
+    if job.output.exists() and not manifest.merged:
+        raise BadInput(f"{job.output} exists and is not this job's merged set: choose another --out")
+
+    notes: list[str] = []
+    remove_attempts(folder)  # what the tasks of a driver that died were writing
+    pending = [s for s in manifest.shards if s.state == PENDING]
+    if pending:
+        ray = import_ray()
+        connect(ray, options.address)
+        try:
+            largest = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+            if options.cpus_per_task > largest:
+                raise BadInput(
+                    f"No node has {options.cpus_per_task:g} CPUs for a task (the largest has {largest:g}): lower --cpus-per-task"
+                )
+            gpus = gpus_per_task(job, options, ray.cluster_resources().get("GPU", 0.0), notes)
+            _run_tasks(ray, job, options, manifest, path, pending, gpus, out)
+        finally:
+            ray.shutdown()
+    failed = [
+        {"index": s.index, "folder": s.folder, "attempts": s.attempts, "error": s.error} for s in manifest.shards if s.state == FAILED
+    ]
+    summary = RunSummary(str(job.output), job.count, manifest.count(DONE), failed, skipped, False, 0, 0.0, notes=notes)
+    if not failed:
+        summary.merge = job.merge([Path(s.folder) for s in manifest.shards], job.output)
+        manifest.merged, summary.merged = True, True
+        manifest.save(path)
+        for shard in manifest.shards:  # the merged set holds everything they did
+            shutil.rmtree(shard.folder, ignore_errors=True)
+    remove_attempts(folder)
+    summary.images = sum(s.images for s in manifest.shards)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def remove_attempts(folder: Path) -> None:
+    """Attempt folders no task will finish: left by tasks that were killed with their driver."""
+    for attempt in folder.glob(f".*{ATTEMPT}*"):
+        shutil.rmtree(attempt, ignore_errors=True)
+
+
+def _run_tasks(
+    ray: Any, job: ShardedJob, options: ClusterOptions, manifest: Manifest, path: Path, pending: list[Shard], gpus: float, out: TextIO
+) -> None:
+    from .tasks import Board, ShardProcessDied, run_shard
+
+    board = ray.remote(num_cpus=0)(Board).remote()
+    remote = ray.remote(run_shard).options(
+        num_cpus=options.cpus_per_task, num_gpus=gpus, max_retries=options.retries, retry_exceptions=[ShardProcessDied]
+    )
+    refs = {}
+    for shard in pending:
+        argv = job.command(shard.index, job.count)
+        assert OUT in argv, "a shard's command names its output folder as tasks.OUT"
+        refs[remote.remote(shard.index, argv, shard.folder, job.cwd, job.progress_label, board)] = shard
+        shard.state, shard.error = RUNNING, ""
+    manifest.save(path)
+    line = ProgressLine(out, len(manifest.shards), manifest.count(DONE))
+    waiting = list(refs)
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
+        progress, attempts, nodes = ray.get(board.read.remote())
+        for ref in ready:
+            shard = refs[ref]
+            shard.attempts, shard.node = attempts.get(shard.index, shard.attempts), nodes.get(shard.index, "")
+            try:
+                result = ray.get(ref)
+                shard.state, shard.images = DONE, job.images(result)
+                shard.seconds = float(result.get("seconds", 0.0))
+            except Exception as exc:  # the task's own exception, or Ray's for a lost worker or node
+                shard.state, shard.error = FAILED, _one_line(exc)
+            manifest.save(path)
+        line.show(manifest, progress)
+    line.close(manifest)
+
+
+def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()
+
+
+class ProgressLine:
+    """One live line for the whole job: shards done / running / failed, images done, images per second, time left."""
+
+    def __init__(self, out: TextIO, shards: int, done_before: int) -> None:
+        self.out, self.shards, self.start, self.last = out, shards, time.perf_counter(), 0.0
+        self.live = out.isatty()
+        self.done_before = done_before
+
+    def show(self, manifest: Manifest, progress: dict[int, tuple[int, int]]) -> None:
+        now = time.perf_counter()
+        if not self.live and now - self.last < 5:
+            return
+        self.last = now
+        done = sum(d for i, (d, _) in progress.items() if manifest.shards[i - 1].state != DONE)
+        done += sum(s.images for s in manifest.shards if s.state == DONE)
+        total = sum(t for i, (_, t) in progress.items())
+        rate = done / max(now - self.start, 1e-9)
+        left = f", ~{_duration((total - done) / rate)} left" if rate > 0 and total > done else ""
+        text = (
+            f"[ray] shards {manifest.count(DONE)}/{self.shards} done, {manifest.count(RUNNING)} running, {manifest.count(FAILED)} failed"
+            f" · {done} images · {rate:.2f}/s{left}"
+        )
+        self.out.write(("\r" + text + " " * 8) if self.live else text + "\n")
+        self.out.flush()
+
+    def close(self, manifest: Manifest) -> None:
+        self.last = 0.0
+        self.show(manifest, {})
+        if self.live:
+            self.out.write("\n")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -1,0 +1,204 @@
+"""Scaling out on a real two-node Ray cluster started on this machine (127.0.0.1, one CPU per node).
+
+The driver is this plain Python (Ray, no Blender); every task runs ``batch.py`` in a fresh process with the Python
+that has the bpy module ($DIFFUSION3D_TASK_PYTHON, default .venv/bin/python), as users run shards on their nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK_PYTHON = os.environ.get("DIFFUSION3D_TASK_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
+RAY = str(Path(sys.executable).parent / "ray")
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+if not Path(TASK_PYTHON).is_file():
+    pytest.skip(f"no Python with bpy for the tasks at {TASK_PYTHON}", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head node and a second node on 127.0.0.1, one CPU each, stopped at the end."""
+    port = free_port()
+    small = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats"]
+    # A token file a local ray.init() left in ~/.ray would switch this cluster's nodes to token checks they cannot pass
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the drivers below inherit it
+    env = dict(os.environ)
+    head = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false", *small]
+    subprocess.run(head, check=True, capture_output=True, timeout=120, env=env)
+    try:
+        node = [RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *small]
+        subprocess.run(node, check=True, capture_output=True, timeout=120, env=env)
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("scene")
+    make = (
+        "import bpy; bpy.ops.wm.read_factory_settings(use_empty=True); "
+        "bpy.ops.mesh.primitive_cube_add(location=(0, 0, 0)); bpy.context.object.name = 'Box'; "
+        "bpy.ops.mesh.primitive_uv_sphere_add(location=(3, 0, 0)); bpy.context.object.name = 'Ball'; "
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(folder / 'cad.blend')!r})"
+    )
+    subprocess.run([TASK_PYTHON, "-c", make], check=True, capture_output=True, timeout=120)
+    return folder / "cad.blend"
+
+
+def edges_args(scene: Path, out: Path) -> list[str]:
+    return [
+        "edges",
+        "--blend",
+        str(scene),
+        "--views",
+        "4",
+        "--resolution",
+        "32",
+        "--samples",
+        "1",
+        "--edges",
+        "geometric",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+    ]
+
+
+@pytest.fixture(scope="module")
+def single(scene, tmp_path_factory) -> Path:
+    """The same job on one machine, without Ray: what every distributed run must equal byte for byte."""
+    out = tmp_path_factory.mktemp("single") / "ds"
+    proc = subprocess.run([TASK_PYTHON, str(ROOT / "batch.py"), *edges_args(scene, out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def driver(args: list[str], address: str, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "batch.py"), *args, "--ray", address, "--shards", "4", "--task-python", TASK_PYTHON, *extra]
+
+
+def run(command: list[str]) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    lines = proc.stdout.strip().splitlines()
+    return proc, json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out.parent / f"{out.name}.shards" / "manifest.json").read_text())
+
+
+def test_four_shards_on_two_nodes_equal_the_single_machine_run_and_a_second_run_changes_nothing(cluster, scene, single, tmp_path):
+    out = tmp_path / "ds"
+    proc, summary = run(driver(edges_args(scene, out), cluster))
+    assert proc.returncode == 0 and summary["complete"] and summary["done"] == 4 and summary["images"] == 8, proc.stderr[-2000:]
+    assert tree(out) == tree(single), "the merged set is the single-machine run, byte for byte"
+    nodes = {s["node"] for s in manifest(out)["shards"]}
+    assert len(nodes) == 2, f"both nodes ran shards: {nodes}"
+    assert "[ray] shards 4/4 done, 0 running, 0 failed · 8 images" in proc.stderr
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    proc, again = run(driver(edges_args(scene, out), cluster))
+    assert proc.returncode == 0 and again["skipped"] == 4 and again["complete"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before, "nothing was touched"
+
+
+def test_a_task_killed_mid_shard_is_retried_and_gives_the_same_bytes(cluster, scene, single, tmp_path):
+    out = tmp_path / "ds"
+    command = driver(edges_args(scene, out), cluster)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) as process:
+        pattern = f"--shard 2/4 --out {out.parent}/{out.name}.shards/"
+        deadline, killed = time.monotonic() + 120, False
+        while not killed and time.monotonic() < deadline and process.poll() is None:
+            found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split()
+            for pid in found:
+                os.kill(int(pid), signal.SIGKILL)
+                killed = True
+            time.sleep(0.02)
+        stdout, stderr = process.communicate(timeout=300)
+    assert killed, "the shard's process was found and killed"
+    assert process.returncode == 0, stderr[-2000:]
+    shard = manifest(out)["shards"][1]
+    assert shard["state"] == "done" and shard["attempts"] >= 2
+    assert tree(out) == tree(single)
+
+
+def test_a_driver_killed_mid_run_finishes_the_set_when_started_again(cluster, scene, single, tmp_path):
+    out = tmp_path / "ds"
+    command = driver(edges_args(scene, out), cluster)
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT) as process:
+        path = out.parent / f"{out.name}.shards" / "manifest.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (path.is_file() and any(s["state"] == "done" for s in manifest(out)["shards"])):
+            time.sleep(0.05)
+        process.kill()
+    first = manifest(out)
+    assert not first["merged"] and not out.exists(), "nothing is in the set before the merge"
+    proc, summary = run(driver(edges_args(scene, out), cluster))
+    assert proc.returncode == 0 and summary["complete"] and summary["skipped"] >= 1, proc.stderr[-2000:]
+    assert tree(out) == tree(single)
+    leftovers = [p.name for p in (out.parent / f"{out.name}.shards").iterdir() if p.name != "manifest.json"]
+    assert not leftovers, "no attempt folders are left behind"
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("unreachable", "Cannot reach the Ray cluster at 127.0.0.1:1"),
+        ("no-gpus", "The cluster has no GPUs, but each task asks for 1"),
+        ("too-many-cpus", "No node has 2 CPUs for a task (the largest has 1)"),
+        ("read-only", "Cannot write the shard folder"),
+        ("other-command", "holds 4 shards of another command"),
+        ("no-ray", "Scaling out needs Ray: install the ray package"),
+    ],
+)
+def test_bad_cluster_input_is_refused_in_one_line(cluster, scene, tmp_path, case, words):
+    out = tmp_path / "ds"
+    command = driver(edges_args(scene, out), "127.0.0.1:1" if case == "unreachable" else cluster)
+    if case == "no-gpus":
+        command += ["--gpus-per-task", "1"]
+    elif case == "too-many-cpus":
+        command += ["--cpus-per-task", "2"]
+    elif case == "read-only":  # a file where the shard folder's parent should be (a permission check passes as root)
+        (tmp_path / "taken").write_text("a file")
+        command = driver(edges_args(scene, tmp_path / "taken" / "ds"), cluster)
+    elif case == "other-command":
+        (tmp_path / "ds.shards").mkdir()
+        other = {
+            "format": "diffusion3d-shards/1",
+            "job": "edges",
+            "parameters": ["edges", "--views", "9"],
+            "output": str(out),
+            "shards": [{"index": i, "folder": str(tmp_path / f"s{i}")} for i in range(1, 5)],
+        }
+        (tmp_path / "ds.shards" / "manifest.json").write_text(json.dumps(other))
+    elif case == "no-ray":
+        command[0] = TASK_PYTHON  # a Python without Ray
+    proc, _ = run(command)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(lines) == 1 and words in lines[0], proc.stderr[-2000:]
+    assert not out.exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)
