@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -181,22 +182,23 @@ def use_model_settings(args: argparse.Namespace) -> None:
         prefs.allow_downloads = True
 
 
-def add_ldm3d_options(p: argparse.ArgumentParser, model_default: str) -> None:
-    """The LDM3D generation options (read by :func:`generate_rgbd`), then the model options."""
+def add_ldm3d_options(p: argparse.ArgumentParser, model_default: str, one_prompt: bool = True) -> None:
+    """The LDM3D generation options (read by :func:`generate_rgbd`), then the model options (``one_prompt``: --prompt, --count, --strength)."""
     group = p.add_argument_group("LDM3D options")
     group.add_argument(
         "--model",
         default=model_default,
         help=f"LDM3D folder or Hugging Face repo id (default: {model_default or 'none: the demo captures a scene'}; env DIFFUSION3D_LDM3D_PANO)",
     )
-    group.add_argument("--prompt", default="panoramic view of a cosy living room with a fireplace, wooden floor and large windows")
+    if one_prompt:
+        group.add_argument("--prompt", default="panoramic view of a cosy living room with a fireplace, wooden floor and large windows")
+        group.add_argument("--count", type=int, default=1)
+        group.add_argument("--strength", type=float, default=0.75, help="img2img: 0 keeps the input, 1 ignores it")
     group.add_argument("--negative", default="", help="negative prompt")
     group.add_argument("--steps", type=int, default=50)
     group.add_argument("--guidance", type=float, default=7.0)
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--count", type=int, default=1)
     add_choice(group, "--scheduler", choices.SCHEDULERS)
-    group.add_argument("--strength", type=float, default=0.75, help="img2img: 0 keeps the input, 1 ignores it")
     group.add_argument("--no-seamless", action="store_true", help="let the panorama's left and right edges differ")
     group.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory)")
     group.add_argument("--upscale", type=int, choices=[1, 2, 4], default=1, help="then LDM3D-sr: 2 or 4 × (the base stays in base/)")
@@ -310,8 +312,6 @@ def run_on_ray(args: argparse.Namespace, argv: list[str]) -> int:
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for note in run.notes:
-        print(f"note: {note}", file=sys.stderr)
     for failure in run.failed:
         print(
             f"error: shard {failure['index']}/{run.shards} failed after {failure['attempts']} attempt(s): {failure['error']}",
@@ -327,6 +327,7 @@ def run_on_ray(args: argparse.Namespace, argv: list[str]) -> int:
         "failed": run.failed,
         "complete": run.merged,
         "images": run.images,
+        "notes": run.notes,
         **run.merge,
         "timings_s": {"total": round(run.seconds, 3)},
     }
@@ -575,6 +576,103 @@ def panorama(args: argparse.Namespace) -> dict[str, Any]:
         save_blend(Path(args.save))
         summary["blend"] = str(Path(args.save).resolve())
     return summary
+
+
+def add_panoramas(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "panoramas", help="one LDM3D panorama per line of a prompt file (prompt-NNNN/: rgb.png, depth16.png, depth.npy, meta.json)"
+    )
+    p.add_argument("--prompts", required=True, help="a text file, one prompt per line (blank lines and # comments skipped)")
+    p.add_argument("--lines", help="only these prompts, e.g. 7 or 1,5-9: prompt n has seed --seed + n − 1 in every run")
+    p.add_argument("--width", type=int, default=0, help="multiple of 8 (default 1024 for panoramas)")
+    p.add_argument("--height", type=int, default=0)
+    p.add_argument("--flat", action="store_true", help="ordinary images, not 360° panoramas")
+    p.add_argument("--save-blend", action="store_true", help="also build each world sphere and save it as prompt-NNNN/world.blend")
+    p.add_argument("--shard", help="I/N: this machine's share of the prompts (I, I + N, …)")
+    add_output_options(p, "the folder for the prompt-NNNN folders (prompts already made there are skipped)")
+    add_ldm3d_options(p, model_default=os.environ.get("DIFFUSION3D_LDM3D_PANO", "Intel/ldm3d-pano"), one_prompt=False)
+    add_cluster_options(p)
+    p.set_defaults(run=panoramas, sharded=panoramas_sharded, init_rgb=None, init_depth=None, depth_estimator=None, count=1, strength=1.0)
+
+
+def panoramas(args: argparse.Namespace) -> dict[str, Any]:
+    """Each chosen prompt → its own folder, seeded by its line; prompts already made are skipped (--overwrite makes them again)."""
+    import bpy
+
+    from diffusion3d.engine.prompt_lists import read_prompts, select  # type: ignore[import-not-found]
+
+    try:
+        prompts = select(read_prompts(Path(args.prompts), args.seed), args.shard or "", args.lines or "")
+    except Exception as exc:  # the engine's one-line refusal
+        raise BatchError(str(exc)) from None
+    out = Path(args.out).resolve()
+    made, skipped, start = [], [], time.perf_counter()
+    for done, prompt in enumerate(prompts, start=1):
+        folder = out / prompt.folder
+        if (folder / "meta.json").is_file() and not args.overwrite:
+            skipped.append(prompt.number)
+        else:
+            one = argparse.Namespace(**{**vars(args), "prompt": prompt.text, "seed": prompt.seed})
+            generate_rgbd(one, folder, build_sphere=args.save_blend and not args.flat)
+            if args.save_blend and not args.flat:
+                save_blend(folder / "world.blend")
+                bpy.ops.wm.read_homefile(use_empty=True)  # the next prompt's .blend holds only its own world
+            made.append(prompt.number)
+        print(f"[diffusion3d] Panoramas: {done}/{len(prompts)} {prompt.folder}", flush=True)
+    return {
+        "paths": {"folder": str(out)},
+        "prompts": [p.number for p in prompts],
+        "made": made,
+        "skipped": skipped,
+        "timings_s": {"total": round(time.perf_counter() - start, 3)},
+    }
+
+
+def panoramas_sharded(args: argparse.Namespace) -> dict[str, Any]:
+    """How panoramas runs on Ray: each shard's prompt folders moved into the output together; images counted as prompts made."""
+    from engine.prompt_lists import read_prompts, select
+
+    prompts = read_prompts(Path(args.prompts), args.seed)
+
+    def merge(shards: list[Path], output: Path) -> dict[str, Any]:
+        return join_folders(shards, output)
+
+    def seeds(i: int, n: int) -> dict[str, Any]:
+        return {p.folder: p.seed for p in select(prompts, f"{i}/{n}", args.lines or "")}
+
+    return dict(
+        merge=merge, seeds=seeds, images=lambda summary: len(summary.get("prompts", [])), progress_label="Panoramas", needs_gpu=True
+    )
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """A hard link (instant, no second copy on disk; the shard keeps its own name), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def join_folders(shards: list[Path], output: Path) -> dict[str, Any]:
+    """Every shard's sub-folders into ``output`` at once: gathered beside it, then renamed into place (nothing half-joined)."""
+    staging = output.with_name(f".{output.name}.joining")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        names = []
+        for shard in shards:
+            for child in sorted(shard.iterdir()):
+                if (staging / child.name).exists():
+                    raise BatchError(f"Two shards both made {child.name}: they disagree, nothing was joined")
+                if child.is_dir():
+                    shutil.copytree(child, staging / child.name, copy_function=link_or_copy)
+                else:
+                    link_or_copy(child, staging / child.name)
+                names.append(child.name)
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"folders": sorted(names)}
 
 
 def add_upscale(sub: Subparsers) -> None:
@@ -1268,6 +1366,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_sphere,
     add_demo,
     add_panorama,
+    add_panoramas,
     add_upscale,
     add_stereo_video,
     add_edges,

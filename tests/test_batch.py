@@ -237,6 +237,36 @@ def test_panorama_upscale_and_the_upscale_subcommand(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
+def test_panoramas_make_one_folder_per_prompt_line_that_any_run_remakes_alike(tmp_path, tiny_model):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# three worlds\na cave\na beach\n\na forest\n", encoding="utf-8")
+    common = (
+        "--prompts",
+        str(prompts),
+        "--models-dir",
+        str(tiny_model.parent),
+        "--model",
+        "tiny-pano",
+        "--width",
+        "64",
+        "--steps",
+        "2",
+        "--seed",
+        "4",
+    )
+    whole = summary(batch("panoramas", *common, "--out", str(tmp_path / "all")))
+    assert whole["made"] == [1, 2, 3] and sorted(p.name for p in (tmp_path / "all").iterdir()) == [f"prompt-000{i}" for i in (1, 2, 3)]
+    meta = json.loads((tmp_path / "all" / "prompt-0002" / "meta.json").read_text())
+    assert meta["prompt"] == "a beach" and meta["seed"] == 5
+    alone = summary(batch("panoramas", *common, "--lines", "2", "--save-blend", "--out", str(tmp_path / "one")))
+    assert alone["made"] == [2] and (tmp_path / "one" / "prompt-0002" / "world.blend").is_file()
+    for name in ("rgb.png", "depth16.png", "depth.npy"):
+        assert (tmp_path / "one" / "prompt-0002" / name).read_bytes() == (tmp_path / "all" / "prompt-0002" / name).read_bytes()
+    again = summary(batch("panoramas", *common, "--out", str(tmp_path / "all")))
+    assert again["made"] == [] and again["skipped"] == [1, 2, 3], "prompts already made are skipped"
+
+
+@pytest.mark.slow
 def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     demo = summary(
         batch(

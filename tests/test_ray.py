@@ -202,3 +202,42 @@ def test_bad_cluster_input_is_refused_in_one_line(cluster, scene, tmp_path, case
     assert proc.returncode == 1 and len(lines) == 1 and words in lines[0], proc.stderr[-2000:]
     assert not out.exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_panoramas_from_a_prompt_file_on_the_cluster_equal_the_single_machine_run(cluster, tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "engine"))
+    from tiny_ldm3d import build_tiny_ldm3d
+
+    build_tiny_ldm3d(tmp_path / "models" / "tiny-pano", vae_channels=4)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cave\na beach\na forest\n", encoding="utf-8")
+    args = [
+        "panoramas",
+        "--prompts",
+        str(prompts),
+        "--models-dir",
+        str(tmp_path / "models"),
+        "--model",
+        "tiny-pano",
+        "--width",
+        "64",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    threads = {**os.environ, "OMP_NUM_THREADS": "1"}  # as Ray runs a 1-CPU task: float sums depend on the thread count
+    command = [TASK_PYTHON, str(ROOT / "batch.py"), *args, "--out", str(tmp_path / "single")]
+    alone = subprocess.run(command, capture_output=True, text=True, env=threads)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    proc, summary = run(driver([*args, "--out", str(tmp_path / "ray")], cluster))  # 4 shards for 3 prompts: one has none
+    assert proc.returncode == 0 and summary["complete"] and summary["images"] == 3, proc.stderr[-2000:]
+    assert summary["folders"] == ["prompt-0001", "prompt-0002", "prompt-0003"]
+    single, spread = tree(tmp_path / "single"), tree(tmp_path / "ray")
+    assert single.keys() == spread.keys()
+    for name, data in single.items():
+        if name.endswith("meta.json"):  # it records when it was written
+            drop = lambda text: {k: v for k, v in json.loads(text).items() if k != "date"}  # noqa: E731
+            assert drop(data) == drop(spread[name])
+        else:
+            assert data == spread[name], name

@@ -403,10 +403,12 @@ def _kind(folder: Path) -> str:
     except (OSError, ValueError):
         return ""
     channels = vae.get("out_channels")
+    if not (folder / "unet").is_dir():
+        return ""
     try:
         unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
+        unet = {}  # the loader checks it later; the listing goes by the VAE
     if unet.get("in_channels") == 2 * vae.get("latent_channels", 4):
         return RGBD_SR if channels == 4 else ""
     return {6: RGBD6, 4: RGBD4}.get(channels, "")

@@ -149,6 +149,8 @@ def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stde
                     f"No node has {options.cpus_per_task:g} CPUs for a task (the largest has {largest:g}): lower --cpus-per-task"
                 )
             gpus = gpus_per_task(job, options, ray.cluster_resources().get("GPU", 0.0), notes)
+            for note in notes:  # before anything starts
+                out.write(f"note: {note}\n")
             _run_tasks(ray, job, options, manifest, path, pending, gpus, out)
         finally:
             ray.shutdown()
