@@ -348,6 +348,7 @@ def edges_sharded(args: argparse.Namespace) -> dict[str, Any]:
         merge=merge,
         seeds=lambda i, n: {"seed": args.seed, "views": f"{i}/{n}"},
         images=lambda summary: int(summary.get("views", 0)),
+        work=lambda summary: float(summary.get("timings_s", {}).get("edges", 0.0)),
         progress_label="Rendering views",
     )
 

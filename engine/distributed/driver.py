@@ -47,6 +47,7 @@ class ShardedJob:
     merge: Callable[[list[Path], Path], dict[str, Any]]  # the finished shards → the output, all or nothing
     seeds: Callable[[int, int], dict[str, Any]] = lambda i, n: {}
     images: Callable[[dict[str, Any]], int] = lambda summary: 0  # a finished shard's images, from its JSON summary
+    work: Callable[[dict[str, Any]], float] = lambda summary: 0.0  # the seconds the job itself reports (the rest is overhead)
     progress_label: str = ""  # the progress lines that count images while a shard runs ("": any)
     needs_gpu: bool = False  # a model job
     cwd: str = field(default_factory=lambda: str(Path.cwd()))
@@ -189,7 +190,8 @@ def _run_tasks(
     for shard in pending:
         argv = job.command(shard.index, job.count)
         assert OUT in argv, "a shard's command names its output folder as tasks.OUT"
-        refs[remote.remote(shard.index, argv, shard.folder, job.cwd, job.progress_label, board)] = shard
+        threads = max(1, int(options.cpus_per_task))
+        refs[remote.remote(shard.index, argv, shard.folder, job.cwd, job.progress_label, board, threads)] = shard
         shard.state, shard.error = RUNNING, ""
     manifest.save(path)
     line = ProgressLine(out, len(manifest.shards), manifest.count(DONE))
@@ -203,7 +205,7 @@ def _run_tasks(
             try:
                 result = ray.get(ref)
                 shard.state, shard.images = DONE, job.images(result)
-                shard.seconds = float(result.get("seconds", 0.0))
+                shard.seconds, shard.work_seconds = float(result.get("seconds", 0.0)), round(job.work(result), 3)
             except Exception as exc:  # the task's own exception, or Ray's for a lost worker or node
                 shard.state, shard.error = FAILED, _one_line(exc)
             manifest.save(path)

@@ -30,7 +30,8 @@ class Shard:
     attempts: int = 0
     error: str = ""  # the last failure, one line
     images: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the task's wall time
+    work_seconds: float = 0.0  # of which the job itself (rendering, models); the rest is process start, imports, I/O
     node: str = ""
 
 

@@ -55,10 +55,13 @@ def node_name() -> str:
         return socket.gethostname()
 
 
-def run_shard(index: int, command: list[str], folder: str, cwd: str, label: str = "", board: Any = None) -> dict[str, Any]:
+def run_shard(
+    index: int, command: list[str], folder: str, cwd: str, label: str = "", board: Any = None, threads: int = 0
+) -> dict[str, Any]:
     """Run one shard's ``command`` (its ``{out}`` becomes this attempt's folder); return the job's JSON summary with the node's name.
 
-    Its progress lines labelled ``label`` (any, when empty) count the shard's images for the board.
+    Its progress lines labelled ``label`` (any, when empty) count the shard's images for the board; its renders use
+    ``threads`` CPUs (the task's share of the node; 0: all), as its numeric libraries do through Ray's OMP_NUM_THREADS.
     """
     final = Path(folder)
     node = node_name()
@@ -78,7 +81,7 @@ def run_shard(index: int, command: list[str], folder: str, cwd: str, label: str 
     try:
         argv = [str(attempt) if part == OUT else part for part in command]
         with subprocess.Popen(
-            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent, env=dict(os.environ)
+            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent, env=environment(threads)
         ) as process:
             assert process.stdout is not None and process.stderr is not None
             stderr = process.stderr
@@ -111,6 +114,13 @@ def run_shard(index: int, command: list[str], folder: str, cwd: str, label: str 
         return {**summary, "node": node, "seconds": round(time.perf_counter() - started, 3)}
     finally:
         shutil.rmtree(attempt, ignore_errors=True)
+
+
+def environment(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads > 0:
+        env["DIFFUSION3D_RENDER_THREADS"] = str(threads)  # operators.machinery.render_setup reads it
+    return env
 
 
 class Board:

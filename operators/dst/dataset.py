@@ -31,7 +31,7 @@ from ...engine.errors import BadInput
 from ..machinery import compat, session
 from ..machinery.blender_data import evaluated_vertices
 from ..machinery.job import EngineJobOperator, Stage, UserError
-from ..machinery.render_setup import render_result
+from ..machinery.render_setup import cap_render_threads, render_result
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
 KEYPOINT_PREFIX = "kp_"
@@ -229,6 +229,7 @@ class ViewRender(Stage):
         render.use_persistent_data = True
         # No write time, render time, memory or host in the files' metadata: the same views give the same bytes on any node
         render.use_stamp_date = render.use_stamp_render_time = render.use_stamp_memory = render.use_stamp_hostname = False
+        cap_render_threads(scene)
         scene.view_settings.view_transform = "Standard"
         scene.cycles.samples, scene.cycles.use_denoising = self.samples, self.denoise
         layer = scene.view_layers[0]

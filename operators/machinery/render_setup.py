@@ -1,7 +1,8 @@
-"""Rendering from a temporary equirectangular camera, leaving the scene as it was."""
+"""Rendering from a temporary equirectangular camera, leaving the scene as it was; render threads for a cluster task."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,15 @@ import bpy
 from ...engine import equirect
 from . import compat
 from .settings_restore import TemporarySettings
+
+RENDER_THREADS = "DIFFUSION3D_RENDER_THREADS"  # set by a cluster task: the CPUs it was given
+
+
+def cap_render_threads(scene: bpy.types.Scene) -> None:
+    """A scene made for rendering renders on the CPUs a cluster task was given (else Cycles takes every core)."""
+    threads = int(os.environ.get(RENDER_THREADS, "0") or 0)
+    if threads > 0:
+        scene.render.threads_mode, scene.render.threads = "FIXED", threads
 
 
 class PanoramaSetup:
