@@ -18,6 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 
 from ..engine import ldm3d
 from ..engine.choices import PROJECTIONS, SCHEDULERS
+from ..engine.diffusion.sources import RGBD_SR
 from ..engine.ldm3d import RGBDRequest, RGBDResult
 from ..engine.model_listing import ModelsRequest, ModelsResult
 from .machinery import session
@@ -207,7 +208,7 @@ def show_panorama(context: bpy.types.Context, paths: dict[str, str], build_spher
 
 
 class DIFFUSION3D_OT_find_models(EngineJobOperator, bpy.types.Operator):
-    """Look for LDM3D models in the models folder and the Hugging Face cache"""
+    """Look for LDM3D models (generators and upscalers) in the models folder and the Hugging Face cache"""
 
     bl_idname = "diffusion3d.find_models"
     bl_label = "Find Models"
@@ -217,12 +218,14 @@ class DIFFUSION3D_OT_find_models(EngineJobOperator, bpy.types.Operator):
         return "list_models", ModelsRequest(access=session.model_access(session.preferences(context)))
 
     def finish(self, context: bpy.types.Context, result: ModelsResult) -> None:
-        found = context.window_manager.diffusion3d_models
+        found, upscalers = context.window_manager.diffusion3d_models, context.window_manager.diffusion3d_upscalers
         found.clear()
+        upscalers.clear()
         for source, label, kind in zip(result.sources, result.labels, result.kinds):
-            item = found.add()
+            item = (upscalers if kind == RGBD_SR else found).add()  # each picker offers what it can use
             item.name, item.label, item.kind = source, label, kind
-        self.report({"INFO"}, f"Found {len(found)} LDM3D model{'s' if len(found) != 1 else ''}")
+        also = f" and {len(upscalers)} upscaler{'s' if len(upscalers) != 1 else ''}" if len(upscalers) else ""
+        self.report({"INFO"}, f"Found {len(found)} LDM3D model{'s' if len(found) != 1 else ''}{also}")
 
 
 class DIFFUSION3D_OT_random_seed(bpy.types.Operator):

@@ -47,9 +47,11 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.diffusion3d = PointerProperty(type=Diffusion3DSceneSettings)
     bpy.types.WindowManager.diffusion3d_models = CollectionProperty(type=Diffusion3DFoundModel)
+    bpy.types.WindowManager.diffusion3d_upscalers = CollectionProperty(type=Diffusion3DFoundModel)
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.diffusion3d_upscalers
     del bpy.types.WindowManager.diffusion3d_models
     del bpy.types.Scene.diffusion3d
     for cls in reversed(classes):

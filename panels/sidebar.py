@@ -99,7 +99,9 @@ def draw_upscale(box: bpy.types.UILayout, up: Any) -> None:
     if up.source == "FILES":
         col.prop(up, "rgb_path", text="")
         col.prop(up, "depth_path", text="")
-    col.prop(up, "model", text="")
+    row = col.row(align=True)
+    row.prop_search(up, "model", bpy.context.window_manager, "diffusion3d_upscalers", text="")
+    row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
     col.prop(up, "projection", text="")
     row = col.row(align=True)
     row.prop(up, "scale")

@@ -60,3 +60,10 @@ def test_a_missing_input_is_refused_in_one_line_and_changes_nothing(model_prefs,
     with pytest.raises(RuntimeError, match="Choose the RGB image and its depth"):
         bpy.ops.diffusion3d.upscale_panorama(source="FILES", output_dir=str(tmp_path / "b"))
     assert snapshot() == before and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_model_picker_offers_the_upscaler_to_the_upscale_box_only(model_prefs):
+    assert bpy.ops.diffusion3d.find_models() == {"FINISHED"}
+    window = bpy.context.window_manager
+    assert [m.name.rsplit("/", 1)[-1] for m in window.diffusion3d_upscalers] == ["tiny-ldm3d-sr"]
+    assert [m.name.rsplit("/", 1)[-1] for m in window.diffusion3d_models] == ["tiny-ldm3d-4c"]
