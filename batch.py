@@ -532,6 +532,8 @@ def demo(args: argparse.Namespace) -> dict[str, Any]:
         overwrite=args.overwrite,
         keep_frames=False,
         resolution=str(args.video_width),
+        projection=choices.VIDEO_PROJECTIONS[choices.VIDEO_PROJECTIONS.default].cli,
+        still=False,
     )
     video = timed("stereo_video", lambda: stereo_video(video_args))
     timed("save", lambda: save_blend(out / "world.blend"))
