@@ -33,13 +33,15 @@ def write_tokenizer(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def save_sd2_parts(folder: Path, hidden_act: str = "quick_gelu", **scheduler: object) -> None:
-    """The parts an SD 2.x-style model shares, tiny: a 4-block (×8) VAE, a 3-layer CLIP text encoder, its tokenizer and a DDIM
-    schedule with SD's betas (``scheduler`` adds settings such as ``prediction_type``)."""
+def save_sd2_parts(folder: Path, hidden_act: str = "quick_gelu", vae_channels: int = 3, **scheduler: object) -> None:
+    """The parts an SD 2.x-style model shares, tiny: a 4-block (×8) VAE (RGB, or RGB + depth with ``vae_channels`` 4), a 3-layer
+    CLIP text encoder, its tokenizer and a DDIM schedule with SD's betas (``scheduler`` adds settings such as ``prediction_type``)."""
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
 
     AutoencoderKL(
+        in_channels=vae_channels,
+        out_channels=vae_channels,
         block_out_channels=[32, 32, 32, 32],
         down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4,
@@ -178,8 +180,7 @@ def build_tiny_dpt(folder: Path, seed: int = 0) -> Path:
 def build_tiny_ldm3d_sr(folder: Path, seed: int = 0, width: int = 32) -> Path:
     """Save a random model in Intel/ldm3d-sr's published layout: a 4-channel RGBD VAE (×8), a UNet reading 8 channels (noisy and
     low-res latents) with the noise level as its class, DDIM plus the unused low-res DDPM schedule, and max_noise_level 350."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import DDPMScheduler, UNet2DConditionModel
 
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,33 +196,7 @@ def build_tiny_ldm3d_sr(folder: Path, seed: int = 0, width: int = 32) -> Path:
         cross_attention_dim=32,
         attention_head_dim=8,
     ).save_pretrained(folder / "unet")
-    AutoencoderKL(
-        block_out_channels=[16, 16, 16, 16],
-        in_channels=4,
-        out_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=64,
-    ).save_pretrained(folder / "vae")
-    CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            pad_token_id=1,
-            vocab_size=1000,
-        )
-    ).save_pretrained(folder / "text_encoder")
-    write_tokenizer(folder / "tokenizer")
-    DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
-    ).save_pretrained(folder / "scheduler")
+    save_sd2_parts(folder, vae_channels=4)
     DDPMScheduler(beta_schedule="scaled_linear").save_pretrained(folder / "low_res_scheduler")
     index = {
         "_class_name": "StableDiffusionUpscaleLDM3DPipeline",
