@@ -43,3 +43,18 @@ def build_tiny(builder: str, folder: Path, **options: Any) -> Path:
     )
     subprocess.run([engine_python(), "-c", script, json.dumps(options)], check=True, capture_output=True, timeout=300)
     return Path(folder)
+
+
+def build_tinies(*models: tuple[str, Path, dict[str, Any]]) -> list[Path]:
+    """Several tiny models (``(builder, folder, options)`` each), built in one process: one torch import, not one per model."""
+    if models_here():
+        return [build_tiny(builder, folder, **options) for builder, folder, options in models]
+    plan = [[builder, str(folder), options] for builder, folder, options in models]
+    script = (
+        f"import importlib, json, sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'tests' / 'engine')!r})\n"
+        "for builder, folder, options in json.loads(sys.argv[1]):\n"
+        "    module, function = builder.split(':')\n"
+        "    getattr(importlib.import_module(module), function)(Path(folder), **options)\n"
+    )
+    subprocess.run([engine_python(), "-c", script, json.dumps(plan)], check=True, capture_output=True, timeout=600)
+    return [Path(folder) for _, folder, _ in models]

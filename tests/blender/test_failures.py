@@ -17,7 +17,7 @@ import bpy
 import pytest
 import window_driver as wd
 from blender_helpers import add_box, animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
-from support import build_tiny, engine_python, models_here
+from support import build_tinies, engine_python, models_here
 
 # The engine stays warm between cases (a worker start and model load per case cost minutes on Blender 5.2); each
 # case still ends with the add-on free and an unbroken run (conftest releases the engine after the module).
@@ -63,12 +63,14 @@ def sphere_files(tmp_path, request):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    build_tiny("tiny_ldm3d:build_tiny_ldm3d", folder / "tiny-ldm3d", vae_channels=4)
-    build_tiny("tiny_controlnet:build_tiny_sd", folder / "sd")
-    build_tiny("tiny_controlnet:build_tiny_controlnet", folder / "cn")
-    build_tiny("tiny_multiview:build_tiny_multiview", folder / "imagedream")
-    build_tiny("tiny_viewneti:build_tiny_sd2", folder / "sd2")
-    build_tiny("tiny_ldm3d:build_tiny_ldm3d_sr", folder / "sr")
+    build_tinies(
+        ("tiny_ldm3d:build_tiny_ldm3d", folder / "tiny-ldm3d", {"vae_channels": 4}),
+        ("tiny_controlnet:build_tiny_sd", folder / "sd", {}),
+        ("tiny_controlnet:build_tiny_controlnet", folder / "cn", {}),
+        ("tiny_multiview:build_tiny_multiview", folder / "imagedream", {}),
+        ("tiny_viewneti:build_tiny_sd2", folder / "sd2", {}),
+        ("tiny_ldm3d:build_tiny_ldm3d_sr", folder / "sr", {}),
+    )
     return folder
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import window_driver as wd
 from blender_helpers import add_box, snapshot
-from support import build_tiny, engine_python, models_here
+from support import build_tinies, engine_python, models_here
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # every test runs tiny models (seconds each)
 
@@ -19,8 +19,10 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # every test runs tin
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    build_tiny("tiny_ldm3d:build_tiny_ldm3d", root / "tiny-ldm3d-4c", vae_channels=4)
-    build_tiny("tiny_ldm3d:build_tiny_ldm3d", root / "tiny-ldm3d", vae_channels=6, seed=1)
+    build_tinies(
+        ("tiny_ldm3d:build_tiny_ldm3d", root / "tiny-ldm3d-4c", {"vae_channels": 4}),
+        ("tiny_ldm3d:build_tiny_ldm3d", root / "tiny-ldm3d", {"vae_channels": 6, "seed": 1}),
+    )
     return root
 
 

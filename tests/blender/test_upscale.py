@@ -6,7 +6,7 @@ import json
 import bpy
 import pytest
 from blender_helpers import snapshot
-from support import build_tiny, engine_python, models_here
+from support import build_tinies, engine_python, models_here
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.warm_engine]
 
@@ -14,8 +14,10 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.warm_engin
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    build_tiny("tiny_ldm3d:build_tiny_ldm3d", root / "tiny-ldm3d-4c", vae_channels=4)
-    build_tiny("tiny_ldm3d:build_tiny_ldm3d_sr", root / "tiny-ldm3d-sr")
+    build_tinies(
+        ("tiny_ldm3d:build_tiny_ldm3d", root / "tiny-ldm3d-4c", {"vae_channels": 4}),
+        ("tiny_ldm3d:build_tiny_ldm3d_sr", root / "tiny-ldm3d-sr", {}),
+    )
     return root
 
 
