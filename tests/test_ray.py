@@ -201,6 +201,8 @@ def test_bad_cluster_input_is_refused_in_one_line(cluster, scene, tmp_path, case
     lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and len(lines) == 1 and words in lines[0], proc.stderr[-2000:]
     assert not out.exists()
+    if case != "other-command":
+        assert not (tmp_path / "ds.shards").exists(), "a refused run leaves no shard folder behind"
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

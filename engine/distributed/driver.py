@@ -12,6 +12,7 @@ until every shard is done and the merge runs.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
@@ -27,6 +28,7 @@ from .tasks import ATTEMPT, OUT
 
 LOCAL, AUTO = "local", "auto"
 INCOMPLETE = 3  # the exit status of a run that leaves shards failed
+MERGING = ".merging"  # in the shards folder: the merged set before it is renamed into place
 
 
 @dataclass
@@ -126,30 +128,40 @@ def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stde
         Shard(i, str(folder / f"shard-{i:0{len(str(job.count))}d}-of-{job.count}"), job.seeds(i, job.count))
         for i in range(1, job.count + 1)
     ]
+    path = folder / MANIFEST
+    created = not path.is_file()
     try:
         manifest = open_manifest(folder, job.name, job.parameters, job.output, shards)
     except OSError as exc:
         raise BadInput(f"Cannot write the shard folder {folder}: {exc.strerror or exc}") from None
-    path = folder / MANIFEST
     skipped = manifest.count(DONE)
     if manifest.merged and job.output.is_dir():
         return RunSummary(str(job.output), job.count, job.count, [], job.count, True, sum(s.images for s in manifest.shards), 0.0)
-    if job.output.exists() and not manifest.merged:
-        raise BadInput(f"{job.output} exists and is not this job's merged set: choose another --out")
 
     notes: list[str] = []
-    remove_attempts(folder)  # what the tasks of a driver that died were writing
     pending = [s for s in manifest.shards if s.state == PENDING]
-    if pending:
-        ray = import_ray()
-        connect(ray, options.address)
-        try:
+    ray = None
+    try:  # a run refused before its tasks start leaves no shard folder it made
+        if job.output.exists():
+            raise BadInput(f"{job.output} exists and is not this job's merged set: choose another --out")
+        remove_attempts(folder)  # what the tasks (or the merge) of a driver that died were writing
+        if pending:
+            ray = import_ray()
+            connect(ray, options.address)
             largest = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
             if options.cpus_per_task > largest:
                 raise BadInput(
                     f"No node has {options.cpus_per_task:g} CPUs for a task (the largest has {largest:g}): lower --cpus-per-task"
                 )
             gpus = gpus_per_task(job, options, ray.cluster_resources().get("GPU", 0.0), notes)
+    except BadInput:
+        if ray is not None:
+            ray.shutdown()
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if ray is not None:
+        try:
             for note in notes:  # before anything starts
                 out.write(f"note: {note}\n")
             _run_tasks(ray, job, options, manifest, path, pending, gpus, out)
@@ -159,8 +171,11 @@ def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stde
         {"index": s.index, "folder": s.folder, "attempts": s.attempts, "error": s.error} for s in manifest.shards if s.state == FAILED
     ]
     summary = RunSummary(str(job.output), job.count, manifest.count(DONE), failed, skipped, False, 0, 0.0, notes=notes)
-    if not failed:
-        summary.merge = job.merge([Path(s.folder) for s in manifest.shards], job.output)
+    if not failed:  # merged aside, then renamed into place: a driver killed while merging leaves no output
+        staging = folder / MERGING
+        shutil.rmtree(staging, ignore_errors=True)
+        summary.merge = job.merge([Path(s.folder) for s in manifest.shards], staging)
+        os.rename(staging, job.output)
         manifest.merged, summary.merged = True, True
         manifest.save(path)
         for shard in manifest.shards:  # the merged set holds everything they did
@@ -172,8 +187,8 @@ def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stde
 
 
 def remove_attempts(folder: Path) -> None:
-    """Attempt folders no task will finish: left by tasks that were killed with their driver."""
-    for attempt in folder.glob(f".*{ATTEMPT}*"):
+    """Attempt folders no task will finish, and a merge no driver will finish: left when their driver was killed."""
+    for attempt in [*folder.glob(f".*{ATTEMPT}*"), folder / MERGING]:
         shutil.rmtree(attempt, ignore_errors=True)
 
 
