@@ -201,6 +201,22 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     _write(path, pixels, str(pixels.dtype), attributes=straight_alpha)
 
 
+def unit_float(pixels: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """Stored pixels as floats: 8- and 16-bit codes scaled to [0, 1], float pixels as they are."""
+    scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
+    return pixels.astype(dtype) / scale
+
+
+def flatten_alpha(pixels: np.ndarray, background: Any = (1.0, 1.0, 1.0), dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored RGB(A) pixels as RGB floats in [0, 1], on ``background`` where transparent, and their alpha (None when opaque)."""
+    values = unit_float(pixels, dtype)
+    rgb = values[..., :3]
+    if values.shape[2] < 4:
+        return rgb, None
+    alpha = values[..., 3]
+    return rgb * alpha[..., None] + np.asarray(background, dtype) * (1 - alpha[..., None]), alpha
+
+
 def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """H×W×C float pixels resampled to ``height``×``width`` with OpenImageIO's default filter (area-aware when shrinking)."""
     oiio = _oiio()

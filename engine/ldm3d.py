@@ -23,6 +23,7 @@ from . import depth as depthlib
 from .choices import PROJECTIONS, SCHEDULERS
 from .diffusion import sources
 from .errors import BadInput
+from .imagefiles import unit_float
 from .progress import Reporter
 from .samples import Writer, check_sampling, json_file, planned, png, write_samples
 
@@ -107,7 +108,7 @@ def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
     if r.init_depth_kind == METRIC:
         disparity = disparity_from_metric(depth)
     elif r.init_depth_kind == DISPARITY:
-        disparity = depth.astype(np.float32) / (65535.0 if depth.dtype == np.uint16 else 255.0 if depth.dtype == np.uint8 else 1.0)
+        disparity = unit_float(depth)
         if not np.isfinite(disparity).all() or disparity.min() < 0 or disparity.max() > 1:
             raise BadInput("An init disparity must lie in [0, 1] (near = 1); use the METRIC kind for distances")
     else:

@@ -26,7 +26,7 @@ from . import depth as depthlib
 from .choices import PROJECTIONS, SCHEDULERS
 from .diffusion import sources
 from .errors import BadInput
-from .imagefiles import read_image
+from .imagefiles import read_image, unit_float
 from .ldm3d import DEFAULT_UPSCALER, MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 from .progress import Reporter
 from .samples import check_sampling, planned, write_samples
@@ -84,8 +84,7 @@ def read_low_res(rgb_path: str, depth_path: str) -> LowRes:
     image = read_image(Path(rgb_path)).pixels
     if image.ndim != 3 or image.shape[2] < 3:
         raise BadInput(f"{rgb_path} is not an RGB image")
-    scale = 255.0 if image.dtype == np.uint8 else 65535.0 if image.dtype == np.uint16 else 1.0
-    rgb = np.clip(image[..., :3].astype(np.float32) / scale, 0, 1)
+    rgb = np.clip(unit_float(image[..., :3]), 0, 1)
     stored = depthlib.read_depth_file(depth_path)
     if stored.values.shape != rgb.shape[:2]:
         h, w = stored.values.shape

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
-from ..imagefiles import read_image
+from ..imagefiles import read_image, unit_float
 from ..samples import Writer, json_file, png, write_samples
 from .posed import CAMERAS
 
@@ -64,9 +64,7 @@ class DTU:
         folder = self.root / "submission_data" / "idrmasks" / f"scan{scan}"
         for path in (folder / "mask" / f"{view:03d}.png", folder / f"{view:03d}.png"):
             if path.is_file():
-                pixels = read_image(path).pixels
-                scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
-                return pixels[..., 0].astype(np.float32) / scale
+                return unit_float(read_image(path).pixels[..., 0])
         return None
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import read_image
+from ..imagefiles import flatten_alpha, read_image
 from ..progress import Reporter
 from ..samples import Writer, json_file, png, write_samples
 from . import checkpoint
@@ -179,12 +179,7 @@ def resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _rgb(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored pixels as RGB in [0, 1] on white where transparent (as training reads them), and the alpha (None if opaque)."""
-    scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
-    rgb = pixels[..., :3].astype(np.float64) / scale
-    if pixels.shape[2] < 4:
-        return rgb, None
-    alpha = pixels[..., 3].astype(np.float64) / scale
-    return rgb * alpha[..., None] + (1 - alpha[..., None]), alpha
+    return flatten_alpha(pixels, dtype=np.float64)
 
 
 def _copy(source: Path) -> Writer:

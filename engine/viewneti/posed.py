@@ -20,7 +20,7 @@ import numpy as np
 from ..choices import CAMERA_PARAMETERISATIONS, TRAINING_LAYOUTS
 from ..dst.camera import extrinsics
 from ..errors import BadInput
-from ..imagefiles import check_writable, read_image, write_png
+from ..imagefiles import check_writable, flatten_alpha, read_image, write_png
 from ..progress import Reporter
 from ..samples import Writer, json_file, write_samples
 from .cameras import SIZES, projection_numbers, spherical_numbers
@@ -92,11 +92,7 @@ def _on_colour(source: str, colour: list[float]) -> Writer:
     """An RGBA render composited on a solid colour, as 8-bit RGB."""
 
     def write(path: Path) -> None:
-        pixels = read_image(source).pixels
-        scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
-        rgba = pixels.astype(np.float32) / scale
-        alpha = rgba[..., 3:4] if rgba.shape[2] == 4 else np.ones_like(rgba[..., :1])
-        rgb = rgba[..., :3] * alpha + np.asarray(colour[:3], np.float32) * (1 - alpha)
+        rgb, _ = flatten_alpha(read_image(source).pixels, colour[:3])
         write_png(path, np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
 
     return write
@@ -149,13 +145,7 @@ def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarra
         raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
     images, numbers = [], []
     for entry in entries:
-        pixels = read_image(folder / entry["file"]).pixels
-        scale = 255.0 if pixels.dtype == np.uint8 else 65535.0 if pixels.dtype == np.uint16 else 1.0
-        rgb = pixels[..., :3].astype(np.float32) / scale
-        if pixels.shape[2] == 4:
-            alpha = pixels[..., 3:4].astype(np.float32) / scale
-            rgb = rgb * alpha + (1 - alpha)
-        images.append(rgb)
+        images.append(flatten_alpha(read_image(folder / entry["file"]).pixels)[0])
         values = entry.get(kind.lower())
         if values is None or len(values) != SIZES[kind]:
             raise BadInput(f"{folder / entry['file']}: no {kind} camera numbers in {path.name}")
