@@ -217,6 +217,28 @@ def flatten_alpha(pixels: np.ndarray, background: Any = (1.0, 1.0, 1.0), dtype: 
     return rgb * alpha[..., None] + np.asarray(background, dtype) * (1 - alpha[..., None]), alpha
 
 
+def resample(pixels: np.ndarray, width: int, height: int, method: str, wrap: bool = False) -> np.ndarray:
+    """H×W×C float pixels resized to ``width``×``height`` with Pillow's ``method`` filter ("LANCZOS", "BICUBIC"), channel by channel.
+
+    With ``wrap`` the image continues across its left and right edges (a 360°
+    panorama): it is padded with its own far columns and the box resampled is
+    the original width, so the filter reads across the seam.
+    """
+    from PIL import Image
+
+    source = np.asarray(pixels, np.float32)
+    in_h, in_w = source.shape[:2]
+    pad = min(in_w, 8) if wrap else 0
+    if pad:
+        source = np.concatenate([source[:, -pad:], source, source[:, :pad]], axis=1)
+    box = (float(pad), 0.0, float(pad + in_w), float(in_h))
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(source[..., c]), "F").resize((width, height), Image.Resampling[method], box=box))
+        for c in range(source.shape[2])
+    ]
+    return np.stack(channels, axis=-1)
+
+
 def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """H×W×C float pixels resampled to ``height``×``width`` with OpenImageIO's default filter (area-aware when shrinking)."""
     oiio = _oiio()

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..imagefiles import resample
 from ..progress import Reporter
 from . import core
 from .ldm3d import RGBDImages, configure, pack_rgbd, through_vae, unpack_rgbd
@@ -159,25 +160,8 @@ class WindowedUNet:
 
 
 def lanczos(pixels: np.ndarray, width: int, height: int, wrap: bool) -> np.ndarray:
-    """H×W×C float pixels resized to ``width``×``height`` with Lanczos (the community pipeline's filter), channel by channel.
-
-    With ``wrap`` the image continues across its left and right edges (a 360°
-    panorama): it is padded with its own far columns and the box resampled is
-    the original width, so the filter reads across the seam.
-    """
-    from PIL import Image
-
-    source = np.asarray(pixels, np.float32)
-    in_h, in_w = source.shape[:2]
-    pad = min(in_w, 8) if wrap else 0
-    if pad:
-        source = np.concatenate([source[:, -pad:], source, source[:, :pad]], axis=1)
-    box = (float(pad), 0.0, float(pad + in_w), float(in_h))
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(source[..., c]), "F").resize((width, height), Image.Resampling.LANCZOS, box=box))
-        for c in range(source.shape[2])
-    ]
-    return np.stack(channels, axis=-1)
+    """Pixels resized with Lanczos, the community pipeline's filter (wrapping in longitude for a panorama)."""
+    return resample(pixels, width, height, "LANCZOS", wrap)
 
 
 @torch.inference_mode()

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import flatten_alpha, read_image
+from ..imagefiles import flatten_alpha, read_image, resample
 from ..progress import Reporter
 from ..samples import Writer, json_file, png, write_samples
 from . import checkpoint
@@ -166,15 +166,9 @@ def mean(scores: Any) -> Scores:
 
 def resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Float pixels in [0, 1] resized to ``size`` (width, height) with bicubic filtering (Pillow's, per channel)."""
-    from PIL import Image
-
     if pixels.shape[1::-1] == tuple(size):
         return pixels.astype(np.float64)
-    channels = [
-        np.asarray(Image.fromarray(pixels[..., c].astype(np.float32), "F").resize(size, Image.Resampling.BICUBIC))
-        for c in range(pixels.shape[2])
-    ]
-    return np.clip(np.stack(channels, axis=-1), 0, 1).astype(np.float64)
+    return np.clip(resample(pixels, size[0], size[1], "BICUBIC"), 0, 1).astype(np.float64)
 
 
 def _rgb(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
