@@ -679,6 +679,8 @@ def join_folders(shards: list[Path], output: Path) -> dict[str, Any]:
 
 
 def add_upscale(sub: Subparsers) -> None:
+    from diffusion3d.engine.upscale import OVERLAP_PX, PROMPT, WINDOW_PX  # type: ignore[import-not-found]
+
     p = sub.add_parser(
         "upscale", help="an RGB image and its depth → 2× or 4× with LDM3D-sr, seamless for panoramas (rgb.png, depth16.png, depth.npy)"
     )
@@ -688,13 +690,13 @@ def add_upscale(sub: Subparsers) -> None:
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="or the target size (multiples of 8)")
     p.add_argument("--flat", action="store_true", help="an ordinary image, not a 360° panorama (its edges do not wrap)")
     p.add_argument("--model", default="Intel/ldm3d-sr", help="LDM3D-sr folder or repo id")
-    p.add_argument("--prompt", default="high quality high resolution uhd 4k image")
+    p.add_argument("--prompt", default=PROMPT)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", type=float, default=9.0)
     p.add_argument("--noise-level", type=int, default=20, help="how much the upscaler may change (0–350)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--window", type=int, default=1024, help="pixels on a denoising window's side")
-    p.add_argument("--overlap", type=int, default=256, help="pixels neighbouring windows share")
+    p.add_argument("--window", type=int, default=WINDOW_PX, help="pixels on a denoising window's side")
+    p.add_argument("--overlap", type=int, default=OVERLAP_PX, help="pixels neighbouring windows share")
     p.add_argument("--window-batch", type=int, default=1, help="windows per UNet call (faster on a large GPU)")
     p.add_argument("--vae-tiling", action="store_true", help="always decode in tiles (default: above 2048 px)")
     add_output_options(p, "the folder for rgb.png, depth16.png, depth.npy and meta.json")

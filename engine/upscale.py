@@ -32,6 +32,7 @@ from .progress import Reporter
 from .samples import check_sampling, planned, write_samples
 
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
+PROMPT = "high quality high resolution uhd 4k image"  # the model card's
 WINDOW_PX, OVERLAP_PX = 1024, 256  # a window is the model's training size; neighbours share a quarter
 MAX_NOISE_LEVEL = 350  # the published model_index.json's, when a folder does not say
 TILED_ABOVE = 2048  # pixels on the longer side beyond which the VAE decodes in tiles unless told
@@ -47,7 +48,7 @@ class UpscaleRequest:
     width: int = 0  # … unless given here (both multiples of 8)
     height: int = 0
     projection: str = EQUIRECTANGULAR  # choices.PROJECTIONS: a panorama wraps in longitude
-    prompt: str = "high quality high resolution uhd 4k image"  # the model card's
+    prompt: str = PROMPT
     negative_prompt: str = ""
     steps: int = 50
     guidance: float = 9.0

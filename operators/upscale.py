@@ -15,7 +15,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 
 from ..engine.choices import PROJECTIONS, UPSCALE_SOURCES
 from ..engine.ldm3d import DEFAULT_UPSCALER, EQUIRECTANGULAR
-from ..engine.upscale import OVERLAP_PX, WINDOW_PX, UpscaleRequest, UpscaleResult
+from ..engine.upscale import OVERLAP_PX, PROMPT, WINDOW_PX, UpscaleRequest, UpscaleResult
 from .ldm3d import show_panorama
 from .machinery import session
 from .machinery.job import EngineJobOperator, UserError
@@ -31,7 +31,7 @@ UPSCALE_OPTIONS: dict[str, Any] = {
     "model": StringProperty(name="Upscaler", description="LDM3D-sr: a folder or repo id", default=DEFAULT_UPSCALER),
     "scale": IntProperty(name="Scale", description="2: 1024×512 → 2048×1024; 4: → 4096×2048", default=2, min=1, max=8),
     "projection": EnumProperty(name="Projection", items=PROJECTIONS.items(), default=PROJECTIONS.default),
-    "prompt": StringProperty(name="Prompt", default="high quality high resolution uhd 4k image"),
+    "prompt": StringProperty(name="Prompt", default=PROMPT),
     "steps": IntProperty(name="Steps", default=50, min=1, soft_max=200),
     "guidance": FloatProperty(name="Guidance", default=9.0, min=0.0, soft_max=20.0),
     "noise_level": IntProperty(name="Noise Level", description="How much the upscaler may change (its class label)", default=20, min=0),

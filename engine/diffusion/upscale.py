@@ -35,13 +35,12 @@ import torch
 
 from ..imagefiles import resample
 from ..progress import Reporter
+from ..upscale import PROMPT
 from . import core
 from .ldm3d import RGBDImages, configure, pack_rgbd, through_vae, unpack_rgbd
 from .loading import StableDiffusionModel, on_device
 from .seamless import wrap_longitude
 from .sources import RGBD4
-
-PROMPT = "high quality high resolution uhd 4k image"  # the model card's
 
 
 @dataclass
