@@ -12,6 +12,7 @@ half-overwritten.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,9 @@ class NewFiles:
         os.close(fd)
         self._staged.append((Path(tmp), path))
         write(Path(tmp))
+
+    def copy(self, path: Path, source: Path) -> None:
+        self.write(path, lambda tmp: shutil.copyfile(source, tmp))
 
     def commit(self) -> None:
         for tmp, path in self._staged:

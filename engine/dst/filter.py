@@ -4,8 +4,9 @@ Scores are kept for every image (``kcf.json`` and each image entry's
 ``kcf_score``); rejected images are moved, never deleted, and leave
 ``annotations.json`` (their entries go to ``rejected/annotations.json``).
 With ``shard = "I/N"`` a machine trains only its share of the folds and saves
-``kcf/scores-I-of-N.json``; a run without a shard that finds every shard's
-scores uses them instead of training, then selects and moves.
+``kcf/scores-I-of-N.json`` (or into ``scores_dir``); a run without a shard that
+finds every shard's scores uses them instead of training, then selects and
+moves, as :func:`join_scores` does with score files from anywhere.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class KCFRequest:
     weights: str = ""  # local ResNet-50 weights (.safetensors) to start from
     access: ModelAccess = field(default_factory=ModelAccess)  # its device, and whether pickled weights may load
     shard: str = ""
+    scores_dir: str = ""  # with a shard: where its scores file goes; empty: the data set's kcf/
 
 
 @dataclass
@@ -68,8 +70,7 @@ def _generated(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]], np.nda
 def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
     root = Path(r.dataset_dir)
     load_json(root / ANNOTATIONS_JSON)
-    if not 0 <= r.fraction <= 1:
-        raise BadInput(f"The rejected fraction must be between 0 and 1, got {r.fraction}")
+    _check_fraction(r.fraction)
     if not 2 <= r.folds <= 100:
         raise BadInput(f"Folds must be 2 to 100, got {r.folds}")
     coco, images, poses = _generated(root)
@@ -92,41 +93,72 @@ def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
     if r.shard:
         index, count = parse_shard(r.shard)
         scores = kcf_scores(files, poses, only_folds=[f for f in range(r.folds) if f % count == index], **options)  # type: ignore[arg-type]
-        path = root / SHARD_SCORES / f"scores-{format_shard(index, count).replace('/', '-of-')}.json"
+        path = scores_path(root, r.shard, r.scores_dir)
         path.parent.mkdir(exist_ok=True)
         record = {"ids": ids, "scores": [None if np.isnan(s) else float(s) for s in scores], "request": _settings(r)}
         with NewFiles([path], overwrite=True) as out:
             out.write(path, write_text(json_text(record)))
         return KCFResult(str(root), int(np.isfinite(scores).sum()), [], str(path), complete=False)
-    joined = _shard_scores(root, ids, r)
-    scores = joined if joined is not None else kcf_scores(files, poses, **options)  # type: ignore[arg-type]
-    rejected = [images[i] for i in select_rejected(scores, r.fraction)]
-    return _apply(root, coco, ids, scores, rejected, r)
+    settings = _settings(r)
+    paths = sorted((root / SHARD_SCORES).glob("scores-*.json"))
+    scores = _shard_scores(paths, ids, settings) if paths else kcf_scores(files, poses, **options)  # type: ignore[arg-type]
+    return _apply(root, coco, images, scores, settings, r.fraction)
+
+
+def scores_path(root: Path, shard: str, scores_dir: str = "") -> Path:
+    """Where shard ``I/N`` writes its scores: ``kcf/scores-I-of-N.json`` in the data set, or in ``scores_dir``."""
+    index, count = parse_shard(shard)
+    return Path(scores_dir or root / SHARD_SCORES) / f"scores-{format_shard(index, count).replace('/', '-of-')}.json"
+
+
+def join_scores(dataset_dir: str | Path, paths: list[Path], fraction: float) -> KCFResult:
+    """Shards' score files (written anywhere, with the same settings) → the filter applied as one unsharded run would."""
+    root = Path(dataset_dir)
+    _check_fraction(fraction)
+    if not paths:
+        raise BadInput("No shard scores to join")
+    coco, images, _ = _generated(root)
+    settings = _read_scores(paths[0])["request"]
+    scores = _shard_scores(paths, [i["id"] for i in images], settings)
+    return _apply(root, coco, images, scores, settings, fraction)
+
+
+def _check_fraction(fraction: float) -> None:
+    if not 0 <= fraction <= 1:
+        raise BadInput(f"The rejected fraction must be between 0 and 1, got {fraction}")
 
 
 def _settings(r: KCFRequest) -> dict[str, Any]:
     return {k: getattr(r, k) for k in ("folds", "seed", "backbone", "epochs", "batch_size", "image_size", "weights")}
 
 
-def _shard_scores(root: Path, ids: list[int], r: KCFRequest) -> np.ndarray | None:
+def _read_scores(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"Cannot read the shard scores {path}: {exc}") from None
+
+
+def _shard_scores(paths: list[Path], ids: list[int], settings: dict[str, Any]) -> np.ndarray:
     """Every image's score from the shards' files, if together they cover every image with these settings."""
     combined: dict[int, float] = {}
-    for path in sorted((root / SHARD_SCORES).glob("scores-*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record["ids"] != ids or record["request"] != _settings(r):
+    for path in paths:
+        record = _read_scores(path)
+        if record["ids"] != ids or record["request"] != settings:
             raise BadInput(f"{path} was scored with other images or settings: remove it or run those shards again")
         combined.update({i: s for i, s in zip(record["ids"], record["scores"]) if s is not None})
-    if not combined:
-        return None
     if set(combined) != set(ids):
-        raise BadInput(f"The shards' scores in {root / SHARD_SCORES} cover {len(combined)} of {len(ids)} images: run the missing shards")
+        where = ", ".join(sorted({str(p.parent) for p in paths}))
+        raise BadInput(f"The shards' scores in {where} cover {len(combined)} of {len(ids)} images: run the missing shards")
     return np.array([combined[i] for i in ids])
 
 
 def _apply(
-    root: Path, coco: dict[str, Any], ids: list[int], scores: np.ndarray, rejected: list[dict[str, Any]], r: KCFRequest
+    root: Path, coco: dict[str, Any], images: list[dict[str, Any]], scores: np.ndarray, settings: dict[str, Any], fraction: float
 ) -> KCFResult:
-    """Record every score, then move the rejected images and their entries out."""
+    """Record every score, then move the worst ``fraction`` of the images and their entries out."""
+    ids = [i["id"] for i in images]
+    rejected = [images[i] for i in select_rejected(scores, fraction)]
     score_of = dict(zip(ids, (float(s) for s in scores)))
     dropped = {i["id"] for i in rejected}
     for image in coco["images"]:
@@ -143,8 +175,8 @@ def _apply(
         "annotations": [a for a in coco["annotations"] if a["image_id"] in dropped],
     }
     record = {
-        "request": _settings(r),
-        "fraction": r.fraction,
+        "request": settings,
+        "fraction": fraction,
         "scores": {str(i): s for i, s in score_of.items()},
         "rejected": sorted(dropped),
     }

@@ -48,6 +48,7 @@ class EdgeGenerationRequest:
     negative_prompt: str = ""  # empty: 3D-DST's negative prompt
     prompt_model: str = ""  # a local text-generation model folder for prompt expansion; empty: the tag template
     shard: str = ""  # "I/N": only this share of the views
+    out_dir: str = ""  # where the images and sidecars go (a shard's share, joined by join_generated); empty: the data set's generated/
     overwrite: bool = False
     access: ModelAccess = field(default_factory=ModelAccess)
     cpu_offload: bool = False
@@ -96,9 +97,9 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
     for view in views:
         if not (root / view_files(view["name"])["edges"]).is_file():
             raise BadInput(f"The edge map of view {view['name']!r} is missing in {root}")
-    out = root / GENERATED
-    targets = [out / f"{v['name']}_{k}.png" for v in views for k in range(r.images_per_view)]
-    NewFiles(targets, r.overwrite)  # refuses existing images now, before any model work
+    out = Path(r.out_dir) if r.out_dir else root / GENERATED
+    names = [f"{v['name']}_{k}.png" for v in views for k in range(r.images_per_view)]
+    NewFiles([folder / n for folder in {out, root / GENERATED} for n in names], r.overwrite)  # refused now, before any model work
 
     access = r.access
     base_path = access.locate(r.base_model, report, sources.SD_DOWNLOAD_PATTERNS)
@@ -159,7 +160,8 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
             )
             written += _write_view(out, view, images, seeds, texts, {**models, **settings, "prompt_model": r.prompt_model}, r.overwrite)
     finally:
-        link_generated(root)  # annotations.json lists exactly the images on disk, even after a cancel
+        if not r.out_dir:
+            link_generated(root)  # annotations.json lists exactly the images on disk, even after a cancel
     return EdgeGenerationResult(str(root), len(views), len(written), time.perf_counter() - started, written)
 
 
@@ -184,6 +186,34 @@ def _write_view(
 
 def _png_writer(pixels: np.ndarray) -> Callable[[Path], object]:
     return lambda path: write_png(path, pixels)
+
+
+def join_generated(folders: list[Path], root: Path, overwrite: bool = False) -> list[str]:
+    """Shards' generated images and sidecars (``out_dir``) → the data set's generated/, all or nothing, then relinked.
+
+    A file already there with the same bytes is kept (a join that was cut short), another one is refused unless ``overwrite``.
+    """
+    load_json(root / DATASET_JSON)
+    sources: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            if path.name in sources:
+                raise BadInput(f"{sources[path.name]} and {path} both hold {path.name}: the shards overlap, nothing was joined")
+            sources[path.name] = path
+    out = root / GENERATED
+    fresh = {n: p for n, p in sources.items() if not (out / n).is_file() or (out / n).read_bytes() != p.read_bytes()}
+    created = not out.is_dir()
+    out.mkdir(exist_ok=True)
+    try:
+        with NewFiles([out / n for n in fresh], overwrite) as files:
+            for name, path in fresh.items():
+                files.copy(out / name, path)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    link_generated(root)
+    return [str(out / n) for n in sources if n.endswith(".png")]
 
 
 def link_generated(root: Path) -> dict[str, Any]:

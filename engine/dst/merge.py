@@ -7,8 +7,7 @@ rebuilt from the union of views, byte for byte what one unsharded run writes.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +109,7 @@ def merge_datasets(
     try:
         with NewFiles(targets, overwrite) as files:
             for (folder, rel), target in zip(sources, targets):
-                files.write(target, _copy(folder / rel))
+                files.copy(target, folder / rel)
                 if report is not None:
                     report.step(f"Copying {rel}")
             files.write(out / ANNOTATIONS_JSON, write_text(json_text(coco_doc)))
@@ -121,10 +120,6 @@ def merge_datasets(
         remove_if_empty(created)
         raise
     return DSTMergeResult(str(out), len(views), len(annotations), [str(p) for p in targets])
-
-
-def _copy(source: Path) -> Callable[[Path], object]:
-    return lambda path: shutil.copyfile(source, path)
 
 
 def merge_shards(request: DSTMergeRequest, report: Reporter) -> DSTMergeResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ...engine.choices import KCF_BACKBONES
 from ...engine.dst.filter import KCFRequest, KCFResult
@@ -39,7 +39,15 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
     bl_label = "Filter Data Set"
     bl_options = {"REGISTER"}
     job_label = "Filtering (K-fold consistency)"
-    __annotations__ = dict(FILTER_OPTIONS)
+    __annotations__ = {
+        **FILTER_OPTIONS,
+        "scores_dir": StringProperty(
+            name="Scores Into",
+            description="With a shard: write its scores here instead of the data set's kcf/",
+            subtype="DIR_PATH",
+            options={"SKIP_SAVE"},
+        ),
+    }
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         request = KCFRequest(
@@ -52,6 +60,7 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
             image_size=self.image_size,
             access=session.model_access(session.preferences(context)),
             shard=self.shard,
+            scores_dir=bpy.path.abspath(self.scores_dir) if self.scores_dir else "",
         )
         return "filter_dataset", request
 

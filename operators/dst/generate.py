@@ -45,7 +45,15 @@ class DIFFUSION3D_OT_generate_from_edges(EngineJobOperator, bpy.types.Operator):
     bl_label = "Generate from Edges"
     bl_options = {"REGISTER"}
     job_label = "Generating from edge maps"
-    __annotations__ = dict(GENERATE_EDGES_OPTIONS)
+    __annotations__ = {
+        **GENERATE_EDGES_OPTIONS,
+        "out_dir": StringProperty(
+            name="Into",
+            description="Write the images here instead of the data set's generated/ (a shard's share, joined later)",
+            subtype="DIR_PATH",
+            options={"SKIP_SAVE"},
+        ),
+    }
 
     def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
         request = EdgeGenerationRequest(
@@ -61,6 +69,7 @@ class DIFFUSION3D_OT_generate_from_edges(EngineJobOperator, bpy.types.Operator):
             style=self.style,
             prompt_model=bpy.path.abspath(self.prompt_model) if self.prompt_model else "",
             shard=self.shard,
+            out_dir=bpy.path.abspath(self.out_dir) if self.out_dir else "",
             overwrite=self.overwrite,
             access=session.model_access(session.preferences(context)),
         )

@@ -17,8 +17,8 @@ from tiny_controlnet import build_tiny_controlnet, build_tiny_sd  # noqa: E402
 
 from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.dst.dataset import annotate_views  # noqa: E402
-from engine.dst.filter import KCFRequest, filter_dataset  # noqa: E402
-from engine.dst.generate import GENERATED_ID, EdgeGenerationRequest, generate_from_edges  # noqa: E402
+from engine.dst.filter import KCFRequest, filter_dataset, join_scores  # noqa: E402
+from engine.dst.generate import GENERATED_ID, EdgeGenerationRequest, generate_from_edges, join_generated  # noqa: E402
 from engine.dst.merge import merge_datasets  # noqa: E402
 from engine.errors import BadInput  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
@@ -153,3 +153,49 @@ def test_kcf_scores_every_image_and_moves_the_worst(world):
     assert sorted(Path(p).name for p in joined.rejected) == sorted(Path(p).name for p in result.rejected)
     with pytest.raises(BadInput, match="between 0 and 1"):
         filter_dataset(KCFRequest(str(data), fraction=1.5), quiet())
+
+
+def test_shards_generating_into_their_own_folders_join_into_the_unsharded_result(world, tmp_path):
+    whole = copy_of(world, "into-whole")
+    generate_from_edges(gen(world, whole), quiet())
+    data = copy_of(world, "into")
+    before = (data / "annotations.json").read_bytes()
+    parts = [tmp_path / "part1", tmp_path / "part2"]
+    for shard, part in zip(("1/2", "2/2"), parts):
+        generate_from_edges(gen(world, data, shard=shard, out_dir=str(part)), quiet())
+    assert not (data / "generated").exists() and (data / "annotations.json").read_bytes() == before, "the data set waits for the join"
+    written = join_generated(parts, data)
+    assert len(written) == 12 and tree(data) == tree(whole)
+    assert join_generated(parts, data) == written and tree(data) == tree(whole), "a join cut short can run again"
+    (parts[1] / "view_001_0.png").write_bytes((parts[0] / "view_000_0.png").read_bytes())
+    with pytest.raises(BadInput, match="already holds view_001_0.png"):
+        join_generated(parts, data)
+    shutil.copy(parts[0] / "view_000.json", parts[1])
+    with pytest.raises(BadInput, match="both hold view_000.json"):
+        join_generated(parts, data)
+    with pytest.raises(BadInput, match="already holds"):  # refused before any model work, as a shard's output would collide
+        generate_from_edges(gen(world, data, shard="1/2", out_dir=str(tmp_path / "again")), quiet())
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_kcf_shard_scores_written_elsewhere_join_into_the_unsharded_filter(world, tmp_path):
+    whole = copy_of(world, "scores-whole")
+    generate_from_edges(gen(world, whole), quiet())
+    data = copy_of(world, "scores")
+    generate_from_edges(gen(world, data), quiet())
+    filter_dataset(kcf(whole), quiet())
+    before = tree(data)
+    paths = []
+    for shard in ("1/2", "2/2"):
+        result = filter_dataset(kcf(data, shard=shard, scores_dir=str(tmp_path / shard[0])), quiet())
+        paths.append(Path(result.scores_path))
+    assert [p.parent for p in paths] == [tmp_path / "1", tmp_path / "2"] and tree(data) == before, "the data set waits for the join"
+    with pytest.raises(BadInput, match="cover 8 of 12 images"):
+        join_scores(data, paths[:1], 0.25)
+    with pytest.raises(BadInput, match="between 0 and 1"):
+        join_scores(data, paths, 2.0)
+    joined = join_scores(data, paths, 0.25)
+    assert len(joined.rejected) == 3 and tree(data) == tree(whole), "the same bytes as one unsharded run"
