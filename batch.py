@@ -116,12 +116,12 @@ def parse_point(text: str) -> tuple[float, float, float]:
 # Option groups several subcommands share -------------------------------------------------
 
 
-def add_choice(options: Options, flag: str, among: choices.Choices[Any], help: str | None = None, default: bool = True) -> None:
+def add_choice(options: Options, flag: str, among: choices.Choices[Any], help: str | None = None, default: bool = True) -> argparse.Action:
     """An option taking a command-line name from one of the engine's lists; ``among.from_cli`` gives its id.
 
     Its default is the list's own unless ``default`` is false (then None: the add-on's setting stays).
     """
-    options.add_argument(flag, choices=among.cli_names, default=among[among.default].cli if default else None, help=help)
+    return options.add_argument(flag, choices=among.cli_names, default=among[among.default].cli if default else None, help=help)
 
 
 def add_output_options(
@@ -139,26 +139,28 @@ def add_output_options(
     return group
 
 
-def add_model_options(p: argparse.ArgumentParser, pretrained: bool = True) -> None:
-    """Where models come from and run, read by :func:`use_model_settings`.
+def add_model_options(p: argparse.ArgumentParser, pretrained: bool = True) -> list[argparse.Action]:
+    """Where models come from and run, read by :func:`use_model_settings`; returns their actions.
 
     ``pretrained=False``: a job that trains its own model (kcf) takes only the device and the engine's Python.
     """
     group = p.add_argument_group("model options")
+    actions = []
     if pretrained:
-        group.add_argument("--models-dir", help="folder holding diffusers model folders")
-        group.add_argument("--cache-dir", help="Hugging Face hub cache")
-    add_choice(group, "--device", choices.DEVICES, default=False)
+        actions.append(group.add_argument("--models-dir", help="folder holding diffusers model folders"))
+        actions.append(group.add_argument("--cache-dir", help="Hugging Face hub cache"))
+    actions.append(add_choice(group, "--device", choices.DEVICES, default=False))
     if pretrained:
-        add_choice(group, "--precision", choices.PRECISIONS, default=False)
-        group.add_argument("--allow-downloads", action="store_true", help="let the models download (needs network)")
+        actions.append(add_choice(group, "--precision", choices.PRECISIONS, default=False))
+        actions.append(group.add_argument("--allow-downloads", action="store_true", help="let the models download (needs network)"))
     else:  # use_model_settings reads the same names for every model job
         p.set_defaults(models_dir=None, cache_dir=None, precision=None, allow_downloads=False)
-    group.add_argument(
+    python = group.add_argument(
         "--engine-python",
         default=os.environ.get("DIFFUSION3D_ENGINE_PYTHON") or None,
         help="run model jobs in a worker with this Python (one with torch: requirements-engine.txt); env DIFFUSION3D_ENGINE_PYTHON",
     )
+    return [*actions, python]
 
 
 def use_model_settings(args: argparse.Namespace) -> None:
@@ -286,57 +288,68 @@ def shard_argv(argv: list[str]) -> list[str]:
 def run_on_ray(args: argparse.Namespace, argv: list[str]) -> int:
     """The driver: no Blender here, only Ray and the engine."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from engine.distributed.driver import ClusterOptions, ShardedJob, run_sharded
+    from engine.distributed.driver import INCOMPLETE, ClusterOptions, run_chain
     from engine.errors import EngineError
 
     if not args.shards:
         print("error: --ray needs --shards N (how many Ray tasks to split the job into)", file=sys.stderr)
         return 1
-    shared = shard_argv(argv)
     if args.blender:
         prefix = [os.path.abspath(args.blender), "-b", "--python", str(Path(__file__).resolve()), "--"]
     else:  # a venv's python is a link that must stay one: absolute, not resolved
         prefix = [os.path.abspath(args.task_python) if args.task_python else sys.executable, str(Path(__file__).resolve())]
-    output = Path(args.out).resolve()
-    job = ShardedJob(
-        args.command,
-        shared,
-        output,
-        args.shards,
-        lambda i, n: [*prefix, *shared, "--shard", f"{i}/{n}", "--out", "{out}"],
-        **args.sharded(args),
-    )
     options = ClusterOptions(args.ray, args.retries, args.cpus_per_task, args.gpus_per_task)
     try:
-        run = run_sharded(job, options)
-    except EngineError as exc:
+        jobs = args.sharded(args, prefix, shard_argv(argv))
+        runs = run_chain(jobs, options)
+    except (EngineError, BatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for failure in run.failed:
-        print(
-            f"error: shard {failure['index']}/{run.shards} failed after {failure['attempts']} attempt(s): {failure['error']}",
-            file=sys.stderr,
-        )
+    failed = [{"job": run.job, **failure} for run in runs for failure in run.failed]
+    for run in runs:
+        for failure in run.failed:
+            what = f"{run.job} shard {failure['index']}/{run.shards}"
+            print(f"error: {what} failed after {failure['attempts']} attempt(s): {failure['error']}", file=sys.stderr)
+    first, complete = runs[0], len(runs) == len(jobs) and runs[-1].merged
     summary = {
         "command": args.command,
         "ray": args.ray,
-        "paths": {"dataset": run.output if run.merged else None, "shards": str(output.parent / f"{output.name}.shards")},
-        "shards": run.shards,
-        "done": run.done,
-        "skipped": run.skipped,
-        "failed": run.failed,
-        "complete": run.merged,
-        "images": run.images,
-        "notes": run.notes,
-        **run.merge,
-        "timings_s": {"total": round(run.seconds, 3)},
+        "paths": {"dataset": first.output if complete else None, "shards": first.folder},
+        "shards": first.shards,
+        "done": first.done,
+        "skipped": first.skipped,
+        "failed": failed,
+        "complete": complete,
+        "images": first.images,
+        "notes": [note for run in runs for note in run.notes],
+        **{key: value for run in runs for key, value in run.merge.items()},
+        "timings_s": {"total": round(sum(run.seconds for run in runs), 3)},
     }
+    if len(jobs) > 1:  # a chain: each job's own figures
+        summary["phases"] = [
+            {"job": r.job, "shards": r.shards, "done": r.done, "skipped": r.skipped, "images": r.images, "seconds": round(r.seconds, 3)}
+            for r in runs
+        ]
     print(json.dumps(summary), flush=True)
-    return run.exit_code
+    return 0 if complete else INCOMPLETE
 
 
-def edges_sharded(args: argparse.Namespace) -> dict[str, Any]:
-    """How edges runs on Ray: its shards' views merged into one data set, images counted as views rendered."""
+def sharded_job(name: str, prefix: list[str], argv: list[str], output: str | Path, count: int, **how: Any) -> Any:
+    """A job on Ray whose shard I of N runs ``prefix argv --shard I/N --out {its folder}``; ``how``: ShardedJob's other fields."""
+    from engine.distributed.driver import ShardedJob
+    from engine.distributed.tasks import OUT
+
+    command = lambda i, n: [*prefix, *argv, "--shard", f"{i}/{n}", "--out", OUT]  # noqa: E731
+    return ShardedJob(name, argv, Path(output).resolve(), count, command, **how)
+
+
+def edges_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:
+    """edges on Ray: its shards' views merged into one data set, images counted as views rendered."""
+    return [sharded_job("edges", prefix, argv, args.out, args.shards, **view_shards(args), progress_label="Rendering views")]
+
+
+def view_shards(args: argparse.Namespace) -> dict[str, Any]:
+    """How the shards of a job that renders views (edges, dst) are seeded, merged and counted."""
 
     def merge(shards: list[Path], output: Path) -> dict[str, Any]:
         from engine.dst.merge import merge_datasets
@@ -349,8 +362,95 @@ def edges_sharded(args: argparse.Namespace) -> dict[str, Any]:
         seeds=lambda i, n: {"seed": args.seed, "views": f"{i}/{n}"},
         images=lambda summary: int(summary.get("views", 0)),
         work=lambda summary: float(summary.get("timings_s", {}).get("edges", 0.0)),
-        progress_label="Rendering views",
     )
+
+
+def generate_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:
+    """generate-from-edges on Ray: each shard generates into its own folder; the join copies them into the data set."""
+    if args.into:
+        raise BatchError("--out is one shard's folder: on Ray the images go into the data set once every shard is done")
+    return [sharded_job("generate-from-edges", prefix, argv, args.dataset, args.shards, **generation_shards(args))]
+
+
+def generation_shards(args: argparse.Namespace) -> dict[str, Any]:
+    def join(shards: list[Path], dataset: Path) -> dict[str, Any]:
+        from engine.dst.generate import join_generated
+
+        return {"generated_images": len(join_generated(shards, dataset, args.overwrite))}
+
+    return dict(
+        merge=join,
+        seeds=lambda i, n: {"seed": args.seed, "views": f"{i}/{n}"},
+        images=lambda summary: int(summary.get("generated_images", 0)),
+        work=lambda summary: float(summary.get("timings_s", {}).get("generate", 0.0)),
+        progress_label=None,  # its progress counts denoising steps, not images
+        needs_gpu=True,
+        updates=True,
+    )
+
+
+def kcf_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:
+    """kcf on Ray: each shard trains its folds and writes their scores into its folder; the join filters the data set."""
+    if args.scores_out:
+        raise BatchError("--out is one shard's folder: on Ray the scores are joined into the data set once every shard is done")
+    return [filter_job(args, prefix, argv, args.dataset)]
+
+
+def filter_job(args: argparse.Namespace, prefix: list[str], argv: list[str], dataset: str | Path) -> Any:
+    def join(shards: list[Path], dataset: Path) -> dict[str, Any]:
+        from engine.dst.filter import join_scores
+
+        result = join_scores(dataset, sorted(path for shard in shards for path in shard.glob("scores-*.json")), args.fraction)
+        return {"scored": result.scored, "rejected": [Path(p).name for p in result.rejected]}
+
+    return sharded_job(
+        "kcf",
+        prefix,
+        argv,
+        dataset,
+        min(args.shards, args.folds),  # a shard trains folds I, I + N, …: more shards than folds would idle
+        merge=join,
+        seeds=lambda i, n: {"seed": args.seed, "folds": list(range(i - 1, args.folds, n))},
+        images=lambda summary: int(summary.get("scored", 0)),
+        work=lambda summary: float(summary.get("timings_s", {}).get("kcf", 0.0)),
+        progress_label=None,  # its progress counts epochs
+        needs_gpu=True,
+        updates=True,
+    )
+
+
+def dst_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:
+    """dst on Ray: shards render and generate into their own folders and are merged; then the filter's folds are sharded."""
+    views = view_shards(args)
+    rendered = sharded_job(
+        "dst",
+        prefix,
+        argv,
+        args.out,
+        args.shards,
+        merge=views["merge"],  # a new data set, with each shard's generated images
+        seeds=views["seeds"],
+        images=lambda summary: int(summary.get("generated_images", 0)),
+        work=lambda summary: float(sum(summary.get("timings_s", {}).values())),
+        progress_label=None,
+        needs_gpu=True,
+    )
+    if args.no_filter:
+        return [rendered]
+    scratch = argparse.ArgumentParser()
+    actions = [*add_kcf_options(scratch), scratch.add_argument("--seed"), *add_model_options(scratch, pretrained=False)]
+    filter_argv = ["kcf", "--dataset", str(rendered.output), *command_line(actions, args)]
+    return [rendered, filter_job(args, prefix, filter_argv, rendered.output)]
+
+
+def command_line(actions: list[argparse.Action], args: argparse.Namespace) -> list[str]:
+    """The options ``actions`` stand for, written as a command line with the values in ``args``."""
+    line: list[str] = []
+    for action in actions:
+        value = getattr(args, action.dest, None)
+        if value is not None and value is not False:
+            line += [action.option_strings[0]] if value is True else [action.option_strings[0], str(value)]
+    return line
 
 
 # The subcommands, in the order --help lists them -----------------------------------------
@@ -631,8 +731,8 @@ def panoramas(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def panoramas_sharded(args: argparse.Namespace) -> dict[str, Any]:
-    """How panoramas runs on Ray: each shard's prompt folders moved into the output together; images counted as prompts made."""
+def panoramas_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:
+    """panoramas on Ray: each shard's prompt folders moved into the output together; images counted as prompts made."""
     from engine.prompt_lists import read_prompts, select
 
     prompts = read_prompts(Path(args.prompts), args.seed)
@@ -643,9 +743,21 @@ def panoramas_sharded(args: argparse.Namespace) -> dict[str, Any]:
     def seeds(i: int, n: int) -> dict[str, Any]:
         return {p.folder: p.seed for p in select(prompts, f"{i}/{n}", args.lines or "")}
 
-    return dict(
-        merge=merge, seeds=seeds, images=lambda summary: len(summary.get("prompts", [])), progress_label="Panoramas", needs_gpu=True
-    )
+    count = lambda summary: len(summary.get("prompts", []))  # noqa: E731
+    return [
+        sharded_job(
+            "panoramas",
+            prefix,
+            argv,
+            args.out,
+            args.shards,
+            merge=merge,
+            seeds=seeds,
+            images=count,
+            progress_label="Panoramas",
+            needs_gpu=True,
+        )
+    ]
 
 
 def link_or_copy(source: str | Path, target: str | Path) -> None:
@@ -844,15 +956,12 @@ def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
     return {"paths": paths, "frames": frames, "projection": args.projection, "layout": layout_name, "timings_s": timings}
 
 
-def add_edges(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "edges", help="3D-DST: render scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations"
-    )
+def add_scene_options(p: argparse.ArgumentParser) -> None:
+    """3D-DST's scene and viewpoints (edges, dst)."""
     p.add_argument("--blend", help="scene with the objects (default: the file Blender was started with)")
     p.add_argument("--objects", help="comma-separated object names (default: every visible mesh object)")
     p.add_argument("--collection", help="use the mesh objects of this collection instead")
     p.add_argument("--views", type=int, default=8, help="viewpoints per object (default 8)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--azimuth", choices=["full", "half"], default="full")
     p.add_argument("--elevation", choices=["wide", "high"], default="wide", help="3D-DST's polar presets: N(90, 30) or N(60, 20)")
     p.add_argument("--inplane", type=float, default=0.0, help="in-plane rotation uniform on ± this many degrees")
@@ -862,6 +971,38 @@ def add_edges(sub: Subparsers) -> None:
     p.add_argument("--resolution", type=int, default=512)
     p.add_argument("--samples", type=int, default=32)
     add_choice(p, "--edges", choices.EDGE_METHODS)
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """3D-DST's ControlNet generation (generate-from-edges, dst)."""
+    p.add_argument("--base-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", help="SD 1.5 (or SDXL) folder or repo id")
+    p.add_argument("--controlnet", default="lllyasviel/control_v11p_sd15_canny", help="canny ControlNet for that base")
+    p.add_argument("--vae", help="another VAE (SDXL's fp16 fix)")
+    p.add_argument("--images-per-view", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=9.0)
+    p.add_argument("--control-strength", type=float, default=1.0)
+    p.add_argument("--style", help="comma-separated words added to every prompt")
+    p.add_argument("--prompt-model", help="local text-generation model folder for prompt expansion")
+
+
+def add_kcf_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The K-fold filter's settings (kcf, dst); returns their actions (dst writes them into its filter shards' command line)."""
+    return [
+        p.add_argument("--fraction", type=float, default=0.1, help="share of generated images to drop (default 0.1)"),
+        p.add_argument("--folds", type=int, default=5),
+        p.add_argument("--epochs", type=int, default=150),
+        p.add_argument("--image-size", type=int, default=256),
+        add_choice(p, "--backbone", choices.KCF_BACKBONES),
+    ]
+
+
+def add_edges(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "edges", help="3D-DST: render scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations"
+    )
+    add_scene_options(p)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard", help="I/N: this machine's share of the views (1-based I); join the shards with merge")
     add_output_options(p, "dataset folder")
     add_cluster_options(p)
@@ -920,20 +1061,14 @@ def add_generate_from_edges(sub: Subparsers) -> None:
         "generate-from-edges", help="3D-DST: ControlNet images from a data set's edge maps, sharing their views' 3D annotations"
     )
     p.add_argument("--dataset", required=True, help="dataset folder made by edges")
-    p.add_argument("--base-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", help="SD 1.5 (or SDXL) folder or repo id")
-    p.add_argument("--controlnet", default="lllyasviel/control_v11p_sd15_canny", help="canny ControlNet for that base")
-    p.add_argument("--vae", help="another VAE (SDXL's fp16 fix)")
-    p.add_argument("--images-per-view", type=int, default=1)
+    add_generation_options(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=9.0)
-    p.add_argument("--control-strength", type=float, default=1.0)
-    p.add_argument("--style", help="comma-separated words added to every prompt")
-    p.add_argument("--prompt-model", help="local text-generation model folder for prompt expansion")
     p.add_argument("--shard", help="I/N: this machine's share of the views")
-    add_output_options(p, out=None)
+    group = add_output_options(p, out=None)
+    group.add_argument("--out", dest="into", help="write the images here instead of the data set's generated/ (a shard's share, for --ray)")
     add_model_options(p)
-    p.set_defaults(run=generate_from_edges)
+    add_cluster_options(p)
+    p.set_defaults(run=generate_from_edges, sharded=generate_sharded)
 
 
 def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
@@ -956,10 +1091,11 @@ def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
         style=args.style or "",
         prompt_model=args.prompt_model or "",
         shard=args.shard or "",
+        out_dir=str(Path(args.into).resolve()) if args.into else "",
         overwrite=args.overwrite,
     )
     seconds = time.perf_counter() - start
-    generated = sorted((Path(args.dataset) / "generated").glob("*.png"))
+    generated = sorted((Path(args.into or Path(args.dataset) / "generated")).glob("*.png"))
     return {
         "paths": {"dataset": str(Path(args.dataset).resolve())},
         "generated_images": len(generated),
@@ -970,15 +1106,13 @@ def generate_from_edges(args: argparse.Namespace) -> dict[str, Any]:
 def add_kcf(sub: Subparsers) -> None:
     p = sub.add_parser("kcf", help="3D-DST K-fold consistency filter: score generated images, move the worst to rejected/")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--fraction", type=float, default=0.1, help="share of generated images to drop (default 0.1)")
-    p.add_argument("--folds", type=int, default=5)
+    add_kcf_options(p)
     p.add_argument("--seed", type=int, default=0)
-    add_choice(p, "--backbone", choices.KCF_BACKBONES)
-    p.add_argument("--epochs", type=int, default=150)
-    p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--shard", help="I/N: train only this share of the folds; a run without --shard joins the scores")
+    p.add_argument("--out", dest="scores_out", help="with --shard: write its scores here instead of the data set's kcf/ (for --ray)")
     add_model_options(p, pretrained=False)
-    p.set_defaults(run=kcf)
+    add_cluster_options(p)
+    p.set_defaults(run=kcf, sharded=kcf_sharded)
 
 
 def kcf(args: argparse.Namespace) -> dict[str, Any]:
@@ -997,10 +1131,53 @@ def kcf(args: argparse.Namespace) -> dict[str, Any]:
         epochs=args.epochs,
         image_size=args.image_size,
         shard=args.shard or "",
+        scores_dir=str(Path(args.scores_out).resolve()) if args.scores_out else "",
     )
     root = Path(args.dataset)
-    rejected = sorted(p.name for p in (root / "rejected").glob("*.png")) if not args.shard else []
-    return {"paths": {"dataset": str(root.resolve())}, "rejected": rejected, "timings_s": {"kcf": round(time.perf_counter() - start, 3)}}
+    seconds = {"kcf": round(time.perf_counter() - start, 3)}
+    if args.shard:
+        from diffusion3d.engine.dst.filter import scores_path  # type: ignore[import-not-found]
+
+        scores = scores_path(root, args.shard, str(Path(args.scores_out).resolve()) if args.scores_out else "")
+        scored = sum(s is not None for s in json.loads(scores.read_text(encoding="utf-8"))["scores"])
+        return {"paths": {"dataset": str(root.resolve()), "scores": str(scores)}, "scored": scored, "timings_s": seconds}
+    rejected = sorted(p.name for p in (root / "rejected").glob("*.png"))
+    return {"paths": {"dataset": str(root.resolve())}, "rejected": rejected, "timings_s": seconds}
+
+
+def add_dst(sub: Subparsers) -> None:
+    p = sub.add_parser("dst", help="3D-DST end to end: scene objects → views, edge maps, annotations → ControlNet images → K-fold filter")
+    add_scene_options(p)
+    add_generation_options(p)
+    add_kcf_options(p)
+    p.add_argument("--seed", type=int, default=0, help="the viewpoints', the images' and the folds' seed")
+    p.add_argument("--no-filter", action="store_true", help="stop after generating (no K-fold filter)")
+    p.add_argument("--shard", help="I/N: render and generate this share of the views (no filter: it needs every image; see --ray)")
+    add_output_options(p, "dataset folder")
+    add_model_options(p)
+    add_cluster_options(p)
+    p.set_defaults(run=dst, sharded=dst_sharded, into=None, scores_out=None)
+
+
+def dst(args: argparse.Namespace) -> dict[str, Any]:
+    """edges, generate-from-edges and kcf, one after another in this process, on one data set."""
+    rendered = edges(args)
+    on_it = argparse.Namespace(**{**vars(args), "dataset": args.out})
+    generated = generate_from_edges(on_it)
+    filtered = kcf(on_it) if not (args.shard or args.no_filter) else {}
+    return {
+        "paths": rendered["paths"],
+        "views": rendered["views"],
+        "annotations": rendered["annotations"],
+        "shard": rendered["shard"],
+        "generated_images": generated["generated_images"],
+        **({"rejected": filtered["rejected"]} if filtered else {}),
+        "timings_s": {
+            "edges": rendered["timings_s"]["edges"],
+            "generate": generated["timings_s"]["generate"],
+            **filtered.get("timings_s", {}),
+        },
+    }
 
 
 def add_multiview(sub: Subparsers) -> None:
@@ -1377,6 +1554,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_edges,
     add_generate_from_edges,
     add_kcf,
+    add_dst,
     add_merge,
     add_multiview,
     add_viewneti_data,

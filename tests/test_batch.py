@@ -19,6 +19,10 @@ pytestmark = pytest.mark.timeout(300)
 worker_line = pytest.mark.skipif(models_here(), reason="model subcommands end to end run on the worker line (Blender 5.2)")
 
 
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def batch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "batch.py"), *args], capture_output=True, text=True, timeout=timeout)
 
@@ -394,6 +398,19 @@ def test_dst_chain_edges_generate_and_filter(tmp_path):
         )
     )
     assert len(kcf["rejected"]) == 2 and (data / "kcf.json").is_file()
+    # the same three steps as one subcommand, one --seed for all: the same bytes
+    views = ("--views", "4", "--resolution", "32", "--edges", "geometric")
+    generation = ("--base-model", str(sd), "--controlnet", str(cn), "--steps", "2", "--images-per-view", "2", "--style", "studio photo")
+    filtering = ("--fraction", "0.25", "--folds", "2", "--epochs", "1", "--image-size", "16", "--backbone", "small")
+    chained = tmp_path / "chained"
+    both = ("--blend", str(tmp_path / "cad.blend"), "--out", str(chained), *views, *generation, *filtering, "--device", "cpu")
+    chain = summary(batch("dst", *both))
+    assert (
+        chain["generated_images"] == 8 and chain["rejected"] == kcf["rejected"] and set(chain["timings_s"]) == {"edges", "generate", "kcf"}
+    )
+    assert tree(chained) == tree(data)
+    part = summary(batch("dst", *both[:3], str(tmp_path / "part"), *both[4:], "--shard", "1/2"))
+    assert part["views"] == 2 and part["generated_images"] == 4 and "rejected" not in part, "a shard renders and generates, then stops"
     again = batch("generate-from-edges", "--dataset", str(data), "--base-model", str(sd), "--controlnet", str(cn), "--device", "cpu")
     assert again.returncode == 1 and "already holds" in again.stderr
 

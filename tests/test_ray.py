@@ -164,6 +164,30 @@ def test_a_driver_killed_mid_run_finishes_the_set_when_started_again(cluster, sc
     assert not leftovers, "no attempt folders are left behind"
 
 
+def test_a_shard_failed_for_good_is_named_nothing_is_merged_and_the_same_command_finishes_the_set(cluster, scene, single, tmp_path):
+    out = tmp_path / "ds"
+    command = driver(edges_args(scene, out), cluster, "--retries", "0")
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) as process:
+        pattern = f"--shard 3/4 --out {tmp_path}/ds.shards/"
+        deadline, killed = time.monotonic() + 120, False
+        while not killed and time.monotonic() < deadline and process.poll() is None:
+            for pid in subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split():
+                os.kill(int(pid), signal.SIGKILL)
+                killed = True
+            time.sleep(0.02)
+        stdout, stderr = process.communicate(timeout=300)
+    assert killed and process.returncode == 3, stderr[-2000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert not summary["complete"] and summary["paths"]["dataset"] is None and summary["done"] == 3
+    (error,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith("error: edges shard 3/4 failed after 1 attempt(s): ShardProcessDied: the shard's process on ")
+    assert "ended with killed by signal 9" in error and [f["index"] for f in summary["failed"]] == [3]
+    assert not out.exists(), "nothing is merged while a shard is missing"
+    proc, again = run(command)
+    assert proc.returncode == 0 and again["complete"] and again["skipped"] == 3, proc.stderr[-2000:]
+    assert tree(out) == tree(single)
+
+
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -243,3 +267,84 @@ def test_panoramas_from_a_prompt_file_on_the_cluster_equal_the_single_machine_ru
             assert drop(data) == drop(spread[name])
         else:
             assert data == spread[name], name
+
+
+@pytest.fixture(scope="module")
+def tiny_controlnet(tmp_path_factory) -> tuple[Path, Path]:
+    sys.path.insert(0, str(ROOT / "tests" / "engine"))
+    from tiny_controlnet import build_tiny_controlnet, build_tiny_sd
+
+    folder = tmp_path_factory.mktemp("controlnet")
+    return build_tiny_sd(folder / "sd"), build_tiny_controlnet(folder / "cn")
+
+
+def dst_args(scene: Path, models: tuple[Path, Path]) -> list[str]:
+    views = ["--blend", str(scene), "--views", "3", "--resolution", "32", "--samples", "1", "--edges", "geometric", "--seed", "2"]
+    generation = ["--base-model", str(models[0]), "--controlnet", str(models[1]), "--steps", "2", "--device", "cpu"]
+    kcf = ["--fraction", "0.25", "--folds", "3", "--epochs", "1", "--image-size", "16", "--backbone", "small"]
+    return ["dst", *views, *generation, *kcf]
+
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # as Ray runs a 1-CPU task: float sums depend on the thread count
+
+
+@pytest.fixture(scope="module")
+def single_dst(scene, tiny_controlnet, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("single-dst") / "ds"
+    command = [TASK_PYTHON, str(ROOT / "batch.py"), *dst_args(scene, tiny_controlnet), "--out", str(out)]
+    alone = subprocess.run(command, capture_output=True, text=True, env=ONE_THREAD)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert len(json.loads(alone.stdout.strip().splitlines()[-1])["rejected"]) == 2, "a quarter of 6 generated images, rounded up"
+    return out
+
+
+def test_the_dst_chain_on_the_cluster_equals_the_single_machine_run_and_a_second_run_changes_nothing(
+    cluster, scene, tiny_controlnet, single_dst, tmp_path
+):
+    args = [*dst_args(scene, tiny_controlnet), "--out", str(tmp_path / "ds")]
+    out = tmp_path / "ds"
+    proc, summary = run(driver(args, cluster))
+    assert proc.returncode == 0 and summary["complete"], proc.stderr[-2000:]
+    assert [(p["job"], p["shards"], p["done"]) for p in summary["phases"]] == [("dst", 4, 4), ("kcf", 3, 3)], "no more shards than folds"
+    assert summary["images"] == 6 and len(summary["rejected"]) == 2
+    assert "[ray] shards 4/4 done, 0 running, 0 failed · 6 images" in proc.stderr
+    assert tree(out) == tree(single_dst), "edges → generate → filter on the cluster is the single-machine run, byte for byte"
+    assert manifest(out)["merged"] and json.loads((tmp_path / "ds.shards" / "kcf" / "manifest.json").read_text())["merged"]
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    proc, again = run(driver(args, cluster))
+    assert proc.returncode == 0 and again["complete"] and [p["skipped"] for p in again["phases"]] == [4, 3], proc.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before, "nothing was touched"
+
+
+def test_a_dst_chain_whose_task_then_driver_are_killed_finishes_with_the_same_bytes(cluster, scene, tiny_controlnet, single_dst, tmp_path):
+    out = tmp_path / "ds"
+    command = driver([*dst_args(scene, tiny_controlnet), "--out", str(out)], cluster)
+    filtering = tmp_path / "ds.shards" / "kcf" / "manifest.json"
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT) as process:
+        pattern = f"--shard 2/4 --out {tmp_path}/ds.shards/"
+        deadline, killed = time.monotonic() + 200, False
+        while time.monotonic() < deadline and process.poll() is None and not filtering.is_file():
+            for pid in [] if killed else subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout.split():
+                os.kill(int(pid), signal.SIGKILL)
+                killed = True
+            time.sleep(0.02)
+        process.kill()  # as the filter's shards start
+    assert killed and manifest(out)["shards"][1]["attempts"] >= 2, "a generating shard's process was killed and retried"
+    assert out.is_dir() and not (out / "kcf.json").exists(), "the generated set is merged; the filter has not touched it"
+    proc, summary = run(driver([*dst_args(scene, tiny_controlnet), "--out", str(out)], cluster))
+    assert proc.returncode == 0 and summary["complete"] and summary["phases"][0]["skipped"] == 4, proc.stderr[-2000:]
+    assert tree(out) == tree(single_dst)
+
+
+def test_generation_on_the_cluster_joins_into_the_data_set_as_one_machine_generates(cluster, single, tiny_controlnet, tmp_path):
+    args = ["--base-model", str(tiny_controlnet[0]), "--controlnet", str(tiny_controlnet[1]), "--steps", "2", "--device", "cpu"]
+    alone, spread = tmp_path / "alone", tmp_path / "spread"
+    for copy in (alone, spread):
+        shutil.copytree(single, copy)
+    command = [TASK_PYTHON, str(ROOT / "batch.py"), "generate-from-edges", "--dataset", str(alone), *args]
+    assert subprocess.run(command, capture_output=True, env=ONE_THREAD).returncode == 0
+    proc, summary = run(driver(["generate-from-edges", "--dataset", str(spread), *args], cluster, "--shards", "2"))
+    assert proc.returncode == 0 and summary["complete"] and summary["generated_images"] == 8, proc.stderr[-2000:]
+    assert tree(spread) == tree(alone)
+    proc, _ = run(driver(["generate-from-edges", "--dataset", str(spread), *args, "--out", str(tmp_path / "x")], cluster))
+    assert proc.returncode == 1 and "--out is one shard's folder" in proc.stderr

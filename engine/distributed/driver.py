@@ -8,6 +8,12 @@ named in the summary with its last error and the set stays unmerged. Running
 the same command again resumes: shards the manifest lists as done are
 skipped, and a merged set is left as it is. Nothing is written into ``OUT``
 until every shard is done and the merge runs.
+
+A job either builds a new output (its merge writes it aside, then it is
+renamed into place) or updates an existing data set in place (generation,
+the K-fold filter: its merge joins the shards' files into it, all or nothing;
+its shards lie in ``OUT.shards/JOB``). :func:`run_chain` runs jobs one after
+another on one connection, each starting once the one before it merged.
 """
 
 from __future__ import annotations
@@ -50,13 +56,22 @@ class ShardedJob:
     seeds: Callable[[int, int], dict[str, Any]] = lambda i, n: {}
     images: Callable[[dict[str, Any]], int] = lambda summary: 0  # a finished shard's images, from its JSON summary
     work: Callable[[dict[str, Any]], float] = lambda summary: 0.0  # the seconds the job itself reports (the rest is overhead)
-    progress_label: str = ""  # the progress lines that count images while a shard runs ("": any)
+    progress_label: str | None = ""  # the progress lines that count images while a shard runs ("": any; None: none do)
     needs_gpu: bool = False  # a model job
+    updates: bool = False  # the merge updates the existing output in place, rather than building it
     cwd: str = field(default_factory=lambda: str(Path.cwd()))
+
+    @property
+    def folder(self) -> Path:
+        """Where its shards and manifest lie: beside the output, in a sub-folder for a job that updates it."""
+        beside = self.output.parent / f"{self.output.name}.shards"
+        return beside / self.name if self.updates else beside
 
 
 @dataclass
 class RunSummary:
+    job: str
+    folder: str  # its shards and manifest
     output: str
     shards: int
     done: int
@@ -67,14 +82,6 @@ class RunSummary:
     seconds: float
     merge: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.merged else INCOMPLETE
-
-
-def shards_folder(output: Path) -> Path:
-    return output.parent / f"{output.name}.shards"
 
 
 def import_ray() -> Any:
@@ -117,37 +124,75 @@ def gpus_per_task(job: ShardedJob, options: ClusterOptions, cluster_gpus: float,
     return 1.0 if job.needs_gpu else 0.0
 
 
-def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stderr) -> RunSummary:
+class Cluster:
+    """The connection a run makes once, when the first job with shards left to run needs it."""
+
+    def __init__(self, options: ClusterOptions) -> None:
+        self.options = options
+        self.ray: Any = None
+
+    def join(self) -> Any:
+        if self.ray is None:
+            ray = import_ray()
+            connect(ray, self.options.address)
+            self.ray = ray
+        return self.ray
+
+    def close(self) -> None:
+        if self.ray is not None:
+            self.ray.shutdown()
+            self.ray = None
+
+
+def run_chain(jobs: list[ShardedJob], options: ClusterOptions, out: TextIO = sys.stderr) -> list[RunSummary]:
+    """Jobs one after another (each reads what the one before merged); stops after one that leaves shards failed."""
+    cluster = Cluster(options)
+    runs: list[RunSummary] = []
+    try:
+        for job in jobs:
+            runs.append(run_sharded(job, cluster, out))
+            if not runs[-1].merged:
+                break
+    finally:
+        cluster.close()
+    return runs
+
+
+def run_sharded(job: ShardedJob, cluster: Cluster, out: TextIO = sys.stderr) -> RunSummary:
+    """One job: its pending shards as tasks on the cluster, then its merge once every shard is done."""
+    options = cluster.options
     started = time.perf_counter()
     if job.count < 1:
         raise BadInput(f"--shards must be at least 1, got {job.count}")
     if options.retries < 0:
         raise BadInput(f"--retries must be 0 or more, got {options.retries}")
-    folder = shards_folder(job.output)
+    folder = job.folder
     shards = [
         Shard(i, str(folder / f"shard-{i:0{len(str(job.count))}d}-of-{job.count}"), job.seeds(i, job.count))
         for i in range(1, job.count + 1)
     ]
     path = folder / MANIFEST
-    created = not path.is_file()
+    created = next((f for f in (folder.parent, folder) if not f.exists()), None)  # what a refused run removes
     try:
         manifest = open_manifest(folder, job.name, job.parameters, job.output, shards)
     except OSError as exc:
         raise BadInput(f"Cannot write the shard folder {folder}: {exc.strerror or exc}") from None
     skipped = manifest.count(DONE)
     if manifest.merged and job.output.is_dir():
-        return RunSummary(str(job.output), job.count, job.count, [], job.count, True, sum(s.images for s in manifest.shards), 0.0)
+        return RunSummary(
+            job.name, str(folder), str(job.output), job.count, job.count, [], job.count, True, sum(s.images for s in manifest.shards), 0.0
+        )
 
     notes: list[str] = []
     pending = [s for s in manifest.shards if s.state == PENDING]
-    ray = None
     try:  # a run refused before its tasks start leaves no shard folder it made
-        if job.output.exists():
+        if job.updates and not job.output.is_dir():
+            raise BadInput(f"No data set at {job.output}")
+        if not job.updates and job.output.exists():
             raise BadInput(f"{job.output} exists and is not this job's merged set: choose another --out")
         remove_attempts(folder)  # what the tasks (or the merge) of a driver that died were writing
         if pending:
-            ray = import_ray()
-            connect(ray, options.address)
+            ray = cluster.join()
             largest = max((n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
             if options.cpus_per_task > largest:
                 raise BadInput(
@@ -155,27 +200,27 @@ def run_sharded(job: ShardedJob, options: ClusterOptions, out: TextIO = sys.stde
                 )
             gpus = gpus_per_task(job, options, ray.cluster_resources().get("GPU", 0.0), notes)
     except BadInput:
-        if ray is not None:
-            ray.shutdown()
-        if created:
-            shutil.rmtree(folder, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
-    if ray is not None:
-        try:
-            for note in notes:  # before anything starts
-                out.write(f"note: {note}\n")
-            _run_tasks(ray, job, options, manifest, path, pending, gpus, out)
-        finally:
-            ray.shutdown()
+    if pending:
+        for note in notes:  # before anything starts
+            out.write(f"note: {note}\n")
+        _run_tasks(cluster.join(), job, options, manifest, path, pending, gpus, out)
     failed = [
         {"index": s.index, "folder": s.folder, "attempts": s.attempts, "error": s.error} for s in manifest.shards if s.state == FAILED
     ]
-    summary = RunSummary(str(job.output), job.count, manifest.count(DONE), failed, skipped, False, 0, 0.0, notes=notes)
-    if not failed:  # merged aside, then renamed into place: a driver killed while merging leaves no output
+    summary = RunSummary(
+        job.name, str(folder), str(job.output), job.count, manifest.count(DONE), failed, skipped, False, 0, 0.0, notes=notes
+    )
+    if not failed and job.updates:  # the job's own join: all or nothing, and safe to run again
+        summary.merge = job.merge([Path(s.folder) for s in manifest.shards], job.output)
+    elif not failed:  # merged aside, then renamed into place: a driver killed while merging leaves no output
         staging = folder / MERGING
         shutil.rmtree(staging, ignore_errors=True)
         summary.merge = job.merge([Path(s.folder) for s in manifest.shards], staging)
         os.rename(staging, job.output)
+    if not failed:
         manifest.merged, summary.merged = True, True
         manifest.save(path)
         for shard in manifest.shards:  # the merged set holds everything they did
@@ -250,8 +295,15 @@ class ProgressLine:
         done = sum(d for i, (d, _) in progress.items() if manifest.shards[i - 1].state != DONE)
         done += sum(s.images for s in manifest.shards if s.state == DONE)
         total = sum(t for i, (_, t) in progress.items())
-        rate = done / max(now - self.start, 1e-9)
-        left = f", ~{_duration((total - done) / rate)} left" if rate > 0 and total > done else ""
+        elapsed = max(now - self.start, 1e-9)
+        rate = done / elapsed
+        finished, waiting = manifest.count(DONE) - self.done_before, manifest.count(RUNNING) + manifest.count(PENDING)
+        if rate > 0 and total > done:  # from the images the running shards report
+            left = f", ~{_duration((total - done) / rate)} left"
+        elif finished > 0 and waiting:  # jobs whose progress is not counted in images: from the shards finished
+            left = f", ~{_duration(elapsed / finished * waiting)} left"
+        else:
+            left = ""
         text = (
             f"[ray] shards {manifest.count(DONE)}/{self.shards} done, {manifest.count(RUNNING)} running, {manifest.count(FAILED)} failed"
             f" · {done} images · {rate:.2f}/s{left}"

@@ -56,11 +56,11 @@ def node_name() -> str:
 
 
 def run_shard(
-    index: int, command: list[str], folder: str, cwd: str, label: str = "", board: Any = None, threads: int = 0
+    index: int, command: list[str], folder: str, cwd: str, label: str | None = "", board: Any = None, threads: int = 0
 ) -> dict[str, Any]:
     """Run one shard's ``command`` (its ``{out}`` becomes this attempt's folder); return the job's JSON summary with the node's name.
 
-    Its progress lines labelled ``label`` (any, when empty) count the shard's images for the board; its renders use
+    Its progress lines labelled ``label`` (any, when empty; none, when None) count the shard's images for the board; its renders use
     ``threads`` CPUs (the task's share of the node; 0: all), as its numeric libraries do through Ray's OMP_NUM_THREADS.
     """
     final = Path(folder)
@@ -91,7 +91,7 @@ def run_shard(
             reader.start()
             for line in process.stdout:
                 match = PROGRESS.match(line)
-                if match and board is not None and match.group(1).startswith(label):
+                if match and board is not None and label is not None and match.group(1).startswith(label):
                     board.update.remote(index, int(match.group(2)), int(match.group(3)))
                 elif line.startswith("{"):
                     try:

@@ -1,12 +1,15 @@
-"""The shard manifest a distributed run keeps: a new run writes it, a second run resumes from it, another command is refused."""
+"""The shard manifest a distributed run keeps (a new run writes it, a second run resumes from it, another command is refused)
+and what a node does with one shard (a private attempt folder, moved into place only when whole)."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from engine.distributed.manifest import DONE, FAILED, PENDING, RUNNING, Manifest, Shard, open_manifest
+from engine.distributed.tasks import OUT, ShardProcessDied, ShardRefused, run_shard
 from engine.errors import BadInput
 
 
@@ -46,3 +49,22 @@ def test_another_command_for_the_same_output_and_a_damaged_manifest_are_refused(
     (folder / "manifest.json").write_text("{not json")
     with pytest.raises(BadInput, match="damaged"):
         Manifest.load(folder / "manifest.json")
+
+
+def test_a_shard_folder_a_node_cannot_write_is_refused_there_in_one_line_and_not_retried(tmp_path):
+    (tmp_path / "taken").write_text("a file where the shards folder should be (a permission check passes as root)")
+    with pytest.raises(ShardRefused, match=r"^the shard folder .*taken is not writable from node \S+: "):
+        run_shard(1, [sys.executable, "-c", "pass", OUT], str(tmp_path / "taken" / "shard-1-of-2"), str(tmp_path))
+
+
+def test_a_shard_is_moved_into_place_only_when_its_process_succeeds(tmp_path):
+    write = "import pathlib, sys; pathlib.Path(sys.argv[1], 'made').write_text('x'); print('{\"views\": 1}')"
+    folder = tmp_path / "shard-1-of-1"
+    assert run_shard(1, [sys.executable, "-c", write, OUT], str(folder), str(tmp_path))["views"] == 1
+    assert (folder / "made").read_text() == "x" and [p.name for p in tmp_path.iterdir()] == ["shard-1-of-1"]
+    broken = tmp_path / "shard-1-of-2"
+    with pytest.raises(ShardProcessDied, match="exit status 4"):
+        run_shard(1, [sys.executable, "-c", write + "; sys.exit(4)", OUT], str(broken), str(tmp_path))
+    assert not broken.exists() and [p.name for p in tmp_path.iterdir()] == ["shard-1-of-1"], "no attempt folder is left"
+    with pytest.raises(ShardRefused, match="^No object named Nope$"):
+        run_shard(1, [sys.executable, "-c", "import sys; sys.exit('error: No object named Nope')", OUT], str(broken), str(tmp_path))
