@@ -369,17 +369,27 @@ def generate_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str
     """generate-from-edges on Ray: each shard generates into its own folder; the join copies them into the data set."""
     if args.into:
         raise BatchError("--out is one shard's folder: on Ray the images go into the data set once every shard is done")
-    return [sharded_job("generate-from-edges", prefix, argv, args.dataset, args.shards, **generation_shards(args))]
+    dataset = Path(args.dataset)
 
+    def check() -> None:  # the shards write elsewhere: the join would refuse the data set's images only after all the work
+        from engine.errors import BadInput
 
-def generation_shards(args: argparse.Namespace) -> dict[str, Any]:
+        if not args.overwrite and any((dataset / "generated").glob("*.png")):
+            raise BadInput(f"{dataset / 'generated'} already holds generated images: --overwrite replaces them")
+
     def join(shards: list[Path], dataset: Path) -> dict[str, Any]:
         from engine.dst.generate import join_generated
 
         return {"generated_images": len(join_generated(shards, dataset, args.overwrite))}
 
-    return dict(
+    job = sharded_job(
+        "generate-from-edges",
+        prefix,
+        argv,
+        dataset,
+        args.shards,
         merge=join,
+        check=check,
         seeds=lambda i, n: {"seed": args.seed, "views": f"{i}/{n}"},
         images=lambda summary: int(summary.get("generated_images", 0)),
         work=lambda summary: float(summary.get("timings_s", {}).get("generate", 0.0)),
@@ -387,6 +397,7 @@ def generation_shards(args: argparse.Namespace) -> dict[str, Any]:
         needs_gpu=True,
         updates=True,
     )
+    return [job]
 
 
 def kcf_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:

@@ -348,3 +348,9 @@ def test_generation_on_the_cluster_joins_into_the_data_set_as_one_machine_genera
     assert tree(spread) == tree(alone)
     proc, _ = run(driver(["generate-from-edges", "--dataset", str(spread), *args, "--out", str(tmp_path / "x")], cluster))
     assert proc.returncode == 1 and "--out is one shard's folder" in proc.stderr
+    shutil.rmtree(tmp_path / "spread.shards")
+    proc, _ = run(driver(["generate-from-edges", "--dataset", str(spread), *args], cluster))
+    assert proc.returncode == 1 and "generated already holds generated images: --overwrite replaces them" in proc.stderr
+    assert not (tmp_path / "spread.shards").exists(), "refused before any task, leaving nothing"
+    proc, summary = run(driver(["generate-from-edges", "--dataset", str(spread), *args, "--overwrite"], cluster, "--shards", "2"))
+    assert proc.returncode == 0 and summary["complete"] and tree(spread) == tree(alone), proc.stderr[-2000:]

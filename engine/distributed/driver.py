@@ -59,6 +59,7 @@ class ShardedJob:
     progress_label: str | None = ""  # the progress lines that count images while a shard runs ("": any; None: none do)
     needs_gpu: bool = False  # a model job
     updates: bool = False  # the merge updates the existing output in place, rather than building it
+    check: Callable[[], None] = lambda: None  # the job's own refusals (BadInput) before any task starts
     cwd: str = field(default_factory=lambda: str(Path.cwd()))
 
     @property
@@ -190,6 +191,7 @@ def run_sharded(job: ShardedJob, cluster: Cluster, out: TextIO = sys.stderr) -> 
             raise BadInput(f"No data set at {job.output}")
         if not job.updates and job.output.exists():
             raise BadInput(f"{job.output} exists and is not this job's merged set: choose another --out")
+        job.check()
         remove_attempts(folder)  # what the tasks (or the merge) of a driver that died were writing
         if pending:
             ray = cluster.join()

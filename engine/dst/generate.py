@@ -98,8 +98,8 @@ def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGener
         if not (root / view_files(view["name"])["edges"]).is_file():
             raise BadInput(f"The edge map of view {view['name']!r} is missing in {root}")
     out = Path(r.out_dir) if r.out_dir else root / GENERATED
-    names = [f"{v['name']}_{k}.png" for v in views for k in range(r.images_per_view)]
-    NewFiles([folder / n for folder in {out, root / GENERATED} for n in names], r.overwrite)  # refused now, before any model work
+    targets = [out / f"{v['name']}_{k}.png" for v in views for k in range(r.images_per_view)]
+    NewFiles(targets, r.overwrite)  # refuses existing images now, before any model work
 
     access = r.access
     base_path = access.locate(r.base_model, report, sources.SD_DOWNLOAD_PATTERNS)
