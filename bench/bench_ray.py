@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,36 +46,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, command_line, emit, machine_info, run_main
 
-RAY = str(Path(sys.executable).parent / "ray")
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from ray_cluster import start_cluster, stop_cluster
+
 SCALING_VIEWS, SCALING_SHARDS = 200, 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_cluster(nodes: int) -> str:
-    """``nodes`` Ray nodes on 127.0.0.1 with one CPU each, node k pinned to core k; returns the address.
-
-    Pinned (``taskset``), each node's processes (its raylet, workers and their Blender processes) run on its own
-    core only, as on separate machines: Blender's scene sync and BVH builds otherwise spread over every core
-    whatever the render threads, and two 1-CPU nodes on one machine would share both cores.
-    """
-    port = free_port()
-    small = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats"]
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # a token a local ray.init() left in ~/.ray would lock the second node out
-    head = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false", *small]
-    others = [[RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *small]] * (nodes - 1)
-    for core, command in enumerate([head, *others]):
-        pinned = ["taskset", "-c", str(core)] if shutil.which("taskset") and core < (os.cpu_count() or 1) else []
-        subprocess.run([*pinned, *command], check=True, capture_output=True, timeout=120)
-    return f"127.0.0.1:{port}"
-
-
-def stop_cluster() -> None:
-    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
 
 
 def make_scene(task_python: str, folder: Path) -> Path:

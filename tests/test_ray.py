@@ -10,46 +10,31 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from ray_cluster import start_cluster, stop_cluster
 
 pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_PYTHON = os.environ.get("DIFFUSION3D_TASK_PYTHON", str(ROOT / ".venv" / "bin" / "python"))
-RAY = str(Path(sys.executable).parent / "ray")
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 if not Path(TASK_PYTHON).is_file():
     pytest.skip(f"no Python with bpy for the tasks at {TASK_PYTHON}", allow_module_level=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """A head node and a second node on 127.0.0.1, one CPU each, stopped at the end."""
-    port = free_port()
-    small = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats"]
-    # A token file a local ray.init() left in ~/.ray would switch this cluster's nodes to token checks they cannot pass
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # the drivers below inherit it
-    env = dict(os.environ)
-    head = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false", *small]
-    subprocess.run(head, check=True, capture_output=True, timeout=120, env=env)
+    address = start_cluster(2)
     try:
-        node = [RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *small]
-        subprocess.run(node, check=True, capture_output=True, timeout=120, env=env)
-        yield f"127.0.0.1:{port}"
+        yield address
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        stop_cluster()
 
 
 @pytest.fixture(scope="module")
