@@ -985,25 +985,36 @@ def add_scene_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_generation_options(p: argparse.ArgumentParser) -> None:
-    """3D-DST's ControlNet generation (generate-from-edges, dst)."""
-    p.add_argument("--base-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", help="SD 1.5 (or SDXL) folder or repo id")
-    p.add_argument("--controlnet", default="lllyasviel/control_v11p_sd15_canny", help="canny ControlNet for that base")
+    """3D-DST's ControlNet generation (generate-from-edges, dst); its defaults are the engine request's."""
+    from diffusion3d.engine.dst.generate import EdgeGenerationRequest  # type: ignore[import-not-found]
+    from diffusion3d.engine.jobs import request_defaults  # type: ignore[import-not-found]
+
+    default = request_defaults(EdgeGenerationRequest)
+    p.add_argument("--base-model", default=default["base_model"], help="SD 1.5 (or SDXL) folder or repo id")
+    p.add_argument("--controlnet", default=default["controlnet"], help="canny ControlNet for that base")
     p.add_argument("--vae", help="another VAE (SDXL's fp16 fix)")
-    p.add_argument("--images-per-view", type=int, default=1)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=9.0)
-    p.add_argument("--control-strength", type=float, default=1.0)
+    p.add_argument("--images-per-view", type=int, default=default["images_per_view"])
+    p.add_argument("--steps", type=int, default=default["steps"])
+    p.add_argument("--guidance", type=float, default=default["guidance"])
+    p.add_argument("--control-strength", type=float, default=default["control_strength"])
     p.add_argument("--style", help="comma-separated words added to every prompt")
     p.add_argument("--prompt-model", help="local text-generation model folder for prompt expansion")
 
 
 def add_kcf_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
-    """The K-fold filter's settings (kcf, dst); returns their actions (dst writes them into its filter shards' command line)."""
+    """The K-fold filter's settings (kcf, dst), defaulting to the engine request's; returns their actions (dst writes them
+    into its filter shards' command line)."""
+    from diffusion3d.engine.dst.filter import KCFRequest  # type: ignore[import-not-found]
+    from diffusion3d.engine.jobs import request_defaults  # type: ignore[import-not-found]
+
+    default = request_defaults(KCFRequest)
     return [
-        p.add_argument("--fraction", type=float, default=0.1, help="share of generated images to drop (default 0.1)"),
-        p.add_argument("--folds", type=int, default=5),
-        p.add_argument("--epochs", type=int, default=150),
-        p.add_argument("--image-size", type=int, default=256),
+        p.add_argument(
+            "--fraction", type=float, default=default["fraction"], help=f"share of generated images to drop (default {default['fraction']})"
+        ),
+        p.add_argument("--folds", type=int, default=default["folds"]),
+        p.add_argument("--epochs", type=int, default=default["epochs"]),
+        p.add_argument("--image-size", type=int, default=default["image_size"]),
         add_choice(p, "--backbone", choices.KCF_BACKBONES),
     ]
 

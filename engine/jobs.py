@@ -6,6 +6,7 @@ process and in the worker; only how requests and events travel differs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,6 +69,11 @@ def job(name: str) -> Job:
 
 #: How a failure is labelled when it crosses a transport.
 CANCELLED, BAD_INPUT, FAILED = "cancelled", "bad_input", "failed"
+
+
+def request_defaults(request: type) -> dict[str, Any]:
+    """A request's field defaults: what the operators' properties and batch.py's options default to, written once here."""
+    return {f.name: f.default for f in dataclasses.fields(request) if f.default is not dataclasses.MISSING}
 
 
 def failure_kind(exc: BaseException) -> str:

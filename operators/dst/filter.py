@@ -9,25 +9,27 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ...engine.choices import KCF_BACKBONES
 from ...engine.dst.filter import KCFRequest, KCFResult
+from ...engine.jobs import request_defaults
 from ..machinery import session
 from ..machinery.job import EngineJobOperator
 from .dataset import DATASET, SHARD, dataset_path
 
+DEFAULT = request_defaults(KCFRequest)
 FILTER_OPTIONS: dict[str, Any] = {
     "dataset_dir": DATASET,
     "fraction": FloatProperty(
         name="Drop",
         description="The worst fraction of generated images to move to rejected/",
-        default=0.1,
+        default=DEFAULT["fraction"],
         min=0.0,
         max=1.0,
         subtype="FACTOR",
     ),
-    "folds": IntProperty(name="Folds", default=5, min=2, max=100),
+    "folds": IntProperty(name="Folds", default=DEFAULT["folds"], min=2, max=100),
     "seed": IntProperty(name="Seed", default=0, min=0),
     "backbone": EnumProperty(name="Backbone", items=KCF_BACKBONES.items(), default=KCF_BACKBONES.default),
-    "epochs": IntProperty(name="Epochs", description="3D-DST: 150", default=150, min=1),
-    "image_size": IntProperty(name="Image Size", description="3D-DST: 256", default=256, min=8),
+    "epochs": IntProperty(name="Epochs", description="3D-DST: 150", default=DEFAULT["epochs"], min=1),
+    "image_size": IntProperty(name="Image Size", description="3D-DST: 256", default=DEFAULT["image_size"], min=8),
     "shard": SHARD,
 }
 

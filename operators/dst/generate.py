@@ -11,21 +11,29 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
-from ...engine.dst.generate import SD15, SD15_CANNY, EdgeGenerationRequest, EdgeGenerationResult
+from ...engine.dst.generate import EdgeGenerationRequest, EdgeGenerationResult
+from ...engine.jobs import request_defaults
 from ..machinery import session
 from ..machinery.job import EngineJobOperator
 from .dataset import DATASET, SHARD, dataset_path
 
+DEFAULT = request_defaults(EdgeGenerationRequest)
 GENERATE_EDGES_OPTIONS: dict[str, Any] = {
     "dataset_dir": DATASET,
-    "base_model": StringProperty(name="Base Model", description="Stable Diffusion 1.5 (or SDXL) folder or repo id", default=SD15),
-    "controlnet": StringProperty(name="ControlNet", description="Canny ControlNet for that base: folder or repo id", default=SD15_CANNY),
+    "base_model": StringProperty(
+        name="Base Model", description="Stable Diffusion 1.5 (or SDXL) folder or repo id", default=DEFAULT["base_model"]
+    ),
+    "controlnet": StringProperty(
+        name="ControlNet", description="Canny ControlNet for that base: folder or repo id", default=DEFAULT["controlnet"]
+    ),
     "vae": StringProperty(name="VAE", description="Another VAE (e.g. SDXL's fp16 fix); empty: the base's", default=""),
-    "images_per_view": IntProperty(name="Images per View", default=1, min=1, max=999),
+    "images_per_view": IntProperty(name="Images per View", default=DEFAULT["images_per_view"], min=1, max=999),
     "seed": IntProperty(name="Seed", default=0, min=0),
-    "steps": IntProperty(name="Steps", description="DDIM steps (3D-DST: 20)", default=20, min=1, soft_max=100),
-    "guidance": FloatProperty(name="Guidance", description="3D-DST: 9.0", default=9.0, min=0.0, soft_max=20.0),
-    "control_strength": FloatProperty(name="Control Strength", description="3D-DST: 1.0", default=1.0, min=0.0, max=2.0),
+    "steps": IntProperty(name="Steps", description="DDIM steps (3D-DST: 20)", default=DEFAULT["steps"], min=1, soft_max=100),
+    "guidance": FloatProperty(name="Guidance", description="3D-DST: 9.0", default=DEFAULT["guidance"], min=0.0, soft_max=20.0),
+    "control_strength": FloatProperty(
+        name="Control Strength", description="3D-DST: 1.0", default=DEFAULT["control_strength"], min=0.0, max=2.0
+    ),
     "style": StringProperty(name="Style", description="Comma-separated words added to every prompt", default=""),
     "prompt_model": StringProperty(
         name="Prompt Model",
