@@ -24,7 +24,7 @@ from ..errors import BadInput
 from ..imagefiles import NewFiles
 from ..progress import Reporter
 from .dataset import ANNOTATIONS_JSON, json_text, load_json, write_text
-from .generate import GENERATED_ID, link_generated
+from .generate import GENERATED, GENERATED_ID, PER_VIEW_IDS, link_generated
 from .kcf import kcf_scores, select_rejected
 from .shards import format_shard, parse_shard
 
@@ -117,10 +117,21 @@ def join_scores(dataset_dir: str | Path, paths: list[Path], fraction: float) -> 
     _check_fraction(fraction)
     if not paths:
         raise BadInput("No shard scores to join")
+    first = _read_scores(paths[0])
+    _undo_moves(root, set(first.get("ids", [])))
     coco, images, _ = _generated(root)
-    settings = _read_scores(paths[0])["request"]
-    scores = _shard_scores(paths, [i["id"] for i in images], settings)
-    return _apply(root, coco, images, scores, settings, fraction)
+    scores = _shard_scores(paths, [i["id"] for i in images], first["request"])
+    return _apply(root, coco, images, scores, first["request"], fraction)
+
+
+def _undo_moves(root: Path, scored: set[int]) -> None:
+    """Put back the images a join cut short had moved to rejected/: the shards scored them where they were, so the join runs again."""
+    for sidecar_path in sorted((root / GENERATED).glob("*.json")):
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        for k, item in enumerate(sidecar["images"]):
+            place, moved = root / item["file_name"], root / REJECTED / Path(item["file_name"]).name
+            if GENERATED_ID + sidecar["index"] * PER_VIEW_IDS + k in scored and not place.exists() and moved.is_file():
+                os.replace(moved, place)
 
 
 def _check_fraction(fraction: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -197,5 +198,17 @@ def test_kcf_shard_scores_written_elsewhere_join_into_the_unsharded_filter(world
         join_scores(data, paths[:1], 0.25)
     with pytest.raises(BadInput, match="between 0 and 1"):
         join_scores(data, paths, 2.0)
+    cut_short = copy_of(world, "scores-cut-short")  # a join killed while moving: one image already in rejected/
+    shutil.copytree(data / "generated", cut_short / "generated")
+    (cut_short / "rejected").mkdir()
+    worst = json.loads((whole / "kcf.json").read_text())["rejected"][0]
+    (worst_file,) = [
+        i["file_name"] for i in json.loads((whole / "rejected" / "annotations.json").read_text())["images"] if i["id"] == worst
+    ]
+    os.replace(cut_short / worst_file, cut_short / "rejected" / Path(worst_file).name)
     joined = join_scores(data, paths, 0.25)
     assert len(joined.rejected) == 3 and tree(data) == tree(whole), "the same bytes as one unsharded run"
+    join_scores(cut_short, paths, 0.25)
+    assert tree(cut_short) == tree(whole), "a join cut short runs again"
+    join_scores(data, paths, 0.25)
+    assert tree(data) == tree(whole), "and a join that finished, whose driver died before recording it, too"
