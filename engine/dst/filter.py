@@ -24,7 +24,7 @@ from ..errors import BadInput
 from ..imagefiles import NewFiles
 from ..progress import Reporter
 from .dataset import ANNOTATIONS_JSON, json_text, load_json, write_text
-from .generate import GENERATED, GENERATED_ID, PER_VIEW_IDS, link_generated
+from .generate import GENERATED_ID, link_generated, sidecar_images
 from .kcf import kcf_scores, select_rejected
 from .shards import format_shard, parse_shard
 
@@ -126,12 +126,10 @@ def join_scores(dataset_dir: str | Path, paths: list[Path], fraction: float) -> 
 
 def _undo_moves(root: Path, scored: set[int]) -> None:
     """Put back the images a join cut short had moved to rejected/: the shards scored them where they were, so the join runs again."""
-    for sidecar_path in sorted((root / GENERATED).glob("*.json")):
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        for k, item in enumerate(sidecar["images"]):
-            place, moved = root / item["file_name"], root / REJECTED / Path(item["file_name"]).name
-            if GENERATED_ID + sidecar["index"] * PER_VIEW_IDS + k in scored and not place.exists() and moved.is_file():
-                os.replace(moved, place)
+    for image_id, _, item in sidecar_images(root):
+        place, moved = root / item["file_name"], root / REJECTED / Path(item["file_name"]).name
+        if image_id in scored and not place.exists() and moved.is_file():
+            os.replace(moved, place)
 
 
 def _check_fraction(fraction: float) -> None:

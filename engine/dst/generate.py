@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,6 +216,14 @@ def join_generated(folders: list[Path], root: Path, overwrite: bool = False) -> 
     return [str(out / n) for n in sources if n.endswith(".png")]
 
 
+def sidecar_images(root: Path) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """Every image the sidecars in generated/ list, on disk or not: (its image id, its view's index, its sidecar entry)."""
+    for sidecar_path in sorted((root / GENERATED).glob("*.json")):
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        for k, item in enumerate(sidecar["images"]):
+            yield GENERATED_ID + sidecar["index"] * PER_VIEW_IDS + k, sidecar["index"], item
+
+
 def link_generated(root: Path) -> dict[str, Any]:
     """Rebuild ``annotations.json``: the renders' entries, then one per generated image on disk, sharing its view's annotation."""
     coco = load_json(root / ANNOTATIONS_JSON)
@@ -223,26 +231,22 @@ def link_generated(root: Path) -> dict[str, Any]:
     annotations = [a for a in coco["annotations"] if a["image_id"] < GENERATED_ID]
     by_image = {a["image_id"]: a for a in annotations}
     render_of = {i["id"]: i for i in images}
-    for sidecar_path in sorted((root / GENERATED).glob("*.json")):
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        render_id = sidecar["index"] + 1
-        for k, item in enumerate(sidecar["images"]):
-            if not (root / item["file_name"]).is_file():
-                continue  # moved to rejected/ by the filter, or removed by hand
-            image_id = GENERATED_ID + sidecar["index"] * PER_VIEW_IDS + k
-            render = render_of[render_id]
-            images.append(
-                {
-                    **render,
-                    "id": image_id,
-                    "file_name": item["file_name"],
-                    "generated_from": render_id,
-                    "seed": item["seed"],
-                    "prompt": item["prompt"],
-                }
-            )
-            if render_id in by_image:
-                annotations.append({**by_image[render_id], "id": image_id, "image_id": image_id})
+    for image_id, view_index, item in sidecar_images(root):
+        if not (root / item["file_name"]).is_file():
+            continue  # moved to rejected/ by the filter, or removed by hand
+        render_id = view_index + 1
+        images.append(
+            {
+                **render_of[render_id],
+                "id": image_id,
+                "file_name": item["file_name"],
+                "generated_from": render_id,
+                "seed": item["seed"],
+                "prompt": item["prompt"],
+            }
+        )
+        if render_id in by_image:
+            annotations.append({**by_image[render_id], "id": image_id, "image_id": image_id})
     coco["images"] = sorted(images, key=lambda i: i["id"])
     coco["annotations"] = sorted(annotations, key=lambda a: a["id"])
     with NewFiles([root / ANNOTATIONS_JSON], overwrite=True) as files:
