@@ -73,6 +73,11 @@ class ModelFolder:
         return int(sample if isinstance(sample, int) else sample[0]) * self.vae_scale_factor
 
 
+def provenance(name: str, folder: Any) -> dict[str, Any]:
+    """What a generated file's meta.json records of its model: the name asked for, and the checked folder's path, revision and kind."""
+    return {"model": name, "model_path": str(folder.path), "revision": folder.revision, "kind": folder.kind}
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
