@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -85,8 +86,6 @@ def run_shard(
         ) as process:
             assert process.stdout is not None and process.stderr is not None
             stderr = process.stderr
-            import threading
-
             reader = threading.Thread(target=lambda: errors.extend(line.rstrip() for line in stderr), daemon=True)
             reader.start()
             for line in process.stdout:
