@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from . import __version__, equirect
 from . import depth as depthlib
 from .errors import BadInput
-from .imagefiles import NewFiles, read_exr, write_exr, write_png
+from .imagefiles import NewFiles, copy_png, read_exr, write_exr, write_png
 from .progress import Reporter
 
 OUTPUT_NAMES = ("rgb.png", "depth.exr", "depth16.png", "meta.json")
@@ -133,7 +132,7 @@ def encode_capture(request: CaptureRequest, report: Reporter) -> CaptureResult:
         files.write(exr, lambda p: write_exr(p, {"Y": distance}))
         files.write(png16, lambda p: write_png(p, inverse16))
         files.write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
-        files.write(rgb, lambda p: shutil.copyfile(request.rgb_png, p))
+        files.write(rgb, lambda p: copy_png(request.rgb_png, p))
         report.step("Writing files")
     report.step("Done")
     return CaptureResult(

@@ -82,6 +82,31 @@ def check_writable(folder: Path) -> None:
         raise BadInput(f"Cannot write into {folder}: {existing} is not a writable folder")
 
 
+#: PNG chunks that say when, where and how a file was made rather than what it shows (Blender's render times, the .blend's path).
+_PNG_PER_RUN_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"tIME")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def copy_png(source: str | Path, target: str | Path) -> None:
+    """Copy a PNG without its text and time chunks, so the same pixels give the same bytes on any machine and under any load.
+
+    Cycles stamps each render's times (and the .blend's absolute path) into the PNGs Blender saves; the image data is kept as is.
+    """
+    data = Path(source).read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise BadInput(f"{source} is not a PNG file")
+    kept, at = [_PNG_SIGNATURE], len(_PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        end = at + 12 + length
+        if end > len(data):
+            raise BadInput(f"{source} is a truncated PNG file")
+        if kind not in _PNG_PER_RUN_CHUNKS:
+            kept.append(data[at:end])
+        at = end
+    Path(target).write_bytes(b"".join(kept))
+
+
 def _oiio() -> Any:
     try:
         import OpenImageIO

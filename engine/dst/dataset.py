@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 from .. import __version__
 from ..choices import EDGE_METHODS
 from ..errors import BadInput
-from ..imagefiles import NewFiles, write_exr, write_png
+from ..imagefiles import NewFiles, copy_png, write_exr, write_png
 from ..progress import Reporter
 from .annotate import OCCLUSION_TOLERANCE, OUTSIDE, EdgeSettings, ViewAnnotation, annotate_view
 from .camera import POSE_TOLERANCE, blender_camera_matrix
@@ -471,7 +470,7 @@ def annotate_views(request: DSTAnnotateRequest, report: Reporter) -> DSTAnnotate
 
 def _stage_view(files: NewFiles, root: Path, name: str, render_png: Path, ann: ViewAnnotation) -> None:
     paths = {kind: root / rel for kind, rel in view_files(name).items()}
-    files.write(paths["image"], lambda p: shutil.copyfile(render_png, p))
+    files.write(paths["image"], lambda p: copy_png(render_png, p))
     files.write(paths["edges"], lambda p: write_png(p, ann.edges))
     files.write(paths["mask"], lambda p: write_png(p, np.where(ann.mask, 255, 0).astype(np.uint8)))
     files.write(paths["depth"], lambda p: write_exr(p, {"Y": ann.depth}))

@@ -9,7 +9,7 @@ import pytest
 
 from engine import depth as depthlib
 from engine.errors import BadInput, EngineError
-from engine.imagefiles import NewFiles, read_exr, read_image, read_png, resize, write_exr, write_png
+from engine.imagefiles import NewFiles, copy_png, read_exr, read_image, read_png, resize, write_exr, write_png
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -173,3 +173,35 @@ def test_an_exr_carries_no_write_time_so_the_same_pixels_give_the_same_bytes(tmp
     depth = np.linspace(1, 2, 12, dtype=np.float32).reshape(3, 4)
     write_exr(tmp_path / "a.exr", {"Z": depth})
     assert b"capDate" not in (tmp_path / "a.exr").read_bytes()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def test_a_copied_png_loses_its_per_run_text_and_time_chunks_and_keeps_its_pixels(tmp_path):
+    pixels = np.random.default_rng(5).integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    write_png(tmp_path / "clean.png", pixels)
+    clean = (tmp_path / "clean.png").read_bytes()
+    header_end = 8 + 25  # the signature, then IHDR (13 bytes of data + 12 of length, type and CRC)
+    stamped = (
+        clean[:header_end]
+        + png_chunk(b"tEXt", b"cycles.ViewLayer.render_time\x0000:00.13")
+        + png_chunk(b"tIME", bytes(7))
+        + png_chunk(b"zTXt", b"File\x00\x00x")
+        + clean[header_end:]
+    )
+    (tmp_path / "render.png").write_bytes(stamped)
+    copy_png(tmp_path / "render.png", tmp_path / "copy.png")
+    assert (tmp_path / "copy.png").read_bytes() == clean
+    np.testing.assert_array_equal(read_png(tmp_path / "copy.png"), pixels)
+
+
+@pytest.mark.parametrize("content, words", [(b"not a png", "is not a PNG"), (b"\x89PNG\r\n\x1a\n\x00\x00\x01\x00IHDR", "truncated")])
+def test_copying_a_broken_png_is_refused_naming_the_file(tmp_path, content, words):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(BadInput, match=words):
+        copy_png(tmp_path / "bad.png", tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
