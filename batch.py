@@ -245,8 +245,8 @@ def generate_rgbd(args: argparse.Namespace, out: Path, build_sphere: bool) -> di
     if args.no_seamless:
         options["seamless"] = False
     run_operator(bpy.ops.diffusion3d.generate_panorama, **options)
-    from diffusion3d.engine.ldm3d import OUTPUT_NAMES  # type: ignore[import-not-found]
     from diffusion3d.engine.samples import sample_dirs  # type: ignore[import-not-found]
+    from diffusion3d.engine.world.rgbd import OUTPUT_NAMES  # type: ignore[import-not-found]
 
     return {
         "paths": [{name: str(f / name) for name in OUTPUT_NAMES} for f in sample_dirs(out, args.count)],
@@ -713,7 +713,7 @@ def panoramas(args: argparse.Namespace) -> dict[str, Any]:
     """Each chosen prompt → its own folder, seeded by its line; prompts already made are skipped (--overwrite makes them again)."""
     import bpy
 
-    from diffusion3d.engine.prompt_lists import read_prompts, select  # type: ignore[import-not-found]
+    from diffusion3d.engine.world.prompt_lists import read_prompts, select  # type: ignore[import-not-found]
 
     try:
         prompts = select(read_prompts(Path(args.prompts), args.seed), args.shard or "", args.lines or "")
@@ -744,7 +744,7 @@ def panoramas(args: argparse.Namespace) -> dict[str, Any]:
 
 def panoramas_sharded(args: argparse.Namespace, prefix: list[str], argv: list[str]) -> list[Any]:
     """panoramas on Ray: each shard's prompt folders moved into the output together; images counted as prompts made."""
-    from engine.prompt_lists import read_prompts, select
+    from engine.world.prompt_lists import read_prompts, select
 
     prompts = read_prompts(Path(args.prompts), args.seed)
 
@@ -802,7 +802,7 @@ def join_folders(shards: list[Path], output: Path) -> dict[str, Any]:
 
 
 def add_upscale(sub: Subparsers) -> None:
-    from diffusion3d.engine.upscale import OVERLAP_PX, PROMPT, WINDOW_PX  # type: ignore[import-not-found]
+    from diffusion3d.engine.world.upscale import OVERLAP_PX, PROMPT, WINDOW_PX  # type: ignore[import-not-found]
 
     p = sub.add_parser(
         "upscale", help="an RGB image and its depth → 2× or 4× with LDM3D-sr, seamless for panoramas (rgb.png, depth16.png, depth.npy)"
@@ -829,7 +829,7 @@ def add_upscale(sub: Subparsers) -> None:
 
 def upscale(args: argparse.Namespace) -> dict[str, Any]:
     """The upscale_rgbd engine job."""
-    from diffusion3d.engine.upscale import UpscaleRequest  # type: ignore[import-not-found]
+    from diffusion3d.engine.world.upscale import UpscaleRequest  # type: ignore[import-not-found]
     from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
     use_model_settings(args)
@@ -913,7 +913,7 @@ def stereo_video(args: argparse.Namespace) -> dict[str, Any]:
     """The scene's stereo rig (added at the world sphere if there is none), moved, rendered to a stereo video."""
     import bpy
 
-    from diffusion3d.engine.stereo_video import output_file  # type: ignore[import-not-found]
+    from diffusion3d.engine.world.stereo_video import output_file  # type: ignore[import-not-found]
     from diffusion3d.operators.stereo_rig import RIG_KEY  # type: ignore[import-not-found]
 
     resolution = resolution_options(args.resolution)

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from tiny_multiview import build_tiny_multiview, port_loop
 
-from engine.diffusion import loading, multiview
+from engine.diffusion import loading
+from engine.multiview import pipeline as multiview
 from engine.multiview.model import IMAGEDREAM, MultiViewFolder, MultiViewModel, inspect_multiview, load_multiview
 from engine.progress import CancelToken, Reporter
 

@@ -47,8 +47,9 @@ import torch
 from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline, write_tokenizer
 
 from engine.choices import SCHEDULERS
-from engine.diffusion import ldm3d, loading, sources
+from engine.diffusion import loading, sources
 from engine.progress import CancelToken, Reporter
+from engine.world import ldm3d_pipeline as ldm3d
 
 PROMPT = "panoramic view of a cosy living room"
 

@@ -92,7 +92,7 @@ class FrameTimer:
 def main() -> None:
     args = parse_args()
     bpy = _common.load_addon()
-    from diffusion3d.engine.stereo_video import eye_size  # type: ignore[import-not-found]
+    from diffusion3d.engine.world.stereo_video import eye_size  # type: ignore[import-not-found]
     from diffusion3d.operators import stereo_rig, stereo_video  # type: ignore[import-not-found]
 
     if args.quick:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch
 
-from engine.diffusion.upscale import WindowedUNet, plan_windows
+from engine.world.upscale_pipeline import WindowedUNet, plan_windows
 
 
 def sr_unet(scale: float, device: torch.device, dtype: torch.dtype) -> Any:

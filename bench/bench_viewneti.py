@@ -40,8 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch
 
-from engine.diffusion import viewneti as pipeline
-from engine.viewneti import attention, text
+from engine.viewneti import attention, pipeline, text
 from engine.viewneti.mapper import Mapper, MapperSpec
 
 

@@ -159,9 +159,9 @@ def main() -> None:
     if args.width % 2 or args.width < 16:
         raise SystemExit("--width must be an even number ≥ 16")
     bpy = _common.load_addon()
-    from diffusion3d.engine.equirect import ray_directions
     from diffusion3d.engine.imagefiles import write_exr, write_png
-    from diffusion3d.engine.world_sphere import build_world_sphere
+    from diffusion3d.engine.world.equirect import ray_directions
+    from diffusion3d.engine.world.world_sphere import build_world_sphere
     from diffusion3d.operators.machinery.blender_data import mesh_from_arrays
 
     tmp = Path(tempfile.mkdtemp(prefix="d3d-bench-sphere-"))

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _depth_info(path: str) -> int:
-    from .depth import read_depth_file
     from .errors import EngineError
+    from .world.depth import read_depth_file
 
     try:
         stored = read_depth_file(path)

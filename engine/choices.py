@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from . import depth, spatial_media
 from .errors import BadInput
 
 
@@ -112,24 +111,22 @@ PROJECTIONS: Choices[Choice] = Choices(
 
 DEPTH_MODES: Choices[Choice] = Choices(
     "depth mode",
-    Choice(depth.AUTO, "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
-    Choice(depth.METRIC, "Metric", "Pixel values are distances along each ray, in scene units"),
-    Choice(depth.RELATIVE, "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
+    Choice("AUTO", "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
+    Choice("METRIC", "Metric", "Pixel values are distances along each ray, in scene units"),
+    Choice("RELATIVE", "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
 )
 
 DEPTH_MAPPINGS: Choices[Choice] = Choices(
     "relative depth mapping",
-    Choice(depth.OFFSET, "Offset", "DepthFusion: 0.5 stays at the radius, 1 moves nearer, 0 farther, by the strength"),
-    Choice(depth.INVERSE, "Inverse Depth", "1/distance runs linearly from 1/far (value 0) to 1/near (value 1)"),
+    Choice("OFFSET", "Offset", "DepthFusion: 0.5 stays at the radius, 1 moves nearer, 0 farther, by the strength"),
+    Choice("INVERSE", "Inverse Depth", "1/distance runs linearly from 1/far (value 0) to 1/near (value 1)"),
 )
 
 STEREO_LAYOUTS: Choices[Layout] = Choices(
     "stereo layout",
-    Layout(
-        "TOP_BOTTOM", "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)", "TOPBOTTOM", spatial_media.TOP_BOTTOM, (1, 2)
-    ),
-    Layout("SIDE_BY_SIDE", "Side-by-Side", "Left eye beside the right", "SIDEBYSIDE", spatial_media.LEFT_RIGHT, (2, 1)),
-    Layout("MONO", "Mono", "One eye only", "", spatial_media.MONO, (1, 1)),
+    Layout("TOP_BOTTOM", "Top-Bottom", "Left eye above the right (the usual 360° stereo layout)", "TOPBOTTOM", "top-bottom", (1, 2)),
+    Layout("SIDE_BY_SIDE", "Side-by-Side", "Left eye beside the right", "SIDEBYSIDE", "left-right", (2, 1)),
+    Layout("MONO", "Mono", "One eye only", "", "mono", (1, 1)),
 )
 
 VIDEO_PROJECTIONS: Choices[VideoProjection] = Choices(

@@ -10,7 +10,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .capture import CaptureRequest, CaptureResult, encode_capture
 from .dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, annotate_views
 from .dst.filter import KCFRequest, KCFResult, filter_dataset
 from .dst.generate import EdgeGenerationRequest, EdgeGenerationResult, generate_from_edges
@@ -18,18 +17,19 @@ from .dst.merge import DSTMergeRequest, DSTMergeResult, merge_shards
 from .echo import EchoRequest, EchoResult, echo
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
-from .ldm3d import RGBDRequest, RGBDResult, generate_rgbd
-from .model_listing import ModelsRequest, ModelsResult, list_models
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .progress import CancelToken, ProgressCallback, Reporter
-from .stereo_video import VideoRequest, VideoResult, finish_video
-from .upscale import UpscaleRequest, UpscaleResult, upscale_rgbd
 from .viewneti.original import ImportRequest, ImportResult, import_original
 from .viewneti.posed import PosedSetRequest, PosedSetResult, write_posed_set
 from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
 from .viewneti.single_image import ImageViewsRequest, ImageViewsResult, views_from_image
 from .viewneti.train import TrainRequest, TrainResult, train_viewneti
-from .world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
+from .world.capture import CaptureRequest, CaptureResult, encode_capture
+from .world.ldm3d import RGBDRequest, RGBDResult, generate_rgbd
+from .world.model_listing import ModelsRequest, ModelsResult, list_models
+from .world.stereo_video import VideoRequest, VideoResult, finish_video
+from .world.upscale import UpscaleRequest, UpscaleResult, upscale_rgbd
+from .world.world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
 
 
 class Job(NamedTuple):

@@ -15,8 +15,8 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine.capture import CaptureRequest, CaptureResult, check_outputs
 from ..engine.errors import BadInput
+from ..engine.world.capture import CaptureRequest, CaptureResult, check_outputs
 from .machinery import compat, session
 from .machinery.blender_data import load_image
 from .machinery.job import EngineJobOperator, Stage, UserError

@@ -16,11 +16,12 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..engine import ldm3d
 from ..engine.choices import PROJECTIONS, SCHEDULERS
 from ..engine.diffusion.sources import RGBD_SR
-from ..engine.ldm3d import RGBDRequest, RGBDResult
-from ..engine.model_listing import ModelsRequest, ModelsResult
+from ..engine.world import ldm3d
+from ..engine.world.ldm3d import RGBDRequest, RGBDResult
+from ..engine.world.model_listing import ModelsRequest, ModelsResult
+from ..engine.world.upscale import DEFAULT_UPSCALER
 from .machinery import session
 from .machinery.blender_data import image_pixels, load_image
 from .machinery.job import EngineJobOperator, UserError
@@ -89,7 +90,7 @@ GENERATE_OPTIONS: dict[str, Any] = {
         min=1,
         max=4,
     ),
-    "upscaler": StringProperty(name="Upscaler", description="LDM3D-sr: a folder or repo id", default=ldm3d.DEFAULT_UPSCALER),
+    "upscaler": StringProperty(name="Upscaler", description="LDM3D-sr: a folder or repo id", default=DEFAULT_UPSCALER),
     "vae_tiling": BoolProperty(name="VAE Tiling", description="Decode in tiles: less memory for large images", default=False),
     "attention_slicing": BoolProperty(name="Attention Slicing", description="Less memory, a little slower", default=False),
     "cpu_offload": BoolProperty(

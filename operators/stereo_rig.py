@@ -16,7 +16,7 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from mathutils import Vector
 
-from ..engine import camera_moves, equirect, parallax
+from ..engine.world import camera_moves, equirect, parallax
 from .machinery.job import UserError
 
 RIG_KEY, WORLD_KEY = "diffusion3d_rig", "diffusion3d_world"

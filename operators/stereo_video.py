@@ -25,19 +25,10 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from ..engine import camera_moves
 from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..engine.errors import BadInput
-from ..engine.stereo_video import (
-    FRAME_PREFIX,
-    SIDECAR,
-    VideoRequest,
-    VideoResult,
-    eye_size,
-    frame_files,
-    frame_size,
-    output_file,
-)
+from ..engine.world import camera_moves
+from ..engine.world.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size, output_file
 from .machinery import compat, session
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.settings_restore import TemporarySettings

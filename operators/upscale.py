@@ -14,8 +14,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..engine.choices import PROJECTIONS, UPSCALE_SOURCES
-from ..engine.ldm3d import DEFAULT_UPSCALER, EQUIRECTANGULAR
-from ..engine.upscale import OVERLAP_PX, PROMPT, WINDOW_PX, UpscaleRequest, UpscaleResult
+from ..engine.world.ldm3d import EQUIRECTANGULAR
+from ..engine.world.upscale import DEFAULT_UPSCALER, OVERLAP_PX, PROMPT, WINDOW_PX, UpscaleRequest, UpscaleResult
 from .ldm3d import show_panorama
 from .machinery import session
 from .machinery.job import EngineJobOperator, UserError

@@ -19,8 +19,8 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
+from ..engine.cameras import intrinsics
 from ..engine.choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, SCHEDULERS, TRAINING_LAYOUTS, TRAINING_MODES
-from ..engine.dst.camera import intrinsics
 from ..engine.imagefiles import read_image
 from ..engine.viewneti.posed import PosedSetRequest, PosedSetResult, posed_sets_in, training_poses
 from ..engine.viewneti.render import RenderViewRequest, RenderViewResult, Views

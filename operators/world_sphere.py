@@ -14,10 +14,10 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..engine import depth as depthlib
 from ..engine.choices import DEPTH_MAPPINGS, DEPTH_MODES
 from ..engine.errors import BadInput
-from ..engine.world_sphere import WorldSphereRequest, WorldSphereResult
+from ..engine.world import depth as depthlib
+from ..engine.world.world_sphere import WorldSphereRequest, WorldSphereResult
 from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
 from .machinery.job import EngineJobOperator, UserError
 

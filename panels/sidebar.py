@@ -7,7 +7,7 @@ from typing import Any
 
 import bpy
 
-from ..engine import ldm3d
+from ..engine.world import ldm3d
 from ..operators.capture import CAPTURE_OPTIONS
 from ..operators.dst.dataset import CLASS_KEY, DST_OPTIONS, TAGS_KEY
 from ..operators.dst.filter import FILTER_OPTIONS

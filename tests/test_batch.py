@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support import build_tiny, models_here
 
-from engine import spatial_media
+from engine.world import spatial_media
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(300)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .camera import extrinsics, intrinsics, project
+from ..cameras import extrinsics, intrinsics, project
 from .edges import MISS_DEPTH, SLOPE_MARGIN, canny, canny_input, geometric_edges, surface_slope, unit_normals
 from .masks import bbox_from_mask, mask_from_alpha, rle_encode
 from .renders import ViewRender

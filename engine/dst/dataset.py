@@ -30,17 +30,17 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..cameras import POSE_TOLERANCE, blender_camera_matrix
 from ..choices import EDGE_METHODS
 from ..errors import BadInput
 from ..imagefiles import NewFiles, copy_png, write_exr, write_png
 from ..progress import Reporter
+from ..shards import parse_shard
+from ..viewpoints import Viewpoint, check_viewpoint
 from .annotate import OCCLUSION_TOLERANCE, OUTSIDE, EdgeSettings, ViewAnnotation, annotate_view
-from .camera import POSE_TOLERANCE, blender_camera_matrix
 from .masks import ALPHA_THRESHOLD
 from .normalize import CORNER_NAMES
 from .renders import read_view_render, render_paths
-from .shards import parse_shard
-from .viewpoints import Viewpoint, check_viewpoint
 
 FORMAT = "diffusion3d-dst"
 FORMAT_VERSION = 1

@@ -23,10 +23,10 @@ from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
 from ..imagefiles import NewFiles
 from ..progress import Reporter
+from ..shards import format_shard, parse_shard
 from .dataset import ANNOTATIONS_JSON, json_text, load_json, write_text
 from .generate import GENERATED_ID, link_generated, sidecar_images
 from .kcf import kcf_scores, select_rejected
-from .shards import format_shard, parse_shard
 
 REJECTED, SCORES_JSON, SHARD_SCORES = "rejected", "kcf.json", "kcf"
 

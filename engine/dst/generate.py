@@ -24,8 +24,8 @@ from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
 from ..imagefiles import NewFiles, read_png, write_png
 from ..progress import Reporter
+from ..shards import parse_shard
 from .dataset import ANNOTATIONS_JSON, DATASET_JSON, json_text, load_json, view_files, write_text
-from .shards import parse_shard
 
 GENERATED = "generated"
 GENERATED_ID, PER_VIEW_IDS = 10**9, 1000  # generated image ids, clear of the renders'
@@ -85,7 +85,8 @@ def _check(r: EdgeGenerationRequest) -> None:
 
 
 def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGenerationResult:
-    from ..diffusion import controlnet, loading, prompts, sources
+    from ..diffusion import loading, sources
+    from . import controlnet, prompts
 
     started = time.perf_counter()
     root = Path(r.dataset_dir)

@@ -20,26 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ..cameras import camera_to_world
 from ..errors import BadInput
 
 AZIMUTHS = (0.0, 90.0, 180.0, 270.0)
 DISTANCE = 1.5  # LGM's camera radius, in units of the object's normalised size
 FOV_DEG = 49.1  # LGM's vertical field of view
-
-
-def camera_to_world(azimuth_deg: float, elevation_deg: float, distance: float = 1.0) -> np.ndarray:
-    """4×4 camera-to-world of one view: OpenGL camera axes in Blender's Z-up world, looking at the origin."""
-    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
-    ca, sa, ce, se = math.cos(a), math.sin(a), math.cos(e), math.sin(e)
-    back = np.array([ce * sa, -ce * ca, se])  # camera +Z: from the origin towards the camera
-    return np.array(
-        [
-            [ca, -se * sa, back[0], distance * back[0]],
-            [sa, se * ca, back[1], distance * back[1]],
-            [0.0, ce, back[2], distance * back[2]],
-            [0.0, 0.0, 0.0, 1.0],
-        ]
-    )
 
 
 def model_cameras(elevation_deg: float, image_frame: bool = True) -> np.ndarray:

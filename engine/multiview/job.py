@@ -138,7 +138,8 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
     for warning in warnings:
         report.note(warning)
 
-    from ..diffusion import loading, multiview  # the heavy part starts here
+    from ..diffusion import loading
+    from . import pipeline  # the heavy part starts here
     from .model import load_multiview
 
     device = loading.pick_device(access.device)
@@ -146,7 +147,7 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
     report.step(f"Loading {folder.name}")
     model = load_multiview(folder, device, dtype)
     seeds = [r.seed + i for i in range(r.count)]
-    settings = multiview.ViewSettings(
+    settings = pipeline.ViewSettings(
         prompts=[r.prompt] * r.count,
         negatives=[r.negative_prompt] * r.count,
         seeds=seeds,
@@ -157,7 +158,7 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
         elevation=r.elevation,
         image=prepared.rgb if prepared is not None else None,
     )
-    images = multiview.generate(model, settings, report)
+    images = pipeline.generate(model, settings, report)
     transforms = cameras.transforms(r.size, r.elevation)
     resolution = max(32, int(r.size * HULL_VOXELS_PER_PIXEL))
     hulls = [_hull(views, transforms, resolution) for views in images.views] if r.reconstruct else []

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cameras import extrinsics
 from ..choices import CAMERA_PARAMETERISATIONS
-from ..dst.camera import extrinsics
 from ..errors import BadInput
 
 SPHERICAL, DTU12 = CAMERA_PARAMETERISATIONS.ids

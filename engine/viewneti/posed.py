@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..cameras import extrinsics
 from ..choices import CAMERA_PARAMETERISATIONS, TRAINING_LAYOUTS
-from ..dst.camera import extrinsics
 from ..errors import BadInput
 from ..imagefiles import check_writable, flatten_alpha, read_image, write_png
 from ..progress import Reporter
@@ -105,8 +105,8 @@ def training_poses(
     layout: str, count: int, elevation: float, distance: float, seed: int, target: tuple[float, float, float]
 ) -> list[np.ndarray]:
     """Camera-to-world matrices (Blender's) looking at ``target``: an even orbit at one elevation, or views sampled over the upper hemisphere."""
-    from ..dst.camera import blender_camera_matrix
-    from ..dst.viewpoints import Uniform, ViewDistribution, Viewpoint, sample_viewpoints
+    from ..cameras import blender_camera_matrix
+    from ..viewpoints import Uniform, ViewDistribution, Viewpoint, sample_viewpoints
 
     if count < 1 or not distance > 0:
         raise BadInput(f"Need at least one view at a distance above 0, got {count} views at {distance}")

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..cameras import camera_to_world
 from ..choices import SCHEDULERS
 from ..diffusion import sources
 from ..errors import BadInput
 from ..imagefiles import check_writable
-from ..multiview.cameras import camera_to_world
 from ..progress import Reporter
 from ..samples import check_sampling, json_file, planned, png, write_samples
 from . import checkpoint
@@ -137,7 +137,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     import torch
 
     from ..diffusion import loading
-    from ..diffusion import viewneti as pipeline
+    from . import pipeline
     from .mapper import Mapper, MapperSpec
 
     device = loading.pick_device(access.device)

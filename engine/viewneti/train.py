@@ -164,10 +164,10 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     import torch
 
     from ..diffusion import loading
-    from ..diffusion.viewneti import Mappers, layer_states
     from . import attention, text
     from .augment import AUTO, NONE, augment
     from .mapper import Mapper, MapperSpec
+    from .pipeline import Mappers, layer_states
 
     device = loading.pick_device(access.device)
     model = loading.load_stable_diffusion(folder, device, torch.float32)  # the original trains in fp32

@@ -21,13 +21,13 @@ import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix
 
+from ...engine import viewpoints as vp
+from ...engine.cameras import blender_camera_matrix
 from ...engine.choices import EDGE_METHODS
-from ...engine.dst import viewpoints as vp
-from ...engine.dst.camera import blender_camera_matrix
 from ...engine.dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, DSTObject, DSTView
 from ...engine.dst.normalize import box_corners, keypoint_centres, normalization, normalize_points, to_world
-from ...engine.dst.shards import parse_shard, shard_indices
 from ...engine.errors import BadInput
+from ...engine.shards import parse_shard, shard_indices
 from ..machinery import compat, session
 from ..machinery.blender_data import evaluated_vertices
 from ..machinery.job import EngineJobOperator, Stage, UserError

@@ -10,7 +10,7 @@ from typing import Any
 
 import bpy
 
-from ...engine import equirect
+from ...engine.world import equirect
 from . import compat
 from .settings_restore import TemporarySettings
 

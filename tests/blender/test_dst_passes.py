@@ -10,13 +10,13 @@ from blender_helpers import add_box, set_image_format
 from dst_scene import ray_cast
 from mathutils import Matrix
 
-from engine.dst.camera import blender_camera_matrix, extrinsics, intrinsics, project
+from engine.cameras import blender_camera_matrix, extrinsics, intrinsics, project
 from engine.dst.dataset import DSTAnnotateRequest, DSTObject, DSTView, annotate_views
 from engine.dst.masks import bbox_from_mask, mask_from_alpha
 from engine.dst.normalize import box_corners
 from engine.dst.renders import read_view_render
-from engine.dst.viewpoints import Viewpoint
 from engine.progress import CancelToken, Reporter
+from engine.viewpoints import Viewpoint
 
 pytestmark = pytest.mark.timeout(300)
 

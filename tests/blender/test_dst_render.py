@@ -14,7 +14,7 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from support import build_tiny, models_here
 
-from engine.dst.camera import pose_from_extrinsics
+from engine.cameras import pose_from_extrinsics
 from engine.dst.edges import edge_fscore
 from engine.dst.merge import merge_datasets
 

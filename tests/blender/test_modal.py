@@ -18,8 +18,8 @@ import pytest
 import window_driver as wd
 from blender_helpers import animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 
-from engine import spatial_media
 from engine.imagefiles import read_exr
+from engine.world import spatial_media
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -9,7 +9,7 @@ import pytest
 from blender_helpers import animated_rig, build_sphere, decode, emissive_box, render_settings, snapshot
 from bpy_extras import anim_utils
 
-from engine import camera_moves, parallax, spatial_media
+from engine.world import camera_moves, parallax, spatial_media
 
 pytestmark = pytest.mark.timeout(180)
 

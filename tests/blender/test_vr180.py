@@ -12,7 +12,7 @@ from blender_helpers import animated_rig, decode, emissive_box, render_settings,
 from mathutils import Matrix
 
 import batch
-from engine import spatial_media
+from engine.world import spatial_media
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from blender_helpers import snapshot
 
-from engine import equirect
 from engine.imagefiles import write_exr, write_png
+from engine.world import equirect
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.dst.camera import extrinsics, intrinsics
+from engine.cameras import extrinsics, intrinsics
 from engine.imagefiles import write_exr, write_png
 
 MISS = 1e10

@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import depth as depthlib
-from engine.capture import CaptureRequest, encode_capture
 from engine.errors import BadInput, JobCancelled
 from engine.imagefiles import read_exr, write_exr, write_png
 from engine.progress import CancelToken, Reporter
+from engine.world import depth as depthlib
+from engine.world.capture import CaptureRequest, encode_capture
 
 
 def fake_render(tmp_path, depth):

@@ -26,7 +26,8 @@ from tiny_controlnet import (  # noqa: E402
 )
 from tiny_ldm3d import build_tiny_ldm3d  # noqa: E402
 
-from engine.diffusion import controlnet, loading, prompts, sources  # noqa: E402
+from engine.diffusion import loading, sources  # noqa: E402
+from engine.dst import controlnet, prompts  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 

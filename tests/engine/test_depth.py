@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from engine import depth
 from engine.errors import BadInput
+from engine.world import depth
 
 
 def test_metric_depth_passes_through():

@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 from dst_scene import render_view
 
-from engine.dst.camera import (
-    blender_camera_matrix,
-    camera_location,
-    extrinsics,
-    intrinsics,
-    pose_from_extrinsics,
-    project,
-)
+from engine.cameras import blender_camera_matrix, camera_location, extrinsics, intrinsics, pose_from_extrinsics, project
 from engine.dst.masks import bbox_from_mask, mask_from_alpha
 from engine.dst.normalize import CORNER_NAMES, box_corners, keypoint_centres, normalization, normalize_points, to_world
-from engine.dst.viewpoints import Viewpoint
 from engine.errors import BadInput
+from engine.viewpoints import Viewpoint
 
 K512 = intrinsics(35.0, 32.0, 512, 512)
 

@@ -10,15 +10,15 @@ from dst_scene import render_view, write_render
 from pycocotools.coco import COCO
 
 from engine import protocol
-from engine.dst.camera import blender_camera_matrix, camera_location, extrinsics, pose_from_extrinsics
+from engine.cameras import blender_camera_matrix, camera_location, extrinsics, pose_from_extrinsics
 from engine.dst.dataset import DSTAnnotateRequest, DSTObject, DSTView, annotate_views
 from engine.dst.merge import merge_datasets
 from engine.dst.normalize import CORNER_NAMES, box_corners, normalization, normalize_points
-from engine.dst.shards import format_shard, parse_shard, shard_indices
-from engine.dst.viewpoints import POLAR_HIGH, ViewDistribution, Viewpoint, sample_viewpoints
 from engine.errors import BadInput, JobCancelled
 from engine.imagefiles import read_exr, read_png
 from engine.progress import CancelToken, Reporter
+from engine.shards import format_shard, parse_shard, shard_indices
+from engine.viewpoints import POLAR_HIGH, ViewDistribution, Viewpoint, sample_viewpoints
 
 W, H = 64, 48
 BOX = (np.array([-0.5, -0.3, -0.2]), np.array([0.5, 0.3, 0.2]))
@@ -345,9 +345,10 @@ def test_the_dst_engine_needs_only_numpy():
     import subprocess
     import sys
 
-    modules = ["annotate", "camera", "canny", "dataset", "edges", "masks", "merge", "normalize", "renders", "shards", "viewpoints"]
+    modules = ["dst.annotate", "cameras", "dst.canny", "dst.dataset", "dst.edges", "dst.masks", "dst.merge", "dst.normalize"]
+    modules += ["dst.renders", "shards", "viewpoints"]
     code = (
-        "import sys; " + "; ".join(f"import engine.dst.{m}" for m in modules) + "; "
+        "import sys; " + "; ".join(f"import engine.{m}" for m in modules) + "; "
         "print(sorted(m for m in ('cv2', 'scipy', 'torch', 'pycocotools', 'bpy', 'PIL') if m in sys.modules))"
     )
     root = Path(__file__).resolve().parents[2]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from dst_scene import render_view
 
-from engine.dst.camera import blender_camera_matrix, camera_location, extrinsics, intrinsics, project
+from engine.cameras import blender_camera_matrix, camera_location, extrinsics, intrinsics, project
 from engine.dst.edges import canny, canny_input, edge_fscore, geometric_edges
 from engine.dst.normalize import box_corners
-from engine.dst.viewpoints import Viewpoint
 from engine.errors import BadInput
+from engine.viewpoints import Viewpoint
 
 BOX = (np.array([-0.5, -0.3, -0.2]), np.array([0.5, 0.3, 0.2]))
 CHAIR = [

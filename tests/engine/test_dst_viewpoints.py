@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.dst.viewpoints import (
+from engine.errors import BadInput
+from engine.viewpoints import (
     AZIMUTH_FULL,
     AZIMUTH_HALF,
     POLAR_HIGH,
@@ -20,7 +21,6 @@ from engine.dst.viewpoints import (
     sample_viewpoints,
     viewpoints_from_list,
 )
-from engine.errors import BadInput
 
 
 def phi(z):

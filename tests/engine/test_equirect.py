@@ -1,6 +1,6 @@
 import numpy as np
 
-from engine import equirect
+from engine.world import equirect
 
 
 def test_centre_left_and_quarter_columns_look_where_the_convention_says():

@@ -7,9 +7,9 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from engine import depth as depthlib
 from engine.errors import BadInput, EngineError
 from engine.imagefiles import NewFiles, copy_png, read_exr, read_image, read_png, resize, write_exr, write_png
+from engine.world import depth as depthlib
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:

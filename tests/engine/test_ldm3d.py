@@ -20,12 +20,13 @@ pytest.importorskip("diffusers")
 from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
 
 from engine.client import make_client  # noqa: E402
-from engine.diffusion import core, ldm3d, loading, sources  # noqa: E402
+from engine.diffusion import core, loading, sources  # noqa: E402
 from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
-from engine.ldm3d import RGBDRequest  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
+from engine.world import ldm3d_pipeline as ldm3d  # noqa: E402
+from engine.world.ldm3d import RGBDRequest  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 CPU = torch.device("cpu")
@@ -338,7 +339,7 @@ def test_repo_ids_resolve_from_the_hub_cache_offline(models, tmp_path, monkeypat
     assert result.revision == commit
     listed = run_job(
         "list_models",
-        __import__("engine.model_listing").model_listing.ModelsRequest(ModelAccess(str(models[4].parent), str(cache))),
+        __import__("engine.world.model_listing").world.model_listing.ModelsRequest(ModelAccess(str(models[4].parent), str(cache))),
         lambda p: None,
         CancelToken(),
     )
@@ -387,7 +388,7 @@ def test_release_engine_drops_the_loaded_model(models, tmp_path):
 
 
 def test_img2img_from_rgb_alone_estimates_the_depth_with_dpt(models, tmp_path, monkeypatch):
-    from engine.diffusion.depth_estimator import estimate_disparity
+    from engine.world.depth_estimator import estimate_disparity
 
     dpt = build_tiny_dpt(tmp_path / "dpt")
     rgb = np.random.default_rng(2).uniform(0, 1, (32, 64, 3)).astype(np.float32)

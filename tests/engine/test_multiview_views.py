@@ -19,10 +19,10 @@ pytest.importorskip("diffusers")
 
 from tiny_multiview import build_tiny_multiview, port_loop  # noqa: E402
 
-from engine.diffusion import multiview  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.imagefiles import read_png, write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
+from engine.multiview import pipeline as multiview  # noqa: E402
 from engine.multiview.job import ViewsRequest  # noqa: E402
 from engine.multiview.model import IMAGEDREAM, MVDREAM, inspect_multiview, load_multiview  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402

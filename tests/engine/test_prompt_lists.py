@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import BadInput
-from engine.prompt_lists import parse_numbers, read_prompts, select
+from engine.world.prompt_lists import parse_numbers, read_prompts, select
 
 
 def test_prompts_are_numbered_past_blank_lines_and_comments_and_seeded_by_their_number(tmp_path):

@@ -15,8 +15,8 @@ from engine.diffusion.sources import ModelAccess
 from engine.dst.filter import KCFRequest
 from engine.dst.generate import EdgeGenerationRequest
 from engine.errors import BadInput
-from engine.ldm3d import RGBDRequest
-from engine.model_listing import ModelsRequest
+from engine.world.ldm3d import RGBDRequest
+from engine.world.model_listing import ModelsRequest
 
 
 @dataclass

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import camera_moves, parallax, spatial_media
 from engine.errors import BadInput
 from engine.progress import CancelToken, Reporter
-from engine.stereo_video import VideoRequest, eye_size, finish_video, frame_size, output_file, projection_bounds, tagged_path
+from engine.world import camera_moves, parallax, spatial_media
+from engine.world.stereo_video import VideoRequest, eye_size, finish_video, frame_size, output_file, projection_bounds, tagged_path
 
 # --- camera moves ----------------------------------------------------------------
 

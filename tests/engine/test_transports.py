@@ -14,7 +14,7 @@ from engine.diffusion.sources import ModelAccess
 from engine.errors import BadInput, EngineError, JobCancelled
 from engine.info import InfoRequest
 from engine.jobs import EchoRequest, WorldSphereRequest
-from engine.model_listing import ModelsRequest
+from engine.world.model_listing import ModelsRequest
 
 pytestmark = pytest.mark.timeout(120)
 

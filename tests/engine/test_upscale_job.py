@@ -18,7 +18,7 @@ from engine.errors import BadInput  # noqa: E402
 from engine.imagefiles import read_png, write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
-from engine.upscale import UpscaleRequest  # noqa: E402
+from engine.world.upscale import UpscaleRequest  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -103,7 +103,7 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(upscaler, t
 
 
 def test_a_size_beyond_the_devices_memory_is_refused_with_one_that_fits(upscaler, tmp_path, monkeypatch):
-    import engine.upscale as job
+    import engine.world.upscale as job
 
     monkeypatch.setattr(job, "total_memory", lambda device: 200 * 2**20)
     rgb, depth = panorama(tmp_path / "in")
@@ -122,8 +122,8 @@ def test_existing_outputs_are_kept(upscaler, tmp_path):
 
 
 def test_the_model_listing_tells_the_upscaler_from_the_generators_and_generation_refuses_it(upscaler, tmp_path):
-    from engine.ldm3d import RGBDRequest
-    from engine.model_listing import ModelsRequest
+    from engine.world.ldm3d import RGBDRequest
+    from engine.world.model_listing import ModelsRequest
 
     listed = run_job("list_models", ModelsRequest(ModelAccess(str(upscaler.parent))), lambda p: None, CancelToken())
     assert dict(zip(listed.sources, listed.kinds))[str(upscaler)] == "rgbd-sr"
@@ -132,7 +132,7 @@ def test_the_model_listing_tells_the_upscaler_from_the_generators_and_generation
 
 
 def test_a_generated_panorama_chains_into_the_upscaler_and_keeps_its_base(upscaler, tmp_path):
-    from engine.ldm3d import RGBDRequest
+    from engine.world.ldm3d import RGBDRequest
 
     generator = build_tiny_ldm3d(tmp_path / "generator", vae_channels=4)
     options = dict(

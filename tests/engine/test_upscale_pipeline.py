@@ -16,10 +16,10 @@ pytest.importorskip("diffusers")
 from tiny_ldm3d import build_tiny_ldm3d_sr  # noqa: E402
 
 from engine.diffusion import loading, sources  # noqa: E402
-from engine.diffusion.ldm3d import pack_rgbd, through_vae, unpack_rgbd  # noqa: E402
 from engine.diffusion.seamless import wrap_longitude  # noqa: E402
-from engine.diffusion.upscale import UpscaleSettings, lanczos, plan_windows, upscale, window_weights  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
+from engine.world.ldm3d_pipeline import pack_rgbd, through_vae, unpack_rgbd  # noqa: E402
+from engine.world.upscale_pipeline import UpscaleSettings, lanczos, plan_windows, upscale, window_weights  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 

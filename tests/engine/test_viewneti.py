@@ -18,9 +18,12 @@ pytest.importorskip("diffusers")
 from tiny_viewneti import build_tiny_sd2  # noqa: E402
 
 from engine.diffusion import loading, sources  # noqa: E402
-from engine.diffusion import viewneti as pipeline  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
-from engine.viewneti import attention, text  # noqa: E402
+from engine.viewneti import (  # noqa: E402
+    attention,
+    pipeline,
+    text,
+)
 from engine.viewneti.mapper import LAYERS, Mapper, MapperSpec, fourier_matrix  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from engine.cameras import camera_to_world
 from engine.errors import BadInput
-from engine.multiview.cameras import camera_to_world
 from engine.viewneti.cameras import DTU12, SPHERICAL, CameraRanges, at_size, projection_numbers, spherical_numbers
 
 

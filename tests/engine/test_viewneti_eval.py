@@ -21,11 +21,11 @@ pytest.importorskip("skimage")
 
 from tiny_viewneti import build_tiny_sd2  # noqa: E402
 
+from engine.cameras import camera_to_world  # noqa: E402
 from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.errors import BadInput  # noqa: E402
 from engine.imagefiles import write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
-from engine.multiview.cameras import camera_to_world  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 from engine.viewneti import dtu  # noqa: E402
 from engine.viewneti.cameras import projection_numbers, spherical_numbers  # noqa: E402

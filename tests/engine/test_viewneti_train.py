@@ -13,11 +13,11 @@ pytest.importorskip("diffusers")
 
 from tiny_viewneti import build_tiny_sd2  # noqa: E402
 
+from engine.cameras import camera_to_world  # noqa: E402
 from engine.diffusion.sources import ModelAccess  # noqa: E402
 from engine.errors import BadInput, JobCancelled  # noqa: E402
 from engine.imagefiles import write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
-from engine.multiview.cameras import camera_to_world  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
 from engine.viewneti import checkpoint  # noqa: E402
 from engine.viewneti.cameras import spherical_numbers  # noqa: E402

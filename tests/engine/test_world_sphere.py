@@ -3,9 +3,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from engine import equirect
 from engine.errors import BadInput
-from engine.world_sphere import build_world_sphere
+from engine.world import equirect
+from engine.world.world_sphere import build_world_sphere
 
 
 def faces(mesh):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,24 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
+from ..choices import PROJECTIONS, SCHEDULERS
+from ..diffusion import sources
+from ..errors import BadInput
+from ..imagefiles import unit_float
+from ..progress import Reporter
+from ..samples import check_sampling, planned, write_samples
 from . import depth as depthlib
-from .choices import PROJECTIONS, SCHEDULERS
-from .diffusion import sources
-from .errors import BadInput
-from .imagefiles import unit_float
-from .progress import Reporter
-from .samples import Writer, check_sampling, json_file, planned, png, write_samples
+from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
+from .upscale import DEFAULT_UPSCALER
 
-OUTPUT_NAMES = ("rgb.png", "depth16.png", "depth.npy", "meta.json")
 ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
 DISPARITY, METRIC = "DISPARITY", "METRIC"
 DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
-DEFAULT_UPSCALER = "Intel/ldm3d-sr"
 UPSCALES = (1, 2, 4)
 BASE = "base"  # where an upscaled sample keeps its generated base files
-MAX_SIDE = 8192
 MAX_COUNT = 16
 
 
@@ -116,13 +114,6 @@ def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
     return np.clip(rgb, 0, 1), disparity
 
 
-def disparity_from_metric(depth: np.ndarray) -> np.ndarray:
-    """Distances → LDM3D's relative inverse depth in [0, 1] (near = 1), spread over the depth's own near–far range."""
-    dist = depthlib.metric_distances(depth.astype(np.float32))
-    near, far = float(dist.min()), float(dist.max())
-    return depthlib.encode_inverse_depth(dist, near, max(far, near * 1.001)).astype(np.float32) / 65535
-
-
 def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
     """Everything but memory: returns (width, height, init RGB, init disparity)."""
     PROJECTIONS.get(r.projection)
@@ -169,17 +160,6 @@ def estimate_bytes(model: sources.ModelFolder, width: int, height: int, count: i
     pixels = min(width, 512) * min(height, 512) if tiled else width * height
     vae = count * pixels * 128 * 6 * dtype_bytes
     return model.weight_bytes * dtype_bytes // 4 + max(unet, vae)
-
-
-def total_memory(device: Any) -> int:
-    if device.type == "cuda":
-        import torch
-
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0  # unknown: do not refuse
 
 
 def _meta(r: RGBDRequest, model: sources.ModelFolder, width: int, height: int, seed: int, seamless: bool, img2img: bool) -> dict[str, Any]:
@@ -233,7 +213,8 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
 
     import torch  # the heavy part starts here
 
-    from .diffusion import ldm3d, loading
+    from ..diffusion import loading
+    from . import ldm3d_pipeline as pipeline
 
     device = loading.pick_device(access.device)
     dtype = loading.pick_dtype(access.precision, device)
@@ -245,14 +226,14 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
             f"{have / 2**30:.1f} GiB; use a smaller size or count, or VAE tiling"
         )
     if estimator is not None and init_rgb is not None:
-        from .diffusion.depth_estimator import estimate_disparity
+        from .depth_estimator import estimate_disparity
 
         report.step(f"Estimating depth with {r.depth_estimator}")
         init_disparity = estimate_disparity(init_rgb, estimator, r.depth_estimator, access.allow_pickle, device)
     report.step(f"Loading {model_folder.name}")
     model = loading.load_stable_diffusion(model_folder, device, dtype, offload=r.cpu_offload and device.type != "cpu")
     seeds = [r.seed + i for i in range(r.count)]
-    settings = ldm3d.RGBDSettings(
+    settings = pipeline.RGBDSettings(
         prompts=[r.prompt] * r.count,
         negatives=[r.negative_prompt] * r.count,
         seeds=seeds,
@@ -268,7 +249,7 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
         vae_tiling=r.vae_tiling,
         attention_slicing=r.attention_slicing,
     )
-    images = ldm3d.generate(model, settings, report)
+    images = pipeline.generate(model, settings, report)
     report.token.check()  # a cancel during decoding still writes nothing
 
     result = RGBDResult(width=width, height=height, seeds=seeds, kind=model_folder.kind, revision=model_folder.revision)
@@ -290,13 +271,3 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     result.seconds = time.perf_counter() - started
     result.unet_calls = images.unet_calls
     return result
-
-
-def rgbd_writers(rgb: np.ndarray, d16: np.ndarray, disparity: np.ndarray, meta: dict[str, Any]) -> dict[str, Writer]:
-    """How each output file of one sample is written."""
-
-    def depth_npy(path: Path) -> None:
-        with open(path, "wb") as f:  # np.save on a path would append ".npy" to the temporary name
-            np.save(f, np.ascontiguousarray(disparity, dtype=np.float32))
-
-    return {"rgb.png": png(rgb), "depth16.png": png(d16), "depth.npy": depth_npy, "meta.json": json_file(meta)}

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
 
-MONO, TOP_BOTTOM, LEFT_RIGHT = "mono", "top-bottom", "left-right"
+from ..choices import STEREO_LAYOUTS
+
+TOP_BOTTOM, LEFT_RIGHT, MONO = (layout.spatial_media for layout in STEREO_LAYOUTS)  # the stereo_mode names of the spec
 STEREO_MODES = {MONO: 0, TOP_BOTTOM: 1, LEFT_RIGHT: 2}
 EQUIRECTANGULAR = "equirectangular"
 #: ``equi`` projection bounds (top, bottom, left, right): fractions of the whole 360°×180° cropped from each edge, 0.32 fixed point.

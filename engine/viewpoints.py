@@ -2,7 +2,7 @@
 
 A viewpoint is (azimuth θ, polar φ, in-plane ψ, distance d), angles in degrees:
 θ from +X toward +Y, φ from +Z (elevation = 90 − φ), ψ the image's rotation
-about the optical axis (see :mod:`engine.dst.camera` for its sign). The
+about the optical axis (see :mod:`engine.cameras` for its sign). The
 distributions are the ones 3D-DST samples from; each parameter draws from its
 own child of the seed, so changing one distribution leaves the others' draws
 unchanged and a seed gives the same views on every machine.
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput
+from .errors import BadInput
 
 
 @dataclass(frozen=True)

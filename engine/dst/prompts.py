@@ -77,7 +77,7 @@ class LocalLanguageModel:
     def __init__(self, folder: str, allow_pickle: bool = False, max_new_tokens: int = 40) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .sources import inspect_transformers_model
+        from ..diffusion.sources import inspect_transformers_model
 
         path = Path(folder).expanduser()
         safe = inspect_transformers_model(path, folder, None, allow_pickle)

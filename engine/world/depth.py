@@ -16,16 +16,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import BadInput
-from .imagefiles import read_image
+from ..choices import DEPTH_MAPPINGS, DEPTH_MODES
+from ..errors import BadInput
+from ..imagefiles import read_image
 
-METRIC = "METRIC"
-RELATIVE = "RELATIVE"
-#: Decide by the file: float formats hold distances, 8/16-bit images disparity.
-AUTO = "AUTO"
+#: Decide by the file (float formats hold distances, 8/16-bit images disparity), metric distances, or relative disparity.
+AUTO, METRIC, RELATIVE = DEPTH_MODES.ids
 #: Relative mappings: the paper's offset around a base radius, or inverse depth.
-OFFSET = "OFFSET"
-INVERSE = "INVERSE"
+OFFSET, INVERSE = DEPTH_MAPPINGS.ids
 
 
 def _describe_bad(values: np.ndarray) -> str:

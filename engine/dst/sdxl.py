@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .core import Conditioning
+from ..diffusion.core import Conditioning
 
 
 def _encode(

@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion import core
+from ..diffusion.loading import StableDiffusionModel, on_device
+from ..diffusion.seamless import wrap_longitude
+from ..diffusion.sources import RGBD4
 from ..imagefiles import resample
 from ..progress import Reporter
-from ..upscale import PROMPT
-from . import core
-from .ldm3d import RGBDImages, configure, pack_rgbd, through_vae, unpack_rgbd
-from .loading import StableDiffusionModel, on_device
-from .seamless import wrap_longitude
-from .sources import RGBD4
+from .ldm3d_pipeline import RGBDImages, configure, pack_rgbd, through_vae, unpack_rgbd
 
 
 @dataclass
@@ -49,8 +48,8 @@ class UpscaleSettings:
     low_disparity: np.ndarray  # H×W float in [0, 1], near = 1
     width: int  # the target size
     height: int
+    prompt: str  # the model card's: engine.world.upscale.PROMPT
     seed: int = 0
-    prompt: str = PROMPT
     negative: str = ""
     steps: int = 50
     guidance: float = 9.0

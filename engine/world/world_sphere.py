@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import BadInput
+from ..progress import Reporter
 from . import depth as depthlib
 from . import equirect
 from .capture import capture_origin
-from .errors import BadInput
 from .parallax import safe_radius
-from .progress import Reporter
 
 #: Above this many grid vertices a mesh is surely a mistake (a 16k×8k panorama at full grid).
 MAX_VERTICES = 134_217_728

@@ -21,17 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
+from ..choices import PROJECTIONS, SCHEDULERS
+from ..diffusion import sources
+from ..errors import BadInput
+from ..imagefiles import read_image, unit_float
+from ..progress import Reporter
+from ..samples import check_sampling, planned, write_samples
 from . import depth as depthlib
-from .choices import PROJECTIONS, SCHEDULERS
-from .diffusion import sources
-from .errors import BadInput
-from .imagefiles import read_image, unit_float
-from .ldm3d import DEFAULT_UPSCALER, MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
-from .progress import Reporter
-from .samples import check_sampling, planned, write_samples
+from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
+DEFAULT_UPSCALER = "Intel/ldm3d-sr"
 PROMPT = "high quality high resolution uhd 4k image"  # the model card's
 WINDOW_PX, OVERLAP_PX = 1024, 256  # a window is the model's training size; neighbours share a quarter
 MAX_NOISE_LEVEL = 350  # the published model_index.json's, when a folder does not say
@@ -157,8 +158,8 @@ def upscale_generated(
     report: Reporter,
 ) -> list[Upscaled]:
     """``generate_rgbd``'s samples (its RGBDImages) upscaled by ``scale`` with the upscaler's defaults, each from its own seed."""
-    from .diffusion import loading
-    from .diffusion.upscale import UpscaleSettings, count_windows, upscale
+    from ..diffusion import loading
+    from .upscale_pipeline import UpscaleSettings, count_windows, upscale
 
     model = loading.load_stable_diffusion(folder, device, dtype)
     factor = folder.vae_scale_factor
@@ -171,6 +172,7 @@ def upscale_generated(
             images.rgb[i],
             images.disparity[i],
             *target,
+            prompt=PROMPT,
             seed=seed,
             steps=steps,
             seamless=seamless,
@@ -220,8 +222,8 @@ def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
 
     import torch
 
-    from .diffusion import loading
-    from .diffusion.upscale import UpscaleSettings, count_windows, upscale
+    from ..diffusion import loading
+    from .upscale_pipeline import UpscaleSettings, count_windows, upscale
 
     device = loading.pick_device(access.device)
     dtype = loading.pick_dtype(access.precision, device)

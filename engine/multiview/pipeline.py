@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..multiview.cameras import model_cameras
-from ..multiview.model import MultiViewModel
+from ..diffusion import core
+from ..diffusion.loading import on_device
 from ..progress import Reporter
-from . import core
-from .loading import on_device
+from .cameras import model_cameras
+from .model import MultiViewModel
 
 VIEWS = 4
 

@@ -17,11 +17,11 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..choices import STEREO_LAYOUTS, VIDEO_PROJECTIONS
+from ..errors import BadInput
+from ..imagefiles import NewFiles
+from ..progress import Reporter
 from . import spatial_media
-from .choices import STEREO_LAYOUTS, VIDEO_PROJECTIONS
-from .errors import BadInput
-from .imagefiles import NewFiles
-from .progress import Reporter
 
 SIDECAR = "stereo.json"
 FRAME_PREFIX = "frame_"

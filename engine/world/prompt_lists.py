@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dst.shards import parse_shard
-from .errors import BadInput
+from ..errors import BadInput
+from ..shards import parse_shard
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion import core
+from ..diffusion.loading import StableDiffusionModel, on_device
 from ..progress import Reporter
-from ..viewneti import attention, text
-from ..viewneti.mapper import LAYERS, Mapper, mapper_inputs, tokens
-from . import core
-from .loading import StableDiffusionModel, on_device
+from . import attention, text
+from .mapper import LAYERS, Mapper, mapper_inputs, tokens
 
 TEMPLATE = f"{text.VIEW}. A photo of a {text.OBJECT}"
 

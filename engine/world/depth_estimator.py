@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import sources
+from ..diffusion import sources
 
 
 def _preprocessing(folder: Path, image_size: int) -> tuple[int, list[float], list[float]]:

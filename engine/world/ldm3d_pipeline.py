@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion import core
+from ..diffusion.loading import StableDiffusionModel, on_device
+from ..diffusion.seamless import wrap_longitude
+from ..diffusion.sources import RGBD6
 from ..progress import Reporter
-from . import core
-from .loading import StableDiffusionModel, on_device
-from .seamless import wrap_longitude
-from .sources import RGBD6
 
 #: Latent columns borrowed from the other edge when a tiled VAE must still wrap.
 WRAP_MARGIN = 8

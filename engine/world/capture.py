@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, equirect
+from .. import __version__
+from ..errors import BadInput
+from ..imagefiles import NewFiles, copy_png, read_exr, write_exr, write_png
+from ..progress import Reporter
 from . import depth as depthlib
-from .errors import BadInput
-from .imagefiles import NewFiles, copy_png, read_exr, write_exr, write_png
-from .progress import Reporter
+from . import equirect
 
 OUTPUT_NAMES = ("rgb.png", "depth.exr", "depth16.png", "meta.json")
 #: Cycles writes about 1e10 where a ray hits nothing.

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion import core
+from ..diffusion.loading import ControlNetPipelineModel, on_device
 from ..errors import BadInput
 from ..progress import Reporter
-from . import core
-from .loading import ControlNetPipelineModel, on_device
 from .sdxl import encode_prompts_xl
 
 

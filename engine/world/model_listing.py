@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .diffusion.sources import ModelAccess, find_models
-from .progress import Reporter
+from ..diffusion.sources import ModelAccess, find_models
+from ..progress import Reporter
 
 
 @dataclass

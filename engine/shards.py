@@ -7,7 +7,7 @@ and the shards together hold each view exactly once.
 
 from __future__ import annotations
 
-from ..errors import BadInput
+from .errors import BadInput
 
 
 def parse_shard(text: str) -> tuple[int, int]:

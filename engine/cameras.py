@@ -1,4 +1,4 @@
-"""Camera conventions shared by the Blender operator and the annotations.
+"""Camera conventions every capability shares: Blender's camera matrices, OpenCV's pinhole model, orbit cameras.
 
 World = Blender world (Z up). :func:`blender_camera_matrix` is the camera's
 ``matrix_world`` (camera looks along its local −Z, local +Y is image up); the
@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ..errors import BadInput
+from .errors import BadInput
 from .viewpoints import Viewpoint
 
 #: Blender camera axes (x right, y up, z back) → OpenCV camera axes (x right, y down, z forward).
@@ -134,3 +134,22 @@ def pose_from_extrinsics(r: np.ndarray, t: np.ndarray) -> tuple[float, float, fl
     if inplane <= -180.0:
         inplane += 360.0
     return azimuth, 90.0 - polar, inplane, distance
+
+
+def camera_to_world(azimuth_deg: float, elevation_deg: float, distance: float = 1.0) -> np.ndarray:
+    """4×4 camera-to-world on an orbit: OpenGL camera axes (looking along −Z, Y up) in Blender's Z-up world, looking at the origin.
+
+    Azimuth 0 looks from −Y, 90 from +X, 180 from +Y, 270 from −X; a positive elevation is above (the multi-view models'
+    convention, which ViewNeTI's orbit cameras share).
+    """
+    a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
+    ca, sa, ce, se = math.cos(a), math.sin(a), math.cos(e), math.sin(e)
+    back = np.array([ce * sa, -ce * ca, se])  # camera +Z: from the origin towards the camera
+    return np.array(
+        [
+            [ca, -se * sa, back[0], distance * back[0]],
+            [sa, se * ca, back[1], distance * back[1]],
+            [0.0, ce, back[2], distance * back[2]],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
