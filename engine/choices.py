@@ -9,7 +9,7 @@ here adds it everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .errors import BadInput
@@ -20,11 +20,12 @@ class Choice:
     id: str  # what requests and operator options carry
     label: str
     description: str
+    cli_name: str = field(default="", kw_only=True)  # a command-line spelling other than the id's
 
     @property
     def cli(self) -> str:
         """The command-line spelling: lower case with hyphens."""
-        return self.id.lower().replace("_", "-")
+        return self.cli_name or self.id.lower().replace("_", "-")
 
 
 C = TypeVar("C", bound=Choice)
@@ -75,6 +76,8 @@ class Choices(Generic[C]):
 @dataclass(frozen=True)
 class Scheduler(Choice):
     steps: int  # the step count it is usually run at
+    diffusers_class: str  # the diffusers scheduler that runs it
+    settings: tuple[tuple[str, object], ...] = ()  # over the model's scheduler config
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,17 @@ class VideoProjection(Choice):
 
 SCHEDULERS: Choices[Scheduler] = Choices(
     "scheduler",
-    Scheduler("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)", 50),
-    Scheduler("DPMPP_2M", "DPM-Solver++ 2M", "Good results in about 20 steps", 20),
-    Scheduler("EULER_A", "Euler Ancestral", "Adds fresh noise each step (about 30 steps)", 30),
-    Scheduler("UNIPC", "UniPC", "Good results in about 20 steps", 20),
+    Scheduler("DDIM", "DDIM", "Deterministic; the LDM3D paper's sampler (50 steps)", 50, "DDIMScheduler"),
+    Scheduler(
+        "DPMPP_2M",
+        "DPM-Solver++ 2M",
+        "Good results in about 20 steps",
+        20,
+        "DPMSolverMultistepScheduler",
+        (("algorithm_type", "dpmsolver++"), ("solver_order", 2)),
+    ),
+    Scheduler("EULER_A", "Euler Ancestral", "Adds fresh noise each step (about 30 steps)", 30, "EulerAncestralDiscreteScheduler"),
+    Scheduler("UNIPC", "UniPC", "Good results in about 20 steps", 20, "UniPCMultistepScheduler"),
 )
 
 PROJECTIONS: Choices[Choice] = Choices(
@@ -260,4 +270,86 @@ AUGMENTATIONS: Choices[Choice] = Choices(
     Choice("STRONG", "Strong", "Colour jitter, blur, ±10° rotation, 70–130% crops (the original's single-scene set)"),
     Choice("LIGHT", "Light", "Colour jitter, blur, 95–105% crops (the original's pre-training set)"),
     Choice("NONE", "None", "The images as they are"),
+)
+
+CAPTURE_ORIGINS: Choices[Choice] = Choices(
+    "capture point",
+    Choice("AUTO", "Auto", "The active camera's location, or the 3D cursor when there is no camera"),
+    Choice("CAMERA", "Camera", "The active camera's location"),
+    Choice("CURSOR", "3D Cursor", "The 3D cursor"),
+    Choice("LOCATION", "Location", "The location given below"),
+)
+
+SPHERE_PLACES: Choices[Choice] = Choices(
+    "place",
+    Choice("ORIGIN", "World Origin", "The centre at (0, 0, 0)"),
+    Choice("CURSOR", "3D Cursor", "The centre at the 3D cursor"),
+)
+
+INIT_SOURCES: Choices[Choice] = Choices(
+    "init source",
+    Choice("NONE", "Text Only", "Generate from the prompt alone"),
+    Choice("LAST_CAPTURE", "Last Capture", "img2img from the last captured panorama and its depth"),
+    Choice("FILES", "Files", "img2img from the RGB and depth files below"),
+)
+
+RIG_MODES: Choices[Choice] = Choices(
+    "rig mode",
+    Choice("SPHERICAL", "360° Stereo", "Equirectangular camera rendering omni-directional stereo (one image per eye covering the sphere)"),
+    Choice("FLAT", "Flat Stereo", "Perspective stereo pair"),
+)
+
+RIG_PLACES: Choices[Choice] = Choices(
+    "rig place",
+    Choice("AUTO", "Auto", "The world sphere's centre, else the 3D cursor"),
+    Choice("SPHERE", "World Sphere", "The centre of the world sphere (the named one, else the active or only one)"),
+    Choice("CURSOR", "3D Cursor", "The 3D cursor"),
+)
+
+CONVERGENCE_MODES: Choices[Choice] = Choices(
+    "convergence mode",
+    Choice("OFFAXIS", "Off-Axis", "Parallel cameras with shifted frustums (comfortable, no keystone)"),
+    Choice("PARALLEL", "Parallel", "Parallel cameras, no convergence"),
+    Choice("TOE", "Toe-in", "Cameras rotated toward the convergence point"),
+)
+
+CAMERA_MOVES: Choices[Choice] = Choices(
+    "camera move",
+    Choice("DOLLY", "Dolly", "Out from the centre along the view and back"),
+    Choice("ORBIT", "Orbit", "Circle around the centre"),
+    Choice("SWAY", "Sway", "Side to side through the centre"),
+    Choice("FIGURE8", "Figure Eight", "Side to side with a forward-back beat"),
+    Choice("LOOK", "Look Around", "Turn in place (rotation only)"),
+    Choice("CUSTOM", "Custom", "Keep the rig's own keyframes; only set the frame range and check the safe radius", cli_name="keep"),
+)
+
+EASINGS: Choices[Choice] = Choices(
+    "easing",
+    Choice("EASE_IN_OUT", "Ease In/Out", "Start and stop gently"),
+    Choice("LINEAR", "Linear", "Constant speed"),
+)
+
+VIDEO_LAYOUTS: Choices[Choice] = Choices(
+    "video layout",
+    Choice("AUTO", "As the Projection", "Top-bottom for 360°, side-by-side for VR180"),
+    *(Choice(layout.id, layout.label, layout.description) for layout in STEREO_LAYOUTS),
+)
+
+DST_OBJECT_SOURCES: Choices[Choice] = Choices(
+    "objects",
+    Choice("SELECTED", "Selected", "The selected mesh objects (from the command line: every visible mesh, unless --objects names them)"),
+    Choice("COLLECTION", "Collection", "Every mesh object in a collection"),
+)
+
+AZIMUTH_RANGES: Choices[Choice] = Choices(
+    "azimuth range",
+    Choice("FULL", "Full Circle", "Uniform on [0°, 360°)"),
+    Choice("HALF", "Half Circle", "Uniform on [0°, 180°): for objects whose two sides look alike"),
+)
+
+POLAR_PRESETS: Choices[Choice] = Choices(
+    "elevation preset",
+    Choice("WIDE", "Around the Horizon", "3D-DST: polar angle ~ N(90°, 30°) on [0°, 180°]"),
+    Choice("HIGH", "From Above", "3D-DST: polar angle ~ N(60°, 20°) on [0°, 180°]"),
+    Choice("CUSTOM", "Custom", "Truncated normal with the mean, spread and range below"),
 )

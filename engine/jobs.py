@@ -18,6 +18,7 @@ from .echo import EchoRequest, EchoResult, echo
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
+from .params import validate
 from .progress import CancelToken, ProgressCallback, Reporter
 from .viewneti.original import ImportRequest, ImportResult, import_original
 from .viewneti.posed import PosedSetRequest, PosedSetResult, write_posed_set
@@ -89,5 +90,9 @@ def run_job(name: str, request: Any, emit: ProgressCallback, token: CancelToken)
     spec = job(name)
     if not isinstance(request, spec.request):
         raise BadInput(f"Job {name!r} takes a {spec.request.__name__}, got {type(request).__name__}")
+    warnings = validate(request)  # the caller checked it too, naming its own options; a worker or a Ray task checks again here
     token.check()
-    return spec.run(request, Reporter(emit, token))
+    report = Reporter(emit, token)
+    for warning in warnings:
+        report.note(warning)
+    return spec.run(request, report)

@@ -214,3 +214,14 @@ def viewpoints_from_list(items: Iterable[Viewpoint | Mapping[str, Any] | Sequenc
                 raise BadInput(f"A viewpoint tuple is (azimuth, polar, inplane, distance), got {values}")
             out.append(check_viewpoint(Viewpoint(*values)))
     return out
+
+
+def parse_viewpoints(text: str) -> list[Viewpoint]:
+    """'azimuth polar in-plane distance; …' (degrees; commas or spaces between the numbers)."""
+    items = [part.split() for part in text.replace(",", " ").split(";") if part.strip()]
+    try:
+        return viewpoints_from_list([[float(x) for x in item] for item in items])
+    except ValueError as exc:
+        raise BadInput(f"{exc} (expected 'azimuth polar in-plane distance; …')") from None
+    except BadInput as exc:
+        raise BadInput(f"{exc} (expected 'azimuth polar in-plane distance; …')") from None

@@ -8,46 +8,19 @@ afterwards. The engine turns the render into ``rgb.png``, ``depth.exr``,
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatVectorProperty, IntProperty, StringProperty
 
-from ..engine.errors import BadInput
-from ..engine.world.capture import CaptureRequest, CaptureResult, check_outputs
-from .machinery import compat, session
+from ..engine.world.capture import CaptureRequest, CaptureResult
+from .machinery import compat, declared, session
 from .machinery.blender_data import load_image
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.render_setup import PanoramaSetup, render_result, save_render_png
 from .machinery.selection import RENDERABLE
-
-CAPTURE_OPTIONS: dict[str, Any] = {
-    "output_dir": StringProperty(
-        name="Output Folder",
-        description="Folder for rgb.png, depth.exr, depth16.png and meta.json; empty: a new folder under the default output folder",
-        subtype="DIR_PATH",
-        default="",
-    ),
-    "width": IntProperty(
-        name="Width", description="Panorama width in pixels; the height is half of it", default=1024, soft_min=64, soft_max=8192
-    ),
-    "samples": IntProperty(name="Samples", description="Cycles samples per pixel", default=32, soft_min=1, soft_max=4096),
-    "denoise": BoolProperty(name="Denoise", description="Denoise the colour render", default=True),
-    "origin": EnumProperty(
-        name="From",
-        items=[
-            ("AUTO", "Auto", "The active camera's location, or the 3D cursor when there is no camera"),
-            ("CAMERA", "Camera", "The active camera's location"),
-            ("CURSOR", "3D Cursor", "The 3D cursor"),
-            ("LOCATION", "Location", "The location given below"),
-        ],
-        default="AUTO",
-    ),
-    "location": FloatVectorProperty(name="Location", subtype="TRANSLATION", size=3, default=(0.0, 0.0, 0.0)),
-    "overwrite": BoolProperty(name="Overwrite", description="Replace files already in the output folder", default=False),
-}
 
 
 def has_visible_geometry(context: bpy.types.Context) -> bool:
@@ -111,52 +84,41 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
     bl_idname = "diffusion3d.capture_panorama"
     bl_label = "Capture RGBD Panorama"
     bl_options = {"REGISTER"}
+    job = "encode_capture"
     job_label = "Capturing panorama"
-    __annotations__ = dict(CAPTURE_OPTIONS)
+    __annotations__ = declared.properties(CaptureRequest)
 
     _scratch: Path | None = None
     _out_dir: Path | None = None
     _render: PanoramaRender | None = None
 
-    def stage(self, context: bpy.types.Context) -> PanoramaRender:
-        """Check the options and the scene; make the output and scratch folders."""
-        if self.width < 16 or self.width > 16384 or self.width % 2:
-            raise UserError(f"Panorama width must be an even number from 16 to 16384, got {self.width}")
-        if self.samples < 1:
-            raise UserError(f"Samples must be at least 1, got {self.samples}")
+    def read(self, context: bpy.types.Context, request: CaptureRequest) -> CaptureRequest:
         if not has_visible_geometry(context):
             raise UserError("Nothing to capture: the scene has no visible objects")
         if not hasattr(context.scene, "cycles"):
             raise UserError("Cycles is not available in this Blender")
-        origin = capture_origin(context, self.origin, self.location)
-        out_dir = session.output_folder(self.output_dir, "capture")
+        position = capture_origin(context, request.origin, request.location)
+        out_dir = str(session.output_folder(request.out_dir, "capture"))
+        return dataclasses.replace(request, out_dir=out_dir, position=tuple(round(c, 6) for c in position), scene_name=context.scene.name)
+
+    def stage(self, context: bpy.types.Context, request: CaptureRequest) -> PanoramaRender:
+        """Make the output and scratch folders; the render."""
+        out_dir = Path(request.out_dir)
         try:
-            check_outputs(out_dir, self.overwrite)
             out_dir.mkdir(parents=True, exist_ok=True)
-        except BadInput as exc:
-            raise UserError(str(exc)) from None
         except OSError as exc:
             raise UserError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
         self._out_dir = out_dir
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-capture-"))
-        self._render = PanoramaRender(origin, self.width, self.samples, self.denoise, self._scratch)
+        self._render = PanoramaRender(request.position, request.width, request.samples, request.denoise, self._scratch)
         return self._render
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+    def prepare(self, context: bpy.types.Context, request: CaptureRequest) -> CaptureRequest:
         render = self._render
         assert render is not None
-        request = CaptureRequest(
-            render_exr=str(render.exr),
-            rgb_png=str(render.png),
-            out_dir=str(self._out_dir),
-            origin=tuple(round(c, 6) for c in render.origin),
-            scene_name=context.scene.name,
-            samples=self.samples,
-            overwrite=self.overwrite,
-        )
-        return "encode_capture", request
+        return dataclasses.replace(request, render_exr=str(render.exr), rgb_png=str(render.png))
 
-    def finish(self, context: bpy.types.Context, result: CaptureResult) -> None:
+    def finish(self, context: bpy.types.Context, result: CaptureResult) -> dict[str, Any]:
         session.remove_scratch(self._scratch)
         for key, non_color in (("rgb.png", False), ("depth.exr", True)):
             image, _ = load_image(result.paths[key], non_color=non_color)
@@ -169,6 +131,7 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
             f"Captured {result.width}×{result.height} panorama into {Path(result.paths['meta.json']).parent} "
             f"(depth {result.near:.3g}–{result.far:.3g})",
         )
+        return {"paths": result.paths}
 
     def discard(self, context: bpy.types.Context) -> None:
         session.remove_scratch(self._scratch)

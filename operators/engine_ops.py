@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import bpy
 
@@ -28,10 +27,11 @@ class DIFFUSION3D_OT_check_engine(EngineJobOperator, bpy.types.Operator):
 
     bl_idname = "diffusion3d.check_engine"
     bl_label = "Check Engine"
+    job = "engine_info"
     job_label = "Checking engine"
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        return "engine_info", InfoRequest(import_torch=True)
+    def read(self, context: bpy.types.Context, request: InfoRequest) -> InfoRequest:
+        return InfoRequest(import_torch=True)
 
     def finish(self, context: bpy.types.Context, result: InfoResult) -> None:
         last_check.text, last_check.problems = result.summary(), "; ".join(result.problems)

@@ -10,19 +10,18 @@ object, each showing its view as a camera background, plus the quick mesh.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix
 
-from ..engine.choices import IMAGE_PREPARATIONS, SCHEDULERS, VIEW_SOURCES
 from ..engine.multiview import cameras
-from ..engine.multiview.job import MAX_COUNT, HullArrays, ViewsRequest, ViewsResult
-from .machinery import session
+from ..engine.multiview.job import HullArrays, ViewsRequest, ViewsResult
+from .machinery import declared, session
 from .machinery.blender_data import image_pixels, load_image, mesh_from_arrays, vertex_colour_material
 from .machinery.isolated_scene import IsolatedScene
 from .machinery.job import EngineJobOperator, Stage, UserError
@@ -30,43 +29,6 @@ from .machinery.selection import chosen_objects, world_bounds
 
 FRONT_OVERSAMPLING = 2  # the front render is this many times the views' size; the engine cuts the object out and resizes it
 FRONT_SAMPLES = 32
-
-VIEWS_OPTIONS: dict[str, Any] = {
-    "source": EnumProperty(name="From", items=VIEW_SOURCES.items(), default=VIEW_SOURCES.default),
-    "image_path": StringProperty(
-        name="Image File", description="The object image (best with a transparent background)", subtype="FILE_PATH"
-    ),
-    "image_name": StringProperty(name="Image", description="An image in this .blend"),
-    "object_name": StringProperty(
-        name="Object", description="An object or collection to render from the front; empty: the selected objects"
-    ),
-    "model": StringProperty(
-        name="Model",
-        description="An ImageDream (image → views) or MVDream (text → views) folder or repo id; empty: the published one for the source",
-        default="",
-    ),
-    "prompt": StringProperty(name="Prompt", description="What the object is (optional with an image)", default=""),
-    "negative_prompt": StringProperty(name="Negative", description="What the views should not show", default=""),
-    "steps": IntProperty(name="Steps", description="Denoising steps", default=50, soft_min=1, soft_max=200),
-    "guidance": FloatProperty(name="Guidance", description="Classifier-free guidance", default=5.0, soft_min=1.0, soft_max=20.0),
-    "seed": IntProperty(name="Seed", description="Same seed and settings give the same views; set i uses seed + i", default=0, min=0),
-    "count": IntProperty(name="Count", description="Object sets (four views each)", default=1, min=1, max=MAX_COUNT),
-    "elevation": FloatProperty(
-        name="Elevation", description="The views' camera elevation (the models were trained on 0–30°)", default=0.0, min=-89.0, max=89.0
-    ),
-    "size": IntProperty(
-        name="Size", description="The views' size in pixels (the models were trained at 256)", default=256, min=64, max=1024, step=64
-    ),
-    "preparation": EnumProperty(name="Prepare", items=IMAGE_PREPARATIONS.items(), default=IMAGE_PREPARATIONS.default),
-    "scheduler": EnumProperty(name="Sampler", items=SCHEDULERS.items(), default=SCHEDULERS.default),
-    "reconstruct": BoolProperty(
-        name="Quick Mesh", description="Carve the four silhouettes' visual hull into a coloured mesh", default=False
-    ),
-    "output_dir": StringProperty(
-        name="Output Folder", description="Empty: a new folder under the default output folder", subtype="DIR_PATH", default=""
-    ),
-    "overwrite": BoolProperty(name="Overwrite", description="Replace files already in the output folder", default=False),
-}
 
 
 class FrontRender(Stage):
@@ -110,71 +72,56 @@ class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):
     bl_idname = "diffusion3d.generate_views"
     bl_label = "Generate Object Views"
     bl_options = {"REGISTER"}
+    job = "generate_views"
     job_label = "Generating views"
-    __annotations__ = dict(VIEWS_OPTIONS)
+    __annotations__ = declared.properties(ViewsRequest)
 
     _placement: np.ndarray | None = None
     _scratch: Path | None = None
     _front: FrontRender | None = None
+    _objects: list[bpy.types.Object] = []
 
-    def stage(self, context: bpy.types.Context) -> FrontRender | None:
-        """Where the views go (around the object, else the 3D cursor); for an object, its front render."""
-        if self.source != "OBJECT":
-            cursor = context.scene.cursor.location
-            self._placement = cameras.scene_placement((cursor.x, cursor.y, cursor.z))  # one unit of the views' world per metre
-            return None
-        if not hasattr(context.scene, "cycles"):
-            raise UserError("Cycles is not available in this Blender (the front view renders with it)")
-        objects = chosen_objects(context, self.object_name)
-        low, high = world_bounds(context, objects)
-        half = float(max(high[0] - low[0], high[2] - low[2])) / 2  # the front view sees X and Z
-        if not half > 0:
-            raise UserError(f"{objects[0].name} has no extent to render")
-        self._placement = cameras.scene_placement(tuple((low + high) / 2), cameras.object_scale(half))
-        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-views-"))
-        resolution = FRONT_OVERSAMPLING * self.size
-        self._front = FrontRender(objects, self._placement, self.elevation, resolution, self._scratch / "front.png")
-        return self._front
-
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        pixels, path = None, ""
-        if self.source == "FILE":
-            if not self.image_path:
-                raise UserError("Choose an image file of the object")
-            path = bpy.path.abspath(self.image_path)
-        elif self.source == "IMAGE":
-            image = bpy.data.images.get(self.image_name)
+    def read(self, context: bpy.types.Context, request: ViewsRequest) -> ViewsRequest:
+        """The image (a file, or a loaded image's pixels), or the objects to render; the output folder."""
+        pixels = None
+        if request.source == "IMAGE":
+            image = bpy.data.images.get(request.image_name)
             if image is None:
-                raise UserError(f"No image named {self.image_name!r} in this .blend" if self.image_name else "Choose an image")
+                raise UserError(f"No image named {request.image_name!r} in this .blend" if request.image_name else "Choose an image")
             try:
                 pixels = image_pixels(image)
             except ValueError as exc:
                 raise UserError(str(exc)) from None
-        elif self.source == "OBJECT":
-            assert self._front is not None
-            path = str(self._front.png)
-        request = ViewsRequest(
-            out_dir=str(session.output_folder(self.output_dir, "views")),
-            model=self.model,
-            image=pixels,
-            image_path=path,
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            steps=self.steps,
-            guidance=self.guidance,
-            seed=self.seed,
-            count=self.count,
-            elevation=self.elevation,
-            size=self.size,
-            preparation=self.preparation,
-            scheduler=self.scheduler,
-            reconstruct=self.reconstruct,
-            access=session.model_access(session.preferences(context)),
-            overwrite=self.overwrite,
-        )
-        return "generate_views", request
+        elif request.source == "OBJECT":
+            if not hasattr(context.scene, "cycles"):
+                raise UserError("Cycles is not available in this Blender (the front view renders with it)")
+            self._objects = chosen_objects(context, request.object_name)
+        image_path = request.image_path if request.source == "FILE" else ""
+        out_dir = str(session.output_folder(request.out_dir, "views"))
+        return dataclasses.replace(request, image=pixels, image_path=image_path, out_dir=out_dir)
 
-    def finish(self, context: bpy.types.Context, result: ViewsResult) -> None:
+    def stage(self, context: bpy.types.Context, request: ViewsRequest) -> FrontRender | None:
+        """Where the views go (around the object, else the 3D cursor); for an object, its front render."""
+        if request.source != "OBJECT":
+            cursor = context.scene.cursor.location
+            self._placement = cameras.scene_placement((cursor.x, cursor.y, cursor.z))  # one unit of the views' world per metre
+            return None
+        low, high = world_bounds(context, self._objects)
+        half = float(max(high[0] - low[0], high[2] - low[2])) / 2  # the front view sees X and Z
+        if not half > 0:
+            raise UserError(f"{self._objects[0].name} has no extent to render")
+        self._placement = cameras.scene_placement(tuple((low + high) / 2), cameras.object_scale(half))
+        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-views-"))
+        resolution = FRONT_OVERSAMPLING * request.size
+        self._front = FrontRender(self._objects, self._placement, request.elevation, resolution, self._scratch / "front.png")
+        return self._front
+
+    def prepare(self, context: bpy.types.Context, request: ViewsRequest) -> ViewsRequest:
+        if self._front is None:
+            return request
+        return dataclasses.replace(request, image_path=str(self._front.png))
+
+    def finish(self, context: bpy.types.Context, result: ViewsResult) -> dict[str, Any]:
         session.remove_scratch(self._scratch)
         assert self._placement is not None
         made: list[tuple[Any, Any]] = []
@@ -195,6 +142,7 @@ class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):
             self.report({"WARNING"}, warning)
         where = folder.parent if len(result.paths) > 1 else folder
         self.report({"INFO"}, f"Made {len(result.paths)} × 4 views ({result.kind}) in {result.seconds:.1f} s into {where}")
+        return {"paths": [dict(sorted(paths.items())) for paths in result.paths]}
 
     def discard(self, context: bpy.types.Context) -> None:
         session.remove_scratch(self._scratch)

@@ -13,84 +13,17 @@ from typing import Any
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from mathutils import Vector
 
 from ..engine.world import camera_moves, equirect, parallax
-from .machinery.job import UserError
+from ..engine.world.stereo_rig import SPHERICAL, MoveRequest, RigRequest
+from .machinery import declared
+from .machinery.job import DeclaredOperator, UserError
 
 RIG_KEY, WORLD_KEY = "diffusion3d_rig", "diffusion3d_world"
-SPHERICAL, FLAT = "SPHERICAL", "FLAT"
 #: Safe radius of a rig placed without a sphere (scene units × scene scale).
 DEFAULT_SAFE_RADIUS = 0.5
 MOVE_ACTION = "Diffusion3D Move"
-
-RIG_OPTIONS: dict[str, Any] = {
-    "mode": EnumProperty(
-        name="Mode",
-        items=[
-            (
-                SPHERICAL,
-                "360° Stereo",
-                "Equirectangular camera rendering omni-directional stereo (one image per eye covering the whole sphere)",
-            ),
-            (FLAT, "Flat Stereo", "Perspective stereo pair"),
-        ],
-        default=SPHERICAL,
-    ),
-    "place": EnumProperty(
-        name="Place At",
-        items=[
-            ("AUTO", "Auto", "The world sphere's centre, else the 3D cursor"),
-            ("SPHERE", "World Sphere", "The centre of the world sphere (the named one, else the active or only one)"),
-            ("CURSOR", "3D Cursor", "The 3D cursor"),
-        ],
-        default="AUTO",
-    ),
-    "sphere": StringProperty(name="Sphere", description="World sphere object; empty: the active one, else the only one", default=""),
-    "interocular": FloatProperty(
-        name="Interocular Distance",
-        description="Distance between the eyes (human ≈ 0.065 m), before the scene scale",
-        default=0.065,
-        unit="LENGTH",
-    ),
-    "scene_scale": FloatProperty(
-        name="Scene Scale",
-        description="Scene units per metre of the real world: multiplies the interocular distance (a sphere from relative depth is not in metres)",
-        default=1.0,
-        min=1e-4,
-        soft_max=100.0,
-    ),
-    "convergence": FloatProperty(
-        name="Convergence",
-        description="Distance with zero parallax; 0: parallel eyes (360: the usual choice for VR; flat: the sphere's median distance)",
-        default=0.0,
-        min=0.0,
-        unit="LENGTH",
-    ),
-    "convergence_mode": EnumProperty(
-        name="Convergence Mode",
-        description="Flat mode: how the two cameras are aimed (Blender's stereo modes)",
-        items=[
-            ("OFFAXIS", "Off-Axis", "Parallel cameras with shifted frustums (comfortable, no keystone)"),
-            ("PARALLEL", "Parallel", "Parallel cameras, no convergence"),
-            ("TOE", "Toe-in", "Cameras rotated toward the convergence point"),
-        ],
-        default="OFFAXIS",
-    ),
-    "focal_length": FloatProperty(name="Focal Length", description="Flat mode: lens focal length", default=35.0, min=1.0, unit="CAMERA"),
-    "pole_merge": BoolProperty(
-        name="Pole Merge", description="360: fade the parallax out toward the poles so they show no double image", default=True
-    ),
-    "safe_radius": FloatProperty(
-        name="Safe Radius",
-        description="How far the viewpoint may move from the centre; 0: from the sphere's depth (or 0.5 × scene scale without a sphere)",
-        default=0.0,
-        min=0.0,
-        unit="LENGTH",
-    ),
-    "make_active": BoolProperty(name="Make Active Camera", description="Render through the rig, in stereo", default=True),
-}
 
 
 def world_spheres(scene: bpy.types.Scene) -> list[bpy.types.Object]:
@@ -146,36 +79,26 @@ def rig_camera(rig: bpy.types.Object) -> bpy.types.Object:
     return camera
 
 
-class DIFFUSION3D_OT_add_stereo_rig(bpy.types.Operator):
+class DIFFUSION3D_OT_add_stereo_rig(DeclaredOperator, bpy.types.Operator):
     """Add a stereo camera rig at the world sphere's centre (or the 3D cursor), ready to animate and render"""
 
     bl_idname = "diffusion3d.add_stereo_rig"
     bl_label = "Add Stereo Rig"
     bl_options = {"REGISTER", "UNDO"}
-    __annotations__ = {**RIG_OPTIONS, "name": StringProperty(name="Name", default="Stereo Rig")}
+    request = RigRequest
+    __annotations__ = declared.properties(RigRequest)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            self._check()
-            sphere = None if self.place == "CURSOR" else find_sphere(context, self.sphere)
-            if sphere is None and self.place == "SPHERE":
-                raise UserError("No world sphere in the scene: build one first, or place the rig at the 3D cursor")
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+    def run(self, context: bpy.types.Context, request: RigRequest) -> dict[str, Any]:
+        sphere = None if self.place == "CURSOR" else find_sphere(context, self.sphere)
+        if sphere is None and self.place == "SPHERE":
+            raise UserError("No world sphere in the scene: build one first, or place the rig at the 3D cursor")
         center = sphere.matrix_world.translation.copy() if sphere is not None else context.scene.cursor.location.copy()
         safe = self.safe_radius or (sphere_safe_radius(sphere) if sphere is not None else DEFAULT_SAFE_RADIUS * self.scene_scale)
         median = float(sphere[WORLD_KEY].get("median_distance", 0.0)) if sphere is not None else 0.0
         rig = self._build(context, center, safe, median, sphere)
         where = f"centre of {sphere.name}" if sphere is not None else "3D cursor"
         self.report({"INFO"}, f"{rig.name} at the {where}: interocular {self._ipd():.4g}, safe radius {safe:.3g}")
-        return {"FINISHED"}
-
-    def _check(self) -> None:
-        if not self.interocular > 0:
-            raise UserError(f"Interocular distance must be greater than 0, got {self.interocular}")
-        if not self.scene_scale > 0:
-            raise UserError(f"Scene scale must be greater than 0, got {self.scene_scale}")
+        return {"rig": rig.name, "safe_radius": safe}
 
     def _ipd(self) -> float:
         return float(self.interocular * self.scene_scale)
@@ -231,41 +154,6 @@ class DIFFUSION3D_OT_add_stereo_rig(bpy.types.Operator):
         return rig
 
 
-ANIMATE_OPTIONS: dict[str, Any] = {
-    "move": EnumProperty(
-        name="Move",
-        items=[
-            (camera_moves.DOLLY, "Dolly", "Out from the centre along the view and back"),
-            (camera_moves.ORBIT, "Orbit", "Circle around the centre"),
-            (camera_moves.SWAY, "Sway", "Side to side through the centre"),
-            (camera_moves.FIGURE8, "Figure Eight", "Side to side with a forward-back beat"),
-            (camera_moves.LOOK, "Look Around", "Turn in place (rotation only)"),
-            ("CUSTOM", "Custom", "Keep the rig's own keyframes; only set the frame range and check the safe radius"),
-        ],
-        default=camera_moves.DOLLY,
-    ),
-    "seconds": FloatProperty(
-        name="Duration", description="Length of the move in seconds, at the scene frame rate", default=4.0, min=0.0, soft_max=60.0
-    ),
-    "amplitude": FloatProperty(
-        name="Amplitude",
-        description="How far the move goes, as a fraction of the safe radius (at most 1)",
-        default=0.5,
-        min=0.0,
-        soft_max=1.0,
-        subtype="FACTOR",
-    ),
-    "easing": EnumProperty(
-        name="Easing",
-        items=[(camera_moves.EASE_IN_OUT, "Ease In/Out", "Start and stop gently"), (camera_moves.LINEAR, "Linear", "Constant speed")],
-        default=camera_moves.EASE_IN_OUT,
-    ),
-    "loop": BoolProperty(name="Loop", description="End where the move began: the last frame equals the first", default=True),
-    "look_degrees": FloatProperty(name="Turn", description="Look Around: how far to turn", default=360.0, soft_min=0.0, soft_max=720.0),
-    "rig": StringProperty(name="Rig", description="Stereo rig; empty: the active or the scene camera's", default=""),
-}
-
-
 def _bake(
     rig: bpy.types.Object, frames: np.ndarray, locations: np.ndarray, yaw: np.ndarray, base_rotation: tuple[float, float, float]
 ) -> None:
@@ -286,44 +174,34 @@ def _bake(
         curve.update()
 
 
-class DIFFUSION3D_OT_animate_rig(bpy.types.Operator):
+class DIFFUSION3D_OT_animate_rig(DeclaredOperator, bpy.types.Operator):
     """Animate the stereo rig with a move that reveals depth, within the sphere's safe radius"""
 
     bl_idname = "diffusion3d.animate_rig"
     bl_label = "Animate Stereo Rig"
     bl_options = {"REGISTER", "UNDO"}
-    __annotations__ = dict(ANIMATE_OPTIONS)
+    request = MoveRequest
+    __annotations__ = declared.properties(MoveRequest)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            rig = find_rig(context, self.rig)
-            if self.move == "CUSTOM":
-                return self._custom(context, rig)
-            return self._animate(context, rig)
-        except UserError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+    def run(self, context: bpy.types.Context, request: MoveRequest) -> dict[str, Any]:
+        rig = find_rig(context, self.rig)
+        if self.move == camera_moves.CUSTOM:
+            return self._custom(context, rig)
+        return self._animate(context, rig)
 
-    def _animate(self, context: bpy.types.Context, rig: bpy.types.Object) -> set[str]:
+    def _animate(self, context: bpy.types.Context, rig: bpy.types.Object) -> dict[str, Any]:
         scene = context.scene
         fps = scene.render.fps / scene.render.fps_base
-        try:
-            frames = camera_moves.frame_count(self.seconds, fps)
-        except ValueError:
-            raise UserError(f"The move needs a duration above 0 seconds, got {self.seconds}") from None
+        frames = camera_moves.frame_count(self.seconds, fps)
         if frames < 2:
             raise UserError(f"{self.seconds} s at {fps:g} fps is under two frames: nothing would move")
-        amplitude = self.amplitude
-        if amplitude > 1.0:
-            self.report({"WARNING"}, f"Amplitude {amplitude:g} is beyond the safe radius: clamped to 1")
-            amplitude = 1.0
         info = rig[RIG_KEY]
         safe = float(info["safe_radius"])
         center = np.array(info["center"], np.float64)
         heading = float(info.get("heading", rig.rotation_euler[2]))
         base = (rig.rotation_euler[0], rig.rotation_euler[1], heading)
         try:
-            path = camera_moves.camera_path(self.move, frames, amplitude * safe, heading, self.easing, self.loop, self.look_degrees)
+            path = camera_moves.camera_path(self.move, frames, self.amplitude * safe, heading, self.easing, self.loop, self.look_degrees)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         numbers = np.arange(1, frames + 1, dtype=np.float64)
@@ -336,9 +214,9 @@ class DIFFUSION3D_OT_animate_rig(bpy.types.Operator):
             f"{rig.name}: {self.move.lower()} over {frames} frames ({self.seconds:g} s at {fps:g} fps), "
             f"reaching {path.max_offset:.3g} of the safe radius {safe:.3g}",
         )
-        return {"FINISHED"}
+        return {"rig": rig.name, "frames": frames}
 
-    def _custom(self, context: bpy.types.Context, rig: bpy.types.Object) -> set[str]:
+    def _custom(self, context: bpy.types.Context, rig: bpy.types.Object) -> dict[str, Any]:
         action = rig.animation_data.action if rig.animation_data is not None else None
         if action is None:
             raise UserError(f"{rig.name} has no keyframes of its own to keep (choose a move)")
@@ -355,7 +233,7 @@ class DIFFUSION3D_OT_animate_rig(bpy.types.Operator):
             self.report({"WARNING"}, f"The custom path goes {farthest:.3g} from the centre, beyond the safe radius {safe:.3g}")
         else:
             self.report({"INFO"}, f"Kept {rig.name}'s keyframes: frames {start}–{end}, within the safe radius")
-        return {"FINISHED"}
+        return {"rig": rig.name, "frames": end - start + 1}
 
 
 def path_extent(scene: bpy.types.Scene, rig: bpy.types.Object, start: int, end: int) -> float:

@@ -15,6 +15,7 @@ A still is one stereo image of the current frame, named the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 import time
@@ -23,16 +24,16 @@ from typing import Any
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..engine.errors import BadInput
 from ..engine.world import camera_moves
-from ..engine.world.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size, output_file
-from .machinery import compat, session
+from ..engine.world.stereo_rig import SPHERICAL
+from ..engine.world.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size
+from .machinery import compat, declared, session
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.settings_restore import TemporarySettings
-from .stereo_rig import RIG_KEY, SPHERICAL, find_rig, rig_camera
+from .stereo_rig import RIG_KEY, find_rig, rig_camera
 
 MP4, PNG, EXR = VIDEO_FORMATS.ids
 TOP_BOTTOM, SIDE_BY_SIDE, MONO = STEREO_LAYOUTS.ids
@@ -40,38 +41,6 @@ FAST, QUALITY, SCENE = VIDEO_QUALITIES.ids
 #: Fast defaults for an emission-only world sphere: no bounces, few samples, no denoising (see bench/bench_stereo_video.py).
 FAST_SAMPLES = 4
 QUALITY_SAMPLES = 128
-
-
-def _projection_chosen(settings: Any, context: bpy.types.Context) -> None:
-    """The panel's layout follows a new projection (VR180: side-by-side); a chosen Mono stays. Operators decide in ``stage``."""
-    if isinstance(settings, bpy.types.PropertyGroup) and settings.stereo_layout != MONO:
-        settings.stereo_layout = VIDEO_PROJECTIONS[settings.projection].layout
-
-
-VIDEO_OPTIONS: dict[str, Any] = {
-    "filepath": StringProperty(
-        name="Output",
-        description="The .mp4 file, or the folder for an image sequence; empty: a new file under the default output folder",
-        subtype="FILE_PATH",
-        default="",
-    ),
-    "file_format": EnumProperty(name="Format", items=VIDEO_FORMATS.items(), default=VIDEO_FORMATS.default),
-    "projection": EnumProperty(
-        name="Projection", items=VIDEO_PROJECTIONS.items(), default=VIDEO_PROJECTIONS.default, update=_projection_chosen
-    ),
-    "stereo_layout": EnumProperty(
-        name="Layout",
-        description="How the eyes share a frame; unset from a script: the projection's (360°: top-bottom, VR180: side-by-side)",
-        items=STEREO_LAYOUTS.items(),
-        default=STEREO_LAYOUTS.default,
-    ),
-    "resolution": EnumProperty(name="Resolution", items=VIDEO_RESOLUTIONS.items(), default=VIDEO_RESOLUTIONS.default),
-    "eye_width": IntProperty(name="Eye Width", description="Custom: width of one eye's image", default=1024, min=16, soft_max=8192),
-    "quality": EnumProperty(name="Quality", items=VIDEO_QUALITIES.items(), default=VIDEO_QUALITIES.default),
-    "rig": StringProperty(name="Rig", description="Stereo rig; empty: the active or the scene camera's", default=""),
-    "overwrite": BoolProperty(name="Overwrite", description="Replace an existing video or frames", default=False),
-    "keep_frames": BoolProperty(name="Keep Frames", description="MP4: keep the frames folder after encoding", default=False),
-}
 
 
 class FrameRender(Stage):
@@ -126,15 +95,9 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     bl_idname = "diffusion3d.render_stereo_video"
     bl_label = "Render Stereo Video"
     bl_options = {"REGISTER"}
+    job = "finish_video"
     job_label = "Finishing video"
-    __annotations__ = {
-        **VIDEO_OPTIONS,
-        "still": BoolProperty(
-            name="Still",
-            description="One stereo image of the current frame instead of a video (PNG; EXR when that format is chosen)",
-            default=False,
-        ),
-    }
+    __annotations__ = declared.properties(VideoRequest)
 
     _render: FrameRender | None = None
     _target: Path | None = None
@@ -145,18 +108,24 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     _made_dir: Path | None = None
     _frame_size = (0, 0)
 
-    def stage(self, context: bpy.types.Context) -> FrameRender:
+    def read(self, context: bpy.types.Context, request: VideoRequest) -> VideoRequest:
+        """The rig it renders (360° or flat); the output, by default a new file under the default output folder."""
+        rig = find_rig(context, request.rig)
+        spherical = rig[RIG_KEY].get("mode", SPHERICAL) == SPHERICAL
+        return dataclasses.replace(request, spherical=spherical, filepath=request.filepath or str(session.output_folder("", "video")))
+
+    def stage(self, context: bpy.types.Context, request: VideoRequest) -> FrameRender:
         """Check everything before the first frame; decide the output."""
         scene = context.scene
         assert scene is not None
-        rig = find_rig(context, self.rig)
+        rig = find_rig(context, request.rig)
         camera = rig_camera(rig)
-        self._spherical = rig[RIG_KEY].get("mode", SPHERICAL) == SPHERICAL
+        self._spherical = request.spherical
         projection = VIDEO_PROJECTIONS[self.projection]
         cropped = projection.field_of_view[0] > 0
         if cropped and not self._spherical:
             raise UserError(f"{projection.label} needs a 360° rig: {rig.name} is a flat (perspective) stereo pair")
-        layout = self._layout = self.stereo_layout if self.properties.is_property_set("stereo_layout") else projection.layout
+        layout = self._layout = request.layout
         if layout != MONO and not camera.data.stereo.interocular_distance > 0:
             raise UserError(f"{camera.name}: interocular distance must be greater than 0 for a stereo video")
         if self.still:
@@ -172,7 +141,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         try:
             eye = eye_size(VIDEO_RESOLUTIONS[self.resolution].eye_width or self.eye_width, self._spherical, self.projection)
             self._frame_size = frame_size(eye, layout)
-            frames_dir = self._prepare_output(layout)
+            frames_dir = self._prepare_output(request)
         except BadInput as exc:
             raise UserError(str(exc)) from None
         self._started = time.perf_counter()
@@ -200,21 +169,13 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
                 f"use a move that stays in front (dolly, sway, or look around at most {camera_moves.FRONT_TURN_LIMIT:g}°)"
             )
 
-    def _prepare_output(self, layout: str) -> Path:
+    def _prepare_output(self, request: VideoRequest) -> Path:
         """Decide the target and frames folder; refuse to replace anything unless allowed; prove the folder is writable."""
-        ext = ".exr" if self.file_format == EXR else ".png"
-        chosen = bpy.path.abspath(self.filepath) if self.filepath else ""
+        target = frames_dir = request.target()
         if self.file_format == MP4 or self.still:
-            suffix = ext if self.still else ".mp4"
-            folder = Path(chosen) if chosen else session.output_folder("", "video")
-            target = output_file(folder, suffix, self.projection, STEREO_LAYOUTS[layout].spatial_media)
             if target.exists() and not self.overwrite:
                 raise UserError(f"{target} exists; turn on Overwrite to replace it")
             frames_dir = target.parent if self.still else target.with_name(target.stem + "_frames")
-        else:
-            target = frames_dir = Path(chosen) if chosen else session.output_folder("", "video")
-            if target.suffix.lower() == ext:
-                target = frames_dir = target.parent
         existing = [] if self.still else frame_files(frames_dir)
         if existing and not self.overwrite:
             raise UserError(f"{frames_dir} already holds {len(existing)} frames; turn on Overwrite or choose another output")
@@ -235,7 +196,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             self._scratch = frames_dir = Path(tempfile.mkdtemp(prefix="diffusion3d-still-"))
         return frames_dir
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+    def prepare(self, context: bpy.types.Context, request: VideoRequest) -> VideoRequest:
         """Encode the frames (MP4) and hand the file to the engine for its metadata."""
         assert self._target is not None and self._render is not None
         encoded = image = ""
@@ -246,21 +207,18 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             assert context.scene is not None
             encoded = str(encode_frames(context.scene, frame_files(self._render.frames_dir), self._frame_size, self._scratch))
         render = context.scene.render
-        request = VideoRequest(
+        return dataclasses.replace(
+            request,
             encoded=encoded,
             out_path=str(self._target),
             stereo=STEREO_LAYOUTS[self._layout].spatial_media,
-            spherical=self._spherical,
-            projection=self.projection,
             image=image,
-            overwrite=self.overwrite,
             fps=render.fps / render.fps_base,
             width=self._frame_size[0],
             height=self._frame_size[1],
         )
-        return "finish_video", request
 
-    def finish(self, context: bpy.types.Context, result: VideoResult) -> None:
+    def finish(self, context: bpy.types.Context, result: VideoResult) -> dict[str, Any]:
         session.remove_scratch(self._scratch)
         if self.file_format == MP4 and not self.still and not self.keep_frames and self._render is not None:
             for path in frame_files(self._render.frames_dir):
@@ -273,12 +231,13 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             self.report(
                 {"INFO"}, f"Wrote {result.path}: one {result.width}×{result.height} image ({result.stereo}{shape}) in {seconds:.1f} s"
             )
-            return
+            return {"paths": {"image": result.path}, "frames": 1, "layout": STEREO_LAYOUTS[self._layout].cli}
         self.report(
             {"INFO"},
             f"Wrote {result.path}: {result.frames} frames of {result.width}×{result.height} ({result.stereo}{shape})"
             f" in {seconds:.1f} s ({seconds / max(result.frames, 1):.2f} s/frame)",
         )
+        return {"paths": {"video": result.path}, "frames": result.frames, "layout": STEREO_LAYOUTS[self._layout].cli}
 
     def discard(self, context: bpy.types.Context) -> None:
         session.remove_scratch(self._scratch)

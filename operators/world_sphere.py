@@ -7,61 +7,22 @@ material, all in bulk on the main thread.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import bpy
 import numpy as np
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..engine.choices import DEPTH_MAPPINGS, DEPTH_MODES
 from ..engine.errors import BadInput
 from ..engine.world import depth as depthlib
 from ..engine.world.world_sphere import WorldSphereRequest, WorldSphereResult
+from .machinery import declared
 from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
 from .machinery.job import EngineJobOperator, UserError
 
 #: Blender image formats that hold real numbers (metric distances): Auto for an image with no file on disk.
 FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR"}
-
-SPHERE_OPTIONS: dict[str, Any] = {
-    "rgb_path": StringProperty(name="RGB", description="Colour panorama file (2:1)", subtype="FILE_PATH", default=""),
-    "depth_path": StringProperty(
-        name="Depth",
-        description="Depth panorama: float EXR/.npy/HDR/TIFF distances (Metric), or 8/16-bit disparity, near = bright (Relative)",
-        subtype="FILE_PATH",
-        default="",
-    ),
-    "rgb_image": StringProperty(name="RGB Image", description="A loaded image to use instead of the RGB file", default=""),
-    "depth_image": StringProperty(name="Depth Image", description="A loaded image to use instead of the depth file", default=""),
-    "depth_mode": EnumProperty(name="Depth", items=DEPTH_MODES.items(), default=DEPTH_MODES.default),
-    "relative_mapping": EnumProperty(name="Mapping", items=DEPTH_MAPPINGS.items(), default=DEPTH_MAPPINGS.default),
-    "radius": FloatProperty(name="Radius", description="Offset: distance of disparity 0.5", default=5.0, soft_min=0.1, unit="LENGTH"),
-    "strength": FloatProperty(
-        name="Strength", description="Offset: how far disparity moves vertices (0–2)", default=1.0, soft_min=0.0, soft_max=1.99
-    ),
-    "near": FloatProperty(name="Near", description="Inverse depth: distance of disparity 1", default=1.0, soft_min=0.01, unit="LENGTH"),
-    "far": FloatProperty(name="Far", description="Inverse depth: distance of disparity 0", default=10.0, soft_min=0.02, unit="LENGTH"),
-    "grid_step": IntProperty(
-        name="Grid Step", description="Sample every Nth pixel: 1 full resolution, 2 half, 4 quarter …", default=2, soft_min=1, soft_max=64
-    ),
-    "discontinuity": FloatProperty(
-        name="Cut Jumps",
-        description="Drop faces whose far corner is more than this fraction farther than the near one (0 keeps every face)",
-        default=0.0,
-        soft_min=0.0,
-        soft_max=2.0,
-    ),
-    "place": EnumProperty(
-        name="Place At",
-        description="Where the sphere's centre goes for a panorama that is not a capture (a capture's sphere goes where it was captured)",
-        items=[
-            ("ORIGIN", "World Origin", "The centre at (0, 0, 0)"),
-            ("CURSOR", "3D Cursor", "The centre at the 3D cursor"),
-        ],
-        default="ORIGIN",
-    ),
-}
 
 
 class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
@@ -70,8 +31,9 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
     bl_idname = "diffusion3d.build_world_sphere"
     bl_label = "Build World Sphere"
     bl_options = {"REGISTER", "UNDO"}
+    job = "world_sphere"
     job_label = "Building world sphere"
-    __annotations__ = {**SPHERE_OPTIONS, "name": StringProperty(name="Name", default="World Sphere")}
+    __annotations__ = declared.properties(WorldSphereRequest)
 
     _loaded: list[bpy.types.Image] = []
     _rgb: bpy.types.Image | None = None
@@ -87,64 +49,54 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
         if not path:
             raise UserError(f"Choose the {what} (a file or a loaded image), or capture a panorama first")
         try:
-            image, new = load_image(bpy.path.abspath(path), non_color=non_color)
+            image, new = load_image(path, non_color=non_color)
         except ValueError as exc:
             raise UserError(f"{what}: {exc}") from None
         if new:
             self._loaded.append(image)
         return image
 
-    def _depth(self) -> tuple[np.ndarray | None, str, str]:
+    def _depth(self, request: WorldSphereRequest) -> tuple[np.ndarray | None, str, str]:
         """(pixels, file, mode): a file the engine reads itself, or the pixels of a loaded image with no file."""
-        if not self.depth_image:
-            if not self.depth_path:
+        if not request.depth_image:
+            if not request.depth_path:
                 raise UserError("Choose the depth panorama (a file or a loaded image), or capture a panorama first")
-            return None, bpy.path.abspath(self.depth_path), self.depth_mode
-        image = self._image(self.depth_image, "", "depth panorama", non_color=True)
+            return None, request.depth_path, request.depth_mode
+        image = self._image(request.depth_image, "", "depth panorama", non_color=True)
         path = bpy.path.abspath(image.filepath) if image.filepath else ""
         if path and Path(path).is_file() and not image.is_dirty and image.packed_file is None:
-            return None, path, self.depth_mode
+            return None, path, request.depth_mode
         stored = depthlib.METRIC if image.file_format in FLOAT_FORMATS else depthlib.RELATIVE
         try:
-            mode = depthlib.resolve_mode(self.depth_mode, stored)
+            mode = depthlib.resolve_mode(request.depth_mode, stored)
             return image_pixels(image)[..., 0].copy(), "", mode
         except (BadInput, ValueError) as exc:
             raise UserError(f"Depth {image.name!r}: {exc}") from None
 
-    def _fill_from_last_capture(self, context: bpy.types.Context) -> None:
-        if self.rgb_path or self.rgb_image or self.depth_path or self.depth_image:
-            return
+    @staticmethod
+    def _last_capture(context: bpy.types.Context, request: WorldSphereRequest) -> WorldSphereRequest:
+        """Nothing chosen: the last capture's colour and depth."""
+        if request.rgb_path or request.rgb_image or request.depth_path or request.depth_image:
+            return request
         settings = getattr(context.scene, "diffusion3d", None)
         folder = Path(settings.last_capture) if settings is not None and settings.last_capture else None
         if folder is not None and (folder / "meta.json").is_file():
-            self.rgb_path, self.depth_path = str(folder / "rgb.png"), str(folder / "depth.exr")
+            return dataclasses.replace(request, rgb_path=str(folder / "rgb.png"), depth_path=str(folder / "depth.exr"))
+        return request
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+    def read(self, context: bpy.types.Context, request: WorldSphereRequest) -> WorldSphereRequest:
         self._loaded = []
-        self._fill_from_last_capture(context)
-        self._rgb = self._image(self.rgb_image, self.rgb_path, "RGB panorama", non_color=False)
-        depth, depth_path, depth_mode = self._depth()
+        request = self._last_capture(context, request)
+        self._rgb = self._image(request.rgb_image, request.rgb_path, "RGB panorama", non_color=False)
+        depth, depth_path, depth_mode = self._depth(request)
         width, height = self._rgb.size
         if width == 0 or height == 0:
             raise UserError(f"Could not read the RGB image {self._rgb.name!r}")
-        self._sources = {"rgb": self.rgb_image or self.rgb_path, "depth": self.depth_image or self.depth_path}
-        self._placement = context.scene.cursor.location.to_tuple() if self.place == "CURSOR" else (0.0, 0.0, 0.0)
-        request = WorldSphereRequest(
-            depth=depth,
-            depth_path=depth_path,
-            rgb_size=(width, height),
-            depth_mode=depth_mode,
-            relative_mapping=self.relative_mapping,
-            radius=self.radius,
-            strength=self.strength,
-            near=self.near,
-            far=self.far,
-            step=self.grid_step,
-            discontinuity=self.discontinuity,
-        )
-        return "world_sphere", request
+        self._sources = {"rgb": request.rgb_image or request.rgb_path, "depth": request.depth_image or request.depth_path}
+        self._placement = context.scene.cursor.location.to_tuple() if request.place == "CURSOR" else (0.0, 0.0, 0.0)
+        return dataclasses.replace(request, depth=depth, depth_path=depth_path, depth_mode=depth_mode, rgb_size=(width, height))
 
-    def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> None:
+    def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> dict[str, Any]:
         obj = self._sphere_object(result)
         context.collection.objects.link(obj)
         for other in context.view_layer.objects:
@@ -161,6 +113,13 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             f"depth {result.depth_kind} read as {result.depth_mode.title()}{chosen}, "
             f"distances {result.min_distance:.3g}–{result.max_distance:.3g}{dropped}, {where} {tuple(round(c, 3) for c in obj.location)}",
         )
+        return {
+            "object": obj.name,
+            "vertices": len(result.vertices),
+            "faces": len(result.face_starts),
+            "depth_mode": result.depth_mode,
+            "location": list(obj.location.to_tuple()),
+        }
 
     def _sphere_object(self, result: WorldSphereResult) -> bpy.types.Object:
         """The sphere's mesh, material and object, all made or none."""

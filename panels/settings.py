@@ -1,68 +1,77 @@
-"""Per-scene panel settings: the values the sidebar's buttons pass to the operators."""
+"""Per-scene panel settings: the values the sidebar's buttons pass to the operators, declared by the jobs' requests."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import bpy
 from bpy.props import PointerProperty, StringProperty
 
-from ..operators.capture import CAPTURE_OPTIONS
-from ..operators.dst.dataset import DST_OPTIONS
-from ..operators.dst.filter import FILTER_OPTIONS
-from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
-from ..operators.ldm3d import GENERATE_OPTIONS
-from ..operators.multiview import VIEWS_OPTIONS
-from ..operators.stereo_rig import ANIMATE_OPTIONS, RIG_OPTIONS
-from ..operators.stereo_video import VIDEO_OPTIONS
-from ..operators.upscale import UPSCALE_OPTIONS
-from ..operators.viewneti import GENERATE_VIEW_OPTIONS, IMAGE_VIEWS_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
-from ..operators.world_sphere import SPHERE_OPTIONS
+from ..engine.dst.dataset import DSTAnnotateRequest
+from ..engine.dst.filter import KCFRequest
+from ..engine.dst.generate import EdgeGenerationRequest
+from ..engine.multiview.job import ViewsRequest
+from ..engine.viewneti.posed import PosedSetRequest
+from ..engine.viewneti.render import RenderViewRequest
+from ..engine.viewneti.single_image import ImageViewsRequest
+from ..engine.viewneti.train import TrainRequest
+from ..engine.world.capture import CaptureRequest
+from ..engine.world.ldm3d import RGBDRequest
+from ..engine.world.stereo_rig import MoveRequest, RigRequest
+from ..engine.world.stereo_video import VideoRequest
+from ..engine.world.upscale import UpscaleRequest
+from ..engine.world.world_sphere import WorldSphereRequest
+from ..operators.machinery.declared import properties
+
+#: The prefixes the panels give a job's settings where two jobs share a panel's property group (the DST and ViewNeTI panels).
+GEN, KCF, TRAIN, NVS = "gen_", "kcf_", "train_", "nvs_"
+
+
+def prefixed(prefix: str, cls: type, exclude: tuple[str, ...] = ()) -> dict[str, object]:
+    return {prefix + name: prop for name, prop in properties(cls, exclude).items()}
 
 
 class Diffusion3DGenerateSettings(bpy.types.PropertyGroup):
-    __annotations__ = dict(GENERATE_OPTIONS)
+    __annotations__ = properties(RGBDRequest)
 
 
 class Diffusion3DUpscaleSettings(bpy.types.PropertyGroup):
-    __annotations__ = dict(UPSCALE_OPTIONS)
+    __annotations__ = properties(UpscaleRequest)
 
 
 class Diffusion3DStereoSettings(bpy.types.PropertyGroup):
-    """The Stereo panel's rig, move and video options (each operator takes its own subset)."""
+    """The Stereo panel's rig, move and video options (each operator takes its own)."""
 
-    __annotations__ = {**RIG_OPTIONS, **ANIMATE_OPTIONS, **VIDEO_OPTIONS}
+    __annotations__ = {**properties(RigRequest), **properties(MoveRequest), **properties(VideoRequest)}
 
 
 class Diffusion3DDSTSettings(bpy.types.PropertyGroup):
-    """The 3D-DST panel's options (generation and filter options prefixed, where names repeat)."""
+    """The 3D-DST panel's options (generation and filter options prefixed; all three share the data set folder)."""
 
     __annotations__ = {
-        **DST_OPTIONS,
-        **{f"gen_{k}": v for k, v in GENERATE_EDGES_OPTIONS.items() if k != "dataset_dir"},
-        **{f"kcf_{k}": v for k, v in FILTER_OPTIONS.items() if k != "dataset_dir"},
+        **properties(DSTAnnotateRequest),
+        **prefixed(GEN, EdgeGenerationRequest, ("dataset_dir",)),
+        **prefixed(KCF, KCFRequest, ("dataset_dir",)),
     }
 
 
 class Diffusion3DViewsSettings(bpy.types.PropertyGroup):
-    __annotations__ = dict(VIEWS_OPTIONS)
+    __annotations__ = properties(ViewsRequest)
 
 
 class Diffusion3DViewNeTISettings(bpy.types.PropertyGroup):
-    """The ViewNeTI panel's options: training views, training (``train_``) and generation (``gen_``)."""
+    """The ViewNeTI panel's options: training views, training (``train_``), generation (``gen_``) and views from an image (``nvs_``)."""
 
     __annotations__ = {
-        **TRAINING_VIEWS_OPTIONS,
-        **{f"train_{k}": v for k, v in TRAIN_OPTIONS.items()},
-        **{f"gen_{k}": v for k, v in GENERATE_VIEW_OPTIONS.items()},
-        **{f"nvs_{k}": v for k, v in IMAGE_VIEWS_OPTIONS.items()},
+        **properties(PosedSetRequest),
+        **prefixed(TRAIN, TrainRequest),
+        **prefixed(GEN, RenderViewRequest),
+        **prefixed(NVS, ImageViewsRequest),
     }
 
 
 class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
     __annotations__ = {
-        **CAPTURE_OPTIONS,
-        **SPHERE_OPTIONS,
+        **properties(CaptureRequest),
+        **properties(WorldSphereRequest),
         "generate": PointerProperty(type=Diffusion3DGenerateSettings),
         "upscale": PointerProperty(type=Diffusion3DUpscaleSettings),
         "stereo": PointerProperty(type=Diffusion3DStereoSettings),
@@ -78,9 +87,3 @@ class Diffusion3DFoundModel(bpy.types.PropertyGroup):
     """One entry of the model picker (``name`` is what the Model field takes)."""
 
     __annotations__ = {"label": StringProperty(), "kind": StringProperty()}
-
-
-def pass_options(operator: Any, settings: Any, options: dict[str, Any]) -> None:
-    """Copy the panel's values onto an operator button's properties."""
-    for name in options:
-        setattr(operator, name, getattr(settings, name))

@@ -1,34 +1,61 @@
-"""The "Diffusion 3D" tab in the 3D viewport's sidebar: one panel per capability."""
+"""The "Diffusion 3D" tab in the 3D viewport's sidebar: one panel per capability.
+
+Each box draws its job's declared parameters in their declared order
+(:func:`draw_params`), leaving out the ones that do not apply to the current
+choices; its button passes the box's settings to the operator.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import bpy
 
-from ..engine.world import ldm3d
-from ..operators.capture import CAPTURE_OPTIONS
-from ..operators.dst.dataset import CLASS_KEY, DST_OPTIONS, TAGS_KEY
-from ..operators.dst.filter import FILTER_OPTIONS
-from ..operators.dst.generate import GENERATE_EDGES_OPTIONS
+from ..engine import params
+from ..engine.dst.dataset import DSTAnnotateRequest
+from ..engine.dst.filter import KCFRequest
+from ..engine.dst.generate import EdgeGenerationRequest
+from ..engine.multiview.job import ViewsRequest
+from ..engine.viewneti.posed import PosedSetRequest
+from ..engine.viewneti.render import RenderViewRequest
+from ..engine.viewneti.single_image import ImageViewsRequest
+from ..engine.viewneti.train import PRETRAIN, SINGLE_VIEW, TrainRequest
+from ..engine.world.capture import CaptureRequest
+from ..engine.world.ldm3d import EQUIRECTANGULAR, RGBDRequest
+from ..engine.world.stereo_rig import FLAT, MoveRequest, RigRequest
+from ..engine.world.stereo_video import VideoRequest
+from ..engine.world.upscale import UpscaleRequest
+from ..engine.world.world_sphere import WorldSphereRequest
+from ..operators.dst.dataset import CLASS_KEY, TAGS_KEY
 from ..operators.engine_ops import last_check
-from ..operators.ldm3d import GENERATE_OPTIONS
 from ..operators.machinery import compat, session
+from ..operators.machinery.declared import from_preferences, pass_settings
 from ..operators.machinery.job import current, progress_text
-from ..operators.multiview import VIEWS_OPTIONS
-from ..operators.stereo_rig import ANIMATE_OPTIONS, FLAT, RIG_KEY, RIG_OPTIONS
-from ..operators.stereo_video import VIDEO_OPTIONS
-from ..operators.upscale import UPSCALE_OPTIONS
-from ..operators.viewneti import GENERATE_VIEW_OPTIONS, IMAGE_VIEWS_OPTIONS, TRAIN_OPTIONS, TRAINING_VIEWS_OPTIONS
-from ..operators.world_sphere import SPHERE_OPTIONS
-from .settings import pass_options
+from ..operators.stereo_rig import RIG_KEY
+from .settings import GEN, KCF, NVS, TRAIN
 
 
 class _SidebarPanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Diffusion 3D"
+
+
+def draw_params(layout: bpy.types.UILayout, settings: Any, cls: type, prefix: str = "", skip: Iterable[str] = ()) -> None:
+    """A row for each declared parameter of ``cls`` shown in panels, in declared order, except ``skip`` (field names)."""
+    hidden = set(skip)
+    for leaf in params.leaves(cls, from_preferences):
+        if leaf.param.ui and leaf.name not in hidden:
+            layout.prop(settings, prefix + leaf.prop)
+
+
+def job_button(layout: bpy.types.UILayout, idname: str, settings: Any, cls: type, prefix: str = "", **how: Any) -> Any:
+    """The job's button, its options taken from the box's settings."""
+    button = layout.operator(idname, **how)
+    pass_settings(button, settings, cls, prefix)
+    return button
 
 
 def draw_job_progress(layout: bpy.types.UILayout) -> None:
@@ -45,81 +72,40 @@ def draw_job_progress(layout: bpy.types.UILayout) -> None:
     row.operator("diffusion3d.cancel_job", text="", icon="CANCEL")
 
 
-def draw_generate(box: bpy.types.UILayout, context: bpy.types.Context, settings: Any) -> None:
+def model_picker(layout: bpy.types.UILayout, settings: Any, name: str, found: str) -> None:
+    row = layout.row(align=True)
+    row.prop_search(settings, name, bpy.context.window_manager, found, text="")
+    row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
+
+
+def draw_generate(box: bpy.types.UILayout, settings: Any) -> None:
     gen = settings.generate
     box.label(text="Generate RGBD (LDM3D)", icon="IMAGE_RGB")
-    row = box.row(align=True)
-    row.prop_search(gen, "model", context.window_manager, "diffusion3d_models", text="")
-    row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
-    col = box.column(align=True)
-    col.prop(gen, "prompt", text="", icon="TEXT")
-    col.prop(gen, "negative_prompt", text="", icon="REMOVE")
-    col = box.column(align=True)
-    col.prop(gen, "projection", text="")
-    row = col.row(align=True)
-    row.prop(gen, "width")
-    row.prop(gen, "height")
-    row = col.row(align=True)
-    row.prop(gen, "steps")
-    row.prop(gen, "guidance")
-    row = col.row(align=True)
-    row.prop(gen, "seed")
-    row.operator("diffusion3d.random_seed", text="", icon="FILE_REFRESH")
-    row.prop(gen, "count")
-    col.prop(gen, "scheduler")
-    col = box.column(align=True)
-    col.prop(gen, "init")
-    if gen.init == "FILES":
-        col.prop(gen, "init_rgb_path", text="")
-        col.prop(gen, "init_depth_path", text="")
-        if not gen.init_depth_path:
-            col.prop(gen, "depth_estimator")
-    if gen.init != "NONE":
-        col.prop(gen, "strength", slider=True)
-    col = box.column(heading="Options", align=True)
-    if gen.projection == ldm3d.EQUIRECTANGULAR:
-        col.prop(gen, "seamless")
-        col.prop(gen, "build_sphere")
-    col.prop(gen, "upscale")
+    model_picker(box, gen, "model", "diffusion3d_models")
+    skip = {"model", "upscaler"} if gen.upscale > 1 else {"model", "upscaler", "upscale_steps"}
+    if gen.init != "FILES":
+        skip |= {"init_rgb_path", "init_depth_path", "depth_estimator"}
+    elif gen.init_depth_path:
+        skip.add("depth_estimator")
+    if gen.init == "NONE":
+        skip.add("strength")
+    if gen.projection != EQUIRECTANGULAR:
+        skip |= {"seamless", "build_sphere"}
+    draw_params(box.column(align=True), gen, RGBDRequest, skip=skip)
     if gen.upscale > 1:
-        col.prop(gen, "upscaler", text="")
-    col.prop(gen, "vae_tiling")
-    col.prop(gen, "attention_slicing")
-    col.prop(gen, "cpu_offload")
-    col.prop(gen, "output_dir", text="")
-    col.prop(gen, "overwrite")
-    options = {k: v for k, v in GENERATE_OPTIONS.items() if k != "seamless" or gen.projection == ldm3d.EQUIRECTANGULAR}
-    pass_options(box.operator("diffusion3d.generate_panorama", text="Generate", icon="PLAY"), gen, options)
+        model_picker(box, gen, "upscaler", "diffusion3d_upscalers")
+    box.operator("diffusion3d.random_seed", icon="FILE_REFRESH")
+    job_button(box, "diffusion3d.generate_panorama", gen, RGBDRequest, text="Generate", icon="PLAY")
 
 
 def draw_upscale(box: bpy.types.UILayout, up: Any) -> None:
     box.label(text="Upscale RGBD (LDM3D-sr)", icon="FULLSCREEN_ENTER")
-    col = box.column(align=True)
-    col.prop(up, "source", text="")
-    if up.source == "FILES":
-        col.prop(up, "rgb_path", text="")
-        col.prop(up, "depth_path", text="")
-    row = col.row(align=True)
-    row.prop_search(up, "model", bpy.context.window_manager, "diffusion3d_upscalers", text="")
-    row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
-    col.prop(up, "projection", text="")
-    row = col.row(align=True)
-    row.prop(up, "scale")
-    row.prop(up, "seed")
-    row = col.row(align=True)
-    row.prop(up, "steps")
-    row.prop(up, "guidance")
-    col.prop(up, "noise_level")
-    row = col.row(align=True)
-    row.prop(up, "window")
-    row.prop(up, "overlap")
-    col = box.column(heading="Options", align=True)
-    col.prop(up, "vae_tiling")
-    if up.projection == "EQUIRECTANGULAR":
-        col.prop(up, "build_sphere")
-    col.prop(up, "output_dir", text="")
-    col.prop(up, "overwrite")
-    pass_options(box.operator("diffusion3d.upscale_panorama", text="Upscale", icon="PLAY"), up, UPSCALE_OPTIONS)
+    model_picker(box, up, "model", "diffusion3d_upscalers")
+    skip = {"model"} | ({"rgb", "depth"} if up.source != "FILES" else set())
+    if up.projection != EQUIRECTANGULAR:
+        skip.add("build_sphere")
+    draw_params(box.column(align=True), up, UpscaleRequest, skip=skip)
+    job_button(box, "diffusion3d.upscale_panorama", up, UpscaleRequest, text="Upscale", icon="PLAY")
 
 
 class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
@@ -134,19 +120,10 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
 
         box = layout.box()
         box.label(text="Capture RGBD Panorama", icon="SCENE")
-        col = box.column(align=True)
-        col.prop(settings, "origin")
-        if settings.origin == "LOCATION":
-            col.prop(settings, "location", text="")
-        col.prop(settings, "width")
-        row = col.row(align=True)
-        row.prop(settings, "samples")
-        row.prop(settings, "denoise", toggle=True)
-        col.prop(settings, "output_dir", text="")
-        col.prop(settings, "overwrite")
-        pass_options(box.operator("diffusion3d.capture_panorama", icon="RENDER_STILL"), settings, CAPTURE_OPTIONS)
+        draw_params(box.column(align=True), settings, CaptureRequest, skip=() if settings.origin == "LOCATION" else ("location",))
+        job_button(box, "diffusion3d.capture_panorama", settings, CaptureRequest, icon="RENDER_STILL")
 
-        draw_generate(layout.box(), context, settings)
+        draw_generate(layout.box(), settings)
         draw_upscale(layout.box(), settings.upscale)
 
         box = layout.box()
@@ -154,21 +131,13 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         col = box.column(align=True)
         if settings.last_capture and not (settings.rgb_path or settings.depth_path):
             col.label(text=f"From last capture: {Path(settings.last_capture).name}", icon="FILE_FOLDER")
-        col.prop(settings, "rgb_path")
-        col.prop(settings, "depth_path")
-        col.prop(settings, "depth_mode")
-        if settings.depth_mode != "METRIC":  # Auto reads 8/16-bit images as relative disparity
-            col.prop(settings, "relative_mapping")
-            if settings.relative_mapping == "OFFSET":
-                col.prop(settings, "radius")
-                col.prop(settings, "strength")
-            else:
-                col.prop(settings, "near")
-                col.prop(settings, "far")
-        col.prop(settings, "grid_step")
-        col.prop(settings, "discontinuity")
-        col.prop(settings, "place")
-        pass_options(box.operator("diffusion3d.build_world_sphere", icon="SPHERE"), settings, SPHERE_OPTIONS)
+        skip = {"rgb_image", "depth_image", "name"}
+        if settings.depth_mode == "METRIC":  # Auto reads 8/16-bit images as relative disparity
+            skip |= {"relative_mapping", "radius", "strength", "near", "far"}
+        else:
+            skip |= {"near", "far"} if settings.relative_mapping == "OFFSET" else {"radius", "strength"}
+        draw_params(col, settings, WorldSphereRequest, skip=skip)
+        job_button(box, "diffusion3d.build_world_sphere", settings, WorldSphereRequest, icon="SPHERE")
 
 
 class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
@@ -183,53 +152,31 @@ class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
 
         box = layout.box()
         box.label(text="Stereo Rig", icon="CAMERA_STEREO")
-        col = box.column(align=True)
-        col.prop(st, "mode")
-        col.prop(st, "place")
-        col.prop(st, "interocular")
-        col.prop(st, "scene_scale")
-        col.prop(st, "convergence")
-        if st.mode == FLAT:
-            col.prop(st, "convergence_mode")
-            col.prop(st, "focal_length")
-        else:
-            col.prop(st, "pole_merge")
-        col.prop(st, "safe_radius")
-        pass_options(box.operator("diffusion3d.add_stereo_rig", icon="ADD"), st, RIG_OPTIONS)
+        skip = {"sphere", "name", "make_active"} | ({"pole_merge"} if st.mode == FLAT else {"convergence_mode", "focal_length"})
+        draw_params(box.column(align=True), st, RigRequest, skip=skip)
+        job_button(box, "diffusion3d.add_stereo_rig", st, RigRequest, icon="ADD")
 
         box = layout.box()
         box.label(text="Camera Move", icon="ANIM")
         rig = context.scene.camera.parent if context.scene.camera is not None else None
         if rig is not None and rig.get(RIG_KEY) is not None:
             box.label(text=f"{rig.name}: safe radius {rig[RIG_KEY]['safe_radius']:.3g}", icon="INFO")
-        col = box.column(align=True)
-        col.prop(st, "move")
-        if st.move != "CUSTOM":
-            col.prop(st, "seconds")
-            col.prop(st, "amplitude", slider=True)
-            col.prop(st, "easing")
-            col.prop(st, "loop")
-            if st.move == "LOOK":
-                col.prop(st, "look_degrees")
-        pass_options(box.operator("diffusion3d.animate_rig", icon="PLAY"), st, ANIMATE_OPTIONS)
+        skip = {"rig"} | ({"seconds", "amplitude", "easing", "loop", "look_degrees"} if st.move == "CUSTOM" else set())
+        if st.move != "LOOK":
+            skip.add("look_degrees")
+        draw_params(box.column(align=True), st, MoveRequest, skip=skip)
+        job_button(box, "diffusion3d.animate_rig", st, MoveRequest, icon="PLAY")
 
         box = layout.box()
         box.label(text="Render", icon="RENDER_ANIMATION")
-        col = box.column(align=True)
-        col.prop(st, "filepath", text="")
-        col.prop(st, "file_format")
-        col.prop(st, "projection")
-        col.prop(st, "stereo_layout")
-        col.prop(st, "resolution")
-        if st.resolution == "CUSTOM":
-            col.prop(st, "eye_width")
-        col.prop(st, "quality")
-        col.prop(st, "overwrite")
-        if st.file_format == "MP4":
-            col.prop(st, "keep_frames")
-        pass_options(box.operator("diffusion3d.render_stereo_video", icon="RENDER_ANIMATION"), st, VIDEO_OPTIONS)
-        still = box.operator("diffusion3d.render_stereo_video", text="Render Still (Current Frame)", icon="RENDER_STILL")
-        pass_options(still, st, VIDEO_OPTIONS)
+        skip = {"rig", "still"} | ({"eye_width"} if st.resolution != "CUSTOM" else set())
+        if st.file_format != "MP4":
+            skip.add("keep_frames")
+        draw_params(box.column(align=True), st, VideoRequest, skip=skip)
+        job_button(box, "diffusion3d.render_stereo_video", st, VideoRequest, icon="RENDER_ANIMATION").still = False
+        still = job_button(
+            box, "diffusion3d.render_stereo_video", st, VideoRequest, text="Render Still (Current Frame)", icon="RENDER_STILL"
+        )
         still.still = True
 
 
@@ -252,75 +199,27 @@ class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):
             col.prop(obj, f'["{CLASS_KEY}"]', text="Class")
             col.prop(obj, f'["{TAGS_KEY}"]', text="Tags")
         box.operator("diffusion3d.set_object_class", icon="BOOKMARKS")
-        col = box.column(align=True)
-        col.prop(dst, "source")
-        if dst.source == "COLLECTION":
-            col.prop_search(dst, "collection", bpy.data, "collections", text="")
 
         box = layout.box()
-        box.label(text="Viewpoints", icon="CAMERA_DATA")
-        col = box.column(align=True)
-        col.prop(dst, "viewpoints", text="", icon="TEXT")
-        if not dst.viewpoints:
-            col.prop(dst, "views_per_object")
-            col.prop(dst, "azimuth_range")
-            col.prop(dst, "polar_preset")
-            if dst.polar_preset == "CUSTOM":
-                for name in ("polar_mean", "polar_sd", "polar_min", "polar_max"):
-                    col.prop(dst, name)
-            col.prop(dst, "inplane_max")
-            col.prop(dst, "distance")
-            col.prop(dst, "distance_jitter")
-            col.prop(dst, "seed")
-
-        box = layout.box()
-        box.label(text="Render", icon="RENDER_STILL")
-        col = box.column(align=True)
-        col.prop(dst, "edge_method")
-        col.prop(dst, "resolution")
-        if dst.edge_method != "GEOMETRIC":
-            col.prop(dst, "samples")
-            col.prop(dst, "denoise")
-        col.prop(dst, "dataset_dir", text="")
-        col.prop(dst, "shard")
-        col.prop(dst, "overwrite")
-        pass_options(box.operator("diffusion3d.render_edge_maps", icon="RENDER_STILL"), dst, DST_OPTIONS)
+        box.label(text="Viewpoints and Render", icon="CAMERA_DATA")
+        skip = set() if dst.source == "COLLECTION" else {"collection"}
+        sampling = {"views_per_object", "azimuth_range", "polar_preset", "inplane_max", "distance", "distance_jitter", "seed"}
+        custom = {"polar_mean", "polar_sd", "polar_min", "polar_max"}
+        skip |= sampling | custom if dst.viewpoints else custom if dst.polar_preset != "CUSTOM" else set()
+        if dst.edge_method == "GEOMETRIC":
+            skip |= {"samples", "denoise"}
+        draw_params(box.column(align=True), dst, DSTAnnotateRequest, skip=skip)
+        job_button(box, "diffusion3d.render_edge_maps", dst, DSTAnnotateRequest, icon="RENDER_STILL")
 
         box = layout.box()
         box.label(text="Generate (ControlNet)", icon="IMAGE_DATA")
-        col = box.column(align=True)
-        for name in (
-            "base_model",
-            "controlnet",
-            "vae",
-            "images_per_view",
-            "seed",
-            "steps",
-            "guidance",
-            "control_strength",
-            "style",
-            "prompt_model",
-            "shard",
-            "overwrite",
-        ):
-            col.prop(dst, f"gen_{name}")
-        _prefixed_button(box, "diffusion3d.generate_from_edges", "PLAY", dst, "gen_", GENERATE_EDGES_OPTIONS, shared=("dataset_dir",))
+        draw_params(box.column(align=True), dst, EdgeGenerationRequest, GEN, skip=("dataset_dir",))
+        job_button(box, "diffusion3d.generate_from_edges", dst, EdgeGenerationRequest, GEN, icon="PLAY").dataset_dir = dst.dataset_dir
 
         box = layout.box()
         box.label(text="K-Fold Consistency Filter", icon="FILTER")
-        col = box.column(align=True)
-        for name in ("fraction", "folds", "seed", "backbone", "epochs", "image_size", "shard"):
-            col.prop(dst, f"kcf_{name}")
-        _prefixed_button(box, "diffusion3d.filter_dataset", "FILTER", dst, "kcf_", FILTER_OPTIONS, shared=("dataset_dir",))
-
-
-def _prefixed_button(
-    layout: bpy.types.UILayout, idname: str, icon: str, settings: Any, prefix: str, options: dict[str, Any], shared: tuple[str, ...] = ()
-) -> None:
-    """A button whose options come from the panel's prefixed copies (``shared`` ones unprefixed, e.g. the data set it works on)."""
-    op = layout.operator(idname, icon=icon)  # type: ignore[arg-type]  # the stubs take only literal icon names
-    for name in options:
-        setattr(op, name, getattr(settings, name if name in shared else prefix + name))
+        draw_params(box.column(align=True), dst, KCFRequest, KCF, skip=("dataset_dir",))
+        job_button(box, "diffusion3d.filter_dataset", dst, KCFRequest, KCF, icon="FILTER").dataset_dir = dst.dataset_dir
 
 
 class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
@@ -335,38 +234,15 @@ class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
         draw_job_progress(layout)
         box = layout.box()
         box.label(text="Four Views (ImageDream / MVDream)", icon="VIEW_CAMERA")
-        col = box.column(align=True)
-        col.prop(views, "source")
-        if views.source == "FILE":
-            col.prop(views, "image_path", text="")
-        elif views.source == "IMAGE":
-            col.prop_search(views, "image_name", bpy.data, "images", text="")
-        elif views.source == "OBJECT":
-            col.prop_search(views, "object_name", bpy.data, "objects", text="", icon="OBJECT_DATA")
-            if not views.object_name:
-                selected = len(context.selected_objects or ())
-                col.label(text=f"{selected} selected object{'s' if selected != 1 else ''}", icon="RESTRICT_SELECT_OFF")
-        col.prop(views, "model", text="", icon="FILE_FOLDER")
-        col = box.column(align=True)
-        col.prop(views, "prompt", text="", icon="TEXT")
-        col.prop(views, "negative_prompt", text="", icon="REMOVE")
-        col = box.column(align=True)
-        row = col.row(align=True)
-        row.prop(views, "steps")
-        row.prop(views, "guidance")
-        row = col.row(align=True)
-        row.prop(views, "seed")
-        row.prop(views, "count")
-        col.prop(views, "elevation")
-        col.prop(views, "size")
-        if views.source != "TEXT":
-            col.prop(views, "preparation")
-        col.prop(views, "scheduler")
-        col = box.column(align=True)
-        col.prop(views, "reconstruct")
-        col.prop(views, "output_dir", text="")
-        col.prop(views, "overwrite")
-        pass_options(box.operator("diffusion3d.generate_views", text="Generate Views", icon="PLAY"), views, VIEWS_OPTIONS)
+        source_fields = {"FILE": "image_path", "IMAGE": "image_name", "OBJECT": "object_name"}
+        skip = set(source_fields.values()) - {source_fields.get(views.source, "")}
+        if views.source == "TEXT":
+            skip.add("preparation")
+        if views.source == "OBJECT" and not views.object_name:
+            selected = len(context.selected_objects or ())
+            box.label(text=f"{selected} selected object{'s' if selected != 1 else ''}", icon="RESTRICT_SELECT_OFF")
+        draw_params(box.column(align=True), views, ViewsRequest, skip=skip)
+        job_button(box, "diffusion3d.generate_views", views, ViewsRequest, text="Generate Views", icon="PLAY")
 
 
 class DIFFUSION3D_PT_viewneti(_SidebarPanel, bpy.types.Panel):
@@ -382,47 +258,28 @@ class DIFFUSION3D_PT_viewneti(_SidebarPanel, bpy.types.Panel):
 
         box = layout.box()
         box.label(text="Training Views", icon="CAMERA_DATA")
-        col = box.column(align=True)
-        col.prop_search(vn, "object_name", bpy.data, "collections", text="", icon="OUTLINER_COLLECTION")
-        for name in ("views", "layout", "elevation", "distance", "fov", "width", "height", "samples", "transparent"):
-            col.prop(vn, name)
-        if not vn.transparent:
-            col.prop(vn, "background")
-        if vn.layout == "HEMISPHERE":
-            col.prop(vn, "seed")
-        col.prop(vn, "output_dir", text="")
-        col.prop(vn, "overwrite")
-        pass_options(box.operator("diffusion3d.render_training_views", icon="RENDER_STILL"), vn, TRAINING_VIEWS_OPTIONS)
+        skip = ({"background"} if vn.transparent else set()) | ({"seed"} if vn.layout != "HEMISPHERE" else set())
+        draw_params(box.column(align=True), vn, PosedSetRequest, skip=skip)
+        job_button(box, "diffusion3d.render_training_views", vn, PosedSetRequest, icon="RENDER_STILL")
 
         box = layout.box()
         box.label(text="Train", icon="SHADERFX")
-        col = box.column(align=True)
-        col.prop(vn, "train_mode")
-        first = ("data_dir", "view_mapper") if vn.train_mode == "SINGLE_VIEW" else ("data_dir", "parameterisation", "width", "height")
-        for name in (*first, "model", "output_dir", "steps", "save_every", "seed", "resume", "overwrite"):
-            col.prop(vn, f"train_{name}")
-        _prefixed_button(box, "diffusion3d.train_viewneti", "PLAY", vn, "train_", TRAIN_OPTIONS)
+        single = vn.train_mode == SINGLE_VIEW
+        skip = {"parameterisation", "width", "height"} if single else {"view_mapper"}
+        draw_params(box.column(align=True), vn, TrainRequest, TRAIN, skip=skip)
+        if vn.train_mode == PRETRAIN:
+            box.label(text="Pre-training reads every posed set in the folder", icon="INFO")
+        job_button(box, "diffusion3d.train_viewneti", vn, TrainRequest, TRAIN, icon="PLAY")
 
         box = layout.box()
         box.label(text="Generate View", icon="VIEW_CAMERA")
-        col = box.column(align=True)
-        for name in ("checkpoint", "model", "camera_name", "animation", "object_name", "width", "height", "steps", "guidance", "seed"):
-            col.prop(vn, f"gen_{name}")
-        col.prop(vn, "gen_scheduler")
-        col.prop(vn, "gen_output_dir", text="")
-        col.prop(vn, "gen_overwrite")
-        _prefixed_button(box, "diffusion3d.generate_view", "PLAY", vn, "gen_", GENERATE_VIEW_OPTIONS)
+        draw_params(box.column(align=True), vn, RenderViewRequest, GEN)
+        job_button(box, "diffusion3d.generate_view", vn, RenderViewRequest, GEN, icon="PLAY")
 
         box = layout.box()
         box.label(text="Views From One Image", icon="IMAGE_DATA")
-        col = box.column(align=True)
-        for name in ("image", "view_mapper", "model", "image_camera", "target", "fit_steps", "camera_name", "animation"):
-            col.prop(vn, f"nvs_{name}")
-        for name in ("width", "height", "steps", "guidance", "seed", "scheduler"):
-            col.prop(vn, f"nvs_{name}")
-        col.prop(vn, "nvs_output_dir", text="")
-        col.prop(vn, "nvs_overwrite")
-        _prefixed_button(box, "diffusion3d.views_from_image", "PLAY", vn, "nvs_", IMAGE_VIEWS_OPTIONS)
+        draw_params(box.column(align=True), vn, ImageViewsRequest, NVS)
+        job_button(box, "diffusion3d.views_from_image", vn, ImageViewsRequest, NVS, icon="PLAY")
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):

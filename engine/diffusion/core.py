@@ -15,36 +15,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import diffusers
 import numpy as np
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
 
-from ..errors import BadInput
+from ..choices import SCHEDULERS
 from ..progress import Reporter
-
-#: scheduler id (``choices.SCHEDULERS``) → (scheduler class, settings over the model's scheduler config)
-SCHEDULERS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "DDIM": (DDIMScheduler, {}),
-    "DPMPP_2M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "EULER_A": (EulerAncestralDiscreteScheduler, {}),
-    "UNIPC": (UniPCMultistepScheduler, {}),
-}
 
 #: Stable Diffusion 1.x latents → approximate RGB, for cheap live previews.
 _PREVIEW_RGB = torch.tensor([[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]])
 
 
 def make_scheduler(name: str, config: dict[str, Any]) -> Any:
-    try:
-        cls, overrides = SCHEDULERS[name]
-    except KeyError:
-        raise BadInput(f"Unknown scheduler {name!r} (choose from {', '.join(SCHEDULERS)})") from None
-    return cls.from_config({**config, **overrides})
+    """The sampler ``name`` (a ``choices.SCHEDULERS`` id) from a model's scheduler config."""
+    choice = SCHEDULERS.get(name)
+    return getattr(diffusers, choice.diffusers_class).from_config({**config, **dict(choice.settings)})
 
 
 @dataclass

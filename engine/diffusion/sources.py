@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..choices import DEVICES, PRECISIONS
 from ..errors import BadInput
+from ..params import FOLDER, INPUT_FOLDER, Inspect, param, refuse
 
 if TYPE_CHECKING:
     from ..progress import Reporter
@@ -113,19 +115,13 @@ def locate(
 
     ``patterns`` are the files a download fetches (default: an LDM3D pipeline's).
     """
+    folder = find_local(source, models_dir, cache_dir)
+    if folder is not None and (folder.parent.name != "snapshots" or not allow_download):
+        return folder
     source = source.strip()
-    if not source:
-        raise BadInput("No model given: choose a model folder or a Hugging Face repo id such as Intel/ldm3d-pano")
-    candidates = [Path(source).expanduser()]
-    if models_dir and not Path(source).is_absolute():
-        candidates.insert(0, Path(models_dir).expanduser() / source)
-    for folder in candidates:
-        if folder.is_dir():
-            return folder
-    if not _REPO_ID.match(source):
-        looked = " and ".join(str(c) for c in candidates)
-        raise BadInput(f"Model {source!r} not found: no folder at {looked}, and it is not a Hugging Face repo id")
     cache = hub_cache_dir(cache_dir)
+    if not allow_download:
+        raise BadInput(not_cached(source, cache))
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -135,31 +131,71 @@ def locate(
         path = snapshot_download(
             source,
             cache_dir=str(cache),
-            local_files_only=not allow_download,
             allow_patterns=patterns or DOWNLOAD_PATTERNS,
             ignore_patterns=ignore,
             tqdm_class=download_progress,
         )
     except Exception as exc:  # huggingface_hub raises several kinds for "not there"
-        if allow_download:
-            raise BadInput(f"Could not download {source}: {type(exc).__name__}: {exc}") from None
-        raise BadInput(
-            f"Model {source} is not in the Hugging Face cache ({cache}); allow downloads in the preferences "
-            "(with Blender's online access on) or point the models folder at a downloaded copy"
-        ) from None
+        raise BadInput(f"Could not download {source}: {type(exc).__name__}: {exc}") from None
     return Path(str(path))
+
+
+def not_cached(source: str, cache: Path) -> str:
+    return (
+        f"Model {source} is not in the Hugging Face cache ({cache}); allow downloads (with Blender's online access on) "
+        "or point the models folder at a downloaded copy"
+    )
+
+
+def find_local(source: str, models_dir: str = "", cache_dir: str = "") -> Path | None:
+    """The folder holding ``source`` on this machine (a folder, or a repo in the hub cache), without the network or
+    huggingface_hub: what every job checks before any work. None when it is not here."""
+    source = source.strip()
+    if not source:
+        raise BadInput("No model given: choose a model folder or a Hugging Face repo id such as Intel/ldm3d-pano")
+    for folder in _candidates(source, models_dir):
+        if folder.is_dir():
+            return folder
+    if not _REPO_ID.match(source):
+        looked = " and ".join(str(c) for c in _candidates(source, models_dir))
+        raise BadInput(f"Model {source!r} not found: no folder at {looked}, and it is not a Hugging Face repo id")
+    repo = hub_cache_dir(cache_dir) / f"models--{source.replace('/', '--')}"
+    return _cached_snapshot(repo) if repo.is_dir() else None
+
+
+def _candidates(source: str, models_dir: str) -> list[Path]:
+    candidates = [Path(source).expanduser()]
+    if models_dir and not Path(source).is_absolute():
+        candidates.insert(0, Path(models_dir).expanduser() / source)
+    return candidates
 
 
 @dataclass
 class ModelAccess:
-    """Where models come from, what may be loaded, and where they run: the part every model request shares."""
+    """Where models come from, what may be loaded, and where they run: the part every model request shares.
 
-    models_dir: str = ""  # local model folders; a model named by a relative path is looked for here first
-    cache_dir: str = ""  # the Hugging Face hub cache; empty: the environment's, else the default
-    allow_download: bool = False
-    allow_pickle: bool = False  # pickled weights (.bin, .ckpt, …) can run code when loaded
-    device: str = "AUTO"  # AUTO, CPU, CUDA or MPS
-    precision: str = "AUTO"  # AUTO, FP32, FP16 or BF16
+    The operators fill it from the add-on preferences; ``batch.py`` from these options.
+    """
+
+    models_dir: str = param(
+        "", "Models Folder", "Local model folders; a model named by a relative path is looked for here first", path=INPUT_FOLDER
+    )
+    cache_dir: str = param("", "Hugging Face Cache", "The Hugging Face hub cache; empty: the environment's, else the default", path=FOLDER)
+    allow_download: bool = param(False, "Allow Downloads", "Let the models download (needs network)", cli="--allow-downloads")
+    allow_pickle: bool = param(
+        False, "Allow Pickled Weights", "Also load .bin/.ckpt weights, which can run code when loaded; only for models you trust"
+    )
+    device: str = param("AUTO", "Device", "Where the models run", choices=DEVICES)
+    precision: str = param("AUTO", "Precision", "The models' number format", choices=PRECISIONS)
+
+    def verify(self, source: str, inspect: Inspect) -> None:
+        """Before any work: ``source`` is on this machine (or may be downloaded) and ``inspect`` finds it of the right kind."""
+        folder = find_local(source, self.models_dir, self.cache_dir)
+        if folder is None:
+            if self.allow_download:
+                return  # fetched and checked when the job loads it
+            raise BadInput(not_cached(source.strip(), hub_cache_dir(self.cache_dir)))
+        inspect(folder, source, self.allow_pickle)
 
     def locate(self, source: str, report: Reporter | None = None, patterns: list[str] | None = None) -> Path:
         """The folder holding ``source``, found (or downloaded, its progress told to ``report``) as these settings allow.
@@ -378,6 +414,26 @@ def check_vae_override(base: ModelFolder, vae: ComponentFolder) -> None:
             f"VAE {vae.name} ({vae.config.get('out_channels')} colour channels, {latent} latent) does not fit "
             f"{base.name} (3 colour channels, {base_latent} latent)"
         )
+
+
+def schedule_length(folder: Path) -> int:
+    """The most denoising steps the model's schedule takes: its training steps, less the offset some configs add to every step."""
+    path = folder / "scheduler" / "scheduler_config.json"
+    config = _read_json(path) if path.is_file() else {}
+    return int(config.get("num_train_timesteps", 1000)) - int(config.get("steps_offset", 0) or 0)
+
+
+def sampled(inspect: Inspect, steps: int, field: str = "steps") -> Inspect:
+    """``inspect``, then the request's denoising ``steps`` against the model's schedule (refused on ``field``)."""
+
+    def checked(folder: Path, name: str, allow_pickle: bool) -> Any:
+        model = inspect(folder, name, allow_pickle)
+        longest = schedule_length(folder)
+        if steps > longest:
+            refuse(field, f"{name}'s schedule takes at most {longest} steps")
+        return model
+
+    return checked
 
 
 def folder_revision(folder: Path) -> str:

@@ -31,12 +31,26 @@ import numpy as np
 
 from .. import __version__
 from ..cameras import POSE_TOLERANCE, blender_camera_matrix
-from ..choices import EDGE_METHODS
+from ..choices import AZIMUTH_RANGES, DST_OBJECT_SOURCES, EDGE_METHODS, POLAR_PRESETS
 from ..errors import BadInput
 from ..imagefiles import NewFiles, copy_png, write_exr, write_png
+from ..params import DEGREES, OUTPUT_FOLDER, PIXELS, Note, overwrite_field, param, refuse, seed_field
 from ..progress import Reporter
 from ..shards import parse_shard
-from ..viewpoints import Viewpoint, check_viewpoint
+from ..viewpoints import (
+    AZIMUTH_FULL,
+    AZIMUTH_HALF,
+    POLAR_HIGH,
+    POLAR_WIDE,
+    TruncatedNormal,
+    Uniform,
+    ViewDistribution,
+    Viewpoint,
+    check_viewpoint,
+    distance_jitter,
+    parse_viewpoints,
+    sample_viewpoints,
+)
 from .annotate import OCCLUSION_TOLERANCE, OUTSIDE, EdgeSettings, ViewAnnotation, annotate_view
 from .masks import ALPHA_THRESHOLD
 from .normalize import CORNER_NAMES
@@ -45,6 +59,7 @@ from .renders import read_view_render, render_paths
 FORMAT = "diffusion3d-dst"
 FORMAT_VERSION = 1
 ANNOTATIONS_JSON, DATASET_JSON = "annotations.json", "dataset.json"
+EVERY_VISIBLE_MESH = "*"  # as the objects' names: every visible mesh object in the scene
 #: Per-view files: kind → (folder, extension).
 VIEW_FILES = {"image": ("images", ".png"), "edges": ("edges", ".png"), "mask": ("masks", ".png"), "depth": ("depth", ".exr")}
 #: Keys of dataset.json that differ between the shards of one data set (the rest must agree).
@@ -90,13 +105,63 @@ class DSTView:
     index: int = -1  # global view index over all shards; -1: its position in the request
 
 
+def _polar_angle(label: str, default: float, help: str) -> Any:
+    return param(default, label, help, unit=DEGREES, min=0.0, max=180.0, why="a polar angle: 0 above, 90 the horizon, 180 below")
+
+
+def _collection(text: str) -> dict[str, Any]:
+    """``--collection``: the mesh objects of this collection."""
+    return {"source": "COLLECTION", "collection": text}
+
+
 @dataclass
 class DSTAnnotateRequest:
-    render_dir: str
-    dataset_dir: str
-    objects: list[DSTObject]
-    views: list[DSTView]
-    edge_method: str = "CANNY"  # CANNY (3D-DST), GEOMETRIC (from the passes) or BOTH (their union)
+    source: str = param("SELECTED", "Objects", "Which objects are the CAD models", choices=DST_OBJECT_SOURCES, blender=True, cli=None)
+    collection: str = param("", "Collection", "Collection: its mesh objects are the CAD models", blender=True, cli_parse=_collection)
+    object_names: str = param(
+        "",
+        "Object Names",
+        f"Comma-separated object names, or {EVERY_VISIBLE_MESH} for every visible mesh (the command line's default); empty: the selection",
+        blender=True,
+        cli="--objects",
+        ui=False,
+    )
+    views_per_object: int = param(8, "Views", "Viewpoints sampled per object", min=1, max=100000, soft=(1, 1000), cli="--views")
+    azimuth_range: str = param("FULL", "Azimuth", "The azimuth's spread", choices=AZIMUTH_RANGES, cli="--azimuth")
+    polar_preset: str = param("WIDE", "Elevation", "3D-DST's polar presets, or your own", choices=POLAR_PRESETS, cli="--elevation")
+    polar_mean: float = _polar_angle("Polar Mean", 90.0, "Custom: the polar angle's mean")
+    polar_sd: float = _polar_angle("Polar Spread", 30.0, "Custom: the polar angle's standard deviation")
+    polar_min: float = _polar_angle("Polar Min", 0.0, "Custom: the smallest polar angle")
+    polar_max: float = _polar_angle("Polar Max", 180.0, "Custom: the largest polar angle")
+    inplane_max: float = param(
+        0.0, "In-Plane", "In-plane rotation uniform on ± this (0: none, as 3D-DST)", unit=DEGREES, min=0.0, max=180.0, cli="--inplane"
+    )
+    distance: float = param(2.0, "Distance", "Camera distance in normalized object sizes", min=0.1, max=1000.0, soft=(0.5, 20.0))
+    distance_jitter: bool = param(False, "Jitter Distance", "3D-DST: truncated normal, sd 0.5 on [d − 0.5, d + 1.5]", cli="--jitter")
+    seed: int = seed_field("Same seed and settings give the same viewpoints (object i uses seed + i)")
+    viewpoints: str = param(
+        "",
+        "Viewpoints",
+        "Explicit views instead of sampling: 'azimuth polar in-plane distance' per view, separated by ';' (degrees)",
+    )
+    resolution: int = param(512, "Resolution", "Square render size (3D-DST: 512)", unit=PIXELS, min=16, max=4096, soft=(64, 1024))
+    samples: int = param(32, "Samples", "Cycles samples for the Canny path (3D-DST: 32)", min=1, max=65536, soft=(1, 1024))
+    denoise: bool = param(True, "Denoise", "Denoise the colour renders")
+    edge_method: str = param("CANNY", "Edges", "How the edge maps are made", choices=EDGE_METHODS, cli="--edges")
+    dataset_dir: str = param(
+        "",
+        "Dataset",
+        "The data set folder; empty: a new one under the default output folder",
+        path=OUTPUT_FOLDER,
+        cli="--out",
+        cli_required=True,
+    )
+    shard: str = param("", "Shard", "I/N: render only this machine's share of the views (1-based I)")
+    overwrite: bool = overwrite_field("Replace a data set already in the folder")
+    # Filled by the operator after its renders:
+    render_dir: str = ""
+    objects: list[DSTObject] = field(default_factory=list)
+    views: list[DSTView] = field(default_factory=list)
     canny_low: float = 100.0
     canny_high: float = 200.0
     crease_deg: float = 35.0
@@ -104,8 +169,39 @@ class DSTAnnotateRequest:
     occlusion_tolerance: float = OCCLUSION_TOLERANCE  # × object size, for keypoint visibility
     parameters: dict[str, Any] = field(default_factory=dict)  # recorded in dataset.json (seed, sampler, …)
     total_views: int = 0  # views over all shards; 0: the views given here
-    shard: str = ""  # "I/N" when this run is one shard of a larger set
-    overwrite: bool = False
+
+    def check(self) -> list[Note]:
+        try:
+            parse_shard(self.shard) if self.shard else None
+        except BadInput as exc:
+            refuse("shard", str(exc))
+        if self.viewpoints.strip():
+            try:
+                parse_viewpoints(self.viewpoints)
+            except BadInput as exc:
+                refuse("viewpoints", str(exc))
+        elif self.polar_preset == "CUSTOM" and self.polar_min > self.polar_max:
+            refuse("polar_min", f"must not be above Polar Max ({self.polar_max:g})")
+        if self.source == "COLLECTION" and not self.collection:
+            refuse("collection", "choose the collection whose mesh objects to render")
+        if self.dataset_dir and (Path(self.dataset_dir) / ANNOTATIONS_JSON).exists() and not self.overwrite:
+            refuse("dataset_dir", "already holds a data set (overwrite replaces it)")
+        return []
+
+    def planned_viewpoints(self, object_index: int) -> list[Viewpoint]:
+        """Object ``object_index``'s viewpoints: the explicit list, or its draws from the distribution (seed + index)."""
+        if self.viewpoints.strip():
+            return parse_viewpoints(self.viewpoints)
+        polar = {"WIDE": POLAR_WIDE, "HIGH": POLAR_HIGH}.get(self.polar_preset) or TruncatedNormal(
+            self.polar_mean, self.polar_sd, self.polar_min, self.polar_max
+        )
+        distribution = ViewDistribution(
+            distance=distance_jitter(self.distance) if self.distance_jitter else self.distance,
+            azimuth=AZIMUTH_FULL if self.azimuth_range == "FULL" else AZIMUTH_HALF,
+            polar=polar,
+            inplane=Uniform(-self.inplane_max, self.inplane_max) if self.inplane_max > 0 else 0.0,
+        )
+        return sample_viewpoints(self.views_per_object, distribution, self.seed + object_index)
 
 
 @dataclass

@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import KCF_BACKBONES
 from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
 from ..imagefiles import NewFiles
+from ..params import FACTOR, INPUT_FILE, OUTPUT_FOLDER, PIXELS, Note, nested, param, refuse, seed_field
 from ..progress import Reporter
 from ..shards import format_shard, parse_shard
 from .dataset import ANNOTATIONS_JSON, json_text, load_json, write_text
-from .generate import GENERATED_ID, link_generated, sidecar_images
+from .generate import GENERATED_ID, check_shard, dataset_field, link_generated, shard_field, sidecar_images
 from .kcf import kcf_scores, select_rejected
 
 REJECTED, SCORES_JSON, SHARD_SCORES = "rejected", "kcf.json", "kcf"
@@ -33,18 +35,28 @@ REJECTED, SCORES_JSON, SHARD_SCORES = "rejected", "kcf.json", "kcf"
 
 @dataclass
 class KCFRequest:
-    dataset_dir: str
-    fraction: float = 0.1  # the worst share of the generated images to move out
-    folds: int = 5
-    seed: int = 0
-    backbone: str = "auto"  # resnet50 (torchvision), small, or auto
-    epochs: int = 150  # 3D-DST's schedule: SGD 0.01, momentum 0.9, ×0.1 every 50 epochs, batch 32, 256 px
-    batch_size: int = 32
-    image_size: int = 256
-    weights: str = ""  # local ResNet-50 weights (.safetensors) to start from
-    access: ModelAccess = field(default_factory=ModelAccess)  # its device, and whether pickled weights may load
-    shard: str = ""
-    scores_dir: str = ""  # with a shard: where its scores file goes; empty: the data set's kcf/
+    dataset_dir: str = dataset_field()
+    fraction: float = param(
+        0.1, "Drop", "The worst share of the generated images to move to rejected/", unit=FACTOR, min=0.0, max=1.0, prop="fraction"
+    )
+    folds: int = param(5, "Folds", "Models trained, each scoring the images it did not see", min=2, max=100)
+    seed: int = seed_field("Same seed and settings give the same folds and scores")
+    backbone: str = param("auto", "Backbone", "The pose classifier", choices=KCF_BACKBONES)
+    epochs: int = param(150, "Epochs", "Training epochs per fold (3D-DST: 150)", min=1, max=10000, soft=(1, 300))
+    batch_size: int = param(32, "Batch Size", "Images per training step (3D-DST: 32)", min=1, max=4096)
+    image_size: int = param(256, "Image Size", "The classifier's input size (3D-DST: 256)", unit=PIXELS, min=8, max=2048, soft=(32, 512))
+    weights: str = param("", "Weights", "Local ResNet-50 weights (.safetensors) to start from; empty: random", path=INPUT_FILE)
+    access: ModelAccess = nested(ModelAccess)  # its device, and whether pickled weights may load
+    shard: str = shard_field()
+    scores_dir: str = param(
+        "", "Scores Into", "With a shard: write its scores here instead of the data set's kcf/", path=OUTPUT_FOLDER, cli="--out", ui=False
+    )
+
+    def check(self) -> list[Note]:
+        check_shard(self.shard)
+        if self.scores_dir and not self.shard:
+            refuse("scores_dir", "only a shard writes its scores elsewhere (give --shard I/N)")
+        return []
 
 
 @dataclass
@@ -70,9 +82,6 @@ def _generated(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]], np.nda
 def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
     root = Path(r.dataset_dir)
     load_json(root / ANNOTATIONS_JSON)
-    _check_fraction(r.fraction)
-    if not 2 <= r.folds <= 100:
-        raise BadInput(f"Folds must be 2 to 100, got {r.folds}")
     coco, images, poses = _generated(root)
     if len(images) < r.folds:
         raise BadInput(f"{len(images)} generated images cannot be split into {r.folds} folds")

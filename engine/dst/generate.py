@@ -23,6 +23,21 @@ import numpy as np
 from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
 from ..imagefiles import NewFiles, read_png, write_png
+from ..params import (
+    INPUT_FOLDER,
+    OUTPUT_FOLDER,
+    Inspect,
+    Note,
+    guidance_field,
+    model_field,
+    negative_prompt_field,
+    nested,
+    overwrite_field,
+    param,
+    refuse,
+    seed_field,
+    steps_field,
+)
 from ..progress import Reporter
 from ..shards import parse_shard
 from .dataset import ANNOTATIONS_JSON, DATASET_JSON, json_text, load_json, view_files, write_text
@@ -32,26 +47,68 @@ GENERATED_ID, PER_VIEW_IDS = 10**9, 1000  # generated image ids, clear of the re
 SD15, SD15_CANNY = "stable-diffusion-v1-5/stable-diffusion-v1-5", "lllyasviel/control_v11p_sd15_canny"
 
 
+def dataset_field(help: str = "A data set folder made by edges (Render Edge Maps)") -> Any:
+    return param("", "Dataset", help, path=INPUT_FOLDER, cli="--dataset", cli_required=True)
+
+
+def shard_field() -> Any:
+    return param("", "Shard", "I/N: only this machine's share (1-based I); empty: all", cli="--shard")
+
+
+def check_shard(shard: str) -> None:
+    try:
+        parse_shard(shard) if shard else None
+    except BadInput as exc:
+        refuse("shard", str(exc))
+
+
 @dataclass
 class EdgeGenerationRequest:
-    dataset_dir: str
-    base_model: str = SD15
-    controlnet: str = SD15_CANNY  # SDXL: diffusers/controlnet-canny-sdxl-1.0 with an SDXL base
-    vae: str = ""  # another VAE (SDXL's fp16 fix); empty: the base's own
-    images_per_view: int = 1
-    seed: int = 0
-    steps: int = 20  # 3D-DST: DDIM 20 steps, eta 1, guidance 9, control strength 1
-    guidance: float = 9.0
-    eta: float = 1.0
-    control_strength: float = 1.0
-    style: str = ""  # comma-separated words added to every prompt
-    negative_prompt: str = ""  # empty: 3D-DST's negative prompt
-    prompt_model: str = ""  # a local text-generation model folder for prompt expansion; empty: the tag template
-    shard: str = ""  # "I/N": only this share of the views
-    out_dir: str = ""  # where the images and sidecars go (a shard's share, joined by join_generated); empty: the data set's generated/
-    overwrite: bool = False
-    access: ModelAccess = field(default_factory=ModelAccess)
-    cpu_offload: bool = False
+    dataset_dir: str = dataset_field()
+    base_model: str = model_field(SD15, "Base Model", "Stable Diffusion 1.5 (or SDXL)")
+    controlnet: str = model_field(SD15_CANNY, "ControlNet", "A canny ControlNet for that base (SDXL: diffusers/controlnet-canny-sdxl-1.0)")
+    vae: str = param("", "VAE", "Another VAE (SDXL's fp16 fix); empty: the base's own", model=True)
+    images_per_view: int = param(1, "Images per View", "ControlNet images made from each edge map", min=1, max=PER_VIEW_IDS - 1)
+    seed: int = seed_field("Same seed and settings give the same images")
+    steps: int = steps_field(20, "DDIM steps (3D-DST: 20)")
+    guidance: float = guidance_field(9.0, "Classifier-free guidance (3D-DST: 9)")
+    eta: float = param(1.0, "Eta", "DDIM's fresh noise per step (3D-DST: 1)", min=0.0, max=1.0)
+    control_strength: float = param(1.0, "Control Strength", "How strongly the edges steer (3D-DST: 1)", min=0.0, max=2.0)
+    style: str = param("", "Style", "Comma-separated words added to every prompt")
+    negative_prompt: str = negative_prompt_field("What the images should not show; empty: 3D-DST's negative prompt")
+    prompt_model: str = param(
+        "",
+        "Prompt Model",
+        "A local text-generation model folder that varies the prompts; empty: a template from the tags",
+        path=INPUT_FOLDER,
+    )
+    shard: str = shard_field()
+    out_dir: str = param(
+        "",
+        "Into",
+        "Write the images here instead of the data set's generated/ (a shard's share, joined later)",
+        path=OUTPUT_FOLDER,
+        cli="--out",
+        ui=False,
+    )
+    overwrite: bool = overwrite_field("Replace generated images already there")
+    access: ModelAccess = nested(ModelAccess)
+    cpu_offload: bool = param(False, "CPU Offload", "Keep parts of the model on the CPU until used (GPU memory)")
+
+    def check(self) -> list[Note]:
+        check_shard(self.shard)
+        return []
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        from ..diffusion import sources
+
+        needed: list[tuple[str, str, Inspect]] = [
+            ("base_model", self.base_model, sources.sampled(sources.inspect_stable_diffusion, self.steps)),
+            ("controlnet", self.controlnet, lambda path, name, pickle: sources.inspect_component(path, name, "ControlNetModel", pickle)),
+        ]
+        if self.vae:
+            needed.append(("vae", self.vae, lambda path, name, pickle: sources.inspect_component(path, name, "AutoencoderKL", pickle)))
+        return needed
 
 
 @dataclass
@@ -73,24 +130,12 @@ def _planned_views(r: EdgeGenerationRequest, dataset: dict[str, Any]) -> list[di
     return sorted(views, key=lambda v: v["index"])
 
 
-def _check(r: EdgeGenerationRequest) -> None:
-    if not 1 <= r.images_per_view < PER_VIEW_IDS:
-        raise BadInput(f"Images per view must be 1 to {PER_VIEW_IDS - 1}, got {r.images_per_view}")
-    if r.steps < 1:
-        raise BadInput(f"Steps must be at least 1, got {r.steps}")
-    if not 0 <= r.control_strength <= 2:
-        raise BadInput(f"Control strength must be in [0, 2], got {r.control_strength}")
-    if r.guidance < 0 or r.eta < 0:
-        raise BadInput("Guidance and eta must be ≥ 0")
-
-
 def generate_from_edges(r: EdgeGenerationRequest, report: Reporter) -> EdgeGenerationResult:
     from ..diffusion import loading, sources
     from . import controlnet, prompts
 
     started = time.perf_counter()
     root = Path(r.dataset_dir)
-    _check(r)
     dataset = load_json(root / DATASET_JSON)
     load_json(root / ANNOTATIONS_JSON)
     views = _planned_views(r, dataset)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import BadInput
 from ..imagefiles import NewFiles
+from ..params import INPUT_FOLDER, OUTPUT_FOLDER, overwrite_field, param
 from ..progress import Reporter
 from .dataset import (
     ANNOTATIONS_JSON,
@@ -33,9 +34,16 @@ from .dataset import (
 
 @dataclass
 class DSTMergeRequest:
-    shard_dirs: list[str]
-    dataset_dir: str
-    overwrite: bool = False
+    shard_dirs: list[str] = param(
+        [],
+        "Shards",
+        "The shard folders (made by edges or generate-from-edges --shard)",
+        path=INPUT_FOLDER,
+        cli="--shards",
+        cli_required=True,
+    )
+    dataset_dir: str = param("", "Dataset", "The merged data set folder", path=OUTPUT_FOLDER, cli="--out", cli_required=True)
+    overwrite: bool = overwrite_field("Replace a merged data set already there")
 
 
 @dataclass

@@ -20,12 +20,32 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..choices import IMAGE_PREPARATIONS, SCHEDULERS
+from ..choices import IMAGE_PREPARATIONS, VIEW_SOURCES
 from ..diffusion import sources
 from ..errors import BadInput
 from ..imagefiles import check_writable, read_image
+from ..params import (
+    DEGREES,
+    INPUT_FILE,
+    PIXELS,
+    SEED_MAX,
+    Inspect,
+    Note,
+    count_field,
+    guidance_field,
+    negative_prompt_field,
+    nested,
+    output_folder_field,
+    overwrite_field,
+    param,
+    prompt_field,
+    refuse,
+    scheduler_field,
+    seed_field,
+    steps_field,
+)
 from ..progress import Reporter
-from ..samples import Writer, check_sampling, json_file, planned, png, write_samples
+from ..samples import Writer, json_file, planned, png, write_samples
 from . import cameras
 from .model import DOWNLOAD_PATTERNS, IMAGEDREAM, inspect_multiview
 from .prepare import prepare
@@ -38,25 +58,95 @@ MAX_COUNT = 16
 HULL_VOXELS_PER_PIXEL = 0.5  # the quick mesh's grid: 128³ for 256-pixel views
 
 
+def _image_file(path: str) -> dict[str, Any]:
+    """``--image``: the views of this image file."""
+    return {"source": "FILE", "image_path": path}
+
+
+def _scene_object(name: str) -> dict[str, Any]:
+    """``--object``: the views of this object (or collection) of the scene, rendered from the front."""
+    return {"source": "OBJECT", "object_name": name}
+
+
 @dataclass
 class ViewsRequest:
-    out_dir: str
-    model: str = ""  # a folder or repo id; empty: ImageDream with an image, MVDream without
+    source: str = param("TEXT", "From", "What the views are made from", choices=VIEW_SOURCES, blender=True, cli=None)
+    image_path: str = param(
+        "",
+        "Image File",
+        "The object image (best with a transparent background)",
+        path=INPUT_FILE,
+        cli="--image",
+        cli_parse=_image_file,
+    )
+    image_name: str = param("", "Image", "An image in this .blend", blender=True, cli=None)
+    object_name: str = param(
+        "",
+        "Object",
+        "An object or collection to render from the front; empty: the selected objects",
+        blender=True,
+        cli="--object",
+        cli_parse=_scene_object,
+    )
+    model: str = param(
+        "",
+        "Model",
+        "An ImageDream (image → views) or MVDream (text → views) folder or repo id; empty: the published one for the source",
+        model=True,
+    )
+    prompt: str = prompt_field("", "What the object is (optional with an image)")
+    negative_prompt: str = negative_prompt_field("What the views should not show")
+    steps: int = steps_field(50)
+    guidance: float = guidance_field(5.0)
+    seed: int = seed_field("Same seed and settings give the same views; set i uses seed + i")
+    count: int = count_field(MAX_COUNT, "Object sets (four views each); set i uses seed + i")
+    elevation: float = param(
+        0.0,
+        "Elevation",
+        "The views' camera elevation",
+        unit=DEGREES,
+        min=-90.0,
+        max=90.0,
+        open_min=True,
+        open_max=True,
+        usual=TRAINED_ELEVATIONS,
+        why="the models were trained on 0–30°",
+    )
+    size: int = param(
+        256,
+        "Size",
+        "The views' size (the models were trained at 256)",
+        unit=PIXELS,
+        min=64,
+        max=1024,
+        multiple=64,
+        why="the UNet works in 64-pixel blocks",
+    )
+    preparation: str = param("AUTO", "Prepare", "How the image is prepared", choices=IMAGE_PREPARATIONS, cli="--preprocess")
+    scheduler: str = scheduler_field()
+    reconstruct: bool = param(False, "Quick Mesh", "Carve the four silhouettes' visual hull into a coloured mesh (hull.ply)")
+    out_dir: str = output_folder_field("Folder for the views, transforms.json, meta.json (and hull.ply); empty: a new folder")
+    access: sources.ModelAccess = nested(sources.ModelAccess)
+    overwrite: bool = overwrite_field()
+    # Filled by the operator (pixels instead of the file):
     image: np.ndarray | None = None  # H×W×3/4, uint8/uint16 or float in [0, 1], straight alpha
-    image_path: str = ""  # an image file instead of ``image``
-    prompt: str = ""
-    negative_prompt: str = ""
-    steps: int = 50
-    guidance: float = 5.0
-    seed: int = 0
-    count: int = 1  # object sets; set i uses seed + i
-    elevation: float = 0.0
-    size: int = 256
-    preparation: str = "AUTO"
-    scheduler: str = "DDIM"
-    reconstruct: bool = False  # also carve the quick mesh (hull.ply)
-    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
-    overwrite: bool = False
+
+    @property
+    def takes_image(self) -> bool:
+        return self.image is not None or bool(self.image_path) or self.source in ("IMAGE", "OBJECT")
+
+    def check(self) -> list[Note]:
+        if self.seed + self.count - 1 > SEED_MAX:
+            refuse("seed", f"set {self.count} would use seed {self.seed + self.count - 1}, above {SEED_MAX}")
+        if self.source == "FILE" and not self.image_path and self.image is None:
+            refuse("image_path", "choose an image file of the object")
+        if not self.takes_image and not self.prompt.strip() and not self.model:
+            refuse("prompt", "MVDream makes views from text: it needs a prompt (or give an image)")
+        return []
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        name = self.model.strip() or (IMAGEDREAM_MODEL if self.takes_image else MVDREAM_MODEL)
+        return [("model", name, sources.sampled(inspect_multiview, self.steps))]
 
 
 @dataclass
@@ -85,21 +175,6 @@ def output_names(takes_image: bool, reconstruct: bool) -> tuple[str, ...]:
     return (*VIEW_NAMES, *(("input.png",) if takes_image else ()), "transforms.json", "meta.json", *(("hull.ply",) if reconstruct else ()))
 
 
-def _check(r: ViewsRequest) -> list[str]:
-    """Everything about the request alone; returns warnings."""
-    IMAGE_PREPARATIONS.get(r.preparation)
-    SCHEDULERS.get(r.scheduler)
-    check_sampling(r.steps, r.count, MAX_COUNT, r.guidance, r.seed)
-    if r.size < 64 or r.size % 64 or r.size > 1024:
-        raise BadInput(f"The views' size must be a multiple of 64 from 64 to 1024 (the models were trained at 256), got {r.size}")
-    if not np.isfinite(r.elevation) or abs(r.elevation) >= 90:
-        raise BadInput(f"Elevation must lie strictly between -90° and 90°, got {r.elevation}")
-    low, high = TRAINED_ELEVATIONS
-    if not low <= r.elevation <= high:
-        return [f"Elevation {r.elevation:g}° is outside the 0–30° the models were trained on: expect less consistent views"]
-    return []
-
-
 def _input_pixels(r: ViewsRequest) -> np.ndarray | None:
     if r.image is not None and r.image_path:
         raise BadInput("Give the image as pixels or as a file, not both")
@@ -118,7 +193,6 @@ def _input_pixels(r: ViewsRequest) -> np.ndarray | None:
 
 def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
     started = time.perf_counter()
-    warnings = _check(r)
     pixels = _input_pixels(r)
     model_name = r.model.strip() or (IMAGEDREAM_MODEL if pixels is not None else MVDREAM_MODEL)
     out_dir = Path(r.out_dir)
@@ -135,8 +209,6 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
         raise BadInput("MVDream makes views from text: it needs a prompt")
     planned(out_dir, r.count, output_names(folder.takes_image, r.reconstruct), r.overwrite)
     report.total = r.steps + 5 + r.reconstruct
-    for warning in warnings:
-        report.note(warning)
 
     from ..diffusion import loading
     from . import pipeline  # the heavy part starts here
@@ -179,7 +251,7 @@ def generate_views(r: ViewsRequest, report: Reporter) -> ViewsResult:
     result = ViewsResult(seeds=seeds, kind=folder.kind, model=model_name, revision=folder.revision, size=r.size, transforms=transforms)
     result.paths = write_samples(out_dir, writers, r.overwrite)
     report.step("Files written")
-    result.hulls, result.warnings, result.unet_calls = hulls, warnings, images.unet_calls
+    result.hulls, result.unet_calls = hulls, images.unet_calls
     result.seconds = time.perf_counter() - started
     return result
 

@@ -22,6 +22,8 @@ from ..errors import BadInput
 from .cameras import CameraRanges
 
 FORMAT = "diffusion3d-viewneti/1"
+#: The frozen base every published ViewNeTI result uses: Stable Diffusion 2.1 (v-prediction, 768 px).
+BASE_MODEL = "stabilityai/stable-diffusion-2-1"
 INFO, VIEW_FILE, OBJECT_FILE, STATE_FILE = (
     "viewneti.json",
     "view_mapper.safetensors",

@@ -220,4 +220,4 @@ def _render(
         scheduler=s.scheduler,
         seed=s.seed,
     )
-    return render_view(RenderViewRequest(fitted, s.model, str(out), views, s.access), report).paths
+    return render_view(RenderViewRequest(checkpoint=fitted, model=s.model, out_dir=str(out), views=views, access=s.access), report).paths

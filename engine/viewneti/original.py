@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadInput
+from ..params import INPUT_FILE, INPUT_FOLDER, model_field, output_folder_field, overwrite_field, param
 from ..progress import Reporter
 from . import checkpoint
 from .cameras import DTU12, CameraRanges
@@ -55,15 +56,26 @@ class _PickleModule:
 
 @dataclass
 class ImportRequest:
-    view_file: str  # mapper-steps-N_view.pt
-    object_file: str  # mapper-steps-N_object.pt (mode 5: one object mapper)
-    calibration_dir: str  # DTU's Calibration/cal18 (pos_001.txt …): the camera ranges the original used
-    out_dir: str
-    base_model: str = "stabilityai/stable-diffusion-2-1"
+    view_file: str = param(
+        "", "View Mapper File", "The original's mapper-steps-N_view.pt", path=INPUT_FILE, cli="--view", cli_required=True
+    )
+    object_file: str = param(
+        "", "Object Mapper File", "The original's mapper-steps-N_object.pt", path=INPUT_FILE, cli="--object", cli_required=True
+    )
+    calibration_dir: str = param(
+        "",
+        "Calibration",
+        "DTU's Calibration/cal18 folder (pos_*.txt): the camera ranges the original used",
+        path=INPUT_FOLDER,
+        cli="--calibration",
+        cli_required=True,
+    )
+    out_dir: str = output_folder_field("The checkpoint folder", label="Checkpoint")
+    base_model: str = model_field(checkpoint.BASE_MODEL, "Base Model", "The base the original was trained on")
+    allow_pickle: bool = param(False, "Allow Pickled Files", "Read the pickled files (an unpickler that runs none of their code)")
+    overwrite: bool = overwrite_field("Replace a checkpoint already in the folder")
     view_norm: float = 0.0  # the reference words' norms in the base; 0: filled in when the checkpoint is first loaded
     object_norm: float = 0.0
-    allow_pickle: bool = False
-    overwrite: bool = False
 
 
 @dataclass

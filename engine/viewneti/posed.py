@@ -10,7 +10,6 @@ both ViewNeTI parameterisations (``dtu12``: P = K [R | t] row-major;
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ import numpy as np
 from ..cameras import extrinsics
 from ..choices import CAMERA_PARAMETERISATIONS, TRAINING_LAYOUTS
 from ..errors import BadInput
-from ..imagefiles import check_writable, flatten_alpha, read_image, write_png
+from ..imagefiles import check_writable, copy_png, flatten_alpha, read_image, write_png
+from ..params import DEGREES, FACTOR, LENGTH, PIXELS, Note, output_folder_field, overwrite_field, param, refuse, seed_field
 from ..progress import Reporter
 from ..samples import Writer, json_file, write_samples
 from .cameras import SIZES, projection_numbers, spherical_numbers
@@ -28,16 +28,70 @@ from .cameras import SIZES, projection_numbers, spherical_numbers
 CAMERAS = "cameras.json"
 
 
+def _background(text: str) -> dict[str, Any]:
+    """``--background r,g,b``: the views on this colour (0–1 each) instead of transparent."""
+    try:
+        r, g, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise BadInput(f"--background takes r,g,b in 0–1, not {text!r}") from None
+    return {"transparent": False, "background": (r, g, b)}
+
+
 @dataclass
 class PosedSetRequest:
-    out_dir: str
+    object_name: str = param(
+        "",
+        "Objects",
+        "Comma-separated objects or collections; empty: the selected objects, or the whole scene if none",
+        blender=True,
+        cli="--objects",
+    )
+    views: int = param(24, "Views", "How many cameras", min=1, max=10_000, soft=(2, 200))
+    layout: str = param("ORBIT", "Layout", "Where the cameras go", choices=TRAINING_LAYOUTS)
+    elevation: float = param(15.0, "Elevation", "The orbit's elevation", unit=DEGREES, min=-89.0, max=89.0)
+    distance: float = param(
+        0.0, "Distance", "Camera distance from the target; 0: the objects fill the frame", unit=LENGTH, min=0.0, max=1e6, soft=(0.0, 100.0)
+    )
+    fov: float = param(40.0, "Field of View", "The vertical field of view", unit=DEGREES, min=5.0, max=120.0)
+    width: int = param(
+        512,
+        "Width",
+        "The renders' size",
+        unit=PIXELS,
+        min=16,
+        max=4096,
+        soft=(64, 2048),
+        why="a training view; 4K renders take hours",
+        cli="--size",
+        cli_fields=("width", "height"),
+    )
+    height: int = param(
+        384, "Height", "The renders' height", unit=PIXELS, min=16, max=4096, soft=(64, 2048), why="a training view; 4K renders take hours"
+    )
+    samples: int = param(32, "Samples", "Cycles samples per pixel", min=1, max=65536, soft=(1, 1024))
+    transparent: bool = param(True, "Transparent", "Keep the background transparent (else the colour below)", cli=None)
+    background: tuple[float, float, float] = param(
+        (1.0, 1.0, 1.0), "Background", "The colour to put the views on (r,g,b in 0–1)", unit=FACTOR, cli_parse=_background
+    )
+    seed: int = seed_field("The hemisphere layout's draws")
+    out_dir: str = output_folder_field("Folder for images/ and cameras.json; empty: a new folder")
+    overwrite: bool = overwrite_field("Replace a set already in the output folder")
+    # Filled by the operator after its renders:
     images: list[str] = field(default_factory=list)  # rendered files (scratch), one per camera
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes (Blender's)
     k: list[list[float]] = field(default_factory=list)  # 3×3 intrinsics of the renders
     target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    background: list[float] | None = None  # an RGB colour in [0, 1] to put the renders on; None: keep their transparency
     extra: dict[str, Any] = field(default_factory=dict)  # how the views were made (layout, seed, …), kept in cameras.json
-    overwrite: bool = False
+
+    def check(self) -> list[Note]:
+        if not self.transparent and not all(0.0 <= c <= 1.0 for c in self.background):
+            refuse("background", "each of r, g, b must be 0–1")
+        return []
+
+    @property
+    def colour(self) -> list[float] | None:
+        """The background the views are put on; None: kept transparent."""
+        return None if self.transparent else list(self.background)
 
 
 @dataclass
@@ -76,7 +130,7 @@ def write_posed_set(r: PosedSetRequest, report: Reporter) -> PosedSetResult:
         )
     posed = {"width": width, "height": height, "target": list(r.target), "images": entries, **r.extra}
     files: dict[str, Writer] = {
-        e["file"]: _copy_from(source) if r.background is None else _on_colour(source, r.background) for e, source in zip(entries, r.images)
+        e["file"]: _copy_from(source) if r.colour is None else _on_colour(source, r.colour) for e, source in zip(entries, r.images)
     }
     files[CAMERAS] = json_file(posed)
     write_samples(out, [files], r.overwrite)
@@ -85,7 +139,7 @@ def write_posed_set(r: PosedSetRequest, report: Reporter) -> PosedSetResult:
 
 
 def _copy_from(source: str) -> Writer:
-    return lambda path: shutil.copyfile(source, path)
+    return lambda path: copy_png(source, path)
 
 
 def _on_colour(source: str, colour: list[float]) -> Writer:

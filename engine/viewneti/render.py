@@ -9,24 +9,44 @@ range still renders, with a warning that says how far outside it is.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
 from ..cameras import camera_to_world
-from ..choices import SCHEDULERS
 from ..diffusion import sources
 from ..errors import BadInput
 from ..imagefiles import check_writable
+from ..params import (
+    DEGREES,
+    INPUT_FOLDER,
+    LENGTH,
+    PIXELS,
+    Inspect,
+    Note,
+    guidance_field,
+    model_field,
+    nested,
+    output_folder_field,
+    overwrite_field,
+    param,
+    refuse,
+    scheduler_field,
+    seed_field,
+    steps_field,
+)
 from ..progress import Reporter
-from ..samples import check_sampling, json_file, planned, png, write_samples
+from ..samples import json_file, planned, png, write_samples
 from . import checkpoint
 from .cameras import DTU12, at_size, projection_numbers, spherical_numbers
+from .checkpoint import BASE_MODEL
 
 MAX_VIEWS = 10_000
 TOLERANCE = 0.01  # normalised units a camera may stray outside the trained range before a warning
@@ -37,24 +57,55 @@ class Views:
     """Which cameras to render, and how."""
 
     cameras: list[list[list[float]]] = field(default_factory=list)  # 4×4 camera-to-world, OpenGL axes
-    orbits: list[list[float]] = field(default_factory=list)  # or (azimuth°, elevation°, distance) about the object's target
+    orbits: list[list[float]] = param(
+        [],
+        "Orbits",
+        "A view to render: azimuth° elevation° distance about the object's target (repeat for more)",
+        cli="--orbit",
+        cli_nargs=3,
+        ui=False,
+    )
     numbers: list[list[float]] = field(default_factory=list)  # or the cameras' raw numbers in the checkpoint's parameterisation
     numbers_size: list[int] = field(default_factory=list)  # DTU12 numbers: the image size (w, h) they project onto
-    fov_deg: float = 49.1  # vertical field of view
-    object: str = ""  # which trained object (a pre-trained checkpoint has one per posed set); "": the first
+    fov_deg: float = param(
+        40.0, "Field of View", "Orbit cameras' vertical field of view", unit=DEGREES, min=1.0, max=170.0, cli="--fov", ui=False
+    )
+    object: str = param(
+        "", "Object", "Which trained object of a pre-trained checkpoint (one per posed set); empty: the first", prop="object_name"
+    )
     names: list[str] = field(default_factory=list)  # file per camera; default view_0000.png, …
     meta_name: str = "render.json"  # what was rendered, and how
-    width: int = 768
-    height: int = 576
-    steps: int = 30
-    guidance: float = 7.5
-    scheduler: str = "DPMPP_2M"
-    seed: int = 0
+    width: int = param(
+        768,
+        "Width",
+        "The views' size",
+        unit=PIXELS,
+        min=64,
+        max=2048,
+        multiple=8,
+        soft=(256, 1024),
+        why="the VAE works in 8-pixel blocks; SD 2.x up to 2048",
+        cli="--size",
+        cli_fields=("width", "height"),
+    )
+    height: int = param(
+        576,
+        "Height",
+        "The views' height",
+        unit=PIXELS,
+        min=64,
+        max=2048,
+        multiple=8,
+        soft=(256, 1024),
+        why="the VAE works in 8-pixel blocks; SD 2.x up to 2048",
+    )
+    steps: int = steps_field(30)
+    guidance: float = guidance_field(7.5)
+    scheduler: str = scheduler_field("DPMPP_2M")
+    seed: int = seed_field("Same seed and settings give the same views")
 
     def file_names(self) -> list[str]:
-        """One file per camera, checked; with the cameras and the sampling settings."""
-        SCHEDULERS.get(self.scheduler)
-        check_sampling(self.steps, 1, 1, self.guidance, self.seed)
+        """One file per camera, checked."""
         given = [len(self.cameras), len(self.orbits), len(self.numbers)]
         count = sum(given)
         if sorted(given)[1] or not 1 <= count <= MAX_VIEWS:
@@ -62,22 +113,62 @@ class Views:
                 f"Give 1 to {MAX_VIEWS} cameras as matrices, orbit positions or camera numbers (one of them), "
                 f"got {given[0]}, {given[1]} and {given[2]}"
             )
-        if self.width % 8 or self.height % 8 or self.width < 64 or self.height < 64:
-            raise BadInput(f"The image size must be multiples of 8 from 64, got {self.width}×{self.height}")
         names = self.names or [f"view_{i:04d}.png" for i in range(count)]
         if len(names) != count:
             raise BadInput(f"{len(names)} file names for {count} cameras")
         return names
 
 
+def _output_file(text: str) -> dict[str, Any]:
+    """``--out FILE``: the view's PNG, its render.json beside it as FILE's stem .json."""
+    path = Path(text)
+    return {"out_dir": str(path.parent), "names": [path.name], "meta_name": f"{path.stem}.json"}
+
+
 @dataclass
 class RenderViewRequest:
-    checkpoint: str  # a folder written by train_viewneti
-    model: str  # its base model (folder or repo id)
-    out_dir: str
-    views: Views = field(default_factory=Views)
-    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
-    overwrite: bool = False
+    checkpoint: str = param("", "Checkpoint", "A trained ViewNeTI checkpoint folder", path=INPUT_FOLDER, cli_required=True)
+    model: str = model_field(BASE_MODEL, "Base Model", "The Stable Diffusion 2.x the checkpoint was trained on")
+    out_dir: str = output_folder_field(
+        "Folder for the views and render.json; empty: a new folder (the command line: the PNG file to write)", cli_parse=_output_file
+    )
+    camera_name: str = param("", "Camera", "The camera to render from; empty: the scene's active camera", blender=True, cli="--camera")
+    animation: bool = param(False, "Every Frame", "One image per frame of the scene's range (an animated camera)", blender=True, cli=None)
+    azimuth: float = param(
+        0.0,
+        "Azimuth",
+        "Or an orbit position: degrees about the training target (0 from −Y, 90 from +X)",
+        unit=DEGREES,
+        min=-3600.0,
+        max=3600.0,
+        ui=False,
+    )
+    elevation: float = param(15.0, "Elevation", "The orbit position's elevation", unit=DEGREES, min=-90.0, max=90.0, ui=False)
+    distance: float = param(
+        0.0, "Distance", "The orbit position's distance from the target (0: render from a camera)", unit=LENGTH, min=0.0, max=1e6, ui=False
+    )
+    views: Views = nested(Views)
+    access: sources.ModelAccess = nested(sources.ModelAccess)
+    overwrite: bool = overwrite_field()
+
+    def camera_views(self) -> Views:
+        """The views to render: as given, or the one orbit position that azimuth, elevation and distance name."""
+        v = self.views
+        if self.distance and not (v.cameras or v.orbits or v.numbers):
+            return dataclasses.replace(v, orbits=[[self.azimuth, self.elevation, self.distance]])
+        return v
+
+    def check(self) -> list[Note]:
+        views = self.camera_views()
+        if views.cameras or views.orbits or views.numbers:  # else Blender's camera fills them in
+            try:
+                views.file_names()
+            except BadInput as exc:
+                refuse("distance", str(exc))
+        return []
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        return [("model", self.model, sources.sampled(sources.inspect_stable_diffusion, self.views.steps))]
 
 
 @dataclass
@@ -105,7 +196,7 @@ def orbit_pose(target: list[float], azimuth: float, elevation: float, distance: 
 
 def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     started = time.perf_counter()
-    v = r.views
+    v = r.camera_views()
     names = v.file_names()
     out = Path(r.out_dir)
     check_writable(out)

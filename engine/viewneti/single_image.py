@@ -23,9 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import AUGMENTATIONS
 from ..diffusion import sources
 from ..errors import BadInput, EngineError
 from ..imagefiles import check_writable, read_image
+from ..params import (
+    DEGREES,
+    INPUT_FILE,
+    INPUT_FOLDER,
+    LENGTH,
+    Inspect,
+    model_field,
+    nested,
+    output_folder_field,
+    overwrite_field,
+    param,
+    seed_field,
+)
 from ..progress import Reporter
 from ..samples import planned
 from . import checkpoint
@@ -39,19 +53,45 @@ FIT, FIT_SET, FIT_CHECKPOINT = "fit", "image", "checkpoint"
 
 @dataclass
 class ImageViewsRequest:
-    image: str  # the object's image (a transparent background, or a plain one)
-    view_mapper: str  # a pre-trained checkpoint (pre-training, or an imported original)
-    model: str  # the base it was trained on (folder or repo id)
-    out_dir: str  # the views, their render.json and fit/
-    views: Views = field(default_factory=Views)
+    image: str = param("", "Image", "The object's image (a transparent background, or a plain one)", path=INPUT_FILE, cli_required=True)
+    view_mapper: str = param(
+        "",
+        "Pre-trained",
+        "A pre-trained checkpoint (viewneti-train --mode pretrain, or an imported original) whose view mapper stays frozen",
+        path=INPUT_FOLDER,
+        cli_required=True,
+    )
+    model: str = model_field(checkpoint.BASE_MODEL, "Base Model", "The Stable Diffusion 2.x the view mapper was trained on")
+    out_dir: str = output_folder_field("Folder for the views, their render.json and the fit; empty: a new folder")
+    image_camera: str = param("", "Image Camera", "The camera the image was seen from; empty: estimated", blender=True, cli=None)
+    image_orbit: list[float] = param(
+        [], "Image Orbit", "The image's camera as azimuth° elevation° distance (default: estimated)", cli_nargs=3, ui=False
+    )
+    image_fov: float = param(
+        49.1, "Image Field of View", "The image camera's vertical field of view", unit=DEGREES, min=1.0, max=170.0, ui=False
+    )
+    target: tuple[float, float, float] = param(
+        (0.0, 0.0, 0.0), "Target", "What the cameras look at (the object's centre)", unit=LENGTH, cli=None
+    )
+    fit_steps: int = param(3000, "Fit Steps", "Steps to fit the object mapper to the image", min=1, max=10**6, soft=(1, 10000))
+    augmentation: str = param("AUTO", "Augmentation", "The image's random changes while fitting", choices=AUGMENTATIONS)
+    camera_name: str = param("", "Camera", "The camera to render from; empty: the scene's active camera", blender=True, cli=None)
+    animation: bool = param(False, "Every Frame", "One image per frame of the scene's range (an animated camera)", blender=True, cli=None)
+    views: Views = nested(Views)
+    seed: int = seed_field("Same seed and settings give the same fit and views")
+    access: sources.ModelAccess = nested(sources.ModelAccess)
+    overwrite: bool = overwrite_field()
+    # Filled by the operator (a Blender camera), or from the image orbit:
     camera: list[list[float]] = field(default_factory=list)  # the image's camera-to-world (OpenGL axes); empty: estimated
-    fov_deg: float = 49.1  # the image camera's vertical field of view
-    target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # what the cameras look at
-    fit_steps: int = 3000  # the original's single-view fine-tune
-    augmentation: str = "AUTO"
-    seed: int = 0
-    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
-    overwrite: bool = False
+
+    def image_pose(self) -> list[list[float]]:
+        """The image's camera: as given, or at its orbit position about the target; empty: estimated from the view mapper."""
+        if self.camera or not self.image_orbit:
+            return self.camera
+        return orbit_pose(list(self.target), *self.image_orbit).tolist()
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        return [("model", self.model, sources.sampled(sources.inspect_stable_diffusion, self.views.steps))]
 
 
 @dataclass
@@ -84,7 +124,8 @@ def views_from_image(r: ImageViewsRequest, report: Reporter) -> ImageViewsResult
         raise BadInput(f"The fit needs at least 1 step, got {r.fit_steps}")
     pixels = read_image(Path(r.image)).pixels
     info = checkpoint.load(Path(r.view_mapper))[0]
-    camera = np.asarray(r.camera, np.float64) if r.camera else estimated_camera(info, r.target)
+    pose = r.image_pose()
+    camera = np.asarray(pose, np.float64) if pose else estimated_camera(info, list(r.target))
     if camera.shape != (4, 4):
         raise BadInput(f"The image's camera must be a 4×4 camera-to-world matrix, got shape {camera.shape}")
     height, width = pixels.shape[:2]
@@ -93,7 +134,7 @@ def views_from_image(r: ImageViewsRequest, report: Reporter) -> ImageViewsResult
         warnings.append(
             f"The image is {width}×{height}; the view mapper was trained at {info.width}×{info.height}, so it is resized to that"
         )
-    focal = (height / 2) / math.tan(math.radians(r.fov_deg) / 2)
+    focal = (height / 2) / math.tan(math.radians(r.image_fov) / 2)
     k = [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]]
     fit_total, render_total = r.fit_steps + 2, 2 + len(names) * (r.views.steps + 3)
     report.total = 1 + fit_total + render_total
@@ -103,7 +144,14 @@ def views_from_image(r: ImageViewsRequest, report: Reporter) -> ImageViewsResult
     created = not fit.exists()
     try:
         posed = PosedSetRequest(
-            str(fit / FIT_SET), [r.image], [camera.tolist()], k, r.target, [1.0, 1.0, 1.0], {"source": r.image}, r.overwrite
+            out_dir=str(fit / FIT_SET),
+            images=[r.image],
+            cameras=[camera.tolist()],
+            k=k,
+            target=list(r.target),
+            transparent=False,
+            extra={"source": r.image},
+            overwrite=r.overwrite,
         )
         write_posed_set(posed, report.part(0, 1))
         train = TrainRequest(
@@ -125,7 +173,9 @@ def views_from_image(r: ImageViewsRequest, report: Reporter) -> ImageViewsResult
             shutil.rmtree(fit, ignore_errors=True)
         raise
     try:
-        render = RenderViewRequest(fitted.checkpoint, r.model, r.out_dir, r.views, r.access, r.overwrite)
+        render = RenderViewRequest(
+            checkpoint=fitted.checkpoint, model=r.model, out_dir=r.out_dir, views=r.views, access=r.access, overwrite=r.overwrite
+        )
         rendered = render_view(render, report.part(1 + fit_total, render_total, "Views: "))
     except EngineError as exc:
         raise type(exc)(f"{exc} (the fitted object mapper is kept in {fitted.checkpoint}: more views render from it)") from exc

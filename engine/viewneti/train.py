@@ -33,6 +33,19 @@ from ..choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, TRAINING_MODES
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
 from ..imagefiles import NewFiles, check_writable
+from ..params import (
+    INPUT_FOLDER,
+    PIXELS,
+    Inspect,
+    Note,
+    model_field,
+    nested,
+    output_folder_field,
+    overwrite_field,
+    param,
+    refuse,
+    seed_field,
+)
 from ..progress import Reporter
 from ..samples import json_file
 from . import checkpoint
@@ -45,29 +58,86 @@ SCENE, PRETRAIN, SINGLE_VIEW = TRAINING_MODES.ids
 TOLERANCE = 0.01  # normalised units an image's camera may stray outside a pre-trained view mapper's range before a warning
 
 
+def base_model_field(help: str = "The Stable Diffusion 2.x base (v-prediction)") -> Any:
+    return model_field(checkpoint.BASE_MODEL, "Base Model", help)
+
+
+def size_fields(default: tuple[int, int], help: str, multiple: int, largest: int, why: str, **how: Any) -> tuple[Any, Any]:
+    """An image size as ``--size W H`` (``width`` and ``height``)."""
+    width = param(
+        default[0],
+        "Width",
+        help,
+        unit=PIXELS,
+        min=64,
+        max=largest,
+        multiple=multiple,
+        why=why,
+        cli="--size",
+        cli_fields=("width", "height"),
+        **how,
+    )
+    return width, param(default[1], "Height", help, unit=PIXELS, min=64, max=largest, multiple=multiple, why=why, **how)
+
+
+TRAINING_WIDTH, TRAINING_HEIGHT = size_fields(
+    (512, 384), "The training size", 64, 1024, "the UNet works in 64-pixel blocks; SD 2.x up to 1024"
+)
+
+
 @dataclass
 class TrainRequest:
-    data_dirs: list[str]  # posed sets (cameras.json and its images): one, or several to pre-train on
-    model: str  # Stable Diffusion 2.x (v-prediction): a folder or repo id
-    out_dir: str  # the checkpoint folder
-    mode: str = SCENE  # choices.TRAINING_MODES
-    view_mapper: str = ""  # SINGLE_VIEW: the pre-trained checkpoint whose view mapper stays frozen
-    parameterisation: str = SPHERICAL  # (SINGLE_VIEW: the pre-trained checkpoint's)
-    steps: int = 3000  # optimizer steps
-    batch: int = 3
-    accumulation: int = 3
-    learning_rate: float = 1e-3  # per image: scaled by batch × accumulation, as the original
-    alpha: float = 5.0  # (SINGLE_VIEW: the pre-trained checkpoint's)
-    augmentation: str = "AUTO"  # choices.AUGMENTATIONS; AUTO: the original's set for the mode
-    width: int = 512  # the training size (SINGLE_VIEW: the pre-trained checkpoint's)
-    height: int = 384
-    save_every: int = 500
-    seed: int = 0
-    resume: bool = False
+    data_dirs: list[str] = param(
+        [],
+        "Training Views",
+        "Posed image sets (Render Training Views / viewneti-data): one, or several to pre-train (Blender: a folder of them)",
+        path=INPUT_FOLDER,
+        cli="--data",
+        cli_required=True,
+        prop="data_dir",
+    )
+    model: str = base_model_field()
+    out_dir: str = output_folder_field("The checkpoint folder; empty: a new one", label="Checkpoint")
+    mode: str = param(SCENE, "Mode", "What is trained", choices=TRAINING_MODES)
+    view_mapper: str = param("", "Pre-trained", "Single view: the pre-trained checkpoint whose view mapper stays frozen", path=INPUT_FOLDER)
+    parameterisation: str = param(
+        SPHERICAL, "Cameras", "How a camera becomes numbers (single view: the pre-trained checkpoint's)", choices=CAMERA_PARAMETERISATIONS
+    )
+    steps: int = param(3000, "Steps", "Optimizer steps", min=1, max=10**6, soft=(1, 50000))
+    batch: int = param(3, "Batch", "Images per step", min=1, max=64)
+    accumulation: int = param(3, "Accumulation", "Steps whose gradients add up before each update", min=1, max=64)
+    learning_rate: float = param(
+        1e-3, "Learning Rate", "Per image: scaled by batch × accumulation, as the original", min=0.0, open_min=True, max=1.0
+    )
+    alpha: float = param(
+        5.0, "Alpha", "The mapper's output scale (single view: the pre-trained checkpoint's)", min=0.0, max=100.0, cli=None, ui=False
+    )
+    augmentation: str = param("AUTO", "Augmentation", "The images' random changes while training", choices=AUGMENTATIONS)
+    width: int = TRAINING_WIDTH
+    height: int = TRAINING_HEIGHT
+    save_every: int = param(500, "Save Every", "Steps between checkpoints", min=1, max=10**6)
+    seed: int = seed_field("Same seed and settings give the same training")
+    resume: bool = param(False, "Resume", "Continue the run whose checkpoint is in the folder")
     view_word: str = "view"  # (SINGLE_VIEW: the pre-trained checkpoint's)
     object_word: str = "object"
-    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
-    overwrite: bool = False
+    access: sources.ModelAccess = nested(sources.ModelAccess)
+    overwrite: bool = overwrite_field("Start again over a checkpoint already in the folder")
+
+    def check(self) -> list[Note]:
+        if self.mode == SINGLE_VIEW and not self.view_mapper:
+            refuse("view_mapper", "single-view training needs a pre-trained view mapper (a checkpoint folder from pre-training)")
+        if self.mode != SINGLE_VIEW and self.view_mapper:
+            refuse("view_mapper", f"is read in single-view training only, not in {TRAINING_MODES[self.mode].label}")
+        if self.mode == PRETRAIN and len(self.data_dirs) < 2:
+            refuse("data_dirs", f"pre-training needs at least 2 posed sets (one object mapper each), got {len(self.data_dirs)}")
+        if self.mode != PRETRAIN and len(self.data_dirs) != 1:
+            refuse("data_dirs", f"{TRAINING_MODES[self.mode].label} training reads one posed set (pre-training reads several)")
+        if self.save_every > self.steps:
+            return [Note("save_every", f"above the {self.steps} steps: the checkpoint is saved once, at the end")]
+        return []
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        return [("model", self.model, sources.inspect_stable_diffusion)]
 
 
 @dataclass
@@ -88,26 +158,6 @@ class PosedSet:
     numbers: np.ndarray  # [N, k]
     target: list[float]
     source: str
-
-
-def _check(r: TrainRequest) -> None:
-    TRAINING_MODES.get(r.mode)
-    CAMERA_PARAMETERISATIONS.get(r.parameterisation)
-    AUGMENTATIONS.get(r.augmentation)
-    if r.steps < 1 or r.batch < 1 or r.accumulation < 1 or r.save_every < 1:
-        raise BadInput("Steps, batch, accumulation and save interval must each be at least 1")
-    if r.width % 64 or r.height % 64 or r.width < 64 or r.height < 64:
-        raise BadInput(f"The training size must be multiples of 64, got {r.width}×{r.height}")
-    if not r.learning_rate > 0 or r.alpha < 0:
-        raise BadInput("The learning rate must be greater than 0 and alpha at least 0")
-    if r.mode == SINGLE_VIEW and not r.view_mapper:
-        raise BadInput("Single-view training needs a pre-trained view mapper (a checkpoint folder from pre-training)")
-    if r.mode != SINGLE_VIEW and r.view_mapper:
-        raise BadInput(f"A pre-trained view mapper is read in single-view training only, not in {TRAINING_MODES[r.mode].label}")
-    if r.mode == PRETRAIN and len(r.data_dirs) < 2:
-        raise BadInput(f"Pre-training needs at least 2 posed sets (one object mapper each), got {len(r.data_dirs)}")
-    if r.mode != PRETRAIN and len(r.data_dirs) != 1:
-        raise BadInput(f"{TRAINING_MODES[r.mode].label} training reads one posed set, got {len(r.data_dirs)} (pre-training reads several)")
 
 
 def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSet]:
@@ -142,7 +192,6 @@ def check_base(folder: sources.ModelFolder) -> None:
 
 def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     started = time.perf_counter()
-    _check(r)
     out = Path(r.out_dir)
     check_writable(out)
     pretrained = checkpoint.load(Path(r.view_mapper)) if r.mode == SINGLE_VIEW else None

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DOLLY, ORBIT, SWAY, FIGURE8, LOOK = "DOLLY", "ORBIT", "SWAY", "FIGURE8", "LOOK"
-MOVES = (DOLLY, ORBIT, SWAY, FIGURE8, LOOK)
-LINEAR, EASE_IN_OUT = "LINEAR", "EASE_IN_OUT"
-EASINGS = (LINEAR, EASE_IN_OUT)
+from ..choices import CAMERA_MOVES, EASINGS
+
+DOLLY, ORBIT, SWAY, FIGURE8, LOOK, CUSTOM = CAMERA_MOVES.ids
+MOVES = (DOLLY, ORBIT, SWAY, FIGURE8, LOOK)  # the ones computed here (CUSTOM keeps the rig's own keyframes)
+EASE_IN_OUT, LINEAR = EASINGS.ids
 
 
 @dataclass
@@ -47,7 +48,7 @@ def _phase(frames: int, easing: str) -> np.ndarray:
     if easing == EASE_IN_OUT:
         return (1 - np.cos(math.pi * p)) / 2
     if easing != LINEAR:
-        raise ValueError(f"unknown easing {easing!r} (choose from {', '.join(EASINGS)})")
+        raise ValueError(f"unknown easing {easing!r} (choose from {', '.join(EASINGS.ids)})")
     return p
 
 

@@ -12,12 +12,15 @@ import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .. import __version__
+from ..choices import CAPTURE_ORIGINS
 from ..errors import BadInput
 from ..imagefiles import NewFiles, copy_png, read_exr, write_exr, write_png
+from ..params import LENGTH, PIXELS, Note, output_folder_field, overwrite_field, param, refuse
 from ..progress import Reporter
 from . import depth as depthlib
 from . import equirect
@@ -27,15 +30,53 @@ OUTPUT_NAMES = ("rgb.png", "depth.exr", "depth16.png", "meta.json")
 MISS_DISTANCE = 1e9
 
 
+def parse_origin(text: str) -> dict[str, Any]:
+    """``--from``: camera, cursor, or x,y,z (empty: the camera, else the cursor)."""
+    named = {"": "AUTO", "camera": "CAMERA", "cursor": "CURSOR"}
+    if text.lower() in named:
+        return {"origin": named[text.lower()]}
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+    except ValueError:
+        raise BadInput(f"--from takes camera, cursor or x,y,z, not {text!r}") from None
+    return {"origin": "LOCATION", "location": (x, y, z)}
+
+
 @dataclass
 class CaptureRequest:
-    render_exr: str  # multilayer EXR from Blender with a ``*.Depth.Z`` channel
-    rgb_png: str  # colour-managed render Blender saved; moved into place
-    out_dir: str
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    out_dir: str = output_folder_field("Folder for rgb.png, depth.exr, depth16.png and meta.json; empty: a new folder")
+    width: int = param(
+        1024,
+        "Width",
+        "Panorama width; the height is half of it",
+        unit=PIXELS,
+        min=16,
+        max=16384,
+        multiple=2,
+        soft=(256, 8192),
+        why="the height is half the width; Cycles renders up to 16384",
+    )
+    samples: int = param(32, "Samples", "Cycles samples per pixel", min=1, max=65536, soft=(1, 4096))
+    denoise: bool = param(True, "Denoise", "Denoise the colour render")
+    origin: str = param(
+        "AUTO", "From", "Where the panorama is taken from", choices=CAPTURE_ORIGINS, blender=True, cli="--from", cli_parse=parse_origin
+    )
+    location: tuple[float, float, float] = param(
+        (0.0, 0.0, 0.0), "Location", "The point to capture from (From: Location)", unit=LENGTH, blender=True, cli=None
+    )
+    overwrite: bool = overwrite_field()
+    # Filled by the operator after its render:
+    render_exr: str = ""  # multilayer EXR from Blender with a ``*.Depth.Z`` channel
+    rgb_png: str = ""  # colour-managed render Blender saved; moved into place
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)  # where it was captured
     scene_name: str = ""
-    samples: int = 0
-    overwrite: bool = False
+
+    def check(self) -> list[Note]:
+        if self.out_dir:
+            existing = [p.name for p in output_paths(self.out_dir) if p.exists()]
+            if existing and not self.overwrite:
+                refuse("out_dir", f"already holds {', '.join(existing)} (overwrite replaces them)")
+        return []
 
 
 @dataclass
@@ -50,16 +91,6 @@ class CaptureResult:
 
 def output_paths(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / name for name in OUTPUT_NAMES]
-
-
-def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
-    """Fail before any rendering if the folder cannot take the outputs."""
-    folder = Path(out_dir)
-    if folder.exists() and not folder.is_dir():
-        raise BadInput(f"Output folder {folder} is a file")
-    existing = [p.name for p in output_paths(folder) if p.exists()]
-    if existing and not overwrite:
-        raise BadInput(f"{folder} already holds {', '.join(existing)} (enable overwrite to replace)")
 
 
 def capture_origin(depth_path: str | Path) -> list[float]:
@@ -101,7 +132,6 @@ def ray_distances(raw: np.ndarray) -> tuple[np.ndarray, float, float, float]:
 def encode_capture(request: CaptureRequest, report: Reporter) -> CaptureResult:
     report.total = 4
     out_dir = Path(request.out_dir)
-    check_outputs(out_dir, request.overwrite)
     for needed in (request.render_exr, request.rgb_png):
         if not Path(needed).is_file():
             raise BadInput(f"Render output {needed} is missing")
@@ -116,7 +146,7 @@ def encode_capture(request: CaptureRequest, report: Reporter) -> CaptureResult:
         "height": height,
         "projection": "equirectangular",
         "convention": equirect.CONVENTION,
-        "origin": list(request.origin),
+        "origin": list(request.position),
         "near": near,
         "far": far,
         "miss_fraction": miss,

@@ -18,12 +18,33 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..choices import PROJECTIONS, SCHEDULERS
+from ..choices import INIT_SOURCES, PROJECTIONS
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import unit_float
+from ..imagefiles import read_image, unit_float
+from ..params import (
+    FACTOR,
+    INPUT_FILE,
+    PIXELS,
+    SEED_MAX,
+    Inspect,
+    Note,
+    count_field,
+    guidance_field,
+    model_field,
+    negative_prompt_field,
+    nested,
+    output_folder_field,
+    overwrite_field,
+    param,
+    prompt_field,
+    refuse,
+    scheduler_field,
+    seed_field,
+    steps_field,
+)
 from ..progress import Reporter
-from ..samples import check_sampling, planned, write_samples
+from ..samples import planned, write_samples
 from . import depth as depthlib
 from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 from .upscale import DEFAULT_UPSCALER
@@ -32,40 +53,117 @@ ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
 DISPARITY, METRIC = "DISPARITY", "METRIC"
 DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
+DEFAULT_MODEL = "Intel/ldm3d-pano"
+DEFAULT_PROMPT = "panoramic view of a cosy living room with a fireplace, wooden floor and large windows"
 UPSCALES = (1, 2, 4)
 BASE = "base"  # where an upscaled sample keeps its generated base files
 MAX_COUNT = 16
 
 
+def _init_files(path: str) -> dict[str, Any]:
+    """``--init-rgb``: img2img from this file."""
+    return {"init": "FILES", "init_rgb_path": path}
+
+
 @dataclass
 class RGBDRequest:
-    prompt: str
-    model: str  # a diffusers folder (absolute, or inside access.models_dir) or a Hugging Face repo id
-    out_dir: str
-    negative_prompt: str = ""
-    projection: str = EQUIRECTANGULAR
-    width: int = 0  # 0: the init image's, else 1024 × 512 for panoramas or the model's native square
-    height: int = 0
-    steps: int = 50
-    guidance: float = 7.0
-    seed: int = 0
-    count: int = 1  # samples; sample i uses seed + i
-    scheduler: str = "DDIM"
-    seamless: bool | None = None  # None: on for panoramas, off for flat images
+    prompt: str = prompt_field(DEFAULT_PROMPT, "What the panorama shows (img2img may leave it empty)")
+    model: str = model_field(DEFAULT_MODEL, "Model", "LDM3D or LDM3D-pano")
+    out_dir: str = output_folder_field("Folder for rgb.png, depth16.png, depth.npy and meta.json; empty: a new folder")
+    negative_prompt: str = negative_prompt_field(cli_also=("--negative",))
+    projection: str = param(
+        EQUIRECTANGULAR, "Projection", "A 360° panorama or a flat image", choices=PROJECTIONS, cli_switch=("--flat", FLAT)
+    )
+    width: int = param(
+        0,
+        "Width",
+        "0: the init image's, else 1024 for panoramas and the model's size for flat images",
+        unit=PIXELS,
+        min=8,
+        max=MAX_SIDE,
+        multiple=8,
+        also=(0,),
+        soft=(0, 4096),
+        why="the VAE works in 8-pixel blocks",
+    )
+    height: int = param(
+        0,
+        "Height",
+        "0: half the width for panoramas",
+        unit=PIXELS,
+        min=8,
+        max=MAX_SIDE,
+        multiple=8,
+        also=(0,),
+        soft=(0, 4096),
+        why="the VAE works in 8-pixel blocks",
+    )
+    steps: int = steps_field(50)
+    guidance: float = guidance_field(7.0)
+    seed: int = seed_field()
+    count: int = count_field(MAX_COUNT)
+    scheduler: str = scheduler_field()
+    seamless: bool = param(True, "Seamless 360°", "A panorama's left and right edges meet without a seam (flat images never wrap)")
+    init: str = param(
+        "NONE", "Start From", "Text only, or img2img from the last capture or files", choices=INIT_SOURCES, blender=True, cli=None
+    )
+    init_rgb_path: str = param(
+        "", "Init RGB", "img2img: the RGB image to start from", path=INPUT_FILE, cli="--init-rgb", cli_parse=_init_files
+    )
+    init_depth_path: str = param(
+        "",
+        "Init Depth",
+        "img2img: its depth (float EXR/.npy distances, or 8/16-bit disparity, near = bright); empty: estimated",
+        path=INPUT_FILE,
+        cli="--init-depth",
+    )
+    depth_estimator: str = model_field(DEFAULT_ESTIMATOR, "Depth Estimator", "DPT, estimating the init depth when none is given")
+    strength: float = param(0.75, "Strength", "img2img: 0 keeps the input, 1 ignores it", unit=FACTOR, min=0.0, max=1.0)
+    vae_tiling: bool = param(False, "VAE Tiling", "Decode in tiles: less memory for large images")
+    attention_slicing: bool = param(False, "Attention Slicing", "Less memory, a little slower")
+    cpu_offload: bool = param(False, "CPU Offload", "Keep parts of the model on the CPU until used (GPU memory)")
+    upscale: int = param(
+        1,
+        "Upscale",
+        "1: as generated; 2 or 4: then LDM3D-sr (2048×1024 or 4096×2048 from 1024×512; the base stays in base/)",
+        values=UPSCALES,
+    )
+    upscaler: str = model_field(DEFAULT_UPSCALER, "Upscaler", "LDM3D-sr")
+    upscale_steps: int = steps_field(50, "LDM3D-sr's denoising steps", label="Upscale Steps")
+    build_sphere: bool = param(True, "Build World Sphere", "Build the displaced world sphere when done (panoramas)", blender=True, cli=None)
+    access: sources.ModelAccess = nested(sources.ModelAccess)
+    overwrite: bool = overwrite_field()
+    # Filled by the code (arrays instead of the files):
     init_rgb: np.ndarray | None = None  # H×W×3, uint8 or float in [0, 1]
     init_depth: np.ndarray | None = None  # H×W: disparity in [0, 1] (near = 1) or metric distances
     init_depth_kind: str = DISPARITY
-    init_depth_path: str = ""  # a depth file instead of init_depth: float files are METRIC, 8/16-bit ones DISPARITY
-    depth_estimator: str = DEFAULT_ESTIMATOR  # DPT folder or repo id, used when init_rgb comes without a depth
-    strength: float = 0.75  # img2img only: 0 keeps the input, 1 ignores it
-    vae_tiling: bool = False
-    attention_slicing: bool = False
-    cpu_offload: bool = False
-    upscale: int = 1  # 2 or 4: then LDM3D-sr (a 1024×512 panorama → 2048×1024 or 4096×2048); the base stays in base/
-    upscaler: str = DEFAULT_UPSCALER
-    upscale_steps: int = 50
-    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
-    overwrite: bool = False
+
+    def check(self) -> list[Note]:
+        img2img = bool(self.init_rgb_path) or self.init_rgb is not None
+        if not img2img and not self.prompt.strip():
+            refuse("prompt", "LDM3D is a text-to-RGBD model: it needs a prompt (only img2img may run without one)")
+        if (self.init_depth_path or self.init_depth is not None) and not img2img:
+            refuse("init_depth_path", "img2img needs the RGB image its depth belongs to")
+        if self.projection == EQUIRECTANGULAR and self.width and self.height and self.width != 2 * self.height:
+            refuse("width", f"an equirectangular panorama is 2:1, and the height is {self.height}")
+        if self.seed + self.count - 1 > SEED_MAX:
+            refuse("seed", f"sample {self.count} would use seed {self.seed + self.count - 1}, above {SEED_MAX}")
+        side = max(self.width or 1024, self.height)
+        if side * self.upscale > MAX_SIDE:
+            refuse("upscale", f"{side} px × {self.upscale} is above {MAX_SIDE} px on a side")
+        return []
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        needed: list[tuple[str, str, Inspect]] = [("model", self.model, sources.sampled(sources.inspect_ldm3d, self.steps))]
+        if self.upscale > 1:
+            needed.append(("upscaler", self.upscaler, sources.sampled(sources.inspect_ldm3d_sr, self.upscale_steps, "upscale_steps")))
+        if self.init_rgb_path and not self.init_depth_path and self.init_depth is None and self.strength < 1:
+            needed.append(("depth_estimator", self.depth_estimator, inspect_estimator))
+        return needed
+
+
+def inspect_estimator(folder: Path, name: str, allow_pickle: bool) -> None:
+    sources.inspect_transformers_model(folder, name, "dpt", allow_pickle)
 
 
 @dataclass
@@ -82,6 +180,8 @@ class RGBDResult:
 
 
 def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if r.init_rgb_path:
+        r = dataclasses.replace(r, init_rgb=read_image(r.init_rgb_path).pixels[..., :3], init_rgb_path="")
     if r.init_depth_path:
         stored = depthlib.read_depth_file(r.init_depth_path)
         kind = METRIC if stored.mode == depthlib.METRIC else DISPARITY
@@ -93,7 +193,7 @@ def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
     rgb = np.asarray(r.init_rgb)
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         raise BadInput(f"The init RGB must be H×W×3, got shape {rgb.shape}")
-    rgb = rgb[..., :3].astype(np.float32) / (255.0 if rgb.dtype == np.uint8 else 1.0)
+    rgb = unit_float(rgb[..., :3])
     if not np.isfinite(rgb).all():
         raise BadInput("The init RGB has NaN or infinite values")
     if r.init_depth is None:
@@ -116,14 +216,7 @@ def _init_arrays(r: RGBDRequest) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 def check_request(r: RGBDRequest, model: sources.ModelFolder) -> tuple[int, int, np.ndarray | None, np.ndarray | None]:
     """Everything but memory: returns (width, height, init RGB, init disparity)."""
-    PROJECTIONS.get(r.projection)
-    SCHEDULERS.get(r.scheduler)
-    check_sampling(r.steps, r.count, MAX_COUNT, r.guidance, r.seed)
-    if not 0.0 <= r.strength <= 1.0:
-        raise BadInput(f"Strength must be between 0 and 1, got {r.strength}")
     rgb, disparity = _init_arrays(r)
-    if rgb is None and not r.prompt.strip():
-        raise BadInput("LDM3D is a text-to-RGBD model: it needs a prompt (only img2img may run without one)")
     width, height = r.width, r.height
     if rgb is not None:
         ih, iw = rgb.shape[:2]
@@ -195,10 +288,10 @@ def generate_rgbd(r: RGBDRequest, report: Reporter) -> RGBDResult:
     path = access.locate(r.model, report)
     model_folder = sources.inspect_ldm3d(path, r.model, access.allow_pickle)
     width, height, init_rgb, init_disparity = check_request(r, model_folder)
-    seamless = r.projection == EQUIRECTANGULAR if r.seamless is None else bool(r.seamless)
+    seamless = r.seamless and r.projection == EQUIRECTANGULAR
     upscaler = None
     if r.upscale != 1:
-        if r.upscale not in UPSCALES or max(width, height) * r.upscale > MAX_SIDE:
+        if max(width, height) * r.upscale > MAX_SIDE:
             raise BadInput(f"Upscale by 2 or 4 up to {MAX_SIDE} px on a side, not {width}×{height} × {r.upscale}")
         upscaler = sources.inspect_ldm3d_sr(access.locate(r.upscaler, report), r.upscaler, access.allow_pickle)
     img2img = init_rgb is not None and r.strength < 1.0

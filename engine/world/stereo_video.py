@@ -16,10 +16,12 @@ import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from ..choices import STEREO_LAYOUTS, VIDEO_PROJECTIONS
+from ..choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_LAYOUTS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..errors import BadInput
 from ..imagefiles import NewFiles
+from ..params import PIXELS, Note, overwrite_field, param, refuse, writable
 from ..progress import Reporter
 from . import spatial_media
 
@@ -91,18 +93,83 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob(f"{FRAME_PREFIX}*") if p.suffix.lower() in (".png", ".exr"))
 
 
+def parse_resolution(text: str) -> dict[str, Any]:
+    """``--resolution``: a preset's name, or one eye's width in pixels (the Custom resolution)."""
+    presets = [r for r in VIDEO_RESOLUTIONS if r.eye_width]
+    for preset in presets:
+        if text == preset.cli:
+            return {"resolution": preset.id}
+    if text.isdigit():
+        return {"resolution": next(r.id for r in VIDEO_RESOLUTIONS if not r.eye_width), "eye_width": int(text)}
+    raise BadInput(f"--resolution takes {', '.join(r.cli for r in presets)} or an eye width in pixels, not {text!r}")
+
+
 @dataclass
 class VideoRequest:
-    encoded: str  # the MP4 Blender's FFmpeg wrote (in a scratch folder); "" for an image sequence
-    out_path: str  # the .mp4, or the sequence's folder
+    filepath: str = param(
+        "",
+        "Output",
+        "The .mp4 file (a still's image), or the folder for an image sequence; empty: a new file under the default output folder",
+        cli="--out",
+        cli_required=True,
+    )
+    file_format: str = param(VIDEO_FORMATS.default, "Format", "A video, or an image sequence", choices=VIDEO_FORMATS, cli="--format")
+    projection: str = param(VIDEO_PROJECTIONS.default, "Projection", "How much of the sphere each eye shows", choices=VIDEO_PROJECTIONS)
+    stereo_layout: str = param("AUTO", "Layout", "How the eyes share a frame", choices=VIDEO_LAYOUTS, cli="--layout")
+    resolution: str = param(
+        VIDEO_RESOLUTIONS.default,
+        "Resolution",
+        "A preset (or an eye width in pixels on the command line)",
+        choices=VIDEO_RESOLUTIONS,
+        cli_parse=parse_resolution,
+    )
+    eye_width: int = param(
+        1024,
+        "Eye Width",
+        "Custom: the width of one eye's image",
+        unit=PIXELS,
+        min=16,
+        max=8192,
+        soft=(256, 4096),
+        cli=None,
+        why="8K per eye is what VR players decode",
+    )
+    quality: str = param(VIDEO_QUALITIES.default, "Quality", "Render settings", choices=VIDEO_QUALITIES)
+    still: bool = param(False, "Still", "One stereo image of the current frame instead of a video (PNG; EXR when that format is chosen)")
+    keep_frames: bool = param(False, "Keep Frames", "MP4: keep the frames folder after encoding")
+    rig: str = param("", "Rig", "The stereo rig; empty: the active one, or the scene camera's", blender=True)
+    overwrite: bool = overwrite_field("Replace an existing video or frames")
+    # Filled by the operator after its renders:
+    out_path: str = ""  # the .mp4 (or still), tagged for VR players, or the sequence's folder
+    encoded: str = ""  # the MP4 Blender's FFmpeg wrote (in a scratch folder); "" for an image sequence
     stereo: str = spatial_media.TOP_BOTTOM  # mono, top-bottom or left-right
     spherical: bool = True  # equirectangular (else flat)
-    projection: str = VIDEO_PROJECTIONS.default  # a choices.VIDEO_PROJECTIONS id: how much of the sphere (VR180: the front half)
     image: str = ""  # a still: the rendered stereo image (in a scratch folder) to put at out_path
-    overwrite: bool = False
     fps: float = 24.0
     width: int = 0  # of a whole frame (both eyes), for a sequence's description
     height: int = 0
+
+    @property
+    def layout(self) -> str:
+        """The stereo layout (a ``STEREO_LAYOUTS`` id): the chosen one, or the projection's."""
+        return VIDEO_PROJECTIONS[self.projection].layout if self.stereo_layout == "AUTO" else self.stereo_layout
+
+    def target(self) -> Path:
+        """The file a video or still goes to (named for VR players); a sequence's folder."""
+        chosen = Path(self.filepath)
+        if self.file_format == "MP4" or self.still:
+            suffix = ".mp4" if not self.still else ".exr" if self.file_format == "EXR" else ".png"
+            return output_file(chosen, suffix, self.projection, STEREO_LAYOUTS[self.layout].spatial_media)
+        return chosen.parent if chosen.suffix.lower() in (".png", ".exr") else chosen
+
+    def check(self) -> list[Note]:
+        if self.filepath:
+            try:
+                target = self.target()
+            except BadInput as exc:
+                refuse("filepath", str(exc))
+            writable("filepath", target if self.file_format != "MP4" and not self.still else target.parent)
+        return []
 
 
 @dataclass

@@ -22,12 +22,30 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..choices import PROJECTIONS, SCHEDULERS
+from ..choices import PROJECTIONS, UPSCALE_SOURCES
 from ..diffusion import sources
 from ..errors import BadInput
 from ..imagefiles import read_image, unit_float
+from ..params import (
+    INPUT_FILE,
+    PIXELS,
+    Inspect,
+    Note,
+    guidance_field,
+    model_field,
+    negative_prompt_field,
+    nested,
+    output_folder_field,
+    overwrite_field,
+    param,
+    prompt_field,
+    refuse,
+    scheduler_field,
+    seed_field,
+    steps_field,
+)
 from ..progress import Reporter
-from ..samples import check_sampling, planned, write_samples
+from ..samples import planned, write_samples
 from . import depth as depthlib
 from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 
@@ -41,27 +59,83 @@ TILED_ABOVE = 2048  # pixels on the longer side beyond which the VAE decodes in 
 
 @dataclass
 class UpscaleRequest:
-    rgb: str  # an image file
-    depth: str  # its depth: LDM3D's 16-bit disparity PNG, or distances (float EXR/TIFF/.npy)
-    out_dir: str
-    model: str = DEFAULT_UPSCALER
-    scale: float = 2.0  # the target is the input × scale …
-    width: int = 0  # … unless given here (both multiples of 8)
-    height: int = 0
-    projection: str = EQUIRECTANGULAR  # choices.PROJECTIONS: a panorama wraps in longitude
-    prompt: str = PROMPT
-    negative_prompt: str = ""
-    steps: int = 50
-    guidance: float = 9.0
-    noise_level: int = 20
-    seed: int = 0
-    scheduler: str = "DDIM"
-    window: int = WINDOW_PX  # pixels on a denoising window's side
-    overlap: int = OVERLAP_PX  # pixels neighbouring windows share
-    window_batch: int = 1  # windows per UNet call (faster on a large GPU)
-    vae_tiling: bool | None = None  # None: tiled above 2048 px
-    access: sources.ModelAccess = field(default_factory=sources.ModelAccess)
-    overwrite: bool = False
+    rgb: str = param("", "RGB", "The RGB image (e.g. a panorama's rgb.png)", path=INPUT_FILE, cli_required=True, prop="rgb_path")
+    depth: str = param(
+        "",
+        "Depth",
+        "Its depth: 16-bit disparity (depth16.png, near = bright) or distances (EXR, .npy); 8-bit works with a warning",
+        path=INPUT_FILE,
+        cli_required=True,
+        prop="depth_path",
+    )
+    out_dir: str = output_folder_field("Folder for rgb.png, depth16.png, depth.npy and meta.json; empty: a new folder")
+    model: str = model_field(DEFAULT_UPSCALER, "Upscaler", "LDM3D-sr")
+    scale: float = param(
+        2.0,
+        "Scale",
+        "The target is the input × this (2: 1024×512 → 2048×1024)",
+        min=1.0,
+        max=8.0,
+        soft=(1.0, 4.0),
+        why="LDM3D-sr was trained for 4×",
+    )
+    width: int = param(
+        0,
+        "Width",
+        "Or the target size (multiples of 8); 0: by the scale",
+        unit=PIXELS,
+        min=8,
+        max=MAX_SIDE,
+        multiple=8,
+        also=(0,),
+        cli="--size",
+        cli_fields=("width", "height"),
+    )
+    height: int = param(0, "Height", "The target height; 0: by the scale", unit=PIXELS, min=8, max=MAX_SIDE, multiple=8, also=(0,))
+    projection: str = param(
+        EQUIRECTANGULAR,
+        "Projection",
+        "A 360° panorama wraps in longitude; a flat image does not",
+        choices=PROJECTIONS,
+        cli_switch=("--flat", FLAT),
+    )
+    prompt: str = prompt_field(PROMPT, "The upscaler's prompt (the model card's by default)")
+    negative_prompt: str = negative_prompt_field()
+    steps: int = steps_field(50)
+    guidance: float = guidance_field(9.0)
+    noise_level: int = param(
+        20,
+        "Noise Level",
+        "How much the upscaler may change (its class label)",
+        min=0,
+        max=MAX_NOISE_LEVEL,
+        soft=(0, 100),
+        why="LDM3D-sr's max_noise_level",
+    )
+    seed: int = seed_field("Same seed and settings give the same result")
+    scheduler: str = scheduler_field()
+    window: int = param(
+        WINDOW_PX, "Window", "Pixels on a denoising window's side", unit=PIXELS, min=64, max=MAX_SIDE, multiple=8, soft=(256, 2048)
+    )
+    overlap: int = param(OVERLAP_PX, "Overlap", "Pixels neighbouring windows share", unit=PIXELS, min=0, max=MAX_SIDE, multiple=8)
+    window_batch: int = param(1, "Window Batch", "Windows per UNet call (faster on a large GPU)", min=1, max=64)
+    vae_tiling: bool = param(False, "VAE Tiling", f"Always decode in tiles (off: only above {TILED_ABOVE} px)")
+    source: str = param("LAST_GENERATION", "Upscale", "What to upscale", choices=UPSCALE_SOURCES, blender=True, cli=None)
+    build_sphere: bool = param(True, "Build World Sphere", "Build the displaced world sphere when done (panoramas)", blender=True, cli=None)
+    access: sources.ModelAccess = nested(sources.ModelAccess)
+    overwrite: bool = overwrite_field()
+
+    def check(self) -> list[Note]:
+        if bool(self.width) != bool(self.height):
+            refuse("width", "give both the target width and height, or a scale")
+        if self.overlap >= self.window:
+            refuse("overlap", f"must be below the window ({self.window} px)")
+        if self.out_dir:
+            planned(Path(self.out_dir), 1, OUTPUT_NAMES, self.overwrite)
+        return []
+
+    def models(self) -> list[tuple[str, str, Inspect]]:
+        return [("model", self.model, sources.sampled(sources.inspect_ldm3d_sr, self.steps))]
 
 
 @dataclass
@@ -103,12 +177,8 @@ def read_low_res(rgb_path: str, depth_path: str) -> LowRes:
 
 def target_size(r: UpscaleRequest, width: int, height: int) -> tuple[int, int]:
     if r.width or r.height:
-        if not (r.width and r.height):
-            raise BadInput("Give both the target width and height, or a scale")
         target = r.width, r.height
     else:
-        if not r.scale > 0:
-            raise BadInput(f"The scale must be above 0, got {r.scale}")
         target = round(width * r.scale), round(height * r.scale)
     if target[0] % 8 or target[1] % 8:
         raise BadInput(f"The target {target[0]}×{target[1]} must be multiples of 8 on both sides")
@@ -198,15 +268,7 @@ def upscale_generated(
 
 def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
     started = time.perf_counter()
-    PROJECTIONS.get(r.projection)
-    SCHEDULERS.get(r.scheduler)
-    check_sampling(r.steps, 1, 1, r.guidance, r.seed)
     out = Path(r.out_dir)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"Output folder {out} is a file")
-    planned(out, 1, OUTPUT_NAMES, r.overwrite)
-    if r.window < 64 or r.window % 8 or not 0 <= r.overlap < r.window or r.window_batch < 1:
-        raise BadInput(f"Windows must be multiples of 8 from 64 px with an overlap below their size, got {r.window} and {r.overlap}")
     low = read_low_res(r.rgb, r.depth)
     height, width = low.rgb.shape[:2]
     seamless = r.projection == EQUIRECTANGULAR
@@ -218,7 +280,7 @@ def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
     noise_cap = max_noise_level(folder)
     if not 0 <= r.noise_level <= noise_cap:
         raise BadInput(f"The noise level must be between 0 and {noise_cap} (the model's max_noise_level), got {r.noise_level}")
-    tiled = max(target_w, target_h) > TILED_ABOVE if r.vae_tiling is None else r.vae_tiling
+    tiled = r.vae_tiling or max(target_w, target_h) > TILED_ABOVE
 
     import torch
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..choices import DEPTH_MAPPINGS, DEPTH_MODES, SPHERE_PLACES
 from ..errors import BadInput
+from ..params import INPUT_FILE, LENGTH, Note, param, refuse
 from ..progress import Reporter
 from . import depth as depthlib
 from . import equirect
@@ -181,17 +183,64 @@ def _continuous(corner_dist: np.ndarray, threshold: float) -> np.ndarray:
 
 @dataclass
 class WorldSphereRequest:
-    depth: np.ndarray | None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
-    rgb_size: tuple[int, int]  # (width, height) of the colour panorama it will wear
-    depth_path: str = ""  # a depth file (EXR, .npy, HDR, TIFF, PNG, …) the engine reads instead of ``depth``
-    depth_mode: str = depthlib.AUTO  # AUTO: METRIC for float files, RELATIVE for 8/16-bit ones
-    relative_mapping: str = depthlib.OFFSET
-    radius: float = 5.0  # OFFSET: distance of disparity 0.5
-    strength: float = 1.0  # OFFSET: how far disparity moves a vertex, in [0, 2)
-    near: float = 1.0  # INVERSE: distance of disparity 1
-    far: float = 10.0  # INVERSE: distance of disparity 0
-    step: int = 1  # grid resolution: every step-th pixel (1 full, 2 half, 4 quarter)
-    discontinuity: float = 0.0  # drop faces whose far/near corner ratio exceeds 1 + this; 0 keeps all
+    rgb_path: str = param(
+        "", "RGB", "The colour panorama (2:1)", path=INPUT_FILE, cli="--rgb", cli_required=True, blender=True
+    )  # the operator's material reads it; the engine needs only its size
+    depth_path: str = param(
+        "",
+        "Depth",
+        "The depth panorama: float EXR/.npy/HDR/TIFF distances (Metric), or 8/16-bit disparity, near = bright (Relative)",
+        path=INPUT_FILE,
+        cli="--depth",
+        cli_required=True,
+    )
+    rgb_image: str = param("", "RGB Image", "A loaded image to use instead of the RGB file", blender=True, cli=None)
+    depth_image: str = param("", "Depth Image", "A loaded image to use instead of the depth file", blender=True, cli=None)
+    depth_mode: str = param(depthlib.AUTO, "Depth", "How the depth's values are read", choices=DEPTH_MODES, cli="--mode")
+    relative_mapping: str = param(
+        depthlib.OFFSET, "Mapping", "Relative depth: the paper's offset or inverse depth", choices=DEPTH_MAPPINGS, cli="--mapping"
+    )
+    radius: float = param(
+        5.0, "Radius", "Offset: the distance of disparity 0.5", unit=LENGTH, min=0.0, open_min=True, max=1e6, soft=(0.1, 100.0)
+    )
+    strength: float = param(
+        1.0,
+        "Strength",
+        "Offset: how far disparity moves a vertex",
+        min=0.0,
+        max=2.0,
+        open_max=True,
+        soft=(0.0, 1.99),
+        why="at 2 the nearest vertices reach the viewer",
+    )
+    near: float = param(1.0, "Near", "Inverse depth: the distance of disparity 1", unit=LENGTH, min=0.0, open_min=True, max=1e6)
+    far: float = param(10.0, "Far", "Inverse depth: the distance of disparity 0", unit=LENGTH, min=0.0, open_min=True, max=1e6)
+    step: int = param(2, "Grid Step", "Sample every Nth pixel: 1 full resolution, 2 half, 4 quarter …", min=1, max=64, prop="grid_step")
+    discontinuity: float = param(
+        0.0,
+        "Cut Jumps",
+        "Drop faces whose far corner is more than this fraction farther than the near one (0 keeps every face)",
+        min=0.0,
+        max=1e6,
+        soft=(0.0, 2.0),
+        cli="--cut",
+    )
+    place: str = param(
+        "ORIGIN",
+        "Place At",
+        "Where the centre of a sphere that is not from a capture goes (a capture's goes where it was captured)",
+        choices=SPHERE_PLACES,
+        blender=True,
+    )
+    name: str = param("World Sphere", "Name", "The new object's name", blender=True)
+    # Filled by the operator:
+    depth: np.ndarray | None = None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
+    rgb_size: tuple[int, int] = (0, 0)  # (width, height) of the colour panorama it will wear
+
+    def check(self) -> list[Note]:
+        if self.relative_mapping == depthlib.INVERSE and not self.near < self.far:
+            refuse("far", f"must be farther than Near ({self.near:g})")
+        return []
 
 
 @dataclass

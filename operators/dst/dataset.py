@@ -11,6 +11,7 @@ view per step: modal with progress and Esc from the UI, blocking in scripts.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from pathlib import Path
@@ -18,17 +19,14 @@ from typing import Any
 
 import bpy
 import numpy as np
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import StringProperty
 from mathutils import Matrix
 
-from ...engine import viewpoints as vp
 from ...engine.cameras import blender_camera_matrix
-from ...engine.choices import EDGE_METHODS
-from ...engine.dst.dataset import DSTAnnotateRequest, DSTAnnotateResult, DSTObject, DSTView
+from ...engine.dst.dataset import EVERY_VISIBLE_MESH, DSTAnnotateRequest, DSTAnnotateResult, DSTObject, DSTView
 from ...engine.dst.normalize import box_corners, keypoint_centres, normalization, normalize_points, to_world
-from ...engine.errors import BadInput
 from ...engine.shards import parse_shard, shard_indices
-from ..machinery import compat, session
+from ..machinery import compat, declared, session
 from ..machinery.blender_data import evaluated_vertices
 from ..machinery.job import EngineJobOperator, Stage, UserError
 from ..machinery.render_setup import cap_render_threads, render_result
@@ -38,70 +36,8 @@ KEYPOINT_PREFIX = "kp_"
 LENS_MM, SENSOR_MM = 35.0, 32.0  # 3D-DST's camera
 LIGHT_ENERGY, LIGHT_HEIGHT, LIGHT_SIZE = 30000.0, 0.5, 100.0  # their one large area light
 
-DST_OPTIONS: dict[str, Any] = {
-    "source": EnumProperty(
-        name="Objects",
-        items=[("SELECTED", "Selected", "The selected mesh objects"), ("COLLECTION", "Collection", "Every mesh object in a collection")],
-        default="SELECTED",
-    ),
-    "collection": StringProperty(name="Collection", description="Collection: its mesh objects are the CAD models", default=""),
-    "views_per_object": IntProperty(name="Views", description="Viewpoints sampled per object", default=8, min=0, soft_max=1000),
-    "azimuth_range": EnumProperty(
-        name="Azimuth",
-        items=[
-            ("FULL", "Full Circle", "Uniform on [0°, 360°)"),
-            ("HALF", "Half Circle", "Uniform on [0°, 180°): for objects whose two sides look alike"),
-        ],
-        default="FULL",
-    ),
-    "polar_preset": EnumProperty(
-        name="Elevation",
-        items=[
-            ("WIDE", "Around the Horizon", "3D-DST: polar angle ~ N(90°, 30°) on [0°, 180°]"),
-            ("HIGH", "From Above", "3D-DST: polar angle ~ N(60°, 20°) on [0°, 180°]"),
-            ("CUSTOM", "Custom", "Truncated normal with the mean, spread and range below"),
-        ],
-        default="WIDE",
-    ),
-    "polar_mean": FloatProperty(name="Polar Mean", default=90.0, min=0.0, max=180.0),
-    "polar_sd": FloatProperty(name="Polar Spread", default=30.0, min=0.0, max=180.0),
-    "polar_min": FloatProperty(name="Polar Min", default=0.0, min=0.0, max=180.0),
-    "polar_max": FloatProperty(name="Polar Max", default=180.0, min=0.0, max=180.0),
-    "inplane_max": FloatProperty(
-        name="In-Plane", description="In-plane rotation uniform on ±this (0: none, as 3D-DST)", default=0.0, min=0.0, max=180.0
-    ),
-    "distance": FloatProperty(
-        name="Distance", description="Camera distance in normalized object sizes", default=2.0, min=0.1, soft_max=20.0
-    ),
-    "distance_jitter": BoolProperty(
-        name="Jitter Distance", description="3D-DST: truncated normal, sd 0.5 on [d − 0.5, d + 1.5]", default=False
-    ),
-    "seed": IntProperty(name="Seed", default=0, min=0),
-    "viewpoints": StringProperty(
-        name="Viewpoints",
-        description="Explicit views instead of sampling: 'azimuth polar in-plane distance' per view, separated by ';' (degrees)",
-        default="",
-    ),
-    "resolution": IntProperty(name="Resolution", description="Square render size (3D-DST: 512)", default=512, min=16, max=4096),
-    "samples": IntProperty(name="Samples", description="Cycles samples for the Canny path (3D-DST: 32)", default=32, min=1),
-    "denoise": BoolProperty(name="Denoise", default=True),
-    "edge_method": EnumProperty(name="Edges", items=EDGE_METHODS.items(), default=EDGE_METHODS.default),
-    "dataset_dir": StringProperty(
-        name="Dataset", description="Dataset folder; empty: a new one under the default output folder", subtype="DIR_PATH", default=""
-    ),
-    "shard": StringProperty(name="Shard", description="'I/N': render only this machine's share of the views (1-based I)", default=""),
-    "overwrite": BoolProperty(name="Overwrite", default=False),
-}
-
-
-DATASET = StringProperty(name="Dataset", description="A data set folder made by Render Edge Maps", subtype="DIR_PATH", default="")
-SHARD = StringProperty(name="Shard", description="'I/N': only this machine's share (1-based I)", default="")
-
-
-def dataset_path(path: str) -> str:
-    if not path:
-        raise UserError("Choose the data set folder (made by Render Edge Maps)")
-    return bpy.path.abspath(path)
+#: Options that say where and how much, not how the data set looks: left out of dataset.json's parameters.
+NOT_RECORDED = ("dataset_dir", "overwrite", "shard", "source", "collection", "object_names")
 
 
 def _file_stem(name: str) -> str:
@@ -115,14 +51,6 @@ def class_name(obj: bpy.types.Object) -> str:
 
 def tags(obj: bpy.types.Object) -> list[str]:
     return [t.strip() for t in str(obj.get(TAGS_KEY, "")).split(",") if t.strip()]
-
-
-def parse_viewpoints(text: str) -> list[vp.Viewpoint]:
-    items = [part.split() for part in text.replace(",", " ").split(";") if part.strip()]
-    try:
-        return vp.viewpoints_from_list([[float(x) for x in item] for item in items])
-    except (ValueError, BadInput) as exc:
-        raise UserError(f"Viewpoints: {exc} (expected 'azimuth polar in-plane distance; …')") from None
 
 
 class _CadModel:
@@ -270,32 +198,30 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
     bl_idname = "diffusion3d.render_edge_maps"
     bl_label = "Render Edge Maps"
     bl_options = {"REGISTER"}
+    job = "annotate_views"
     job_label = "Annotating views"
-    __annotations__ = dict(DST_OPTIONS)
+    __annotations__ = declared.properties(DSTAnnotateRequest)
 
     _render: ViewRender | None = None
     _scratch: Path | None = None
     _objects: list[DSTObject] = []
     _total = 0
     _out: Path | None = None
+    _models: list[_CadModel] = []
 
-    def stage(self, context: bpy.types.Context) -> ViewRender:
-        """Check the input, plan every view (sharded), prove the dataset folder is writable."""
-        chosen = self._chosen_objects(context)
-        if not self.viewpoints.strip() and self.views_per_object < 1:
-            raise UserError("Zero views per object: nothing to render")
-        shard_index, shard_count = 0, 1
-        if self.shard:
-            try:
-                shard_index, shard_count = parse_shard(self.shard)
-            except BadInput as exc:
-                raise UserError(str(exc)) from None
-        models = [_CadModel(context, obj) for obj in chosen]
-        self._objects = [DSTObject(obj.name, class_name(obj), tags(obj), sorted(model.keypoints)) for obj, model in zip(chosen, models)]
+    def read(self, context: bpy.types.Context, request: DSTAnnotateRequest) -> DSTAnnotateRequest:
+        """The CAD models (named, a collection's, or the selection) and the data set folder."""
+        chosen = self._chosen_objects(context, request)
+        self._models = [_CadModel(context, obj) for obj in chosen]
+        self._objects = [DSTObject(obj.name, class_name(obj), tags(obj), sorted(m.keypoints)) for obj, m in zip(chosen, self._models)]
+        return dataclasses.replace(request, dataset_dir=str(session.output_folder(request.dataset_dir, "dataset")))
+
+    def stage(self, context: bpy.types.Context, request: DSTAnnotateRequest) -> ViewRender:
+        """Plan every view (sharded), prove the dataset folder is writable."""
+        shard_index, shard_count = parse_shard(request.shard) if request.shard else (0, 1)
         planned: list[tuple[DSTView, int]] = []
-        for index, model in enumerate(models):
-            for k, view in enumerate(self._viewpoints(index)):
-                matrix = blender_camera_matrix(view)
+        for index, model in enumerate(self._models):
+            for k, view in enumerate(request.planned_viewpoints(index)):
                 planned.append(
                     (
                         DSTView(
@@ -307,7 +233,7 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
                             distance=view.distance,
                             lens_mm=LENS_MM,
                             sensor_mm=SENSOR_MM,
-                            camera_matrix=matrix.tolist(),
+                            camera_matrix=blender_camera_matrix(view).tolist(),
                             corners=model.corners.tolist(),
                             keypoints=model.keypoints,
                             index=len(planned),
@@ -318,53 +244,51 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         self._total = len(planned)
         queue = [planned[i] for i in shard_indices(self._total, shard_index, shard_count)]
         if not queue:
-            raise UserError(f"Shard {self.shard} has no views (only {self._total} in all)")
-        self._out = self._dataset_folder()
+            raise UserError(f"Shard {request.shard} has no views (only {self._total} in all)")
+        self._out = self._dataset_folder(Path(request.dataset_dir))
         self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-dst-"))
-        geometric_only = self.edge_method == "GEOMETRIC"
+        geometric_only = request.edge_method == "GEOMETRIC"
         self._render = ViewRender(
-            models, queue, self.resolution, 1 if geometric_only else self.samples, self.denoise and not geometric_only, self._scratch
+            self._models,
+            queue,
+            request.resolution,
+            1 if geometric_only else request.samples,
+            request.denoise and not geometric_only,
+            self._scratch,
         )
         return self._render
 
-    def _chosen_objects(self, context: bpy.types.Context) -> list[bpy.types.Object]:
-        if self.source == "COLLECTION":
-            collection = bpy.data.collections.get(self.collection)
+    @staticmethod
+    def _chosen_objects(context: bpy.types.Context, request: DSTAnnotateRequest) -> list[bpy.types.Object]:
+        scene = context.scene
+        names = [n.strip() for n in request.object_names.split(",") if n.strip()]
+        if request.source == "COLLECTION":
+            collection = bpy.data.collections.get(request.collection)
             if collection is None:
-                raise UserError(f"No collection named {self.collection!r}")
-            chosen = [o for o in collection.all_objects if o.type == "MESH"]
+                raise UserError(f"No collection named {request.collection!r}")
+            chosen = sorted((o for o in collection.all_objects if o.type == "MESH"), key=lambda o: o.name)
             if not chosen:
                 raise UserError(f"Collection {collection.name!r} holds no mesh objects")
-            return sorted(chosen, key=lambda o: o.name)
-        chosen = sorted(context.selected_objects or (), key=lambda o: o.name)
-        if not chosen:
-            raise UserError("Nothing selected: select the mesh objects to render (or choose a collection)")
+        elif names == [EVERY_VISIBLE_MESH]:
+            chosen = sorted((o for o in scene.objects if o.type == "MESH" and o.visible_get()), key=lambda o: o.name)
+            if not chosen:
+                raise UserError(f"Scene {scene.name!r} has no visible mesh objects")
+        elif names:
+            missing = [n for n in names if scene.objects.get(n) is None]
+            if missing:
+                raise UserError(f"No object named {', '.join(missing)} in scene {scene.name!r}")
+            chosen = sorted((scene.objects[n] for n in names), key=lambda o: o.name)
+        else:
+            chosen = sorted(context.selected_objects or (), key=lambda o: o.name)
+            if not chosen:
+                raise UserError("Nothing selected: select the mesh objects to render (or choose a collection)")
         others = [o.name for o in chosen if o.type != "MESH"]
         if others:
             raise UserError(f"Only mesh objects can be rendered as CAD models; not {', '.join(others)}")
         return chosen
 
-    def _viewpoints(self, index: int) -> list[vp.Viewpoint]:
-        if self.viewpoints.strip():
-            return parse_viewpoints(self.viewpoints)
-        polar = {"WIDE": vp.POLAR_WIDE, "HIGH": vp.POLAR_HIGH}.get(self.polar_preset) or vp.TruncatedNormal(
-            self.polar_mean, self.polar_sd, self.polar_min, self.polar_max
-        )
-        distribution = vp.ViewDistribution(
-            distance=vp.distance_jitter(self.distance) if self.distance_jitter else self.distance,
-            azimuth=vp.AZIMUTH_FULL if self.azimuth_range == "FULL" else vp.AZIMUTH_HALF,
-            polar=polar,
-            inplane=vp.Uniform(-self.inplane_max, self.inplane_max) if self.inplane_max > 0 else 0.0,
-        )
-        try:
-            return vp.sample_viewpoints(self.views_per_object, distribution, self.seed + index)
-        except (ValueError, BadInput) as exc:
-            raise UserError(f"Viewpoint sampling: {exc}") from None
-
-    def _dataset_folder(self) -> Path:
-        out = session.output_folder(self.dataset_dir, "dataset")
-        if (out / "annotations.json").exists() and not self.overwrite:
-            raise UserError(f"{out} already holds a data set; turn on Overwrite or choose another folder")
+    @staticmethod
+    def _dataset_folder(out: Path) -> Path:
         try:
             out.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=out):
@@ -373,28 +297,26 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {out}: {exc.strerror or exc}") from None
         return out
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
+    def prepare(self, context: bpy.types.Context, request: DSTAnnotateRequest) -> DSTAnnotateRequest:
         assert self._render is not None and self._out is not None
-        parameters = {name: getattr(self, name) for name in DST_OPTIONS if name not in ("dataset_dir", "overwrite", "shard")}
+        parameters = {name: value for name, value in declared.values(self, DSTAnnotateRequest).items() if name not in NOT_RECORDED}
         parameters.update(lens_mm=LENS_MM, sensor_mm=SENSOR_MM, light={"energy": LIGHT_ENERGY, "height": LIGHT_HEIGHT, "size": LIGHT_SIZE})
-        request = DSTAnnotateRequest(
+        return dataclasses.replace(
+            request,
             render_dir=str(self._render.scratch),
             dataset_dir=str(self._out),
             objects=self._objects,
             views=[view for view, _ in self._render.queue],
-            edge_method=self.edge_method,
             parameters=parameters,
             total_views=self._total,
-            shard=self.shard,
-            overwrite=self.overwrite,
         )
-        return "annotate_views", request
 
-    def finish(self, context: bpy.types.Context, result: DSTAnnotateResult) -> None:
+    def finish(self, context: bpy.types.Context, result: DSTAnnotateResult) -> dict[str, Any]:
         session.remove_scratch(self._scratch)
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Data set {result.dataset_dir}: {result.views} views, {result.annotations} annotations")
+        return {"paths": {"dataset": result.dataset_dir}, "views": result.views, "annotations": result.annotations}
 
     def discard(self, context: bpy.types.Context) -> None:
         session.remove_scratch(self._scratch)

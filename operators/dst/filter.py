@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ...engine.choices import KCF_BACKBONES
 from ...engine.dst.filter import KCFRequest, KCFResult
-from ...engine.jobs import request_defaults
-from ..machinery import session
+from ..machinery import declared
 from ..machinery.job import EngineJobOperator
-from .dataset import DATASET, SHARD, dataset_path
-
-DEFAULT = request_defaults(KCFRequest)
-FILTER_OPTIONS: dict[str, Any] = {
-    "dataset_dir": DATASET,
-    "fraction": FloatProperty(
-        name="Drop",
-        description="The worst fraction of generated images to move to rejected/",
-        default=DEFAULT["fraction"],
-        min=0.0,
-        max=1.0,
-        subtype="FACTOR",
-    ),
-    "folds": IntProperty(name="Folds", default=DEFAULT["folds"], min=2, max=100),
-    "seed": IntProperty(name="Seed", default=0, min=0),
-    "backbone": EnumProperty(name="Backbone", items=KCF_BACKBONES.items(), default=KCF_BACKBONES.default),
-    "epochs": IntProperty(name="Epochs", description="3D-DST: 150", default=DEFAULT["epochs"], min=1),
-    "image_size": IntProperty(name="Image Size", description="3D-DST: 256", default=DEFAULT["image_size"], min=8),
-    "shard": SHARD,
-}
 
 
 class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
@@ -40,37 +18,17 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
     bl_idname = "diffusion3d.filter_dataset"
     bl_label = "Filter Data Set"
     bl_options = {"REGISTER"}
+    job = "filter_dataset"
     job_label = "Filtering (K-fold consistency)"
-    __annotations__ = {
-        **FILTER_OPTIONS,
-        "scores_dir": StringProperty(
-            name="Scores Into",
-            description="With a shard: write its scores here instead of the data set's kcf/",
-            subtype="DIR_PATH",
-            options={"SKIP_SAVE"},
-        ),
-    }
+    __annotations__ = declared.properties(KCFRequest)
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        request = KCFRequest(
-            dataset_dir=dataset_path(self.dataset_dir),
-            fraction=self.fraction,
-            folds=self.folds,
-            seed=self.seed,
-            backbone=self.backbone,
-            epochs=self.epochs,
-            image_size=self.image_size,
-            access=session.model_access(session.preferences(context)),
-            shard=self.shard,
-            scores_dir=bpy.path.abspath(self.scores_dir) if self.scores_dir else "",
-        )
-        return "filter_dataset", request
-
-    def finish(self, context: bpy.types.Context, result: KCFResult) -> None:
+    def finish(self, context: bpy.types.Context, result: KCFResult) -> dict[str, Any]:
+        paths = {"dataset": result.dataset_dir}
         if not result.complete:
             self.report(
                 {"INFO"},
                 f"Shard {self.shard}: {result.scored} images scored into {result.scores_path}; run without a shard once all are done",
             )
-            return
+            return {"paths": {**paths, "scores": result.scores_path}, "scored": result.scored}
         self.report({"INFO"}, f"Scored {result.scored} images; moved {len(result.rejected)} to rejected/ (scores in {result.scores_path})")
+        return {"paths": paths, "rejected": sorted(Path(p).name for p in result.rejected)}

@@ -1,19 +1,25 @@
 """One life cycle for every operator that runs an engine job.
 
-An operator subclasses :class:`EngineJobOperator` and writes what is its own:
+An operator subclasses :class:`EngineJobOperator`, names its engine ``job``
+(whose request declares the operator's properties, ``engine/params.py``) and
+writes what is its own:
 
-- ``stage(context)`` (render-first operators only): check the input and return
-  the :class:`Stage` that does the Blender work before the engine (renders);
-- ``prepare(context)``: the engine request, read from Blender (and from what the
-  stage made); bad input raises :class:`UserError`;
-- ``finish(context, result)``: write the result into Blender, on the main thread;
+- ``read(context, request)``: what the request takes from Blender (the last
+  capture, a camera, the default output folder); bad input raises :class:`UserError`;
+- ``stage(context, request)`` (render-first operators only): the :class:`Stage`
+  that does the Blender work before the engine (renders);
+- ``prepare(context, request)``: the request completed with what the stage made;
+- ``finish(context, result)``: write the result into Blender, on the main thread,
+  and return what ``batch.py`` prints of it;
 - ``discard(context)``: undo what ``stage``/``prepare`` made outside the stage
   (output folders, loaded images) when the job fails or is cancelled.
 
 The base drives one phase sequence, the same from a script and from the UI:
-check the add-on is free → stage (start, steps, done; its ``undo`` always) →
-prepare → engine job → finish, or on any failure: undo the stage, discard,
-report one line. From a script (``EXEC_DEFAULT``) or in background mode it
+check the add-on is free → build the request from the properties, read, and
+validate it (the engine's one check: a refusal names the value and what is
+allowed; warnings are reported) → stage (start, steps, done; its ``undo``
+always) → prepare → engine job → finish, or on any failure: undo the stage,
+discard, report one line. From a script (``EXEC_DEFAULT``) or in background mode it
 blocks; invoked from the UI it runs modal: one stage step or engine poll per
 timer event, a render step as Blender's own render job (its progress and Esc),
 Esc or the panel's Cancel between steps.
@@ -24,18 +30,20 @@ What is in flight, for the panel, Cancel and the busy check, is one
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import bpy
 
+from ...engine import jobs, params
 from ...engine.client import JobHandle
 from ...engine.errors import EngineError, JobCancelled
-from . import live_preview, session
+from . import declared, live_preview, session
 from .render_setup import render_state, watch_render
 
 
@@ -52,6 +60,9 @@ class JobState:
     in_blender_stage: bool = False
     fraction: float = 0.0  # of the Blender stage; an engine job reports its own
     cancel_requested: bool = False  # asks a Blender stage to stop at its next step (an engine job has its own token)
+    naming: params.Naming = params.label_name  # how refusals name a parameter (batch.py: its options)
+    warnings: list[str] = field(default_factory=list)  # the last request's unusual values
+    summary: dict[str, Any] = field(default_factory=dict)  # what the last operator made, for batch.py's JSON line
 
     def running(self) -> JobHandle | None:
         handle = self.handle
@@ -126,6 +137,43 @@ class Stage:
         raise NotImplementedError
 
 
+def checked_request(operator: Any, context: bpy.types.Context, cls: type, read: Any = None) -> Any:
+    """The request ``cls`` from an operator's properties, completed from Blender by ``read`` and validated.
+
+    Its warnings are reported and kept in :data:`current`; a refusal raises :class:`UserError` with the engine's one line.
+    """
+    request = declared.request(operator, cls)
+    if any(f.name == "access" for f in dataclasses.fields(request)):
+        request = dataclasses.replace(request, access=session.model_access(session.preferences(context)))
+    if read is not None:
+        request = read(context, request)
+    try:
+        current.warnings = params.validate(request, current.naming)
+    except EngineError as exc:
+        raise UserError(str(exc)) from None
+    for warning in current.warnings:
+        operator.report({"WARNING"}, warning)
+    return request
+
+
+class DeclaredOperator:
+    """Mixin for operators that work in Blender alone (no engine job): ``request`` declares their properties, ``run`` does the work."""
+
+    request: ClassVar[type]
+
+    def run(self, context: bpy.types.Context, request: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        current.summary = {}
+        try:
+            current.summary = self.run(context, checked_request(self, context, self.request))
+        except UserError as exc:
+            self.report({"ERROR"}, str(exc))  # type: ignore[attr-defined]  # a mixin of Operator
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 def _tag_redraw(context: bpy.types.Context) -> None:
     screen = getattr(context, "screen", None)
     for area in screen.areas if screen is not None else ():
@@ -140,7 +188,9 @@ class EngineJobOperator:
     # module that imports bpy (``Optional[Stage]``) would stay in typing's cache, keep bpy alive through
     # interpreter teardown and hang bpy 4.5's exit (tests/blender/test_register.py catches it): write
     # ``X | None`` and keep such annotations plain.
+    job: ClassVar[str]  # the engine job (engine/jobs.py); its request declares the operator's properties
     job_label: ClassVar[str] = "Working"
+    _request: Any = None
     _handle: JobHandle | None = None
     _stage: Stage | None = None
     _timer: Any = None
@@ -150,15 +200,25 @@ class EngineJobOperator:
     _next_step = 0
     _rendering = False  # a stage step's render job is running
 
+    @classmethod
+    def request_type(cls) -> type:
+        return jobs.job(cls.job).request
+
     # What subclasses write ---------------------------------------------------
-    def stage(self, context: bpy.types.Context) -> Stage | None:
-        """Render-first operators: check the input and return the Blender stage (not started yet)."""
+    def read(self, context: bpy.types.Context, request: Any) -> Any:
+        """What the request takes from Blender, before it is validated."""
+        return request
+
+    def stage(self, context: bpy.types.Context, request: Any) -> Stage | None:
+        """Render-first operators: the Blender stage (not started yet)."""
         return None
 
-    def prepare(self, context: bpy.types.Context) -> tuple[str, Any]:
-        raise NotImplementedError
+    def prepare(self, context: bpy.types.Context, request: Any) -> Any:
+        """The request completed with what the stage made."""
+        return request
 
-    def finish(self, context: bpy.types.Context, result: Any) -> None:
+    def finish(self, context: bpy.types.Context, result: Any) -> dict[str, Any] | None:
+        """Write the result into Blender; return what ``batch.py`` prints of it."""
         raise NotImplementedError
 
     def discard(self, context: bpy.types.Context) -> None:
@@ -169,7 +229,7 @@ class EngineJobOperator:
         if self._refuse_if_busy():
             return {"CANCELLED"}
         try:
-            stage = self._stage = self.stage(context)
+            stage = self._stage = self.stage(context, self._checked(context))
             if stage is not None:
                 self._run_stage(context, stage)
             self._submit(context)
@@ -215,7 +275,7 @@ class EngineJobOperator:
         if self._refuse_if_busy():
             return {"CANCELLED"}
         try:
-            stage = self._stage = self.stage(context)
+            stage = self._stage = self.stage(context, self._checked(context))
             if stage is None:
                 self._submit(context)
                 self._on_event = self._follow_engine
@@ -332,9 +392,14 @@ class EngineJobOperator:
             self.report({"ERROR"}, f"Diffusion 3D is busy ({label}); cancel it or wait")
         return bool(label)
 
+    def _checked(self, context: bpy.types.Context) -> Any:
+        current.summary = {}
+        self._request = checked_request(self, context, self.request_type(), self.read)
+        return self._request
+
     def _submit(self, context: bpy.types.Context) -> None:
-        name, request = self.prepare(context)
-        self._handle = session.client(context).submit(name, request)
+        request = self.prepare(context, self._request)
+        self._handle = session.client(context).submit(self.job, request)
         current.start_engine(self._handle, self.job_label)
 
     def _conclude(self, context: bpy.types.Context) -> set[str]:
@@ -342,7 +407,7 @@ class EngineJobOperator:
         assert handle is not None
         self._forget_job()
         try:
-            self.finish(context, handle.outcome())
+            current.summary = self.finish(context, handle.outcome()) or {}
         except Exception as exc:
             return self._fail(context, exc)
         return {"FINISHED"}

@@ -11,15 +11,18 @@ from .job import UserError
 RENDERABLE = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD", "GPENCIL", "GREASEPENCIL"}
 
 
-def chosen_objects(context: bpy.types.Context, name: str) -> list[bpy.types.Object]:
-    """The named object or collection's objects, else the selected ones: those that render."""
-    if name:
-        if name in bpy.data.objects:
-            candidates = [bpy.data.objects[name]]
-        elif name in bpy.data.collections:
-            candidates = list(bpy.data.collections[name].all_objects)
-        else:
-            raise UserError(f"No object or collection named {name!r}")
+def chosen_objects(context: bpy.types.Context, names: str) -> list[bpy.types.Object]:
+    """The named objects and collections' objects (comma-separated), else the selected ones: those that render."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    missing = [n for n in wanted if n not in bpy.data.objects and n not in bpy.data.collections]
+    if missing:
+        raise UserError(f"No object or collection named {', '.join(repr(n) for n in missing)}")
+    if wanted:
+        candidates = list(
+            dict.fromkeys(
+                obj for n in wanted for obj in ([bpy.data.objects[n]] if n in bpy.data.objects else bpy.data.collections[n].all_objects)
+            )
+        )
     else:
         candidates = list(context.selected_objects or ())
         if not candidates:

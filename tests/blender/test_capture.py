@@ -176,8 +176,8 @@ def test_existing_outputs_are_kept(room, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"width": 63}, "even number"),
-        ({"width": 8}, "even number"),
+        ({"width": 63}, "Width 63: must be even, 16–16384"),
+        ({"width": 8}, "Width 8: must be even, 16–16384"),
         ({"samples": 0}, "Samples"),
         ({"origin": "CAMERA"}, "no active camera"),
     ],

@@ -104,7 +104,9 @@ def test_annotate_views_reads_blender_files(rendered, tmp_path):
         DSTView(name, 0, VIEW.azimuth, VIEW.polar, VIEW.inplane, VIEW.distance, 35.0, 32.0, matrices[codec], box_corners(LO, HI), {}, i)
         for i, (name, codec) in enumerate((f"view_{codec.lower()}", codec) for codec in CODECS)
     ]
-    request = DSTAnnotateRequest(str(folder), str(tmp_path / "data"), [DSTObject("box", "box")], views, edge_method="BOTH")
+    request = DSTAnnotateRequest(
+        render_dir=str(folder), dataset_dir=str(tmp_path / "data"), objects=[DSTObject("box", "box")], views=views, edge_method="BOTH"
+    )
     result = annotate_views(request, Reporter(lambda _p: None, CancelToken()))
     assert result.annotations == len(CODECS) and not result.warnings
     doc = json.loads((tmp_path / "data" / "annotations.json").read_text())

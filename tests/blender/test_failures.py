@@ -176,7 +176,10 @@ def one_image(tmp_path, request):
         poses = [p.tolist() for p in engine.viewneti.posed.training_poses("ORBIT", 2, 15.0, 2.0, 0, (0.0, 0.0, 0.0))]
         k = [[100.0, 0.0, 64.0], [0.0, 100.0, 32.0], [0.0, 0.0, 1.0]]
         client.run(
-            "write_posed_set", engine.viewneti.posed.PosedSetRequest(str(tmp_path / name), [str(tmp_path / f"{name}.png")] * 2, poses, k)
+            "write_posed_set",
+            engine.viewneti.posed.PosedSetRequest(
+                out_dir=str(tmp_path / name), images=[str(tmp_path / f"{name}.png")] * 2, cameras=poses, k=k
+            ),
         )
         sets.append(str(tmp_path / name))
     train = engine.viewneti.train.TrainRequest(sets, str(models / "sd2"), str(tmp_path / "pre"), mode="PRETRAIN", steps=1, batch=1)

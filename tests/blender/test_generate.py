@@ -78,11 +78,14 @@ def test_img2img_from_the_last_capture(model_prefs, tmp_path):
 def test_bad_requests_leave_nothing_behind(model_prefs, tmp_path):
     before = snapshot()
     cases = [
-        (dict(width=60), "multiples of 8"),
+        (dict(width=60), "Width 60: must be 0, or 8–8192, a multiple of 8"),
         (dict(prompt=""), "needs a prompt"),
         (dict(model="nothing-here"), "not found"),
         (dict(init="LAST_CAPTURE"), "no last capture"),
-        (dict(init="FILES", init_rgb_path=str(tmp_path / "missing.png"), init_depth_path=str(tmp_path / "d.png")), "not found"),
+        (
+            dict(init="FILES", init_rgb_path=str(tmp_path / "missing.png"), init_depth_path=str(tmp_path / "d.png")),
+            "Init RGB .*missing.png': no such file",
+        ),
     ]
     for kw, words in cases:
         with pytest.raises(RuntimeError, match=words):

@@ -120,8 +120,8 @@ def test_text_alone_makes_views_with_mvdream(model_prefs, tmp_path):
     [
         (dict(source="OBJECT"), "Select the object"),
         (dict(source="OBJECT", object_name="Empty"), "nothing to render"),
-        (dict(source="FILE", image_path=""), "Choose an image file"),
-        (dict(source="FILE", image_path="/no/such/image.png"), "Cannot read"),
+        (dict(source="FILE", image_path=""), "Image File '': choose an image file of the object"),
+        (dict(source="FILE", image_path="/no/such/image.png"), "Image File '/no/such/image.png': no such file"),
         (dict(source="IMAGE", image_name="missing"), "No image named"),
         (dict(source="TEXT", model="imagedream", prompt="a toy"), "needs an object image"),
         (dict(source="FILE", image_path="TOY", model="mvdream", prompt="a toy"), "text-only MVDream model"),

@@ -12,6 +12,7 @@ from blender_helpers import animated_rig, decode, emissive_box, render_settings,
 from mathutils import Matrix
 
 import batch
+from engine.world.stereo_video import VideoRequest
 from engine.world import spatial_media
 
 pytestmark = pytest.mark.timeout(180)
@@ -129,15 +130,12 @@ def test_vr180_refuses_a_move_that_leaves_the_front_hemisphere(tmp_path, move, w
     ) == {"FINISHED"}
 
 
-def test_choosing_vr180_in_the_panel_makes_its_layout_side_by_side(addon):
+def test_the_layout_follows_the_projection_unless_one_is_chosen(addon):
     st = bpy.context.scene.diffusion3d.stereo
-    assert (st.projection, st.stereo_layout) == ("RIG", "TOP_BOTTOM")
-    st.projection = "VR180"
-    assert st.stereo_layout == "SIDE_BY_SIDE"
-    st.projection = "RIG"
-    assert st.stereo_layout == "TOP_BOTTOM"
-    st.stereo_layout, st.projection = "MONO", "VR180"
-    assert st.stereo_layout == "MONO", "a chosen mono stays"
+    assert (st.projection, st.stereo_layout) == ("RIG", "AUTO")
+    assert VideoRequest(projection="RIG").layout == "TOP_BOTTOM"
+    assert VideoRequest(projection="VR180").layout == "SIDE_BY_SIDE"
+    assert VideoRequest(projection="VR180", stereo_layout="MONO").layout == "MONO", "a chosen mono stays"
 
 
 def test_batch_stereo_video_projection_vr180(tmp_path, capsys):

@@ -185,14 +185,14 @@ def test_all_zero_depth(tmp_path):
     "make, words",
     [
         (lambda t: dict(rgb_path=str(t / "missing.png"), depth_path=str(t / "depth.exr")), "not found"),
-        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "missing.exr")), "not found"),
+        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "missing.exr")), "Depth .*missing.exr': no such file"),
         (lambda t: dict(rgb_path=garbage(t / "bad.png"), depth_path=str(t / "depth.exr")), "Could not read"),
         (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=garbage(t / "bad.exr")), "Could not read"),
         (lambda t: dict(rgb_image="No Such Image", depth_path=str(t / "depth.exr")), "No image named"),
         (lambda t: dict(rgb_path="", depth_path=""), "Choose the RGB"),
-        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), grid_step=0), "Grid step"),
-        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), grid_step=100000), "Grid step"),
-        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), discontinuity=-1), "≥ 0"),
+        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), grid_step=0), "Grid Step 0: must be 1–64"),
+        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), grid_step=100000), "Grid Step 100000: must be 1–64"),
+        (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), discontinuity=-1), "Cut Jumps -1: must be 0–"),
         (lambda t: dict(rgb_path=str(t / "rgb.png"), depth_path=str(t / "depth.exr"), depth_mode="RELATIVE"), "METRIC"),
     ],
 )
@@ -208,8 +208,8 @@ def test_bad_files_and_settings(tmp_path, make, words):
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        (dict(relative_mapping="OFFSET", strength=3.0), "strength"),
-        (dict(relative_mapping="INVERSE", near=5.0, far=1.0), "near < far"),
+        (dict(relative_mapping="OFFSET", strength=3.0), "Strength 3: must be ≥ 0 and < 2"),
+        (dict(relative_mapping="INVERSE", near=5.0, far=1.0), "Far 1: must be farther than Near \\(5\\)"),
     ],
 )
 def test_bad_relative_settings(tmp_path, kwargs, words):

@@ -36,7 +36,9 @@ def test_writes_the_four_files_with_consistent_depth(tmp_path):
     d[0, :5] = 1e10  # rays that hit nothing (Cycles' background)
     exr, png = fake_render(tmp_path, d)
     out = tmp_path / "out"
-    result, events = run(CaptureRequest(str(exr), str(png), str(out), origin=(1.0, 2.0, 3.0), scene_name="Room", samples=8))
+    result, events = run(
+        CaptureRequest(render_exr=str(exr), rgb_png=str(png), out_dir=str(out), position=(1.0, 2.0, 3.0), scene_name="Room", samples=8)
+    )
     assert sorted(p.name for p in out.iterdir()) == ["depth.exr", "depth16.png", "meta.json", "rgb.png"]
     assert [e.done for e in events] == [1, 2, 3, 4] and events[-1].total == 4
     hits = d < 1e9
@@ -61,17 +63,17 @@ def test_existing_outputs_are_kept_unless_overwrite(tmp_path):
     out.mkdir()
     (out / "meta.json").write_text("mine")
     with pytest.raises(BadInput, match="already holds meta.json"):
-        run(CaptureRequest(str(exr), str(png), str(out)))
+        run(CaptureRequest(render_exr=str(exr), rgb_png=str(png), out_dir=str(out)))
     assert (out / "meta.json").read_text() == "mine"
     assert sorted(p.name for p in out.iterdir()) == ["meta.json"]
-    run(CaptureRequest(str(exr), str(png), str(out), overwrite=True))
+    run(CaptureRequest(render_exr=str(exr), rgb_png=str(png), out_dir=str(out), overwrite=True))
     assert json.loads((out / "meta.json").read_text())["width"] == 64
 
 
 def test_nothing_visible_is_a_clear_error(tmp_path):
     exr, png = fake_render(tmp_path, np.full((8, 16), 1e10, np.float32))
     with pytest.raises(BadInput, match="Nothing visible"):
-        run(CaptureRequest(str(exr), str(png), str(tmp_path / "out")))
+        run(CaptureRequest(render_exr=str(exr), rgb_png=str(png), out_dir=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -79,7 +81,7 @@ def test_missing_depth_pass_is_named(tmp_path):
     exr, png = fake_render(tmp_path, room_depth(4, 8))
     write_exr(exr, {"ViewLayer.Combined.R": np.zeros((4, 8), np.float32)})
     with pytest.raises(BadInput, match="no Depth pass"):
-        run(CaptureRequest(str(exr), str(png), str(tmp_path / "out")))
+        run(CaptureRequest(render_exr=str(exr), rgb_png=str(png), out_dir=str(tmp_path / "out")))
 
 
 def test_cancel_between_steps_writes_nothing(tmp_path):
@@ -91,5 +93,7 @@ def test_cancel_between_steps_writes_nothing(tmp_path):
             token.cancel()
 
     with pytest.raises(JobCancelled):
-        encode_capture(CaptureRequest(str(exr), str(png), str(tmp_path / "out")), Reporter(cancel_on_second, token))
+        encode_capture(
+            CaptureRequest(render_exr=str(exr), rgb_png=str(png), out_dir=str(tmp_path / "out")), Reporter(cancel_on_second, token)
+        )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

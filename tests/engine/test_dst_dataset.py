@@ -81,7 +81,7 @@ class Events:
 
 def request(render_dir, dataset_dir, views, **kw):
     kw.setdefault("parameters", {"seed": 3, "sampler": ViewDistribution(distance=2.2, polar=POLAR_HIGH).as_dict()})
-    return DSTAnnotateRequest(str(render_dir), str(dataset_dir), list(OBJECTS), views, **kw)
+    return DSTAnnotateRequest(render_dir=str(render_dir), dataset_dir=str(dataset_dir), objects=list(OBJECTS), views=views, **kw)
 
 
 @pytest.fixture(scope="module")

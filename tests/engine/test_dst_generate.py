@@ -22,6 +22,7 @@ from engine.dst.filter import KCFRequest, filter_dataset, join_scores  # noqa: E
 from engine.dst.generate import GENERATED_ID, EdgeGenerationRequest, generate_from_edges, join_generated  # noqa: E402
 from engine.dst.merge import merge_datasets  # noqa: E402
 from engine.errors import BadInput  # noqa: E402
+from engine.jobs import run_job  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -124,8 +125,8 @@ def test_bad_generation_input(world):
         generate_from_edges(EdgeGenerationRequest(str(data), base_model=str(sd), controlnet=str(xl_net), access=CPU), quiet())
     with pytest.raises(BadInput, match="not a 3D-DST data set"):
         generate_from_edges(gen(world, root / "renders"), quiet())
-    with pytest.raises(BadInput, match="Images per view"):
-        generate_from_edges(gen(world, data, images_per_view=0), quiet())
+    with pytest.raises(BadInput, match="Images per View 0: must be 1–999"):
+        run_job("generate_from_edges", gen(world, data, images_per_view=0), lambda p: None, CancelToken())
     assert not (data / "generated").exists()
 
 

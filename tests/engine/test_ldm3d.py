@@ -19,6 +19,7 @@ pytest.importorskip("diffusers")
 
 from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
 
+from engine.choices import SCHEDULERS  # noqa: E402
 from engine.client import make_client  # noqa: E402
 from engine.diffusion import core, loading, sources  # noqa: E402
 from engine.diffusion.sources import ModelAccess  # noqa: E402
@@ -171,7 +172,7 @@ def test_img2img_strength_zero_is_a_vae_round_trip_and_one_ignores_the_input(mod
     assert halfway.unet_calls == 2
 
 
-@pytest.mark.parametrize("scheduler", sorted(core.SCHEDULERS))
+@pytest.mark.parametrize("scheduler", SCHEDULERS.ids)
 def test_every_scheduler_runs_and_repeats(models, scheduler):
     model = load(models[4])
     a = ldm3d.generate(model, settings(scheduler=scheduler, steps=4, seeds=[5, 6]), quiet())
@@ -255,18 +256,18 @@ def test_existing_outputs_are_kept(models, tmp_path):
 @pytest.mark.parametrize(
     "kw, words",
     [
-        (dict(width=60), "multiples of 8"),
+        (dict(width=60), "Width 60: must be 0, or 8–8192, a multiple of 8"),
         (dict(width=8192, height=4096, count=16), "needs about"),
-        (dict(width=16384, height=8192), "larger than"),
+        (dict(width=16384, height=8192), "Width 16384: must be"),
         (dict(width=64, height=64), "2:1"),
         (dict(prompt="  "), "needs a prompt"),
-        (dict(steps=0), "Steps must be at least 1"),
+        (dict(steps=0), "Steps 0: must be 1–1000"),
         (dict(strength=1.5, init_rgb=np.zeros((32, 64, 3), np.uint8), init_depth=np.zeros((32, 64), np.float32)), "Strength"),
         (dict(init_rgb=np.zeros((32, 64, 3), np.uint8), init_depth=np.zeros((16, 64), np.float32)), "same size"),
         (dict(init_rgb=np.zeros((32, 32, 3), np.uint8), init_depth=np.zeros((32, 32), np.float32), width=0, height=0), "2:1"),
         (dict(init_rgb=np.zeros((64, 128, 3), np.uint8), init_depth=np.zeros((64, 128), np.float32)), "must match"),
         (dict(init_rgb=np.zeros((32, 64, 3), np.uint8), init_depth=np.full((32, 64), 3.0, np.float32)), "METRIC"),
-        (dict(scheduler="PNDM"), "Unknown scheduler"),
+        (dict(scheduler="PNDM"), "Sampler 'PNDM': choose from DDIM"),
         (dict(count=0), "Count"),
         (dict(model="no/such-model"), "not in the Hugging Face cache"),
         (dict(model="/no/such/folder"), "not found"),
@@ -358,10 +359,8 @@ def test_downloads_only_when_allowed_and_report_progress(models, tmp_path, monke
 
     calls = []
 
-    def fake_snapshot_download(repo_id, *, local_files_only, tqdm_class=None, **kwargs):
-        calls.append(dict(repo_id=repo_id, local_files_only=local_files_only, **kwargs))
-        if local_files_only:
-            raise FileNotFoundError("not cached")
+    def fake_snapshot_download(repo_id, *, tqdm_class=None, **kwargs):
+        calls.append(dict(repo_id=repo_id, **kwargs))
         bar = tqdm_class(total=3, disable=True)
         for _ in range(3):
             bar.update(1)
@@ -373,8 +372,8 @@ def test_downloads_only_when_allowed_and_report_progress(models, tmp_path, monke
         run(request(models, tmp_path / "a", model="Intel/ldm3d-pano"))
     events: list = []
     run(request(models, tmp_path / "b", model="Intel/ldm3d-pano", access=ModelAccess(allow_download=True)), events=events)
-    assert [c["local_files_only"] for c in calls] == [True, False]
-    assert "*.bin" in calls[1]["ignore_patterns"]  # pickles are not even fetched unless allowed
+    assert [c["repo_id"] for c in calls] == ["Intel/ldm3d-pano"]  # without downloads the hub is not even asked
+    assert "*.bin" in calls[0]["ignore_patterns"]  # pickles are not even fetched unless allowed
     assert any(e.message == "Downloading model files: 3 of 3" for e in events)
 
 

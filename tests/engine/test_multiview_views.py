@@ -25,6 +25,7 @@ from engine.jobs import run_job  # noqa: E402
 from engine.multiview import pipeline as multiview  # noqa: E402
 from engine.multiview.job import ViewsRequest  # noqa: E402
 from engine.multiview.model import IMAGEDREAM, MVDREAM, inspect_multiview, load_multiview  # noqa: E402
+from engine.params import validate  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -189,11 +190,11 @@ def test_the_job_writes_views_input_cameras_and_meta_and_refuses_to_overwrite(mo
     [
         (dict(image=np.zeros((32, 32, 4), np.float32)), "at least 64 pixels"),
         (dict(image=np.zeros((96, 96, 4), np.float32)), "transparent"),
-        (dict(count=0), "Count must be"),
-        (dict(size=100), "multiple of 64"),
+        (dict(count=0), "Count 0: must be 1–16"),
+        (dict(size=100), "Size 100: must be 64–1024, a multiple of 64"),
         (dict(model="MVDREAM"), "text-only MVDream model: it cannot use the image"),
         (dict(image=None, prompt="a toy"), "ImageDream model: it needs an object image"),
-        (dict(image_path="/nonexistent/thing.png", image=None), "Cannot read"),
+        (dict(image_path="/nonexistent/thing.png", image=None), "Image File '/nonexistent/thing.png': no such file"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_and_writes_nothing(models, tmp_path, change, message):
@@ -212,14 +213,16 @@ def test_bad_input_is_refused_in_one_line_and_writes_nothing(models, tmp_path, c
 def test_an_output_folder_inside_a_file_is_refused_before_any_model_work(models, tmp_path):
     (tmp_path / "file").write_text("")
     request = ViewsRequest(out_dir=str(tmp_path / "file" / "out"), model=str(models[MVDREAM]), prompt="a toy", size=SIZE, steps=1)
-    with pytest.raises(BadInput, match="not a writable folder"):
+    with pytest.raises(BadInput, match="cannot be made: .* is a file"):
         run(request)
 
 
 def test_an_elevation_outside_the_trained_range_runs_with_a_warning(models, tmp_path):
     request = ViewsRequest(out_dir=str(tmp_path / "out"), model=str(models[MVDREAM]), prompt="a toy", size=SIZE, steps=1, elevation=45)
-    result = run(request)
-    assert result.warnings and "outside the 0–30°" in result.warnings[0]
+    assert validate(request) == ["Elevation 45: outside the usual 0–30 (the models were trained on 0–30°); running anyway"]
+    notes: list[str] = []
+    run_job("generate_views", request, lambda p: notes.append(p.message), CancelToken())
+    assert "Elevation 45: outside the usual 0–30 (the models were trained on 0–30°); running anyway" in notes
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["elevation"] == 45 and meta["kind"] == MVDREAM
 

@@ -19,7 +19,7 @@ from engine.world.stereo_video import VideoRequest, eye_size, finish_video, fram
 
 
 @pytest.mark.parametrize("move", camera_moves.MOVES)
-@pytest.mark.parametrize("easing", camera_moves.EASINGS)
+@pytest.mark.parametrize("easing", camera_moves.EASINGS.ids)
 def test_every_move_is_bounded_and_closes_its_loop(move, easing):
     path = camera_moves.camera_path(move, 49, 0.3, heading=0.7, easing=easing, loop=True)
     assert path.frames == 49 and path.offsets.shape == (49, 3)
@@ -193,12 +193,12 @@ def test_finish_video_job(tmp_path):
     data, _ = tiny_mp4(False)
     (tmp_path / "enc.mp4").write_bytes(data)
     report = Reporter(lambda p: None, CancelToken())
-    result = finish_video(VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v" / "out.mp4")), report)
+    result = finish_video(VideoRequest(encoded=str(tmp_path / "enc.mp4"), out_path=str(tmp_path / "v" / "out.mp4")), report)
     assert (result.frames, result.width, result.height, result.stereo) == (3, 64, 128, "top-bottom")
     with pytest.raises(BadInput, match="exists"):
-        finish_video(VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v" / "out.mp4")), report)
+        finish_video(VideoRequest(encoded=str(tmp_path / "enc.mp4"), out_path=str(tmp_path / "v" / "out.mp4")), report)
     with pytest.raises(BadInput, match="No frames"):
-        finish_video(VideoRequest("", str(tmp_path)), report)
+        finish_video(VideoRequest(out_path=str(tmp_path)), report)
 
 
 # --- rig and frame sizes -----------------------------------------------------------
@@ -320,14 +320,21 @@ def test_finish_video_tags_a_vr180_mp4_and_places_a_still(tmp_path):
     data, _ = tiny_mp4(False, width=128, height=64)
     (tmp_path / "enc.mp4").write_bytes(data)
     report = Reporter(lambda p: None, CancelToken())
-    request = VideoRequest(str(tmp_path / "enc.mp4"), str(tmp_path / "v_180_sbs.mp4"), spatial_media.LEFT_RIGHT, projection="VR180")
+    request = VideoRequest(
+        encoded=str(tmp_path / "enc.mp4"), out_path=str(tmp_path / "v_180_sbs.mp4"), stereo=spatial_media.LEFT_RIGHT, projection="VR180"
+    )
     result = finish_video(request, report)
     assert (result.stereo, result.projection, result.bounds) == ("left-right", "equirectangular", (0, 0, QUARTER, QUARTER))
     image = tmp_path / "scratch" / "frame_0001.png"
     image.parent.mkdir()
     image.write_bytes(b"png bytes")
     still = VideoRequest(
-        "", str(tmp_path / "s_180_sbs.png"), spatial_media.LEFT_RIGHT, projection="VR180", image=str(image), width=128, height=64
+        out_path=str(tmp_path / "s_180_sbs.png"),
+        stereo=spatial_media.LEFT_RIGHT,
+        projection="VR180",
+        image=str(image),
+        width=128,
+        height=64,
     )
     result = finish_video(still, report)
     assert (result.path, result.frames, result.width, result.height, result.bounds[2]) == (still.out_path, 1, 128, 64, QUARTER)
@@ -340,7 +347,7 @@ def test_finish_video_tags_a_vr180_mp4_and_places_a_still(tmp_path):
 def test_a_vr180_sequence_describes_its_half_sphere(tmp_path):
     (tmp_path / "frame_0001.png").write_bytes(b"1")
     report = Reporter(lambda p: None, CancelToken())
-    finish_video(VideoRequest("", str(tmp_path), spatial_media.LEFT_RIGHT, projection="VR180", width=128, height=64), report)
+    finish_video(VideoRequest(out_path=str(tmp_path), stereo=spatial_media.LEFT_RIGHT, projection="VR180", width=128, height=64), report)
     described = json.loads((tmp_path / "stereo.json").read_text())
     assert (described["projection"], described["bounds"], described["stereo"]) == (
         "equirectangular",

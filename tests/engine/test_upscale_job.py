@@ -86,9 +86,9 @@ def test_an_8_bit_depth_is_converted_with_a_warning_and_distances_as_for_img2img
         (dict(scale=1.5, size=(100, 50)), "must be multiples of 8"),
         (dict(other_size_depth=True), "The depth is 48×24 but the RGB is 96×48"),
         (dict(size=(96, 64)), "is 2:1"),
-        (dict(noise_level=400), "between 0 and 350"),
+        (dict(noise_level=400), "Noise Level 400: must be 0–350"),
         (dict(generator=True), "upscaler's UNet reads 8 channels"),
-        (dict(window=60), "multiples of 8 from 64"),
+        (dict(window=60), "Window 60: must be 64–8192, a multiple of 8"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_anything_is_written(upscaler, tmp_path, change, message):
@@ -151,6 +151,6 @@ def test_a_generated_panorama_chains_into_the_upscaler_and_keeps_its_base(upscal
     plain = run_job("generate_rgbd", RGBDRequest(out_dir=str(tmp_path / "plain"), **options), lambda p: None, CancelToken())
     base = Path(result.paths[0]["meta.json"]).parent / "base" / "rgb.png"
     assert base.read_bytes() == Path(plain.paths[0]["rgb.png"]).read_bytes(), "the base is the panorama generated without upscaling"
-    with pytest.raises(BadInput, match="Upscale by 2 or 4"):
+    with pytest.raises(BadInput, match="Upscale 3: must be 1, 2 or 4"):
         run_job("generate_rgbd", RGBDRequest(out_dir=str(tmp_path / "x"), upscale=3, **options), lambda p: None, CancelToken())
     assert not (tmp_path / "x").exists()

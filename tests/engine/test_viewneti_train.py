@@ -124,7 +124,7 @@ def test_a_cancelled_training_keeps_its_last_checkpoint_and_says_which_step(base
         (dict(views=1), "at least 2 views"),
         (dict(model_kind="epsilon"), "ViewNeTI's base is SD 2.x with v-prediction"),
         (dict(parameterisation="DTU12"), "no DTU12 camera numbers"),
-        (dict(width=100), "multiples of 64"),
+        (dict(width=100), "Width 100: must be 64–1024, a multiple of 64"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(base, tmp_path, change, message):
@@ -154,7 +154,7 @@ def render_request(base, ckpt, out, cameras, **kw):
 
     options = dict(width=128, height=64, steps=2, seed=4)
     views = Views([c.tolist() for c in cameras], **{**options, **kw})
-    return RenderViewRequest(str(ckpt), str(base), str(out), views, access=ModelAccess(device="CPU"))
+    return RenderViewRequest(checkpoint=str(ckpt), model=str(base), out_dir=str(out), views=views, access=ModelAccess(device="CPU"))
 
 
 def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_outside_its_range(base, tmp_path):
@@ -263,9 +263,9 @@ def test_single_view_training_keeps_the_pre_trained_view_mapper_frozen_and_fits_
         (dict(mode="SINGLE_VIEW"), "needs a pre-trained view mapper"),
         (dict(mode="PRETRAIN"), "at least 2 posed sets"),
         (dict(view_mapper="somewhere"), "single-view training only"),
-        (dict(two_sets=True), "One Scene training reads one posed set, got 2"),
-        (dict(mode="TWO_SCENES"), "Unknown training mode"),
-        (dict(augmentation="HEAVY"), "Unknown augmentation"),
+        (dict(two_sets=True), "One Scene training reads one posed set"),
+        (dict(mode="TWO_SCENES"), "Mode 'TWO_SCENES': choose from SCENE, PRETRAIN, SINGLE_VIEW"),
+        (dict(augmentation="HEAVY"), "Augmentation 'HEAVY': choose from AUTO"),
     ],
 )
 def test_a_mode_given_the_wrong_inputs_is_refused_in_one_line(base, tmp_path, change, message):
@@ -288,7 +288,7 @@ def image_views_request(base, pre, image, out, **kw):
 
     views = Views(orbits=[[30, 15, 2.0], [200, 15, 2.0]], width=128, height=64, steps=2, seed=1)
     options = dict(fit_steps=2, seed=5, access=ModelAccess(device="CPU"))
-    return ImageViewsRequest(str(image), str(pre), str(base), str(out), views, **{**options, **kw})
+    return ImageViewsRequest(image=str(image), view_mapper=str(pre), model=str(base), out_dir=str(out), views=views, **{**options, **kw})
 
 
 def test_one_image_becomes_new_views_in_one_job_through_a_fitted_object_mapper(base, tmp_path):
