@@ -45,6 +45,14 @@ class Options:
                 values[leaf.name] = raw
         return values
 
+    def missing(self, args: argparse.Namespace) -> list[str]:
+        """The required options not given (checked here, not by argparse: a Ray shard's ``--request`` gives them all)."""
+        return [
+            self.flags[leaf.name]
+            for dest, leaf in self.by_dest.items()
+            if leaf.param.cli_required and getattr(args, dest) in (None, "", [])
+        ]
+
     def naming(self, leaf: Leaf) -> str:
         """How a refusal names a parameter: its option, else its label."""
         return self.flags.get(leaf.name, leaf.param.label)
@@ -84,7 +92,7 @@ def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
     how: dict[str, Any] = {}
     shown = default
     if p.cli_parse is not None:
-        how = {"default": None, "metavar": "VALUE"}
+        how = {"default": None}
     elif p.cli_fields:
         how = {"nargs": len(p.cli_fields), "type": kind, "metavar": tuple(f.upper()[:1] for f in p.cli_fields), "default": None}
     elif kind is bool:
@@ -98,13 +106,15 @@ def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
         repeated = typing.get_origin(inner) is list
         how = {"nargs": p.cli_nargs, "type": float, "default": None, "action": "append" if repeated else "store"}
     elif typing.get_origin(kind) is list:
-        how = {"nargs": "+", "default": default or None, "metavar": "PATH" if p.path else None}
+        how = {"nargs": "+", "default": default or None}
     elif p.values:
         how = {"type": kind, "choices": list(p.values), "default": default}
     else:
         how = {"type": kind, "default": default}
     if p.cli_required:
-        how.update(required=True, default=None)
+        how.update(default=None)
+    if "choices" not in how and how.get("action") not in (argparse.BooleanOptionalAction, "append"):
+        how.setdefault("metavar", name.lstrip("-").upper().replace("-", "_"))
     for old in p.cli_also:
         parser.add_argument(old, dest=leaf.name, action=_deprecated(name, how), help=argparse.SUPPRESS, **_value_how(how))
     parser.add_argument(name, dest=leaf.name, help=_help(leaf, shown, p.cli_required), **how)

@@ -226,11 +226,12 @@ def label_name(leaf: Leaf) -> str:
     return leaf.param.label
 
 
-def validate(request: Any, name: Naming = label_name, models: bool = True, paths: bool = True) -> list[str]:
+def validate(request: Any, name: Naming = label_name, models: bool = True, paths: bool = True, rules: bool = True) -> list[str]:
     """Check ``request`` against its declaration and its job's rules; return the warnings, or raise one readable line.
 
-    ``name`` words a field for the caller (the command line's option, the panel's label). ``models``: check every
-    model the job will load is there and of the right kind; ``paths``: inputs exist and outputs can be written.
+    ``name`` words a field for the caller (the command line's option, the panel's label). ``rules``: the job's
+    cross-field rules (``check()``); ``models``: every model the job will load is there and of the right kind;
+    ``paths``: inputs exist and outputs can be written. Without all three: each value alone.
     """
     by_name = {leaf.name: leaf for leaf in leaves(type(request))}
     values = {leaf.name: _value(request, leaf) for leaf in by_name.values()}
@@ -245,7 +246,7 @@ def validate(request: Any, name: Naming = label_name, models: bool = True, paths
     try:
         for leaf in by_name.values():
             notes += _check_value(leaf, values[leaf.name])
-        for part in _declared_parts(request):
+        for part in _declared_parts(request) if rules else ():
             notes += list(getattr(part, "check", lambda: [])() or [])
         if paths:
             for leaf in by_name.values():
@@ -369,8 +370,9 @@ def _check_models(part: Any, access: Any) -> None:
             access.verify(source, inspect)  # a diffusion.sources.ModelAccess: stdlib only, so Blender's Python checks too
         except Refused:
             raise
-        except BadInput as exc:
-            raise Refused(field_name, _unnamed(str(exc), source)) from None
+        except BadInput as exc:  # worded for the option, which names the model already (unless the job picked one for it)
+            named = source == getattr(part, field_name, None)
+            raise Refused(field_name, _unnamed(str(exc), source) if named else str(exc)) from None
 
 
 def _unnamed(text: str, source: str) -> str:

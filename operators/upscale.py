@@ -58,4 +58,4 @@ class DIFFUSION3D_OT_upscale_panorama(EngineJobOperator, bpy.types.Operator):
             {"WARNING"} if "failed" in note else {"INFO"},
             f"Upscaled to {result.width}×{result.height}{windows} in {result.seconds:.1f} s into {folder}{note}",
         )
-        return {"paths": result.paths, "size": [result.width, result.height], "windows": result.windows, "warnings": result.warnings}
+        return result.summary()

@@ -228,7 +228,7 @@ class DIFFUSION3D_OT_train_viewneti(EngineJobOperator, bpy.types.Operator):
             self.report({"WARNING"}, warning)
         last = f", last loss {result.losses[-1]:.4f}" if result.losses else ""
         self.report({"INFO"}, f"Trained {result.steps_done} steps in {result.seconds / 60:.1f} min{last}: {result.checkpoint}")
-        return {"paths": {"checkpoint": result.checkpoint}, "steps_done": result.steps_done, "warnings": result.warnings}
+        return result.summary()
 
 
 class DIFFUSION3D_OT_views_from_image(EngineJobOperator, bpy.types.Operator):
@@ -259,8 +259,4 @@ class DIFFUSION3D_OT_views_from_image(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: ImageViewsResult) -> dict[str, Any]:
         show_views(self, context, result.paths, result.warnings, result.seconds)
-        return {
-            "paths": {"views": result.paths, "checkpoint": result.checkpoint},
-            "image_camera": result.image_camera,
-            "warnings": result.warnings,
-        }
+        return result.summary()

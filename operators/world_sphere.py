@@ -114,6 +114,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             f"distances {result.min_distance:.3g}–{result.max_distance:.3g}{dropped}, {where} {tuple(round(c, 3) for c in obj.location)}",
         )
         return {
+            "paths": {},
             "object": obj.name,
             "vertices": len(result.vertices),
             "faces": len(result.face_starts),

@@ -130,14 +130,14 @@ def test_sphere_from_a_jpeg_and_an_8_bit_depth_needs_no_depth_mode(tmp_path):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (("sphere", "--rgb", "missing.png", "--depth", "missing.exr"), "not found"),
-        (("capture", "--out", "x", "--blend", "missing.blend"), "No such .blend"),
+        (("sphere", "--rgb", "missing.png", "--depth", "missing.exr"), "--rgb 'missing.png': no such file"),
+        (("capture", "--out", "x", "--blend", "missing.blend"), "--blend 'missing.blend': no such file"),
         (("panorama", "--out", "x", "--model", "/no/such/model"), "not found"),
         (("panorama", "--out", "x", "--model", "Some/repo", "--cache-dir", "empty-cache"), "not in the Hugging Face cache"),
-        (("panorama", "--out", "x", "--init-depth", "d.png"), "needs the --init-rgb"),
-        (("panorama", "--out", "x", "--engine-python", "/no/such/python"), "no such interpreter"),
+        (("panorama", "--out", "x", "--init-depth", "d.png"), "--init-depth 'd.png': img2img needs the RGB image its depth belongs to"),
+        (("panorama", "--out", "x", "--engine-python", "/no/such/python"), "--engine-python '/no/such/python': no such file"),
         (("stereo-video", "--out", "x.mp4", "--resolution", "huge"), "--resolution takes"),
-        (("stereo-video", "--out", "x.mp4", "--seconds", "0"), "duration above 0"),
+        (("stereo-video", "--out", "x.mp4", "--seconds", "0"), "--seconds 0: must be > 0 and ≤ 3600"),
     ],
 )
 def test_errors_exit_non_zero_with_one_line(tmp_path, args, words):
@@ -466,10 +466,11 @@ def test_multiview_from_an_image_and_from_a_blend_object_with_the_quick_mesh(tmp
     assert len(third["paths"]) == 2 and "input.png" not in third["paths"][0]
 
 
-def test_multiview_refuses_an_object_without_its_blend_in_one_line(tmp_path):
+def test_multiview_of_an_object_in_no_scene_is_refused_in_one_line_and_writes_nothing(tmp_path):
     proc = batch("multiview", "--object", "Suzanne", "--out", str(tmp_path / "x"))
     lines = [line for line in proc.stderr.strip().splitlines() if line]
-    assert proc.returncode != 0 and len(lines) == 1 and "--blend and --object go together" in lines[0], proc.stderr[-1000:]
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-1000:]
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
@@ -592,27 +593,119 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
     assert len(views["paths"]["views"]) == 2 and Path(views["paths"]["checkpoint"], "viewneti.json").is_file()
 
 
-def test_a_shards_command_line_drops_the_cluster_output_and_shard_options_only():
+def test_a_shard_carries_the_request_and_builds_what_the_same_command_with_its_shard_builds(tmp_path):
+    """On Ray a shard's task gets the job's request as JSON plus its own --shard and --out: the same request as on one machine."""
     sys.path.insert(0, str(ROOT))
     import batch as module
 
-    argv = [
-        "edges",
-        "--blend",
-        "a.blend",
-        "--ray",
-        "auto",
-        "--shards=4",
-        "--out",
-        "x",
-        "--overwrite",
-        "--views",
-        "3",
-        "--shard",
-        "1/2",
-        "--task-python",
-        "/p",
-        "--retries",
-        "2",
-    ]
-    assert module.shard_argv(argv) == ["edges", "--blend", "a.blend", "--views", "3"]
+    def requests(*argv: str) -> list:
+        args = module.build_parser().parse_args(list(argv))
+        return module.requests_of(args.spec, args.options, args)
+
+    blend = tmp_path / "a.blend"
+    blend.write_bytes(b"")
+    common = ("--views", "3", "--seed", "4", "--resolution", "48", "--blend", str(blend))
+    driver = requests("edges", *common, "--out", str(tmp_path / "ds"), "--overwrite", "--ray", "auto", "--shards", "2")
+    jobs = module.sharding.edges([r for r in driver if not isinstance(r, module.ClusterOptions)], ["python", "batch.py"], 2)
+    task = jobs[0].command(2, 2)
+    assert task[:5] == ["python", "batch.py", "edges", "--request", task[4]] and task[5:] == ["--shard", "2/2", "--out", "{out}"]
+    shard = requests(*task[2:-1], str(tmp_path / "shard"))[0]
+    single = requests("edges", *common, "--shard", "2/2", "--out", str(tmp_path / "shard"))[0]
+    assert shard == single and (shard.views_per_object, shard.seed, shard.shard) == (3, 4, "2/2")
+    assert json.loads(task[4]) == jobs[0].parameters, "the manifest records the request every shard runs"
+    assert jobs[0].parameters["DSTAnnotateRequest"]["dataset_dir"] == "" and not jobs[0].parameters["DSTAnnotateRequest"]["overwrite"]
+
+
+def bad_command_lines(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """Every subcommand with each declared number of its out of range (or NaN, ±inf, huge), its required options given."""
+    sys.path.insert(0, str(ROOT))
+    import batch as module
+    from engine import cli, params
+
+    lines = []
+    for command in module.COMMANDS:
+        required, numbers = [], []
+        covered = {n for r in command.requests for leaf in params.leaves(r) for n in leaf.param.cli_fields[1:]}
+        seen: set[str] = set()
+        for request in command.requests:
+            for leaf in params.leaves(request):
+                flag = cli.flag(leaf)
+                if leaf.name in seen | covered or leaf.name in command.hide or flag is None:
+                    continue
+                seen.add(leaf.name)
+                if leaf.param.cli_required:
+                    required += [flag, str(tmp_path / "given")]
+                elif leaf.kind in (int, float) and not leaf.param.cli_parse:
+                    numbers.append((flag, leaf))
+        for flag, leaf in numbers:
+            p = leaf.param
+            bad = [max(p.values) + 1] if p.values else []
+            bad += [p.min if p.open_min else p.min - 1] if p.min is not None else []
+            bad += [p.max if p.open_max else p.max + 1] if p.max is not None else []
+            bad = [str(int(v)) if leaf.kind is int else repr(float(v)) for v in bad if v not in p.also]
+            bad += ["nan", "inf", "-inf"] if leaf.kind is float else ["1e12", "99999999999999"]
+            pair = ["64"] * (len(p.cli_fields) - 1)
+            lines += [([command.name, *required, flag, value, *pair], flag) for value in bad]
+    return lines
+
+
+def test_every_out_of_range_number_of_every_subcommand_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """From the declarations: each value is refused by the one validate before any work (an unparsable one by the parser)."""
+    sys.path.insert(0, str(ROOT))
+    import batch as module
+
+    monkeypatch.chdir(tmp_path)
+    cases = bad_command_lines(tmp_path)
+    assert len(cases) > 300
+    for argv, flag in cases:
+        try:
+            code = module.main(["batch.py", *argv])
+        except SystemExit as exit:
+            code = exit.code
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code != 0 and len(err) == 1 and err[0].startswith("error: ") and flag in err[0], (argv, err)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("panorama", "--strength", "2"), "--strength 2: must be 0–1"),
+        (("multiview", "--size", "100000"), "--size 100000: must be 64–1024, a multiple of 64"),
+        (("multiview", "--count", "0"), "--count 0: must be 1–16"),
+        (("multiview", "--seed", "-5"), "--seed -5: must be 0–2147483647"),
+        (("panorama", "--seed", "2147483648"), "--seed 2147483648: must be 0–2147483647"),
+        (("panorama", "--seed", "2147483640", "--count", "9"), "--seed 2147483640: sample 9 would use seed 2147483648"),
+        (("edges", "--resolution", "0"), "--resolution 0: must be 16–4096"),
+        (("viewneti-data", "--views", "0"), "--views 0: must be 1–10000"),
+        (("viewneti-data", "--size", "100000", "100000"), "--size 100000: must be 16–4096"),
+        (("viewneti-render", "--checkpoint", "c", "--size", "100000", "100000"), "--size 100000: must be 64–2048"),
+        (("multiview", "--guidance", "inf"), "--guidance inf: must be a finite number"),
+        (("stereo-video", "--resolution", "100000"), "--resolution 100000: must be 16–8192"),
+        (("stereo-video", "--seconds", "1e9"), "--seconds 1e+09: must be > 0 and ≤ 3600"),
+        (("panorama", "--steps", "1001"), "--steps 1001: must be 1–1000 (the models' schedules have 1000 steps)"),
+        (("panorama", "--upscale", "3"), "argument --upscale: invalid choice: 3"),
+    ],
+)
+def test_the_values_users_tried_are_refused_in_one_line_naming_the_option(tmp_path, args, words):
+    proc = batch(*args, "--out", str(tmp_path / "out"))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and words in lines[0], proc.stderr[-1000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    for name in ("r.png", "d.png", "p.txt"):
+        (tmp_path / name).write_text("a prompt")
+    given = {name: str(tmp_path / name) for name in ("r.png", "d.png", "p.txt")}
+    for args in (
+        ("upscale", "--rgb", given["r.png"], "--depth", given["d.png"]),
+        ("panorama",),
+        ("panoramas", "--prompts", given["p.txt"]),
+    ):
+        proc = batch(*args, "--out", str(tmp_path / "file" / "out"))
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1 and len(lines) == 1 and "--out" in lines[0] and "cannot be made" in lines[0], proc.stderr
+    proc = batch("multiview", "--prompt", "a toy", "--out", str(tmp_path / "v"), "--save", str(tmp_path / "file" / "x.blend"))
+    assert proc.returncode == 1 and "--save" in proc.stderr and "cannot be made" in proc.stderr and not (tmp_path / "v").exists()

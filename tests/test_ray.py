@@ -197,9 +197,9 @@ def test_bad_cluster_input_is_refused_in_one_line(cluster, scene, tmp_path, case
     elif case == "other-command":
         (tmp_path / "ds.shards").mkdir()
         other = {
-            "format": "diffusion3d-shards/1",
+            "format": "diffusion3d-shards/2",
             "job": "edges",
-            "parameters": ["edges", "--views", "9"],
+            "parameters": {"DSTAnnotateRequest": {"views_per_object": 9}},
             "output": str(out),
             "shards": [{"index": i, "folder": str(tmp_path / f"s{i}")} for i in range(1, 5)],
         }

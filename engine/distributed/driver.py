@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BadInput
+from ..params import Note, param, refuse
 from .manifest import DONE, FAILED, MANIFEST, PENDING, RUNNING, Manifest, Shard, open_manifest
 from .tasks import ATTEMPT, OUT
 
@@ -39,16 +40,30 @@ MERGING = ".merging"  # in the shards folder: the merged set before it is rename
 
 @dataclass
 class ClusterOptions:
-    address: str  # "auto" (a running cluster), "local" (start one here) or host:port
-    retries: int = 3
-    cpus_per_task: float = 1.0
-    gpus_per_task: float | None = None  # None: 1 for model jobs when the cluster has GPUs, else 0
+    """How a job runs on Ray (``batch.py … --ray ADDRESS --shards N``); a plain Python runs the driver."""
+
+    address: str = param("", "Ray", "auto (a running cluster), local (start one here) or host:port", cli="--ray")
+    retries: int = param(3, "Retries", "Attempts after a task's process dies", min=0, max=100)
+    cpus_per_task: float = param(
+        1.0, "CPUs per Task", "A task's CPUs (its renders use as many threads)", min=0.0, open_min=True, max=1024.0
+    )
+    gpus_per_task: float | None = param(
+        None, "GPUs per Task", "Default: 1 for model jobs when the cluster has GPUs, else 0", min=0.0, max=64.0
+    )
+    shards: int = param(0, "Shards", "With --ray: how many shards (one Ray task each)", min=0, max=100_000)
+    task_python: str = param("", "Task Python", "The Python with the bpy module each task runs (default: this one)")
+    blender: str = param("", "Blender", "Or the Blender each task runs (blender -b --python batch.py -- …)")
+
+    def check(self) -> list[Note]:
+        if self.address and self.shards < 1:
+            refuse("shards", "--ray needs --shards N (how many Ray tasks to split the job into)")
+        return []
 
 
 @dataclass
 class ShardedJob:
     name: str  # the subcommand
-    parameters: list[str]  # what every shard shares (the manifest's key)
+    parameters: dict[str, Any]  # the request every shard shares (the manifest's key)
     output: Path
     count: int  # shards
     command: Callable[[int, int], list[str]]  # (I, N) → the shard's argv, its output folder as tasks.OUT
@@ -231,6 +246,36 @@ def run_sharded(job: ShardedJob, cluster: Cluster, out: TextIO = sys.stderr) -> 
     summary.images = sum(s.images for s in manifest.shards)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def chain_summary(command: str, address: str, jobs: list[ShardedJob], runs: list[RunSummary]) -> tuple[dict[str, Any], int]:
+    """What ``batch.py … --ray`` prints of a run (each failed shard named on stderr first), and its exit status."""
+    failed = [{"job": run.job, **failure} for run in runs for failure in run.failed]
+    for run in runs:
+        for failure in run.failed:
+            what = f"{run.job} shard {failure['index']}/{run.shards}"
+            print(f"error: {what} failed after {failure['attempts']} attempt(s): {failure['error']}", file=sys.stderr)
+    first, complete = runs[0], len(runs) == len(jobs) and runs[-1].merged
+    summary = {
+        "command": command,
+        "ray": address,
+        "paths": {"dataset": first.output if complete else None, "shards": first.folder},
+        "shards": first.shards,
+        "done": first.done,
+        "skipped": first.skipped,
+        "failed": failed,
+        "complete": complete,
+        "images": first.images,
+        "notes": [note for run in runs for note in run.notes],
+        **{key: value for run in runs for key, value in run.merge.items()},
+        "timings_s": {"total": round(sum(run.seconds for run in runs), 3)},
+    }
+    if len(jobs) > 1:  # a chain: each job's own figures
+        summary["phases"] = [
+            {"job": r.job, "shards": r.shards, "done": r.done, "skipped": r.skipped, "images": r.images, "seconds": round(r.seconds, 3)}
+            for r in runs
+        ]
+    return summary, 0 if complete else INCOMPLETE
 
 
 def remove_attempts(folder: Path) -> None:

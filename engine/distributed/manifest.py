@@ -1,8 +1,9 @@
 """The shard manifest: every shard of one job with its seeds and state, kept beside the shard folders so a run can resume.
 
-``NAME.shards/manifest.json`` names the job and the parameters every shard
-shares; a second run of the same command reads it and skips what is done.
-Another command for the same output is refused rather than mixed in. Written
+``NAME.shards/manifest.json`` names the job and the request every shard
+shares (its parameters, without the shard and its folder); a second run of the
+same request reads it and skips what is done. Another request for the same
+output is refused rather than mixed in. Written
 atomically (a temporary file, then a rename), only by the driver.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..errors import BadInput
 
-FORMAT = "diffusion3d-shards/1"
+FORMAT = "diffusion3d-shards/2"
 MANIFEST = "manifest.json"
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
@@ -38,7 +39,7 @@ class Shard:
 @dataclass
 class Manifest:
     job: str  # the subcommand
-    parameters: list[str]  # the command line every shard shares (no shard, output or cluster options)
+    parameters: dict[str, Any]  # the request every shard shares (encoded; no shard or output folder)
     output: str  # the final data set, written only by the merge
     shards: list[Shard]
     merged: bool = False
@@ -63,7 +64,7 @@ class Manifest:
         return sum(s.state == state for s in self.shards)
 
 
-def open_manifest(folder: Path, job: str, parameters: list[str], output: Path, shards: list[Shard]) -> Manifest:
+def open_manifest(folder: Path, job: str, parameters: dict[str, Any], output: Path, shards: list[Shard]) -> Manifest:
     """The manifest of this job in ``folder``: a new one, or the one a previous run left (its shards that were running are pending again)."""
     path = folder / MANIFEST
     if not path.is_file():
@@ -73,8 +74,9 @@ def open_manifest(folder: Path, job: str, parameters: list[str], output: Path, s
         return manifest
     manifest = Manifest.load(path)
     if (manifest.job, manifest.parameters, len(manifest.shards)) != (job, parameters, len(shards)):
+        differ = sorted(_differences(manifest.parameters, parameters)) if manifest.job == job else [f"the job {manifest.job}"]
         raise BadInput(
-            f"{folder} holds {len(manifest.shards)} shards of another command ({manifest.job} {' '.join(manifest.parameters)}): "
+            f"{folder} holds {len(manifest.shards)} shards of another command ({', '.join(differ) or 'another shard count'} differ): "
             "remove it, or write to another --out"
         )
     for shard in manifest.shards:
@@ -84,3 +86,10 @@ def open_manifest(folder: Path, job: str, parameters: list[str], output: Path, s
             shard.state, shard.attempts = PENDING, 0  # a new run tries it again
     manifest.save(path)
     return manifest
+
+
+def _differences(old: Any, new: Any, where: str = "") -> set[str]:
+    """The parameters two encoded requests disagree on, by name."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {d for key in {*old, *new} for d in _differences(old.get(key), new.get(key), key)}
+    return set() if old == new else {where or "the request"}

@@ -67,6 +67,12 @@ class KCFResult:
     scores_path: str = ""
     complete: bool = True  # False for a shard: its scores wait for the others
 
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it: a shard's scores, or the images the filter moved out."""
+        if not self.complete:
+            return {"paths": {"dataset": self.dataset_dir, "scores": self.scores_path}, "scored": self.scored}
+        return {"paths": {"dataset": self.dataset_dir}, "rejected": sorted(Path(p).name for p in self.rejected)}
+
 
 def _generated(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
     """The data set's COCO, its generated images (on disk, with annotations) and their poses."""

@@ -119,6 +119,10 @@ class EdgeGenerationResult:
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        return {"paths": {"dataset": self.dataset_dir}, "generated_images": self.images}
+
 
 def _planned_views(r: EdgeGenerationRequest, dataset: dict[str, Any]) -> list[dict[str, Any]]:
     views = [v for v in dataset.get("views", []) if not v.get("empty")]

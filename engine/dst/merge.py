@@ -53,6 +53,10 @@ class DSTMergeResult:
     annotations: int = 0
     files: list[str] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        return {"paths": {"dataset": self.dataset_dir}, "views": self.views, "annotations": self.annotations}
+
 
 def merge_datasets(
     shard_dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool = False, report: Reporter | None = None

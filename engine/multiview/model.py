@@ -20,6 +20,7 @@ from typing import Any
 
 from ..diffusion import sources
 from ..errors import BadInput
+from .config import MultiViewConfig
 
 IMAGEDREAM, MVDREAM = "imagedream", "mvdream"
 #: What a download of a multi-view repo fetches (never ``*.py``: the repo's code is not run).
@@ -55,8 +56,6 @@ class MultiViewFolder:
 
 def inspect_multiview(folder: Path, name: str = "", allow_pickle: bool = False) -> MultiViewFolder:
     """Check the layout and the UNet config; refuse plain Stable Diffusion and an ImageDream without its image encoder."""
-    from .unet import MultiViewConfig
-
     name = name or str(folder)
     if not (folder / "unet" / "config.json").is_file():
         raise BadInput(f"{name} is not a diffusers model folder: no unet/config.json in {folder}")
@@ -135,7 +134,7 @@ def load_unet(folder: MultiViewFolder, dtype: Any) -> Any:
     """Our multi-view UNet from ``unet/config.json``, its published weights taken strictly (built without random init)."""
     import torch
 
-    from .unet import MultiViewConfig, MultiViewUNet
+    from .unet import MultiViewUNet
 
     config = MultiViewConfig.from_json(folder.unet_config, f"{folder.name}: unet/config.json")
     feature_dim = 1280

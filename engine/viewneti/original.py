@@ -84,6 +84,10 @@ class ImportResult:
     cameras: int = 0
     objects: int = 0
 
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        return {"paths": {"checkpoint": self.checkpoint}, "calibration_cameras": self.cameras, "objects": self.objects}
+
 
 def read_original(path: Path) -> dict[str, Any]:
     """The mappers' state dicts by their object token (or key), read without running the file's code."""

@@ -122,7 +122,7 @@ class Views:
 def _output_file(text: str) -> dict[str, Any]:
     """``--out FILE``: the view's PNG, its render.json beside it as FILE's stem .json."""
     path = Path(text)
-    return {"out_dir": str(path.parent), "names": [path.name], "meta_name": f"{path.stem}.json"}
+    return {"out_dir": str(path.parent), "file_name": path.name}
 
 
 @dataclass
@@ -132,6 +132,7 @@ class RenderViewRequest:
     out_dir: str = output_folder_field(
         "Folder for the views and render.json; empty: a new folder (the command line: the PNG file to write)", cli_parse=_output_file
     )
+    file_name: str = param("", "File Name", "One view's file (its render.json named alike); empty: by camera or frame", cli=None, ui=False)
     camera_name: str = param("", "Camera", "The camera to render from; empty: the scene's active camera", blender=True, cli="--camera")
     animation: bool = param(False, "Every Frame", "One image per frame of the scene's range (an animated camera)", blender=True, cli=None)
     azimuth: float = param(
@@ -155,7 +156,9 @@ class RenderViewRequest:
         """The views to render: as given, or the one orbit position that azimuth, elevation and distance name."""
         v = self.views
         if self.distance and not (v.cameras or v.orbits or v.numbers):
-            return dataclasses.replace(v, orbits=[[self.azimuth, self.elevation, self.distance]])
+            v = dataclasses.replace(v, orbits=[[self.azimuth, self.elevation, self.distance]])
+        if self.file_name:
+            v = dataclasses.replace(v, names=[self.file_name], meta_name=f"{Path(self.file_name).stem}.json")
         return v
 
     def check(self) -> list[Note]:

@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +102,11 @@ class ImageViewsResult:
     image_camera: list[list[float]] = field(default_factory=list)  # as given, or as estimated
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        paths = {"views": self.paths, "checkpoint": self.checkpoint}
+        return {"paths": paths, "image_camera": self.image_camera, "warnings": self.warnings}
 
 
 def estimated_camera(info: checkpoint.CheckpointInfo, target: list[float]) -> np.ndarray:

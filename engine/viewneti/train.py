@@ -148,6 +148,11 @@ class TrainResult:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        last = self.losses[-1] if self.losses else None
+        return {"paths": {"checkpoint": self.checkpoint}, "steps_done": self.steps_done, "last_loss": last, "warnings": self.warnings}
+
 
 @dataclass
 class PosedSet:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from ..params import INPUT_FILE, OUTPUT_FOLDER, Note, param, refuse
 from ..shards import parse_shard
 
 
@@ -66,3 +67,35 @@ def select(prompts: list[Prompt], shard: str = "", lines: str = "") -> list[Prom
         index, count = parse_shard(shard)
         chosen = [p for p in chosen if (p.number - 1) % count == index]
     return chosen
+
+
+@dataclass
+class PanoramasRequest:
+    """``batch.py panoramas``: one LDM3D panorama per line of a prompt file (the generation's settings are an RGBDRequest)."""
+
+    prompts: str = param(
+        "", "Prompts", "A text file, one prompt per line (blank lines and # comments skipped)", path=INPUT_FILE, cli_required=True
+    )
+    lines: str = param("", "Lines", "Only these prompts, e.g. 7 or 1,5-9: prompt n has seed --seed + n − 1 in every run")
+    save_blend: bool = param(False, "Save Blend", "Also build each world sphere and save it as prompt-NNNN/world.blend")
+    shard: str = param("", "Shard", "I/N: this machine's share of the prompts (I, I + N, …)")
+    out_dir: str = param(
+        "",
+        "Output Folder",
+        "The folder for the prompt-NNNN folders (prompts already made there are skipped)",
+        path=OUTPUT_FOLDER,
+        cli="--out",
+        cli_required=True,
+    )
+
+    def check(self) -> list[Note]:
+        try:
+            parse_shard(self.shard) if self.shard else None
+        except BadInput as exc:
+            refuse("shard", str(exc))
+        if self.prompts and Path(self.prompts).is_file():
+            try:
+                select(read_prompts(Path(self.prompts)), self.shard, self.lines)
+            except BadInput as exc:
+                refuse("lines" if self.lines else "prompts", str(exc))
+        return []

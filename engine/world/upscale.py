@@ -147,6 +147,10 @@ class UpscaleResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        return {"paths": self.paths, "size": [self.width, self.height], "windows": self.windows, "warnings": self.warnings}
+
 
 @dataclass
 class LowRes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import bpy
@@ -23,12 +22,13 @@ class DIFFUSION3D_OT_filter_dataset(EngineJobOperator, bpy.types.Operator):
     __annotations__ = declared.properties(KCFRequest)
 
     def finish(self, context: bpy.types.Context, result: KCFResult) -> dict[str, Any]:
-        paths = {"dataset": result.dataset_dir}
         if not result.complete:
             self.report(
                 {"INFO"},
                 f"Shard {self.shard}: {result.scored} images scored into {result.scores_path}; run without a shard once all are done",
             )
-            return {"paths": {**paths, "scores": result.scores_path}, "scored": result.scored}
-        self.report({"INFO"}, f"Scored {result.scored} images; moved {len(result.rejected)} to rejected/ (scores in {result.scores_path})")
-        return {"paths": paths, "rejected": sorted(Path(p).name for p in result.rejected)}
+        else:
+            self.report(
+                {"INFO"}, f"Scored {result.scored} images; moved {len(result.rejected)} to rejected/ (scores in {result.scores_path})"
+            )
+        return result.summary()

@@ -30,4 +30,4 @@ class DIFFUSION3D_OT_generate_from_edges(EngineJobOperator, bpy.types.Operator):
             {"INFO"},
             f"{result.images} images from {result.views} edge maps in {result.seconds:.1f} s, linked in {result.dataset_dir}/annotations.json",
         )
-        return {"paths": {"dataset": result.dataset_dir}, "generated_images": result.images}
+        return result.summary()

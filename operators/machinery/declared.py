@@ -78,15 +78,25 @@ def prop(leaf: Leaf) -> Any:
     return StringProperty(default=default if isinstance(default, str) else "", **common)  # text, paths; a list: one path
 
 
+def in_blender(leaf: Leaf) -> bool:
+    """Parameters Blender holds: all but lists of numbers (orbit positions), which only the command line spells out."""
+    kind = leaf.kind
+    return typing.get_origin(kind) is not list or typing.get_args(kind)[0] is str
+
+
+def blender_leaves(cls: type) -> list[Leaf]:
+    return [leaf for leaf in params.leaves(cls, from_preferences) if in_blender(leaf)]
+
+
 def properties(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """An operator's (or a panel's) properties for the declared parameters of the request ``cls``, by property name."""
-    return {leaf.prop: prop(leaf) for leaf in params.leaves(cls, from_preferences) if leaf.prop not in exclude}
+    return {leaf.prop: prop(leaf) for leaf in blender_leaves(cls) if leaf.prop not in exclude}
 
 
 def values(owner: Any, cls: type) -> dict[str, Any]:
     """The parameter values an operator (or the panel's settings) holds, by field name, ready for ``params.build``."""
     found = {}
-    for leaf in params.leaves(cls, from_preferences):
+    for leaf in blender_leaves(cls):
         if hasattr(owner, leaf.prop):
             value = getattr(owner, leaf.prop)
             if typing.get_origin(leaf.kind) is list and isinstance(value, str):
@@ -103,7 +113,7 @@ def request(owner: Any, cls: type) -> Any:
 
 def assign(target: Any, request: Any, names: tuple[str, ...] = ()) -> None:
     """Put a request's declared values on an operator's properties (``batch.py``, the panel's buttons); ``names``: only these."""
-    for leaf in params.leaves(type(request), from_preferences):
+    for leaf in blender_leaves(type(request)):
         if names and leaf.name not in names:
             continue
         value = _value(request, leaf)
@@ -122,7 +132,17 @@ def _value(request: Any, leaf: Leaf) -> Any:
 
 def pass_settings(button: Any, settings: Any, cls: type, prefix: str = "") -> None:
     """Copy the panel's values (``prefix`` + property name) onto an operator button's properties."""
-    for leaf in params.leaves(cls, from_preferences):
+    for leaf in blender_leaves(cls):
         name = prefix + leaf.prop
         if hasattr(settings, name) and hasattr(button, leaf.prop):
             setattr(button, leaf.prop, getattr(settings, name))
+
+
+def keywords(request: Any) -> dict[str, Any]:
+    """A request's declared values as an operator call's keywords (``bpy.ops.diffusion3d.NAME(**keywords(request))``)."""
+    found = {}
+    for leaf in blender_leaves(type(request)):
+        value = _value(request, leaf)
+        if value is not None:
+            found[leaf.prop] = (value[0] if value else "") if typing.get_origin(leaf.kind) is list else value
+    return found

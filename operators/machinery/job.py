@@ -145,9 +145,10 @@ def checked_request(operator: Any, context: bpy.types.Context, cls: type, read: 
     request = declared.request(operator, cls)
     if any(f.name == "access" for f in dataclasses.fields(request)):
         request = dataclasses.replace(request, access=session.model_access(session.preferences(context)))
-    if read is not None:
-        request = read(context, request)
     try:
+        params.validate(request, current.naming, models=False, paths=False, rules=False)  # each value, before Blender is read
+        if read is not None:
+            request = read(context, request)
         current.warnings = params.validate(request, current.naming)
     except EngineError as exc:
         raise UserError(str(exc)) from None

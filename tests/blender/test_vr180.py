@@ -12,8 +12,8 @@ from blender_helpers import animated_rig, decode, emissive_box, render_settings,
 from mathutils import Matrix
 
 import batch
-from engine.world.stereo_video import VideoRequest
 from engine.world import spatial_media
+from engine.world.stereo_video import VideoRequest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -139,10 +139,9 @@ def test_the_layout_follows_the_projection_unless_one_is_chosen(addon):
 
 
 def test_batch_stereo_video_projection_vr180(tmp_path, capsys):
-    args = batch.build_parser().parse_args(
-        ["stereo-video", "--projection", "vr180", "--seconds", "0.1", "--resolution", "32", "--out", str(tmp_path / "walk.mp4")]
+    summary = batch.execute(
+        ["batch.py", "stereo-video", "--projection", "vr180", "--seconds", "0.1", "--resolution", "32", "--out", str(tmp_path / "walk.mp4")]
     )
-    summary = args.run(args)
     written = tmp_path / "walk_180_sbs.mp4"
     assert summary["paths"] == {"video": str(written)} and (summary["projection"], summary["layout"], summary["frames"]) == (
         "vr180",
@@ -151,8 +150,9 @@ def test_batch_stereo_video_projection_vr180(tmp_path, capsys):
     )
     meta = spatial_media.read(written)
     assert (meta.stereo, meta.bounds, meta.width, meta.height) == ("left-right", (0, 0, QUARTER, QUARTER), 64, 32)
-    args = batch.build_parser().parse_args(
+    still = batch.execute(
         [
+            "batch.py",
             "stereo-video",
             "--projection",
             "vr180",
@@ -165,5 +165,5 @@ def test_batch_stereo_video_projection_vr180(tmp_path, capsys):
             str(tmp_path / "walk.png"),
         ]
     )
-    assert args.run(args)["paths"] == {"image": str(tmp_path / "walk_180_tb.png")}
+    assert still["paths"] == {"image": str(tmp_path / "walk_180_tb.png")}
     assert cv2.imread(str(tmp_path / "walk_180_tb.png")).shape[:2] == (64, 32)

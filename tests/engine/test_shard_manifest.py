@@ -19,33 +19,34 @@ def shards(folder, n=3):
 
 def test_a_new_run_writes_every_shard_with_its_seeds_and_a_resumed_run_keeps_what_is_done(tmp_path):
     folder = tmp_path / "ds.shards"
-    manifest = open_manifest(folder, "edges", ["edges", "--views", "4"], tmp_path / "ds", shards(folder))
+    manifest = open_manifest(folder, "edges", {"views_per_object": 4}, tmp_path / "ds", shards(folder))
     assert [s.state for s in manifest.shards] == [PENDING] * 3
     assert json.loads((folder / "manifest.json").read_text())["shards"][1]["seeds"] == {"seed": 5, "views": "2/3"}
     (folder / "shard-1-of-3").mkdir()
     manifest.shards[0].state, manifest.shards[1].state, manifest.shards[2].state = DONE, RUNNING, FAILED
     manifest.shards[2].attempts = 4
     manifest.save(folder / "manifest.json")
-    again = open_manifest(folder, "edges", ["edges", "--views", "4"], tmp_path / "ds", shards(folder))
+    again = open_manifest(folder, "edges", {"views_per_object": 4}, tmp_path / "ds", shards(folder))
     assert [s.state for s in again.shards] == [DONE, PENDING, PENDING], "a dead driver's running shard and a failed one run again"
     assert again.shards[2].attempts == 0
 
 
 def test_a_done_shard_whose_folder_went_runs_again(tmp_path):
     folder = tmp_path / "ds.shards"
-    manifest = open_manifest(folder, "edges", ["edges"], tmp_path / "ds", shards(folder))
+    manifest = open_manifest(folder, "edges", {}, tmp_path / "ds", shards(folder))
     manifest.shards[0].state = DONE
     manifest.save(folder / "manifest.json")
-    assert open_manifest(folder, "edges", ["edges"], tmp_path / "ds", shards(folder)).shards[0].state == PENDING
+    assert open_manifest(folder, "edges", {}, tmp_path / "ds", shards(folder)).shards[0].state == PENDING
 
 
 def test_another_command_for_the_same_output_and_a_damaged_manifest_are_refused(tmp_path):
     folder = tmp_path / "ds.shards"
-    open_manifest(folder, "edges", ["edges", "--views", "4"], tmp_path / "ds", shards(folder))
+    request = {"DSTAnnotateRequest": {"views_per_object": 4, "seed": 0}}
+    open_manifest(folder, "edges", request, tmp_path / "ds", shards(folder))
+    with pytest.raises(BadInput, match=r"holds 3 shards of another command \(views_per_object differ\)"):
+        open_manifest(folder, "edges", {"DSTAnnotateRequest": {"views_per_object": 8, "seed": 0}}, tmp_path / "ds", shards(folder))
     with pytest.raises(BadInput, match="holds 3 shards of another command"):
-        open_manifest(folder, "edges", ["edges", "--views", "8"], tmp_path / "ds", shards(folder))
-    with pytest.raises(BadInput, match="holds 3 shards of another command"):
-        open_manifest(folder, "edges", ["edges", "--views", "4"], tmp_path / "ds", shards(folder, 4))
+        open_manifest(folder, "edges", request, tmp_path / "ds", shards(folder, 4))
     (folder / "manifest.json").write_text("{not json")
     with pytest.raises(BadInput, match="damaged"):
         Manifest.load(folder / "manifest.json")
