@@ -379,6 +379,8 @@ def execute(argv: list[str]) -> dict[str, Any]:
     cluster = next((r for r in requests if isinstance(r, ClusterOptions)), None)
     on_ray = cluster is not None and bool(cluster.address)  # the models, the shards and their folders are the nodes' concern
     ours_first = sorted((sharding.shardless(r) if on_ray else r for r in requests), key=lambda r: not isinstance(r, ADDED))
+    for r in ours_first:  # every value first, then each request's rules, paths and models
+        params.validate(r, options.naming, models=False, paths=False, rules=False)
     warnings = [
         w
         for r in ours_first

@@ -93,7 +93,7 @@ def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
     shown = default
     if p.cli_parse is not None:
         how = {"default": None}
-    elif p.cli_fields:
+    elif p.cli_fields:  # one value per field
         how = {"nargs": len(p.cli_fields), "type": kind, "metavar": tuple(f.upper()[:1] for f in p.cli_fields), "default": None}
     elif kind is bool:
         how = {"action": argparse.BooleanOptionalAction, "default": default}

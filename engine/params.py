@@ -68,7 +68,7 @@ class Param:
     cli: str | None = ""  # "": --the-field-name; None: not on the command line
     cli_also: tuple[str, ...] = ()  # older spellings that still work, with a deprecation line
     cli_parse: Callable[[str], dict[str, Any]] | None = None  # the option's text → field values (one option, several fields)
-    cli_fields: tuple[str, ...] = ()  # one option taking a value for each of these fields (--size W H)
+    cli_fields: tuple[str, ...] = ()  # one option taking a value for each of these fields (--size W H); with cli_parse: those it sets
     cli_switch: tuple[str, Any] | None = None  # an option without a value that sets this value (--flat)
     cli_nargs: int = 0  # numbers taken together (--orbit AZ EL DIST); a list of such groups repeats the option
     cli_required: bool = False

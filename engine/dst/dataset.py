@@ -117,7 +117,14 @@ def _collection(text: str) -> dict[str, Any]:
 @dataclass
 class DSTAnnotateRequest:
     source: str = param("SELECTED", "Objects", "Which objects are the CAD models", choices=DST_OBJECT_SOURCES, blender=True, cli=None)
-    collection: str = param("", "Collection", "Collection: its mesh objects are the CAD models", blender=True, cli_parse=_collection)
+    collection: str = param(
+        "",
+        "Collection",
+        "Collection: its mesh objects are the CAD models",
+        blender=True,
+        cli_parse=_collection,
+        cli_fields=("collection", "source"),
+    )
     object_names: str = param(
         "",
         "Object Names",

@@ -78,6 +78,7 @@ class ViewsRequest:
         path=INPUT_FILE,
         cli="--image",
         cli_parse=_image_file,
+        cli_fields=("image_path", "source"),
     )
     image_name: str = param("", "Image", "An image in this .blend", blender=True, cli=None)
     object_name: str = param(
@@ -87,6 +88,7 @@ class ViewsRequest:
         blender=True,
         cli="--object",
         cli_parse=_scene_object,
+        cli_fields=("object_name", "source"),
     )
     model: str = param(
         "",

@@ -71,7 +71,12 @@ class PosedSetRequest:
     samples: int = param(32, "Samples", "Cycles samples per pixel", min=1, max=65536, soft=(1, 1024))
     transparent: bool = param(True, "Transparent", "Keep the background transparent (else the colour below)", cli=None)
     background: tuple[float, float, float] = param(
-        (1.0, 1.0, 1.0), "Background", "The colour to put the views on (r,g,b in 0–1)", unit=FACTOR, cli_parse=_background
+        (1.0, 1.0, 1.0),
+        "Background",
+        "The colour to put the views on (r,g,b in 0–1)",
+        unit=FACTOR,
+        cli_parse=_background,
+        cli_fields=("background", "transparent"),
     )
     seed: int = seed_field("The hemisphere layout's draws")
     out_dir: str = output_folder_field("Folder for images/ and cameras.json; empty: a new folder")

@@ -130,7 +130,9 @@ class RenderViewRequest:
     checkpoint: str = param("", "Checkpoint", "A trained ViewNeTI checkpoint folder", path=INPUT_FOLDER, cli_required=True)
     model: str = model_field(BASE_MODEL, "Base Model", "The Stable Diffusion 2.x the checkpoint was trained on")
     out_dir: str = output_folder_field(
-        "Folder for the views and render.json; empty: a new folder (the command line: the PNG file to write)", cli_parse=_output_file
+        "Folder for the views and render.json; empty: a new folder (the command line: the PNG file to write)",
+        cli_parse=_output_file,
+        cli_fields=("out_dir", "file_name"),
     )
     file_name: str = param("", "File Name", "One view's file (its render.json named alike); empty: by camera or frame", cli=None, ui=False)
     camera_name: str = param("", "Camera", "The camera to render from; empty: the scene's active camera", blender=True, cli="--camera")

@@ -59,7 +59,14 @@ class CaptureRequest:
     samples: int = param(32, "Samples", "Cycles samples per pixel", min=1, max=65536, soft=(1, 4096))
     denoise: bool = param(True, "Denoise", "Denoise the colour render")
     origin: str = param(
-        "AUTO", "From", "Where the panorama is taken from", choices=CAPTURE_ORIGINS, blender=True, cli="--from", cli_parse=parse_origin
+        "AUTO",
+        "From",
+        "Where the panorama is taken from",
+        choices=CAPTURE_ORIGINS,
+        blender=True,
+        cli="--from",
+        cli_parse=parse_origin,
+        cli_fields=("origin", "location"),
     )
     location: tuple[float, float, float] = param(
         (0.0, 0.0, 0.0), "Location", "The point to capture from (From: Location)", unit=LENGTH, blender=True, cli=None

@@ -108,7 +108,13 @@ class RGBDRequest:
         "NONE", "Start From", "Text only, or img2img from the last capture or files", choices=INIT_SOURCES, blender=True, cli=None
     )
     init_rgb_path: str = param(
-        "", "Init RGB", "img2img: the RGB image to start from", path=INPUT_FILE, cli="--init-rgb", cli_parse=_init_files
+        "",
+        "Init RGB",
+        "img2img: the RGB image to start from",
+        path=INPUT_FILE,
+        cli="--init-rgb",
+        cli_parse=_init_files,
+        cli_fields=("init_rgb_path", "init"),
     )
     init_depth_path: str = param(
         "",

@@ -122,6 +122,7 @@ class VideoRequest:
         "A preset (or an eye width in pixels on the command line)",
         choices=VIDEO_RESOLUTIONS,
         cli_parse=parse_resolution,
+        cli_fields=("resolution", "eye_width"),
     )
     eye_width: int = param(
         1024,

@@ -66,8 +66,8 @@ def test_every_subcommand_offers_its_requests_parameters_spelt_and_defaulted_as_
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
     assert set(subparsers) == {c.name for c in batch.COMMANDS}
     for command in batch.COMMANDS:
-        actions = {a.dest: a for a in subparsers[command.name]._actions}
-        flags = [s for a in actions.values() for s in a.option_strings if not s.startswith("--no-")]
+        every = subparsers[command.name]._actions
+        flags = [s for a in every for s in a.option_strings if not s.startswith("--no-")]
         assert len(flags) == len(set(flags)), f"{command.name}: an option spelt twice"
         covered = {name for r in command.requests for leaf in params.leaves(r) for name in leaf.param.cli_fields[1:]}
         seen = set()
@@ -76,8 +76,8 @@ def test_every_subcommand_offers_its_requests_parameters_spelt_and_defaulted_as_
                 if leaf.name in seen or leaf.name in command.hide or leaf.name in covered or cli.flag(leaf) is None:
                     continue
                 seen.add(leaf.name)
-                action = actions[leaf.name]
-                assert cli.flag(leaf) in action.option_strings, f"{command.name}: {leaf.name}"
+                action = next((a for a in every if cli.flag(leaf) in a.option_strings), None)
+                assert action is not None and action.dest == leaf.name, f"{command.name}: {leaf.name}"
                 p, default = leaf.param, command.defaults.get(leaf.name, leaf.default)
                 if p.cli_required or p.cli_parse or p.cli_fields:
                     continue
