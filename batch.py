@@ -59,27 +59,19 @@ def addon_package() -> ModuleType:
 
 
 if TYPE_CHECKING:  # mypy knows the add-on's modules by their folder names
-    from engine import cli, jobs, params, protocol
-    from engine.diffusion.sources import ModelAccess
-    from engine.distributed import sharding
-    from engine.distributed.driver import ClusterOptions
+    from engine import cli, errors, jobs, params, protocol
+    from engine.distributed import driver, sharding
     from engine.dst.dataset import EVERY_VISIBLE_MESH
-    from engine.errors import EngineError
-    from engine.world.demo import DemoRequest
-    from engine.world.prompt_lists import PanoramasRequest, read_prompts, select
-    from engine.world.stereo_rig import MoveRequest, RigRequest
+    from engine.world import demo as world_demo
+    from engine.world import prompt_lists, stereo_rig
 else:  # one copy of the engine: the add-on's, as Blender will enable it
     addon_package()
     try:
-        from diffusion3d.engine import cli, jobs, params, protocol
-        from diffusion3d.engine.diffusion.sources import ModelAccess
-        from diffusion3d.engine.distributed import sharding
-        from diffusion3d.engine.distributed.driver import ClusterOptions
+        from diffusion3d.engine import cli, errors, jobs, params, protocol
+        from diffusion3d.engine.distributed import driver, sharding
         from diffusion3d.engine.dst.dataset import EVERY_VISIBLE_MESH
-        from diffusion3d.engine.errors import EngineError
-        from diffusion3d.engine.world.demo import DemoRequest
-        from diffusion3d.engine.world.prompt_lists import PanoramasRequest, read_prompts, select
-        from diffusion3d.engine.world.stereo_rig import MoveRequest, RigRequest
+        from diffusion3d.engine.world import demo as world_demo
+        from diffusion3d.engine.world import prompt_lists, stereo_rig
     except ModuleNotFoundError as exc:  # the engine's numpy: Blender has it, a plain Python may not
         if exc.name != "numpy":
             raise
@@ -123,7 +115,7 @@ class Chain:
     filter: bool = param(True, "Filter", "End with the K-fold consistency filter (--no-filter: stop after generating)")
 
 
-ADDED = (Scene, Save, Engine, ClusterOptions)  # batch.py's own parts, not a job's (a Ray shard gets all but the cluster's)
+ADDED = (Scene, Save, Engine, driver.ClusterOptions)  # batch.py's own parts, not a job's (a Ray shard gets all but the cluster's)
 
 
 # Running requests: through their operator (Blender data) or as the engine job --------------------------------------
@@ -181,9 +173,7 @@ def engine_job(name: str, request: Any) -> Any:
     """An engine job through the add-on's client (Blender's Python or the worker), its progress printed."""
     from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
-    return session.client().run(
-        name, request, on_progress=lambda p: print(f"[diffusion3d] {name}: {p.done}/{p.total} {p.message}", flush=True)
-    )
+    return session.client().run(name, request, on_progress=session.print_progress(name))
 
 
 def save_blend(path: Path) -> str:
@@ -228,7 +218,7 @@ def panoramas(r: Run) -> dict[str, Any]:
 
     listing, gen = r.requests[0], r.requests[1]
     out, made, skipped = Path(listing.out_dir).resolve(), [], []
-    chosen = select(read_prompts(Path(listing.prompts), gen.seed), listing.shard, listing.lines)
+    chosen = prompt_lists.select(prompt_lists.read_prompts(Path(listing.prompts), gen.seed), listing.shard, listing.lines)
     sphere = listing.save_blend and gen.projection == "EQUIRECTANGULAR"
     for done, prompt in enumerate(chosen, start=1):
         folder = out / prompt.folder
@@ -251,7 +241,7 @@ def stereo_video(r: Run) -> dict[str, Any]:
 
     from diffusion3d.operators.stereo_rig import RIG_KEY, rig_camera  # type: ignore[import-not-found]
 
-    rig, video = r.part(RigRequest), r.requests[2]
+    rig, video = r.part(stereo_rig.RigRequest), r.requests[2]
     rigs = [o for o in bpy.context.scene.objects if o.get(RIG_KEY) is not None]
     if not rigs:
         r.timed("rig", lambda: operator("add_stereo_rig", rig, r.naming))
@@ -259,7 +249,7 @@ def stereo_video(r: Run) -> dict[str, Any]:
         if len(rigs) != 1:
             raise BatchError("--ipd needs one stereo rig in the scene")
         rig_camera(rigs[0]).data.stereo.interocular_distance = rig.interocular * rig.scene_scale
-    operator("animate_rig", r.part(MoveRequest), r.naming)
+    operator("animate_rig", r.part(stereo_rig.MoveRequest), r.naming)
     summary = r.timed("render", lambda: operator("render_stereo_video", video, r.naming))
     r.timings["per_frame"] = round(r.timings["render"] / summary["frames"], 3)
     return {**summary, "projection": video.projection.lower()}
@@ -311,7 +301,7 @@ class Command:
     def requests(self) -> tuple[type, ...]:
         """Its parts, with the engine's Python for model jobs and the cluster's options for jobs that shard."""
         models = any("access" in {f.name for f in dataclasses.fields(part)} for part in self.parts)
-        return (*self.parts, *((Engine,) if models else ()), *((ClusterOptions,) if self.shards else ()))
+        return (*self.parts, *((Engine,) if models else ()), *((driver.ClusterOptions,) if self.shards else ()))
 
 
 def request(job: str) -> type:
@@ -321,16 +311,16 @@ def request(job: str) -> type:
 RGBD, DST, GENERATE, FILTER = request("generate_rgbd"), request("annotate_views"), request("generate_from_edges"), request("filter_dataset")
 PANO = {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "") or params.defaults(RGBD)["model"]}
 IMG2IMG = ("init_rgb_path", "init_depth_path", "depth_estimator", "strength")
-ALL_VISIBLE = {"object_names": EVERY_VISIBLE_MESH}
+ALL_VISIBLE = {"object_names": EVERY_VISIBLE_MESH}  # the command line has no selection to speak of
 C = Command
 COMMANDS: tuple[Command, ...] = (
     C("capture", "an RGBD 360° panorama of a .blend (rgb.png, depth.exr, depth16.png, meta.json)", (request("encode_capture"), Scene), by_operator("capture_panorama", "capture")),
     C("sphere", "a displaced world sphere from an RGB and a depth panorama", (request("world_sphere"), Scene, Save), by_operator("build_world_sphere", "sphere")),
-    C("demo", "furnished room → RGBD capture → world sphere → world.blend, previews, stereo video (offline)", (DemoRequest, RGBD), demo, ("projection", "height", *IMG2IMG), {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "")}, lazy=(RGBD,)),
+    C("demo", "furnished room → RGBD capture → world sphere → world.blend, previews, stereo video (offline)", (world_demo.DemoRequest, RGBD), demo, ("projection", "height", *IMG2IMG), {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "")}, lazy=(RGBD,)),
     C("panorama", "text (or RGB + depth) → an RGBD panorama with LDM3D (rgb.png, depth16.png, depth.npy, meta.json)", (RGBD, Save), panorama, (), PANO),
-    C("panoramas", "one LDM3D panorama per line of a prompt file (prompt-NNNN/ folders)", (PanoramasRequest, RGBD), panoramas, ("prompt", "count", *IMG2IMG), PANO, "panoramas"),
+    C("panoramas", "one LDM3D panorama per line of a prompt file (prompt-NNNN/ folders)", (prompt_lists.PanoramasRequest, RGBD), panoramas, ("prompt", "count", *IMG2IMG), PANO, "panoramas"),
     C("upscale", "an RGB image and its depth → 2× or 4× with LDM3D-sr, seamless for panoramas", (request("upscale_rgbd"),), by_engine("upscale_rgbd", "upscale")),
-    C("stereo-video", "a stereo rig moving in the world sphere → a 360° or VR180 stereo video with spatial metadata", (RigRequest, MoveRequest, request("finish_video"), Scene), stereo_video, (), {"interocular": None}),
+    C("stereo-video", "a stereo rig moving in the world sphere → a 360° or VR180 stereo video with spatial metadata", (stereo_rig.RigRequest, stereo_rig.MoveRequest, request("finish_video"), Scene), stereo_video, (), {"interocular": None}),
     C("edges", "3D-DST: scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations", (DST, Scene), edges, (), ALL_VISIBLE, "edges"),
     C("generate-from-edges", "3D-DST: ControlNet images from a data set's edge maps, sharing their 3D annotations", (GENERATE,), by_engine("generate_from_edges", "generate"), shards="generate_from_edges"),
     C("kcf", "3D-DST K-fold consistency filter: score generated images, move the worst to rejected/", (FILTER,), by_engine("filter_dataset", "kcf"), shards="kcf"),
@@ -376,7 +366,7 @@ def execute(argv: list[str]) -> dict[str, Any]:
     args = build_parser().parse_args(script_args(argv))
     command, options = args.spec, args.options
     requests = requests_of(command, options, args)
-    cluster = next((r for r in requests if isinstance(r, ClusterOptions)), None)
+    cluster = next((r for r in requests if isinstance(r, driver.ClusterOptions)), None)
     on_ray = cluster is not None and bool(cluster.address)  # the models, the shards and their folders are the nodes' concern
     ours_first = sorted((sharding.shardless(r) if on_ray else r for r in requests), key=lambda r: not isinstance(r, ADDED))
     for r in ours_first:  # every value first, then each request's rules, paths and models
@@ -392,7 +382,7 @@ def execute(argv: list[str]) -> dict[str, Any]:
         print(f"warning: {warning}", file=sys.stderr)
     if on_ray:
         assert cluster is not None
-        return on_cluster(command, [r for r in requests if not isinstance(r, ClusterOptions)], cluster)
+        return on_cluster(command, [r for r in requests if not isinstance(r, driver.ClusterOptions)], cluster)
     try:
         import bpy
     except ImportError:
@@ -411,18 +401,11 @@ def use_model_settings(requests: list[Any]) -> None:
     """The add-on preferences a model job reads, from the command line (this session only)."""
     from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
-    prefs = session.preferences()
-    for r in requests:
-        access = getattr(r, "access", None)
-        if isinstance(access, ModelAccess):
-            prefs.models_dir, prefs.hf_cache_dir = access.models_dir, access.cache_dir
-            prefs.device, prefs.precision = access.device, access.precision
-            prefs.allow_downloads, prefs.allow_pickle = access.allow_download, access.allow_pickle
-        if isinstance(r, Engine) and r.engine_python:
-            prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(Path(r.engine_python).expanduser().absolute())
+    engine = next((r for r in requests if isinstance(r, Engine)), None)
+    session.use_model_options(next((r.access for r in requests if hasattr(r, "access")), None), engine.engine_python if engine else "")
 
 
-def on_cluster(command: Command, requests: list[Any], cluster: ClusterOptions) -> dict[str, Any]:
+def on_cluster(command: Command, requests: list[Any], cluster: driver.ClusterOptions) -> dict[str, Any]:
     """The Ray driver (no Blender here): the command's shards as tasks, each running this script with the shard's request."""
     sys.path.insert(0, str(ROOT))  # the tasks' code travels to the nodes as the package "engine"
     from engine.distributed import sharding as on_nodes  # one copy of the engine in the driver: the tasks'
@@ -444,7 +427,7 @@ def on_cluster(command: Command, requests: list[Any], cluster: ClusterOptions) -
 def main(argv: list[str]) -> int:
     try:
         summary = execute(argv)
-    except (BatchError, EngineError, RuntimeError) as exc:  # RuntimeError: an operator's error report, as bpy.ops raises it
+    except (BatchError, errors.EngineError, RuntimeError) as exc:  # RuntimeError: an operator's error report, as bpy.ops raises it
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         print(f"error: {lines[-1].removeprefix('Error: ')}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@
 Every declared parameter of a subcommand's requests becomes one option with its
 help, range and default shown; a parameter several requests share by name (the
 seed of a chained job) is one option. Options read back as the values
-:func:`engine.params.build` takes, and :func:`option_naming` words refusals
+:func:`engine.params.build` takes, and :meth:`Options.naming` words refusals
 with the option the user typed.
 """
 
@@ -63,25 +63,14 @@ def flag(leaf: Leaf) -> str | None:
     return None if p.cli is None else p.cli or f"--{leaf.name.replace('_', '-')}"
 
 
-def add_options(
-    parser: argparse.ArgumentParser,
-    requests: Sequence[type],
-    hide: Collection[str] = (),
-    defaults: Mapping[str, Any] | None = None,
-    group: str = "",
-) -> Options:
+def add_options(parser: Any, requests: Sequence[type], hide: Collection[str] = (), defaults: Mapping[str, Any] | None = None) -> Options:
     """One option per declared parameter of ``requests`` (shared names once), except ``hide``; ``defaults`` override."""
-    options = Options()
-    target = parser.add_argument_group(group) if group else parser
-    seen: dict[str, Leaf] = {}
-    covered = {name for r in requests for leaf in params.leaves(r) for name in leaf.param.cli_fields[1:]}
-    for request in requests:
-        for leaf in params.leaves(request):
-            if leaf.name in seen or leaf.name in hide or leaf.name in covered or flag(leaf) is None:
-                continue
-            seen[leaf.name] = leaf
-            default = (defaults or {}).get(leaf.name, leaf.default)
-            _add(target, leaf, default, options)
+    options, seen = Options(), set(hide)
+    seen |= {name for r in requests for leaf in params.leaves(r) for name in leaf.param.cli_fields[1:]}  # set by another's option
+    for leaf in (leaf for request in requests for leaf in params.leaves(request)):
+        if leaf.name not in seen and flag(leaf) is not None:
+            seen.add(leaf.name)
+            _add(parser, leaf, (defaults or {}).get(leaf.name, leaf.default), options)
     return options
 
 
@@ -115,8 +104,8 @@ def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
         how.update(default=None)
     if "choices" not in how and how.get("action") not in (argparse.BooleanOptionalAction, "append"):
         how.setdefault("metavar", name.lstrip("-").upper().replace("-", "_"))
-    for old in p.cli_also:
-        parser.add_argument(old, dest=leaf.name, action=_deprecated(name, how), help=argparse.SUPPRESS, **_value_how(how))
+    for old in p.cli_also:  # an older spelling of a value option
+        parser.add_argument(old, dest=leaf.name, action=_deprecated(name), help=argparse.SUPPRESS, metavar=how.get("metavar"))
     parser.add_argument(name, dest=leaf.name, help=_help(leaf, shown, p.cli_required), **how)
     if p.cli_switch is not None:
         switch, value = p.cli_switch
@@ -127,36 +116,20 @@ def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
         options.flags[covered] = name
 
 
-def _value_how(how: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in how.items() if k in ("nargs", "type", "choices", "metavar")}
-
-
-def _deprecated(new: str, how: dict[str, Any]) -> type[argparse.Action]:
-    stores_true = how.get("action") is argparse.BooleanOptionalAction
-
+def _deprecated(new: str) -> type[argparse.Action]:
     class Deprecated(argparse.Action):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if stores_true:
-                kwargs["nargs"] = 0
-            super().__init__(*args, **kwargs)
-
         def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
             print(f"batch.py: {option_string} is deprecated; use {new}", file=sys.stderr)
-            setattr(namespace, self.dest, True if stores_true else values)
+            setattr(namespace, self.dest, values)
 
     return Deprecated
 
 
 def _help(leaf: Leaf, default: Any, required: bool) -> str:
-    p = leaf.param
+    p, allowed = leaf.param, leaf.param.range_text()
     unit = {params.PIXELS: " px", params.DEGREES: "°", params.SECONDS: " s"}.get(p.unit, "")
-    allowed = p.range_text()
-    parts = [p.help]
-    if allowed:
-        parts.append(f"[{allowed}{unit}]")
-    if not required and p.cli_parse is None and default not in (None, "", [], ()):
-        parts.append(f"(default: {default})")
-    return " ".join(parts).replace("%", "%%")
+    shown = not required and p.cli_parse is None and default not in (None, "", [], ())
+    return f"{p.help}{f' [{allowed}{unit}]' if allowed else ''}{f' (default: {default})' if shown else ''}".replace("%", "%%")
 
 
 def one_line_errors(parser: argparse.ArgumentParser) -> None:

@@ -606,7 +606,7 @@ def test_a_shard_carries_the_request_and_builds_what_the_same_command_with_its_s
     blend.write_bytes(b"")
     common = ("--views", "3", "--seed", "4", "--resolution", "48", "--blend", str(blend))
     driver = requests("edges", *common, "--out", str(tmp_path / "ds"), "--overwrite", "--ray", "auto", "--shards", "2")
-    jobs = module.sharding.edges([r for r in driver if not isinstance(r, module.ClusterOptions)], ["python", "batch.py"], 2)
+    jobs = module.sharding.edges([r for r in driver if not isinstance(r, module.driver.ClusterOptions)], ["python", "batch.py"], 2)
     task = jobs[0].command(2, 2)
     assert task[:5] == ["python", "batch.py", "edges", "--request", task[4]] and task[5:] == ["--shard", "2/2", "--out", "{out}"]
     shard = requests(*task[2:-1], str(tmp_path / "shard"))[0]

@@ -237,14 +237,8 @@ class EngineJobOperator:
         except Exception as exc:
             return self._fail(context, exc)
         assert self._handle is not None
-        background = bpy.app.background
-
-        def show(p: Any) -> None:
-            if background:
-                print(f"[diffusion3d] {self.job_label}: {p.done}/{p.total} {p.message}", flush=True)
-
         try:
-            self._handle.wait(show)
+            self._handle.wait(session.print_progress(self.job_label) if bpy.app.background else lambda p: None)
         except EngineError:
             pass  # _conclude reports it
         except Exception as exc:

@@ -87,6 +87,22 @@ def client(context: bpy.types.Context | None = None) -> EngineClient:
     return _client
 
 
+def print_progress(label: str) -> Any:
+    """A progress callback printing ``[diffusion3d] label: done/total message`` lines (scripts, ``batch.py``, Ray's tasks read them)."""
+    return lambda p: print(f"[diffusion3d] {label}: {p.done}/{p.total} {p.message}", flush=True)
+
+
+def use_model_options(access: ModelAccess | None, python: str = "") -> None:
+    """The preferences a model job reads, from ``batch.py``'s options (this session only): the model access, the engine's Python."""
+    prefs = preferences()
+    if access is not None:
+        prefs.models_dir, prefs.hf_cache_dir = access.models_dir, access.cache_dir
+        prefs.device, prefs.precision = access.device, access.precision
+        prefs.allow_downloads, prefs.allow_pickle = access.allow_download, access.allow_pickle
+    if python:
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(Path(python).expanduser().absolute())
+
+
 def release() -> None:
     """Stop the worker / drop cached models. Safe to call any time."""
     global _client, _client_key
