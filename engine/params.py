@@ -426,5 +426,10 @@ def model_field(default: str, label: str, help: str, **how: Any) -> Any:
     return param(default, label, f"{help}: a folder (absolute, or in the models folder) or a Hugging Face repo id", model=True, **how)
 
 
+def recommended_steps(scheduler: str = "DDIM") -> int:
+    """The steps a sampler is usually run at (the choice list says), for a job's default."""
+    return SCHEDULERS[scheduler].steps
+
+
 def scheduler_field(default: str = "DDIM", **how: Any) -> Any:
     return param(default, "Sampler", "How the noise is taken away, step by step", choices=SCHEDULERS, **how)

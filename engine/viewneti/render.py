@@ -84,7 +84,7 @@ class Views:
         max=2048,
         multiple=8,
         soft=(256, 1024),
-        why="the VAE works in 8-pixel blocks; SD 2.x up to 2048",
+        why="the VAE works in 8-pixel blocks; SD 2.x was trained at 768, and 2048² needs about 40 GB",
         cli="--size",
         cli_fields=("width", "height"),
     )
@@ -97,7 +97,7 @@ class Views:
         max=2048,
         multiple=8,
         soft=(256, 1024),
-        why="the VAE works in 8-pixel blocks; SD 2.x up to 2048",
+        why="the VAE works in 8-pixel blocks; SD 2.x was trained at 768, and 2048² needs about 40 GB",
     )
     steps: int = steps_field(30)
     guidance: float = guidance_field(7.5)

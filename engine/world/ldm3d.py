@@ -38,6 +38,7 @@ from ..params import (
     overwrite_field,
     param,
     prompt_field,
+    recommended_steps,
     refuse,
     scheduler_field,
     seed_field,
@@ -58,6 +59,7 @@ DEFAULT_PROMPT = "panoramic view of a cosy living room with a fireplace, wooden 
 UPSCALES = (1, 2, 4)
 BASE = "base"  # where an upscaled sample keeps its generated base files
 MAX_COUNT = 16
+SIZE_WHY = "the VAE works in 8-pixel blocks; 8192 is 4× LDM3D-sr's 2048 and the memory estimate refuses what a device cannot hold"
 
 
 def _init_files(path: str) -> dict[str, Any]:
@@ -84,7 +86,7 @@ class RGBDRequest:
         multiple=8,
         also=(0,),
         soft=(0, 4096),
-        why="the VAE works in 8-pixel blocks",
+        why=SIZE_WHY,
     )
     height: int = param(
         0,
@@ -96,9 +98,9 @@ class RGBDRequest:
         multiple=8,
         also=(0,),
         soft=(0, 4096),
-        why="the VAE works in 8-pixel blocks",
+        why=SIZE_WHY,
     )
-    steps: int = steps_field(50)
+    steps: int = steps_field(recommended_steps())
     guidance: float = guidance_field(7.0)
     seed: int = seed_field()
     count: int = count_field(MAX_COUNT)

@@ -39,6 +39,7 @@ from ..params import (
     overwrite_field,
     param,
     prompt_field,
+    recommended_steps,
     refuse,
     scheduler_field,
     seed_field,
@@ -101,7 +102,7 @@ class UpscaleRequest:
     )
     prompt: str = prompt_field(PROMPT, "The upscaler's prompt (the model card's by default)")
     negative_prompt: str = negative_prompt_field()
-    steps: int = steps_field(50)
+    steps: int = steps_field(recommended_steps())
     guidance: float = guidance_field(9.0)
     noise_level: int = param(
         20,
