@@ -11,7 +11,7 @@ import pytest
 from engine import cli, jobs, params
 from engine.choices import SCHEDULERS
 from engine.errors import BadInput
-from engine.params import INPUT_FILE, OUTPUT_FOLDER, Note, nested, param, refuse
+from engine.params import INPUT_FILE, Note, nested, param, refuse
 
 
 @dataclass
