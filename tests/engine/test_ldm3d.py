@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_ldm3d import build_tiny_dpt, build_tiny_ldm3d, diffusers_ldm3d_pipeline  # noqa: E402
 
 from engine.client import make_client  # noqa: E402
@@ -194,7 +195,9 @@ def request(models, out: Path, **kw) -> RGBDRequest:
 
 def test_job_writes_the_files_and_metadata(models, tmp_path):
     events: list = []
-    result = run(request(models, tmp_path / "out"), events=events)
+    with embedding_lookups() as lookups:
+        result = run(request(models, tmp_path / "out"), events=events)
+    assert read_clip_words(lookups, "a", "room"), "the prompt went through CLIP's real tokenizer and 49,408-row table"
     files = result.paths[0]
     assert sorted(Path(p).name for p in files.values()) == ["depth.npy", "depth16.png", "meta.json", "rgb.png"]
     meta = json.loads(Path(files["meta.json"]).read_text())

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_ldm3d import build_tiny_ldm3d, build_tiny_ldm3d_sr  # noqa: E402
 
 from engine.diffusion.sources import ModelAccess  # noqa: E402
@@ -55,7 +56,9 @@ def run(r):
 def test_a_panorama_and_its_16_bit_depth_come_out_twice_the_size_as_every_rgbd_job_writes_them(upscaler, tmp_path):
     rgb, depth = panorama(tmp_path / "in")
     seen = []
-    result = run_job("upscale_rgbd", request(upscaler, rgb, depth, tmp_path / "out"), seen.append, CancelToken())
+    with embedding_lookups() as lookups:
+        result = run_job("upscale_rgbd", request(upscaler, rgb, depth, tmp_path / "out"), seen.append, CancelToken())
+    assert read_clip_words(lookups, "quality", "resolution", "image"), "the model card's prompt through CLIP's real tokenizer"
     assert (result.width, result.height, result.windows) == (192, 96, 1) and not result.warnings
     assert seen[-1].done == seen[-1].total and [p.done for p in seen] == sorted(p.done for p in seen)
     assert set(result.paths) == {"rgb.png", "depth16.png", "depth.npy", "meta.json"}

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_viewneti import build_tiny_sd2  # noqa: E402
 
 from engine.cameras import camera_to_world  # noqa: E402
@@ -159,9 +160,14 @@ def render_request(base, ckpt, out, cameras, **kw):
 
 def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_outside_its_range(base, tmp_path):
     data = posed_set(tmp_path / "data")
-    run(request(base, data, tmp_path / "ckpt", steps=2))
     cameras = [camera_to_world(30, 10, 2.0), camera_to_world(200, 10, 2.0)]
-    first = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras), lambda p: None, CancelToken())
+    for job, job_request in [
+        ("train_viewneti", request(base, data, tmp_path / "ckpt", steps=2)),
+        ("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras)),
+    ]:
+        with embedding_lookups() as lookups:  # the placeholders' own ids (49,408 and 49,409) are never looked up
+            first = run_job(job, job_request, lambda p: None, CancelToken())
+        assert read_clip_words(lookups, "a", "photo", "of") and all(max(ids) < rows for rows, ids in lookups), job
     again = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "b", cameras), lambda p: None, CancelToken())
     assert [Path(p).name for p in first.paths] == ["view_0000.png", "view_0001.png"] and not first.warnings
     assert all(Path(a).read_bytes() == Path(b).read_bytes() for a, b in zip(first.paths, again.paths))

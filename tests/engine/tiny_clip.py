@@ -16,10 +16,12 @@ SD 1.x with ``<|endoftext|>``) from the published configs kept in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,29 @@ def clip_text_config(model: str, part: str = "text_encoder", **tiny: Any) -> Any
     kept = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "hidden_act", "max_position_embeddings", "layer_norm_eps")
     facts = published(model)[part]
     return CLIPTextConfig(**{k: facts[k] for k in kept if k in facts}, **tiny)
+
+
+@contextlib.contextmanager
+def embedding_lookups() -> Iterator[list[tuple[int, set[int]]]]:
+    """Every embedding lookup while open, as (the table's rows, the ids read): which vocabulary a job's text went through."""
+    import torch
+
+    seen: list[tuple[int, set[int]]] = []
+    original = torch.nn.functional.embedding
+
+    def spy(ids: Any, weight: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((int(weight.shape[0]), set(ids.flatten().tolist())))
+        return original(ids, weight, *args, **kwargs)
+
+    torch.nn.functional.embedding = spy
+    try:
+        yield seen
+    finally:
+        torch.nn.functional.embedding = original
+
+
+def read_clip_words(seen: list[tuple[int, set[int]]], *words: str) -> bool:
+    """Whether a table of CLIP's 49,408 rows was read with the start and end ids and each word's id in CLIP's vocabulary."""
+    vocab = json.loads(clip_vocabulary()[0])
+    wanted = {vocab["<|startoftext|>"], vocab["<|endoftext|>"], *(vocab[w + "</w>"] for w in words)}
+    return any(rows == VOCAB_SIZE and wanted <= ids for rows, ids in seen)

@@ -23,21 +23,13 @@ from tiny_ldm3d import save_sd2_parts
 
 IMAGEDREAM_MODEL = "imagedream-ipmv-diffusers"  # its published configs, in data/published/
 
-#: The published unet/config.json with tiny sizes.
+#: The published unet/config.json with tiny sizes (and MVDream's: no image tokens; ImageDream's ip_dim is set per model).
 TINY_UNET = {
-    "_class_name": "MultiViewUNetModel",
-    "_diffusers_version": "0.25.0",
-    "attention_resolutions": [4, 2, 1],
-    "camera_dim": 16,
+    **{k: v for k, v in published(IMAGEDREAM_MODEL)["unet"].items() if k != "ip_dim"},
     "channel_mult": [1, 2],
     "context_dim": 32,
-    "image_size": 32,
-    "in_channels": 4,
     "model_channels": 32,
     "num_head_channels": 16,
-    "num_res_blocks": 2,
-    "out_channels": 4,
-    "transformer_depth": 1,
 }
 IMAGE_WIDTH = 48  # the tiny CLIP vision model's hidden size (the real one: 1280)
 TRAP = "raise RuntimeError('the repo\\'s own mv_unet.py was executed')\n"
