@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import BadInput
 from ..progress import Reporter
 from . import checkpoint
 from .cameras import DTU12, CameraRanges
-from .dtu import DTU_IMAGE_SIZE
+from .dtu import DTU_IMAGE_SIZE, calibration_cameras
 
 _SAFE_MODULES = ("torch", "collections", "builtins", "numpy", "_codecs", "copyreg")
 
@@ -91,24 +89,14 @@ def read_original(path: Path) -> dict[str, Any]:
     }
 
 
-def calibration_ranges(folder: Path) -> tuple[CameraRanges, int]:
-    files = sorted(folder.glob("pos_*.txt"))
-    if not files:
-        raise BadInput(f"No DTU calibration (pos_*.txt) in {folder}")
-    try:
-        numbers = np.stack([np.loadtxt(f).reshape(12) for f in files])
-    except ValueError as exc:
-        raise BadInput(f"A calibration file in {folder} is not a 3×4 matrix: {exc}") from None
-    return CameraRanges.fit(DTU12, numbers), len(files)
-
-
 def import_original(r: ImportRequest, report: Reporter) -> ImportResult:
     if not r.allow_pickle:
         raise BadInput(
             "The original ViewNeTI files are pickles (they can run code when loaded); allow pickled weights to import them "
             "(they are read with an unpickler that runs none of their code)"
         )
-    ranges, count = calibration_ranges(Path(r.calibration_dir))
+    calibration = calibration_cameras(Path(r.calibration_dir))
+    ranges, count = CameraRanges.fit(DTU12, calibration), len(calibration)
     views, objects = read_original(Path(r.view_file)), read_original(Path(r.object_file))
     view = next(iter(views.values()))  # the view file's one mapper; the object file has one per scene (88 after pre-training)
     width = int(view["output_layer.0.weight"].shape[0]) // 2

@@ -5,6 +5,9 @@ the target the cameras look at, and per image its file, K, R and t (OpenCV
 axes: x_cam = R·X + t), the Blender camera-to-world matrix, and the camera in
 both ViewNeTI parameterisations (``dtu12``: P = K [R | t] row-major;
 ``spherical``: cos and sin of the azimuth, elevation in degrees, distance).
+A set may also name the cameras its parameterisation's ranges are fitted over
+(``range_dtu12``: a DTU set's every calibration camera), when they are more
+than its own views.
 """
 
 from __future__ import annotations
@@ -98,19 +101,28 @@ def _on_colour(source: str, colour: list[float]) -> Writer:
     return write
 
 
-ORBIT, HEMISPHERE = TRAINING_LAYOUTS.ids
+STAGGERED, ORBIT, HEMISPHERE = TRAINING_LAYOUTS.ids
+#: The staggered orbit's steps: elevations about the chosen one (degrees), distances as multiples of the chosen one.
+#: ±15° about the default 15° spans 0–30°, where novel views are usually asked for; distances only grow from the chosen
+#: one, which is the nearest at which the objects fit the frame. Elevation steps every view, distance every third, so
+#: the nine pairs recur at other azimuths.
+ELEVATION_STEPS, DISTANCE_STEPS = (-15.0, 0.0, 15.0), (1.0, 1.15, 1.3)
 
 
 def training_poses(
     layout: str, count: int, elevation: float, distance: float, seed: int, target: tuple[float, float, float]
 ) -> list[np.ndarray]:
-    """Camera-to-world matrices (Blender's) looking at ``target``: an even orbit at one elevation, or views sampled over the upper hemisphere."""
+    """Camera-to-world matrices (Blender's) looking at ``target``: an even orbit stepping through elevations and distances
+    about the chosen ones (the default), an even orbit at one elevation, or views sampled over the upper hemisphere."""
     from ..cameras import blender_camera_matrix
     from ..viewpoints import Uniform, ViewDistribution, Viewpoint, sample_viewpoints
 
     if count < 1 or not distance > 0:
         raise BadInput(f"Need at least one view at a distance above 0, got {count} views at {distance}")
-    if layout == ORBIT:
+    if layout == STAGGERED:
+        heights = [float(np.clip(elevation + ELEVATION_STEPS[i % 3], -89.0, 89.0)) for i in range(count)]
+        views = [Viewpoint(360.0 * i / count, 90.0 - h, 0.0, distance * DISTANCE_STEPS[i // 3 % 3]) for i, h in enumerate(heights)]
+    elif layout == ORBIT:
         views = [Viewpoint(360.0 * i / count, 90.0 - elevation, 0.0, distance) for i in range(count)]
     elif layout == HEMISPHERE:
         views = sample_viewpoints(count, ViewDistribution(distance=distance, polar=Uniform(0.0, 90.0)), seed)
@@ -134,13 +146,27 @@ def posed_sets_in(folder: Path) -> list[Path]:
     return found
 
 
-def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
-    """The images (H×W×3 float in [0, 1], on white where transparent), their cameras' raw numbers [N, k] and the target."""
+def range_key(kind: str) -> str:
+    """The ``cameras.json`` key of the cameras a set's ``kind`` ranges are fitted over, when they are not just its views."""
+    return f"range_{kind.lower()}"
+
+
+@dataclass
+class PosedImages:
+    images: list[np.ndarray]  # H×W×3 float in [0, 1], on white where transparent
+    numbers: np.ndarray  # [N, k]: each image's camera, raw
+    target: list[float]
+    range_numbers: np.ndarray | None  # [M, k]: the cameras the ranges are fitted over, when the set names them (DTU's calibration)
+
+
+def read_posed_set(folder: Path, kind: str) -> PosedImages:
+    """The images, their cameras' raw numbers, the target, and any cameras the ranges are fitted over."""
     CAMERA_PARAMETERISATIONS.get(kind)
     path = folder / CAMERAS
     try:
         posed = json.loads(path.read_text(encoding="utf-8"))
         entries = posed["images"]
+        ranged = None if posed.get(range_key(kind)) is None else np.asarray(posed[range_key(kind)], np.float64).reshape(-1, SIZES[kind])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
     images, numbers = [], []
@@ -153,4 +179,5 @@ def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarra
     sizes = {im.shape[:2] for im in images}
     if len(sizes) > 1:
         raise BadInput(f"The images in {folder} have mixed sizes ({', '.join(f'{w}×{h}' for h, w in sorted(sizes))})")
-    return images, np.asarray(numbers, np.float64), [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
+    target = [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
+    return PosedImages(images, np.asarray(numbers, np.float64), target, ranged)

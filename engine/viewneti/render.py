@@ -29,7 +29,6 @@ from . import checkpoint
 from .cameras import DTU12, at_size, projection_numbers, spherical_numbers
 
 MAX_VIEWS = 10_000
-TOLERANCE = 0.01  # normalised units a camera may stray outside the trained range before a warning
 
 
 @dataclass
@@ -126,8 +125,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
             raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
         numbers = np.stack([camera_numbers(info, m, v.fov_deg, target) for m in matrices])
         poses = list(matrices)
-    worst = max(info.cameras.outside(n) for n in numbers)
-    warnings = [f"A camera lies {worst:.2f} normalised units outside the trained range: expect a weaker view"] if worst > TOLERANCE else []
+    warnings = info.cameras.warnings(numbers)
     access = r.access
     folder = sources.inspect_stable_diffusion(access.locate(r.model, report), r.model, access.allow_pickle)
     report.total = 2 + len(names) * (v.steps + 3)

@@ -42,7 +42,6 @@ from .posed import read_posed_set
 
 LOSS_CURVE, LOSS_PNG = "loss.json", "loss.png"
 SCENE, PRETRAIN, SINGLE_VIEW = TRAINING_MODES.ids
-TOLERANCE = 0.01  # normalised units an image's camera may stray outside a pre-trained view mapper's range before a warning
 
 
 @dataclass
@@ -88,6 +87,7 @@ class PosedSet:
     numbers: np.ndarray  # [N, k]
     target: list[float]
     source: str
+    range_numbers: np.ndarray | None = None  # [M, k]: the cameras the ranges are fitted over, when the set names them
 
 
 def _check(r: TrainRequest) -> None:
@@ -114,18 +114,35 @@ def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSe
     """Every posed set of the request, its cameras' numbers as they read for images of ``size`` (width, height)."""
     sets: list[PosedSet] = []
     for folder in map(Path, r.data_dirs):
-        images, numbers, target = read_posed_set(folder, kind)
+        posed = read_posed_set(folder, kind)
         least = 1 if r.mode == SINGLE_VIEW else 2
-        if len(images) < least:
+        if len(posed.images) < least:
             raise BadInput(
-                f"{TRAINING_MODES[r.mode].label} training needs at least {least} views per posed set; {folder} has {len(images)}"
+                f"{TRAINING_MODES[r.mode].label} training needs at least {least} views per posed set; {folder} has {len(posed.images)}"
             )
-        height, width = images[0].shape[:2]
+        height, width = posed.images[0].shape[:2]
         name = folder.resolve().name
         if any(s.name == name for s in sets):
             name = f"{name}_{len(sets)}"
-        sets.append(PosedSet(name, images, at_size(numbers, kind, (width, height), size), target, str(folder.resolve())))
+        numbers, ranged = (None if n is None else at_size(n, kind, (width, height), size) for n in (posed.numbers, posed.range_numbers))
+        assert numbers is not None
+        sets.append(PosedSet(name, posed.images, numbers, posed.target, str(folder.resolve()), ranged))
     return sets
+
+
+def fitted_ranges(kind: str, sets: list[PosedSet]) -> tuple[CameraRanges, list[str]]:
+    """Ranges over the training cameras, and over every camera a set names for them (a DTU set: all its calibration cameras,
+    as the original); with a warning for each entry the training data does not vary."""
+    named = [s.range_numbers for s in sets if s.range_numbers is not None]
+    ranges = CameraRanges.fit(kind, np.concatenate([s.numbers for s in sets] + named))
+    constant = ranges.constant_names()
+    if not constant:
+        return ranges, []
+    them = "it" if len(constant) == 1 else "them"
+    return ranges, [
+        f"The training cameras all have the same {' and '.join(constant)}: the view mapper learns nothing of {them} and reads "
+        "any camera as at the training value (vary the views, as the staggered orbit does)"
+    ]
 
 
 def check_base(folder: sources.ModelFolder) -> None:
@@ -192,12 +209,9 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         )
         info.view_norm = info.view_norm or norm(info.view_word)  # an imported original's norms come from this base
         info.view_mapper_from = str(Path(r.view_mapper).resolve())
-        worst = max(info.cameras.outside(n) for n in sets[0].numbers)
-        if worst > TOLERANCE:
-            warnings.append(f"The image's camera lies {worst:.2f} normalised units outside the pre-trained view mapper's range")
+        warnings += info.cameras.warnings(sets[0].numbers, "The image's camera")
     else:
-        numbers = np.concatenate([s.numbers for s in sets])
-        ranges = CameraRanges.fit(kind, numbers)
+        ranges, warnings = fitted_ranges(kind, sets)
         info = checkpoint.CheckpointInfo(ranges, width, objects, size[0], size[1], list(size), r.view_word, view_norm=norm(r.view_word))
         info.alpha = r.alpha
     info.object_word, info.object_norm = r.object_word, norm(r.object_word)
