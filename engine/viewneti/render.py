@@ -147,7 +147,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     if not info.view_norm or not info.object_norm:  # an imported original checkpoint: the norms come from this base
         info.view_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.view_word).norm())
         info.object_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.object_word).norm())
-    view, obj = Mapper(MapperSpec(len(info.cameras.low), info.word_dim)), Mapper(MapperSpec(0, info.word_dim))
+    view, obj = (Mapper(MapperSpec(inputs, info.word_dim, info.sigmas)) for inputs in (len(info.cameras.low), 0))
     view.load_state_dict(view_state)
     obj.load_state_dict(object_states[which])
     mappers = pipeline.Mappers(view.to(device), obj.to(device), info.view_norm, info.object_norm, info.alpha)

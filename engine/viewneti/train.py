@@ -197,7 +197,8 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         return float(text.word_row(model.tokenizer, encoder, word).norm())
 
     objects = [checkpoint.TrainedObject(s.name, s.target, s.source) for s in sets]
-    view = Mapper(MapperSpec(SIZES[kind], width), seed=r.seed).to(device)
+    sigmas = pretrained[0].sigmas if pretrained is not None else checkpoint.FOURIER_SIGMAS  # an imported view mapper's own
+    view = Mapper(MapperSpec(SIZES[kind], width, sigmas), seed=r.seed).to(device)
     warnings: list[str] = []
     if pretrained is not None:
         base_info, view_state = pretrained[0], pretrained[1]
@@ -216,7 +217,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         info.alpha = r.alpha
     info.object_word, info.object_norm = r.object_word, norm(r.object_word)
     info.base_model, info.base_revision, info.mode, info.seed = r.model, folder.revision, r.mode, r.seed
-    object_mappers = [Mapper(MapperSpec(0, width), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]
+    object_mappers = [Mapper(MapperSpec(0, width, sigmas), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]
     params = [p for m in (view, *object_mappers) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=r.learning_rate * r.batch * r.accumulation, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     generator = torch.Generator("cpu").manual_seed(r.seed)
