@@ -109,9 +109,25 @@ PROJECTIONS: Choices[Choice] = Choices(
     Choice("FLAT", "Flat Image", "An ordinary perspective image"),
 )
 
+UPSCALE_PROJECTIONS: Choices[Choice] = Choices(
+    "upscale projection",
+    Choice(
+        "AUTO",
+        "Auto",
+        "As the input's meta.json says (a generated or captured panorama, or a flat image); without one, "
+        "2:1 images are 360° panoramas and others flat",
+    ),
+    *PROJECTIONS,
+)
+
 DEPTH_MODES: Choices[Choice] = Choices(
     "depth mode",
-    Choice("AUTO", "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
+    Choice(
+        "AUTO",
+        "Auto",
+        "As the meta.json beside the file says (a capture's: Metric; LDM3D's and LDM3D-sr's: Relative); without one, by the file: "
+        "float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative",
+    ),
     Choice("METRIC", "Metric", "Pixel values are distances along each ray, in scene units"),
     Choice("RELATIVE", "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
 )

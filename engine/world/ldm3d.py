@@ -25,7 +25,7 @@ from ..imagefiles import unit_float
 from ..progress import Reporter
 from ..samples import check_sampling, planned, write_samples
 from . import depth as depthlib
-from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
+from .rgbd import BASE, MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 from .upscale import DEFAULT_UPSCALER
 
 ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
@@ -33,7 +33,6 @@ EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
 DISPARITY, METRIC = "DISPARITY", "METRIC"
 DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
 UPSCALES = (1, 2, 4)
-BASE = "base"  # where an upscaled sample keeps its generated base files
 MAX_COUNT = 16
 
 

@@ -18,6 +18,7 @@ from . import depth as depthlib
 from . import equirect
 from .capture import capture_origin
 from .parallax import safe_radius
+from .rgbd import read_depth
 
 #: Above this many grid vertices a mesh is surely a mistake (a 16k×8k panorama at full grid).
 MAX_VERTICES = 134_217_728
@@ -184,7 +185,7 @@ class WorldSphereRequest:
     depth: np.ndarray | None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
     rgb_size: tuple[int, int]  # (width, height) of the colour panorama it will wear
     depth_path: str = ""  # a depth file (EXR, .npy, HDR, TIFF, PNG, …) the engine reads instead of ``depth``
-    depth_mode: str = depthlib.AUTO  # AUTO: METRIC for float files, RELATIVE for 8/16-bit ones
+    depth_mode: str = depthlib.AUTO  # AUTO: as the sample's meta.json says, else METRIC for float files, RELATIVE for 8/16-bit ones
     relative_mapping: str = depthlib.OFFSET
     radius: float = 5.0  # OFFSET: distance of disparity 0.5
     strength: float = 1.0  # OFFSET: how far disparity moves a vertex, in [0, 2)
@@ -218,8 +219,8 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
     """The ``world_sphere`` job: a depth panorama (file or array) → the mesh arrays and the figures the rig needs."""
     report.total = 3
     if request.depth_path:
-        stored = depthlib.read_depth_file(request.depth_path)
-        depth, kind, mode = stored.values, stored.kind, depthlib.resolve_mode(request.depth_mode, stored.mode)
+        stored = read_depth(request.depth_path, request.depth_mode)
+        depth, kind, mode = stored.values, stored.kind, stored.mode
     elif request.depth is not None:
         depth, kind, mode = np.asarray(request.depth), "array", request.depth_mode
         if mode == depthlib.AUTO:
