@@ -60,6 +60,9 @@ class _PickleModule:
     __name__ = "diffusion3d_inert_pickle"
 
 
+VIEW, OBJECT = "view", "object"  # the two files
+
+
 @dataclass(frozen=True)
 class Setting:
     """A key of the original's saved config that our mappers fix: config.py's default for it, the value we implement."""
@@ -69,10 +72,9 @@ class Setting:
     default: Any
     ours: Any
     meaning: str
-    files: tuple[str, ...] = ("view", "object")  # the mapper files whose mappers it shapes
+    files: tuple[str, ...] = (VIEW, OBJECT)  # the mapper files whose mappers it shapes
 
 
-VIEW, OBJECT = "view", "object"
 IMPLEMENTED = (
     Setting("model", "arch_view_net", 0, 15, "the paper's final mappers: Fourier features of timestep, layer and camera"),
     Setting("model", "arch_view_disable_tl", True, False, "the view mapper reads the timestep and layer", (VIEW,)),

@@ -156,7 +156,7 @@ class PosedImages:
     images: list[np.ndarray]  # H×W×3 float in [0, 1], on white where transparent
     numbers: np.ndarray  # [N, k]: each image's camera, raw
     target: list[float]
-    range_numbers: np.ndarray | None  # [M, k]: the cameras the ranges are fitted over, when the set names them (DTU's calibration)
+    range_numbers: np.ndarray  # [M, k]: more cameras the ranges are fitted over (a DTU set's calibration); M = 0 if none
 
 
 def read_posed_set(folder: Path, kind: str) -> PosedImages:
@@ -166,7 +166,7 @@ def read_posed_set(folder: Path, kind: str) -> PosedImages:
     try:
         posed = json.loads(path.read_text(encoding="utf-8"))
         entries = posed["images"]
-        ranged = None if posed.get(range_key(kind)) is None else np.asarray(posed[range_key(kind)], np.float64).reshape(-1, SIZES[kind])
+        ranged = np.asarray(posed.get(range_key(kind), []), np.float64).reshape(-1, SIZES[kind])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
     images, numbers = [], []

@@ -87,7 +87,7 @@ class PosedSet:
     numbers: np.ndarray  # [N, k]
     target: list[float]
     source: str
-    range_numbers: np.ndarray | None = None  # [M, k]: the cameras the ranges are fitted over, when the set names them
+    range_numbers: np.ndarray  # [M, k]: more cameras the ranges are fitted over (a DTU set's calibration); M = 0 if none
 
 
 def _check(r: TrainRequest) -> None:
@@ -124,8 +124,7 @@ def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSe
         name = folder.resolve().name
         if any(s.name == name for s in sets):
             name = f"{name}_{len(sets)}"
-        numbers, ranged = (None if n is None else at_size(n, kind, (width, height), size) for n in (posed.numbers, posed.range_numbers))
-        assert numbers is not None
+        numbers, ranged = (at_size(n, kind, (width, height), size) for n in (posed.numbers, posed.range_numbers))
         sets.append(PosedSet(name, posed.images, numbers, posed.target, str(folder.resolve()), ranged))
     return sets
 
@@ -133,8 +132,7 @@ def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSe
 def fitted_ranges(kind: str, sets: list[PosedSet]) -> tuple[CameraRanges, list[str]]:
     """Ranges over the training cameras, and over every camera a set names for them (a DTU set: all its calibration cameras,
     as the original); with a warning for each entry the training data does not vary."""
-    named = [s.range_numbers for s in sets if s.range_numbers is not None]
-    ranges = CameraRanges.fit(kind, np.concatenate([s.numbers for s in sets] + named))
+    ranges = CameraRanges.fit(kind, np.concatenate([n for s in sets for n in (s.numbers, s.range_numbers)]))
     constant = ranges.constant_names()
     if not constant:
         return ranges, []

@@ -91,7 +91,7 @@ def upscale_projection(r: UpscaleRequest, width: int, height: int) -> tuple[str,
         meta = sample_meta(path)
         said = str(meta.get("projection", "")).upper() if meta is not None else ""
         if said in PROJECTIONS:
-            return said, f"as {Path(path).parent.name}/meta.json says"
+            return said, "as the input's meta.json says"
     if width == 2 * height:
         return EQUIRECTANGULAR, f"a 2:1 image ({width}×{height}) without a meta.json: taken for a 360° panorama"
     return FLAT, f"a {width}×{height} image (not 2:1) without a meta.json: a flat image"

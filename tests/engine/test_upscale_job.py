@@ -174,9 +174,9 @@ def test_auto_takes_the_projection_from_the_inputs_meta_json_and_without_one_onl
 
     assert decided("pano", (96, 48)) == ("EQUIRECTANGULAR", "a 2:1 image (96×48) without a meta.json: taken for a 360° panorama")
     assert decided("photo", (96, 64)) == ("FLAT", "a 96×64 image (not 2:1) without a meta.json: a flat image")
-    assert decided("flat-ldm3d", (96, 48), {"kind": "rgbd4", "projection": "flat"}) == ("FLAT", "as flat-ldm3d/meta.json says")
+    assert decided("flat-ldm3d", (96, 48), {"kind": "rgbd4", "projection": "flat"}) == ("FLAT", "as the input's meta.json says")
     capture = {"depth_exr": "distances", "projection": "equirectangular"}
-    assert decided("capture", (96, 48), capture) == ("EQUIRECTANGULAR", "as capture/meta.json says")
+    assert decided("capture", (96, 48), capture) == ("EQUIRECTANGULAR", "as the input's meta.json says")
     assert decided("asked", (96, 48), projection="FLAT") == ("FLAT", "as requested")
 
 
