@@ -183,38 +183,48 @@ def test_the_tiny_six_channel_ldm3d_keeps_ldm3ds_packed_depth_vae(tmp_path):
 # The published sizes, on the meta device ------------------------------------------------------------------------------
 
 
-def full_size(model: str, component: str) -> Any:
-    """A published component built from its config on the meta device (SD's diffusers and transformers classes)."""
+def full_size(component: str, *models: str, **changes: Any) -> Any:
+    """A component built on the meta device from the published configs of ``models`` (each overlaying the one before, as
+    LDM3D's facts overlay SD 1.5's) and ``changes``; SD's diffusers and transformers classes."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    config = {k: v for k, v in published(model)[component].items() if not k.startswith("_") and k != "architectures"}
+    config = {k: v for m in models for k, v in published(m)[component].items() if not k.startswith("_") and k != "architectures"}
     with torch.device("meta"):
         if component == "text_encoder":
-            return CLIPTextModel(CLIPTextConfig(**config))
-        return (UNet2DConditionModel if component == "unet" else AutoencoderKL)(**config)
+            return CLIPTextModel(CLIPTextConfig(**config, **changes))
+        return (UNet2DConditionModel if component == "unet" else AutoencoderKL)(**{**config, **changes})
+
+
+def parameters(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("model", [SD, SD2])
 def test_published_stable_diffusion_builds_at_full_size_with_its_weights_parameter_totals(model):
     for component, total in published(model)["parameters"].items():
-        assert sum(p.numel() for p in full_size(model, component).parameters()) == total, component
-    rows = full_size(model, "text_encoder").get_input_embeddings().weight.shape[0]
+        assert parameters(full_size(component, model)) == total, component
+    rows = full_size("text_encoder", model).get_input_embeddings().weight.shape[0]
     assert rows == VOCAB_SIZE, "the real tokenizer's length"
 
 
 def test_published_sd_2_1_at_full_size_has_the_16_cross_attention_layers_viewneti_reads():
-    assert len(attention.install(full_size(SD2, "unet"))) == 16
+    assert len(attention.install(full_size("unet", SD2))) == 16
+
+
+def test_published_ldm3d_at_full_size_is_sd_1_x_with_a_vae_that_differs_only_in_its_first_and_last_convolutions():
+    assert parameters(full_size("unet", SD, LDM3D)) == published(SD)["parameters"]["unet"]
+    sd = {k: v.shape for k, v in full_size("vae", SD).state_dict().items()}
+    for channels in (4, published(LDM3D)["rgbd6_vae_channels"]):
+        rgbd = {k: v.shape for k, v in full_size("vae", SD, LDM3D, in_channels=channels, out_channels=channels).state_dict().items()}
+        assert list(rgbd) == list(sd), "SD's VAE, weight by weight"
+        assert {k for k in sd if rgbd[k] != sd[k]} == {"encoder.conv_in.weight", "decoder.conv_out.weight", "decoder.conv_out.bias"}
 
 
 def test_published_ldm3d_sr_at_full_size_is_the_size_of_its_published_unet():
     """An SD 1.x UNet reading 8 channels with a class embedding (SD ×4 upscaler's 1000 classes): 3.44 GB in fp32, as published."""
-    from diffusers import UNet2DConditionModel
-
-    plan = {k: v for k, v in published(SD)["unet"].items() if not k.startswith("_")}
-    with torch.device("meta"):
-        unet = UNet2DConditionModel(**{**plan, **published(LDM3D_SR)["unet"], "num_class_embeds": 1000})
-    assert round(4 * sum(p.numel() for p in unet.parameters()) / 1e9, 2) == 3.44
+    unet = full_size("unet", SD, LDM3D_SR, num_class_embeds=1000)
+    assert round(4 * parameters(unet) / 1e9, 2) == 3.44
 
 
 def published_folder(root: Path, model: str, base: str, **layers: dict[str, Any]) -> Path:
