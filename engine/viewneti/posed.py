@@ -104,8 +104,8 @@ def _on_colour(source: str, colour: list[float]) -> Writer:
 STAGGERED, ORBIT, HEMISPHERE = TRAINING_LAYOUTS.ids
 #: The staggered orbit's steps: elevations about the chosen one (degrees), distances as multiples of the chosen one.
 #: ±15° about the default 15° spans 0–30°, where novel views are usually asked for; distances only grow from the chosen
-#: one, which is the nearest at which the objects fit the frame. Elevation steps every view, distance every third, so
-#: the nine pairs recur at other azimuths.
+#: one, which is the nearest at which the objects fit the frame. Both step every view, the distance one step further
+#: every third view: any two views differ in both, and every nine make all nine pairs (at other azimuths each round).
 ELEVATION_STEPS, DISTANCE_STEPS = (-15.0, 0.0, 15.0), (1.0, 1.15, 1.3)
 
 
@@ -121,7 +121,7 @@ def training_poses(
         raise BadInput(f"Need at least one view at a distance above 0, got {count} views at {distance}")
     if layout == STAGGERED:
         heights = [float(np.clip(elevation + ELEVATION_STEPS[i % 3], -89.0, 89.0)) for i in range(count)]
-        views = [Viewpoint(360.0 * i / count, 90.0 - h, 0.0, distance * DISTANCE_STEPS[i // 3 % 3]) for i, h in enumerate(heights)]
+        views = [Viewpoint(360.0 * i / count, 90.0 - h, 0.0, distance * DISTANCE_STEPS[(i + i // 3) % 3]) for i, h in enumerate(heights)]
     elif layout == ORBIT:
         views = [Viewpoint(360.0 * i / count, 90.0 - elevation, 0.0, distance) for i in range(count)]
     elif layout == HEMISPHERE:

@@ -91,6 +91,8 @@ def test_the_default_training_layout_staggers_elevation_and_distance_so_the_view
     pairs = {(round(e, 6), round(d, 6)) for e, d in numbers[:, 2:]}
     assert pairs == {(e, d) for e in (0.0, 15.0, 30.0) for d in (2.0, 2.3, 2.6)}, "every pair, at several azimuths"
     assert CameraRanges.fit(SPHERICAL, numbers).constant_names() == []
+    few = np.stack([spherical_numbers(p) for p in training_poses(STAGGERED, 2, 15.0, 2.0, 0, (0.0, 0.0, 0.0))])
+    assert CameraRanges.fit(SPHERICAL, few).constant_names() == [], "any two views already vary both"
     dtu = np.stack([projection_numbers(p, 400, 400, 256, 192) for p in poses])
     assert CameraRanges.fit(DTU12, dtu).constant_names() == []
     steep = training_poses(STAGGERED, 3, 80.0, 2.0, 0, (0.0, 0.0, 0.0))
