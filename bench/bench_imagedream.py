@@ -105,8 +105,9 @@ def overhead(folder: Path, size: int, steps: int, repeats: int) -> dict[str, Any
 def full_size_model(device: torch.device, dtype: torch.dtype) -> MultiViewModel:
     """Every component at its published size with random weights, built on ``device`` (no files: 3.9 GB in fp16)."""
     from diffusers import AutoencoderKL
-    from tiny_ldm3d import write_tokenizer
-    from transformers import CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModel
+    from tiny_clip import clip_text_config, published, write_clip_tokenizer
+    from tiny_multiview import IMAGEDREAM_MODEL
+    from transformers import CLIPImageProcessorPil, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModel
 
     from engine.multiview.unet import MultiViewConfig, MultiViewUNet
 
@@ -121,23 +122,16 @@ def full_size_model(device: torch.device, dtype: torch.dtype) -> MultiViewModel:
             layers_per_block=2,
             sample_size=256,
         ).to(dtype)
-        text = CLIPTextModel(
-            CLIPTextConfig(
-                hidden_size=1024,
-                intermediate_size=4096,
-                num_attention_heads=16,
-                num_hidden_layers=23,
-                projection_dim=1024,
-                hidden_act="gelu",
-            )
-        ).to(dtype)
+        sizes = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "projection_dim")
+        published_text = published(IMAGEDREAM_MODEL)["text_encoder"]
+        text = CLIPTextModel(clip_text_config(IMAGEDREAM_MODEL, **{k: published_text[k] for k in sizes})).to(dtype)
         image = CLIPVisionModel(
             CLIPVisionConfig(
                 hidden_size=1280, intermediate_size=5120, num_attention_heads=16, num_hidden_layers=32, patch_size=14, image_size=224
             )
         ).to(dtype)
     tokens = Path(tempfile.mkdtemp(prefix="d3d-bench-tokenizer-"))
-    write_tokenizer(tokens)
+    write_clip_tokenizer(tokens, IMAGEDREAM_MODEL)
     schedule = {
         "num_train_timesteps": 1000,
         "beta_start": 0.00085,

@@ -44,7 +44,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "engine"))
 
 import numpy as np
 import torch
-from tiny_ldm3d import build_tiny_ldm3d, diffusers_ldm3d_pipeline, write_tokenizer
+from tiny_clip import clip_text_config, published, write_clip_tokenizer
+from tiny_ldm3d import LDM3D, build_tiny_ldm3d, diffusers_ldm3d_pipeline
 
 from engine.choices import SCHEDULERS
 from engine.diffusion import loading, sources
@@ -123,7 +124,7 @@ def unet_evaluations(folder: Path) -> dict[str, Any]:
 def build_full_size(folder: Path) -> Path:
     """A random SD-1.x-shaped LDM3D-4c model (≈1.07 B parameters), saved in the published layout."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     torch.manual_seed(0)
     UNet2DConditionModel(cross_attention_dim=768, sample_size=64).save_pretrained(folder / "unet")
@@ -137,23 +138,13 @@ def build_full_size(folder: Path) -> Path:
         up_block_types=("UpDecoderBlock2D",) * 4,
         sample_size=512,
     ).save_pretrained(folder / "vae")
-    CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            vocab_size=49408,
-            projection_dim=768,
-            bos_token_id=0,
-            eos_token_id=2,
-            pad_token_id=1,
-        )
-    ).save_pretrained(folder / "text_encoder")
+    sizes = published("stable-diffusion-v1-5")["text_encoder"]  # LDM3D's is SD 1.x's CLIP ViT-L/14
+    kept = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "projection_dim")
+    CLIPTextModel(clip_text_config(LDM3D, **{k: sizes[k] for k in kept})).save_pretrained(folder / "text_encoder")
     DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
     ).save_pretrained(folder / "scheduler")
-    write_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer", LDM3D)
     return folder
 
 

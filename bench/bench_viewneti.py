@@ -49,11 +49,11 @@ def sd2_shaped(scale: float, device: torch.device, dtype: torch.dtype) -> tuple[
     import tempfile
 
     from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     sys.path.insert(0, str(REPO_ROOT / "tests" / "engine"))
-    from tiny_ldm3d import write_tokenizer
-    from tiny_viewneti import add_words
+    from tiny_clip import clip_text_config, write_clip_tokenizer
+    from tiny_viewneti import SD2
 
     width = int(1024 * scale)
     torch.manual_seed(0)
@@ -67,21 +67,16 @@ def sd2_shaped(scale: float, device: torch.device, dtype: torch.dtype) -> tuple[
             use_linear_projection=True,
         ).to(dtype)
         encoder = CLIPTextModel(
-            CLIPTextConfig(
+            clip_text_config(
+                SD2,
                 hidden_size=width,
                 intermediate_size=4 * width,
                 num_attention_heads=max(1, int(16 * scale)),
                 num_hidden_layers=23 if scale == 1 else 12,
-                vocab_size=1000,
-                bos_token_id=0,
-                eos_token_id=2,
-                pad_token_id=1,
-                hidden_act="gelu",
             )
         ).to(dtype)
     folder = Path(tempfile.mkdtemp(prefix="d3d-bench-tok-"))
-    write_tokenizer(folder)
-    add_words(folder, ["view", "object"])
+    write_clip_tokenizer(folder, SD2)
     return unet.eval().requires_grad_(False), encoder.eval().requires_grad_(False), CLIPTokenizer.from_pretrained(folder)
 
 

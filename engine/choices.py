@@ -119,9 +119,25 @@ PROJECTIONS: Choices[Choice] = Choices(
     Choice("FLAT", "Flat Image", "An ordinary perspective image"),
 )
 
+UPSCALE_PROJECTIONS: Choices[Choice] = Choices(
+    "upscale projection",
+    Choice(
+        "AUTO",
+        "Auto",
+        "As the input's meta.json says (a generated or captured panorama, or a flat image); without one, "
+        "2:1 images are 360° panoramas and others flat",
+    ),
+    *PROJECTIONS,
+)
+
 DEPTH_MODES: Choices[Choice] = Choices(
     "depth mode",
-    Choice("AUTO", "Auto", "By the file: float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative"),
+    Choice(
+        "AUTO",
+        "Auto",
+        "As the meta.json beside the file says (a capture's: Metric; LDM3D's and LDM3D-sr's: Relative); without one, by the file: "
+        "float formats (EXR, .npy, HDR, float TIFF) are Metric, 8/16-bit images Relative",
+    ),
     Choice("METRIC", "Metric", "Pixel values are distances along each ray, in scene units"),
     Choice("RELATIVE", "Relative", "Pixel values are disparity in [0, 1]: 1 near, 0 far"),
 )
@@ -236,14 +252,36 @@ VIEW_SOURCES: Choices[Choice] = Choices(
 
 TRAINING_LAYOUTS: Choices[Choice] = Choices(
     "view layout",
-    Choice("ORBIT", "Orbit", "Evenly spaced around the target at one elevation"),
-    Choice("HEMISPHERE", "Hemisphere", "Sampled over the upper hemisphere (seeded)"),
+    Choice(
+        "STAGGERED",
+        "Staggered Orbit",
+        "Evenly spaced around the target, stepping through three elevations (the one chosen and 15° either side) "
+        "and three distances (1, 1.15 and 1.3 × the distance), so the view mapper learns both, as on DTU's cameras",
+    ),
+    Choice("ORBIT", "Orbit", "Evenly spaced around the target at one elevation and distance (the view mapper learns neither)"),
+    Choice("HEMISPHERE", "Hemisphere", "Sampled over the upper hemisphere at one distance (seeded)"),
 )
 
-CAMERA_PARAMETERISATIONS: Choices[Choice] = Choices(
+
+@dataclass(frozen=True)
+class CameraParameterisation(Choice):
+    entries: tuple[str, ...]  # what each of its numbers is, in order (for messages)
+
+
+CAMERA_PARAMETERISATIONS: Choices[CameraParameterisation] = Choices(
     "camera parameterisation",
-    Choice("SPHERICAL", "Spherical", "Azimuth, elevation and distance about the target: objects in Blender"),
-    Choice("DTU12", "DTU 3×4", "The 12 numbers of the projection matrix, as the original on DTU"),
+    CameraParameterisation(
+        "SPHERICAL",
+        "Spherical",
+        "Azimuth, elevation and distance about the target: objects in Blender",
+        ("cosine of the azimuth", "sine of the azimuth", "elevation", "distance"),
+    ),
+    CameraParameterisation(
+        "DTU12",
+        "DTU 3×4",
+        "The 12 numbers of the projection matrix, as the original on DTU",
+        tuple(f"projection entry ({row}, {column})" for row in range(1, 4) for column in range(1, 5)),
+    ),
 )
 
 

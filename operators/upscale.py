@@ -49,7 +49,7 @@ class DIFFUSION3D_OT_upscale_panorama(EngineJobOperator, bpy.types.Operator):
         return dataclasses.replace(request, rgb=rgb, depth=depth, out_dir=out_dir)
 
     def finish(self, context: bpy.types.Context, result: UpscaleResult) -> dict[str, Any]:
-        note = show_panorama(context, result.paths, self.build_sphere and self.projection == EQUIRECTANGULAR, "Upscaled World")
+        note = show_panorama(context, result.paths, self.build_sphere and result.projection == EQUIRECTANGULAR, "Upscaled World")
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
         folder = Path(result.paths["meta.json"]).parent

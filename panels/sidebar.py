@@ -24,6 +24,7 @@ from ..engine.viewneti.single_image import ImageViewsRequest
 from ..engine.viewneti.train import PRETRAIN, SINGLE_VIEW, TrainRequest
 from ..engine.world.capture import CaptureRequest
 from ..engine.world.ldm3d import EQUIRECTANGULAR, RGBDRequest
+from ..engine.world.ldm3d import FLAT as FLAT_IMAGE
 from ..engine.world.stereo_rig import FLAT, MoveRequest, RigRequest
 from ..engine.world.stereo_video import VideoRequest
 from ..engine.world.upscale import UpscaleRequest
@@ -102,7 +103,7 @@ def draw_upscale(box: bpy.types.UILayout, up: Any) -> None:
     box.label(text="Upscale RGBD (LDM3D-sr)", icon="FULLSCREEN_ENTER")
     model_picker(box, up, "model", "diffusion3d_upscalers")
     skip = {"model"} | ({"rgb", "depth"} if up.source != "FILES" else set())
-    if up.projection != EQUIRECTANGULAR:
+    if up.projection == FLAT_IMAGE:
         skip.add("build_sphere")
     draw_params(box.column(align=True), up, UpscaleRequest, skip=skip)
     job_button(box, "diffusion3d.upscale_panorama", up, UpscaleRequest, text="Upscale", icon="PLAY")

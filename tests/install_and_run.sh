@@ -4,6 +4,7 @@
 # Blender's on each line.
 #
 #   .venv               Blender 4.5 LTS as a module (Python 3.11), the model packages, test tools
+#                       (both Pythons with torch also get requirements-test-nodeps.txt: CLIP's BPE for the tiny models)
 #   .venv-blender-5.2   Blender 5.2 LTS as a module (Python 3.13), test tools; no torch: model jobs run
 #                       in the subprocess engine with .venv-engine's Python, as users run them
 #   .venv-engine        the engine's own Python (3.11): numpy, OpenImageIO, torch, diffusers, Ray; no bpy
@@ -27,11 +28,14 @@ python_of() {  # python_of 3.13: an interpreter of that version, from PATH or py
 
 logs=$(mktemp -d)
 install() {  # install VENV PYTHON REQUIREMENTS...: quietly (run in the background); the log is shown if it fails
-  local venv=$1 python=$2 requirements=()
+  local venv=$1 python=$2 requirements=() nodeps=()  # a *-nodeps.txt file goes in afterwards, without its dependencies
   shift 2
-  for file in "$@"; do requirements+=(-r "$file"); done
-  { "$python" -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check "${requirements[@]}"; } >"$logs/$venv.log" 2>&1 \
-    || { echo "error: installing $* into $venv failed:" >&2; tail -40 "$logs/$venv.log" >&2; return 1; }
+  for file in "$@"; do
+    case $file in *-nodeps.txt) nodeps+=(-r "$file") ;; *) requirements+=(-r "$file") ;; esac
+  done
+  local pip=("$venv/bin/pip" install -q --disable-pip-version-check)
+  { "$python" -m venv "$venv" && "${pip[@]}" "${requirements[@]}" && { [ ${#nodeps[@]} -eq 0 ] || "${pip[@]}" --no-deps "${nodeps[@]}"; }; } \
+    >"$logs/$venv.log" 2>&1 || { echo "error: installing $* into $venv failed:" >&2; tail -40 "$logs/$venv.log" >&2; return 1; }
 }
 
 py311=$(python_of 3.11 "4.5 and the engine")
@@ -39,8 +43,8 @@ py313=$(python_of 3.13 "5.2")
 py312=$(python_of 3.12 "4.5's type stubs (Python 3.12 syntax, numpy 1.26)")
 start=$SECONDS
 pids=()
-install .venv "$py311" requirements-blender-4.5.txt & pids+=($!)
-install .venv-engine "$py311" requirements-engine.txt requirements-test.txt requirements-ray.txt & pids+=($!)
+install .venv "$py311" requirements-blender-4.5.txt requirements-test-nodeps.txt & pids+=($!)
+install .venv-engine "$py311" requirements-engine.txt requirements-test.txt requirements-ray.txt requirements-test-nodeps.txt & pids+=($!)
 install .venv-blender-5.2 "$py313" requirements-blender-5.2.txt & pids+=($!)
 install .venv-types-4.5 "$py312" requirements-types-4.5.txt & pids+=($!)
 install .venv-types-5.2 "$py313" requirements-types-5.2.txt & pids+=($!)

@@ -9,10 +9,15 @@ Two parameterisations:
   degrees, distance). Azimuth 0 looks from −Y, 90 from +X (as the multi-view
   cameras); cosine and sine keep a full orbit continuous.
 
-Each entry is min–max scaled to [−1, 1] over the training cameras, and the
-ranges are saved with the checkpoint (the original recomputed them from its
-calibration files). A camera outside the trained range still maps; how far
-outside, in normalised units, is what a warning reports.
+Each entry is min–max scaled to [−1, 1] over the training cameras (on DTU, over
+all of its calibration cameras, as the original), and the ranges are saved with
+the checkpoint (the original recomputed them from its calibration files). A
+camera outside the trained range still maps; how far outside, in normalised
+units, is what a warning reports. An entry the training cameras never varied
+(all views at one elevation, say) is constant: it normalises to 0 whatever the
+camera's value, as the view mapper learnt nothing of it, and a camera elsewhere
+is reported as read at the trained value. Spans within float rounding of zero
+(1e-9 of the value) count as constant.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from ..choices import CAMERA_PARAMETERISATIONS
 from ..errors import BadInput
 
 SPHERICAL, DTU12 = CAMERA_PARAMETERISATIONS.ids
-SIZES = {DTU12: 12, SPHERICAL: 4}
+SIZES = {c.id: len(c.entries) for c in CAMERA_PARAMETERISATIONS}
+CONSTANT = 1e-9  # a span this small relative to the entry's size is float rounding: the entry did not vary
+TOLERANCE = 0.01  # normalised units a camera may stray outside the trained range before a warning
 
 
 def projection_numbers(camera_to_world: np.ndarray, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
@@ -62,6 +69,10 @@ def spherical_numbers(camera_to_world: np.ndarray, target: tuple[float, float, f
     return np.array([math.cos(azimuth), math.sin(azimuth), elevation, distance])
 
 
+def _constant(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    return np.asarray(high - low <= CONSTANT * np.maximum(1.0, np.maximum(np.abs(low), np.abs(high))))
+
+
 @dataclass
 class CameraRanges:
     """A parameterisation and the per-entry ranges its numbers are normalised by (saved in the checkpoint's JSON)."""
@@ -72,31 +83,52 @@ class CameraRanges:
 
     @classmethod
     def fit(cls, kind: str, numbers: np.ndarray) -> CameraRanges:
-        """Ranges over the training cameras' numbers [N, k]; cosine and sine of SPHERICAL keep [−1, 1]."""
+        """Ranges over the training cameras' numbers [N, k]; cosine and sine of SPHERICAL keep [−1, 1]; an entry that
+        varies by no more than float rounding is stored as constant (low = high)."""
         values = np.atleast_2d(np.asarray(numbers, np.float64))
         if kind not in SIZES or values.shape[1] != SIZES[kind]:
             raise BadInput(f"{kind} cameras have {SIZES.get(kind, '?')} numbers, got {values.shape[1]}")
         low, high = values.min(axis=0), values.max(axis=0)
         if kind == SPHERICAL:
             low[:2], high[:2] = -1.0, 1.0
+        fixed = _constant(low, high)
+        high[fixed] = low[fixed]
         return cls(kind, low.tolist(), high.tolist())
 
+    def constant(self) -> np.ndarray:
+        """Which entries never varied in training (a checkpoint saved with a span of float rounding counts too)."""
+        return _constant(np.asarray(self.low), np.asarray(self.high))
+
+    def constant_names(self) -> list[str]:
+        """What the constant entries are (the cosine and sine of a SPHERICAL azimuth always span [−1, 1])."""
+        names = CAMERA_PARAMETERISATIONS[self.kind].entries
+        return [names[i] for i in np.flatnonzero(self.constant())]
+
     def normalise(self, numbers: np.ndarray) -> np.ndarray:
-        """(x − low)/(high − low)·2 − 1 per entry; an entry that never varied in training maps to 0."""
+        """(x − low)/(high − low)·2 − 1 per entry; a constant entry maps to 0 whatever x."""
         values = np.asarray(numbers, np.float64)
-        low, high = np.asarray(self.low), np.asarray(self.high)
-        span = high - low
-        return np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0) * 2 - 1, 0.0)
+        low, span, fixed = np.asarray(self.low), np.asarray(self.high) - np.asarray(self.low), self.constant()
+        return np.where(fixed, 0.0, (values - low) / np.where(fixed, 1.0, span) * 2 - 1)
 
     def outside(self, numbers: np.ndarray) -> float:
-        """How far beyond [−1, 1] the normalised numbers reach (0 inside the trained range).
+        """How far beyond [−1, 1] the normalised numbers of the entries that varied in training reach (0 inside the range)."""
+        beyond = np.abs(self.normalise(numbers)) - 1.0
+        return max(0.0, float(np.max(beyond, initial=0.0, where=~self.constant())))
 
-        An entry that never varied in training (every camera at one elevation, say)
-        counts its difference relative to the trained value instead.
-        """
-        values = np.asarray(numbers, np.float64)
-        low, high = np.asarray(self.low), np.asarray(self.high)
-        fixed = high - low <= 0
-        beyond = np.abs(self.normalise(values)) - 1.0
-        beyond[fixed] = np.abs(values - low)[fixed] / np.maximum(np.abs(low[fixed]), 1.0)
-        return max(0.0, float(np.max(beyond)))
+    def unlearnt(self, numbers: np.ndarray) -> np.ndarray:
+        """Which constant entries ``numbers`` [k] or [N, k] differ on from the one trained value (any camera): they are read as it."""
+        values, low = np.atleast_2d(np.asarray(numbers, np.float64)), np.asarray(self.low)
+        return np.asarray(self.constant() & (np.abs(values - low) > CONSTANT * np.maximum(1.0, np.abs(low))).any(axis=0))
+
+    def warnings(self, numbers: np.ndarray, cameras: str = "A camera") -> list[str]:
+        """What to tell of cameras [N, k] the view mapper was not trained for: how far outside the range the farthest
+        lies, and each entry it saw only one value of that they differ on."""
+        rows = np.atleast_2d(np.asarray(numbers, np.float64))
+        worst = max(self.outside(n) for n in rows)
+        said = [f"{cameras} lies {worst:.2f} normalised units outside the trained range: expect a weaker view"] if worst > TOLERANCE else []
+        names = CAMERA_PARAMETERISATIONS[self.kind].entries
+        said += [
+            f"The view mapper saw one {names[i]} only ({self.low[i]:.4g}) in training: {cameras.lower()} at another is read as at that one"
+            for i in np.flatnonzero(self.unlearnt(rows))
+        ]
+        return said

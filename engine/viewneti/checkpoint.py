@@ -5,8 +5,9 @@ parameter names); ``object_mappers.safetensors`` holds one object mapper per
 trained object, its names prefixed by the object's index (``0.net.0.weight``):
 one for a scene or a single view, one per posed set after pre-training.
 ``viewneti.json`` holds the camera parameterisation with its ranges, α, the
-reference words and their norms, the text width, the base model and its
-revision, the objects (name, target, source) and the training steps done.
+Fourier features' σ, the reference words and their norms, the text width, the
+base model and its revision, the objects (name, target, source) and the
+training steps done.
 ``training_state.safetensors`` (optimizer moments, RNG state) lets a run resume
 exactly. Written all-or-nothing; nothing pickled.
 """
@@ -24,6 +25,9 @@ from .cameras import CameraRanges
 FORMAT = "diffusion3d-viewneti/1"
 #: The frozen base every published ViewNeTI result uses: Stable Diffusion 2.1 (v-prediction, 768 px).
 BASE_MODEL = "stabilityai/stable-diffusion-2-1"
+#: σ of the mappers' Fourier features for the timestep, the layer and each camera number: the paper's final model
+#: (the original's arch_view_net 15 with pe_sigma_exp_key 2); a checkpoint may say otherwise (an imported one).
+FOURIER_SIGMAS = (0.03, 2.0, 0.5)
 INFO, VIEW_FILE, OBJECT_FILE, STATE_FILE = (
     "viewneti.json",
     "view_mapper.safetensors",
@@ -54,6 +58,7 @@ class CheckpointInfo:
     view_norm: float = 0.0
     object_norm: float = 0.0
     alpha: float = 5.0
+    sigmas: list[float] = field(default_factory=lambda: list(FOURIER_SIGMAS))  # timestep, layer, camera
     base_model: str = ""
     base_revision: str = ""
     mode: str = "SCENE"  # choices.TRAINING_MODES, or IMPORTED

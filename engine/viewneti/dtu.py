@@ -4,7 +4,9 @@ A DTU folder holds ``Rectified/scan{N}/rect_{k+1:03d}_3_r5000.png`` (1600×1200,
 lighting 3; ``scan{N}_train`` is read too), ``Calibration/cal18/pos_{k+1:03d}.txt``
 (camera k's 3×4 projection onto those images) and, for the evaluation, RegNeRF's
 IDR masks at ``submission_data/idrmasks/scan{N}/mask/{k:03d}.png`` (or without
-``mask/``). Views are 0-based; the files count from 1.
+``mask/``). Views are 0-based; the files count from 1. A posed set of a scan
+carries every calibration camera too: the original normalises DTU-12 cameras
+over all of them, not over the views it trains on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 from ..errors import BadInput
 from ..imagefiles import read_image, unit_float
 from ..samples import Writer, json_file, png, write_samples
-from .posed import CAMERAS
+from .cameras import DTU12
+from .posed import CAMERAS, range_key
 
 DTU_IMAGE_SIZE = (1600, 1200)  # width, height of the rectified images cal18 projects onto
 VIEWS = 49
@@ -51,9 +54,13 @@ class DTU:
             raise BadInput(f"DTU scan {scan} lacks view {view}: {path} is missing")
         return path
 
+    @property
+    def calibration_dir(self) -> Path:
+        return self.root / "Calibration" / "cal18"
+
     def camera(self, view: int) -> np.ndarray:
         """Camera ``view``'s projection matrix, flattened row-major: [12]."""
-        path = self.root / "Calibration" / "cal18" / f"pos_{view + 1:03d}.txt"
+        path = self.calibration_dir / f"pos_{view + 1:03d}.txt"
         try:
             return np.loadtxt(path).reshape(12)
         except (OSError, ValueError) as exc:
@@ -68,8 +75,20 @@ class DTU:
         return None
 
 
+def calibration_cameras(folder: Path) -> np.ndarray:
+    """Every camera of a calibration folder (``pos_*.txt``, in name order) as DTU12 numbers: [N, 12]."""
+    files = sorted(folder.glob("pos_*.txt"))
+    if not files:
+        raise BadInput(f"No DTU calibration (pos_*.txt) in {folder}")
+    try:
+        return np.stack([np.loadtxt(f).reshape(12) for f in files])
+    except ValueError as exc:
+        raise BadInput(f"A calibration file in {folder} is not a 3×4 matrix: {exc}") from None
+
+
 def write_dtu_set(dtu: DTU, scan: int, views: tuple[int, ...], out: Path) -> None:
-    """A posed set of a scan's views: their images and their cal18 matrices as DTU12 numbers (for 1600×1200)."""
+    """A posed set of a scan's views: their images and their cal18 matrices as DTU12 numbers (for 1600×1200), with every
+    calibration camera as the range its DTU-12 cameras normalise over."""
     images = [read_image(dtu.image(scan, v)).pixels for v in views]
     sizes = {im.shape[:2] for im in images}
     if len(sizes) != 1:
@@ -77,5 +96,6 @@ def write_dtu_set(dtu: DTU, scan: int, views: tuple[int, ...], out: Path) -> Non
     height, width = sizes.pop()
     entries = [{"file": f"images/{v:03d}.png", "view": v, "dtu12": dtu.camera(v).tolist()} for v in views]
     files: dict[str, Writer] = {e["file"]: png(im[..., :3]) for e, im in zip(entries, images)}
-    files[CAMERAS] = json_file({"width": width, "height": height, "scan": scan, "images": entries})
+    posed = {"width": width, "height": height, "scan": scan, "images": entries}
+    files[CAMERAS] = json_file({**posed, range_key(DTU12): calibration_cameras(dtu.calibration_dir).tolist()})
     write_samples(out, [files], overwrite=False)

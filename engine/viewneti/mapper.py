@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .checkpoint import FOURIER_SIGMAS
+
 TIMESTEPS = 1000  # the DDPM steps t counts
 LAYERS = 16  # cross-attention layers of an SD 2.x UNet, in call order
 FREQUENCIES = 32  # rows of W: 64 Fourier features
-SIGMA_T, SIGMA_LAYER, SIGMA_CAMERA = 0.03, 2.0, 0.5  # the paper's final model (arch_view_net 15, pe_sigma_exp_key 2)
 HIDDEN = 64
 SLOPE = 0.01
 
@@ -40,10 +41,12 @@ class MapperSpec:
 
     camera_inputs: int  # 0 for the object mapper
     word_dim: int  # 1024 for SD 2.x
+    fourier_sigmas: Sequence[float] = FOURIER_SIGMAS  # σ of the timestep, the layer and every camera number
 
     @property
     def sigmas(self) -> tuple[float, ...]:
-        return (SIGMA_T, SIGMA_LAYER, *(SIGMA_CAMERA,) * self.camera_inputs)
+        t, layer, camera = self.fourier_sigmas
+        return (t, layer, *(camera,) * self.camera_inputs)
 
 
 class Mapper(nn.Module):

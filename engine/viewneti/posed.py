@@ -5,6 +5,9 @@ the target the cameras look at, and per image its file, K, R and t (OpenCV
 axes: x_cam = R·X + t), the Blender camera-to-world matrix, and the camera in
 both ViewNeTI parameterisations (``dtu12``: P = K [R | t] row-major;
 ``spherical``: cos and sin of the azimuth, elevation in degrees, distance).
+A set may also name the cameras its parameterisation's ranges are fitted over
+(``range_dtu12``: a DTU set's every calibration camera), when they are more
+than its own views.
 """
 
 from __future__ import annotations
@@ -47,10 +50,18 @@ class PosedSetRequest:
         cli="--objects",
     )
     views: int = param(24, "Views", "How many cameras", min=1, max=10_000, soft=(2, 200))
-    layout: str = param("ORBIT", "Layout", "Where the cameras go", choices=TRAINING_LAYOUTS)
-    elevation: float = param(15.0, "Elevation", "The orbit's elevation", unit=DEGREES, min=-89.0, max=89.0)
+    layout: str = param(TRAINING_LAYOUTS.default, "Layout", "Where the cameras go", choices=TRAINING_LAYOUTS)
+    elevation: float = param(
+        15.0, "Elevation", "The orbit's elevation (staggered: the middle one, ±15°)", unit=DEGREES, min=-89.0, max=89.0
+    )
     distance: float = param(
-        0.0, "Distance", "Camera distance from the target; 0: the objects fill the frame", unit=LENGTH, min=0.0, max=1e6, soft=(0.0, 100.0)
+        0.0,
+        "Distance",
+        "Camera distance from the target (staggered: the nearest, then ×1.15 and ×1.3); 0: the objects fill the frame",
+        unit=LENGTH,
+        min=0.0,
+        max=1e6,
+        soft=(0.0, 100.0),
     )
     fov: float = param(40.0, "Field of View", "The vertical field of view", unit=DEGREES, min=5.0, max=120.0)
     width: int = param(
@@ -89,6 +100,9 @@ class PosedSetRequest:
     extra: dict[str, Any] = field(default_factory=dict)  # how the views were made (layout, seed, …), kept in cameras.json
 
     def check(self) -> list[Note]:
+        reach = 89.0 - max(ELEVATION_STEPS)
+        if self.layout == STAGGERED and abs(self.elevation) > reach:
+            refuse("elevation", f"the staggered orbit goes {max(ELEVATION_STEPS):g}° either side: keep it within ±{reach:g}°")
         if not self.transparent and not all(0.0 <= c <= 1.0 for c in self.background):
             refuse("background", "each of r, g, b must be 0–1")
         return []
@@ -157,19 +171,28 @@ def _on_colour(source: str, colour: list[float]) -> Writer:
     return write
 
 
-ORBIT, HEMISPHERE = TRAINING_LAYOUTS.ids
+STAGGERED, ORBIT, HEMISPHERE = TRAINING_LAYOUTS.ids
+#: The staggered orbit's steps: elevations about the chosen one (degrees), distances as multiples of the chosen one.
+#: ±15° about the default 15° spans 0–30°, where novel views are usually asked for; distances only grow from the chosen
+#: one, which is the nearest at which the objects fit the frame. Both step every view, the distance one step further
+#: every third view: any two views differ in both, and every nine make all nine pairs (at other azimuths each round).
+ELEVATION_STEPS, DISTANCE_STEPS = (-15.0, 0.0, 15.0), (1.0, 1.15, 1.3)
 
 
 def training_poses(
     layout: str, count: int, elevation: float, distance: float, seed: int, target: tuple[float, float, float]
 ) -> list[np.ndarray]:
-    """Camera-to-world matrices (Blender's) looking at ``target``: an even orbit at one elevation, or views sampled over the upper hemisphere."""
+    """Camera-to-world matrices (Blender's) looking at ``target``: an even orbit stepping through elevations and distances
+    about the chosen ones (the default), an even orbit at one elevation, or views sampled over the upper hemisphere."""
     from ..cameras import blender_camera_matrix
     from ..viewpoints import Uniform, ViewDistribution, Viewpoint, sample_viewpoints
 
     if count < 1 or not distance > 0:
         raise BadInput(f"Need at least one view at a distance above 0, got {count} views at {distance}")
-    if layout == ORBIT:
+    if layout == STAGGERED:
+        heights = [float(np.clip(elevation + ELEVATION_STEPS[i % 3], -89.0, 89.0)) for i in range(count)]
+        views = [Viewpoint(360.0 * i / count, 90.0 - h, 0.0, distance * DISTANCE_STEPS[(i + i // 3) % 3]) for i, h in enumerate(heights)]
+    elif layout == ORBIT:
         views = [Viewpoint(360.0 * i / count, 90.0 - elevation, 0.0, distance) for i in range(count)]
     elif layout == HEMISPHERE:
         views = sample_viewpoints(count, ViewDistribution(distance=distance, polar=Uniform(0.0, 90.0)), seed)
@@ -193,13 +216,27 @@ def posed_sets_in(folder: Path) -> list[Path]:
     return found
 
 
-def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarray, list[float]]:
-    """The images (H×W×3 float in [0, 1], on white where transparent), their cameras' raw numbers [N, k] and the target."""
+def range_key(kind: str) -> str:
+    """The ``cameras.json`` key of the cameras a set's ``kind`` ranges are fitted over, when they are not just its views."""
+    return f"range_{kind.lower()}"
+
+
+@dataclass
+class PosedImages:
+    images: list[np.ndarray]  # H×W×3 float in [0, 1], on white where transparent
+    numbers: np.ndarray  # [N, k]: each image's camera, raw
+    target: list[float]
+    range_numbers: np.ndarray  # [M, k]: more cameras the ranges are fitted over (a DTU set's calibration); M = 0 if none
+
+
+def read_posed_set(folder: Path, kind: str) -> PosedImages:
+    """The images, their cameras' raw numbers, the target, and any cameras the ranges are fitted over."""
     CAMERA_PARAMETERISATIONS.get(kind)
     path = folder / CAMERAS
     try:
         posed = json.loads(path.read_text(encoding="utf-8"))
         entries = posed["images"]
+        ranged = np.asarray(posed.get(range_key(kind), []), np.float64).reshape(-1, SIZES[kind])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{folder} is not a posed image set: {path.name} unreadable ({exc})") from None
     images, numbers = [], []
@@ -212,4 +249,5 @@ def read_posed_set(folder: Path, kind: str) -> tuple[list[np.ndarray], np.ndarra
     sizes = {im.shape[:2] for im in images}
     if len(sizes) > 1:
         raise BadInput(f"The images in {folder} have mixed sizes ({', '.join(f'{w}×{h}' for h, w in sorted(sizes))})")
-    return images, np.asarray(numbers, np.float64), [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
+    target = [float(v) for v in posed.get("target", [0.0, 0.0, 0.0])]
+    return PosedImages(images, np.asarray(numbers, np.float64), target, ranged)

@@ -49,7 +49,6 @@ from .cameras import DTU12, at_size, projection_numbers, spherical_numbers
 from .checkpoint import BASE_MODEL
 
 MAX_VIEWS = 10_000
-TOLERANCE = 0.01  # normalised units a camera may stray outside the trained range before a warning
 
 
 @dataclass
@@ -222,8 +221,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
             raise BadInput(f"Cameras must be 4×4 camera-to-world matrices, got shape {matrices.shape[1:]}")
         numbers = np.stack([camera_numbers(info, m, v.fov_deg, target) for m in matrices])
         poses = list(matrices)
-    worst = max(info.cameras.outside(n) for n in numbers)
-    warnings = [f"A camera lies {worst:.2f} normalised units outside the trained range: expect a weaker view"] if worst > TOLERANCE else []
+    warnings = info.cameras.warnings(numbers)
     access = r.access
     folder = sources.inspect_stable_diffusion(access.locate(r.model, report), r.model, access.allow_pickle)
     report.total = 2 + len(names) * (v.steps + 3)
@@ -245,7 +243,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     if not info.view_norm or not info.object_norm:  # an imported original checkpoint: the norms come from this base
         info.view_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.view_word).norm())
         info.object_norm = float(text.word_row(model.tokenizer, model.text_encoder, info.object_word).norm())
-    view, obj = Mapper(MapperSpec(len(info.cameras.low), info.word_dim)), Mapper(MapperSpec(0, info.word_dim))
+    view, obj = (Mapper(MapperSpec(inputs, info.word_dim, info.sigmas)) for inputs in (len(info.cameras.low), 0))
     view.load_state_dict(view_state)
     obj.load_state_dict(object_states[which])
     mappers = pipeline.Mappers(view.to(device), obj.to(device), info.view_norm, info.object_norm, info.alpha)

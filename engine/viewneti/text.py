@@ -39,8 +39,11 @@ class TextStates:
 def prompt_ids(tokenizer: Any, template: str, placeholders: Sequence[str] = (VIEW, OBJECT)) -> tuple[torch.Tensor, dict[str, int]]:
     """The template's token ids (padded to the model's length) and each placeholder's position.
 
-    Placeholders are added to (a copy of) the vocabulary as whole tokens; their
-    own embedding rows are never read.
+    Placeholders are added to (a copy of) the vocabulary as whole tokens, so the
+    template splits around them. Their new ids lie past the text encoder's table
+    (SD 2.x: 49,408 tokens, 49,408 rows), so each is replaced by the tokenizer's
+    unknown token, a row inside it; that row is never read: the mapper's word
+    takes its place (:func:`encode`).
     """
     import copy
 
@@ -53,6 +56,7 @@ def prompt_ids(tokenizer: Any, template: str, placeholders: Sequence[str] = (VIE
         if len(found) != 1:
             raise BadInput(f"The prompt must hold {name} exactly once, got {template!r}")
         positions[name] = int(found[0])
+    ids[list(positions.values())] = tokenizer.unk_token_id
     return ids, positions
 
 

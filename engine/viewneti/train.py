@@ -55,7 +55,6 @@ from .posed import read_posed_set
 
 LOSS_CURVE, LOSS_PNG = "loss.json", "loss.png"
 SCENE, PRETRAIN, SINGLE_VIEW = TRAINING_MODES.ids
-TOLERANCE = 0.01  # normalised units an image's camera may stray outside a pre-trained view mapper's range before a warning
 
 
 def base_model_field(help: str = "The Stable Diffusion 2.x base (v-prediction)") -> Any:
@@ -163,24 +162,40 @@ class PosedSet:
     numbers: np.ndarray  # [N, k]
     target: list[float]
     source: str
+    range_numbers: np.ndarray  # [M, k]: more cameras the ranges are fitted over (a DTU set's calibration); M = 0 if none
 
 
 def read_sets(r: TrainRequest, kind: str, size: tuple[int, int]) -> list[PosedSet]:
     """Every posed set of the request, its cameras' numbers as they read for images of ``size`` (width, height)."""
     sets: list[PosedSet] = []
     for folder in map(Path, r.data_dirs):
-        images, numbers, target = read_posed_set(folder, kind)
+        posed = read_posed_set(folder, kind)
         least = 1 if r.mode == SINGLE_VIEW else 2
-        if len(images) < least:
+        if len(posed.images) < least:
             raise BadInput(
-                f"{TRAINING_MODES[r.mode].label} training needs at least {least} views per posed set; {folder} has {len(images)}"
+                f"{TRAINING_MODES[r.mode].label} training needs at least {least} views per posed set; {folder} has {len(posed.images)}"
             )
-        height, width = images[0].shape[:2]
+        height, width = posed.images[0].shape[:2]
         name = folder.resolve().name
         if any(s.name == name for s in sets):
             name = f"{name}_{len(sets)}"
-        sets.append(PosedSet(name, images, at_size(numbers, kind, (width, height), size), target, str(folder.resolve())))
+        numbers, ranged = (at_size(n, kind, (width, height), size) for n in (posed.numbers, posed.range_numbers))
+        sets.append(PosedSet(name, posed.images, numbers, posed.target, str(folder.resolve()), ranged))
     return sets
+
+
+def fitted_ranges(kind: str, sets: list[PosedSet]) -> tuple[CameraRanges, list[str]]:
+    """Ranges over the training cameras, and over every camera a set names for them (a DTU set: all its calibration cameras,
+    as the original); with a warning for each entry the training data does not vary."""
+    ranges = CameraRanges.fit(kind, np.concatenate([n for s in sets for n in (s.numbers, s.range_numbers)]))
+    constant = ranges.constant_names()
+    if not constant:
+        return ranges, []
+    them = "it" if len(constant) == 1 else "them"
+    return ranges, [
+        f"The training cameras all have the same {' and '.join(constant)}: the view mapper learns nothing of {them} and reads "
+        "any camera as at the training value (vary the views, as the staggered orbit does)"
+    ]
 
 
 def check_base(folder: sources.ModelFolder) -> None:
@@ -234,7 +249,8 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         return float(text.word_row(model.tokenizer, encoder, word).norm())
 
     objects = [checkpoint.TrainedObject(s.name, s.target, s.source) for s in sets]
-    view = Mapper(MapperSpec(SIZES[kind], width), seed=r.seed).to(device)
+    sigmas = pretrained[0].sigmas if pretrained is not None else checkpoint.FOURIER_SIGMAS  # an imported view mapper's own
+    view = Mapper(MapperSpec(SIZES[kind], width, sigmas), seed=r.seed).to(device)
     warnings: list[str] = []
     if pretrained is not None:
         base_info, view_state = pretrained[0], pretrained[1]
@@ -246,17 +262,14 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         )
         info.view_norm = info.view_norm or norm(info.view_word)  # an imported original's norms come from this base
         info.view_mapper_from = str(Path(r.view_mapper).resolve())
-        worst = max(info.cameras.outside(n) for n in sets[0].numbers)
-        if worst > TOLERANCE:
-            warnings.append(f"The image's camera lies {worst:.2f} normalised units outside the pre-trained view mapper's range")
+        warnings += info.cameras.warnings(sets[0].numbers, "The image's camera")
     else:
-        numbers = np.concatenate([s.numbers for s in sets])
-        ranges = CameraRanges.fit(kind, numbers)
+        ranges, warnings = fitted_ranges(kind, sets)
         info = checkpoint.CheckpointInfo(ranges, width, objects, size[0], size[1], list(size), r.view_word, view_norm=norm(r.view_word))
         info.alpha = r.alpha
     info.object_word, info.object_norm = r.object_word, norm(r.object_word)
     info.base_model, info.base_revision, info.mode, info.seed = r.model, folder.revision, r.mode, r.seed
-    object_mappers = [Mapper(MapperSpec(0, width), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]
+    object_mappers = [Mapper(MapperSpec(0, width, sigmas), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]
     params = [p for m in (view, *object_mappers) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=r.learning_rate * r.batch * r.accumulation, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     generator = torch.Generator("cpu").manual_seed(r.seed)

@@ -100,6 +100,11 @@ def output_paths(out_dir: str | Path) -> list[Path]:
     return [Path(out_dir) / name for name in OUTPUT_NAMES]
 
 
+def is_capture(meta: dict[str, Any]) -> bool:
+    """Whether a sample's ``meta.json`` is a capture's (it describes the float distances in ``depth.exr``)."""
+    return "depth_exr" in meta
+
+
 def capture_origin(depth_path: str | Path) -> list[float]:
     """Where the panorama that ``depth_path`` belongs to was captured: the ``origin``
     in the ``meta.json`` beside it when that folder is a capture, else []."""
@@ -109,7 +114,7 @@ def capture_origin(depth_path: str | Path) -> list[float]:
         return []
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        origin = [float(c) for c in meta["origin"]] if "depth_exr" in meta else []
+        origin = [float(c) for c in meta["origin"]] if is_capture(meta) else []
     except (OSError, ValueError, KeyError, TypeError):
         return []  # not a capture's metadata: the sphere goes where the user says
     return origin if len(origin) == 3 else []

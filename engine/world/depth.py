@@ -140,7 +140,10 @@ def read_depth_file(path: str | os.PathLike[str]) -> DepthFile:
 
 
 def resolve_mode(mode: str, stored: str) -> str:
-    """The depth mode to use for a file whose values are ``stored`` (METRIC or RELATIVE)."""
+    """The depth mode to use, by the file type, for a file whose values are ``stored`` (METRIC or RELATIVE).
+
+    AUTO reads a sample's ``meta.json`` first where there is one: :func:`engine.world.rgbd.read_depth`.
+    """
     if mode == AUTO:
         return stored
     if mode == METRIC and stored == RELATIVE:

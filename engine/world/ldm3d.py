@@ -47,7 +47,7 @@ from ..params import (
 from ..progress import Reporter
 from ..samples import planned, write_samples
 from . import depth as depthlib
-from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
+from .rgbd import BASE, MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
 from .upscale import DEFAULT_UPSCALER
 
 ESTIMATOR_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
@@ -57,7 +57,6 @@ DEFAULT_ESTIMATOR = "Intel/dpt-large"  # for img2img from an RGB image alone
 DEFAULT_MODEL = "Intel/ldm3d-pano"
 DEFAULT_PROMPT = "panoramic view of a cosy living room with a fireplace, wooden floor and large windows"
 UPSCALES = (1, 2, 4)
-BASE = "base"  # where an upscaled sample keeps its generated base files
 MAX_COUNT = 16
 SIZE_WHY = "the VAE works in 8-pixel blocks; 8192 is 4× LDM3D-sr's 2048 and the memory estimate refuses what a device cannot hold"
 

@@ -1,10 +1,15 @@
 """The ``upscale_rgbd`` job: an RGB image and its depth → both at 2×, 4× (or any size), with LDM3D-sr, written as files.
 
 The input depth is what LDM3D makes (a 16-bit disparity PNG, near = bright) or
-distances (float EXR, TIFF, .npy), converted as for img2img. An 8-bit depth is
-accepted with a warning: the upscaler expects 16-bit, and 8 bits give it 256
-levels. Panoramas (2:1, equirectangular) stay seamless; sizes above one window
-are denoised in overlapping windows that wrap in longitude. Everything that
+distances (float EXR, TIFF, .npy), converted as for img2img; a file of a
+generated or captured sample is read as its ``meta.json`` says (LDM3D's float
+``depth.npy`` is disparity). An 8-bit depth is accepted with a warning: the
+upscaler expects 16-bit, and 8 bits give it 256 levels. Panoramas (2:1,
+equirectangular) stay seamless; sizes above one window are denoised in
+overlapping windows that wrap in longitude. Whether the input is a panorama is
+asked (``projection``) or, by default, read from the sample's ``meta.json``;
+without one only a 2:1 image is taken for a panorama (a flat photo must not
+wrap), and the result says which was chosen and why. Everything that
 can be checked is checked before the model loads, memory included (a size
 that will not fit is refused with the largest that would); files are written
 all-or-nothing, as ``generate_rgbd`` writes them.
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..choices import PROJECTIONS, UPSCALE_SOURCES
+from ..choices import PROJECTIONS, UPSCALE_PROJECTIONS, UPSCALE_SOURCES
 from ..diffusion import sources
 from ..errors import BadInput
 from ..imagefiles import read_image, unit_float
@@ -48,9 +53,10 @@ from ..params import (
 from ..progress import Reporter
 from ..samples import planned, write_samples
 from . import depth as depthlib
-from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, rgbd_writers, total_memory
+from .rgbd import MAX_SIDE, OUTPUT_NAMES, disparity_from_metric, read_depth, rgbd_writers, sample_meta, total_memory
 
 EQUIRECTANGULAR, FLAT = PROJECTIONS.ids
+AUTO = UPSCALE_PROJECTIONS.default
 DEFAULT_UPSCALER = "Intel/ldm3d-sr"
 PROMPT = "high quality high resolution uhd 4k image"  # the model card's
 WINDOW_PX, OVERLAP_PX = 1024, 256  # a window is the model's training size; neighbours share a quarter
@@ -94,10 +100,10 @@ class UpscaleRequest:
     )
     height: int = param(0, "Height", "The target height; 0: by the scale", unit=PIXELS, min=8, max=MAX_SIDE, multiple=8, also=(0,))
     projection: str = param(
-        EQUIRECTANGULAR,
+        AUTO,
         "Projection",
-        "A 360° panorama wraps in longitude; a flat image does not",
-        choices=PROJECTIONS,
+        "A 360° panorama wraps in longitude; a flat image does not; Auto: as the input's meta.json says, else 2:1 images are panoramas",
+        choices=UPSCALE_PROJECTIONS,
         cli_switch=("--flat", FLAT),
     )
     prompt: str = prompt_field(PROMPT, "The upscaler's prompt (the model card's by default)")
@@ -147,6 +153,34 @@ class UpscaleResult:
     windows: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    projection: str = ""  # the projection used (AUTO decided): EQUIRECTANGULAR or FLAT
+    projection_reason: str = ""  # why: as requested, the input's meta.json, or its aspect
+
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        return {
+            "paths": self.paths,
+            "size": [self.width, self.height],
+            "windows": self.windows,
+            "projection": self.projection.lower(),
+            "projection_reason": self.projection_reason,
+            "warnings": self.warnings,
+        }
+
+
+def upscale_projection(r: UpscaleRequest, width: int, height: int) -> tuple[str, str]:
+    """The projection to upscale with, and why: as requested; for AUTO, as the input's meta.json says (the sample its RGB
+    or its depth belongs to), else a 2:1 image is a 360° panorama and any other a flat image."""
+    if r.projection != AUTO:
+        return r.projection, "as requested"
+    for path in (r.rgb, r.depth):
+        meta = sample_meta(path)
+        said = str(meta.get("projection", "")).upper() if meta is not None else ""
+        if said in PROJECTIONS:
+            return said, "as the input's meta.json says"
+    if width == 2 * height:
+        return EQUIRECTANGULAR, f"a 2:1 image ({width}×{height}) without a meta.json: taken for a 360° panorama"
+    return FLAT, f"a {width}×{height} image (not 2:1) without a meta.json: a flat image"
 
     def summary(self) -> dict[str, Any]:
         """What batch.py prints of it."""
@@ -166,7 +200,7 @@ def read_low_res(rgb_path: str, depth_path: str) -> LowRes:
     if image.ndim != 3 or image.shape[2] < 3:
         raise BadInput(f"{rgb_path} is not an RGB image")
     rgb = np.clip(unit_float(image[..., :3]), 0, 1)
-    stored = depthlib.read_depth_file(depth_path)
+    stored = read_depth(depth_path, depthlib.AUTO)  # a sample's meta.json first: LDM3D's depth.npy is disparity
     if stored.values.shape != rgb.shape[:2]:
         h, w = stored.values.shape
         raise BadInput(f"The depth is {w}×{h} but the RGB is {rgb.shape[1]}×{rgb.shape[0]}; they must be the same size")
@@ -276,7 +310,8 @@ def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
     out = Path(r.out_dir)
     low = read_low_res(r.rgb, r.depth)
     height, width = low.rgb.shape[:2]
-    seamless = r.projection == EQUIRECTANGULAR
+    projection, reason = upscale_projection(r, width, height)
+    seamless = projection == EQUIRECTANGULAR
     if seamless and width != 2 * height:
         raise BadInput(f"An equirectangular panorama is 2:1, got {width}×{height} (upscale it as a flat image)")
     target_w, target_h = target_size(r, width, height)
@@ -309,6 +344,7 @@ def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
         )
     windows = count_windows(target_w, target_h, factor, r.window // factor, r.overlap // factor, seamless)
     report.total = r.steps + 5
+    report.note(f"Upscaling as {PROJECTIONS[projection].label}: {reason}")
     for warning in low.warnings:
         report.note(warning)
     report.step(f"Loading {folder.name}")
@@ -333,10 +369,10 @@ def upscale_rgbd(r: UpscaleRequest, report: Reporter) -> UpscaleResult:
     )
     images = upscale(model, settings, report)
     report.token.check()  # a cancel during decoding still writes nothing
-    meta = _meta(r, folder, width, height, target_w, target_h, seamless, windows, low.warnings)
+    meta = _meta(r, folder, width, height, target_w, target_h, (projection, reason), windows, low.warnings)
     paths = write_samples(out, [rgbd_writers(images.rgb[0], images.disparity16[0], images.disparity[0], meta)], r.overwrite)[0]
     report.step("Files written")
-    return UpscaleResult(paths, target_w, target_h, windows, low.warnings, time.perf_counter() - started)
+    return UpscaleResult(paths, target_w, target_h, windows, low.warnings, time.perf_counter() - started, projection, reason)
 
 
 def _meta(
@@ -346,7 +382,7 @@ def _meta(
     height: int,
     target_w: int,
     target_h: int,
-    seamless: bool,
+    projection: tuple[str, str],  # the projection used, and why
     windows: int,
     warnings: list[str],
 ) -> dict[str, Any]:
@@ -362,8 +398,9 @@ def _meta(
         "noise_level": r.noise_level,
         "width": target_w,
         "height": target_h,
-        "projection": r.projection.lower(),
-        "seamless": seamless,
+        "projection": projection[0].lower(),
+        "projection_reason": projection[1],
+        "seamless": projection[0] == EQUIRECTANGULAR,
         "windows": windows,
         "window_px": r.window,
         "overlap_px": r.overlap,

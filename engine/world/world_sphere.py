@@ -20,6 +20,7 @@ from . import depth as depthlib
 from . import equirect
 from .capture import capture_origin
 from .parallax import safe_radius
+from .rgbd import read_depth
 
 #: Above this many grid vertices a mesh is surely a mistake (a 16k×8k panorama at full grid).
 MAX_VERTICES = 134_217_728
@@ -267,8 +268,8 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
     """The ``world_sphere`` job: a depth panorama (file or array) → the mesh arrays and the figures the rig needs."""
     report.total = 3
     if request.depth_path:
-        stored = depthlib.read_depth_file(request.depth_path)
-        depth, kind, mode = stored.values, stored.kind, depthlib.resolve_mode(request.depth_mode, stored.mode)
+        stored = read_depth(request.depth_path, request.depth_mode)
+        depth, kind, mode = stored.values, stored.kind, stored.mode
     elif request.depth is not None:
         depth, kind, mode = np.asarray(request.depth), "array", request.depth_mode
         if mode == depthlib.AUTO:

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from pycocotools.coco import COCO  # noqa: E402
 from test_dst_dataset import make_views, request  # noqa: E402
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_controlnet import build_tiny_controlnet, build_tiny_sd  # noqa: E402
 
 from engine.diffusion.sources import ModelAccess  # noqa: E402
@@ -57,8 +58,10 @@ def copy_of(world, name: str) -> Path:
 
 def test_generated_images_share_their_views_annotations(world):
     data = copy_of(world, "one")
-    result = generate_from_edges(gen(world, data), quiet())
+    with embedding_lookups() as lookups:
+        result = generate_from_edges(gen(world, data), quiet())
     assert (result.views, result.images) == (6, 12)
+    assert read_clip_words(lookups, "image", "quality", "detailed"), "the prompts went through CLIP's real tokenizer and table"
     coco = COCO(str(data / "annotations.json"))
     generated = [i for i in coco.loadImgs(coco.getImgIds()) if i["id"] >= GENERATED_ID]
     assert len(generated) == 12

@@ -20,7 +20,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
-from tiny_multiview import TINY_UNET, build_tiny_multiview  # noqa: E402
+from tiny_clip import published  # noqa: E402
+from tiny_multiview import IMAGEDREAM_MODEL, TINY_UNET, build_tiny_multiview  # noqa: E402
 
 from engine.errors import BadInput  # noqa: E402
 from engine.multiview.cameras import model_cameras  # noqa: E402
@@ -29,23 +30,7 @@ from engine.multiview.unet import MultiViewConfig, MultiViewUNet  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 KEYS = Path(__file__).parent / "data" / "imagedream-unet-keys.txt"
-#: unet/config.json of ashawkey/imagedream-ipmv-diffusers (MVDream's is the same without ip_dim)
-PUBLISHED = {
-    "_class_name": "MultiViewUNetModel",
-    "_diffusers_version": "0.25.0",
-    "attention_resolutions": [4, 2, 1],
-    "camera_dim": 16,
-    "channel_mult": [1, 2, 4, 4],
-    "context_dim": 1024,
-    "image_size": 32,
-    "in_channels": 4,
-    "ip_dim": 16,
-    "model_channels": 320,
-    "num_head_channels": 64,
-    "num_res_blocks": 2,
-    "out_channels": 4,
-    "transformer_depth": 1,
-}
+PUBLISHED = published(IMAGEDREAM_MODEL)["unet"]  # ashawkey/imagedream-ipmv-diffusers' (MVDream's is the same without ip_dim)
 
 
 def full_size(config: dict) -> dict[str, tuple[int, ...]]:

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_multiview import build_tiny_multiview, port_loop  # noqa: E402
 
 from engine.errors import BadInput, JobCancelled  # noqa: E402
@@ -167,8 +168,12 @@ def test_the_job_writes_views_input_cameras_and_meta_and_refuses_to_overwrite(mo
     rgba[30:70, 40:60] = [200, 50, 20, 255]
     path = tmp_path / "object.png"
     write_png(path, rgba)
-    request = ViewsRequest(out_dir=str(tmp_path / "out"), model=str(models[IMAGEDREAM]), image_path=str(path), size=SIZE, steps=2, seed=11)
-    result = run(request)
+    request = ViewsRequest(
+        out_dir=str(tmp_path / "out"), model=str(models[IMAGEDREAM]), image_path=str(path), prompt="a toy", size=SIZE, steps=2, seed=11
+    )
+    with embedding_lookups() as lookups:
+        result = run(request)
+    assert read_clip_words(lookups, "a", "toy"), "the prompt went through CLIP's real tokenizer and 49,408-row table"
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["view_0.png", "view_1.png", "view_2.png", "view_3.png", "input.png", "transforms.json", "meta.json"]

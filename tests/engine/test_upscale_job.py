@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_ldm3d import build_tiny_ldm3d, build_tiny_ldm3d_sr  # noqa: E402
 
 from engine.diffusion.sources import ModelAccess  # noqa: E402
@@ -18,7 +19,7 @@ from engine.errors import BadInput  # noqa: E402
 from engine.imagefiles import read_png, write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
-from engine.world.upscale import UpscaleRequest  # noqa: E402
+from engine.world.upscale import UpscaleRequest, read_low_res, upscale_projection  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -55,7 +56,9 @@ def run(r):
 def test_a_panorama_and_its_16_bit_depth_come_out_twice_the_size_as_every_rgbd_job_writes_them(upscaler, tmp_path):
     rgb, depth = panorama(tmp_path / "in")
     seen = []
-    result = run_job("upscale_rgbd", request(upscaler, rgb, depth, tmp_path / "out"), seen.append, CancelToken())
+    with embedding_lookups() as lookups:
+        result = run_job("upscale_rgbd", request(upscaler, rgb, depth, tmp_path / "out"), seen.append, CancelToken())
+    assert read_clip_words(lookups, "quality", "resolution", "image"), "the model card's prompt through CLIP's real tokenizer"
     assert (result.width, result.height, result.windows) == (192, 96, 1) and not result.warnings
     assert seen[-1].done == seen[-1].total and [p.done for p in seen] == sorted(p.done for p in seen)
     assert set(result.paths) == {"rgb.png", "depth16.png", "depth.npy", "meta.json"}
@@ -66,6 +69,12 @@ def test_a_panorama_and_its_16_bit_depth_come_out_twice_the_size_as_every_rgbd_j
     assert disparity.shape == (96, 192) and disparity.min() >= 0 and disparity.max() <= 1
     meta = json.loads(Path(result.paths["meta.json"]).read_text())
     assert meta["seamless"] and meta["upscaled_from"]["width"] == 96 and meta["kind"] == "rgbd-sr"
+    reason = "a 2:1 image (96×48) without a meta.json: taken for a 360° panorama"
+    assert (
+        (result.projection, result.projection_reason)
+        == ("EQUIRECTANGULAR", reason)
+        == (meta["projection"].upper(), meta["projection_reason"])
+    )
     again = run(request(upscaler, rgb, depth, tmp_path / "again"))
     assert Path(again.paths["rgb.png"]).read_bytes() == Path(result.paths["rgb.png"]).read_bytes(), "a seed reproduces"
     windowed = run(request(upscaler, rgb, depth, tmp_path / "windows", window=64, overlap=16))
@@ -85,7 +94,7 @@ def test_an_8_bit_depth_is_converted_with_a_warning_and_distances_as_for_img2img
     [
         (dict(scale=1.5, size=(100, 50)), "must be multiples of 8"),
         (dict(other_size_depth=True), "The depth is 48×24 but the RGB is 96×48"),
-        (dict(size=(96, 64)), "is 2:1"),
+        (dict(size=(96, 64), projection="EQUIRECTANGULAR"), "is 2:1"),
         (dict(noise_level=400), "Noise Level 400: must be 0–350"),
         (dict(generator=True), "upscaler's UNet reads 8 channels"),
         (dict(window=60), "Window 60: must be 64–8192, a multiple of 8"),
@@ -154,3 +163,30 @@ def test_a_generated_panorama_chains_into_the_upscaler_and_keeps_its_base(upscal
     with pytest.raises(BadInput, match="Upscale 3: must be 1, 2 or 4"):
         run_job("generate_rgbd", RGBDRequest(out_dir=str(tmp_path / "x"), upscale=3, **options), lambda p: None, CancelToken())
     assert not (tmp_path / "x").exists()
+
+
+def test_auto_takes_the_projection_from_the_inputs_meta_json_and_without_one_only_a_2_to_1_image_for_a_panorama(tmp_path):
+    def decided(folder, size, meta=None, **kw):
+        rgb, depth = panorama(tmp_path / folder, *size)
+        if meta is not None:
+            (tmp_path / folder / "meta.json").write_text(json.dumps(meta))
+        return upscale_projection(UpscaleRequest(str(rgb), str(depth), str(tmp_path / "out"), **kw), *size)
+
+    assert decided("pano", (96, 48)) == ("EQUIRECTANGULAR", "a 2:1 image (96×48) without a meta.json: taken for a 360° panorama")
+    assert decided("photo", (96, 64)) == ("FLAT", "a 96×64 image (not 2:1) without a meta.json: a flat image")
+    assert decided("flat-ldm3d", (96, 48), {"kind": "rgbd4", "projection": "flat"}) == ("FLAT", "as the input's meta.json says")
+    capture = {"depth_exr": "distances", "projection": "equirectangular"}
+    assert decided("capture", (96, 48), capture) == ("EQUIRECTANGULAR", "as the input's meta.json says")
+    assert decided("asked", (96, 48), projection="FLAT") == ("FLAT", "as requested")
+
+
+def test_a_flat_photo_is_upscaled_flat_by_default_and_a_generated_depth_npy_is_read_as_its_disparity(upscaler, tmp_path):
+    rgb, depth = panorama(tmp_path / "photo", 96, 64)
+    result = run(request(upscaler, rgb, depth, tmp_path / "out"))
+    assert result.projection == "FLAT" and (result.width, result.height) == (192, 128)
+    assert not json.loads(Path(result.paths["meta.json"]).read_text())["seamless"], "no false seam across a photo's edges"
+    disparity = np.linspace(0.1, 0.8, 96 * 48, dtype=np.float32).reshape(48, 96)
+    generated, _ = panorama(tmp_path / "generated")
+    np.save(tmp_path / "generated" / "depth.npy", disparity)
+    (tmp_path / "generated" / "meta.json").write_text(json.dumps({"kind": "rgbd4", "projection": "equirectangular"}))
+    np.testing.assert_array_equal(read_low_res(str(generated), str(tmp_path / "generated" / "depth.npy")).disparity, disparity)

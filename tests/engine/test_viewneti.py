@@ -28,7 +28,7 @@ from engine.viewneti.mapper import LAYERS, Mapper, MapperSpec, fourier_matrix  #
 
 pytestmark = pytest.mark.timeout(300)
 CPU = torch.device("cpu")
-VIEW_WORD, OBJECT_WORD = "v", "o"  # single tokens of the tiny tokenizer, standing in for SD's "view" and "object"
+VIEW_WORD, OBJECT_WORD = "view", "object"  # single tokens of CLIP's vocabulary: ViewNeTI's reference words
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The view mapper's camera numbers: a Blender-style camera → DTU's 3×4 projection or spherical numbers, normalised by stored ranges."""
+"""The view mapper's camera numbers: a Blender-style camera → DTU's 3×4 projection or spherical numbers, normalised by stored
+ranges (a coordinate training never varied is constant), and the default training views that vary every coordinate."""
 
 import math
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 
 from engine.cameras import camera_to_world
+from engine.choices import TRAINING_LAYOUTS
 from engine.errors import BadInput
 from engine.viewneti.cameras import DTU12, SPHERICAL, CameraRanges, at_size, projection_numbers, spherical_numbers
+from engine.viewneti.posed import ORBIT, STAGGERED, training_poses
 
 
 def pinhole(c2w, point, fx, fy, cx, cy):
@@ -61,3 +64,38 @@ def test_resizing_the_images_rescales_the_projection_numbers_as_resized_intrinsi
     np.testing.assert_allclose(at_size(small[None], DTU12, (64, 48), (128, 72))[0], large, rtol=1e-12)
     sphere = spherical_numbers(pose)[None]
     np.testing.assert_array_equal(at_size(sphere, SPHERICAL, (64, 48), (128, 72)), sphere)
+
+
+def test_a_coordinate_the_training_cameras_never_varied_is_constant_reads_as_0_and_is_named_not_measured():
+    train = np.array([spherical_numbers(camera_to_world(a, 15, 2.0)) for a in range(0, 360, 15)])  # one elevation and distance
+    assert np.ptp(train[:, 2:], axis=0).max() > 0, "float rounding alone makes them differ"
+    ranges = CameraRanges.fit(SPHERICAL, train)
+    assert ranges.constant_names() == ["elevation", "distance"] and ranges.low[2:] == ranges.high[2:]
+    above = spherical_numbers(camera_to_world(0, 20, 2.0))  # 5° above the orbit: once 5.6 × 10¹⁵ normalised units outside
+    np.testing.assert_allclose(ranges.normalise(above), [1.0, 0.0, 0.0, 0.0], atol=1e-12)
+    assert ranges.outside(above) == 0.0 and ranges.warnings(train) == []
+    assert ranges.warnings(above) == ["The view mapper saw one elevation only (15) in training: a camera at another is read as at that one"]
+    saved = CameraRanges(SPHERICAL, [-1.0, -1.0, 15.0, 2.0], [1.0, 1.0, 15.0 + 1e-14, 2.0 + 4e-16])  # a checkpoint from before
+    assert saved.constant_names() == ["elevation", "distance"] and np.abs(saved.normalise(above)).max() <= 1
+    dtu = CameraRanges.fit(DTU12, np.stack([projection_numbers(camera_to_world(a, 15, 2.0), 500, 500, 256, 192) for a in (0, 90)]))
+    assert "projection entry (3, 4)" in dtu.constant_names(), "the depth of the orbit's centre is the same from every azimuth"
+
+
+def test_the_default_training_layout_staggers_elevation_and_distance_so_the_view_mapper_learns_both():
+    assert TRAINING_LAYOUTS.default == STAGGERED
+    target = (1.0, -2.0, 0.5)
+    poses = training_poses(STAGGERED, 24, 15.0, 2.0, 0, target)
+    numbers = np.stack([spherical_numbers(p, target) for p in poses])
+    azimuths = np.round(np.degrees(np.arctan2(numbers[:, 1], numbers[:, 0])), 6) % 360
+    np.testing.assert_allclose(np.sort(azimuths), np.arange(0, 360, 15), atol=1e-9)
+    pairs = {(round(e, 6), round(d, 6)) for e, d in numbers[:, 2:]}
+    assert pairs == {(e, d) for e in (0.0, 15.0, 30.0) for d in (2.0, 2.3, 2.6)}, "every pair, at several azimuths"
+    assert CameraRanges.fit(SPHERICAL, numbers).constant_names() == []
+    few = np.stack([spherical_numbers(p) for p in training_poses(STAGGERED, 2, 15.0, 2.0, 0, (0.0, 0.0, 0.0))])
+    assert CameraRanges.fit(SPHERICAL, few).constant_names() == [], "any two views already vary both"
+    dtu = np.stack([projection_numbers(p, 400, 400, 256, 192) for p in poses])
+    assert CameraRanges.fit(DTU12, dtu).constant_names() == []
+    steep = training_poses(STAGGERED, 3, 80.0, 2.0, 0, (0.0, 0.0, 0.0))
+    np.testing.assert_allclose([spherical_numbers(p)[2] for p in steep], [65.0, 80.0, 89.0], atol=1e-9)  # never over the top
+    orbit = np.stack([spherical_numbers(p) for p in training_poses(ORBIT, 8, 15.0, 2.0, 0, (0.0, 0.0, 0.0))])
+    assert CameraRanges.fit(SPHERICAL, orbit).constant_names() == ["elevation", "distance"], "the plain orbit, for comparison"

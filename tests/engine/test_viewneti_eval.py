@@ -27,8 +27,8 @@ from engine.errors import BadInput  # noqa: E402
 from engine.imagefiles import write_png  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from engine.progress import CancelToken, Reporter  # noqa: E402
-from engine.viewneti import dtu  # noqa: E402
-from engine.viewneti.cameras import projection_numbers, spherical_numbers  # noqa: E402
+from engine.viewneti import checkpoint, dtu  # noqa: E402
+from engine.viewneti.cameras import DTU12, at_size, projection_numbers, spherical_numbers  # noqa: E402
 from engine.viewneti.evaluate import EvalSettings, compare, dtu_protocol, held_out_protocol  # noqa: E402
 from engine.viewneti.train import TrainRequest  # noqa: E402
 
@@ -67,17 +67,22 @@ def fake_dtu(root: Path, scans=(8, 21, 30), size=(128, 96)) -> Path:
     return root
 
 
-def pretrained_dtu_view_mapper(base, root: Path, out: Path) -> Path:
-    """One step of DTU-12 pre-training over two scans' posed sets."""
-    data = fake_dtu(root)
+PRETRAINING_VIEWS = tuple(range(0, 49, 5))
+
+
+@pytest.fixture(scope="module")
+def pretrained(base, tmp_path_factory) -> tuple[Path, Path]:
+    """A DTU-shaped folder, and one step of DTU-12 pre-training over two of its scans' posed sets (the checkpoint)."""
+    root = tmp_path_factory.mktemp("dtu")
+    data, out = fake_dtu(root / "dtu"), root / "pre"
     sets = []
     for scan in (21, 30):
-        dtu.write_dtu_set(dtu.DTU(data), scan, tuple(range(0, 49, 5)), out.parent / f"set{scan}")
-        sets.append(str(out.parent / f"set{scan}"))
+        dtu.write_dtu_set(dtu.DTU(data), scan, PRETRAINING_VIEWS, root / f"set{scan}")
+        sets.append(str(root / f"set{scan}"))
     request = TrainRequest(sets, str(base), str(out), mode="PRETRAIN", parameterisation="DTU12", steps=1, batch=1, accumulation=1,
                            width=128, height=64, access=ModelAccess(device="CPU"))  # fmt: skip
     run_job("train_viewneti", request, lambda p: None, CancelToken())
-    return out
+    return data, out
 
 
 def run_eval(*args: str) -> dict:
@@ -96,9 +101,22 @@ def test_the_protocol_splits_are_the_originals():
         dtu.input_views(2)
 
 
-def test_the_dtu_protocol_fits_each_scan_and_scores_all_34_views_with_its_masks(base, tmp_path):
-    pre = pretrained_dtu_view_mapper(base, tmp_path / "dtu", tmp_path / "pre")
-    result = run_eval("dtu", "--root", str(tmp_path / "dtu"), "--scans", "8", "--inputs", "3", "--view-mapper", str(pre),
+def test_dtu_pre_training_normalises_over_every_calibration_camera_as_the_original_not_its_training_views(pretrained):
+    data, pre = pretrained
+    info = checkpoint.load(pre)[0]
+    cameras = dtu.DTU(data)
+    every = at_size(dtu.calibration_cameras(cameras.calibration_dir), DTU12, (128, 96), (128, 64))  # the sets' images → training size
+    trained = at_size(np.stack([cameras.camera(v) for v in PRETRAINING_VIEWS]), DTU12, (128, 96), (128, 64))
+    np.testing.assert_allclose(info.cameras.low, every.min(axis=0))
+    np.testing.assert_allclose(info.cameras.high, every.max(axis=0))
+    assert not np.allclose(trained.min(axis=0), every.min(axis=0)), "the training views alone span less"
+    posed = json.loads((pre.parent / "set21" / "cameras.json").read_text())
+    assert posed["range_dtu12"] == dtu.calibration_cameras(cameras.calibration_dir).tolist(), "each DTU set carries them"
+
+
+def test_the_dtu_protocol_fits_each_scan_and_scores_all_34_views_with_its_masks(base, pretrained, tmp_path):
+    root, pre = pretrained
+    result = run_eval("dtu", "--root", str(root), "--scans", "8", "--inputs", "3", "--view-mapper", str(pre),
                       "--model", str(base), *SMALL, "--out", str(tmp_path / "eval"))  # fmt: skip
     scan = result["scans"]["8"]
     assert result["protocol"] == "dtu" and result["inputs"] == [25, 22, 28] and len(scan["views"]) == 34

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_clip import embedding_lookups, read_clip_words  # noqa: E402
 from tiny_viewneti import build_tiny_sd2  # noqa: E402
 
 from engine.cameras import camera_to_world  # noqa: E402
@@ -157,11 +158,22 @@ def render_request(base, ckpt, out, cameras, **kw):
     return RenderViewRequest(checkpoint=str(ckpt), model=str(base), out_dir=str(out), views=views, access=ModelAccess(device="CPU"))
 
 
-def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_outside_its_range(base, tmp_path):
-    data = posed_set(tmp_path / "data")
-    run(request(base, data, tmp_path / "ckpt", steps=2))
+def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_of_cameras_it_was_not_trained_for(base, tmp_path):
+    data = posed_set(tmp_path / "data")  # one elevation, one distance
     cameras = [camera_to_world(30, 10, 2.0), camera_to_world(200, 10, 2.0)]
-    first = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras), lambda p: None, CancelToken())
+    results = {}
+    for job, job_request in [
+        ("train_viewneti", request(base, data, tmp_path / "ckpt", steps=2)),
+        ("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras)),
+    ]:
+        with embedding_lookups() as lookups:  # the placeholders' own ids (49,408 and 49,409) are never looked up
+            results[job] = run_job(job, job_request, lambda p: None, CancelToken())
+        assert read_clip_words(lookups, "a", "photo", "of") and all(max(ids) < rows for rows, ids in lookups), job
+    assert results["train_viewneti"].warnings == [
+        "The training cameras all have the same elevation and distance: the view mapper learns nothing of them and reads any "
+        "camera as at the training value (vary the views, as the staggered orbit does)"
+    ]
+    first = results["render_view"]
     again = run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "b", cameras), lambda p: None, CancelToken())
     assert [Path(p).name for p in first.paths] == ["view_0000.png", "view_0001.png"] and not first.warnings
     assert all(Path(a).read_bytes() == Path(b).read_bytes() for a, b in zip(first.paths, again.paths))
@@ -171,7 +183,7 @@ def test_a_checkpoint_renders_the_cameras_it_is_given_reproducibly_and_warns_out
     high = run_job(
         "render_view", render_request(base, tmp_path / "ckpt", tmp_path / "c", [camera_to_world(0, 40, 2.0)]), lambda p: None, CancelToken()
     )
-    assert high.warnings and "outside the trained range" in high.warnings[0]
+    assert high.warnings == ["The view mapper saw one elevation only (10) in training: a camera at another is read as at that one"]
     with pytest.raises(BadInput, match="already holds"):
         run_job("render_view", render_request(base, tmp_path / "ckpt", tmp_path / "a", cameras), lambda p: None, CancelToken())
 
@@ -254,7 +266,7 @@ def test_single_view_training_keeps_the_pre_trained_view_mapper_frozen_and_fits_
 
     high = posed_set(tmp_path / "high", views=1, elevation=60)
     outside = run(request(base, high, tmp_path / "fit2", mode="SINGLE_VIEW", view_mapper=str(tmp_path / "pre"), steps=1))
-    assert outside.warnings and "outside the pre-trained view mapper's range" in outside.warnings[0]
+    assert outside.warnings and "The image's camera lies" in outside.warnings[0] and "outside the trained range" in outside.warnings[0]
 
 
 @pytest.mark.parametrize(

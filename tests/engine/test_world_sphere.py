@@ -1,11 +1,16 @@
+import json
 from collections import Counter
 
 import numpy as np
 import pytest
 
+from engine.diffusion.sources import RGBD4
 from engine.errors import BadInput
+from engine.imagefiles import write_png
+from engine.progress import CancelToken, Reporter
 from engine.world import equirect
-from engine.world.world_sphere import build_world_sphere
+from engine.world.depth import encode_inverse_depth
+from engine.world.world_sphere import WorldSphereRequest, build_world_sphere, sphere_from_depth
 
 
 def faces(mesh):
@@ -114,3 +119,48 @@ def test_discontinuity_threshold_cuts_faces_across_depth_jumps():
     assert build_world_sphere(d, discontinuity=5.0).dropped_faces == 0
     with pytest.raises(BadInput, match="≥ 0"):
         build_world_sphere(d, discontinuity=-1)
+
+
+def sphere(depth_path, mode="AUTO", **options):
+    """The world_sphere job on a depth file (a 64×32 panorama)."""
+    request = WorldSphereRequest(None, (64, 32), depth_path=str(depth_path), depth_mode=mode, **options)
+    return sphere_from_depth(request, Reporter(lambda p: None, CancelToken()))
+
+
+def sample(folder, meta, **files):
+    """A sample's folder: its depth files and meta.json, as a job writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    if "npy" in files:
+        np.save(folder / "depth.npy", files["npy"])
+    if "png" in files:
+        write_png(folder / "depth16.png", files["png"])
+    return folder
+
+
+def test_auto_reads_a_generated_depth_npy_as_the_relative_disparity_its_meta_json_says_and_without_one_as_distances(tmp_path):
+    disparity = np.linspace(0.2, 0.9, 64 * 32, dtype=np.float32).reshape(32, 64)
+    ldm3d = sample(tmp_path / "pano", {"kind": RGBD4, "projection": "equirectangular"}, npy=disparity)
+    relative = sphere(ldm3d / "depth.npy", radius=5.0, strength=1.0)
+    assert relative.depth_mode == "RELATIVE" and "as its meta.json says" in relative.depth_kind
+    assert (relative.min_distance, relative.max_distance) == pytest.approx((5 * (1 + 0.5 - 0.9), 5 * (1 + 0.5 - 0.2)), rel=1e-5)
+    base = sample(tmp_path / "big", {"kind": RGBD4, "upscale": {"scale": 2}}) / "base"  # an upscaled sample keeps its base here
+    base.mkdir()
+    np.save(base / "depth.npy", disparity)
+    assert sphere(base / "depth.npy").depth_mode == "RELATIVE"
+    for alone in (tmp_path / "loose", tmp_path / "other"):
+        alone.mkdir()
+        np.save(alone / "depth.npy", disparity)
+    (tmp_path / "other" / "meta.json").write_text(json.dumps({"note": "a meta.json no job of ours wrote"}))
+    assert sphere(tmp_path / "loose" / "depth.npy").depth_mode == sphere(tmp_path / "other" / "depth.npy").depth_mode == "METRIC"
+    assert sphere(ldm3d / "depth.npy", mode="METRIC").depth_mode == "METRIC", "a chosen mode goes by the file type"
+
+
+def test_auto_reads_a_captures_16_bit_inverse_depth_as_its_distances_with_the_captures_near_and_far(tmp_path):
+    distance = np.linspace(1.5, 12.0, 64 * 32, dtype=np.float32).reshape(32, 64)
+    codes = encode_inverse_depth(distance, 1.5, 12.0)
+    capture = sample(tmp_path / "capture", {"depth_exr": "distances", "near": 1.5, "far": 12.0, "origin": [0, 0, 1]}, png=codes)
+    read = sphere(capture / "depth16.png")
+    assert read.depth_mode == "METRIC" and "a capture's inverse depth" in read.depth_kind
+    assert (read.min_distance, read.max_distance) == pytest.approx((1.5, 12.0), rel=1e-3)
+    assert sphere(capture / "depth16.png", mode="RELATIVE").depth_mode == "RELATIVE", "as chosen: the codes as disparity"

@@ -8,6 +8,8 @@ what ``lllyasviel/control_v11p_sd15_canny`` and
 diffusion_pytorch_model.safetensors), so the product's own loader reads them
 like the real thing. A fresh ControlNet's output convolutions are zero, which
 would hide whether the control image is used at all; here they are random.
+Text goes through CLIP's real tokenizers and text encoders with its 49,408-row
+tables (:mod:`tiny_clip`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import json
 from pathlib import Path
 
 import torch
-from tiny_ldm3d import write_tokenizer
+from tiny_clip import clip_text_config, write_clip_tokenizer
+
+SD, SDXL = "stable-diffusion-v1-5", "stable-diffusion-xl-base-1.0"  # their published configs, in data/published/
 
 #: The published scheduler configs (SD 1.5: PNDM; SDXL: Euler), written as the repos hold them.
 _SCHEDULER = dict(
@@ -32,20 +36,10 @@ _SCHEDULER = dict(
 )
 
 
-def _text_config(projection_dim: int = 32):
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=2,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-5,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        pad_token_id=1,
-        vocab_size=1000,
-        projection_dim=projection_dim,
+def _text_config(model: str, part: str = "text_encoder"):
+    """The published text encoder's vocabulary, special ids and activation, 32 wide (SDXL's pooled projection too)."""
+    return clip_text_config(
+        model, part, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5, projection_dim=32
     )
 
 
@@ -94,13 +88,14 @@ def build_tiny_sd(folder: Path, xl: bool = False, seed: int = 0, safetensors: bo
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
+    model = SDXL if xl else SD
     unet = _unet(xl)
-    text_encoder = CLIPTextModel(_text_config())
+    text_encoder = CLIPTextModel(_text_config(model))
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet", safe_serialization=safetensors)
     _vae(seed + 100).save_pretrained(folder / "vae", safe_serialization=safetensors)
     text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=safetensors)
-    write_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer", model)
     index = {
         "_diffusers_version": "0.19.0",
         "scheduler": ["diffusers", "EulerDiscreteScheduler" if xl else "PNDMScheduler"],
@@ -110,8 +105,10 @@ def build_tiny_sd(folder: Path, xl: bool = False, seed: int = 0, safetensors: bo
         "vae": ["diffusers", "AutoencoderKL"],
     }
     if xl:
-        CLIPTextModelWithProjection(_text_config()).save_pretrained(folder / "text_encoder_2", safe_serialization=safetensors)
-        write_tokenizer(folder / "tokenizer_2")
+        CLIPTextModelWithProjection(_text_config(model, "text_encoder_2")).save_pretrained(
+            folder / "text_encoder_2", safe_serialization=safetensors
+        )
+        write_clip_tokenizer(folder / "tokenizer_2", model, "tokenizer_2")
         scheduler = {"_class_name": "EulerDiscreteScheduler", **_SCHEDULER, "timestep_spacing": "leading", "prediction_type": "epsilon"}
         index.update(
             _class_name="StableDiffusionXLPipeline",

@@ -4,7 +4,10 @@ The folder holds what ``Intel/ldm3d`` / ``ldm3d-4c`` / ``ldm3d-pano`` hold
 (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/), with
 safetensors weights, so the product's own loader reads it like the real thing.
 Sizes follow the reference's tiny configuration; ``width`` scales the channel
-counts for the mid-size benchmark model.
+counts for the mid-size benchmark model. Text goes through CLIP's real tokenizer
+and a text encoder with its 49,408-row table (:mod:`tiny_clip`); which facts of
+the published configs each tiny model keeps is stated and checked in
+``test_fixture_invariants.py``.
 """
 
 from __future__ import annotations
@@ -13,31 +16,17 @@ import json
 from pathlib import Path
 
 import torch
+from tiny_clip import clip_text_config, write_clip_tokenizer
 
-#: A byte-level BPE vocabulary small enough to write by hand: single characters (with and without the
-#: end-of-word mark) plus the special tokens.
-_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789,.!'-"
-
-
-def write_tokenizer(folder: Path) -> None:
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 2, "<unk>": 1}
-    for ch in _CHARS:
-        for token in (ch, ch + "</w>"):
-            vocab.setdefault(token, len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-    tokenizer.save_pretrained(folder)
+LDM3D, LDM3D_SR = "ldm3d-4c", "ldm3d-sr"  # their published configs, in data/published/
 
 
-def save_sd2_parts(folder: Path, hidden_act: str = "quick_gelu", vae_channels: int = 3, **scheduler: object) -> None:
+def save_sd2_parts(folder: Path, model: str, vae_channels: int = 3, **scheduler: object) -> None:
     """The parts an SD 2.x-style model shares, tiny: a 4-block (×8) VAE (RGB, or RGB + depth with ``vae_channels`` 4), a 3-layer
-    CLIP text encoder, its tokenizer and a DDIM schedule with SD's betas (``scheduler`` adds settings such as ``prediction_type``)."""
+    CLIP text encoder with the published ``model``'s vocabulary, special ids and activation, its real tokenizer, and a DDIM
+    schedule with SD's betas (``scheduler`` adds settings such as ``prediction_type``)."""
     from diffusers import AutoencoderKL, DDIMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     AutoencoderKL(
         in_channels=vae_channels,
@@ -50,19 +39,9 @@ def save_sd2_parts(folder: Path, hidden_act: str = "quick_gelu", vae_channels: i
         sample_size=64,
     ).save_pretrained(folder / "vae")
     CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            pad_token_id=1,
-            vocab_size=1000,
-            hidden_act=hidden_act,
-        )
+        clip_text_config(model, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3)
     ).save_pretrained(folder / "text_encoder")
-    write_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer", model)
     DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -79,7 +58,7 @@ def build_tiny_ldm3d(
 ) -> Path:
     """Save a random LDM3D-shaped model to ``folder`` and return it."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -100,26 +79,14 @@ def build_tiny_ldm3d(
         up_block_types=["UpDecoderBlock2D"] * vae_blocks,
         latent_channels=4,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=2,
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-5,
-            num_attention_heads=4,
-            num_hidden_layers=5,
-            pad_token_id=1,
-            vocab_size=1000,
-        )
-    )
+    text_encoder = CLIPTextModel(clip_text_config(LDM3D, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet", safe_serialization=safetensors)
     vae.save_pretrained(folder / "vae", safe_serialization=safetensors)
     text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=safetensors)
     scheduler.save_pretrained(folder / "scheduler")
-    write_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer", LDM3D)
     index = {
         "_class_name": "StableDiffusionLDM3DPipeline",
         "_diffusers_version": "0.21.0",
@@ -196,7 +163,7 @@ def build_tiny_ldm3d_sr(folder: Path, seed: int = 0, width: int = 32) -> Path:
         cross_attention_dim=32,
         attention_head_dim=8,
     ).save_pretrained(folder / "unet")
-    save_sd2_parts(folder, vae_channels=4)
+    save_sd2_parts(folder, LDM3D_SR, vae_channels=4)
     DDPMScheduler(beta_schedule="scaled_linear").save_pretrained(folder / "low_res_scheduler")
     index = {
         "_class_name": "StableDiffusionUpscaleLDM3DPipeline",

@@ -6,8 +6,9 @@ vae/, text_encoder/, tokenizer/, scheduler/, image_encoder/ (CLIPVisionModel)
 and feature_extractor/ (CLIPImageProcessor). MVDream
 (``ashawkey/mvdream-sd2.1-diffusers``): the same without the image parts and
 with ``ip_dim`` 0. The sizes are small; the names, files and configs' keys are
-the published ones. A ``unet/mv_unet.py`` is written too, as the repos ship
-it, to prove it is never run.
+the published ones (so are the 16 image-prompt tokens, CLIP's real tokenizer and
+the text encoder's 49,408-row table). A ``unet/mv_unet.py`` is written too, as
+the repos ship it, to prove it is never run.
 """
 
 from __future__ import annotations
@@ -17,23 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tiny_clip import published
 from tiny_ldm3d import save_sd2_parts
 
-#: The published unet/config.json with tiny sizes.
+IMAGEDREAM_MODEL = "imagedream-ipmv-diffusers"  # its published configs, in data/published/
+
+#: The published unet/config.json with tiny sizes (and MVDream's: no image tokens; ImageDream's ip_dim is set per model).
 TINY_UNET = {
-    "_class_name": "MultiViewUNetModel",
-    "_diffusers_version": "0.25.0",
-    "attention_resolutions": [4, 2, 1],
-    "camera_dim": 16,
+    **{k: v for k, v in published(IMAGEDREAM_MODEL)["unet"].items() if k != "ip_dim"},
     "channel_mult": [1, 2],
     "context_dim": 32,
-    "image_size": 32,
-    "in_channels": 4,
     "model_channels": 32,
     "num_head_channels": 16,
-    "num_res_blocks": 2,
-    "out_channels": 4,
-    "transformer_depth": 1,
 }
 IMAGE_WIDTH = 48  # the tiny CLIP vision model's hidden size (the real one: 1280)
 TRAP = "raise RuntimeError('the repo\\'s own mv_unet.py was executed')\n"
@@ -47,13 +43,13 @@ def build_tiny_multiview(folder: Path, image: bool = True, seed: int = 0, width:
     from engine.multiview.unet import MultiViewConfig, MultiViewUNet
 
     torch.manual_seed(seed)
-    config = {**TINY_UNET, "model_channels": width, "ip_dim": 4 if image else 0}
+    config = {**TINY_UNET, "model_channels": width, "ip_dim": published(IMAGEDREAM_MODEL)["unet"]["ip_dim"] if image else 0}
     unet = MultiViewUNet(MultiViewConfig.from_json(config), image_feature_dim=IMAGE_WIDTH)
     (folder / "unet").mkdir(parents=True, exist_ok=True)
     (folder / "unet" / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, folder / "unet" / "diffusion_pytorch_model.safetensors")
     (folder / "unet" / "mv_unet.py").write_text(TRAP, encoding="utf-8")
-    save_sd2_parts(folder, timestep_spacing="leading")
+    save_sd2_parts(folder, IMAGEDREAM_MODEL, timestep_spacing="leading")
     index = {
         "_class_name": "MVDreamPipeline",
         "_diffusers_version": "0.25.0",
