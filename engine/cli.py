@@ -43,6 +43,8 @@ class Options:
                 values[leaf.name] = p.choices.from_cli(raw)
             elif raw is not None or leaf.optional:
                 values[leaf.name] = raw
+            if p.cli_sets and raw not in (None, ""):
+                values.update(p.cli_sets)
         return values
 
     def missing(self, args: argparse.Namespace) -> list[str]:
@@ -112,7 +114,7 @@ def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
         const = p.choices[value].cli if p.choices is not None else value
         parser.add_argument(switch, dest=leaf.name, action="store_const", const=const, help=f"the same as {name} {const}")
     options.by_dest[leaf.name] = leaf
-    for covered in p.cli_fields or (leaf.name,):
+    for covered in (*(p.cli_fields or (leaf.name,)), *(name_ for name_, _ in p.cli_sets)):
         options.flags[covered] = name
 
 

@@ -70,6 +70,7 @@ class Param:
     cli_parse: Callable[[str], dict[str, Any]] | None = None  # the option's text → field values (one option, several fields)
     cli_fields: tuple[str, ...] = ()  # one option taking a value for each of these fields (--size W H); with cli_parse: those it sets
     cli_switch: tuple[str, Any] | None = None  # an option without a value that sets this value (--flat)
+    cli_sets: tuple[tuple[str, Any], ...] = ()  # other fields the option sets when given (--image: the source is a file)
     cli_nargs: int = 0  # numbers taken together (--orbit AZ EL DIST); a list of such groups repeats the option
     cli_required: bool = False
     blender: bool = False  # read by the operator from Blender (objects, cameras, images); the engine ignores it

@@ -541,7 +541,7 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
     )
     assert Path(rendered["paths"]["image"]).is_file() and (tmp_path / "view.json").is_file()
     proc = batch("viewneti-render", "--checkpoint", str(tmp_path / "ckpt"), "--azimuth", "45", "--out", str(tmp_path / "x.png"), *common)
-    assert proc.returncode != 0 and "--azimuth needs --distance" in proc.stderr
+    assert proc.returncode != 0 and "--azimuth 45: an orbit position needs its distance" in proc.stderr
     small = ("--size", "128", "64", "--steps", "1")
     sets = (str(tmp_path / "set"), str(tmp_path / "set"))
     pre = summary(

@@ -109,11 +109,6 @@ def _polar_angle(label: str, default: float, help: str) -> Any:
     return param(default, label, help, unit=DEGREES, min=0.0, max=180.0, why="a polar angle: 0 above, 90 the horizon, 180 below")
 
 
-def _collection(text: str) -> dict[str, Any]:
-    """``--collection``: the mesh objects of this collection."""
-    return {"source": "COLLECTION", "collection": text}
-
-
 @dataclass
 class DSTAnnotateRequest:
     source: str = param("SELECTED", "Objects", "Which objects are the CAD models", choices=DST_OBJECT_SOURCES, blender=True, cli=None)
@@ -122,8 +117,7 @@ class DSTAnnotateRequest:
         "Collection",
         "Collection: its mesh objects are the CAD models",
         blender=True,
-        cli_parse=_collection,
-        cli_fields=("collection", "source"),
+        cli_sets=(("source", "COLLECTION"),),
     )
     object_names: str = param(
         "",

@@ -59,16 +59,6 @@ MAX_COUNT = 16
 HULL_VOXELS_PER_PIXEL = 0.5  # the quick mesh's grid: 128³ for 256-pixel views
 
 
-def _image_file(path: str) -> dict[str, Any]:
-    """``--image``: the views of this image file."""
-    return {"source": "FILE", "image_path": path}
-
-
-def _scene_object(name: str) -> dict[str, Any]:
-    """``--object``: the views of this object (or collection) of the scene, rendered from the front."""
-    return {"source": "OBJECT", "object_name": name}
-
-
 @dataclass
 class ViewsRequest:
     source: str = param("TEXT", "From", "What the views are made from", choices=VIEW_SOURCES, blender=True, cli=None)
@@ -78,8 +68,7 @@ class ViewsRequest:
         "The object image (best with a transparent background)",
         path=INPUT_FILE,
         cli="--image",
-        cli_parse=_image_file,
-        cli_fields=("image_path", "source"),
+        cli_sets=(("source", "FILE"),),
     )
     image_name: str = param("", "Image", "An image in this .blend", blender=True, cli=None)
     object_name: str = param(
@@ -88,8 +77,7 @@ class ViewsRequest:
         "An object or collection to render from the front; empty: the selected objects",
         blender=True,
         cli="--object",
-        cli_parse=_scene_object,
-        cli_fields=("object_name", "source"),
+        cli_sets=(("source", "OBJECT"),),
     )
     model: str = param(
         "",

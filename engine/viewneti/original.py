@@ -148,7 +148,7 @@ class ImportRequest:
         cli_required=True,
     )
     out_dir: str = output_folder_field("The checkpoint folder", label="Checkpoint")
-    base_model: str = model_field(checkpoint.BASE_MODEL, "Base Model", "The base the original was trained on")
+    base_model: str = model_field(checkpoint.BASE_MODEL, "Base Model", "The base the original was trained on, where its files do not say")
     allow_pickle: bool = param(False, "Allow Pickled Files", "Read the pickled files (an unpickler that runs none of their code)")
     overwrite: bool = overwrite_field("Replace a checkpoint already in the folder")
     view_norm: float = 0.0  # the reference words' norms in the base; 0: filled in when the checkpoint is first loaded

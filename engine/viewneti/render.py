@@ -163,6 +163,8 @@ class RenderViewRequest:
         return v
 
     def check(self) -> list[Note]:
+        if self.azimuth and not self.distance:
+            refuse("azimuth", "an orbit position needs its distance (or render from a camera)")
         views = self.camera_views()
         if views.cameras or views.orbits or views.numbers:  # else Blender's camera fills them in
             try:

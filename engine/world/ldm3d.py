@@ -61,11 +61,6 @@ MAX_COUNT = 16
 SIZE_WHY = "the VAE works in 8-pixel blocks; 8192 is 4× LDM3D-sr's 2048 and the memory estimate refuses what a device cannot hold"
 
 
-def _init_files(path: str) -> dict[str, Any]:
-    """``--init-rgb``: img2img from this file."""
-    return {"init": "FILES", "init_rgb_path": path}
-
-
 @dataclass
 class RGBDRequest:
     prompt: str = prompt_field(DEFAULT_PROMPT, "What the panorama shows (img2img may leave it empty)")
@@ -114,8 +109,7 @@ class RGBDRequest:
         "img2img: the RGB image to start from",
         path=INPUT_FILE,
         cli="--init-rgb",
-        cli_parse=_init_files,
-        cli_fields=("init_rgb_path", "init"),
+        cli_sets=(("init", "FILES"),),
     )
     init_depth_path: str = param(
         "",
