@@ -310,15 +310,15 @@ def request(job: str) -> type:
 
 RGBD, DST, GENERATE, FILTER = request("generate_rgbd"), request("annotate_views"), request("generate_from_edges"), request("filter_dataset")
 PANO = {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "") or params.defaults(RGBD)["model"]}
-IMG2IMG = ("init_rgb_path", "init_depth_path", "depth_estimator", "strength")
+INIT_FILES = ("init_rgb_path", "init_depth_path", "depth_estimator")  # img2img's inputs (demo and panoramas have none)
 ALL_VISIBLE = {"object_names": EVERY_VISIBLE_MESH}  # the command line has no selection to speak of
 C = Command
 COMMANDS: tuple[Command, ...] = (
     C("capture", "an RGBD 360° panorama of a .blend (rgb.png, depth.exr, depth16.png, meta.json)", (request("encode_capture"), Scene), by_operator("capture_panorama", "capture")),
     C("sphere", "a displaced world sphere from an RGB and a depth panorama", (request("world_sphere"), Scene, Save), by_operator("build_world_sphere", "sphere")),
-    C("demo", "furnished room → RGBD capture → world sphere → world.blend, previews, stereo video (offline)", (world_demo.DemoRequest, RGBD), demo, ("projection", "height", *IMG2IMG), {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "")}, lazy=(RGBD,)),
+    C("demo", "furnished room → RGBD capture → world sphere → world.blend, previews, stereo video (offline)", (world_demo.DemoRequest, RGBD), demo, ("projection", "height", *INIT_FILES), {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "")}, lazy=(RGBD,)),
     C("panorama", "text (or RGB + depth) → an RGBD panorama with LDM3D (rgb.png, depth16.png, depth.npy, meta.json)", (RGBD, Save), panorama, (), PANO),
-    C("panoramas", "one LDM3D panorama per line of a prompt file (prompt-NNNN/ folders)", (prompt_lists.PanoramasRequest, RGBD), panoramas, ("prompt", "count", *IMG2IMG), PANO, "panoramas"),
+    C("panoramas", "one LDM3D panorama per line of a prompt file (prompt-NNNN/ folders)", (prompt_lists.PanoramasRequest, RGBD), panoramas, ("prompt", "count", "strength", *INIT_FILES), PANO, "panoramas"),
     C("upscale", "an RGB image and its depth → 2× or 4× with LDM3D-sr, seamless for panoramas", (request("upscale_rgbd"),), by_engine("upscale_rgbd", "upscale")),
     C("stereo-video", "a stereo rig moving in the world sphere → a 360° or VR180 stereo video with spatial metadata", (stereo_rig.RigRequest, stereo_rig.MoveRequest, request("finish_video"), Scene), stereo_video, (), {"interocular": None}),
     C("edges", "3D-DST: scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations", (DST, Scene), edges, (), ALL_VISIBLE, "edges"),
