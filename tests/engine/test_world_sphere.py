@@ -123,7 +123,7 @@ def test_discontinuity_threshold_cuts_faces_across_depth_jumps():
 
 def sphere(depth_path, mode="AUTO", **options):
     """The world_sphere job on a depth file (a 64×32 panorama)."""
-    request = WorldSphereRequest(None, (64, 32), depth_path=str(depth_path), depth_mode=mode, **options)
+    request = WorldSphereRequest(depth_path=str(depth_path), rgb_size=(64, 32), depth_mode=mode, **options)
     return sphere_from_depth(request, Reporter(lambda p: None, CancelToken()))
 
 
