@@ -59,16 +59,18 @@ def addon_package() -> ModuleType:
 
 
 if TYPE_CHECKING:  # mypy knows the add-on's modules by their folder names
-    from engine import cli, errors, jobs, params, protocol
+    from engine import cli, errors, interrupts, jobs, params, progress, protocol, runtime
     from engine.distributed import driver, sharding
+    from engine.dst import filter as dst_filter
     from engine.dst.dataset import EVERY_VISIBLE_MESH
     from engine.world import demo as world_demo
     from engine.world import prompt_lists, stereo_rig
 else:  # one copy of the engine: the add-on's, as Blender will enable it
     addon_package()
     try:
-        from diffusion3d.engine import cli, errors, jobs, params, protocol
+        from diffusion3d.engine import cli, errors, interrupts, jobs, params, progress, protocol, runtime
         from diffusion3d.engine.distributed import driver, sharding
+        from diffusion3d.engine.dst import filter as dst_filter
         from diffusion3d.engine.dst.dataset import EVERY_VISIBLE_MESH
         from diffusion3d.engine.world import demo as world_demo
         from diffusion3d.engine.world import prompt_lists, stereo_rig
@@ -102,20 +104,16 @@ class Save:
 
 @dataclass
 class Engine:
-    engine_python: str = param(
-        os.environ.get("DIFFUSION3D_ENGINE_PYTHON", ""),
-        "Engine Python",
-        "Run model jobs in a worker with this Python (one with torch: requirements-engine.txt); env DIFFUSION3D_ENGINE_PYTHON",
-        path=params.INPUT_FILE,
-    )
+    help = "Run model jobs in a worker with this Python (one with torch: requirements-engine.txt); env DIFFUSION3D_ENGINE_PYTHON"
+    engine_python: str = param(os.environ.get("DIFFUSION3D_ENGINE_PYTHON", ""), "Engine Python", help, path=params.INPUT_FILE)
 
 
 @dataclass
-class Chain:
-    filter: bool = param(True, "Filter", "End with the K-fold consistency filter (--no-filter: stop after generating)")
+class Console:
+    verbose: bool = param(False, "Verbose", "Also show Blender's own log (its render statistics) beside the progress lines")
 
 
-ADDED = (Scene, Save, Engine, driver.ClusterOptions)  # batch.py's own parts, not a job's (a Ray shard gets all but the cluster's)
+ADDED = (Scene, Save, Engine, Console, driver.ClusterOptions)  # batch.py's own parts, not a job's (a Ray shard gets all but the cluster's)
 
 
 # Running requests: through their operator (Blender data) or as the engine job --------------------------------------
@@ -173,7 +171,7 @@ def engine_job(name: str, request: Any) -> Any:
     """An engine job through the add-on's client (Blender's Python or the worker), its progress printed."""
     from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
 
-    return session.client().run(name, request, on_progress=session.print_progress(name))
+    return session.client().run(name, request, on_progress=progress.printer(name))
 
 
 def save_blend(path: Path) -> str:
@@ -220,6 +218,7 @@ def panoramas(r: Run) -> dict[str, Any]:
     out, made, skipped = Path(listing.out_dir).resolve(), [], []
     chosen = prompt_lists.select(prompt_lists.read_prompts(Path(listing.prompts), gen.seed), listing.shard, listing.lines)
     sphere = listing.save_blend and gen.projection == "EQUIRECTANGULAR"
+    line = progress.ProgressLine("Panoramas", len(chosen))
     for done, prompt in enumerate(chosen, start=1):
         folder = out / prompt.folder
         if (folder / "meta.json").is_file() and not gen.overwrite:
@@ -231,7 +230,7 @@ def panoramas(r: Run) -> dict[str, Any]:
                 save_blend(folder / "world.blend")
                 bpy.ops.wm.read_homefile(use_empty=True)  # the next prompt's .blend holds only its own world
             made.append(prompt.number)
-        print(f"[diffusion3d] Panoramas: {done}/{len(chosen)} {prompt.folder}", flush=True)
+        line.show(done, prompt.folder)
     return {"paths": {"folder": str(out)}, "prompts": [p.number for p in chosen], "made": made, "skipped": skipped}
 
 
@@ -301,7 +300,7 @@ class Command:
     def requests(self) -> tuple[type, ...]:
         """Its parts, with the engine's Python for model jobs and the cluster's options for jobs that shard."""
         models = any("access" in {f.name for f in dataclasses.fields(part)} for part in self.parts)
-        return (*self.parts, *((Engine,) if models else ()), *((driver.ClusterOptions,) if self.shards else ()))
+        return (*self.parts, *((Engine,) if models else ()), Console, *((driver.ClusterOptions,) if self.shards else ()))
 
 
 def request(job: str) -> type:
@@ -324,7 +323,7 @@ COMMANDS: tuple[Command, ...] = (
     C("edges", "3D-DST: scene objects from sampled viewpoints → images, edge maps, masks, depth, COCO annotations", (DST, Scene), edges, (), ALL_VISIBLE, "edges"),
     C("generate-from-edges", "3D-DST: ControlNet images from a data set's edge maps, sharing their 3D annotations", (GENERATE,), by_engine("generate_from_edges", "generate"), shards="generate_from_edges"),
     C("kcf", "3D-DST K-fold consistency filter: score generated images, move the worst to rejected/", (FILTER,), by_engine("filter_dataset", "kcf"), shards="kcf"),
-    C("dst", "3D-DST end to end: views, edge maps, annotations → ControlNet images → K-fold filter", (DST, GENERATE, FILTER, Chain, Scene), dst, ("out_dir", "scores_dir"), ALL_VISIBLE, "dst", later=(GENERATE, FILTER)),
+    C("dst", "3D-DST end to end: views, edge maps, annotations → ControlNet images → K-fold filter", (DST, GENERATE, FILTER, dst_filter.Chain, Scene), dst, ("out_dir", "scores_dir"), ALL_VISIBLE, "dst", later=(GENERATE, FILTER)),
     C("merge", "join shard data sets (edges/generate-from-edges --shard) into one", (request("merge_shards"),), by_engine("merge_shards", "merge")),
     C("multiview", "one object image (or a .blend object) → four views with their cameras (ImageDream; MVDream from text)", (request("generate_views"), Scene, Save), by_operator("generate_views", "generate")),
     C("viewneti-data", "ViewNeTI: a .blend's objects from cameras around them → a posed image set", (request("write_posed_set"), Scene), by_operator("render_training_views", "render")),
@@ -387,6 +386,9 @@ def execute(argv: list[str]) -> dict[str, Any]:
         import bpy
     except ImportError:
         raise BatchError(NEEDS_BLENDER.removeprefix("error: ")) from None
+    interrupts.remove_on_exit(Path(bpy.app.tempdir))  # Blender's session folder, which its own exit would remove
+    if not next(r for r in requests if isinstance(r, Console)).verbose:
+        runtime.divert_stdout(os.devnull)  # Blender's log (``Fra:1 Mem:… | Synchronizing object``) goes nowhere; our lines go on
     scene = next((r for r in requests if isinstance(r, Scene)), None)
     if scene is not None and scene.blend:
         bpy.ops.wm.open_mainfile(filepath=str(Path(scene.blend).resolve()))
@@ -425,19 +427,21 @@ def on_cluster(command: Command, requests: list[Any], cluster: driver.ClusterOpt
 
 
 def main(argv: list[str]) -> int:
+    what = f"batch.py {' '.join(script_args(argv)[:1])}".strip()
+    interrupts.install(lambda: what)  # Ctrl-C and SIGTERM: the job stops within two seconds, its unfinished files removed
     try:
         summary = execute(argv)
     except (BatchError, errors.EngineError, RuntimeError) as exc:  # RuntimeError: an operator's error report, as bpy.ops raises it
+        if interrupts.received():
+            interrupts.exit_now(what)
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         print(f"error: {lines[-1].removeprefix('Error: ')}", file=sys.stderr)
         return 1
+    interrupts.claim_exit()  # done: a signal from here on changes nothing
     code = summary.pop("exit", 0)
     print(json.dumps(summary), flush=True)
     return int(code)
 
 
 if __name__ == "__main__":
-    code = main(sys.argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # bpy can hang in interpreter shutdown after rendering; never after success
+    interrupts.leave(main(sys.argv))

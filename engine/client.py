@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import PROTOCOL_VERSION, protocol
+from . import PROTOCOL_VERSION, interrupts, protocol
 from .errors import BadInput, EngineError, JobCancelled, WorkerDied, readable
 from .jobs import BAD_INPUT, CANCELLED, failure_kind, job, run_job
 from .progress import CancelToken, Progress, ProgressCallback
@@ -256,6 +256,7 @@ class SubprocessTransport(Transport):
             self._cleanup()
             raise BadInput(f"Could not start the engine with {self.python}: {exc.strerror or exc}") from None
         self._proc, self.pid = proc, proc.pid
+        interrupts.on_stop(self, self._end_worker)  # a signal that stops this process ends the worker, its partial files removed
         self._stderr.clear()
         hellos: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stderr_reader = threading.Thread(target=self._read_stderr, args=(proc,), daemon=True)
@@ -395,7 +396,19 @@ class SubprocessTransport(Transport):
                 pass
         self._cleanup()
 
+    def _end_worker(self) -> None:
+        """SIGTERM first: the worker removes what its job was writing (its own signal handling), then exits."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
+
     def _cleanup(self) -> None:
+        interrupts.forget(self)
         self._proc = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
@@ -417,6 +430,11 @@ class EngineClient:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self._active: JobHandle | None = None
+        interrupts.on_request(self._cancel_active)  # a signal asks the job in flight to stop (headless runs)
+
+    def _cancel_active(self) -> None:
+        if self._active is not None:
+            self._active.cancel()
 
     @property
     def mode(self) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TextIO
 
 import numpy as np
 
@@ -75,3 +78,80 @@ class Reporter:
             self._emit(Progress(self.done, self.total, label + p.message, p.preview))
 
         return Reporter(emit, self.token)
+
+
+#: How often a piped progress line is written (a terminal's live line is redrawn up to ten times a second).
+PIPED_EVERY = 2.0
+
+
+class ProgressLine:
+    """One stage's progress for people: ``[diffusion3d] Label: done/total · rate · time left · note``.
+
+    On a terminal it is one live line redrawn in place; piped (a log, a Ray task that reads it) it is a plain line at
+    most every :data:`PIPED_EVERY` seconds, and always the first and the last. ``done`` may be fractional (part of a
+    render); the count shows whole steps. Shown from any thread.
+    """
+
+    def __init__(self, label: str, total: int, out: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.label, self.total, self.out, self.clock = label, max(total, 1), out or sys.stdout, clock
+        self.live = _is_terminal(self.out)
+        self.start = self.last = clock()
+        self.shown = -1.0
+        self._lock = threading.Lock()
+
+    def show(self, done: float, note: str = "") -> None:
+        with self._lock:
+            now = self.clock()
+            final = done >= self.total
+            if self.shown >= self.total or (
+                self.shown >= 0 and not final and (done < self.shown or now - self.last < (0.1 if self.live else PIPED_EVERY))
+            ):
+                return  # ended; or too soon, or behind what is shown (a render's statistics restart for its last pass)
+            self.last, self.shown = now, done
+            text = f"[diffusion3d] {self.label}: {int(done)}/{self.total}{self._pace(done, now - self.start, final)}"
+            text += f" · {note}" if note else ""
+            self.out.write(f"\r{text}\x1b[K" + ("\n" if final else "") if self.live else text + "\n")
+            self.out.flush()
+
+    def close(self) -> None:
+        """End a live line that did not reach its total (a failure, a cancel)."""
+        with self._lock:
+            if self.live and 0 <= self.shown < self.total:
+                self.out.write("\n")
+                self.out.flush()
+                self.shown = self.total
+
+    def _pace(self, done: float, elapsed: float, final: bool) -> str:
+        if done <= 0 or elapsed < 0.5:
+            return ""
+        rate = done / elapsed
+        pace = f" · {rate:.2f}/s" if rate >= 1 else f" · {1 / rate:.1f} s each"
+        return pace + (f" · {duration(elapsed)}" if final else f" · ~{duration((self.total - done) / rate)} left")
+
+
+def duration(seconds: float) -> str:
+    """``7s``, ``3m05s``, ``1h02m``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def printer(label: str, out: TextIO | None = None) -> ProgressCallback:
+    """A progress callback that shows a job's events on a :class:`ProgressLine` (a new line when the total changes)."""
+    line: list[ProgressLine] = []
+
+    def show(p: Progress) -> None:
+        if not line or line[0].total != max(p.total, 1):
+            if line:
+                line[0].close()
+            line[:] = [ProgressLine(label, p.total, out)]
+        line[0].show(p.done, p.message)
+
+    return show

@@ -10,16 +10,18 @@ exits: it never outlives its client.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import PROTOCOL_VERSION, __version__, protocol
+from . import PROTOCOL_VERSION, __version__, interrupts, protocol
 from .errors import readable
 from .jobs import FAILED, failure_kind, job, run_job
 from .progress import CancelToken, Progress
+from .runtime import divert_stdout
 
 
 class Worker:
@@ -90,10 +92,12 @@ def main(scratch: str) -> int:
     if not folder.is_dir():
         print(f"Scratch folder {scratch} does not exist", file=sys.stderr)
         return 2
-    # Keep a private handle on the real stdout for the protocol, then point fd 1 at stderr.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8", newline="\n")
-    os.dup2(2, 1)
+    out = divert_stdout(2)  # the real stdout is the protocol's alone
     sys.stdout = sys.stderr
+    # Ctrl-C on a terminal reaches the whole process group: the client decides (it cancels, or ends the worker with SIGTERM,
+    # which removes what the job was writing at once).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.install(lambda: "the engine worker", grace=0, signals=(signal.SIGTERM,))
     Worker(folder, out).serve(sys.stdin)
     out.flush()
     return 0

@@ -9,7 +9,6 @@ afterwards. The engine turns the render into ``rgb.png``, ``depth.exr``,
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +102,8 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
 
     def stage(self, context: bpy.types.Context, request: CaptureRequest) -> PanoramaRender:
         """Make the output and scratch folders; the render."""
-        out_dir = Path(request.out_dir)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
-        self._out_dir = out_dir
-        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-capture-"))
+        self._out_dir = session.make_output_folder(Path(request.out_dir))
+        self._scratch = session.new_scratch("capture")
         self._render = PanoramaRender(request.position, request.width, request.samples, request.denoise, self._scratch)
         return self._render
 

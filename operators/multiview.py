@@ -11,7 +11,6 @@ object, each showing its view as a camera background, plus the quick mesh.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,7 @@ class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):
         if not half > 0:
             raise UserError(f"{self._objects[0].name} has no extent to render")
         self._placement = cameras.scene_placement(tuple((low + high) / 2), cameras.object_scale(half))
-        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-views-"))
+        self._scratch = session.new_scratch("views")
         resolution = FRONT_OVERSAMPLING * request.size
         self._front = FrontRender(self._objects, self._placement, request.elevation, resolution, self._scratch / "front.png")
         return self._front

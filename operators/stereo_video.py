@@ -25,6 +25,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ..engine import interrupts
 from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..engine.errors import BadInput
 from ..engine.world import camera_moves
@@ -191,9 +192,11 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Cannot write to {frames_dir}: {exc.strerror or exc}") from None
         for old in existing:
             old.unlink()
+        if not self.still:  # a run stopped by a signal leaves no frames (Esc and failures keep them, and say so)
+            interrupts.on_stop(self, lambda: _remove_frames(frames_dir, self._made_dir))
         self._target = target
         if self.still:  # rendered aside, then put in place by the engine: a cancelled still leaves nothing
-            self._scratch = frames_dir = Path(tempfile.mkdtemp(prefix="diffusion3d-still-"))
+            self._scratch = frames_dir = session.new_scratch("still")
         return frames_dir
 
     def prepare(self, context: bpy.types.Context, request: VideoRequest) -> VideoRequest:
@@ -203,7 +206,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         if self.still:
             image = str(frame_files(self._render.frames_dir)[0])
         elif self.file_format == MP4:
-            self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-video-"))
+            self._scratch = session.new_scratch("video")
             assert context.scene is not None
             encoded = str(encode_frames(context.scene, frame_files(self._render.frames_dir), self._frame_size, self._scratch))
         render = context.scene.render
@@ -219,6 +222,7 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         )
 
     def finish(self, context: bpy.types.Context, result: VideoResult) -> dict[str, Any]:
+        interrupts.forget(self)
         session.remove_scratch(self._scratch)
         if self.file_format == MP4 and not self.still and not self.keep_frames and self._render is not None:
             for path in frame_files(self._render.frames_dir):
@@ -352,6 +356,12 @@ def _set_quality(scene: bpy.types.Scene, quality: str, temp: TemporarySettings) 
             temp.set(view, name, value)
         temp.set(scene.render, "use_compositing", False)
         temp.set(scene.render, "use_sequencer", False)
+
+
+def _remove_frames(folder: Path, made: Path | None) -> None:
+    for path in frame_files(folder):
+        path.unlink(missing_ok=True)
+    session.remove_if_empty(made)
 
 
 def encode_frames(scene: bpy.types.Scene, frames: list[Path], size: tuple[int, int], scratch: Path) -> Path:

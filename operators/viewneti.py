@@ -12,7 +12,6 @@ camera parameterisations), all-or-nothing.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +104,7 @@ class DIFFUSION3D_OT_render_training_views(EngineJobOperator, bpy.types.Operator
         radius = float(np.linalg.norm(high - low)) / 2
         distance = request.distance or radius / np.sin(np.radians(request.fov) / 2) * 1.05  # the bounding sphere just fits
         poses = training_poses(request.layout, request.views, request.elevation, distance, request.seed, tuple(request.target))  # type: ignore[arg-type]
-        scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-training-views-"))
+        scratch = session.new_scratch("training-views")
         self._render = TrainingRender(self._objects, poses, request.fov, (request.width, request.height), request.samples, scratch)
         return self._render
 

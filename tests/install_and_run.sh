@@ -59,7 +59,7 @@ stage() {  # stage NAME COMMAND...: run every stage, remember which failed
   "$@" || failed+=("$name")
   echo "== $name: $((SECONDS - begin)) s"
 }
-blender_tests=(tests/blender tests/test_batch.py tests/test_extension_package.py)
+blender_tests=(tests/blender tests/test_batch.py tests/test_batch_runs.py tests/test_extension_package.py)
 stage "format and lint (ruff)" sh -c '.venv-engine/bin/ruff format --check --quiet . && .venv-engine/bin/ruff check --quiet .'
 stage "mypy against Blender 4.5's API" .venv-types-4.5/bin/mypy
 stage "mypy against Blender 5.2's API" .venv-types-5.2/bin/mypy

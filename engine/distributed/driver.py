@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import BadInput
+from .. import interrupts
+from ..errors import BadInput, JobCancelled
 from ..params import Note, param, refuse
+from ..progress import duration
 from .manifest import DONE, FAILED, MANIFEST, PENDING, RUNNING, Manifest, Shard, open_manifest
 from .tasks import ATTEMPT, OUT
 
@@ -304,7 +306,15 @@ def _run_tasks(
     line = ProgressLine(out, len(manifest.shards), manifest.count(DONE))
     waiting = list(refs)
     while waiting:
-        ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
+        if interrupts.received():  # Ctrl-C: the running shards are cancelled and stay pending; a new run resumes
+            for ref in waiting:
+                ray.cancel(ref, force=True)
+                refs[ref].state = PENDING
+            manifest.save(path)
+            line.close(manifest)
+            interrupts.keep(f"{manifest.count(DONE)} of {len(manifest.shards)} shards kept in {path.parent}: the same command resumes")
+            raise JobCancelled("interrupted")
+        ready, waiting = ray.wait(waiting, num_returns=1, timeout=0.5)
         progress, attempts, nodes = ray.get(board.read.remote())
         for ref in ready:
             shard = refs[ref]
@@ -346,9 +356,9 @@ class ProgressLine:
         rate = done / elapsed
         finished, waiting = manifest.count(DONE) - self.done_before, manifest.count(RUNNING) + manifest.count(PENDING)
         if rate > 0 and total > done:  # from the images the running shards report
-            left = f", ~{_duration((total - done) / rate)} left"
+            left = f", ~{duration((total - done) / rate)} left"
         elif finished > 0 and waiting:  # jobs whose progress is not counted in images: from the shards finished
-            left = f", ~{_duration(elapsed / finished * waiting)} left"
+            left = f", ~{duration(elapsed / finished * waiting)} left"
         else:
             left = ""
         text = (
@@ -363,9 +373,3 @@ class ProgressLine:
         self.show(manifest, {})
         if self.live:
             self.out.write("\n")
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -34,6 +34,13 @@ REJECTED, SCORES_JSON, SHARD_SCORES = "rejected", "kcf.json", "kcf"
 
 
 @dataclass
+class Chain:
+    """``batch.py dst``: whether its chain ends with the filter."""
+
+    filter: bool = param(True, "Filter", "End with the K-fold consistency filter (--no-filter: stop after generating)")
+
+
+@dataclass
 class KCFRequest:
     dataset_dir: str = dataset_field()
     fraction: float = param(

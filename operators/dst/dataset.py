@@ -246,7 +246,7 @@ class DIFFUSION3D_OT_render_edge_maps(EngineJobOperator, bpy.types.Operator):
         if not queue:
             raise UserError(f"Shard {request.shard} has no views (only {self._total} in all)")
         self._out = self._dataset_folder(Path(request.dataset_dir))
-        self._scratch = Path(tempfile.mkdtemp(prefix="diffusion3d-dst-"))
+        self._scratch = session.new_scratch("dst")
         geometric_only = request.edge_method == "GEOMETRIC"
         self._render = ViewRender(
             self._models,

@@ -31,7 +31,6 @@ What is in flight, for the panel, Cancel and the busy check, is one
 from __future__ import annotations
 
 import dataclasses
-import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,11 +39,12 @@ from typing import Any, ClassVar
 
 import bpy
 
-from ...engine import jobs, params
+from ...engine import interrupts, jobs, params
 from ...engine.client import JobHandle
 from ...engine.errors import EngineError, JobCancelled
+from ...engine.progress import ProgressLine, printer
 from . import declared, live_preview, session
-from .render_setup import render_state, watch_render
+from .render_setup import render_progress, render_state, watch_render
 
 
 class UserError(Exception):
@@ -104,6 +104,7 @@ class JobState:
 
 #: What is in flight now (one job at a time).
 current = JobState()
+interrupts.on_request(current.request_cancel)  # batch.py's Ctrl-C: a Blender stage stops at its next step
 
 
 class Stage:
@@ -238,7 +239,7 @@ class EngineJobOperator:
             return self._fail(context, exc)
         assert self._handle is not None
         try:
-            self._handle.wait(session.print_progress(self.job_label) if bpy.app.background else lambda p: None)
+            self._handle.wait(printer(self.job_label) if bpy.app.background else lambda p: None)
         except EngineError:
             pass  # _conclude reports it
         except Exception as exc:
@@ -247,20 +248,27 @@ class EngineJobOperator:
 
     def _run_stage(self, context: bpy.types.Context, stage: Stage) -> None:
         with current.blender_stage(stage.label):
+            line: ProgressLine | None = None
             try:
-                total, started = stage.start(context), time.perf_counter()
+                total = stage.start(context)
+                if bpy.app.background:  # a line from the first second, its renders' samples on it
+                    line = ProgressLine(stage.label, total)
+                    line.show(0)
                 for index in range(total):
                     options = stage.step(context, index)
                     if options is not None:
-                        bpy.ops.render.render(**options)
+                        at = line.show if line is not None else lambda done, note: None
+                        with render_progress(lambda fraction, samples: at(index + fraction, samples)):  # noqa: B023  # during the step
+                            bpy.ops.render.render(**options)
                         stage.rendered(context, index)
-                    if bpy.app.background:
-                        seconds = (time.perf_counter() - started) / (index + 1)
-                        print(f"[diffusion3d] {stage.label}: {index + 1}/{total} ({seconds:.2f} s each)", flush=True)
-                    if current.cancel_requested:  # the panel's Cancel, or a script's handler between steps
+                    if line is not None:
+                        line.show(index + 1)
+                    if current.cancel_requested:  # the panel's Cancel, a signal, or a script's handler between steps
                         raise JobCancelled(f"{stage.label.lower()} cancelled")
                 stage.done(context)
             finally:
+                if line is not None:
+                    line.close()
                 stage.undo()
 
     # Modal, from the UI ----------------------------------------------------------

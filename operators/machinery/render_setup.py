@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,26 @@ def watch_render(on: bool) -> None:
             handlers.remove(handler)
         if on:
             handlers.append(handler)
+
+
+#: How Blender's render statistics (the text of its ``Fra:1 Mem:… | Sample 12/128`` log) count a render's samples, 4.5 and 5.2 alike.
+_SAMPLES = re.compile(r"\| Sample (\d+)/(\d+)")
+
+
+@contextmanager
+def render_progress(show: Callable[[float, str], None]) -> Iterator[None]:
+    """While the block renders: ``show(fraction, "sample 12/128")`` from Blender's statistics (called from its render thread)."""
+
+    def stats(text: object, *_: object) -> None:
+        found = _SAMPLES.search(str(text))
+        if found and int(found[2]) > 0:
+            show(int(found[1]) / int(found[2]), f"sample {found[1]}/{found[2]}")
+
+    bpy.app.handlers.render_stats.append(stats)
+    try:
+        yield
+    finally:
+        bpy.app.handlers.render_stats.remove(stats)
 
 
 def render_state() -> str | None:

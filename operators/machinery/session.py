@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import bpy
 
+from ...engine import interrupts
 from ...engine.client import EngineClient, make_client
 from ...engine.diffusion.sources import ModelAccess
+from ...engine.errors import BadInput
 from . import compat
 
 ADDON = __package__.removesuffix(".operators.machinery")  # the add-on's own name (an extension's is "bl_ext.<repo>.<id>")
@@ -87,11 +90,6 @@ def client(context: bpy.types.Context | None = None) -> EngineClient:
     return _client
 
 
-def print_progress(label: str) -> Any:
-    """A progress callback printing ``[diffusion3d] label: done/total message`` lines (scripts, ``batch.py``, Ray's tasks read them)."""
-    return lambda p: print(f"[diffusion3d] {label}: {p.done}/{p.total} {p.message}", flush=True)
-
-
 def use_model_options(access: ModelAccess | None, python: str = "") -> None:
     """The preferences a model job reads, from ``batch.py``'s options (this session only): the model access, the engine's Python."""
     prefs = preferences()
@@ -135,13 +133,33 @@ def default_output_dir(kind: str) -> Path:
         return Path.home() / "Diffusion3D" / kind
 
 
+def new_scratch(prefix: str) -> Path:
+    """A private folder for a job's intermediate files; removed by :func:`remove_scratch`, or if a signal stops the process."""
+    return interrupts.remove_on_stop(Path(tempfile.mkdtemp(prefix=f"diffusion3d-{prefix}-")))
+
+
 def remove_scratch(folder: Path | None) -> None:
     """Remove a job's scratch folder and what is in it (nothing if it is gone or was never made)."""
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+        interrupts.forget(folder)
+
+
+def make_output_folder(folder: Path) -> Path | None:
+    """Make a job's output folder; the folder if this made it (the job removes it if it stays empty; so does a signal)."""
+    made = None if folder.exists() else folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"Cannot write to {folder}: {exc.strerror or exc}") from None
+    if made is not None:
+        interrupts.on_stop(made, lambda: remove_if_empty(made))
+    return made
 
 
 def remove_if_empty(folder: Path | None) -> None:
     """Remove an output folder the job made, if nothing was written into it."""
     if folder is not None and folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
+    if folder is not None:
+        interrupts.forget(folder)
