@@ -1,6 +1,9 @@
 """Image files through OpenImageIO: what we write reads back elsewhere (OpenCV), and what others write reads here."""
 
+import json
+import os
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -8,7 +11,8 @@ import OpenImageIO as oiio
 import pytest
 
 from engine.errors import BadInput, EngineError
-from engine.imagefiles import NewFiles, copy_png, read_exr, read_image, read_png, resize, write_exr, write_png
+from engine.imagefiles import NewFiles, copy_png, read_exr, read_image, read_png, recorded_path, resize, write_exr, write_png
+from engine.world.rgbd import rgbd_writers
 from engine.world import depth as depthlib
 
 
@@ -158,6 +162,100 @@ def test_new_files_never_overwrite_and_leave_nothing_on_failure(tmp_path):
         files.write(tmp_path / "b.txt", lambda p: p.write_text("new b"))
         files.write(kept, lambda p: p.write_text("new a"))
     assert kept.read_text() == "new a" and (tmp_path / "b.txt").read_text() == "new b"
+
+
+@pytest.fixture
+def umask():
+    """Run under a given umask: ``umask(0o027)``; the process's own is restored afterwards."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def every_kind_of_file(folder: Path) -> dict[str, object]:
+    """One writer for each kind of file the engine writes: PNG, EXR, JSON, npy (a sample's files), and a copied PNG."""
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    write_png(folder.parent / "render.png", pixels)
+    sample = rgbd_writers(pixels, np.zeros((4, 6), np.uint16), np.zeros((4, 6), np.float32), {"seed": 1})
+    return {
+        **sample,
+        "depth.exr": lambda p: write_exr(p, {"Y": np.ones((4, 6), np.float32)}),
+        "copied.png": lambda p: copy_png(folder.parent / "render.png", p),
+    }
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_every_file_written_follows_the_umask_like_any_new_file(tmp_path, umask, mask, mode):
+    out = tmp_path / "out"
+    out.mkdir()
+    writers = every_kind_of_file(out)
+    umask(mask)
+    with NewFiles([out / n for n in writers]) as files:
+        for name, write in writers.items():
+            files.write(out / name, write)
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {n: mode for n in writers}
+    assert sorted(p.name for p in out.iterdir()) == sorted(["copied.png", "depth.exr", "depth.npy", "depth16.png", "meta.json", "rgb.png"])
+
+
+def test_a_failed_move_leaves_what_was_there_before_and_no_staging_files(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("old a")
+    (tmp_path / "c.txt").write_text("old c")
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    real_replace, calls = os.replace, []
+
+    def replace(source, target):  # the second file's move into place fails
+        if Path(target) == tmp_path / "b.txt" and not calls:
+            calls.append(target)
+            raise PermissionError(13, "Permission denied")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(BadInput, match=r"^Cannot move b.txt into place in .*: Permission denied$"):
+        with NewFiles([tmp_path / n for n in ("a.txt", "b.txt", "c.txt")], overwrite=True) as files:
+            for name in ("a.txt", "b.txt", "c.txt"):
+                files.write(tmp_path / name, lambda p, name=name: p.write_text(f"new {name}"))
+    assert calls, "the failure was injected"
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before, "the first file is back, nothing else is left"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_where_a_file_should_go_is_refused_naming_it(tmp_path, overwrite):
+    (tmp_path / "meta.json").mkdir()
+    (tmp_path / "meta.json" / "inside").write_text("kept")
+    with pytest.raises(BadInput, match=rf"^{tmp_path}/meta.json is a folder$"):
+        NewFiles([tmp_path / "rgb.png", tmp_path / "meta.json"], overwrite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"] and (tmp_path / "meta.json" / "inside").read_text() == "kept"
+
+
+def test_a_folder_that_appears_while_the_files_are_written_is_refused_and_nothing_lands(tmp_path):
+    (tmp_path / "rgb.png").write_text("old")
+    with pytest.raises(BadInput, match=rf"^{tmp_path}/meta.json is a folder$"):
+        with NewFiles([tmp_path / "rgb.png", tmp_path / "meta.json"], overwrite=True) as files:
+            files.write(tmp_path / "rgb.png", lambda p: p.write_text("new"))
+            files.write(tmp_path / "meta.json", lambda p: p.write_text("{}"))
+            (tmp_path / "meta.json").mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json", "rgb.png"] and (tmp_path / "rgb.png").read_text() == "old"
+
+
+def test_a_file_where_the_output_folder_should_be_is_refused_naming_it(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(BadInput, match=rf"^{tmp_path}/out is a file, not a folder$"):
+        NewFiles([tmp_path / "out" / "sub" / "rgb.png"])
+
+
+def test_files_in_several_folders_land_together_and_the_staging_folders_go(tmp_path):
+    (tmp_path / "images").mkdir()
+    targets = [tmp_path / "images" / "0.png", tmp_path / "annotations.json"]
+    with NewFiles(targets) as files:
+        files.write(targets[0], lambda p: write_png(p, np.zeros((2, 2), np.uint8)))
+        files.write(targets[1], lambda p: p.write_text(json.dumps({})))
+        assert len([p for p in tmp_path.rglob(".*staging-*")]) == 2, "one staging folder beside each folder's targets"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["annotations.json", "images", "images/0.png"]
+
+
+def test_a_recorded_path_is_relative_to_the_folder_of_the_file_that_names_it(tmp_path):
+    assert recorded_path(tmp_path / "gen" / "rgb.png", tmp_path / "up") == "../gen/rgb.png"
+    assert recorded_path(tmp_path / "up" / "x" / "a.png", tmp_path / "up") == "x/a.png"
 
 
 def test_resize_keeps_flat_colour_and_the_mean_of_a_shrunk_image():

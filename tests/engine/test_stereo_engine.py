@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -187,6 +188,19 @@ def test_never_overwrites_unless_asked_and_refuses_non_mp4(tmp_path):
     with pytest.raises(spatial_media.MP4Error, match="not an MP4"):
         spatial_media.read(tmp_path / "not.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "not.mp4", "out.mp4"], "no temporary file left"
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_a_tagged_mp4_follows_the_umask_like_any_new_file(tmp_path, mask, mode):
+    data, _ = tiny_mp4(False)
+    (tmp_path / "in.mp4").write_bytes(data)
+    old = os.umask(mask)
+    try:
+        spatial_media.inject(tmp_path / "in.mp4", tmp_path / "out.mp4", spatial_media.MONO)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.mp4").stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 
 
 def test_finish_video_job(tmp_path):
