@@ -104,11 +104,13 @@ def test_four_shards_on_two_nodes_equal_the_single_machine_run_and_a_second_run_
     assert tree(out) == tree(single), "the merged set is the single-machine run, byte for byte"
     nodes = {s["node"] for s in manifest(out)["shards"]}
     assert len(nodes) == 2, f"both nodes ran shards: {nodes}"
+    assert [s["state"] for s in manifest(out)["shards"]] == ["merged"] * 4
     assert "[ray] shards 4/4 done, 0 running, 0 failed · 8 images" in proc.stderr
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     proc, again = run(driver(edges_args(scene, out), cluster))
     assert proc.returncode == 0 and again["skipped"] == 4 and again["complete"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before, "nothing was touched"
+    assert [s["state"] for s in manifest(out)["shards"]] == ["merged"] * 4, "the set is complete"
 
 
 def test_a_task_killed_mid_shard_is_retried_and_gives_the_same_bytes(cluster, scene, single, tmp_path):
@@ -127,7 +129,7 @@ def test_a_task_killed_mid_shard_is_retried_and_gives_the_same_bytes(cluster, sc
     assert killed, "the shard's process was found and killed"
     assert process.returncode == 0, stderr[-2000:]
     shard = manifest(out)["shards"][1]
-    assert shard["state"] == "done" and shard["attempts"] >= 2
+    assert shard["state"] == "merged" and shard["attempts"] >= 2
     assert tree(out) == tree(single)
 
 

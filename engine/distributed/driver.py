@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from ..errors import BadInput
 from ..params import Note, param, refuse
-from .manifest import DONE, FAILED, MANIFEST, PENDING, RUNNING, Manifest, Shard, open_manifest
+from .manifest import DONE, FAILED, MANIFEST, MERGED, PENDING, RUNNING, Manifest, Shard, open_manifest
 from .tasks import ATTEMPT, OUT
 
 LOCAL, AUTO = "local", "auto"
@@ -239,6 +239,8 @@ def run_sharded(job: ShardedJob, cluster: Cluster, out: TextIO = sys.stderr) -> 
         os.rename(staging, job.output)
     if not failed:
         manifest.merged, summary.merged = True, True
+        for shard in manifest.shards:
+            shard.state = MERGED
         manifest.save(path)
         for shard in manifest.shards:  # the merged set holds everything they did
             shutil.rmtree(shard.folder, ignore_errors=True)
