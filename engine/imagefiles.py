@@ -190,6 +190,67 @@ def copy_png(source: str | Path, target: str | Path) -> None:
     Path(target).write_bytes(b"".join(kept))
 
 
+#: What Blender stamps into the files it renders (render settings' "Metadata"), and the OpenEXR writer's own time stamp.
+_STAMP_FIELDS = frozenset(
+    ("Date", "Time", "RenderTime", "File", "Frame", "FrameRange", "Camera", "Lens", "Scene", "Marker", "Memory", "PeakMemory")
+    + ("Hostname", "Note", "Strip", "StripFrame", "DateTime", "capDate")
+)
+
+
+def copy_exr(source: str | Path, target: str | Path) -> None:
+    """Copy an OpenEXR file (every part, its pixels as stored) without the metadata that says when, where and how it was made.
+
+    Blender stamps the date, the render time, the .blend's path and the render engine's own figures (Cycles'
+    ``cycles.ViewLayer.render_time``, …) into each EXR it saves; they are dropped, so the same pixels give the same bytes.
+    """
+    oiio = _oiio()
+    image = _open(source)
+    parts: list[tuple[Any, Any]] = []
+    try:
+        if image.format_name() != "openexr":
+            raise BadInput(f"{source} is not an OpenEXR file")
+        while image.seek_subimage(len(parts), 0):
+            spec = oiio.ImageSpec(image.spec())
+            for attribute in list(spec.extra_attribs):
+                if attribute.name in _STAMP_FIELDS or "." in attribute.name and not attribute.name.startswith(("oiio:", "openexr:")):
+                    spec.erase_attribute(attribute.name)
+            spec.attribute("DateTime", "")  # an empty one keeps OpenEXR's writer from stamping the time (capDate)
+            pixels = image.read_image(len(parts), 0, 0, spec.nchannels, oiio.UNKNOWN)  # as stored: half stays half
+            if pixels is None:
+                raise BadInput(f"Could not read image {source}: {image.geterror().strip() or 'damaged pixel data'}")
+            parts.append((spec, pixels))
+    finally:
+        image.close()
+    out = oiio.ImageOutput.create("openexr")
+    if out is None:
+        raise EngineError(f"Cannot write {target}: {oiio.geterror().strip()}")
+    try:
+        for index, (spec, pixels) in enumerate(parts):
+            opened = out.open(str(target), [s for s, _ in parts]) if index == 0 else out.open(str(target), spec, "AppendSubimage")
+            if not (opened and out.write_image(pixels)):
+                raise EngineError(f"Cannot write {target}: {out.geterror().strip() or 'write failed'}")
+    finally:
+        out.close()
+
+
+def copy_render(source: str | Path, target: str | Path) -> None:
+    """Copy a file Blender rendered (PNG or OpenEXR) without its per-run metadata: the same pixels give the same bytes on any machine."""
+    with open(source, "rb") as f:
+        head = f.read(8)
+    if head.startswith(_PNG_SIGNATURE):
+        copy_png(source, target)
+    elif head.startswith(b"\x76\x2f\x31\x01"):
+        copy_exr(source, target)
+    else:
+        raise BadInput(f"{source} is neither a PNG nor an OpenEXR file")
+
+
+def strip_run_metadata(path: Path) -> None:
+    """Rewrite a file Blender rendered without its per-run metadata (:func:`copy_render`), whole: it is replaced only once rewritten."""
+    with NewFiles([path], overwrite=True) as files:
+        files.write(path, lambda staged: copy_render(path, staged))
+
+
 def _oiio() -> Any:
     try:
         import OpenImageIO

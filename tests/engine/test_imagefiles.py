@@ -11,7 +11,19 @@ import OpenImageIO as oiio
 import pytest
 
 from engine.errors import BadInput, EngineError
-from engine.imagefiles import NewFiles, copy_png, read_exr, read_image, read_png, recorded_path, resize, write_exr, write_png
+from engine.imagefiles import (
+    NewFiles,
+    copy_png,
+    copy_render,
+    strip_run_metadata,
+    read_exr,
+    read_image,
+    read_png,
+    recorded_path,
+    resize,
+    write_exr,
+    write_png,
+)
 from engine.world.rgbd import rgbd_writers
 from engine.world import depth as depthlib
 
@@ -295,6 +307,61 @@ def test_a_copied_png_loses_its_per_run_text_and_time_chunks_and_keeps_its_pixel
     copy_png(tmp_path / "render.png", tmp_path / "copy.png")
     assert (tmp_path / "copy.png").read_bytes() == clean
     np.testing.assert_array_equal(read_png(tmp_path / "copy.png"), pixels)
+
+
+def stamped_exr(path: Path, when: str) -> dict[str, np.ndarray]:
+    """A two-part half-float EXR as Blender 5 writes a multi-layer render, with its stamp metadata; its pixels by part."""
+    pixels = {
+        name: np.random.default_rng(len(name)).random((3, 5, 2)).astype(np.float16) for name in ("ViewLayer.Combined", "ViewLayer.Depth")
+    }
+    specs = []
+    for name in pixels:
+        spec = oiio.ImageSpec(5, 3, 2, "half")
+        spec.channelnames = (f"{name}.R", f"{name}.G")
+        spec.attribute("name", name)
+        spec.attribute("compression", "zip")
+        spec.attribute("BlenderMultiChannel", "Blender V2.55.1 and newer")
+        for key, value in {
+            "Date": when,
+            "RenderTime": when,
+            "File": f"/home/{when}/scene.blend",
+            "cycles.ViewLayer.render_time": when,
+        }.items():
+            spec.attribute(key, value)
+        specs.append(spec)
+    out = oiio.ImageOutput.create(str(path))
+    for index, (spec, values) in enumerate(zip(specs, pixels.values())):
+        assert (out.open(str(path), specs) if index == 0 else out.open(str(path), spec, "AppendSubimage")) and out.write_image(values)
+    out.close()
+    return pixels
+
+
+def test_a_blender_exr_copied_loses_its_stamps_and_keeps_every_part_as_stored(tmp_path):
+    pixels = stamped_exr(tmp_path / "a.exr", "2026/01/01 10:00:00")
+    stamped_exr(tmp_path / "b.exr", "2027/12/31 23:59:59")
+    copy_render(tmp_path / "a.exr", tmp_path / "clean-a.exr")
+    copy_render(tmp_path / "b.exr", tmp_path / "clean-b.exr")
+    assert (tmp_path / "clean-a.exr").read_bytes() == (tmp_path / "clean-b.exr").read_bytes()
+    image = oiio.ImageInput.open(str(tmp_path / "clean-a.exr"))
+    for part, (name, values) in enumerate(pixels.items()):
+        assert image.seek_subimage(part, 0)
+        spec = image.spec()
+        kept = {a.name for a in spec.extra_attribs}
+        assert {"Date", "RenderTime", "File", "cycles.ViewLayer.render_time", "capDate", "DateTime"}.isdisjoint(kept), kept
+        assert spec.get_string_attribute("name") == name and "BlenderMultiChannel" in kept and str(spec.format) == "half"
+        np.testing.assert_array_equal(image.read_image(part, 0, 0, 2, "half"), values)
+    image.close()
+
+
+def test_a_rendered_file_is_rewritten_in_place_without_its_stamps_and_other_files_are_refused(tmp_path):
+    stamped_exr(tmp_path / "frame.exr", "now")
+    strip_run_metadata(tmp_path / "frame.exr")
+    copy_render(tmp_path / "frame.exr", tmp_path / "again.exr")
+    assert (tmp_path / "frame.exr").read_bytes() == (tmp_path / "again.exr").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.exr", "frame.exr"], "no staging left"
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    with pytest.raises(BadInput, match=r"a.jpg is neither a PNG nor an OpenEXR file$"):
+        copy_render(tmp_path / "a.jpg", tmp_path / "b.jpg")
 
 
 @pytest.mark.parametrize("content, words", [(b"not a png", "is not a PNG"), (b"\x89PNG\r\n\x1a\n\x00\x00\x01\x00IHDR", "truncated")])
