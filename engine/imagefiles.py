@@ -211,9 +211,10 @@ def copy_exr(source: str | Path, target: str | Path) -> None:
             raise BadInput(f"{source} is not an OpenEXR file")
         while image.seek_subimage(len(parts), 0):
             spec = oiio.ImageSpec(image.spec())
-            for attribute in list(spec.extra_attribs):
-                if attribute.name in _STAMP_FIELDS or "." in attribute.name and not attribute.name.startswith(("oiio:", "openexr:")):
-                    spec.erase_attribute(attribute.name)
+            names = [attribute.name for attribute in spec.extra_attribs]  # first: erasing changes the list
+            for name in names:
+                if name in _STAMP_FIELDS or "." in name and not name.startswith(("oiio:", "openexr:")):
+                    spec.erase_attribute(name)
             spec.attribute("DateTime", "")  # an empty one keeps OpenEXR's writer from stamping the time (capDate)
             pixels = image.read_image(len(parts), 0, 0, spec.nchannels, oiio.UNKNOWN)  # as stored: half stays half
             if pixels is None:

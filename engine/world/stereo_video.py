@@ -245,7 +245,7 @@ def _describe_sequence(request: VideoRequest) -> VideoResult:
         request.stereo,
         *_projection(request),
     )
-    description = {**asdict(result), "fps": request.fps, "frame_files": frames}
+    description = {**asdict(result), "path": ".", "fps": request.fps, "frame_files": frames}  # the folder it lies in, wherever that is
     with NewFiles([folder / SIDECAR], request.overwrite) as files:
         files.write(folder / SIDECAR, lambda p: p.write_text(json.dumps(description, indent=1), encoding="utf-8"))
     return result

@@ -373,6 +373,7 @@ def test_a_vr180_sequence_describes_its_half_sphere(tmp_path):
         [0, 0, QUARTER, QUARTER],
         "left-right",
     )
+    assert described["path"] == ".", "no absolute path: the same frames give the same bytes wherever they lie"
 
 
 def views_of(path):
