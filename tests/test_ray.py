@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ray_cluster import start_cluster, stop_cluster
+from support import tree
 
 pytest.importorskip("ray")
 
@@ -87,10 +88,6 @@ def run(command: list[str]) -> tuple[subprocess.CompletedProcess, dict]:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     lines = proc.stdout.strip().splitlines()
     return proc, json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def manifest(out: Path) -> dict:

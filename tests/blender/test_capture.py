@@ -6,7 +6,8 @@ import os
 import bpy
 import numpy as np
 import pytest
-from blender_helpers import add_box, cpu_load, run_metadata, set_image_format, snapshot, tree
+from blender_helpers import add_box, set_image_format, snapshot
+from support import cpu_load, run_metadata, tree
 
 from engine.imagefiles import read_exr
 

@@ -8,8 +8,9 @@ import bpy
 import cv2
 import numpy as np
 import pytest
-from blender_helpers import animated_rig, build_sphere, cpu_load, decode, emissive_box, render_settings, run_metadata, snapshot, tree
+from blender_helpers import animated_rig, build_sphere, decode, emissive_box, render_settings, snapshot
 from bpy_extras import anim_utils
+from support import cpu_load, run_metadata, tree
 
 from engine.world import camera_moves, parallax, spatial_media
 

@@ -15,17 +15,17 @@ from engine.imagefiles import (
     NewFiles,
     copy_png,
     copy_render,
-    strip_run_metadata,
     read_exr,
     read_image,
     read_png,
     recorded_path,
     resize,
+    strip_run_metadata,
     write_exr,
     write_png,
 )
-from engine.world.rgbd import rgbd_writers
 from engine.world import depth as depthlib
+from engine.world.rgbd import rgbd_writers
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -222,10 +222,13 @@ def test_a_failed_move_leaves_what_was_there_before_and_no_staging_files(tmp_pat
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(BadInput, match=r"^Cannot move b.txt into place in .*: Permission denied$"):
-        with NewFiles([tmp_path / n for n in ("a.txt", "b.txt", "c.txt")], overwrite=True) as files:
-            for name in ("a.txt", "b.txt", "c.txt"):
-                files.write(tmp_path / name, lambda p, name=name: p.write_text(f"new {name}"))
+    targets = [tmp_path / n for n in ("a.txt", "b.txt", "c.txt")]
+    with (
+        pytest.raises(BadInput, match=r"^Cannot move b.txt into place in .*: Permission denied$"),
+        NewFiles(targets, overwrite=True) as files,
+    ):
+        for target in targets:
+            files.write(target, lambda p, name=target.name: p.write_text(f"new {name}"))
     assert calls, "the failure was injected"
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before, "the first file is back, nothing else is left"
 
@@ -241,11 +244,11 @@ def test_a_folder_where_a_file_should_go_is_refused_naming_it(tmp_path, overwrit
 
 def test_a_folder_that_appears_while_the_files_are_written_is_refused_and_nothing_lands(tmp_path):
     (tmp_path / "rgb.png").write_text("old")
-    with pytest.raises(BadInput, match=rf"^{tmp_path}/meta.json is a folder$"):
-        with NewFiles([tmp_path / "rgb.png", tmp_path / "meta.json"], overwrite=True) as files:
-            files.write(tmp_path / "rgb.png", lambda p: p.write_text("new"))
-            files.write(tmp_path / "meta.json", lambda p: p.write_text("{}"))
-            (tmp_path / "meta.json").mkdir()
+    targets = [tmp_path / "rgb.png", tmp_path / "meta.json"]
+    with pytest.raises(BadInput, match=rf"^{tmp_path}/meta.json is a folder$"), NewFiles(targets, overwrite=True) as files:
+        files.write(targets[0], lambda p: p.write_text("new"))
+        files.write(targets[1], lambda p: p.write_text("{}"))
+        targets[1].mkdir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json", "rgb.png"] and (tmp_path / "rgb.png").read_text() == "old"
 
 
