@@ -12,8 +12,8 @@ half-overwritten.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,39 +29,99 @@ _INTEGER_TYPES = ("uint8", "uint16")
 
 
 class NewFiles:
-    """Write several files all-or-nothing, never overwriting unless allowed.
+    """Write a job's set of files all or nothing, never overwriting unless allowed.
 
-    Each file is written to a temporary name beside its target; only when every
-    write succeeded are they moved into place. Existing targets are an error
-    (checked up front) unless ``overwrite`` is set.
+    Each file is written into a staging folder beside its target
+    (``.NAME.staging-XXXXXXXX``, one per target folder), created as a normal
+    file, so it ends up with the permissions the umask gives (0644 by default),
+    not a temporary file's private ones. Only when every write succeeded are
+    they moved into place, the files they replace moved aside first; if a move
+    fails, those already moved are put back, so the folders hold what they held
+    before. Obstacles are refused naming them: a folder where a file should go
+    (always), an existing file (unless ``overwrite``), a parent that is a file.
+    Nothing is made on disk until the first :meth:`write`, so constructing one
+    alone checks the targets before any work.
     """
 
     def __init__(self, targets: list[Path], overwrite: bool = False) -> None:
-        existing = [p for p in targets if p.exists()]
-        if existing and not overwrite:
+        self._overwrite = overwrite
+        self._check(targets)
+        self._staging: dict[Path, Path] = {}  # target folder → its staging folder
+        self._staged: list[tuple[Path, Path]] = []  # (written file, target)
+
+    def _check(self, targets: list[Path]) -> None:
+        for target in targets:
+            obstacle = _obstacle(target)
+            if obstacle:
+                raise BadInput(obstacle)
+        existing = [p for p in targets if p.exists() or p.is_symlink()]
+        if existing and not self._overwrite:
             names = ", ".join(p.name for p in existing)
             raise BadInput(f"{existing[0].parent} already holds {names} (enable overwrite to replace)")
-        self._staged: list[tuple[Path, Path]] = []
 
     def write(self, path: Path, write: Callable[[Path], object]) -> None:
-        # The temporary keeps the target's extension: image writers choose the format by it.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-        os.close(fd)
-        self._staged.append((Path(tmp), path))
-        write(Path(tmp))
+        """Write ``path``'s new content with ``write(file)``: ``file`` has the target's name, in the staging folder."""
+        staged = self._staging_for(path) / path.name  # the target's name: image writers choose the format by its extension
+        os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any new file
+        self._staged.append((staged, path))
+        write(staged)
 
     def copy(self, path: Path, source: Path) -> None:
         self.write(path, lambda tmp: shutil.copyfile(source, tmp))
 
+    def _staging_for(self, path: Path) -> Path:
+        folder = path.parent
+        if folder not in self._staging:
+            for _ in range(100):
+                staging = folder / f".{path.name}.staging-{secrets.token_hex(4)}"
+                try:
+                    staging.mkdir(0o777)  # the umask applies: a normal folder
+                except FileExistsError:
+                    continue
+                self._staging[folder] = staging
+                break
+            else:
+                raise EngineError(f"Cannot make a staging folder in {folder}")
+        return self._staging[folder]
+
     def commit(self) -> None:
-        for tmp, path in self._staged:
-            os.replace(tmp, path)
+        """Move every written file into place, or none: a failure puts back what was there and raises one line naming the obstacle."""
+        placed: list[tuple[Path, Path | None, bool]] = []  # (target, its previous file moved aside, whether the new one is in place)
+        target = Path()
+        try:
+            self._check([target for _, target in self._staged])  # anything that appeared while the files were written
+            for staged, target in self._staged:
+                previous = None
+                if target.exists() or target.is_symlink():
+                    previous = staged.with_name(f"{staged.name}.previous")
+                    os.replace(target, previous)
+                placed.append((target, previous, False))
+                os.replace(staged, target)
+                placed[-1] = (target, previous, True)
+        except BaseException as exc:
+            self._roll_back(placed)
+            self.discard()
+            if isinstance(exc, OSError):
+                raise BadInput(_move_failure(exc, target)) from None
+            raise
         self._staged.clear()
+        self._remove_staging()
+
+    def _roll_back(self, placed: list[tuple[Path, Path | None, bool]]) -> None:
+        for target, previous, in_place in reversed(placed):
+            if in_place:
+                target.unlink(missing_ok=True)
+            if previous is not None:
+                os.replace(previous, target)
 
     def discard(self) -> None:
-        for tmp, _ in self._staged:
-            tmp.unlink(missing_ok=True)
         self._staged.clear()
+        self._remove_staging()
+
+    def _remove_staging(self) -> None:
+        for staging in self._staging.values():
+            shutil.rmtree(staging, ignore_errors=True)
+        self._staging.clear()
 
     def __enter__(self) -> NewFiles:
         return self
@@ -71,6 +131,29 @@ class NewFiles:
             self.commit()
         else:
             self.discard()
+
+
+def _obstacle(target: Path) -> str:
+    """What stands where ``target`` should be written (a folder in its place, a file in its folder's), or ""."""
+    if target.is_dir() and not target.is_symlink():
+        return f"{target} is a folder"
+    for folder in target.parents:
+        if folder.exists():
+            return "" if folder.is_dir() else f"{folder} is a file, not a folder"
+    return ""
+
+
+def _move_failure(exc: OSError, target: Path) -> str:
+    """One line for a file that could not be moved into place, naming the obstacle."""
+    return _obstacle(target) or f"Cannot move {target.name} into place in {target.parent}: {exc.strerror or exc}"
+
+
+def recorded_path(path: str | Path, folder: str | Path) -> str:
+    """How a file written into ``folder`` names another file: relative to ``folder``, so the same request gives the same bytes on any machine."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve())).as_posix()
+    except ValueError:  # Windows: another drive
+        return Path(path).resolve().as_posix()
 
 
 def check_writable(folder: Path) -> None:
@@ -105,6 +188,68 @@ def copy_png(source: str | Path, target: str | Path) -> None:
             kept.append(data[at:end])
         at = end
     Path(target).write_bytes(b"".join(kept))
+
+
+#: What Blender stamps into the files it renders (render settings' "Metadata"), and the OpenEXR writer's own time stamp.
+_STAMP_FIELDS = frozenset(
+    ("Date", "Time", "RenderTime", "File", "Frame", "FrameRange", "Camera", "Lens", "Scene", "Marker", "Memory", "PeakMemory")
+    + ("Hostname", "Note", "Strip", "StripFrame", "DateTime", "capDate")
+)
+
+
+def copy_exr(source: str | Path, target: str | Path) -> None:
+    """Copy an OpenEXR file (every part, its pixels as stored) without the metadata that says when, where and how it was made.
+
+    Blender stamps the date, the render time, the .blend's path and the render engine's own figures (Cycles'
+    ``cycles.ViewLayer.render_time``, …) into each EXR it saves; they are dropped, so the same pixels give the same bytes.
+    """
+    oiio = _oiio()
+    image = _open(source)
+    parts: list[tuple[Any, Any]] = []
+    try:
+        if image.format_name() != "openexr":
+            raise BadInput(f"{source} is not an OpenEXR file")
+        while image.seek_subimage(len(parts), 0):
+            spec = oiio.ImageSpec(image.spec())
+            names = [attribute.name for attribute in spec.extra_attribs]  # first: erasing changes the list
+            for name in names:
+                if name in _STAMP_FIELDS or "." in name and not name.startswith(("oiio:", "openexr:")):
+                    spec.erase_attribute(name)
+            spec.attribute("DateTime", "")  # an empty one keeps OpenEXR's writer from stamping the time (capDate)
+            pixels = image.read_image(len(parts), 0, 0, spec.nchannels, oiio.UNKNOWN)  # as stored: half stays half
+            if pixels is None:
+                raise BadInput(f"Could not read image {source}: {image.geterror().strip() or 'damaged pixel data'}")
+            parts.append((spec, pixels))
+    finally:
+        image.close()
+    out = oiio.ImageOutput.create("openexr")
+    if out is None:
+        raise EngineError(f"Cannot write {target}: {oiio.geterror().strip()}")
+    try:
+        for index, (spec, pixels) in enumerate(parts):
+            opened = out.open(str(target), [s for s, _ in parts]) if index == 0 else out.open(str(target), spec, "AppendSubimage")
+            if not (opened and out.write_image(pixels)):
+                raise EngineError(f"Cannot write {target}: {out.geterror().strip() or 'write failed'}")
+    finally:
+        out.close()
+
+
+def copy_render(source: str | Path, target: str | Path) -> None:
+    """Copy a file Blender rendered (PNG or OpenEXR) without its per-run metadata: the same pixels give the same bytes on any machine."""
+    with open(source, "rb") as f:
+        head = f.read(8)
+    if head.startswith(_PNG_SIGNATURE):
+        copy_png(source, target)
+    elif head.startswith(b"\x76\x2f\x31\x01"):
+        copy_exr(source, target)
+    else:
+        raise BadInput(f"{source} is neither a PNG nor an OpenEXR file")
+
+
+def strip_run_metadata(path: Path) -> None:
+    """Rewrite a file Blender rendered without its per-run metadata (:func:`copy_render`), whole: it is replaced only once rewritten."""
+    with NewFiles([path], overwrite=True) as files:
+        files.write(path, lambda staged: copy_render(path, staged))
 
 
 def _oiio() -> Any:

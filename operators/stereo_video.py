@@ -28,6 +28,7 @@ import numpy as np
 from ..engine import interrupts
 from ..engine.choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..engine.errors import BadInput
+from ..engine.imagefiles import strip_run_metadata
 from ..engine.world import camera_moves
 from ..engine.world.stereo_rig import SPHERICAL
 from ..engine.world.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size
@@ -81,8 +82,10 @@ class FrameRender(Stage):
 
     def rendered(self, context: bpy.types.Context, index: int) -> None:
         frame = self.frames[index]
-        if not (self.frames_dir / f"{FRAME_PREFIX}{frame:04d}{self.ext}").is_file():
+        path = self.frames_dir / f"{FRAME_PREFIX}{frame:04d}{self.ext}"
+        if not path.is_file():
             raise UserError(f"Frame {frame} was rendered but not written to {self.frames_dir}")
+        strip_run_metadata(path)  # the same frame gives the same bytes on any machine, under any load
 
     def undo(self) -> None:
         temp, self._temp = self._temp, None

@@ -1,11 +1,13 @@
 """Model jobs in tests on every Blender line: a Python with torch, and tiny models built by it."""
 
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,36 @@ def build_tinies(*models: tuple[str, Path, dict[str, Any]]) -> list[Path]:
     )
     subprocess.run([engine_python(), "-c", script, json.dumps(plan)], check=True, capture_output=True, timeout=600)
     return [Path(folder) for _, folder, _ in models]
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int = 2) -> Iterator[None]:
+    """Busy loops beside the test, as a loaded node runs a render: what we write must not depend on it."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by its relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_metadata(path: Path) -> dict[str, str]:
+    """Metadata in an image file (every part of an EXR, PNG text) that says when, where or how long: dates, times, paths."""
+    import OpenImageIO as oiio
+
+    image = oiio.ImageInput.open(str(path))
+    found, part = {}, 0
+    while image.seek_subimage(part, 0):
+        for attribute in image.spec().extra_attribs:
+            value = str(attribute.value)
+            if any(word in attribute.name.lower() for word in ("date", "time", "file", "host", "memory")) or "/" in value:
+                found[f"{part}/{attribute.name}"] = value
+        part += 1
+    image.close()
+    return found

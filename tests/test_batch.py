@@ -1,6 +1,7 @@
 """batch.py as users run it: a separate process, one JSON line last, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support import build_tiny, models_here
+from support import build_tiny, models_here, run_metadata
 
 from engine.world import spatial_media
 
@@ -54,6 +55,15 @@ def test_demo_capture_and_sphere_end_to_end(tmp_path):
     centre = cv2.imread(demo["paths"]["preview_center"]).astype(np.float32)
     captured = cv2.imread(str(Path(demo["paths"]["capture"]) / "rgb.png")).astype(np.float32)
     assert np.abs(centre - captured).mean() < 0.1 * np.abs(captured - captured.mean()).mean()
+    # Every file follows the umask, and no image says when or where it was rendered.
+    mask = os.umask(0)
+    os.umask(mask)
+    out = Path(demo["paths"]["blend"]).parent
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()} == {
+        p.name: 0o666 & ~mask for p in out.rglob("*") if p.is_file()
+    }
+    images = [p for p in out.rglob("*") if p.suffix in (".png", ".exr")]
+    assert {p.name: run_metadata(p) for p in images} == {p.name: {} for p in images}
 
     # The same capture through the other subcommands, from the saved world.blend.
     cap = summary(

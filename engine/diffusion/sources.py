@@ -76,8 +76,11 @@ class ModelFolder:
 
 
 def provenance(name: str, folder: Any) -> dict[str, Any]:
-    """What a generated file's meta.json records of its model: the name asked for, and the checked folder's path, revision and kind."""
-    return {"model": name, "model_path": str(folder.path), "revision": folder.revision, "kind": folder.kind}
+    """What a generated file's meta.json records of its model: the name asked for, and the checked folder's revision and kind.
+
+    Not the folder's path: it differs between machines, and the same request should give the same bytes on any of them.
+    """
+    return {"model": name, "revision": folder.revision, "kind": folder.kind}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

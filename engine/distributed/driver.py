@@ -32,7 +32,7 @@ from .. import interrupts
 from ..errors import BadInput, JobCancelled
 from ..params import Note, param, refuse
 from ..progress import duration
-from .manifest import DONE, FAILED, MANIFEST, PENDING, RUNNING, Manifest, Shard, open_manifest
+from .manifest import DONE, FAILED, MANIFEST, MERGED, PENDING, RUNNING, Manifest, Shard, open_manifest
 from .tasks import ATTEMPT, OUT
 
 LOCAL, AUTO = "local", "auto"
@@ -241,6 +241,8 @@ def run_sharded(job: ShardedJob, cluster: Cluster, out: TextIO = sys.stderr) -> 
         os.rename(staging, job.output)
     if not failed:
         manifest.merged, summary.merged = True, True
+        for shard in manifest.shards:
+            shard.state = MERGED
         manifest.save(path)
         for shard in manifest.shards:  # the merged set holds everything they did
             shutil.rmtree(shard.folder, ignore_errors=True)

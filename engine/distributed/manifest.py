@@ -20,6 +20,7 @@ from ..errors import BadInput
 FORMAT = "diffusion3d-shards/2"
 MANIFEST = "manifest.json"
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+MERGED = "merged"  # in the merged set; its own folder is gone
 
 
 @dataclass
@@ -65,7 +66,10 @@ class Manifest:
 
 
 def open_manifest(folder: Path, job: str, parameters: dict[str, Any], output: Path, shards: list[Shard]) -> Manifest:
-    """The manifest of this job in ``folder``: a new one, or the one a previous run left (its shards that were running are pending again)."""
+    """The manifest of this job in ``folder``: a new one, or the one a previous run left (its shards that were running are pending again).
+
+    A merged set's shards stay merged while the set is there; if it went, they are pending again.
+    """
     path = folder / MANIFEST
     if not path.is_file():
         manifest = Manifest(job, parameters, str(output), shards)
@@ -79,11 +83,17 @@ def open_manifest(folder: Path, job: str, parameters: dict[str, Any], output: Pa
             f"{folder} holds {len(manifest.shards)} shards of another command ({', '.join(differ) or 'another shard count'} differ): "
             "remove it, or write to another --out"
         )
+    whole = manifest.merged and output.is_dir()
+    manifest.merged = whole
     for shard in manifest.shards:
-        if shard.state == RUNNING or shard.state == DONE and not Path(shard.folder).is_dir():
-            shard.state = PENDING  # its driver died, or its folder went
+        if whole:
+            shard.state = MERGED  # (a manifest written before this state said done)
         elif shard.state == FAILED:
             shard.state, shard.attempts = PENDING, 0  # a new run tries it again
+        elif shard.state == RUNNING or not Path(shard.folder).is_dir():
+            shard.state = PENDING  # its driver died, or its folder (or the set it was merged into) went
+        elif shard.state == MERGED:
+            shard.state = DONE  # its folder is still there, the set is not
     manifest.save(path)
     return manifest
 

@@ -11,7 +11,6 @@ written all-or-nothing and nothing is overwritten unless asked.
 
 from __future__ import annotations
 
-import datetime
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,7 +277,6 @@ def _meta(r: ViewsRequest, folder: Any, model_name: str, how: str) -> dict[str, 
             "distance and field of view as LGM assumes (the models encode neither)"
         ),
         "engine_version": __version__,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
 
 

@@ -42,7 +42,7 @@ class TrainedObject:
 
     name: str
     target: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # what its SPHERICAL cameras circle
-    source: str = ""  # the posed set it was trained on
+    source: str = ""  # the posed set it was trained on, relative to the checkpoint folder
 
 
 @dataclass
@@ -62,7 +62,7 @@ class CheckpointInfo:
     base_model: str = ""
     base_revision: str = ""
     mode: str = "SCENE"  # choices.TRAINING_MODES, or IMPORTED
-    view_mapper_from: str = ""  # SINGLE_VIEW: the pre-trained checkpoint whose view mapper this holds, frozen
+    view_mapper_from: str = ""  # SINGLE_VIEW: the pre-trained checkpoint whose view mapper this holds, frozen (relative to this one)
     steps_done: int = 0
     seed: int = 0
     losses: list[float] = field(default_factory=list)  # per optimizer step

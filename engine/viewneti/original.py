@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
+from ..imagefiles import recorded_path
 from ..params import INPUT_FILE, INPUT_FOLDER, model_field, output_folder_field, overwrite_field, param
 from ..progress import Reporter
 from . import checkpoint
@@ -231,7 +232,7 @@ def import_original(r: ImportRequest, report: Reporter) -> ImportResult:
         sigmas=list(sigmas),
         base_model=str(objects.value("model", "pretrained_model_name_or_path", "") or r.base_model),
         mode="IMPORTED",
-        objects=[checkpoint.TrainedObject(name, source=r.object_file) for name in objects.mappers],
+        objects=[checkpoint.TrainedObject(name, source=recorded_path(r.object_file, r.out_dir)) for name in objects.mappers],
     )
     from .mapper import Mapper, MapperSpec
 

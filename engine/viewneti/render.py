@@ -10,7 +10,6 @@ range still renders, with a warning that says how far outside it is.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from .. import __version__
 from ..cameras import camera_to_world
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import check_writable
+from ..imagefiles import check_writable, recorded_path
 from ..params import (
     DEGREES,
     INPUT_FOLDER,
@@ -261,7 +260,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         )  # a sequence's frames stay small
     report.token.check()
     meta = {
-        "checkpoint": str(Path(r.checkpoint).resolve()),
+        "checkpoint": recorded_path(r.checkpoint, out),
         "model": r.model,
         "revision": folder.revision,
         "object": info.objects[which].name,
@@ -275,7 +274,6 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
         "scheduler": v.scheduler,
         "seed": v.seed,
         "engine_version": __version__,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     files = {name: png(image) for name, image in zip(names, images)}
     files[v.meta_name] = json_file(meta)

@@ -32,7 +32,7 @@ import numpy as np
 from ..choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, TRAINING_MODES
 from ..diffusion import sources
 from ..errors import BadInput, JobCancelled
-from ..imagefiles import NewFiles, check_writable
+from ..imagefiles import NewFiles, check_writable, recorded_path
 from ..params import (
     INPUT_FOLDER,
     PIXELS,
@@ -248,7 +248,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     def norm(word: str) -> float:
         return float(text.word_row(model.tokenizer, encoder, word).norm())
 
-    objects = [checkpoint.TrainedObject(s.name, s.target, s.source) for s in sets]
+    objects = [checkpoint.TrainedObject(s.name, s.target, recorded_path(s.source, out)) for s in sets]
     sigmas = pretrained[0].sigmas if pretrained is not None else checkpoint.FOURIER_SIGMAS  # an imported view mapper's own
     view = Mapper(MapperSpec(SIZES[kind], width, sigmas), seed=r.seed).to(device)
     warnings: list[str] = []
@@ -261,7 +261,7 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
             **{**base_info.to_json(), "cameras": base_info.cameras, "objects": objects, "losses": [], "steps_done": 0},
         )
         info.view_norm = info.view_norm or norm(info.view_word)  # an imported original's norms come from this base
-        info.view_mapper_from = str(Path(r.view_mapper).resolve())
+        info.view_mapper_from = recorded_path(r.view_mapper, out)
         warnings += info.cameras.warnings(sets[0].numbers, "The image's camera")
     else:
         ranges, warnings = fitted_ranges(kind, sets)

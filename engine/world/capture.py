@@ -8,7 +8,6 @@ normalised inverse depth to ``depth16.png``, and ``meta.json``.
 
 from __future__ import annotations
 
-import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +165,6 @@ def encode_capture(request: CaptureRequest, report: Reporter) -> CaptureResult:
         "depth16_png": "round(65535 * (1/d - 1/far) / (1/near - 1/far)): near = bright",
         "scene": request.scene_name,
         "samples": request.samples,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "engine_version": __version__,
     }
     out_dir.mkdir(parents=True, exist_ok=True)

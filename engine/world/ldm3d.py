@@ -9,7 +9,6 @@ the job runs, so this module (its request and result types) loads anywhere.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,7 +273,6 @@ def _meta(r: RGBDRequest, model: sources.ModelFolder, width: int, height: int, s
         "depth16_png": "16-bit relative inverse depth as the model produces it: near = bright",
         "depth_npy": "float32 relative inverse depth in [0, 1], near = 1 (before 16-bit rounding)",
         "engine_version": __version__,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
 
 

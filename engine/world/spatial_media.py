@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
 
 from ..choices import STEREO_LAYOUTS
+from ..imagefiles import NewFiles
 
 TOP_BOTTOM, LEFT_RIGHT, MONO = (layout.spatial_media for layout in STEREO_LAYOUTS)  # the stereo_mode names of the spec
 STEREO_MODES = {MONO: 0, TOP_BOTTOM: 1, LEFT_RIGHT: 2}
@@ -247,30 +247,17 @@ def inject(
         new_size = len(moov.encode())
         _shift_chunk_offsets(moov, moov_start + moov_size, new_size - moov_size)
         encoded = moov.encode()
-        fd, temp = tempfile.mkstemp(prefix=".diffusion3d-", suffix=".mp4", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as out:
                 f.seek(0)
                 shutil.copyfileobj(_Limited(f, moov_start), out)
                 out.write(encoded)
                 f.seek(moov_start + moov_size)
                 shutil.copyfileobj(f, out)
-            _place(Path(temp), target, overwrite)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
 
-
-def _place(temp: Path, target: Path, overwrite: bool) -> None:
-    """Move the finished file into place; without ``overwrite``, never replace one that appeared meanwhile."""
-    umask = os.umask(0)
-    os.umask(umask)
-    temp.chmod(0o666 & ~umask)  # a normal file's permissions, not mkstemp's private ones
-    if overwrite:
-        os.replace(temp, target)
-        return
-    os.link(temp, target)  # fails if the target exists
-    temp.unlink()
+        with NewFiles([target], overwrite) as files:  # a normal file's permissions, moved into place whole
+            files.write(target, write)
 
 
 class _Limited:

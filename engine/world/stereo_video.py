@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..choices import STEREO_LAYOUTS, VIDEO_FORMATS, VIDEO_LAYOUTS, VIDEO_PROJECTIONS, VIDEO_QUALITIES, VIDEO_RESOLUTIONS
 from ..errors import BadInput
-from ..imagefiles import NewFiles
+from ..imagefiles import NewFiles, copy_render
 from ..params import PIXELS, Note, overwrite_field, param, refuse, writable
 from ..progress import Reporter
 from . import spatial_media
@@ -222,7 +221,7 @@ def _place_image(request: VideoRequest) -> VideoResult:
     if not source.is_file():
         raise BadInput(f"No rendered image at {source}")
     with NewFiles([target], request.overwrite) as files:
-        files.write(target, lambda p: shutil.copyfile(source, p))
+        files.write(target, lambda p: copy_render(source, p))  # without Blender's per-run metadata
     return VideoResult(str(target), target.stat().st_size, request.width, request.height, 1, request.stereo, *_projection(request))
 
 
@@ -246,7 +245,7 @@ def _describe_sequence(request: VideoRequest) -> VideoResult:
         request.stereo,
         *_projection(request),
     )
-    description = {**asdict(result), "fps": request.fps, "frame_files": frames}
+    description = {**asdict(result), "path": ".", "fps": request.fps, "frame_files": frames}  # the folder it lies in, wherever that is
     with NewFiles([folder / SIDECAR], request.overwrite) as files:
         files.write(folder / SIDECAR, lambda p: p.write_text(json.dumps(description, indent=1), encoding="utf-8"))
     return result

@@ -17,7 +17,6 @@ all-or-nothing, as ``generate_rgbd`` writes them.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from .. import __version__
 from ..choices import PROJECTIONS, UPSCALE_PROJECTIONS, UPSCALE_SOURCES
 from ..diffusion import sources
 from ..errors import BadInput
-from ..imagefiles import read_image, unit_float
+from ..imagefiles import read_image, recorded_path, unit_float
 from ..params import (
     INPUT_FILE,
     PIXELS,
@@ -387,7 +386,12 @@ def _meta(
     warnings: list[str],
 ) -> dict[str, Any]:
     return {
-        "upscaled_from": {"rgb": str(Path(r.rgb).resolve()), "depth": str(Path(r.depth).resolve()), "width": width, "height": height},
+        "upscaled_from": {
+            "rgb": recorded_path(r.rgb, r.out_dir),
+            "depth": recorded_path(r.depth, r.out_dir),
+            "width": width,
+            "height": height,
+        },
         "prompt": r.prompt,
         "negative_prompt": r.negative_prompt,
         "seed": r.seed,
@@ -408,5 +412,4 @@ def _meta(
         "depth16_png": "16-bit relative inverse depth as the model produces it: near = bright",
         "depth_npy": "float32 relative inverse depth in [0, 1], near = 1 (before 16-bit rounding)",
         "engine_version": __version__,
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }

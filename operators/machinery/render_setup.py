@@ -11,6 +11,7 @@ from typing import Any
 
 import bpy
 
+from ...engine.imagefiles import strip_run_metadata
 from ...engine.world import equirect
 from . import compat
 from .settings_restore import TemporarySettings
@@ -152,9 +153,10 @@ def render_result() -> bpy.types.Image:
 
 
 def save_render_png(scene: bpy.types.Scene, temp: TemporarySettings, path: Path) -> None:
-    """Save the last render as an 8-bit RGB PNG, colour-managed like the scene's view."""
+    """Save the last render as an 8-bit RGB PNG, colour-managed like the scene's view, without Blender's per-run metadata."""
     settings = scene.render.image_settings
     compat.set_image_format(settings, "PNG", temp.set)
     for name, value in (("color_mode", "RGB"), ("color_depth", "8"), ("compression", 15)):
         temp.set(settings, name, value)
     render_result().save_render(str(path), scene=scene)
+    strip_run_metadata(path)

@@ -1,11 +1,13 @@
 """Capture a room of known geometry; the world sphere built from it lies on the room's surfaces."""
 
 import json
+import os
 
 import bpy
 import numpy as np
 import pytest
 from blender_helpers import add_box, set_image_format, snapshot
+from support import cpu_load, run_metadata, tree
 
 from engine.imagefiles import read_exr
 
@@ -51,6 +53,30 @@ def test_capture_writes_files_and_loads_images(captured):
     assert tuple(rgb.size) == (256, 128) and tuple(depth.size) == (256, 128)
     assert depth.colorspace_settings.name == "Non-Color"
     assert bpy.context.scene.diffusion3d.last_capture == str(captured)
+
+
+def test_a_capture_under_cpu_load_gives_the_same_bytes_and_no_file_says_when_or_where(captured, tmp_path):
+    out = tmp_path / "loaded"
+    with cpu_load(2):
+        assert bpy.ops.diffusion3d.capture_panorama(output_dir=str(out), width=256, samples=1, denoise=False, origin="CURSOR") == {
+            "FINISHED"
+        }
+    first, loaded = tree(captured), tree(out)
+    assert first.keys() == loaded.keys() and all(first[name] == loaded[name] for name in first), [
+        n for n in first if first[n] != loaded.get(n)
+    ]
+    assert {name: run_metadata(captured / name) for name in ("rgb.png", "depth16.png", "depth.exr")} == {
+        "rgb.png": {},
+        "depth16.png": {},
+        "depth.exr": {},
+    }
+    assert {(p.name, p.stat().st_mode & 0o777) for p in captured.iterdir()} == {(n, 0o666 & ~current_umask()) for n in first}
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_depth_is_ray_distance_in_the_engine_convention(captured):

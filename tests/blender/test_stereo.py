@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import bpy
 import cv2
 import numpy as np
 import pytest
 from blender_helpers import animated_rig, build_sphere, decode, emissive_box, render_settings, snapshot
 from bpy_extras import anim_utils
+from support import cpu_load, run_metadata, tree
 
 from engine.world import camera_moves, parallax, spatial_media
 
@@ -227,6 +230,21 @@ def test_side_by_side_flat_and_mono_sequences(tmp_path):
     ) == {"FINISHED"}
     assert len(list(folder.glob("frame_*.exr"))) == 7
     assert (folder / "stereo.json").is_file()
+
+
+@pytest.mark.parametrize("file_format", ["PNG", "EXR", "MP4"])
+def test_a_video_rendered_again_under_cpu_load_gives_the_same_bytes_and_says_nothing_of_the_run(tmp_path, file_format):
+    animated_rig(tmp_path, seconds=0.1)
+    runs = []
+    for loaded in (False, True):
+        out = tmp_path / ("loaded" if loaded else "idle") / ("v.mp4" if file_format == "MP4" else "frames")
+        with cpu_load(2) if loaded else contextlib.nullcontext():
+            options = dict(filepath=str(out), file_format=file_format, resolution="CUSTOM", eye_width=32)
+            assert bpy.ops.diffusion3d.render_stereo_video(**options) == {"FINISHED"}
+        runs.append(tree(out) if out.is_dir() else {out.name: out.read_bytes()})
+    assert runs[0].keys() == runs[1].keys() and [n for n in runs[0] if runs[0][n] != runs[1][n]] == []
+    frames = [] if file_format == "MP4" else sorted((tmp_path / "idle" / "frames").glob("frame_*"))
+    assert {f.name: run_metadata(f) for f in frames} == {f.name: {} for f in frames}
 
 
 def test_cancel_mid_render_keeps_the_frames_and_restores_the_scene(tmp_path, addon):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from engine.distributed.manifest import DONE, FAILED, PENDING, RUNNING, Manifest, Shard, open_manifest
+from engine.distributed.manifest import DONE, FAILED, MERGED, PENDING, RUNNING, Manifest, Shard, open_manifest
 from engine.distributed.tasks import OUT, ShardProcessDied, ShardRefused, run_shard
 from engine.errors import BadInput
 
@@ -37,6 +37,22 @@ def test_a_done_shard_whose_folder_went_runs_again(tmp_path):
     manifest.shards[0].state = DONE
     manifest.save(folder / "manifest.json")
     assert open_manifest(folder, "edges", {}, tmp_path / "ds", shards(folder)).shards[0].state == PENDING
+
+
+def test_a_merged_sets_shards_say_merged_on_every_later_run_until_the_set_goes(tmp_path):
+    folder, out = tmp_path / "ds.shards", tmp_path / "ds"
+    manifest = open_manifest(folder, "edges", {}, out, shards(folder))
+    manifest.merged = True
+    for shard in manifest.shards:
+        shard.state = DONE if shard.index == 1 else MERGED  # the first as a manifest written before the merged state
+    manifest.save(folder / "manifest.json")
+    out.mkdir()
+    again = open_manifest(folder, "edges", {}, out, shards(folder))
+    assert again.merged and [s.state for s in again.shards] == [MERGED] * 3
+    assert [s["state"] for s in json.loads((folder / "manifest.json").read_text())["shards"]] == ["merged"] * 3
+    out.rmdir()
+    gone = open_manifest(folder, "edges", {}, out, shards(folder))
+    assert not gone.merged and [s.state for s in gone.shards] == [PENDING] * 3, "the set went: its shards run again"
 
 
 def test_another_command_for_the_same_output_and_a_damaged_manifest_are_refused(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from engine.errors import BadInput
+from engine.imagefiles import write_png
 from engine.progress import CancelToken, Reporter
 from engine.world import camera_moves, parallax, spatial_media
 from engine.world.stereo_video import VideoRequest, eye_size, finish_video, frame_size, output_file, projection_bounds, tagged_path
@@ -189,6 +191,19 @@ def test_never_overwrites_unless_asked_and_refuses_non_mp4(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "not.mp4", "out.mp4"], "no temporary file left"
 
 
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_a_tagged_mp4_follows_the_umask_like_any_new_file(tmp_path, mask, mode):
+    data, _ = tiny_mp4(False)
+    (tmp_path / "in.mp4").write_bytes(data)
+    old = os.umask(mask)
+    try:
+        spatial_media.inject(tmp_path / "in.mp4", tmp_path / "out.mp4", spatial_media.MONO)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.mp4").stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
 def test_finish_video_job(tmp_path):
     data, _ = tiny_mp4(False)
     (tmp_path / "enc.mp4").write_bytes(data)
@@ -327,7 +342,11 @@ def test_finish_video_tags_a_vr180_mp4_and_places_a_still(tmp_path):
     assert (result.stereo, result.projection, result.bounds) == ("left-right", "equirectangular", (0, 0, QUARTER, QUARTER))
     image = tmp_path / "scratch" / "frame_0001.png"
     image.parent.mkdir()
-    image.write_bytes(b"png bytes")
+    write_png(image, np.full((64, 128, 3), 7, np.uint8))
+    clean = image.read_bytes()
+    image.write_bytes(
+        clean[:33] + len(b"Date\x00now").to_bytes(4, "big") + b"tEXtDate\x00now" + bytes(4) + clean[33:]
+    )  # a stamp after IHDR
     still = VideoRequest(
         out_path=str(tmp_path / "s_180_sbs.png"),
         stereo=spatial_media.LEFT_RIGHT,
@@ -338,7 +357,7 @@ def test_finish_video_tags_a_vr180_mp4_and_places_a_still(tmp_path):
     )
     result = finish_video(still, report)
     assert (result.path, result.frames, result.width, result.height, result.bounds[2]) == (still.out_path, 1, 128, 64, QUARTER)
-    assert Path(still.out_path).read_bytes() == b"png bytes"
+    assert Path(still.out_path).read_bytes() == clean, "placed without Blender's stamp"
     with pytest.raises(BadInput, match="already holds"):
         finish_video(still, report)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.mp4", "s_180_sbs.png", "scratch", "v_180_sbs.mp4"]
@@ -354,6 +373,7 @@ def test_a_vr180_sequence_describes_its_half_sphere(tmp_path):
         [0, 0, QUARTER, QUARTER],
         "left-right",
     )
+    assert described["path"] == ".", "no absolute path: the same frames give the same bytes wherever they lie"
 
 
 def views_of(path):
