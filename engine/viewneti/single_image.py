@@ -34,11 +34,13 @@ from ..params import (
     INPUT_FOLDER,
     LENGTH,
     Inspect,
+    Note,
     model_field,
     nested,
     output_folder_field,
     overwrite_field,
     param,
+    refuse,
     seed_field,
 )
 from ..progress import Reporter
@@ -90,6 +92,14 @@ class ImageViewsRequest:
         if self.camera or not self.image_orbit:
             return self.camera
         return orbit_pose(list(self.target), *self.image_orbit).tolist()
+
+    def check(self) -> list[Note]:
+        if self.view_mapper:  # else the operator asks for one
+            try:
+                checkpoint.read(Path(self.view_mapper))
+            except checkpoint.Unusable as exc:
+                refuse("view_mapper", exc.reason)
+        return []
 
     def models(self) -> list[tuple[str, str, Inspect]]:
         return [("model", self.model, sources.sampled(sources.inspect_stable_diffusion, self.views.steps))]
