@@ -188,7 +188,8 @@ class TrainRequest:
             name, asked, trained = changed[0]
             unnamed = "" if name in labels else f"{name} {_setting(asked)}: "  # an undeclared field: the refusal names it
             shown = f", not {_setting(asked)}" if isinstance(asked, tuple) else ""  # a size: the option shows its width alone
-            also = f"; {' and '.join(labels.get(n, n) for n, _, _ in changed[1:])} differ too" if changed[1:] else ""
+            others = [f"{labels.get(n, n)} ({_setting(t)})" for n, _, t in changed[1:]]
+            also = f"; {' and '.join(others)} differ too" if others else ""
             refuse(
                 name,
                 f"{unnamed}the checkpoint in {out} was trained with {_setting(trained)}{shown}: a resumed run keeps its settings "

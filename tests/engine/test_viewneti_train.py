@@ -315,9 +315,9 @@ def two_steps(base, tmp_path):
         (dict(data="other"), "Training Views '.*other': the checkpoint in .* was trained with .*data:"),
         (
             dict(mode="PRETRAIN", data="both"),
-            "Mode 'PRETRAIN': the checkpoint in .* was trained with 'SCENE': .*; Training Views differ too",
+            r"Mode 'PRETRAIN': the checkpoint in .* was trained with 'SCENE': .*; Training Views .\S*data. differ too",
         ),
-        (dict(seed=4, batch=2), "Seed 4: .*; Batch differ too"),
+        (dict(seed=4, batch=2, alpha=3.0), "Seed 4: .*; Batch .1. and Alpha .5. differ too"),
         (dict(steps=2), "Steps 2: the checkpoint in .* has done 2 steps already: give more to continue it"),
     ],
 )
@@ -411,9 +411,10 @@ def test_a_checkpoint_whose_json_and_tensors_disagree_is_refused_in_one_line_for
     jobs = [
         ("train_viewneti", request(base, data, ckpt, resume=True, steps=4)),
         ("render_view", render_request(base, ckpt, tmp_path / "views", [camera_to_world(0, 10, 2.0)])),
+        ("views_from_image", image_views_request(base, ckpt, data / "images" / "000.png", tmp_path / "views")),
     ]
     for job, job_request in jobs:  # refused by the request's check (the NaN weight: on loading, before any model)
-        with pytest.raises(BadInput, match=f"(Checkpoint '.*ckpt'|The checkpoint in .*ckpt).*{message}") as refused:
+        with pytest.raises(BadInput, match=f"(Checkpoint|Pre-trained) '.*ckpt'.*{message}|The checkpoint in .*ckpt.*{message}") as refused:
             run_job(job, job_request, lambda p: None, CancelToken())
         assert "\n" not in str(refused.value), job
     assert tree(ckpt) == before and not (tmp_path / "views").exists()
