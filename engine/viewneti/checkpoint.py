@@ -162,9 +162,10 @@ def _check_fields(value: dict[str, Any]) -> None:
     for name, least in (("word_dim", 1), ("width", 1), ("height", 1), ("steps_done", 0), ("seed", 0), ("batch", 0), ("accumulation", 0)):
         if not isinstance(value[name], int) or isinstance(value[name], bool) or value[name] < least:
             raise bad(name, f"must be a whole number ≥ {least}")
-    for name, least in (("view_norm", 0.0), ("object_norm", 0.0), ("alpha", None), ("learning_rate", 0.0)):
-        if not _is_number(value[name]) or not math.isfinite(value[name]) or least is not None and value[name] < least:
-            raise bad(name, "must be a finite number" + (f" ≥ {least:g}" if least is not None else ""))
+    floors: tuple[tuple[str, float | None], ...] = (("view_norm", 0.0), ("object_norm", 0.0), ("alpha", None), ("learning_rate", 0.0))
+    for name, floor in floors:
+        if not _is_number(value[name]) or not math.isfinite(value[name]) or floor is not None and value[name] < floor:
+            raise bad(name, "must be a finite number" + (f" ≥ {floor:g}" if floor is not None else ""))
     for name in ("view_word", "object_word", "base_model", "base_revision", "mode", "view_mapper_from", "augmentation"):
         if not isinstance(value[name], str):
             raise bad(name, "must be text")
@@ -291,6 +292,17 @@ def read(folder: Path) -> CheckpointInfo:
         return _read(folder)
     except Unusable as exc:
         raise Unusable(exc.reason, folder) from None
+
+
+def check_field(field: str, folder: str) -> None:
+    """A request's rule: the checkpoint folder ``field`` names, refused by that name if unusable (if absent: the path check's)."""
+    from ..params import refuse
+
+    if folder and Path(folder).is_dir():
+        try:
+            read(Path(folder))
+        except Unusable as exc:
+            refuse(field, exc.reason)
 
 
 def _read(folder: Path) -> CheckpointInfo:

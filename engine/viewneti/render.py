@@ -164,11 +164,7 @@ class RenderViewRequest:
         return v
 
     def check(self) -> list[Note]:
-        if self.checkpoint:  # else the operator asks for one
-            try:
-                checkpoint.read(Path(self.checkpoint))
-            except checkpoint.Unusable as exc:
-                refuse("checkpoint", exc.reason)
+        checkpoint.check_field("checkpoint", self.checkpoint)
         if self.azimuth and not self.distance:
             refuse("azimuth", "an orbit position needs its distance (or render from a camera)")
         views = self.camera_views()

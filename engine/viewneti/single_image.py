@@ -40,7 +40,6 @@ from ..params import (
     output_folder_field,
     overwrite_field,
     param,
-    refuse,
     seed_field,
 )
 from ..progress import Reporter
@@ -94,11 +93,7 @@ class ImageViewsRequest:
         return orbit_pose(list(self.target), *self.image_orbit).tolist()
 
     def check(self) -> list[Note]:
-        if self.view_mapper:  # else the operator asks for one
-            try:
-                checkpoint.read(Path(self.view_mapper))
-            except checkpoint.Unusable as exc:
-                refuse("view_mapper", exc.reason)
+        checkpoint.check_field("view_mapper", self.view_mapper)
         return []
 
     def models(self) -> list[tuple[str, str, Inspect]]:

@@ -135,10 +135,7 @@ class TrainRequest:
         if self.mode != PRETRAIN and len(self.data_dirs) != 1:
             refuse("data_dirs", f"{TRAINING_MODES[self.mode].label} training reads one posed set (pre-training reads several)")
         if self.mode == SINGLE_VIEW:
-            try:
-                checkpoint.read(Path(self.view_mapper))
-            except checkpoint.Unusable as exc:
-                refuse("view_mapper", exc.reason)
+            checkpoint.check_field("view_mapper", self.view_mapper)
         if self.resume:
             self.check_resume()
         if self.save_every > self.steps:
