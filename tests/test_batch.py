@@ -603,6 +603,55 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
     assert len(views["paths"]["views"]) == 2 and Path(views["paths"]["checkpoint"], "viewneti.json").is_file()
 
 
+def hand_made_checkpoint(folder: Path, data: Path) -> Path:
+    """A ViewNeTI checkpoint of zero weights, written without torch (as Blender 5.2's Python has none): 2 steps at 128×64."""
+    from engine.viewneti import checkpoint
+    from engine.viewneti.cameras import CameraRanges
+
+    info = checkpoint.CheckpointInfo(CameraRanges("SPHERICAL", [-1, -1, 0, 1], [1, 1, 30, 3]), 32, width=128, height=64)
+    info.objects = [checkpoint.TrainedObject("set", source=str(data.resolve()))]
+    info.batch, info.accumulation, info.learning_rate, info.augmentation = 3, 3, 1e-3, "AUTO"  # the options' defaults
+    info.steps_done, info.losses, info.base_revision = 2, [0.5, 0.4], ""
+    shapes = checkpoint.mapper_shapes(info.word_dim)
+    files = {
+        checkpoint.VIEW_FILE: shapes,
+        checkpoint.OBJECT_FILE: {f"0.{k}": v for k, v in shapes.items()},
+        checkpoint.STATE_FILE: {"generator": [16]},
+    }
+    folder.mkdir(parents=True)
+    for name, tensors in files.items():
+        header: dict = {"__metadata__": {checkpoint.BINDING: json.dumps(checkpoint.binding(info))}}
+        offset = 0
+        for key, shape in tensors.items():
+            size = int(np.prod(shape)) * (1 if key == "generator" else 4)
+            header[key] = {"dtype": "U8" if key == "generator" else "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+            offset += size
+        text = json.dumps(header).encode()
+        (folder / name).write_bytes(len(text).to_bytes(8, "little") + text + bytes(offset))
+    (folder / checkpoint.INFO).write_text(json.dumps(info.to_json()))
+    return folder
+
+
+def test_a_resume_with_another_size_and_a_mixed_up_checkpoint_are_refused_in_one_line_before_any_work(tmp_path):
+    data = tmp_path / "set"
+    data.mkdir()
+    ckpt = hand_made_checkpoint(tmp_path / "ckpt", data)
+    before = tree(ckpt)
+    proc = batch("viewneti-train", "--data", str(data), "--resume", "--size", "256", "128", "--steps", "5", "--out", str(ckpt))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-1000:]
+    assert lines[0].startswith(f"error: --size 256: the checkpoint in {ckpt} was trained with 128×64, not 256×128"), lines[0]
+    info = json.loads((ckpt / "viewneti.json").read_text())
+    info["objects"].append({"name": "extra", "target": [0, 0, 0], "source": ""})
+    (ckpt / "viewneti.json").write_text(json.dumps(info))
+    before = tree(ckpt)
+    proc = batch("viewneti-render", "--checkpoint", str(ckpt), "--azimuth", "30", "--distance", "2", "--out", str(tmp_path / "v.png"))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-1000:]
+    assert "--checkpoint" in lines[0] and 'viewneti.json says objects ["set", "extra"]; view_mapper.safetensors was written for' in lines[0]
+    assert tree(ckpt) == before and not (tmp_path / "v.png").exists()
+
+
 def test_a_shard_carries_the_request_and_builds_what_the_same_command_with_its_shard_builds(tmp_path):
     """On Ray a shard's task gets the job's request as JSON plus its own --shard and --out: the same request as on one machine."""
     sys.path.insert(0, str(ROOT))

@@ -68,7 +68,7 @@ Scores = dict[str, float | None]
 
 def dtu_protocol(root: Path, scans: list[int], inputs: int, s: EvalSettings, report: Reporter) -> dict[str, Any]:
     dtu, views = DTU(root), input_views(inputs)
-    if not s.view_mapper or checkpoint.load(Path(s.view_mapper))[0].cameras.kind != DTU12:
+    if not s.view_mapper or checkpoint.read(Path(s.view_mapper)).cameras.kind != DTU12:
         raise BadInput("DTU's protocol fits with a pre-trained DTU-12 view mapper: give one (pre-trained on DTU, or imported)")
     score, lpips_note = lpips_scorer()
     out = Path(s.out_dir)
@@ -110,7 +110,7 @@ def held_out_protocol(posed_dir: Path, inputs: list[int], s: EvalSettings, repor
     if not inputs or any(not 0 <= i < len(entries) for i in inputs) or len(set(inputs)) == len(entries):
         raise BadInput(f"Choose input views among 0–{len(entries) - 1}, leaving at least one held out")
     held = [i for i in range(len(entries)) if i not in inputs]
-    kind = checkpoint.load(Path(s.view_mapper))[0].cameras.kind if s.view_mapper else SPHERICAL
+    kind = checkpoint.read(Path(s.view_mapper)).cameras.kind if s.view_mapper else SPHERICAL
     score, lpips_note = lpips_scorer()
     out = Path(s.out_dir)
     width, height = int(posed["width"]), int(posed["height"])

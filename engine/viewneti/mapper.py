@@ -20,12 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .checkpoint import FOURIER_SIGMAS
+from .checkpoint import FOURIER_SIGMAS, FREQUENCIES, HIDDEN
 
 TIMESTEPS = 1000  # the DDPM steps t counts
 LAYERS = 16  # cross-attention layers of an SD 2.x UNet, in call order
-FREQUENCIES = 32  # rows of W: 64 Fourier features
-HIDDEN = 64
 SLOPE = 0.01
 
 

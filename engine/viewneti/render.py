@@ -10,6 +10,7 @@ range still renders, with a warning that says how far outside it is.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -162,6 +163,7 @@ class RenderViewRequest:
         return v
 
     def check(self) -> list[Note]:
+        checkpoint.check_field("checkpoint", self.checkpoint)
         if self.azimuth and not self.distance:
             refuse("azimuth", "an orbit position needs its distance (or render from a camera)")
         views = self.camera_views()
@@ -199,6 +201,12 @@ def orbit_pose(target: list[float], azimuth: float, elevation: float, distance: 
     return pose
 
 
+def text_width(folder: sources.ModelFolder) -> int:
+    """The base's text embedding width, from its text encoder's config (before anything is loaded)."""
+    config = json.loads((folder.path / "text_encoder" / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("hidden_size", 0))
+
+
 def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     started = time.perf_counter()
     v = r.camera_views()
@@ -225,6 +233,7 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     warnings = info.cameras.warnings(numbers)
     access = r.access
     folder = sources.inspect_stable_diffusion(access.locate(r.model, report), r.model, access.allow_pickle)
+    info.check_base(text_width(folder), folder.revision, folder.name)
     report.total = 2 + len(names) * (v.steps + 3)
     for warning in warnings:
         report.note(warning)
@@ -238,7 +247,6 @@ def render_view(r: RenderViewRequest, report: Reporter) -> RenderViewResult:
     device = loading.pick_device(access.device)
     dtype = loading.pick_dtype(access.precision, device)
     model = loading.load_stable_diffusion(folder, device, dtype)
-    info.check_base(model.text_encoder.config.hidden_size, folder.revision, folder.name)
     from . import text
 
     if not info.view_norm or not info.object_norm:  # an imported original checkpoint: the norms come from this base

@@ -34,6 +34,7 @@ from ..params import (
     INPUT_FOLDER,
     LENGTH,
     Inspect,
+    Note,
     model_field,
     nested,
     output_folder_field,
@@ -90,6 +91,10 @@ class ImageViewsRequest:
         if self.camera or not self.image_orbit:
             return self.camera
         return orbit_pose(list(self.target), *self.image_orbit).tolist()
+
+    def check(self) -> list[Note]:
+        checkpoint.check_field("view_mapper", self.view_mapper)
+        return []
 
     def models(self) -> list[tuple[str, str, Inspect]]:
         return [("model", self.model, sources.sampled(sources.inspect_stable_diffusion, self.views.steps))]

@@ -38,6 +38,7 @@ from ..params import (
     PIXELS,
     Inspect,
     Note,
+    leaves,
     model_field,
     nested,
     output_folder_field,
@@ -116,7 +117,9 @@ class TrainRequest:
     height: int = TRAINING_HEIGHT
     save_every: int = param(500, "Save Every", "Steps between checkpoints", min=1, max=10**6)
     seed: int = seed_field("Same seed and settings give the same training")
-    resume: bool = param(False, "Resume", "Continue the run whose checkpoint is in the folder")
+    resume: bool = param(
+        False, "Resume", "Continue the run whose checkpoint is in the folder, with its settings: only more steps and Save Every may change"
+    )
     view_word: str = "view"  # (SINGLE_VIEW: the pre-trained checkpoint's)
     object_word: str = "object"
     access: sources.ModelAccess = nested(sources.ModelAccess)
@@ -131,12 +134,76 @@ class TrainRequest:
             refuse("data_dirs", f"pre-training needs at least 2 posed sets (one object mapper each), got {len(self.data_dirs)}")
         if self.mode != PRETRAIN and len(self.data_dirs) != 1:
             refuse("data_dirs", f"{TRAINING_MODES[self.mode].label} training reads one posed set (pre-training reads several)")
+        if self.mode == SINGLE_VIEW:
+            checkpoint.check_field("view_mapper", self.view_mapper)
+        if self.resume:
+            self.check_resume()
         if self.save_every > self.steps:
             return [Note("save_every", f"above the {self.steps} steps: the checkpoint is saved once, at the end")]
         return []
 
+    def check_resume(self) -> None:
+        """A resumed run continues its checkpoint as it was trained, or is refused before any work (nothing written).
+
+        Only the steps (more of them, to go further), how often it saves, where the model comes from (the same revision
+        and text width: checked when it is found), the device and the precision may change; every other setting must be
+        the one recorded: the learning rate too (it is constant, no schedule, so a resumed run equals an uninterrupted one).
+        """
+        if not self.out_dir:
+            refuse("resume", "needs the checkpoint folder whose run it continues")
+        out = Path(self.out_dir)
+        try:
+            old = checkpoint.read(out)
+        except checkpoint.Unusable as exc:
+            refuse("out_dir", f"cannot be resumed: {exc.reason}")
+        if not (out / checkpoint.STATE_FILE).is_file():
+            refuse("out_dir", f"cannot be resumed: it holds no {checkpoint.STATE_FILE} (an imported checkpoint, or one saved without)")
+        if self.steps <= old.steps_done:
+            refuse("steps", f"the checkpoint in {out} has done {old.steps_done} steps already: give more to continue it")
+        kept: dict[str, tuple[Any, Any]] = {
+            "mode": (self.mode, old.mode),
+            "data_dirs": ([str(Path(d).resolve()) for d in self.data_dirs], [o.source for o in old.objects]),
+            "seed": (self.seed, old.seed),
+            "batch": (self.batch, old.batch),
+            "accumulation": (self.accumulation, old.accumulation),
+            "learning_rate": (self.learning_rate, old.learning_rate),
+            "augmentation": (self.augmentation, old.augmentation),
+            "object_word": (self.object_word, old.object_word),
+        }
+        if self.mode == SINGLE_VIEW:  # the size, cameras, α and view word are the pre-trained checkpoint's
+            kept["view_mapper"] = (str(Path(self.view_mapper).resolve()), old.view_mapper_from)
+        else:
+            kept |= {
+                "parameterisation": (self.parameterisation, old.cameras.kind),
+                "width": ((self.width, self.height), (old.width, old.height)),
+                "alpha": (self.alpha, old.alpha),
+                "view_word": (self.view_word, old.view_word),
+            }
+        changed = [(name, asked, trained) for name, (asked, trained) in kept.items() if asked != trained]
+        if changed:
+            labels = {leaf.name: leaf.param.label for leaf in leaves(TrainRequest)}
+            name, asked, trained = changed[0]
+            unnamed = "" if name in labels else f"{name} {_setting(asked)}: "  # an undeclared field: the refusal names it
+            shown = f", not {_setting(asked)}" if isinstance(asked, tuple) else ""  # a size: the option shows its width alone
+            others = [f"{labels.get(n, n)} ({_setting(t)})" for n, _, t in changed[1:]]
+            also = f"; {' and '.join(others)} differ too" if others else ""
+            refuse(
+                name,
+                f"{unnamed}the checkpoint in {out} was trained with {_setting(trained)}{shown}: a resumed run keeps its settings "
+                f"(only the steps, to go further, and how often it saves may change){also}",
+            )
+
     def models(self) -> list[tuple[str, str, Inspect]]:
         return [("model", self.model, sources.inspect_stable_diffusion)]
+
+
+def _setting(value: Any) -> str:
+    """A recorded setting as a refusal quotes it: a size as 128×64, posed sets by their paths."""
+    if isinstance(value, tuple):
+        return "×".join(map(str, value))
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "no posed sets"
+    return repr(value) if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass
@@ -198,8 +265,8 @@ def fitted_ranges(kind: str, sets: list[PosedSet]) -> tuple[CameraRanges, list[s
     ]
 
 
-def check_base(folder: sources.ModelFolder) -> None:
-    """ViewNeTI's base is Stable Diffusion 2.x: a v-prediction scheduler and a CLIP text encoder."""
+def check_base(folder: sources.ModelFolder) -> int:
+    """ViewNeTI's base is Stable Diffusion 2.x: a v-prediction scheduler and a CLIP text encoder; its text width."""
     schedule = json.loads((folder.path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     encoder = json.loads((folder.path / "text_encoder" / "config.json").read_text(encoding="utf-8"))
     if schedule.get("prediction_type") != "v_prediction":
@@ -208,6 +275,7 @@ def check_base(folder: sources.ModelFolder) -> None:
         )
     if encoder.get("model_type") not in ("clip_text_model", None) or folder.kind != sources.SD:
         raise BadInput(f"{folder.name} is not SD 2.x-shaped (one CLIP text encoder)")
+    return int(encoder.get("hidden_size", 0))
 
 
 def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
@@ -227,7 +295,10 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         raise BadInput(f"{out} already holds a checkpoint (resume it, or enable overwrite)")
     access = r.access
     folder = sources.inspect_stable_diffusion(access.locate(r.model, report), r.model, access.allow_pickle)
-    check_base(folder)
+    width = check_base(folder)
+    for held in (pretrained, previous):  # before any model is loaded
+        if held is not None:
+            held[0].check_base(width, folder.revision, folder.name)
     report.total = r.steps + 2
 
     import torch
@@ -243,7 +314,6 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     unet, vae, encoder = model.unet, model.vae, model.text_encoder
     if len(attention.install(unet)) != 16:
         raise BadInput(f"{folder.name} does not have SD 2.x's 16 cross-attention layers")
-    width = encoder.config.hidden_size
 
     def norm(word: str) -> float:
         return float(text.word_row(model.tokenizer, encoder, word).norm())
@@ -254,7 +324,6 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
     warnings: list[str] = []
     if pretrained is not None:
         base_info, view_state = pretrained[0], pretrained[1]
-        base_info.check_base(width, folder.revision, folder.name)
         view.load_state_dict(view_state)
         view.requires_grad_(False)
         info = checkpoint.CheckpointInfo(
@@ -269,20 +338,14 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
         info.alpha = r.alpha
     info.object_word, info.object_norm = r.object_word, norm(r.object_word)
     info.base_model, info.base_revision, info.mode, info.seed = r.model, folder.revision, r.mode, r.seed
+    info.batch, info.accumulation, info.learning_rate, info.augmentation = r.batch, r.accumulation, r.learning_rate, r.augmentation
     object_mappers = [Mapper(MapperSpec(0, width, sigmas), seed=r.seed + 1 + i).to(device) for i in range(len(sets))]
     params = [p for m in (view, *object_mappers) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=r.learning_rate * r.batch * r.accumulation, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     generator = torch.Generator("cpu").manual_seed(r.seed)
-    if previous is not None:
+    if previous is not None:  # its settings are those asked for (TrainRequest.check_resume), its tensors those its JSON says
         old, view_state, object_states, state = previous
-        if state is None:
-            raise BadInput(f"The checkpoint in {out} has no training state to resume from")
-        if (old.mode, old.cameras.kind, len(old.objects)) != (r.mode, kind, len(sets)):
-            raise BadInput(
-                f"The checkpoint in {out} is {old.mode} training of {len(old.objects)} object(s) on {old.cameras.kind} cameras, "
-                f"not {r.mode} of {len(sets)} on {kind}"
-            )
-        old.check_base(width, folder.revision, folder.name)
+        assert state is not None, "checked with the request"
         view.load_state_dict(view_state)
         for mapper, object_state in zip(object_mappers, object_states):
             mapper.load_state_dict(object_state)

@@ -287,11 +287,157 @@ def test_a_mode_given_the_wrong_inputs_is_refused_in_one_line(base, tmp_path, ch
     assert not (tmp_path / "ckpt").exists()
 
 
-def test_a_resumed_run_in_another_mode_is_refused(base, tmp_path):
-    sets = [posed_set(tmp_path / "red"), posed_set(tmp_path / "blue", colour=(30, 40, 200))]
-    run(request(base, sets[0], tmp_path / "ckpt", steps=1, save_every=1))
-    with pytest.raises(BadInput, match="is SCENE training of 1 object.*not PRETRAIN of 2"):
-        run(request(base, sets, tmp_path / "ckpt", mode="PRETRAIN", steps=2, resume=True))
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def two_steps(base, tmp_path):
+    """A scene run of 2 steps (seed 3, 128×64, batch 1, α 5): its posed set, another one, and the checkpoint."""
+    data, other = posed_set(tmp_path / "data"), posed_set(tmp_path / "other", colour=(30, 40, 200))
+    run(request(base, data, tmp_path / "ckpt", steps=2))
+    return data, other, tmp_path / "ckpt"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(width=64), "Width 64: the checkpoint in .*ckpt was trained with 128×64, not 64×64: a resumed run keeps its settings"),
+        (dict(height=128), "Width 128: the checkpoint in .* was trained with 128×64, not 128×128"),
+        (dict(seed=4), "Seed 4: the checkpoint in .* was trained with 3:"),
+        (dict(batch=2), "Batch 2: the checkpoint in .* was trained with 1:"),
+        (dict(accumulation=2), "Accumulation 2: the checkpoint in .* was trained with 1:"),
+        (dict(learning_rate=2e-3), "Learning Rate 0.002: the checkpoint in .* was trained with 0.001:"),
+        (dict(augmentation="NONE"), "Augmentation 'NONE': the checkpoint in .* was trained with 'AUTO':"),
+        (dict(alpha=3.0), "Alpha 3: the checkpoint in .* was trained with 5:"),
+        (dict(parameterisation="DTU12"), "Cameras 'DTU12': the checkpoint in .* was trained with 'SPHERICAL':"),
+        (dict(object_word="thing"), "object_word 'thing': the checkpoint in .* was trained with 'o':"),
+        (dict(data="other"), "Training Views '.*other': the checkpoint in .* was trained with .*data:"),
+        (
+            dict(mode="PRETRAIN", data="both"),
+            r"Mode 'PRETRAIN': the checkpoint in .* was trained with 'SCENE': .*; Training Views .\S*data. differ too",
+        ),
+        (dict(seed=4, batch=2, alpha=3.0), "Seed 4: .*; Batch .1. and Alpha .5. differ too"),
+        (dict(steps=2), "Steps 2: the checkpoint in .* has done 2 steps already: give more to continue it"),
+    ],
+)
+def test_a_resume_with_changed_settings_is_refused_naming_them_and_rewrites_nothing(base, two_steps, change, message):
+    data, other, ckpt = two_steps
+    before = tree(ckpt)
+    given = change.pop("data", None)
+    sets = {None: data, "other": other, "both": [data, other]}[given]
+    with pytest.raises(BadInput, match=message) as refused:
+        run(request(base, sets, ckpt, resume=True, **{"steps": 4, **change}))
+    assert "\n" not in str(refused.value)
+    assert tree(ckpt) == before, "the checkpoint stays byte-identical"
+
+
+def test_a_resume_may_ask_for_more_steps_and_another_save_interval(base, two_steps):
+    data, _, ckpt = two_steps
+    result = run(request(base, data, ckpt, resume=True, steps=5, save_every=1))
+    assert result.steps_done == 5 and len(result.losses) == 5
+    assert checkpoint.read(ckpt).steps_done == 5 and len(json.loads((ckpt / "loss.json").read_text())) == 5
+
+
+def rewrite_tensors(path: Path, change) -> None:
+    """The safetensors file with ``change`` applied to its tensors (a dict), its header's record kept."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    change(tensors)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def edit_info(folder: Path, change) -> None:
+    info = json.loads((folder / checkpoint.INFO).read_text())
+    change(info)
+    (folder / checkpoint.INFO).write_text(json.dumps(info))
+
+
+def extra_object(info):
+    info["objects"].append({"name": "extra", "target": [0, 0, 0], "source": ""})
+
+
+def dtu_cameras(info):
+    info["cameras"] = {"kind": "DTU12", "low": [0.0] * 12, "high": [1.0] * 12}
+
+
+def wider_output(tensors):
+    tensors["output_layer.0.weight"] = torch.zeros(66, 64)
+
+
+def set_nan(tensors):
+    tensors["net.0.weight"][0, 0] = float("nan")
+
+
+CORRUPTIONS = [
+    ("an extra object", (checkpoint.INFO, extra_object), 'viewneti.json says objects \\["data", "extra"\\]; view_mapper.safetensors was written for \\["data"\\]'),
+    ("another camera kind", (checkpoint.INFO, dtu_cameras), 'viewneti.json says cameras.kind "DTU12"; view_mapper.safetensors was written for "SPHERICAL"'),
+    ("a NaN range", (checkpoint.INFO, lambda i: i["cameras"]["low"].__setitem__(2, float("nan"))), "viewneti.json: cameras.low .*NaN.*: every number must be finite"),
+    ("an infinite range", (checkpoint.INFO, lambda i: i["cameras"]["high"].__setitem__(3, float("inf"))), "viewneti.json: cameras.high .*Infinity.*: every number must be finite"),
+    ("another α", (checkpoint.INFO, lambda i: i.__setitem__("alpha", 3.0)), "viewneti.json says alpha 3.0; view_mapper.safetensors was written for 5.0"),
+    ("another text width", (checkpoint.INFO, lambda i: i.__setitem__("word_dim", 16)), "viewneti.json says word_dim 16; view_mapper.safetensors was written for 32"),
+    ("a missing field", (checkpoint.INFO, lambda i: i.pop("sigmas")), "viewneti.json lacks the field 'sigmas'"),
+    ("a loss too few", (checkpoint.INFO, lambda i: i["losses"].pop()), "viewneti.json: losses .*: holds 1 losses for steps_done 2"),
+    ("a tensor of another width", (checkpoint.VIEW_FILE, wider_output), "view_mapper.safetensors: output_layer.0.weight is 66×64, not 64×64 .by viewneti.json's word_dim 32"),
+    ("a missing tensor", (checkpoint.OBJECT_FILE, lambda t: t.pop("0.net.3.bias")), "object_mappers.safetensors lacks the tensor '0.net.3.bias'"),
+    ("a truncated file", (checkpoint.OBJECT_FILE, None), "object_mappers.safetensors is cut short: \\d+ bytes, its header describes \\d+"),
+    ("a missing file", (checkpoint.VIEW_FILE, "delete"), "view_mapper.safetensors is missing"),
+    ("a NaN weight", (checkpoint.VIEW_FILE, set_nan), "view_mapper.safetensors: net.0.weight holds NaN or infinite numbers"),
+]  # fmt: skip
+
+
+def corrupt(folder: Path, file: str, change) -> None:
+    path = folder / file
+    if file == checkpoint.INFO:
+        edit_info(folder, change)
+    elif change == "delete":
+        path.unlink()
+    elif change is None:
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        rewrite_tensors(path, change)
+
+
+@pytest.mark.parametrize("what, how, message", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_a_checkpoint_whose_json_and_tensors_disagree_is_refused_in_one_line_for_resume_and_render(
+    base, two_steps, tmp_path, what, how, message
+):
+    data, _, ckpt = two_steps
+    corrupt(ckpt, *how)
+    before = tree(ckpt)
+    jobs = [
+        ("train_viewneti", request(base, data, ckpt, resume=True, steps=4)),
+        ("render_view", render_request(base, ckpt, tmp_path / "views", [camera_to_world(0, 10, 2.0)])),
+        ("views_from_image", image_views_request(base, ckpt, data / "images" / "000.png", tmp_path / "views")),
+    ]
+    for job, job_request in jobs:  # refused by the request's check (the NaN weight: on loading, before any model)
+        with pytest.raises(BadInput, match=f"(Checkpoint|Pre-trained) '.*ckpt'.*{message}|The checkpoint in .*ckpt.*{message}") as refused:
+            run_job(job, job_request, lambda p: None, CancelToken())
+        assert "\n" not in str(refused.value), job
+    assert tree(ckpt) == before and not (tmp_path / "views").exists()
+
+
+def test_the_architecture_a_checkpoint_is_checked_against_is_the_mappers(base, two_steps):
+    from engine.viewneti.mapper import Mapper, MapperSpec
+
+    state = Mapper(MapperSpec(4, 1024)).state_dict()
+    assert {k: list(v.shape) for k, v in state.items()} == checkpoint.mapper_shapes(1024)
+    assert list(state) == list(checkpoint.mapper_shapes(1024)), "in parameter order, as the optimizer's moments"
+    _, _, ckpt = two_steps
+    info = checkpoint.read(ckpt)
+    assert (info.batch, info.accumulation, info.learning_rate, info.augmentation, info.seed) == (1, 1, 1e-3, "AUTO", 3)
+
+
+def test_a_checkpoint_of_the_earlier_format_is_refused_saying_why(base, two_steps):
+    _, _, ckpt = two_steps
+    edit_info(ckpt, lambda i: i.__setitem__("format", "diffusion3d-viewneti/1"))
+    with pytest.raises(
+        BadInput, match="is of an earlier format .* whose tensor files do not record what they were made for: train it again"
+    ):
+        checkpoint.read(ckpt)
 
 
 def image_views_request(base, pre, image, out, **kw):
@@ -345,9 +491,11 @@ def test_a_cancelled_fit_leaves_nothing_and_a_dtu_view_mapper_needs_the_image_ca
         run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "out", fit_steps=3), emit, token)
     assert not (tmp_path / "out" / "fit").exists() and not list((tmp_path / "out").glob("*.png"))
 
-    info_path = tmp_path / "pre" / checkpoint.INFO
-    info = json.loads(info_path.read_text())
-    info["cameras"] = {"kind": "DTU12", "low": [0.0] * 12, "high": [1.0] * 12}
-    info_path.write_text(json.dumps(info))
+    from engine.viewneti.cameras import CameraRanges
+    from engine.viewneti.mapper import Mapper, MapperSpec
+
+    dtu = checkpoint.CheckpointInfo(CameraRanges("DTU12", [0.0] * 12, [1.0] * 12), 32, width=128, height=64, mode="IMPORTED")
+    mappers = [Mapper(MapperSpec(inputs, 32)).state_dict() for inputs in (12, 0)]
+    checkpoint.save(tmp_path / "dtu_pre", dtu, mappers[0], mappers[1:], None, overwrite=False)
     with pytest.raises(BadInput, match="give the image's camera"):
-        run_job("views_from_image", image_views_request(base, tmp_path / "pre", image, tmp_path / "dtu"), lambda p: None, CancelToken())
+        run_job("views_from_image", image_views_request(base, tmp_path / "dtu_pre", image, tmp_path / "dtu"), lambda p: None, CancelToken())
