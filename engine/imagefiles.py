@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import interrupts
 from .errors import BadInput, EngineError
 
 #: Compression of the EXR files the engine writes: lossless, and what Blender writes by default.
@@ -78,7 +79,7 @@ class NewFiles:
                     staging.mkdir(0o777)  # the umask applies: a normal folder
                 except FileExistsError:
                     continue
-                self._staging[folder] = staging
+                self._staging[folder] = interrupts.remove_on_stop(staging)  # a signal that stops the process removes it too
                 break
             else:
                 raise EngineError(f"Cannot make a staging folder in {folder}")
@@ -90,14 +91,15 @@ class NewFiles:
         target = Path()
         try:
             self._check([target for _, target in self._staged])  # anything that appeared while the files were written
-            for staged, target in self._staged:
-                previous = None
-                if target.exists() or target.is_symlink():
-                    previous = staged.with_name(f"{staged.name}.previous")
-                    os.replace(target, previous)
-                placed.append((target, previous, False))
-                os.replace(staged, target)
-                placed[-1] = (target, previous, True)
+            with interrupts.uninterrupted():  # a signal's stop waits for the moves: never half a set, nor a previous file lost
+                for staged, target in self._staged:
+                    previous = None
+                    if target.exists() or target.is_symlink():
+                        previous = staged.with_name(f"{staged.name}.previous")
+                        os.replace(target, previous)
+                    placed.append((target, previous, False))
+                    os.replace(staged, target)
+                    placed[-1] = (target, previous, True)
         except BaseException as exc:
             self._roll_back(placed)
             self.discard()
@@ -121,6 +123,7 @@ class NewFiles:
     def _remove_staging(self) -> None:
         for staging in self._staging.values():
             shutil.rmtree(staging, ignore_errors=True)
+            interrupts.forget(staging)
         self._staging.clear()
 
     def __enter__(self) -> NewFiles:

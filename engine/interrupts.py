@@ -40,6 +40,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards the lists
     exiting: threading.Lock = field(default_factory=threading.Lock)  # held by whichever thread ends the process
     exiting_thread: int | None = None
+    critical: threading.Lock = field(default_factory=threading.Lock)  # held while files are moved into place
     installed: bool = False
 
 
@@ -105,6 +106,13 @@ def leave(code: int) -> NoReturn:
     os._exit(code)
 
 
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A short step that a stop must not cut in two (files moved into place, all or nothing): a stop waits for it."""
+    with _state.critical:
+        yield
+
+
 def keep(note: str) -> None:
     """What a job stopped by a signal leaves on purpose, for the last line (e.g. "the checkpoint at step 40: --resume")."""
     _state.kept = note
@@ -119,7 +127,7 @@ def message(what: str) -> str:
 def exit_now(what: str) -> None:
     """End the process now: run the registered stops, print :func:`message`, exit :data:`EXIT_STATUS` (one thread only)."""
     claim_exit()
-    with _state.lock:
+    with _state.critical, _state.lock:  # a set of files being moved into place lands first
         actions = [a for _, a in reversed(_state.stops)] + _state.exits
     _run(actions)
     _flush()

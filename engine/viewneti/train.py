@@ -162,7 +162,10 @@ class TrainRequest:
             refuse("steps", f"the checkpoint in {out} has done {old.steps_done} steps already: give more to continue it")
         kept: dict[str, tuple[Any, Any]] = {
             "mode": (self.mode, old.mode),
-            "data_dirs": ([str(Path(d).resolve()) for d in self.data_dirs], [o.source for o in old.objects]),
+            "data_dirs": (
+                [recorded_path(d, out) for d in self.data_dirs],
+                [o.source for o in old.objects],
+            ),  # as the checkpoint records them
             "seed": (self.seed, old.seed),
             "batch": (self.batch, old.batch),
             "accumulation": (self.accumulation, old.accumulation),
@@ -171,7 +174,7 @@ class TrainRequest:
             "object_word": (self.object_word, old.object_word),
         }
         if self.mode == SINGLE_VIEW:  # the size, cameras, α and view word are the pre-trained checkpoint's
-            kept["view_mapper"] = (str(Path(self.view_mapper).resolve()), old.view_mapper_from)
+            kept["view_mapper"] = (recorded_path(self.view_mapper, out), old.view_mapper_from)
         else:
             kept |= {
                 "parameterisation": (self.parameterisation, old.cameras.kind),

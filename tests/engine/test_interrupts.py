@@ -88,3 +88,27 @@ def test_what_a_job_keeps_on_purpose_is_named_in_the_last_line(tmp_path):
     proc, _ = started(tmp_path, "keeps")
     _, _, err = stopped(proc, signal.SIGINT)
     assert err.strip() == "interrupted (SIGINT): the test job stopped; the checkpoint at step 3: --resume continues"
+
+
+def test_files_staged_for_a_set_are_removed_when_the_process_is_stopped_mid_write_and_what_was_there_stays(tmp_path):
+    (tmp_path / "meta.json").write_text("before")
+    script = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from engine import interrupts
+        from engine.imagefiles import NewFiles
+
+        interrupts.install(lambda: "the test job")
+        folder = Path({str(tmp_path)!r})
+        files = NewFiles([folder / "rgb.png", folder / "meta.json"], overwrite=True)
+        files.write(folder / "rgb.png", lambda p: p.write_bytes(b"new"))
+        print("started", flush=True)
+        files.write(folder / "meta.json", lambda p: time.sleep(600))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    seconds, _, err = stopped(proc, signal.SIGINT)
+    assert proc.returncode == 130 and seconds < 2.0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"] and (tmp_path / "meta.json").read_text() == "before"
