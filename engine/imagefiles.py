@@ -11,9 +11,11 @@ half-overwritten.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -259,11 +261,25 @@ def _oiio() -> Any:
     try:
         import OpenImageIO
     except ImportError:
-        raise EngineError(
-            "OpenImageIO is not installed in this Python: `pip install OpenImageIO` "
-            "(Blender bundles it; the engine's own Python needs it for image files)"
-        ) from None
+        OpenImageIO = _blenders_oiio()
     return OpenImageIO
+
+
+def _blenders_oiio() -> Any:
+    """The OpenImageIO that Blender as a Python module (``pip install bpy``) bundles, found beside it without importing bpy
+    (``import bpy`` puts it on the path, which ``python -m engine`` in the same environment never does)."""
+    bpy = importlib.util.find_spec("bpy")
+    for folder in bpy.submodule_search_locations or [] if bpy is not None else []:
+        for init in sorted(Path(folder).glob("*/python/lib/python3*/site-packages/OpenImageIO/__init__.py")):
+            spec = importlib.util.spec_from_file_location("OpenImageIO", init, submodule_search_locations=[str(init.parent)])
+            if spec is not None and spec.loader is not None:
+                module = sys.modules["OpenImageIO"] = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                return module
+    raise EngineError(
+        "OpenImageIO is not installed in this Python: `pip install OpenImageIO` "
+        "(Blender bundles it; the engine's own Python needs it for image files)"
+    )
 
 
 class Image(NamedTuple):

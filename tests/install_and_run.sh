@@ -43,9 +43,9 @@ py313=$(python_of 3.13 "5.2")
 py312=$(python_of 3.12 "4.5's type stubs (Python 3.12 syntax, numpy 1.26)")
 start=$SECONDS
 pids=()
-install .venv "$py311" requirements-blender-4.5.txt requirements-test-nodeps.txt & pids+=($!)
+install .venv "$py311" requirements-blender-4.5.txt requirements-models.txt requirements-test.txt requirements-test-nodeps.txt & pids+=($!)
 install .venv-engine "$py311" requirements-engine.txt requirements-test.txt requirements-ray.txt requirements-test-nodeps.txt & pids+=($!)
-install .venv-blender-5.2 "$py313" requirements-blender-5.2.txt & pids+=($!)
+install .venv-blender-5.2 "$py313" requirements-blender-5.2.txt requirements-test.txt requirements-hull.txt & pids+=($!)
 install .venv-types-4.5 "$py312" requirements-types-4.5.txt & pids+=($!)
 install .venv-types-5.2 "$py313" requirements-types-5.2.txt & pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done

@@ -132,3 +132,16 @@ def test_verbose_shows_blenders_log_too(tmp_path):
     proc = batch("capture", "--out", str(tmp_path / "a"), "--width", "64", "--samples", "16", "--verbose")
     assert proc.returncode == 0 and "Fra:" in proc.stdout
     assert json.loads(proc.stdout.strip().splitlines()[-1])["command"] == "capture"
+
+
+def test_the_engine_command_line_reads_image_files_in_blenders_environment(tmp_path):
+    """``python -m engine depth-info`` (README) in an environment with only bpy: the OpenImageIO bpy bundles, without bpy."""
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "depth16.png"
+    cv2.imwrite(str(path), np.tile(np.arange(0, 65536, 1024, dtype=np.uint16), (32, 1)))
+    proc = subprocess.run([sys.executable, "-m", "engine", "depth-info", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout)
+    assert (info["width"], info["height"], info["stored"]) == (64, 32, "16-bit PNG")
