@@ -345,6 +345,8 @@ def _check_path(leaf: Leaf, value: Any) -> None:
         refuse(leaf.name, "no such file" if not path.exists() else "is a folder, not a file")
     elif kind == INPUT_FOLDER and not path.is_dir():
         refuse(leaf.name, "no such folder" if not path.exists() else "is a file, not a folder")
+    elif kind in (INPUT_FILE, INPUT_FOLDER) and not os.access(path, os.R_OK | (os.X_OK if kind == INPUT_FOLDER else 0)):
+        refuse(leaf.name, "cannot be read (no permission)")
     elif kind == OUTPUT_FOLDER:
         if path.exists() and not path.is_dir():
             refuse(leaf.name, "is a file, not a folder")

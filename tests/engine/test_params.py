@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +59,18 @@ class Toy:
 def test_a_value_out_of_its_declaration_is_refused_in_one_line_naming_it(tmp_path, change, words):
     request = params.build(Toy, {"out_dir": str(tmp_path), **change})
     with pytest.raises(BadInput, match="^" + words.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+") + "$"):
+        params.validate(request)
+
+
+def test_an_input_file_that_cannot_be_read_is_refused_naming_it(tmp_path, monkeypatch):
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"x")
+    picture.chmod(0)
+    if os.access(picture, os.R_OK):  # root reads everything: deny it as the file system would deny anyone else
+        real = os.access
+        monkeypatch.setattr(params.os, "access", lambda path, mode: Path(path) != picture and real(path, mode))
+    request = params.build(Toy, {"out_dir": str(tmp_path), "picture": str(picture)})
+    with pytest.raises(BadInput, match=r"^Picture '.*picture.png': cannot be read \(no permission\)$"):
         params.validate(request)
 
 
