@@ -74,6 +74,24 @@ def test_an_input_file_that_cannot_be_read_is_refused_naming_it(tmp_path, monkey
         params.validate(request)
 
 
+@dataclass
+class Pair:
+    low: int = param(1, "Low", "The low end", cli="--from")
+    high: int = param(2, "High", "The high end", cli="--to")
+
+    def check(self) -> list[Note]:
+        if self.low > self.high:
+            refuse("low", "must not be above {high} (or swap them: {nothing} stays as written)")
+        return []
+
+
+def test_a_refusal_names_the_other_field_it_mentions_as_the_caller_names_it():
+    with pytest.raises(BadInput, match=r"^Low 3: must not be above High \(or swap them: \{nothing\} stays as written\)$"):
+        params.validate(Pair(low=3))
+    with pytest.raises(BadInput, match=r"^--from 3: must not be above --to "):
+        params.validate(Pair(low=3), name=lambda leaf: cli.flag(leaf) or leaf.param.label)
+
+
 def test_a_legal_but_unusual_value_runs_with_a_warning_and_a_value_in_also_is_legal(tmp_path):
     assert params.validate(params.build(Toy, {"out_dir": str(tmp_path), "ratio": 0.95, "size": 0})) == [
         "Ratio 0.95: outside the usual 0.1–0.9 (tests); running anyway"
