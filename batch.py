@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,11 +160,11 @@ def operator(idname: str, request: Any, naming: params.Naming) -> dict[str, Any]
 
     from diffusion3d.operators.machinery import declared, job  # type: ignore[import-not-found]
 
-    job.current.naming = naming
+    job.current.naming, job.current.tracebacks = naming, "--debug" in script_args(sys.argv)
     try:
         result = getattr(bpy.ops.diffusion3d, idname)(**declared.keywords(request))
     finally:
-        job.current.naming = params.label_name
+        job.current.naming, job.current.tracebacks = params.label_name, True
     if "FINISHED" not in result:
         raise BatchError(f"{idname} did not finish ({', '.join(result)})")
     return dict(job.current.summary)
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         p.set_defaults(spec=command, options=cli.add_options(p, command.requests, command.hide, command.defaults))
         p.add_argument("--request", help=argparse.SUPPRESS)  # a Ray shard's requests, as JSON
+        p.add_argument("--debug", action="store_true", help="On an error, show its traceback too")
     cli.one_line_errors(parser)
     return parser
 
@@ -427,13 +429,24 @@ def on_cluster(command: Command, requests: list[Any], cluster: driver.ClusterOpt
 def main(argv: list[str]) -> int:
     try:
         summary = execute(argv)
-    except (BatchError, errors.EngineError, RuntimeError) as exc:  # RuntimeError: an operator's error report, as bpy.ops raises it
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        print(f"error: {lines[-1].removeprefix('Error: ')}", file=sys.stderr)
+    except Exception as exc:  # anything at all: one line, exit 1 (--debug: its traceback first); ^C and exits pass
+        if "--debug" in script_args(argv):
+            traceback.print_exc()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     code = summary.pop("exit", 0)
     print(json.dumps(summary), flush=True)
     return int(code)
+
+
+def one_line(exc: Exception) -> str:
+    """What went wrong, in one line: our refusals and an operator's error report (bpy.ops raises it) as they are worded."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    lines = str(exc).strip().splitlines()
+    if isinstance(exc, (BatchError, errors.EngineError, RuntimeError)) and lines:
+        return lines[-1].removeprefix("Error: ")
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'} (a bug: --debug shows where)"
 
 
 if __name__ == "__main__":
