@@ -432,21 +432,13 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # anything at all: one line, exit 1 (--debug: its traceback first); ^C and exits pass
         if "--debug" in script_args(argv):
             traceback.print_exc()
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        ours = str(exc).strip().splitlines()[-1:] if isinstance(exc, (BatchError, errors.EngineError, RuntimeError)) else []
+        line = ours[0].removeprefix("Error: ") if ours else f"{errors.readable(exc)} (a bug: --debug shows where)"
+        print(f"error: {line}", file=sys.stderr)  # RuntimeError: an operator's error report, as bpy.ops raises it
         return 1
     code = summary.pop("exit", 0)
     print(json.dumps(summary), flush=True)
     return int(code)
-
-
-def one_line(exc: Exception) -> str:
-    """What went wrong, in one line: our refusals and an operator's error report (bpy.ops raises it) as they are worded."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    lines = str(exc).strip().splitlines()
-    if isinstance(exc, (BatchError, errors.EngineError, RuntimeError)) and lines:
-        return lines[-1].removeprefix("Error: ")
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'} (a bug: --debug shows where)"
 
 
 if __name__ == "__main__":
