@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,7 @@ class Engine:
 @dataclass
 class Console:
     verbose: bool = param(False, "Verbose", "Also show Blender's own log (its render statistics) beside the progress lines")
+    debug: bool = param(False, "Debug", "On an error, show its traceback too")
 
 
 ADDED = (Scene, Save, Engine, Console, driver.ClusterOptions)  # batch.py's own parts, not a job's (a Ray shard gets all but the cluster's)
@@ -400,9 +402,10 @@ def execute(argv: list[str]) -> dict[str, Any]:
 
 
 def use_model_settings(requests: list[Any]) -> None:
-    """The add-on preferences a model job reads, from the command line (this session only)."""
-    from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+    """The add-on settings a job reads, from the command line (this session only): model access, engine, tracebacks."""
+    from diffusion3d.operators.machinery import job, session  # type: ignore[import-not-found]
 
+    job.current.tracebacks = next(r for r in requests if isinstance(r, Console)).debug
     engine = next((r for r in requests if isinstance(r, Engine)), None)
     session.use_model_options(next((r.access for r in requests if hasattr(r, "access")), None), engine.engine_python if engine else "")
 
@@ -431,11 +434,13 @@ def main(argv: list[str]) -> int:
     interrupts.install(lambda: what)  # Ctrl-C and SIGTERM: the job stops within two seconds, its unfinished files removed
     try:
         summary = execute(argv)
-    except (BatchError, errors.EngineError, RuntimeError) as exc:  # RuntimeError: an operator's error report, as bpy.ops raises it
+    except Exception as exc:  # anything at all: one line, exit 1 (--debug: its traceback first); ^C and exits pass
         if interrupts.received():
             interrupts.exit_now(what)
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        print(f"error: {lines[-1].removeprefix('Error: ')}", file=sys.stderr)
+        if "--debug" in script_args(argv):
+            traceback.print_exc()
+        ours = isinstance(exc, (BatchError, errors.EngineError, RuntimeError))  # RuntimeError: an operator's report, as bpy.ops raises it
+        print(f"error: {errors.last_line(exc) if ours else errors.readable(exc) + ' (a bug: --debug shows where)'}", file=sys.stderr)
         return 1
     interrupts.claim_exit()  # done: a signal from here on changes nothing
     code = summary.pop("exit", 0)

@@ -77,9 +77,8 @@ def add_options(parser: Any, requests: Sequence[type], hide: Collection[str] = (
 
 
 def _add(parser: Any, leaf: Leaf, default: Any, options: Options) -> None:
-    p, name = leaf.param, flag(leaf)
+    p, name, kind = leaf.param, flag(leaf), leaf.kind
     assert name is not None
-    kind = leaf.kind
     how: dict[str, Any] = {}
     shown = default
     if p.cli_parse is not None:

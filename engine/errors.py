@@ -20,6 +20,12 @@ class WorkerDied(EngineError):
     """The subprocess worker exited while it had a job."""
 
 
+def last_line(exc: BaseException) -> str:
+    """The last line of one of our errors, or of Blender's error report (``Error: …``), which ends in its reason."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return lines[-1].removeprefix("Error: ")
+
+
 def readable(exc: BaseException) -> str:
     """One line for any exception, including third-party ones.
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -206,8 +207,11 @@ class Refused(BadInput):
 
 
 def refuse(field: str, why: str) -> typing.NoReturn:
-    """Refuse the request because of ``field`` (a job's cross-field rule)."""
+    """Refuse the request because of ``field`` (a job's cross-field rule); ``{name}`` in ``why`` names another field as the caller does."""
     raise Refused(field, why)
+
+
+_MENTION = re.compile(r"\{([a-z_0-9]+)\}")  # another field, named in a refusal: "({overwrite} replaces them)"
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,7 @@ def validate(request: Any, name: Naming = label_name, models: bool = True, paths
     values = {leaf.name: _value(request, leaf) for leaf in by_name.values()}
 
     def worded(field: str, why: str) -> str:
+        why = _MENTION.sub(lambda m: name(by_name[m[1]]) if m[1] in by_name else m[0], why)
         leaf = by_name.get(field)
         if leaf is None:
             return why
@@ -345,6 +350,8 @@ def _check_path(leaf: Leaf, value: Any) -> None:
         refuse(leaf.name, "no such file" if not path.exists() else "is a folder, not a file")
     elif kind == INPUT_FOLDER and not path.is_dir():
         refuse(leaf.name, "no such folder" if not path.exists() else "is a file, not a folder")
+    elif kind in (INPUT_FILE, INPUT_FOLDER) and not os.access(path, os.R_OK | (os.X_OK if kind == INPUT_FOLDER else 0)):
+        refuse(leaf.name, "cannot be read (no permission)")
     elif kind == OUTPUT_FOLDER:
         if path.exists() and not path.is_dir():
             refuse(leaf.name, "is a file, not a folder")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -768,3 +769,117 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
         assert proc.returncode == 1 and len(lines) == 1 and "--out" in lines[0] and "cannot be made" in lines[0], proc.stderr
     proc = batch("multiview", "--prompt", "a toy", "--out", str(tmp_path / "v"), "--save", str(tmp_path / "file" / "x.blend"))
     assert proc.returncode == 1 and "--save" in proc.stderr and "cannot be made" in proc.stderr and not (tmp_path / "v").exists()
+
+
+def failures(tmp_path: Path, model: Path) -> dict[str, tuple[list[str], str]]:
+    """What users ran into, each with the words its one line must hold: damaged files, contradicting names."""
+    (tmp_path / "random.blend").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    (tmp_path / "notes.blend").write_text("not a .blend at all\n")
+    (tmp_path / "cut.blend").write_bytes(b"BLENDER-v405REND" + bytes(100))  # a .blend's header, its blocks cut off
+    cut_model = Path(shutil.copytree(model, tmp_path / "cut-model"))
+    weights = cut_model / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    out = str(tmp_path / "out")
+    return {
+        "a corrupt .blend": (["capture", "--blend", str(tmp_path / "random.blend"), "--out", out], "File format is not supported"),
+        "a text file as .blend": (["edges", "--blend", str(tmp_path / "notes.blend"), "--out", out], "File format is not supported"),
+        "a .blend cut short": (["viewneti-data", "--blend", str(tmp_path / "cut.blend"), "--out", out], "cut.blend"),
+        "a VR180 name tagged top-bottom for a side-by-side video": (
+            ["stereo-video", "--projection", "vr180", "--out", str(tmp_path / "out" / "w_180_tb.mp4")],
+            "w_180_tb.mp4 is tagged tb, but this is a 180° left-right video",
+        ),
+        "a model's weights cut short": (
+            ["panorama", "--model", str(cut_model), "--out", out],
+            f"--model '{cut_model}': {weights} is cut short (100,000 of",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a corrupt .blend",
+        "a text file as .blend",
+        "a .blend cut short",
+        "a VR180 name tagged top-bottom for a side-by-side video",
+        "a model's weights cut short",
+    ],
+)
+def test_what_users_ran_into_ends_in_one_line_exit_1_and_nothing_written_and_debug_shows_the_traceback(tmp_path, tiny_model, case):
+    args, words = failures(tmp_path, tiny_model)[case]
+    proc = batch(*args)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+    debug = batch(*args, "--debug")
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr, debug.stderr[-2000:]
+    assert debug.stderr.strip().splitlines()[-1] == lines[0] and not (tmp_path / "out").exists()
+
+
+def test_any_exception_at_all_is_one_line_and_its_traceback_only_with_debug_while_interrupts_pass(capsys, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import batch as module
+
+    def bug(argv: list[str]) -> dict:
+        raise KeyError("x")
+
+    monkeypatch.setattr(module, "execute", bug)
+    assert module.main(["batch.py", "capture", "--out", "x"]) == 1
+    assert capsys.readouterr().err == "error: KeyError: 'x' (a bug: --debug shows where)\n"
+    assert module.main(["batch.py", "capture", "--out", "x", "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("Traceback (most recent call last)")
+        and "in bug" in err
+        and err.endswith("error: KeyError: 'x' (a bug: --debug shows where)\n")
+    )
+
+    def interrupted(argv: list[str]) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "execute", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        module.main(["batch.py", "capture", "--out", "x"])
+
+
+def test_a_refusal_names_the_options_it_mentions_as_typed(tmp_path):
+    (tmp_path / "cap").mkdir()
+    (tmp_path / "cap" / "rgb.png").write_bytes(b"mine")
+    proc = batch("capture", "--out", str(tmp_path / "cap"))
+    assert proc.returncode == 1 and proc.stderr == f"error: --out '{tmp_path / 'cap'}': already holds rgb.png (--overwrite replaces them)\n"
+    proc = batch("kcf", "--data", str(tmp_path), "--out", str(tmp_path / "scores"))
+    assert proc.returncode == 1 and proc.stderr.endswith("only a shard writes its scores elsewhere (give --shard I/N)\n"), proc.stderr
+
+
+def test_a_blend_that_cannot_be_read_is_refused_naming_blend(tmp_path, capsys, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import batch as module
+
+    blend = tmp_path / "private.blend"
+    blend.write_bytes(b"BLENDER")
+    blend.chmod(0)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != blend and real(path, mode))  # root reads everything
+    assert module.main(["batch.py", "capture", "--blend", str(blend), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == f"error: --blend '{blend}': cannot be read (no permission)\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_edges_render_the_named_objects_of_a_collection_excluded_from_the_view_layer(tmp_path):
+    """As in the demo's world.blend, whose room is excluded once the world sphere replaces it."""
+    scene = tmp_path / "world.blend"
+    make = (
+        "import bpy\n"
+        "room = bpy.data.collections.new('Room'); bpy.context.scene.collection.children.link(room)\n"
+        "for name, x in (('Sofa Base', 0.0), ('Table Top', 2.0)):\n"
+        "    bpy.ops.mesh.primitive_cube_add(location=(x, 0, 0)); obj = bpy.context.object; obj.name = name\n"
+        "    obj.users_collection[0].objects.unlink(obj); room.objects.link(obj)\n"
+        "    obj.vertex_groups.new(name='kp_corner').add([0], 1.0, 'REPLACE')\n"
+        "bpy.context.view_layer.layer_collection.children['Room'].exclude = True\n"
+        f"bpy.ops.wm.save_as_mainfile(filepath={str(scene)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", make], check=True, capture_output=True, timeout=120)
+    before = scene.read_bytes()
+    args = ("--objects", "Sofa Base,Table Top", "--views", "1", "--resolution", "32", "--samples", "1", "--out", str(tmp_path / "ds"))
+    done = summary(batch("edges", "--blend", str(scene), *args))
+    assert done["views"] == done["annotations"] == 2 and scene.read_bytes() == before

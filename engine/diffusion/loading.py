@@ -5,7 +5,6 @@ Only one model stays loaded (they are gigabytes); "Release engine" drops it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import torch
 
 from .. import runtime
 from ..errors import BadInput
-from .sources import ComponentFolder, ModelFolder, check_controlnet_base, check_vae_override
+from .sources import ComponentFolder, ModelFolder, check_controlnet_base, check_vae_override, read_json
 
 T = TypeVar("T")
 
@@ -126,7 +125,7 @@ def place(modules: list[Any], device: torch.device, offload: bool) -> None:
 
 
 def scheduler_config(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return read_json(folder / "scheduler" / "scheduler_config.json")
 
 
 def load_stable_diffusion(folder: ModelFolder, device: torch.device, dtype: torch.dtype, offload: bool = False) -> StableDiffusionModel:
@@ -216,7 +215,7 @@ def _build_controlnet_pipeline(
     # Old SD configs lack clip_sample, which DDIM would read as True; diffusers' SD pipelines patch it to False too.
     schedule = {"clip_sample": False, **scheduler_config(base.path)}
     index_path = path / "model_index.json"
-    index = json.loads(index_path.read_text(encoding="utf-8")) if index_path.is_file() else {}
+    index = read_json(index_path) if index_path.is_file() else {}
     return ControlNetPipelineModel(
         base,
         controlnet,

@@ -40,6 +40,7 @@ CONFIGS = {
 }
 #: A tokenizer folder holds either form: the fast tokenizer's file (what transformers 5 saves) or the BPE pair (as published).
 TOKENIZER_FORMS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+TOKENIZER_JSON = ("tokenizer.json", "vocab.json", "tokenizer_config.json", "special_tokens_map.json")
 SAFE_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
 PICKLED_WEIGHTS = {"unet": "diffusion_pytorch_model.bin", "vae": "diffusion_pytorch_model.bin", "text_encoder": "pytorch_model.bin"}
 DOWNLOAD_PATTERNS = ["model_index.json", *(f"{c}/*" for c in (*CONFIGS, "tokenizer"))]
@@ -83,14 +84,54 @@ def provenance(name: str, folder: Any) -> dict[str, Any]:
     return {"model": name, "revision": folder.revision, "kind": folder.kind}
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A model's JSON file (a config, an index), or a refusal naming it: unreadable, cut short, not JSON."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"Cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise BadInput(f"Cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a download cut short, or not JSON at all
+        raise BadInput(f"{path} is not valid JSON (cut short?): {exc}") from None
     if not isinstance(value, dict):
         raise BadInput(f"{path} is not a JSON object")
     return value
+
+
+def safetensors_problem(path: Path) -> str:
+    """Why ``path`` is not a whole safetensors file ("" if it is): its header read, and its size against the header's tensors."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            length = int.from_bytes(file.read(8), "little")
+            if size < 8 or not 2 <= length <= size - 8:
+                return f"{path} is cut short or not a safetensors file"
+            header = json.loads(file.read(length))
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except OSError as exc:
+        return f"{path} cannot be read: {exc.strerror or exc}"
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return f"{path} is damaged (its safetensors header does not read)"
+    expected = 8 + length + end
+    if size != expected:
+        return (
+            f"{path} is cut short ({size:,} of {expected:,} bytes)"
+            if size < expected
+            else f"{path} is damaged ({size - expected:,} bytes too many)"
+        )
+    return ""
+
+
+def _safetensors_files_problem(folder: Path, stem: str) -> str:
+    """Why ``stem``.safetensors, or the shards its index lists, are not whole ("" if they are)."""
+    index = folder / f"{stem}.safetensors.index.json"
+    if not index.is_file():
+        return safetensors_problem(folder / f"{stem}.safetensors")
+    try:
+        shards = sorted(set(read_json(index).get("weight_map", {}).values()))
+    except BadInput as exc:
+        return str(exc)
+    missing = [f"{folder / shard} is missing" for shard in shards if not (folder / shard).is_file()]
+    return "; ".join(missing) or next((p for p in (safetensors_problem(folder / shard) for shard in shards) if p), "")
 
 
 def hub_cache_dir(cache_dir: str = "") -> Path:
@@ -228,7 +269,7 @@ def download_progress(report: Reporter) -> type:
 def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickle: bool) -> tuple[bool, str]:
     """(uses safetensors, problem) for the weights ``stem``.safetensors or, if allowed, ``pickled_name``."""
     if (folder / f"{stem}.safetensors").is_file() or (folder / f"{stem}.safetensors.index.json").is_file():
-        return True, ""
+        return True, _safetensors_files_problem(folder, stem)
     if (folder / pickled_name).is_file() or (folder / f"{pickled_name}.index.json").is_file():
         if allow_pickle:
             return False, ""
@@ -241,7 +282,7 @@ def _weights(folder: Path, stem: str, pickled_name: str, where: str, allow_pickl
 
 def inspect_transformers_model(folder: Path, name: str, model_type: str | None, allow_pickle: bool) -> bool:
     """Check a transformers model folder (config + weights) of ``model_type`` (None: any); returns whether it is safetensors."""
-    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else None
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else None
     if config is None:
         raise BadInput(f"{name}: no config.json in {folder}")
     if model_type is not None and config.get("model_type") != model_type:
@@ -262,6 +303,9 @@ def check_complete(folder: Path, name: str, configs: dict[str, str], tokenizers:
     ]
     if missing:
         raise BadInput(f"{name} is not a complete diffusers model: {', '.join(missing)} missing in {folder}")
+    for path in [folder / c / f for c, f in configs.items()] + [folder / t / f for t in tokenizers for f in TOKENIZER_JSON]:
+        if path.is_file():
+            read_json(path)  # a JSON file cut short names itself now, not as the loader's error later
 
 
 def component_weights(folder: Path, name: str, components: tuple[str, ...], allow_pickle: bool) -> tuple[dict[str, bool], int]:
@@ -282,7 +326,7 @@ def inspect_ldm3d(folder: Path, name: str = "", allow_pickle: bool = False) -> M
     """Check the published LDM3D layout and read the RGBD kind from the VAE config."""
     name = name or str(folder)
     check_complete(folder, name, CONFIGS, ("tokenizer",))
-    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    vae, unet = read_json(folder / "vae" / "config.json"), read_json(folder / "unet" / "config.json")
     channels = vae.get("out_channels", vae.get("in_channels"))
     if channels == 3:
         raise BadInput(f"{name} is an RGB model (3-channel VAE, e.g. plain Stable Diffusion), not an RGBD model like LDM3D")
@@ -308,7 +352,7 @@ def inspect_ldm3d_sr(folder: Path, name: str = "", allow_pickle: bool = False) -
     """Check the published LDM3D-sr layout: a 4-channel RGBD VAE, and a UNet taking noisy + low-res latents with the noise level as class."""
     name = name or str(folder)
     check_complete(folder, name, CONFIGS, ("tokenizer",))
-    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    vae, unet = read_json(folder / "vae" / "config.json"), read_json(folder / "unet" / "config.json")
     latent = vae.get("latent_channels", 4)
     if vae.get("in_channels") != 4 or vae.get("out_channels") != 4:
         raise BadInput(
@@ -339,12 +383,12 @@ def inspect_stable_diffusion(folder: Path, name: str = "", allow_pickle: bool = 
     """Check an RGB Stable Diffusion pipeline (SD 1.x/2.x, or SDXL with its second text encoder) as a ControlNet base."""
     name = name or str(folder)
     check_complete(folder, name, {"unet": "config.json"}, ())
-    unet = _read_json(folder / "unet" / "config.json")
+    unet = read_json(folder / "unet" / "config.json")
     kind = SDXL if unet.get("addition_embed_type") == "text_time" else SD
     configs = {**CONFIGS, "text_encoder_2": "config.json"} if kind == SDXL else CONFIGS
     tokenizers = ("tokenizer", "tokenizer_2") if kind == SDXL else ("tokenizer",)
     check_complete(folder, name, configs, tokenizers)
-    vae = _read_json(folder / "vae" / "config.json")
+    vae = read_json(folder / "vae" / "config.json")
     if vae.get("in_channels", 3) != 3 or vae.get("out_channels", 3) != 3:
         raise BadInput(f"{name} has a {vae.get('out_channels')}-channel VAE: an RGBD model (LDM3D) cannot be a ControlNet base")
     _check_unet_fits_vae(name, unet, vae, "cannot be a ControlNet base")
@@ -370,7 +414,7 @@ def inspect_component(folder: Path, name: str, class_name: str, allow_pickle: bo
     name = name or str(folder)
     if not (folder / "config.json").is_file():
         raise BadInput(f"{name}: no config.json in {folder}")
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     if config.get("_class_name") != class_name:
         raise BadInput(f"{name} is a {config.get('_class_name', 'unknown')!r} model, not a {class_name}")
     safe, problem = _weights(folder, "diffusion_pytorch_model", "diffusion_pytorch_model.bin", name, allow_pickle)
@@ -422,7 +466,7 @@ def check_vae_override(base: ModelFolder, vae: ComponentFolder) -> None:
 def schedule_length(folder: Path) -> int:
     """The most denoising steps the model's schedule takes: its training steps, less the offset some configs add to every step."""
     path = folder / "scheduler" / "scheduler_config.json"
-    config = _read_json(path) if path.is_file() else {}
+    config = read_json(path) if path.is_file() else {}
     return int(config.get("num_train_timesteps", 1000)) - int(config.get("steps_offset", 0) or 0)
 
 

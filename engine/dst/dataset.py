@@ -182,11 +182,11 @@ class DSTAnnotateRequest:
             except BadInput as exc:
                 refuse("viewpoints", str(exc))
         elif self.polar_preset == "CUSTOM" and self.polar_min > self.polar_max:
-            refuse("polar_min", f"must not be above Polar Max ({self.polar_max:g})")
+            refuse("polar_min", f"must not be above {{polar_max}} ({self.polar_max:g})")
         if self.source == "COLLECTION" and not self.collection:
             refuse("collection", "choose the collection whose mesh objects to render")
         if self.dataset_dir and (Path(self.dataset_dir) / ANNOTATIONS_JSON).exists() and not self.overwrite:
-            refuse("dataset_dir", "already holds a data set (overwrite replaces it)")
+            refuse("dataset_dir", "already holds a data set ({overwrite} replaces it)")
         return []
 
     def planned_viewpoints(self, object_index: int) -> list[Viewpoint]:

@@ -62,7 +62,7 @@ class KCFRequest:
     def check(self) -> list[Note]:
         check_shard(self.shard)
         if self.scores_dir and not self.shard:
-            refuse("scores_dir", "only a shard writes its scores elsewhere (give --shard I/N)")
+            refuse("scores_dir", "only a shard writes its scores elsewhere (give {shard} I/N)")
         return []
 
 

@@ -13,7 +13,6 @@ comes from the UNet config: ``ip_dim`` > 0 is ImageDream (an image prompt, so
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def inspect_multiview(folder: Path, name: str = "", allow_pickle: bool = False) 
     name = name or str(folder)
     if not (folder / "unet" / "config.json").is_file():
         raise BadInput(f"{name} is not a diffusers model folder: no unet/config.json in {folder}")
-    unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    unet = sources.read_json(folder / "unet" / "config.json")
     if unet.get("_class_name") != "MultiViewUNetModel":
         what = "a Stable Diffusion UNet" if unet.get("_class_name") == "UNet2DConditionModel" else f"a {unet.get('_class_name')!r}"
         raise BadInput(
@@ -72,7 +71,7 @@ def inspect_multiview(folder: Path, name: str = "", allow_pickle: bool = False) 
     if missing_image:
         raise BadInput(f"{name} is an ImageDream model (it takes an image prompt) but has no {' or '.join(missing_image)}")
     sources.check_complete(folder, name, parts, ("tokenizer",))
-    vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+    vae = sources.read_json(folder / "vae" / "config.json")
     if vae.get("latent_channels", 4) != config.in_channels:
         raise BadInput(f"{name}: the UNet takes {config.in_channels} channels but the VAE's latents have {vae.get('latent_channels', 4)}")
     components = ("unet", "vae", "text_encoder", *(("image_encoder",) if kind == IMAGEDREAM else ()))
@@ -102,7 +101,7 @@ def read_weights(folder: Path, stem: str, safe: bool) -> dict[str, Any]:
 
     index = folder / f"{stem}.safetensors.index.json" if safe else folder / f"{stem}.bin.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        files = sorted(set(sources.read_json(index)["weight_map"].values()))
     else:
         files = [f"{stem}.safetensors" if safe else f"{stem}.bin"]
     tensors: dict[str, Any] = {}
@@ -139,7 +138,7 @@ def load_unet(folder: MultiViewFolder, dtype: Any) -> Any:
     config = MultiViewConfig.from_json(folder.unet_config, f"{folder.name}: unet/config.json")
     feature_dim = 1280
     if folder.takes_image:
-        feature_dim = int(json.loads((folder.path / "image_encoder" / "config.json").read_text(encoding="utf-8")).get("hidden_size", 1280))
+        feature_dim = int(sources.read_json(folder.path / "image_encoder" / "config.json").get("hidden_size", 1280))
     with torch.device("meta"):
         unet = MultiViewUNet(config, image_feature_dim=feature_dim)
     weights = read_weights(folder.path / "unet", "diffusion_pytorch_model", folder.safetensors["unet"])

@@ -21,7 +21,6 @@ optimizer moments and the random state, so a resumed run continues exactly.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,8 +269,8 @@ def fitted_ranges(kind: str, sets: list[PosedSet]) -> tuple[CameraRanges, list[s
 
 def check_base(folder: sources.ModelFolder) -> int:
     """ViewNeTI's base is Stable Diffusion 2.x: a v-prediction scheduler and a CLIP text encoder; its text width."""
-    schedule = json.loads((folder.path / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    encoder = json.loads((folder.path / "text_encoder" / "config.json").read_text(encoding="utf-8"))
+    schedule = sources.read_json(folder.path / "scheduler" / "scheduler_config.json")
+    encoder = sources.read_json(folder.path / "text_encoder" / "config.json")
     if schedule.get("prediction_type") != "v_prediction":
         raise BadInput(
             f"{folder.name} predicts {schedule.get('prediction_type', 'epsilon')!r}: ViewNeTI's base is SD 2.x with v-prediction"

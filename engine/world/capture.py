@@ -81,7 +81,7 @@ class CaptureRequest:
         if self.out_dir:
             existing = [p.name for p in output_paths(self.out_dir) if p.exists()]
             if existing and not self.overwrite:
-                refuse("out_dir", f"already holds {', '.join(existing)} (overwrite replaces them)")
+                refuse("out_dir", f"already holds {', '.join(existing)} ({{overwrite}} replaces them)")
         return []
 
 

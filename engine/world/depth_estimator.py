@@ -10,7 +10,6 @@ prediction back to the image's size.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from ..diffusion import sources
 
 def _preprocessing(folder: Path, image_size: int) -> tuple[int, list[float], list[float]]:
     config_path = folder / "preprocessor_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config = sources.read_json(config_path) if config_path.is_file() else {}
     size = config.get("size", image_size)
     side = int(size.get("height", image_size) if isinstance(size, dict) else size)
     return side, list(config.get("image_mean", [0.5] * 3)), list(config.get("image_std", [0.5] * 3))

@@ -27,7 +27,7 @@ from ...engine.dst.dataset import EVERY_VISIBLE_MESH, DSTAnnotateRequest, DSTAnn
 from ...engine.dst.normalize import box_corners, keypoint_centres, normalization, normalize_points, to_world
 from ...engine.shards import parse_shard, shard_indices
 from ..machinery import compat, declared, session
-from ..machinery.blender_data import evaluated_vertices
+from ..machinery.blender_data import evaluated, evaluated_vertices
 from ..machinery.job import EngineJobOperator, Stage, UserError
 from ..machinery.render_setup import cap_render_threads, render_result
 
@@ -145,11 +145,11 @@ class ViewRender(Stage):
         for obj in (camera, light):
             scene.collection.objects.link(obj)
         scene.camera = camera
-        depsgraph = context.evaluated_depsgraph_get()
-        for model in self.models:
-            copy = model.make_copy(depsgraph)
-            self._made += [(bpy.data.meshes, copy.data), (bpy.data.objects, copy)]
-            self._copies.append(copy)
+        with evaluated(context, [model.source for model in self.models]) as depsgraph:
+            for model in self.models:
+                copy = model.make_copy(depsgraph)
+                self._made += [(bpy.data.meshes, copy.data), (bpy.data.objects, copy)]
+                self._copies.append(copy)
         render = scene.render
         render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
         render.resolution_x = render.resolution_y = self.resolution

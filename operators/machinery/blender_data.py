@@ -1,7 +1,9 @@
-"""Moving arrays in and out of Blender data in bulk (``foreach_get``/``foreach_set``)."""
+"""Moving arrays in and out of Blender data in bulk (``foreach_get``/``foreach_set``), and objects evaluated for reading."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -133,6 +135,28 @@ def emission_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     return material
 
 
+@contextmanager
+def evaluated(context: bpy.types.Context, objects: list[bpy.types.Object]) -> Iterator[bpy.types.Depsgraph]:
+    """A depsgraph with ``objects`` evaluated (modifiers applied, placed): the view layer's when it holds them all.
+
+    Objects outside it (in a collection excluded from the view layer) are not evaluated there; as the user chose
+    them, they are evaluated in a scene of the job's own that holds them, removed again afterwards.
+    """
+    layer = context.view_layer
+    if all(obj.name in layer.objects for obj in objects):
+        yield context.evaluated_depsgraph_get()
+        return
+    scene = bpy.data.scenes.new("Diffusion3D Evaluation")
+    try:
+        for obj in objects:
+            scene.collection.objects.link(obj)
+        with context.temp_override(scene=scene, view_layer=scene.view_layers[0]):
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+        yield depsgraph
+    finally:
+        bpy.data.scenes.remove(scene)
+
+
 def evaluated_vertices(context: bpy.types.Context, obj: bpy.types.Object, groups: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """The evaluated mesh's vertex positions (N×3, object space), the named vertex groups' weights (N×G) and its face count.
 
@@ -143,18 +167,19 @@ def evaluated_vertices(context: bpy.types.Context, obj: bpy.types.Object, groups
     """
     modifier = _groups_as_attributes(obj, groups) if groups else None
     try:
-        evaluated = obj.evaluated_get(context.evaluated_depsgraph_get())
-        mesh = evaluated.to_mesh()
-        try:
-            count = len(mesh.vertices)
-            co = np.empty(count * 3, np.float64)
-            mesh.vertices.foreach_get("co", co)
-            weights = np.zeros((len(groups), count), np.float32)
-            for g, row in enumerate(weights):
-                mesh.attributes[_GROUP_ATTRIBUTE.format(g)].data.foreach_get("value", row)
-            return co.reshape(-1, 3), weights.T, len(mesh.polygons)
-        finally:
-            evaluated.to_mesh_clear()
+        with evaluated(context, [obj]) as depsgraph:
+            mesh_owner = obj.evaluated_get(depsgraph)
+            mesh = mesh_owner.to_mesh()
+            try:
+                count = len(mesh.vertices)
+                co = np.empty(count * 3, np.float64)
+                mesh.vertices.foreach_get("co", co)
+                weights = np.zeros((len(groups), count), np.float32)
+                for g, row in enumerate(weights):
+                    mesh.attributes[_GROUP_ATTRIBUTE.format(g)].data.foreach_get("value", row)
+                return co.reshape(-1, 3), weights.T, len(mesh.polygons)
+            finally:
+                mesh_owner.to_mesh_clear()
     finally:
         if modifier is not None:
             tree = modifier.node_group

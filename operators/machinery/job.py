@@ -61,6 +61,7 @@ class JobState:
     fraction: float = 0.0  # of the Blender stage; an engine job reports its own
     cancel_requested: bool = False  # asks a Blender stage to stop at its next step (an engine job has its own token)
     naming: params.Naming = params.label_name  # how refusals name a parameter (batch.py: its options)
+    tracebacks: bool = True  # a bug's traceback to the console (batch.py: with --debug only)
     warnings: list[str] = field(default_factory=list)  # the last request's unusual values
     summary: dict[str, Any] = field(default_factory=dict)  # what the last operator made, for batch.py's JSON line
 
@@ -436,10 +437,12 @@ class EngineJobOperator:
             else:
                 self.report({"ERROR"}, str(exc))
         else:  # a bug, or Blender refusing something: still one readable line, nothing half-done
-            traceback.print_exc()
+            if current.tracebacks:
+                traceback.print_exc()
             self._clean_up(context)
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            self.report({"ERROR"}, f"{self.job_label} failed: {type(exc).__name__}: {first_line} (details in the system console)")
+            details = " (details in the system console)" if current.tracebacks else ""
+            self.report({"ERROR"}, f"{self.job_label} failed: {type(exc).__name__}: {first_line}{details}")
         return {"CANCELLED"}
 
     def _clean_up(self, context: bpy.types.Context) -> None:
@@ -451,7 +454,8 @@ class EngineJobOperator:
             try:
                 undo()
             except Exception:  # cleaning up must not hide why the job stopped
-                traceback.print_exc()
+                if current.tracebacks:
+                    traceback.print_exc()
         self._forget_job()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from .blender_data import evaluated
 from .job import UserError
 
 #: Object types that show up in a render.
@@ -35,12 +36,12 @@ def chosen_objects(context: bpy.types.Context, names: str) -> list[bpy.types.Obj
 
 def world_bounds(context: bpy.types.Context, objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
     """(min corner, max corner) of the objects' evaluated bounding boxes in world space."""
-    depsgraph = context.evaluated_depsgraph_get()
     corners = []
-    for obj in objects:
-        evaluated = obj.evaluated_get(depsgraph)
-        matrix = np.array(evaluated.matrix_world)
-        box = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
-        corners.append(box @ matrix[:3, :3].T + matrix[:3, 3])
+    with evaluated(context, objects) as depsgraph:
+        for obj in objects:
+            shown = obj.evaluated_get(depsgraph)
+            matrix = np.array(shown.matrix_world)
+            box = np.array([tuple(c) for c in shown.bound_box], np.float64)
+            corners.append(box @ matrix[:3, :3].T + matrix[:3, 3])
     points = np.concatenate(corners)
     return points.min(axis=0), points.max(axis=0)

@@ -227,21 +227,24 @@ def test_published_ldm3d_sr_at_full_size_is_the_size_of_its_published_unet():
     assert round(4 * parameters(unet) / 1e9, 2) == 3.44
 
 
+NO_TENSORS = (2).to_bytes(8, "little") + b"{}"  # a whole safetensors file: its header's length, an empty header
+
+
 def published_folder(root: Path, model: str, base: str, **layers: dict[str, Any]) -> Path:
-    """A folder with the published configs (``base``'s, overlaid by ``model``'s facts) and empty weight files: what our
-    loaders' checks read before any weights load."""
+    """A folder with the published configs (``base``'s, overlaid by ``model``'s facts) and weight files holding no
+    tensors: what our loaders' checks read before any weights load."""
     folder = root / model
     facts, under = published(model), published(base)
     for component in ("unet", "vae", "text_encoder"):
         (folder / component).mkdir(parents=True)
         config = {**under[component], **facts.get(component, {}), **layers.get(component, {})}
         (folder / component / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        (folder / component / f"{sources.SAFE_WEIGHTS[component]}.safetensors").touch()
+        (folder / component / f"{sources.SAFE_WEIGHTS[component]}.safetensors").write_bytes(NO_TENSORS)
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(facts.get("scheduler", {})), encoding="utf-8")
     (folder / "tokenizer").mkdir()
-    for name in ("vocab.json", "merges.txt"):
-        (folder / "tokenizer" / name).touch()
+    (folder / "tokenizer" / "vocab.json").write_text("{}")
+    (folder / "tokenizer" / "merges.txt").touch()
     (folder / "model_index.json").write_text(json.dumps(facts.get("model_index", {})), encoding="utf-8")
     return folder
 
@@ -264,7 +267,7 @@ def test_the_published_imagedream_and_mvdream_configs_pass_the_multiview_loaders
     for part in ("image_encoder", "feature_extractor"):
         (imagedream / part).mkdir()
     (imagedream / "image_encoder" / "config.json").write_text(json.dumps(published(IMAGEDREAM_MODEL)["image_encoder"]))
-    (imagedream / "image_encoder" / "model.safetensors").touch()
+    (imagedream / "image_encoder" / "model.safetensors").write_bytes(NO_TENSORS)
     (imagedream / "feature_extractor" / "preprocessor_config.json").write_text("{}")
     assert inspect_multiview(imagedream).kind == IMAGEDREAM
     mvdream = published_folder(tmp_path / "mv", IMAGEDREAM_MODEL, IMAGEDREAM_MODEL, unet={"ip_dim": 0})

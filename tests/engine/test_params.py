@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +60,36 @@ def test_a_value_out_of_its_declaration_is_refused_in_one_line_naming_it(tmp_pat
     request = params.build(Toy, {"out_dir": str(tmp_path), **change})
     with pytest.raises(BadInput, match="^" + words.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+") + "$"):
         params.validate(request)
+
+
+def test_an_input_file_that_cannot_be_read_is_refused_naming_it(tmp_path, monkeypatch):
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"x")
+    picture.chmod(0)
+    if os.access(picture, os.R_OK):  # root reads everything: deny it as the file system would deny anyone else
+        real = os.access
+        monkeypatch.setattr(params.os, "access", lambda path, mode: Path(path) != picture and real(path, mode))
+    request = params.build(Toy, {"out_dir": str(tmp_path), "picture": str(picture)})
+    with pytest.raises(BadInput, match=r"^Picture '.*picture.png': cannot be read \(no permission\)$"):
+        params.validate(request)
+
+
+@dataclass
+class Pair:
+    low: int = param(1, "Low", "The low end", cli="--from")
+    high: int = param(2, "High", "The high end", cli="--to")
+
+    def check(self) -> list[Note]:
+        if self.low > self.high:
+            refuse("low", "must not be above {high} (or swap them: {nothing} stays as written)")
+        return []
+
+
+def test_a_refusal_names_the_other_field_it_mentions_as_the_caller_names_it():
+    with pytest.raises(BadInput, match=r"^Low 3: must not be above High \(or swap them: \{nothing\} stays as written\)$"):
+        params.validate(Pair(low=3))
+    with pytest.raises(BadInput, match=r"^--from 3: must not be above --to "):
+        params.validate(Pair(low=3), name=lambda leaf: cli.flag(leaf) or leaf.param.label)
 
 
 def test_a_legal_but_unusual_value_runs_with_a_warning_and_a_value_in_also_is_legal(tmp_path):
