@@ -413,6 +413,7 @@ def use_model_settings(requests: list[Any]) -> None:
 def on_cluster(command: Command, requests: list[Any], cluster: driver.ClusterOptions) -> dict[str, Any]:
     """The Ray driver (no Blender here): the command's shards as tasks, each running this script with the shard's request."""
     sys.path.insert(0, str(ROOT))  # the tasks' code travels to the nodes as the package "engine"
+    sys.modules["engine.interrupts"] = interrupts  # but one signal handling: the one main() installed
     from engine.distributed import sharding as on_nodes  # one copy of the engine in the driver: the tasks'
     from engine.distributed.driver import chain_summary, run_chain
     from engine.errors import EngineError as DriverError
@@ -436,16 +437,15 @@ def main(argv: list[str]) -> int:
         summary = execute(argv)
     except Exception as exc:  # anything at all: one line, exit 1 (--debug: its traceback first); ^C and exits pass
         if interrupts.received():
-            interrupts.exit_now(what)
+            interrupts.exit_now(what, exc)
         if "--debug" in script_args(argv):
             traceback.print_exc()
         ours = isinstance(exc, (BatchError, errors.EngineError, RuntimeError))  # RuntimeError: an operator's report, as bpy.ops raises it
         print(f"error: {errors.last_line(exc) if ours else errors.readable(exc) + ' (a bug: --debug shows where)'}", file=sys.stderr)
         return 1
     interrupts.claim_exit()  # done: a signal from here on changes nothing
-    code = summary.pop("exit", 0)
-    print(json.dumps(summary), flush=True)
-    return int(code)
+    print(json.dumps({key: value for key, value in summary.items() if key != "exit"}), flush=True)
+    return int(summary.get("exit", 0))
 
 
 if __name__ == "__main__":

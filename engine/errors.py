@@ -10,10 +10,20 @@ class BadInput(EngineError):
 
 
 class JobCancelled(EngineError):
-    """The user cancelled the job; nothing was written."""
+    """The user cancelled the job; nothing was written, unless its message says what it kept (after :data:`KEPT`)."""
 
     def __init__(self, message: str = "Cancelled") -> None:
         super().__init__(message)
+
+
+#: How a cancelled job's message says what it keeps on purpose (a resumable checkpoint); it crosses the worker's pipe as text.
+KEPT = "; kept "
+
+
+def kept(exc: BaseException) -> str:
+    """What a cancelled job kept, from its message; "" if nothing."""
+    text = str(exc)
+    return text.split(KEPT, 1)[1] if isinstance(exc, JobCancelled) and KEPT in text else ""
 
 
 class WorkerDied(EngineError):

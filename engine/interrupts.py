@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+from .errors import kept
+
 EXIT_STATUS = 130  # a shell's status for a process stopped by Ctrl-C
 GRACE = 1.5  # seconds a job has to stop at its next step before it is stopped where it is
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -42,6 +44,7 @@ class _State:
     exiting_thread: int | None = None
     critical: threading.Lock = field(default_factory=threading.Lock)  # held while files are moved into place
     installed: bool = False
+    handlers: list[tuple[signal.Signals, Callable[[int, object], None]]] = field(default_factory=list)
 
 
 _state = _State()
@@ -124,8 +127,12 @@ def message(what: str) -> str:
     return f"interrupted ({name}): {what} stopped; {_state.kept or 'nothing written'}"
 
 
-def exit_now(what: str) -> None:
-    """End the process now: run the registered stops, print :func:`message`, exit :data:`EXIT_STATUS` (one thread only)."""
+def exit_now(what: str, reason: BaseException | None = None) -> None:
+    """End the process now: run the registered stops, print :func:`message`, exit :data:`EXIT_STATUS` (one thread only).
+
+    ``reason``: how the job ended, if it did; a cancelled job's message may say what it kept (:func:`errors.kept`)."""
+    if reason is not None and kept(reason):
+        keep(kept(reason))
     claim_exit()
     with _state.critical, _state.lock:  # a set of files being moved into place lands first
         actions = [a for _, a in reversed(_state.stops)] + _state.exits
@@ -160,20 +167,28 @@ def claim_exit() -> None:
     _state.exiting_thread = threading.get_ident()
 
 
+def reinstate() -> None:
+    """Our handlers again, after a library set its own (``ray.init`` raises KeyboardInterrupt on SIGINT); main thread only."""
+    for sig, handler in _state.handlers:
+        signal.signal(sig, handler)
+
+
 def install(what: Callable[[], str], grace: float = GRACE, signals: tuple[signal.Signals, ...] = SIGNALS) -> None:
     """Handle ``signals`` in this process (main thread only): ``what()`` names the stopped job in the last line."""
     if _state.installed:
         return
     _state.installed = True
     if os.name == "nt":  # a wake-up fd must be a socket there: the handler itself does the work, between bytecodes
-        for sig in signals:
-            signal.signal(sig, lambda signum, frame: _signalled(signal.Signals(signum), what, grace))
+        _state.handlers = [(sig, lambda signum, frame: _signalled(signal.Signals(signum), what, grace)) for sig in signals]
+        reinstate()
         return
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-    for sig in signals:
-        signal.signal(sig, lambda signum, frame: None)  # the watcher does the work; a raise here would land inside a render handler
+    _state.handlers = [
+        (sig, lambda signum, frame: None) for sig in signals
+    ]  # the watcher does the work; a raise here would land in a render handler
+    reinstate()
 
     def watch() -> None:
         while True:

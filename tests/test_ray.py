@@ -148,6 +148,33 @@ def test_a_driver_killed_mid_run_finishes_the_set_when_started_again(cluster, sc
     assert not leftovers, "no attempt folders are left behind"
 
 
+def test_ctrl_c_cancels_the_drivers_tasks_within_two_seconds_keeps_finished_shards_and_the_same_command_finishes_the_set(
+    cluster, scene, single, tmp_path
+):
+    out = tmp_path / "ds"
+    with subprocess.Popen(
+        driver(edges_args(scene, out), cluster), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    ) as process:
+        path = out.parent / f"{out.name}.shards" / "manifest.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (path.is_file() and any(s["state"] == "done" for s in manifest(out)["shards"])):
+            time.sleep(0.05)
+        begin = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        seconds = time.monotonic() - begin
+    assert process.returncode == 130 and seconds < 2.5, (seconds, stderr[-2000:])
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted (SIGINT): batch.py edges stopped; ") and "shards kept in" in last, stderr[-12000:]
+    states = [s["state"] for s in manifest(out)["shards"]]
+    assert "running" not in states and "done" in states and not out.exists(), states
+    time.sleep(2)  # the cancelled tasks' processes end with their Ray workers
+    assert subprocess.run(["pgrep", "-f", "--", f"--out {out.parent}/{out.name}.shards/"], capture_output=True).stdout == b""
+    proc, summary = run(driver(edges_args(scene, out), cluster))
+    assert proc.returncode == 0 and summary["complete"] and summary["skipped"] >= 1, proc.stderr[-2000:]
+    assert tree(out) == tree(single)
+
+
 def test_a_shard_failed_for_good_is_named_nothing_is_merged_and_the_same_command_finishes_the_set(cluster, scene, single, tmp_path):
     out = tmp_path / "ds"
     command = driver(edges_args(scene, out), cluster, "--retries", "0")

@@ -153,6 +153,7 @@ class Cluster:
         if self.ray is None:
             ray = import_ray()
             connect(ray, self.options.address)
+            interrupts.reinstate()  # Ray's SIGINT handler raises KeyboardInterrupt wherever the driver is: ours asks its loop
             self.ray = ray
         return self.ray
 
@@ -307,28 +308,35 @@ def _run_tasks(
     manifest.save(path)
     line = ProgressLine(out, len(manifest.shards), manifest.count(DONE))
     waiting = list(refs)
-    while waiting:
-        if interrupts.received():  # Ctrl-C: the running shards are cancelled and stay pending; a new run resumes
-            for ref in waiting:
-                ray.cancel(ref, force=True)
-                refs[ref].state = PENDING
-            manifest.save(path)
-            line.close(manifest)
-            interrupts.keep(f"{manifest.count(DONE)} of {len(manifest.shards)} shards kept in {path.parent}: the same command resumes")
-            raise JobCancelled("interrupted")
-        ready, waiting = ray.wait(waiting, num_returns=1, timeout=0.5)
-        progress, attempts, nodes = ray.get(board.read.remote())
-        for ref in ready:
-            shard = refs[ref]
-            shard.attempts, shard.node = attempts.get(shard.index, shard.attempts), nodes.get(shard.index, "")
-            try:
-                result = ray.get(ref)
-                shard.state, shard.images = DONE, job.images(result)
-                shard.seconds, shard.work_seconds = float(result.get("seconds", 0.0)), round(job.work(result), 3)
-            except Exception as exc:  # the task's own exception, or Ray's for a lost worker or node
-                shard.state, shard.error = FAILED, _one_line(exc)
-            manifest.save(path)
-        line.show(manifest, progress)
+
+    def stop() -> None:  # Ctrl-C, from the signal's watcher thread: ray.wait does not hand the loop back while tasks run
+        interrupts.keep(f"{manifest.count(DONE)} of {len(manifest.shards)} shards kept in {path.parent}: the same command resumes")
+        for ref in list(waiting):
+            ray.cancel(ref, force=True)
+
+    forget = interrupts.on_request(stop)
+    try:
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=0.5)
+            if interrupts.received():  # the running shards stay pending: the same command resumes them
+                for ref in [*ready, *waiting]:
+                    refs[ref].state = PENDING
+                manifest.save(path)
+                raise JobCancelled("interrupted")
+            progress, attempts, nodes = ray.get(board.read.remote())
+            for ref in ready:
+                shard = refs[ref]
+                shard.attempts, shard.node = attempts.get(shard.index, shard.attempts), nodes.get(shard.index, "")
+                try:
+                    result = ray.get(ref)
+                    shard.state, shard.images = DONE, job.images(result)
+                    shard.seconds, shard.work_seconds = float(result.get("seconds", 0.0)), round(job.work(result), 3)
+                except Exception as exc:  # the task's own exception, or Ray's for a lost worker or node
+                    shard.state, shard.error = FAILED, _one_line(exc)
+                manifest.save(path)
+            line.show(manifest, progress)
+    finally:
+        forget()
     line.close(manifest)
 
 

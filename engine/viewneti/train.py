@@ -30,7 +30,7 @@ import numpy as np
 
 from ..choices import AUGMENTATIONS, CAMERA_PARAMETERISATIONS, TRAINING_MODES
 from ..diffusion import sources
-from ..errors import BadInput, JobCancelled
+from ..errors import KEPT, BadInput, JobCancelled
 from ..imagefiles import NewFiles, check_writable, recorded_path
 from ..params import (
     INPUT_FOLDER,
@@ -410,8 +410,8 @@ def train_viewneti(r: TrainRequest, report: Reporter) -> TrainResult:
                 saved = info.steps_done
             report.step(f"Step {step + 1} of {r.steps}: loss {total:.4f}", done=step + 3)  # a resumed run's bar starts where it left off
     except JobCancelled:
-        where = f"the checkpoint in {out} holds step {saved}" if saved else "no checkpoint was saved yet"
-        raise JobCancelled(f"Training cancelled at step {info.steps_done}; {where}") from None
+        where = f"{KEPT}the checkpoint in {out} at step {saved} (--resume continues it)" if saved else "; no checkpoint was saved yet"
+        raise JobCancelled(f"Training cancelled at step {info.steps_done}{where}") from None
     return TrainResult(str(out), info.steps_done, info.losses, time.perf_counter() - started, warnings)
 
 

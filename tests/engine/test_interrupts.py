@@ -112,3 +112,11 @@ def test_files_staged_for_a_set_are_removed_when_the_process_is_stopped_mid_writ
     seconds, _, err = stopped(proc, signal.SIGINT)
     assert proc.returncode == 130 and seconds < 2.0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.json"] and (tmp_path / "meta.json").read_text() == "before"
+
+
+def test_what_a_cancelled_job_kept_travels_in_its_message_and_names_itself_in_the_last_line(tmp_path):
+    from engine import errors
+
+    training = errors.JobCancelled(f"Training cancelled at step 7{errors.KEPT}the checkpoint in out at step 5 (--resume continues it)")
+    assert errors.kept(training) == "the checkpoint in out at step 5 (--resume continues it)"
+    assert errors.kept(errors.JobCancelled("render cancelled")) == "" and errors.kept(errors.BadInput(f"x{errors.KEPT}y")) == ""

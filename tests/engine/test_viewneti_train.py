@@ -114,7 +114,7 @@ def test_a_cancelled_training_keeps_its_last_checkpoint_and_says_which_step(base
         if p.message.startswith("Step 3 of"):
             token.cancel()
 
-    with pytest.raises(JobCancelled, match="cancelled at step 3; the checkpoint in .* holds step 2"):
+    with pytest.raises(JobCancelled, match="cancelled at step 3; kept the checkpoint in .* at step 2 "):
         run_job("train_viewneti", request(base, data, tmp_path / "ckpt", steps=6), emit, token)
     assert checkpoint.load(tmp_path / "ckpt")[0].steps_done == 2
 
