@@ -267,7 +267,7 @@ def _oiio() -> Any:
 
 def _blenders_oiio() -> Any:
     """The OpenImageIO that Blender as a Python module (``pip install bpy``) bundles, found beside it without importing bpy
-    (``import bpy`` puts it on the path, which ``python -m engine`` in the same environment never does)."""
+    (importing bpy puts it on the path, which ``python -m engine`` in the same environment never does)."""
     bpy = importlib.util.find_spec("bpy")
     for folder in bpy.submodule_search_locations or [] if bpy is not None else []:
         for init in sorted(Path(folder).glob("*/python/lib/python3*/site-packages/OpenImageIO/__init__.py")):
