@@ -252,11 +252,11 @@ def validate(request: Any, name: Naming = label_name, models: bool = True, paths
     try:
         for leaf in by_name.values():
             notes += _check_value(leaf, values[leaf.name])
-        for part in _declared_parts(request) if rules else ():
-            notes += list(getattr(part, "check", lambda: [])() or [])
-        if paths:
+        if paths:  # first: a rule may read an input or plan the outputs
             for leaf in by_name.values():
                 _check_path(leaf, values[leaf.name])
+        for part in _declared_parts(request) if rules else ():
+            notes += list(getattr(part, "check", lambda: [])() or [])
         if models:
             access = getattr(request, "access", None)
             for part in _declared_parts(request) if access is not None else ():

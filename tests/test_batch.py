@@ -606,11 +606,12 @@ def test_viewneti_data_train_and_render_end_to_end(tmp_path):
 
 def hand_made_checkpoint(folder: Path, data: Path) -> Path:
     """A ViewNeTI checkpoint of zero weights, written without torch (as Blender 5.2's Python has none): 2 steps at 128×64."""
+    from engine.imagefiles import recorded_path
     from engine.viewneti import checkpoint
     from engine.viewneti.cameras import CameraRanges
 
     info = checkpoint.CheckpointInfo(CameraRanges("SPHERICAL", [-1, -1, 0, 1], [1, 1, 30, 3]), 32, width=128, height=64)
-    info.objects = [checkpoint.TrainedObject("set", source=str(data.resolve()))]
+    info.objects = [checkpoint.TrainedObject("set", source=recorded_path(data, folder))]  # as training records it
     info.batch, info.accumulation, info.learning_rate, info.augmentation = 3, 3, 1e-3, "AUTO"  # the options' defaults
     info.steps_done, info.losses, info.base_revision = 2, [0.5, 0.4], ""
     shapes = checkpoint.mapper_shapes(info.word_dim)
