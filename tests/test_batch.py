@@ -145,7 +145,7 @@ def test_sphere_from_a_jpeg_and_an_8_bit_depth_needs_no_depth_mode(tmp_path):
         (("capture", "--out", "x", "--blend", "missing.blend"), "--blend 'missing.blend': no such file"),
         (("panorama", "--out", "x", "--model", "/no/such/model"), "not found"),
         (("panorama", "--out", "x", "--model", "Some/repo", "--cache-dir", "empty-cache"), "not in the Hugging Face cache"),
-        (("panorama", "--out", "x", "--init-depth", "d.png"), "--init-depth 'd.png': img2img needs the RGB image its depth belongs to"),
+        (("panorama", "--out", "x", "--init-depth", str(ROOT / "docs" / "demo.png")), "img2img needs the RGB image its depth belongs to"),
         (("panorama", "--out", "x", "--engine-python", "/no/such/python"), "--engine-python '/no/such/python': no such file"),
         (("stereo-video", "--out", "x.mp4", "--resolution", "huge"), "--resolution takes"),
         (("stereo-video", "--out", "x.mp4", "--seconds", "0"), "--seconds 0: must be > 0 and ≤ 3600"),
