@@ -196,7 +196,8 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         for old in existing:
             old.unlink()
         if not self.still:  # a run stopped by a signal leaves no frames (Esc and failures keep them, and say so)
-            interrupts.on_stop(self, lambda: _remove_frames(frames_dir, self._made_dir))
+            made = self._made_dir  # read now: the operator's Blender side is gone by then
+            interrupts.on_stop(frames_dir, lambda: _remove_frames(frames_dir, made))
         self._target = target
         if self.still:  # rendered aside, then put in place by the engine: a cancelled still leaves nothing
             self._scratch = frames_dir = session.new_scratch("still")
@@ -225,8 +226,9 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
         )
 
     def finish(self, context: bpy.types.Context, result: VideoResult) -> dict[str, Any]:
-        interrupts.forget(self)
         session.remove_scratch(self._scratch)
+        if self._render is not None:
+            interrupts.forget(self._render.frames_dir)
         if self.file_format == MP4 and not self.still and not self.keep_frames and self._render is not None:
             for path in frame_files(self._render.frames_dir):
                 path.unlink()

@@ -98,6 +98,29 @@ def test_sigterm_stops_a_set_of_renders_at_the_next_view_and_removes_the_set(tmp
 
 
 @pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A small world sphere saved in a .blend, from a made-up RGB panorama and its depth."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("world")
+    cv2.imwrite(str(folder / "pano.png"), np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1)))
+    cv2.imwrite(str(folder / "depth.png"), np.full((32, 64), 128, np.uint8))
+    made = batch("sphere", "--rgb", str(folder / "pano.png"), "--depth", str(folder / "depth.png"), "--save", str(folder / "w.blend"))
+    assert made.returncode == 0, made.stderr[-2000:]
+    return folder / "w.blend"
+
+
+def test_ctrl_c_stops_a_stereo_video_between_frames_leaving_no_frames_and_no_video(tmp_path, world):
+    out = tmp_path / "walk.mp4"
+    run = Run(tmp_path, "stereo-video", "--blend", str(world), "--out", str(out), "--seconds", "60", "--resolution", "32")
+    run.wait_for("Rendering stereo video")
+    seconds, err = run.stop(signal.SIGINT)
+    assert_stopped(run, seconds, err, signal.SIGINT, "stereo-video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # neither the video nor its frames folder
+
+
+@pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     return build_tiny("tiny_ldm3d:build_tiny_ldm3d", tmp_path_factory.mktemp("models") / "tiny-pano", vae_channels=4)
 
