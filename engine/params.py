@@ -173,8 +173,12 @@ def build(cls: type, values: Mapping[str, Any], base: Any = None) -> Any:
     """A request of ``cls`` from declared parameters' values by name (an operator's properties, parsed options, a panel).
 
     Parameters missing from ``values`` keep ``base``'s value, else their default; undeclared fields keep ``base``'s or
-    their defaults. Nested declared dataclasses are filled from the same names.
+    their defaults. Nested declared dataclasses are filled from the same names. Without ``base``, a request class may
+    say what stands in for the parameters not given, by a classmethod ``unset_from(values)`` (a resumed training: its
+    checkpoint's settings, so ``--resume`` needs only what changes).
     """
+    if base is None and hasattr(cls, "unset_from"):
+        base = cls.unset_from(values)
     changes: dict[str, Any] = {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

@@ -22,6 +22,7 @@ optimizer moments and the random state, so a resumed run continues exactly.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,29 @@ class TrainRequest:
         if self.save_every > self.steps:
             return [Note("save_every", f"above the {self.steps} steps: the checkpoint is saved once, at the end")]
         return []
+
+    @classmethod
+    def unset_from(cls, values: Mapping[str, Any]) -> TrainRequest | None:
+        """A resumed run's settings not given are its checkpoint's (a checkpoint that cannot be read: the resume check says why)."""
+        if not values.get("resume") or not values.get("out_dir"):
+            return None
+        out = Path(values["out_dir"])
+        try:
+            old = checkpoint.read(out)
+        except checkpoint.Unusable:
+            return None
+
+        def recorded(path: str) -> str:  # as the checkpoint names it: relative to its folder
+            return str((out / path).resolve()) if path else ""
+
+        trained = dict(mode=old.mode, seed=old.seed, object_word=old.object_word, data_dirs=[recorded(o.source) for o in old.objects])
+        if old.batch:  # trained here (an imported checkpoint records none, and cannot be resumed)
+            trained |= dict(batch=old.batch, accumulation=old.accumulation, learning_rate=old.learning_rate, augmentation=old.augmentation)
+        if old.mode == SINGLE_VIEW:
+            trained |= dict(view_mapper=recorded(old.view_mapper_from))
+        else:
+            trained |= dict(parameterisation=old.cameras.kind, width=old.width, height=old.height, alpha=old.alpha, view_word=old.view_word)
+        return cls(**trained)  # type: ignore[arg-type]
 
     def check_resume(self) -> None:
         """A resumed run continues its checkpoint as it was trained, or is refused before any work (nothing written).

@@ -339,6 +339,20 @@ def test_a_resume_may_ask_for_more_steps_and_another_save_interval(base, two_ste
     assert checkpoint.read(ckpt).steps_done == 5 and len(json.loads((ckpt / "loss.json").read_text())) == 5
 
 
+def test_a_resume_from_the_command_line_takes_the_settings_it_does_not_give_from_the_checkpoint(base, two_steps):
+    """What ``batch.py viewneti-train --data D --resume --steps 6 --out C`` builds: 128×64, seed 3, batch 1… as trained."""
+    from engine import params
+
+    data, _, ckpt = two_steps
+    given = {"data_dirs": [str(data)], "model": str(base), "out_dir": str(ckpt), "resume": True, "steps": 6}
+    resumed = params.build(TrainRequest, given)
+    assert (resumed.width, resumed.height, resumed.seed, resumed.batch, resumed.accumulation) == (128, 64, 3, 1, 1)
+    assert (resumed.view_word, resumed.object_word, resumed.alpha) == ("v", "o", 5.0)
+    params.validate(resumed, models=False)  # nothing changed but the steps
+    assert params.build(TrainRequest, {**given, "seed": 4}).seed == 4  # what is given stands, and is refused by name
+    assert params.build(TrainRequest, {**given, "resume": False}).seed == TrainRequest.__dataclass_fields__["seed"].default
+
+
 def rewrite_tensors(path: Path, change) -> None:
     """The safetensors file with ``change`` applied to its tensors (a dict), its header's record kept."""
     from safetensors import safe_open
