@@ -384,13 +384,13 @@ def execute(argv: list[str]) -> dict[str, Any]:
     if on_ray:
         assert cluster is not None
         return on_cluster(command, [r for r in requests if not isinstance(r, driver.ClusterOptions)], cluster)
+    if not next(r for r in requests if isinstance(r, Console)).verbose:  # before bpy: it logs from its import on
+        runtime.divert_stdout(os.devnull)  # Blender's log (``Fra:1 Mem:… | Synchronizing object``) goes nowhere; our lines go on
     try:
         import bpy
     except ImportError:
         raise BatchError(NEEDS_BLENDER.removeprefix("error: ")) from None
     interrupts.remove_on_exit(Path(bpy.app.tempdir))  # Blender's session folder, which its own exit would remove
-    if not next(r for r in requests if isinstance(r, Console)).verbose:
-        runtime.divert_stdout(os.devnull)  # Blender's log (``Fra:1 Mem:… | Synchronizing object``) goes nowhere; our lines go on
     scene = next((r for r in requests if isinstance(r, Scene)), None)
     if scene is not None and scene.blend:
         bpy.ops.wm.open_mainfile(filepath=str(Path(scene.blend).resolve()))
