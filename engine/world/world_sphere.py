@@ -57,6 +57,12 @@ def _sample_indices(count: int, samples: int) -> np.ndarray:
     return np.minimum(((np.arange(samples) + 0.5) * count / samples).astype(np.int64), count - 1)
 
 
+def grid_pixels(height: int, width: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the pixels a grid of ``step`` samples (:func:`grid_shape` of them)."""
+    rows, cols = grid_shape(height, width, step)
+    return _sample_indices(height, rows), _sample_indices(width, cols)
+
+
 def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float = 0.0) -> SphereMesh:
     """Mesh whose vertices sit at ``distance`` (H×W ray distances) along each sampled pixel's ray.
 
@@ -72,8 +78,8 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
     if discontinuity < 0:
         raise BadInput(f"Discontinuity threshold must be ≥ 0 (0 = keep every face), got {discontinuity}")
     height, width = distance.shape
-    rows, cols = grid_shape(height, width, step)
-    row_idx, col_idx = _sample_indices(height, rows), _sample_indices(width, cols)
+    row_idx, col_idx = grid_pixels(height, width, step)
+    rows, cols = row_idx.size, col_idx.size
     u = (col_idx + 0.5) / width
     v = (row_idx + 0.5) / height
     dist = distance[np.ix_(row_idx, col_idx)].astype(np.float64)
