@@ -16,22 +16,30 @@ panorama as the world sphere does.
 - **Opacity**: ``logit(min(alpha, MAX_OPACITY))`` (opacity 1 has no logit); without an alpha every pixel has
   :data:`MAX_OPACITY`. Pixels whose alpha is 0 have no Gaussian.
 
+The ``rgbd_splats`` job (:class:`SplatRequest`) reads the panoramas as the world sphere does (the same depth modes,
+a capture's depth centred where it was captured) and takes the RGB file's alpha channel, if any, as the opacity.
 The file (:func:`write_splat_ply`) is binary little-endian with exactly the reference code's 62 float32 properties in
 its order (:data:`SPLAT_DTYPE`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import BadInput
-from ..imagefiles import NewFiles
+from ..imagefiles import NewFiles, read_image, unit_float
+from ..params import INPUT_FILE, OUTPUT_FILE, Note, overwrite_field, param, refuse
+from ..progress import Reporter
 from . import depth as depthlib
 from . import equirect
-from .world_sphere import grid_pixels
+from .capture import capture_origin
+from .world_sphere import WorldSphereRequest, grid_pixels, grid_shape, request_distances
 
 #: The zeroth spherical-harmonic basis, 1 / (2√π): a viewer shows ``0.5 + SH_C0 · f_dc``.
 SH_C0 = 0.28209479177387814
@@ -55,15 +63,13 @@ SPLAT_DTYPE = np.dtype([(name, "<f4") for name in PROPERTIES])
 
 
 def _unit_values(values: np.ndarray, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    """8-bit codes or floats in [0, 1] as float64, or :class:`BadInput`."""
+    """8/16-bit codes or floats in [0, 1] as float64 in [0, 1], or :class:`BadInput`."""
     values = np.asarray(values)
     if values.shape != shape:
         raise BadInput(f"{what} must have shape {shape}, got {values.shape}")
-    if values.dtype == np.uint8:
-        return values / 255.0
-    if values.dtype.kind != "f":
-        raise BadInput(f"{what} must be 8-bit or float in [0, 1], got {values.dtype}")
-    values = values.astype(np.float64)
+    if values.dtype not in (np.uint8, np.uint16) and values.dtype.kind != "f":
+        raise BadInput(f"{what} must be 8/16-bit codes or floats in [0, 1], got {values.dtype}")
+    values = unit_float(values, np.float64)
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
         raise BadInput(f"{what} must lie in [0, 1], got values in [{np.nanmin(values):.4g}, {np.nanmax(values):.4g}] or not finite")
     return values
@@ -101,7 +107,7 @@ def gaussians_from_rgbd(
 ) -> np.ndarray:
     """Gaussians (rows of :data:`SPLAT_DTYPE`, grid order: rows top down, columns left to right) of a panorama.
 
-    ``rgb`` is H×W×3 (8-bit or floats in [0, 1]), ``distance`` H×W metric ray distances (what
+    ``rgb`` is H×W×3 (8/16-bit codes or floats in [0, 1]), ``distance`` H×W metric ray distances (what
     :func:`.depth.distances` gives the world sphere), ``alpha`` H×W like ``rgb``; ``centre`` is where the panorama
     was seen from.
     """
@@ -162,4 +168,77 @@ def write_splat_ply(path: str | Path, gaussians: np.ndarray, overwrite: bool = F
             f.write(np.ascontiguousarray(gaussians).tobytes())
 
     with NewFiles([target], overwrite) as files:
+        target.parent.mkdir(parents=True, exist_ok=True)
         files.write(target, write)
+
+
+def _as_sphere(name: str) -> Any:
+    """A field declared as the world sphere's field ``name`` is: the same default, label, help, limits and spelling."""
+    declared = WorldSphereRequest.__dataclass_fields__[name]
+    return field(default=declared.default, metadata=declared.metadata)
+
+
+@dataclass
+class SplatRequest:
+    rgb_path: str = param(
+        "",
+        "RGB",
+        "The colour panorama (2:1); its alpha channel, if any, is the splats' opacity",
+        path=INPUT_FILE,
+        cli="--rgb",
+        cli_required=True,
+    )
+    depth_path: str = _as_sphere("depth_path")
+    depth_mode: str = _as_sphere("depth_mode")
+    relative_mapping: str = _as_sphere("relative_mapping")
+    radius: float = _as_sphere("radius")
+    strength: float = _as_sphere("strength")
+    near: float = _as_sphere("near")
+    far: float = _as_sphere("far")
+    step: int = param(
+        1, "Grid Step", "One Gaussian every Nth pixel: 1 full resolution, 2 half, 4 quarter …", min=1, max=64, prop="grid_step"
+    )
+    out_path: str = param("", "Splats", "The .ply to write", path=OUTPUT_FILE, cli="--out", cli_required=True)
+    overwrite: bool = overwrite_field("Replace an existing .ply")
+    depth: np.ndarray | None = None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
+
+    def check(self) -> list[Note]:
+        if self.relative_mapping == depthlib.INVERSE and not self.near < self.far:
+            refuse("far", f"must be farther than Near ({self.near:g})")
+        if Path(self.out_path).suffix.lower() != ".ply":
+            refuse("out_path", f"must be a .ply file, got {self.out_path!r}")
+        return []
+
+
+@dataclass
+class SplatResult:
+    path: str
+    count: int  # Gaussians written
+    rows: int
+    cols: int
+    centre: list[float]  # where the panorama was seen from: a capture's origin, else the world origin
+    depth_mode: str  # the mode used (AUTO resolved)
+    depth_kind: str  # how the depth was stored
+
+    def summary(self) -> dict[str, Any]:
+        """What batch.py prints of it."""
+        return dataclasses.asdict(self)
+
+
+def splats_from_rgbd(request: SplatRequest, report: Reporter) -> SplatResult:
+    """The ``rgbd_splats`` job: an RGB and a depth panorama → one ``.ply`` of Gaussians."""
+    report.total = 3
+    image = read_image(request.rgb_path)
+    if image.pixels.shape[2] not in (3, 4):
+        raise BadInput(f"The RGB panorama must have 3 or 4 channels (RGB or RGBA), got {image.pixels.shape[2]}")
+    height, width = image.pixels.shape[:2]
+    dist, mode, kind = request_distances(request, (width, height))
+    report.step("Reading the panoramas")
+    alpha = image.pixels[..., 3] if image.pixels.shape[2] == 4 else None
+    centre = capture_origin(request.depth_path) if request.depth_path else []
+    gaussians = gaussians_from_rgbd(image.pixels[..., :3], dist, alpha, request.step, centre or (0.0, 0.0, 0.0))
+    report.step("Making the Gaussians")
+    write_splat_ply(request.out_path, gaussians, request.overwrite)
+    report.step("Done")
+    rows, cols = grid_shape(height, width, request.step)
+    return SplatResult(request.out_path, len(gaussians), rows, cols, centre or [0.0, 0.0, 0.0], mode, kind)

@@ -7,8 +7,22 @@ import pytest
 from plyfile import PlyData
 
 from engine.errors import BadInput
+from engine.imagefiles import write_png
+from engine.jobs import run_job
+from engine.params import validate
+from engine.progress import CancelToken, Reporter
 from engine.world import equirect
-from engine.world.splats import FOOTPRINT, MAX_OPACITY, PROPERTIES, SH_C0, THICKNESS, gaussians_from_rgbd, write_splat_ply
+from engine.world.splats import (
+    FOOTPRINT,
+    MAX_OPACITY,
+    PROPERTIES,
+    SH_C0,
+    THICKNESS,
+    SplatRequest,
+    gaussians_from_rgbd,
+    splats_from_rgbd,
+    write_splat_ply,
+)
 
 WIDTH, HEIGHT = 64, 32
 
@@ -207,3 +221,52 @@ def test_an_existing_file_is_not_replaced_unless_asked_and_nothing_is_left_half_
     write_splat_ply(path, g, overwrite=True)
     assert PlyData.read(str(path))["vertex"].count == len(g)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["splats.ply"]
+
+
+def run_splats(**fields):
+    return splats_from_rgbd(SplatRequest(**fields), Reporter(lambda p: None, CancelToken()))
+
+
+def test_the_job_writes_the_splats_of_an_rgba_png_and_a_metric_depth_file_the_alpha_as_opacity(tmp_path):
+    rgb, distance = smooth_panorama()
+    rgba = np.concatenate([rgb, np.full((HEIGHT, WIDTH, 1), 0.5)], axis=2)
+    rgba[:, :8, 3] = 0  # transparent: no Gaussians
+    codes = np.round(rgba * 255).astype(np.uint8)
+    write_png(tmp_path / "rgb.png", codes)
+    np.save(tmp_path / "depth.npy", distance.astype(np.float32))
+    out = tmp_path / "out" / "splats.ply"
+    request = SplatRequest(rgb_path=str(tmp_path / "rgb.png"), depth_path=str(tmp_path / "depth.npy"), out_path=str(out))
+    assert validate(request) == []
+    result = run_job("rgbd_splats", request, lambda p: None, CancelToken())
+    assert (result.count, result.rows, result.cols, result.depth_mode) == (HEIGHT * (WIDTH - 8), HEIGHT, WIDTH, "METRIC")
+    data = PlyData.read(str(out))["vertex"].data
+    np.testing.assert_allclose(0.5 + SH_C0 * columns(data, "f_dc_", 3), codes[:, 8:, :3].reshape(-1, 3) / 255, atol=1e-6)
+    np.testing.assert_allclose(data["opacity"], np.log(codes[0, 8, 3] / (255 - codes[0, 8, 3])), rtol=1e-5)
+    points = np.stack([data["x"], data["y"], data["z"]], axis=1)
+    np.testing.assert_allclose(np.linalg.norm(points, axis=1), distance[:, 8:].ravel(), rtol=1e-5)
+
+
+def test_the_job_reads_relative_depth_as_the_world_sphere_does(tmp_path):
+    rgb, _ = smooth_panorama()
+    write_png(tmp_path / "rgb.png", np.round(rgb * 255).astype(np.uint8))
+    disparity = np.tile(np.linspace(0, 1, WIDTH), (HEIGHT, 1))
+    write_png(tmp_path / "depth16.png", np.round(disparity * 65535).astype(np.uint16))
+    out = tmp_path / "splats.ply"
+    result = run_splats(
+        rgb_path=str(tmp_path / "rgb.png"), depth_path=str(tmp_path / "depth16.png"), radius=3.0, strength=1.0, step=2, out_path=str(out)
+    )
+    assert (result.count, result.depth_mode, result.depth_kind) == ((HEIGHT // 2) * (WIDTH // 2), "RELATIVE", "16-bit PNG")
+    data = PlyData.read(str(out))["vertex"].data
+    radii = np.linalg.norm(np.stack([data["x"], data["y"], data["z"]], axis=1), axis=1)
+    np.testing.assert_allclose(radii, np.tile(3.0 * (1 + (0.5 - disparity[0, 1::2])), HEIGHT // 2), rtol=1e-4)
+
+
+def test_the_job_refuses_an_output_that_is_not_a_ply_and_mismatched_panoramas(tmp_path):
+    rgb, distance = smooth_panorama()
+    write_png(tmp_path / "rgb.png", np.round(rgb * 255).astype(np.uint8))
+    np.save(tmp_path / "depth.npy", distance[:, :-2].astype(np.float32))
+    with pytest.raises(BadInput, match="must be a .ply file"):
+        validate(SplatRequest(rgb_path=str(tmp_path / "rgb.png"), depth_path=str(tmp_path / "depth.npy"), out_path=str(tmp_path / "a.obj")))
+    with pytest.raises(BadInput, match=r"RGB \(64×32\) and depth \(62×32\) must be the same size"):
+        run_splats(rgb_path=str(tmp_path / "rgb.png"), depth_path=str(tmp_path / "depth.npy"), out_path=str(tmp_path / "a.ply"))
+    assert not (tmp_path / "a.ply").exists()
