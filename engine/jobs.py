@@ -28,6 +28,7 @@ from .viewneti.train import TrainRequest, TrainResult, train_viewneti
 from .world.capture import CaptureRequest, CaptureResult, encode_capture
 from .world.ldm3d import RGBDRequest, RGBDResult, generate_rgbd
 from .world.model_listing import ModelsRequest, ModelsResult, list_models
+from .world.splats import SplatRequest, SplatResult, splats_from_rgbd
 from .world.stereo_video import VideoRequest, VideoResult, finish_video
 from .world.upscale import UpscaleRequest, UpscaleResult, upscale_rgbd
 from .world.world_sphere import WorldSphereRequest, WorldSphereResult, sphere_from_depth
@@ -41,6 +42,7 @@ class Job(NamedTuple):
 
 JOBS: dict[str, Job] = {
     "world_sphere": Job(WorldSphereRequest, WorldSphereResult, sphere_from_depth),
+    "rgbd_splats": Job(SplatRequest, SplatResult, splats_from_rgbd),
     "encode_capture": Job(CaptureRequest, CaptureResult, encode_capture),
     "engine_info": Job(InfoRequest, InfoResult, engine_info),
     "list_models": Job(ModelsRequest, ModelsResult, list_models),

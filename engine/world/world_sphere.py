@@ -9,6 +9,7 @@ the scene's depth. Arrays come out in the layout Blender's bulk setters take
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -57,6 +58,12 @@ def _sample_indices(count: int, samples: int) -> np.ndarray:
     return np.minimum(((np.arange(samples) + 0.5) * count / samples).astype(np.int64), count - 1)
 
 
+def grid_pixels(height: int, width: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the pixels a grid of ``step`` samples (:func:`grid_shape` of them)."""
+    rows, cols = grid_shape(height, width, step)
+    return _sample_indices(height, rows), _sample_indices(width, cols)
+
+
 def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float = 0.0) -> SphereMesh:
     """Mesh whose vertices sit at ``distance`` (H×W ray distances) along each sampled pixel's ray.
 
@@ -72,8 +79,8 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
     if discontinuity < 0:
         raise BadInput(f"Discontinuity threshold must be ≥ 0 (0 = keep every face), got {discontinuity}")
     height, width = distance.shape
-    rows, cols = grid_shape(height, width, step)
-    row_idx, col_idx = _sample_indices(height, rows), _sample_indices(width, cols)
+    row_idx, col_idx = grid_pixels(height, width, step)
+    rows, cols = row_idx.size, col_idx.size
     u = (col_idx + 0.5) / width
     v = (row_idx + 0.5) / height
     dist = distance[np.ix_(row_idx, col_idx)].astype(np.float64)
@@ -264,9 +271,22 @@ class WorldSphereResult:
     capture_origin: list[float] = field(default_factory=list)  # where a captured depth was taken; [] otherwise
 
 
-def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSphereResult:
-    """The ``world_sphere`` job: a depth panorama (file or array) → the mesh arrays and the figures the rig needs."""
-    report.total = 3
+class DepthReading(Protocol):
+    """A request's depth panorama and how its values are read: the world sphere's fields (:class:`WorldSphereRequest`)."""
+
+    depth_path: str
+    depth: np.ndarray | None
+    depth_mode: str
+    relative_mapping: str
+    radius: float
+    strength: float
+    near: float
+    far: float
+
+
+def request_distances(request: DepthReading, rgb_size: tuple[int, int]) -> tuple[np.ndarray, str, str]:
+    """A request's depth (its file, else its array) as ray distances, the mode used (AUTO resolved) and how it was
+    stored; refused unless 2:1 and the size of its colour panorama, ``rgb_size`` (width, height)."""
     if request.depth_path:
         stored = read_depth(request.depth_path, request.depth_mode)
         depth, kind, mode = stored.values, stored.kind, stored.mode
@@ -275,10 +295,10 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
         if mode == depthlib.AUTO:
             depth, mode = depthlib.as_stored(depth)
     else:
-        raise BadInput("The world sphere needs a depth panorama (a file or an array)")
+        raise BadInput("No depth panorama: give a depth file (or an array)")
     height, width = depth.shape[:2]
-    if tuple(request.rgb_size) != (width, height):
-        rw, rh = request.rgb_size
+    if tuple(rgb_size) != (width, height):
+        rw, rh = rgb_size
         raise BadInput(f"RGB ({rw}×{rh}) and depth ({width}×{height}) must be the same size")
     if width != 2 * height:
         raise BadInput(f"An equirectangular panorama is 2:1 (width = 2 × height), got {width}×{height}")
@@ -291,6 +311,13 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
         near=request.near,
         far=request.far,
     )
+    return dist, mode, kind
+
+
+def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSphereResult:
+    """The ``world_sphere`` job: a depth panorama (file or array) → the mesh arrays and the figures the rig needs."""
+    report.total = 3
+    dist, mode, kind = request_distances(request, request.rgb_size)
     report.step("Depth to distance")
     mesh = build_world_sphere(dist, request.step, request.discontinuity)
     report.step("Building the mesh")
