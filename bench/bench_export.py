@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 sys.path.insert(0, str(_common.REPO_ROOT))
-from engine.world import equirect  # noqa: E402
-from engine.world.splats import gaussians_from_rgbd, write_splat_ply  # noqa: E402
+from engine.world import equirect
+from engine.world.splats import gaussians_from_rgbd, write_splat_ply
 
 
 def parse_args() -> argparse.Namespace:
