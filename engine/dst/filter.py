@@ -93,6 +93,7 @@ def _generated(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]], np.nda
 
 
 def filter_dataset(r: KCFRequest, report: Reporter) -> KCFResult:
+    _check_fraction(r.fraction)  # before the folds train (a caller that skipped the request's validation)
     root = Path(r.dataset_dir)
     load_json(root / ANNOTATIONS_JSON)
     coco, images, poses = _generated(root)
