@@ -79,7 +79,8 @@ def slow_scene(tmp_path_factory) -> Path:
 def test_ctrl_c_stops_a_long_render_within_two_seconds_leaving_nothing_and_the_next_run_works(tmp_path, slow_scene):
     out = tmp_path / "capture"
     run = Run(tmp_path, "capture", "--blend", str(slow_scene), "--out", str(out), "--width", "256", "--samples", "65536")
-    run.wait_for("sample")  # inside Blender's render, which no Python code interrupts
+    run.wait_for("Rendering panorama: 0/1")  # printed as the render starts
+    time.sleep(1.0)  # inside Blender's render, which no Python code interrupts
     seconds, err = run.stop(signal.SIGINT)
     assert_stopped(run, seconds, err, signal.SIGINT, "capture")
     assert not out.exists()
