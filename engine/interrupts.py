@@ -185,9 +185,8 @@ def install(what: Callable[[], str], grace: float = GRACE, signals: tuple[signal
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-    _state.handlers = [
-        (sig, lambda signum, frame: None) for sig in signals
-    ]  # the watcher does the work; a raise here would land in a render handler
+    # The watcher does the work; the handler only lets the wake-up byte through (a raise would land in a render handler).
+    _state.handlers = [(sig, lambda signum, frame: None) for sig in signals]
     reinstate()
 
     def watch() -> None:

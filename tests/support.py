@@ -1,12 +1,16 @@
 """Model jobs in tests on every Blender line: a Python with torch, and tiny models built by it."""
 
+import atexit
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,23 +38,47 @@ def engine_python() -> str:
     return python
 
 
+class _Built:
+    """Tiny models built once per test session, each in its own folder, copied to where a test wants one (they are
+    small; a copy is the test's own, to damage as it likes). Building one costs a torch import on Blender 5.2's line."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+
+    def folder(self, builder: str, options: dict[str, Any]) -> Path:
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="diffusion3d-tiny-models-"))
+            atexit.register(shutil.rmtree, self.root, True)
+        key = hashlib.sha256(json.dumps([builder, options], sort_keys=True).encode()).hexdigest()[:16]
+        return self.root / key
+
+    def copy(self, builder: str, options: dict[str, Any], folder: Path) -> Path:
+        shutil.copytree(self.folder(builder, options), folder, dirs_exist_ok=True)
+        return Path(folder)
+
+
+_built = _Built()
+
+
 def build_tiny(builder: str, folder: Path, **options: Any) -> Path:
     """A tiny random-weight model from ``tests/engine/tiny_*.py`` (``"module:function"``), built here or by the engine's Python."""
-    module, function = builder.split(":")
-    if models_here():
-        return Path(getattr(importlib.import_module(module), function)(Path(folder), **options))
-    script = (
-        f"import json, sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'tests' / 'engine')!r}); "
-        f"from {module} import {function}; print({function}(Path({str(folder)!r}), **json.loads(sys.argv[1])))"
-    )
-    subprocess.run([engine_python(), "-c", script, json.dumps(options)], check=True, capture_output=True, timeout=300)
-    return Path(folder)
+    return build_tinies((builder, folder, options))[0]
 
 
 def build_tinies(*models: tuple[str, Path, dict[str, Any]]) -> list[Path]:
     """Several tiny models (``(builder, folder, options)`` each), built in one process: one torch import, not one per model."""
+    missing = [(b, _built.folder(b, o), o) for b, _, o in models if not _built.folder(b, o).is_dir()]
+    if missing:
+        _build(missing)
+    return [_built.copy(builder, options, folder) for builder, folder, options in models]
+
+
+def _build(models: list[tuple[str, Path, dict[str, Any]]]) -> None:
     if models_here():
-        return [build_tiny(builder, folder, **options) for builder, folder, options in models]
+        for builder, folder, options in models:
+            module, function = builder.split(":")
+            getattr(importlib.import_module(module), function)(Path(folder), **options)
+        return
     plan = [[builder, str(folder), options] for builder, folder, options in models]
     script = (
         f"import importlib, json, sys; from pathlib import Path; sys.path.insert(0, {str(ROOT / 'tests' / 'engine')!r})\n"
@@ -59,7 +87,6 @@ def build_tinies(*models: tuple[str, Path, dict[str, Any]]) -> list[Path]:
         "    getattr(importlib.import_module(module), function)(Path(folder), **options)\n"
     )
     subprocess.run([engine_python(), "-c", script, json.dumps(plan)], check=True, capture_output=True, timeout=600)
-    return [Path(folder) for _, folder, _ in models]
 
 
 @contextlib.contextmanager

@@ -55,6 +55,8 @@ def test_every_out_of_range_number_of_every_subcommand_is_refused_in_one_line_be
     import batch as module
 
     monkeypatch.chdir(tmp_path)
+    parser = module.build_parser()  # one parser for every case (argparse starts each parse from the defaults)
+    monkeypatch.setattr(module, "build_parser", lambda: parser)
     cases = bad_command_lines(tmp_path)
     assert len(cases) > 300
     for argv, flag in cases:
