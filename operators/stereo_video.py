@@ -34,6 +34,7 @@ from ..engine.world.stereo_rig import SPHERICAL
 from ..engine.world.stereo_video import FRAME_PREFIX, SIDECAR, VideoRequest, VideoResult, eye_size, frame_files, frame_size
 from .machinery import compat, declared, session
 from .machinery.job import EngineJobOperator, Stage, UserError
+from .machinery.render_setup import stamp_nothing
 from .machinery.settings_restore import TemporarySettings
 from .stereo_rig import RIG_KEY, find_rig, rig_camera
 
@@ -384,6 +385,7 @@ def encode_frames(scene: bpy.types.Scene, frames: list[Path], size: tuple[int, i
         encoder.frame_start, encoder.frame_end = 1, len(frames)
         encoder.view_settings.view_transform = "Standard"  # the frames are already display colours
         render.use_sequencer = True
+        stamp_nothing(render)
         compat.set_image_format(render.image_settings, "FFMPEG")
         ffmpeg = render.ffmpeg
         ffmpeg.format, ffmpeg.codec = "MPEG4", "H264"

@@ -29,7 +29,7 @@ from ...engine.shards import parse_shard, shard_indices
 from ..machinery import compat, declared, session
 from ..machinery.blender_data import evaluated, evaluated_vertices
 from ..machinery.job import EngineJobOperator, Stage, UserError
-from ..machinery.render_setup import cap_render_threads, render_result
+from ..machinery.render_setup import cap_render_threads, render_result, stamp_nothing
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
 KEYPOINT_PREFIX = "kp_"
@@ -155,8 +155,7 @@ class ViewRender(Stage):
         render.resolution_x = render.resolution_y = self.resolution
         render.resolution_percentage, render.film_transparent = 100, True
         render.use_persistent_data = True
-        # No write time, render time, memory or host in the files' metadata: the same views give the same bytes on any node
-        render.use_stamp_date = render.use_stamp_render_time = render.use_stamp_memory = render.use_stamp_hostname = False
+        stamp_nothing(render)
         cap_render_threads(scene)
         scene.view_settings.view_transform = "Standard"
         scene.cycles.samples, scene.cycles.use_denoising = self.samples, self.denoise

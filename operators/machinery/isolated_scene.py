@@ -18,7 +18,7 @@ import numpy as np
 from mathutils import Matrix
 
 from . import compat
-from .render_setup import render_result
+from .render_setup import render_result, stamp_nothing
 
 
 class IsolatedScene:
@@ -49,6 +49,7 @@ class IsolatedScene:
         render.engine = "CYCLES"  # type: ignore[assignment]  # the stubs list only the default engine
         render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
         render.film_transparent = True
+        stamp_nothing(render)
         scene.cycles.samples, scene.cycles.device = samples, user.cycles.device  # the user's GPU, if they render on one
         scene.view_settings.view_transform, scene.view_settings.look = user.view_settings.view_transform, user.view_settings.look
         return scene

@@ -26,6 +26,17 @@ def cap_render_threads(scene: bpy.types.Scene) -> None:
         scene.render.threads_mode, scene.render.threads = "FIXED", threads
 
 
+def stamp_nothing(render: bpy.types.RenderSettings) -> None:
+    """No date, time, render time, memory, host or path in what a scene made for writing files writes.
+
+    Blender writes its stamp fields into images and videos as metadata (an MP4 gets the date and time of
+    writing as its ``©day``): the same request must give the same bytes on any machine, at any second.
+    """
+    for name in dir(render):
+        if name.startswith("use_stamp"):
+            setattr(render, name, False)
+
+
 class PanoramaSetup:
     """A panoramic Cycles camera at ``origin`` and clean render settings.
 
