@@ -14,7 +14,7 @@ import pytest
 from support import build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 STOPS_WITHIN = 2.0  # seconds, as promised
 SLACK = 0.5  # a loaded test machine's scheduling
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timed
 
 #: A job that writes into an unfinished folder; it either checks its cancel flag each 0.1 s or never does (a long render).
 JOB = textwrap.dedent(

@@ -69,6 +69,7 @@ def test_progress_events_arrive_in_order_with_previews(client):
     assert seen[0].preview is not None and seen[0].preview.shape == (2, 4, 3)
 
 
+@pytest.mark.timed
 def test_cancel_stops_between_steps(client):
     handle = client.submit("echo", EchoRequest(steps=200, seconds_per_step=0.02))
     while handle.progress is None:
