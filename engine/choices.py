@@ -186,6 +186,24 @@ VIDEO_FORMATS: Choices[Choice] = Choices(
     Choice("EXR", "EXR Sequence", "Float frames"),
 )
 
+
+@dataclass(frozen=True)
+class ExportFormat(Choice):
+    suffix: str  # the file's extension ("" for Auto: the file's own)
+    animated: bool = False  # carries the stereo rig's camera path
+
+
+EXPORT_FORMATS: Choices[ExportFormat] = Choices(
+    "export format",
+    ExportFormat("AUTO", "By Extension", "The format the file's extension names", ""),
+    ExportFormat("GLB", "glTF Binary (.glb)", "One file: mesh, texture and camera path (web, game engines, headsets)", ".glb", True),
+    ExportFormat("GLTF", "glTF Separate (.gltf)", "A .gltf with its .bin and texture beside it", ".gltf", True),
+    ExportFormat("USDZ", "USDZ (.usdz)", "One zipped USD file with its texture (Apple AR Quick Look, Vision Pro)", ".usdz", True),
+    ExportFormat("USDC", "USD (.usdc)", "A binary USD stage with its texture beside it (Omniverse, Houdini, Maya)", ".usdc", True),
+    ExportFormat("SPLAT_PLY", "Gaussian Splats (.ply)", "3D Gaussian splats of the panorama, the reference code's .ply", ".ply"),
+)
+
+
 VIDEO_QUALITIES: Choices[Choice] = Choices(
     "render quality",
     Choice(

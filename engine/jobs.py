@@ -26,6 +26,7 @@ from .viewneti.render import RenderViewRequest, RenderViewResult, render_view
 from .viewneti.single_image import ImageViewsRequest, ImageViewsResult, views_from_image
 from .viewneti.train import TrainRequest, TrainResult, train_viewneti
 from .world.capture import CaptureRequest, CaptureResult, encode_capture
+from .world.export import ExportRequest, ExportResult, export_world
 from .world.ldm3d import RGBDRequest, RGBDResult, generate_rgbd
 from .world.model_listing import ModelsRequest, ModelsResult, list_models
 from .world.splats import SplatRequest, SplatResult, splats_from_rgbd
@@ -43,6 +44,7 @@ class Job(NamedTuple):
 JOBS: dict[str, Job] = {
     "world_sphere": Job(WorldSphereRequest, WorldSphereResult, sphere_from_depth),
     "rgbd_splats": Job(SplatRequest, SplatResult, splats_from_rgbd),
+    "export_world": Job(ExportRequest, ExportResult, export_world),
     "encode_capture": Job(CaptureRequest, CaptureResult, encode_capture),
     "engine_info": Job(InfoRequest, InfoResult, engine_info),
     "list_models": Job(ModelsRequest, ModelsResult, list_models),

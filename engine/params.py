@@ -108,6 +108,12 @@ def param(default: Any, label: str, help: str, **how: Any) -> Any:
     return field(default=default, metadata={"param": declared})
 
 
+def same_as(cls: type, name: str) -> Any:
+    """A field declared as ``cls``'s field ``name`` is: the same default, label, help, limits and spelling."""
+    declared = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
+    return field(default=declared.default, metadata=declared.metadata)
+
+
 def nested(cls: type) -> Any:
     """A field holding another declared dataclass (the views to render, the model access): its fields join this request's."""
     return field(default_factory=cls, metadata={"nested": True})

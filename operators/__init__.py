@@ -7,6 +7,7 @@ from .dst.dataset import DIFFUSION3D_OT_render_edge_maps, DIFFUSION3D_OT_set_obj
 from .dst.filter import DIFFUSION3D_OT_filter_dataset
 from .dst.generate import DIFFUSION3D_OT_generate_from_edges
 from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine
+from .export import DIFFUSION3D_OT_export_world
 from .ldm3d import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
 from .machinery import compat, session
 from .machinery.render_setup import watch_render
@@ -30,6 +31,7 @@ classes = (
     DIFFUSION3D_OT_add_stereo_rig,
     DIFFUSION3D_OT_animate_rig,
     DIFFUSION3D_OT_render_stereo_video,
+    DIFFUSION3D_OT_export_world,
     DIFFUSION3D_OT_render_edge_maps,
     DIFFUSION3D_OT_set_object_class,
     DIFFUSION3D_OT_generate_from_edges,

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..engine.errors import BadInput
 from ..engine.world import depth as depthlib
+from ..engine.world.splats import READING
 from ..engine.world.world_sphere import WorldSphereRequest, WorldSphereResult
 from .machinery import declared
 from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
@@ -149,6 +150,8 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
                 "median_distance": result.median_distance,
                 "max_distance": result.max_distance,
                 "safe_radius": result.safe_radius,
+                "discontinuity": self.discontinuity,  # an export making the grid coarser cuts it again alike
+                "reading": {name: getattr(self._request, name) for name in READING if name != "depth_mode"},  # splats read alike
             }
             obj.visible_shadow = False  # an emitting backdrop casts no shadows
         except BaseException:

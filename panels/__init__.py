@@ -6,6 +6,7 @@ from bpy.props import CollectionProperty, PointerProperty
 from .preferences import Diffusion3DPreferences
 from .settings import (
     Diffusion3DDSTSettings,
+    Diffusion3DExportSettings,
     Diffusion3DFoundModel,
     Diffusion3DGenerateSettings,
     Diffusion3DSceneSettings,
@@ -27,6 +28,7 @@ classes: tuple[type, ...] = (
     Diffusion3DPreferences,
     Diffusion3DGenerateSettings,
     Diffusion3DUpscaleSettings,
+    Diffusion3DExportSettings,
     Diffusion3DStereoSettings,
     Diffusion3DDSTSettings,
     Diffusion3DViewsSettings,

@@ -14,6 +14,7 @@ from ..engine.viewneti.render import RenderViewRequest
 from ..engine.viewneti.single_image import ImageViewsRequest
 from ..engine.viewneti.train import TrainRequest
 from ..engine.world.capture import CaptureRequest
+from ..engine.world.export import ExportRequest
 from ..engine.world.ldm3d import RGBDRequest
 from ..engine.world.stereo_rig import MoveRequest, RigRequest
 from ..engine.world.stereo_video import VideoRequest
@@ -35,6 +36,10 @@ class Diffusion3DGenerateSettings(bpy.types.PropertyGroup):
 
 class Diffusion3DUpscaleSettings(bpy.types.PropertyGroup):
     __annotations__ = properties(UpscaleRequest)
+
+
+class Diffusion3DExportSettings(bpy.types.PropertyGroup):
+    __annotations__ = properties(ExportRequest)
 
 
 class Diffusion3DStereoSettings(bpy.types.PropertyGroup):
@@ -74,6 +79,7 @@ class Diffusion3DSceneSettings(bpy.types.PropertyGroup):
         **properties(WorldSphereRequest),
         "generate": PointerProperty(type=Diffusion3DGenerateSettings),
         "upscale": PointerProperty(type=Diffusion3DUpscaleSettings),
+        "export": PointerProperty(type=Diffusion3DExportSettings),
         "stereo": PointerProperty(type=Diffusion3DStereoSettings),
         "dst": PointerProperty(type=Diffusion3DDSTSettings),
         "views": PointerProperty(type=Diffusion3DViewsSettings),

@@ -23,6 +23,7 @@ from ..engine.viewneti.render import RenderViewRequest
 from ..engine.viewneti.single_image import ImageViewsRequest
 from ..engine.viewneti.train import PRETRAIN, SINGLE_VIEW, TrainRequest
 from ..engine.world.capture import CaptureRequest
+from ..engine.world.export import ExportRequest
 from ..engine.world.ldm3d import EQUIRECTANGULAR, RGBDRequest
 from ..engine.world.ldm3d import FLAT as FLAT_IMAGE
 from ..engine.world.stereo_rig import FLAT, MoveRequest, RigRequest
@@ -139,6 +140,18 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
             skip |= {"near", "far"} if settings.relative_mapping == "OFFSET" else {"radius", "strength"}
         draw_params(col, settings, WorldSphereRequest, skip=skip)
         job_button(box, "diffusion3d.build_world_sphere", settings, WorldSphereRequest, icon="SPHERE")
+
+        box = layout.box()
+        box.label(text="Export", icon="EXPORT")
+        ex = settings.export
+        splats = ex.format == "SPLAT_PLY" or ex.format == "AUTO" and ex.filepath.lower().endswith(".ply")
+        draw_params(
+            box.column(align=True),
+            ex,
+            ExportRequest,
+            skip={"object_name", *(("target_faces", "camera_path") if splats else ("splat_step",))},
+        )
+        job_button(box, "diffusion3d.export_world", ex, ExportRequest, icon="EXPORT")
 
 
 class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):

@@ -138,6 +138,40 @@ def test_sphere_from_a_jpeg_and_an_8_bit_depth_needs_no_depth_mode(tmp_path):
     assert metric.returncode == 1 and "use depth mode Auto or Relative" in metric.stderr
 
 
+def test_a_sphere_exports_in_one_go_and_a_saved_world_exports_again_as_usd_and_as_the_splats_of_its_panoramas(tmp_path):
+    import pygltflib
+    from pxr import Usd, UsdGeom
+
+    rgb = np.zeros((32, 64, 3), np.uint8)
+    rgb[..., 1] = np.linspace(0, 255, 64).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "pano.png"), rgb)
+    cv2.imwrite(str(tmp_path / "depth8.png"), np.tile(np.linspace(255, 0, 64).astype(np.uint8), (32, 1)))
+    panoramas = ("--rgb", str(tmp_path / "pano.png"), "--depth", str(tmp_path / "depth8.png"))
+    world = tmp_path / "world.blend"
+    built = summary(
+        batch("sphere", *panoramas, "--step", "1", "--save", str(world), "--export", str(tmp_path / "world.glb"), "--target-faces", "600")
+    )
+    assert built["paths"] == {"blend": str(world), "export": str(tmp_path / "world.glb")} and set(built["timings_s"]) == {
+        "sphere",
+        "export",
+    }
+    primitive = pygltflib.GLTF2().load(str(tmp_path / "world.glb")).meshes[0].primitives[0]
+    assert pygltflib.GLTF2().load(str(tmp_path / "world.glb")).accessors[primitive.attributes.POSITION].count == 16 * 33 + 2 * 32
+    usd = summary(batch("export", "--blend", str(world), "--out", str(tmp_path / "world.usdz")))
+    assert usd["format"] == "USDZ" and usd["faces"] == 33 * 64
+    stage = Usd.Stage.Open(str(tmp_path / "world.usdz"))
+    assert len([p for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]) == 1
+    splats = summary(batch("export", "--blend", str(world), "--out", str(tmp_path / "world.ply"), "--splat-step", "2"))
+    direct = summary(batch("splats", *panoramas, "--out", str(tmp_path / "direct.ply"), "--step", "2"))
+    assert splats["splats"] == direct["count"] == 16 * 32
+    assert (tmp_path / "world.ply").read_bytes() == (tmp_path / "direct.ply").read_bytes(), "the world's depth read as the sphere read it"
+    again = batch("export", "--blend", str(world), "--out", str(tmp_path / "world.usdz"))
+    assert (
+        again.returncode == 1
+        and again.stderr.strip() == f"error: --out '{tmp_path / 'world.usdz'}': already exists (--overwrite replaces it)"
+    )
+
+
 @pytest.mark.parametrize(
     "args, words",
     [

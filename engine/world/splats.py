@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import BadInput
 from ..imagefiles import NewFiles, read_image, unit_float
-from ..params import INPUT_FILE, OUTPUT_FILE, Note, overwrite_field, param, refuse
+from ..params import INPUT_FILE, OUTPUT_FILE, Note, overwrite_field, param, refuse, same_as
 from ..progress import Reporter
 from . import depth as depthlib
 from . import equirect
@@ -172,10 +172,8 @@ def write_splat_ply(path: str | Path, gaussians: np.ndarray, overwrite: bool = F
         files.write(target, write)
 
 
-def _as_sphere(name: str) -> Any:
-    """A field declared as the world sphere's field ``name`` is: the same default, label, help, limits and spelling."""
-    declared = WorldSphereRequest.__dataclass_fields__[name]
-    return field(default=declared.default, metadata=declared.metadata)
+#: How the depth is read, as the world sphere reads it: a world sphere records these, so its splats read it alike.
+READING = ("depth_mode", "relative_mapping", "radius", "strength", "near", "far")
 
 
 @dataclass
@@ -188,13 +186,13 @@ class SplatRequest:
         cli="--rgb",
         cli_required=True,
     )
-    depth_path: str = _as_sphere("depth_path")
-    depth_mode: str = _as_sphere("depth_mode")
-    relative_mapping: str = _as_sphere("relative_mapping")
-    radius: float = _as_sphere("radius")
-    strength: float = _as_sphere("strength")
-    near: float = _as_sphere("near")
-    far: float = _as_sphere("far")
+    depth_path: str = same_as(WorldSphereRequest, "depth_path")
+    depth_mode: str = same_as(WorldSphereRequest, "depth_mode")
+    relative_mapping: str = same_as(WorldSphereRequest, "relative_mapping")
+    radius: float = same_as(WorldSphereRequest, "radius")
+    strength: float = same_as(WorldSphereRequest, "strength")
+    near: float = same_as(WorldSphereRequest, "near")
+    far: float = same_as(WorldSphereRequest, "far")
     step: int = param(
         1, "Grid Step", "One Gaussian every Nth pixel: 1 full resolution, 2 half, 4 quarter …", min=1, max=64, prop="grid_step"
     )

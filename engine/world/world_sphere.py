@@ -53,7 +53,7 @@ def grid_shape(height: int, width: int, step: int) -> tuple[int, int]:
     return rows, cols
 
 
-def _sample_indices(count: int, samples: int) -> np.ndarray:
+def sample_indices(count: int, samples: int) -> np.ndarray:
     """Pixel nearest to the centre of each of ``samples`` equal blocks."""
     return np.minimum(((np.arange(samples) + 0.5) * count / samples).astype(np.int64), count - 1)
 
@@ -61,7 +61,7 @@ def _sample_indices(count: int, samples: int) -> np.ndarray:
 def grid_pixels(height: int, width: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the pixels a grid of ``step`` samples (:func:`grid_shape` of them)."""
     rows, cols = grid_shape(height, width, step)
-    return _sample_indices(height, rows), _sample_indices(width, cols)
+    return sample_indices(height, rows), sample_indices(width, cols)
 
 
 def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float = 0.0) -> SphereMesh:
@@ -76,15 +76,17 @@ def build_world_sphere(distance: np.ndarray, step: int = 1, discontinuity: float
     """
     if distance.ndim != 2:
         raise BadInput(f"Distance must be H×W, got shape {distance.shape}")
-    if discontinuity < 0:
-        raise BadInput(f"Discontinuity threshold must be ≥ 0 (0 = keep every face), got {discontinuity}")
     height, width = distance.shape
     row_idx, col_idx = grid_pixels(height, width, step)
-    rows, cols = row_idx.size, col_idx.size
-    u = (col_idx + 0.5) / width
-    v = (row_idx + 0.5) / height
-    dist = distance[np.ix_(row_idx, col_idx)].astype(np.float64)
+    return mesh_from_grid((col_idx + 0.5) / width, (row_idx + 0.5) / height, distance[np.ix_(row_idx, col_idx)], discontinuity)
 
+
+def mesh_from_grid(u: np.ndarray, v: np.ndarray, dist: np.ndarray, discontinuity: float = 0.0) -> SphereMesh:
+    """The world sphere of a grid: ``dist`` (rows×cols ray distances) at columns ``u`` and rows ``v`` (image coordinates)."""
+    if discontinuity < 0:
+        raise BadInput(f"Discontinuity threshold must be ≥ 0 (0 = keep every face), got {discontinuity}")
+    rows, cols = v.size, u.size
+    dist = dist.astype(np.float64)
     rays = equirect.ray_directions(u[None, :], v[:, None])
     top, bottom = float(np.median(dist[0])), float(np.median(dist[-1]))
     vertices = np.empty((rows * cols + 2, 3), dtype=np.float32)

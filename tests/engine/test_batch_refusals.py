@@ -87,6 +87,8 @@ def test_every_out_of_range_number_of_every_subcommand_is_refused_in_one_line_be
         (("stereo-video", "--seconds", "1e9"), "--seconds 1e+09: must be > 0 and ≤ 3600"),
         (("panorama", "--steps", "1001"), "--steps 1001: must be 1–1000 (the models' schedules have 1000 steps)"),
         (("panorama", "--upscale", "3"), "argument --upscale: invalid choice: 3"),
+        (("export", "--format", "glb"), "/out': a glTF Binary (.glb) file ends in .glb"),
+        (("export", "--format", "obj"), "argument --format: invalid choice: 'obj'"),
     ],
 )
 def test_the_values_users_tried_are_refused_in_one_line_naming_the_option(tmp_path, args, words):
@@ -94,3 +96,13 @@ def test_the_values_users_tried_are_refused_in_one_line_naming_the_option(tmp_pa
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and words in lines[0], proc.stderr[-1000:]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "export, words",
+    [("world.obj", "--export 'world.obj': its extension names no format"), ("no/such/w.glb", "--export 'no/such/w.glb': no such folder")],
+)
+def test_a_spheres_export_is_refused_before_the_sphere_is_built(tmp_path, export, words):
+    proc = batch("sphere", "--rgb", "r.png", "--depth", "d.exr", "--export", export)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and words in lines[0], proc.stderr[-1000:]
