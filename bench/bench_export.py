@@ -1,18 +1,24 @@
 """World exports: seconds and file size per format and panorama size, splats per grid step (issue 26).
 
-Run from the repo root with the engine's Python (numpy; no Blender needed for splats)::
+Run from the repo root; with a Python that has ``bpy`` (Blender 4.5's environment) the mesh formats are measured too::
 
-    .venv-engine/bin/python bench/bench_export.py [--widths 1024 4096] [--steps 1 2 4] [--repeats 3]
+    .venv/bin/python bench/bench_export.py [--widths 1024 4096] [--steps 1 2 4] [--repeats 3] [--sphere-step 2]
 
-So far the 3D Gaussian splat ``.ply`` (engine job ``rgbd_splats``): for each panorama width and grid step, the
-Gaussians computed from a synthetic RGBD panorama (a box room seen from 1.6 m, smooth colours; seeded) and written,
-each timed over ``--repeats`` runs (the file removed between runs), with the splat count and the file's size.
-GLB/glTF and USD join once their exporter lands. The last stdout line is one JSON object.
+- **Splats** (engine job ``rgbd_splats``, numpy only): for each panorama width and grid step, the Gaussians computed
+  from a synthetic RGBD panorama (a box room seen from 1.6 m, smooth colours) and written, each timed over
+  ``--repeats`` runs, with the splat count and the file's size.
+- **GLB, glTF, USDZ, USDC** (``bpy.ops.diffusion3d.export_world``, Blender's exporters): the world sphere of the same
+  panorama (grid step ``--sphere-step``, the operator's default 2), exported whole and with Target Faces 100,000;
+  seconds (the whole operator: request, engine job, exporter, files moved into place) and bytes of every file written.
+
+The last stdout line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--widths", type=int, nargs="+", default=[1024, 4096], help="panorama widths; height = width / 2")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4], help="grid steps (1 = a Gaussian per pixel)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (default 3)")
+    p.add_argument("--sphere-step", type=int, default=2, help="the world sphere's grid step for the mesh formats (default 2)")
     return p.parse_args()
 
 
@@ -46,6 +53,41 @@ def room(width: int) -> tuple[np.ndarray, np.ndarray]:
     distance = np.min(np.where(np.isfinite(walls) & (walls > 0), walls, np.inf), axis=-1)
     rgb = 0.5 + 0.4 * np.stack([np.sin(3 * rays[..., 0]), np.cos(2 * rays[..., 1]), rays[..., 2]], axis=-1)
     return rgb.astype(np.float32), distance.astype(np.float32)
+
+
+def mesh_formats(args: argparse.Namespace, folder: Path) -> list[dict[str, object]]:
+    """Each mesh format of each width's world sphere, whole and at 100,000 faces, through the add-on's operator."""
+    import bpy
+
+    sys.path.insert(0, str(_common.REPO_ROOT))
+    import batch
+    from engine.imagefiles import write_png
+
+    batch.load_addon()
+    runs: list[dict[str, object]] = []
+    for width in args.widths:
+        rgb, distance = room(width)
+        write_png(folder / "rgb.png", np.round(rgb.clip(0, 1) * 255).astype(np.uint8))
+        np.save(folder / "depth.npy", distance)
+        bpy.ops.wm.read_homefile(use_empty=True)
+        bpy.ops.diffusion3d.build_world_sphere(
+            rgb_path=str(folder / "rgb.png"), depth_path=str(folder / "depth.npy"), grid_step=args.sphere_step
+        )
+        faces = len(bpy.context.view_layer.objects.active.data.polygons)
+        for file_format in ("GLB", "GLTF", "USDZ", "USDC"):
+            for target in (0, *([100_000] if faces > 100_000 else [])):
+                out = folder / "out"
+                seconds = []
+                for _ in range(args.repeats):
+                    shutil.rmtree(out, ignore_errors=True)
+                    out.mkdir()
+                    start = time.perf_counter()
+                    bpy.ops.diffusion3d.export_world(filepath=str(out / f"world.{file_format.lower()}"), target_faces=target)
+                    seconds.append(time.perf_counter() - start)
+                size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+                runs.append({"format": file_format, "width": width, "height": width // 2, "sphere_step": args.sphere_step,
+                             "faces": faces, "target_faces": target, "bytes": size, "seconds": _common.summary(seconds)})  # fmt: skip
+    return runs
 
 
 def main() -> None:
@@ -79,6 +121,8 @@ def main() -> None:
                     }
                 )
                 del gaussians
+        if importlib.util.find_spec("bpy") is not None:
+            runs += mesh_formats(args, Path(folder))
     _common.emit({"benchmark": "export", "runs": runs, "machine": _common.machine_info(), "command": _common.command_line()})
 
 

@@ -3,7 +3,6 @@ own glTF importer), the same bytes for the same request, nothing half-written an
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import bpy
@@ -173,12 +172,36 @@ def test_splats_need_the_panoramas_as_files_and_say_how_to_give_them(tmp_path):
     assert not (tmp_path / "w.ply").exists()
 
 
-def test_a_mesh_that_is_not_a_world_exports_whole_and_refuses_a_target(tmp_path):
+def test_the_object_views_quick_mesh_exports_with_its_vertex_colours_and_refuses_a_target(tmp_path, addon):
     import pygltflib
 
-    bpy.ops.mesh.primitive_monkey_add()
-    out = tmp_path / "monkey.glb"
+    bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=2)
+    hull = bpy.context.view_layer.objects.active
+    colours = np.linspace(0, 1, 3 * len(hull.data.vertices)).reshape(-1, 3)
+    addon.operators.machinery.blender_data.vertex_colour_material("Views hull", hull.data, colours)  # as generate_views colours it
+    out = tmp_path / "hull.glb"
     assert bpy.ops.diffusion3d.export_world(filepath=str(out)) == {"FINISHED"}
-    assert json.loads(json.dumps(pygltflib.GLTF2().load(str(out)).meshes[0].name)) == "Suzanne"
+    gltf = pygltflib.GLTF2().load(str(out))
+    primitive = gltf.meshes[0].primitives[0]
+    assert primitive.attributes.COLOR_0 is not None and gltf.materials[0].name == "Views hull"
     with pytest.raises(RuntimeError, match="not a world sphere"):
-        bpy.ops.diffusion3d.export_world(filepath=str(tmp_path / "small.glb"), target_faces=100)
+        bpy.ops.diffusion3d.export_world(filepath=str(tmp_path / "small.glb"), target_faces=40)
+
+
+def test_an_exporter_failing_halfway_leaves_no_file_and_the_world_as_it_was(tmp_path, addon, monkeypatch):
+    animated_rig(tmp_path)
+    sphere = next(o for o in bpy.context.scene.objects if o.get("diffusion3d_world") is not None)
+    out = tmp_path / "out"
+    out.mkdir()
+    before, scene, materials = blend_data(), snapshot(), [m.name for m in sphere.data.materials]
+
+    def half_written(chosen, path, animated):
+        path.write_bytes(b"glTF half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(addon.operators.export, "_export", half_written)
+    with pytest.raises(RuntimeError, match="No space left on device"):
+        bpy.ops.diffusion3d.export_world(filepath=str(out / "world.glb"), target_faces=500)
+    assert list(out.iterdir()) == [] and blend_data() == before and snapshot() == scene
+    assert [m.name for m in sphere.data.materials] == materials and len(sphere.data.polygons) == (H + 1) * W
+    assert bpy.context.window.scene == bpy.context.scene and not addon.operators.machinery.job.current.busy()

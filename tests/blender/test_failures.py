@@ -53,6 +53,12 @@ def dst_scene(tmp_path, request):
     return dict(dataset_dir=str(tmp_path / "out"), views_per_object=1, resolution=32, samples=1)
 
 
+def world_to_export(tmp_path, request):
+    animated_rig(tmp_path)
+    (tmp_path / "out").mkdir()
+    return dict(filepath=str(tmp_path / "out" / "world.glb"), target_faces=500)
+
+
 def sphere_files(tmp_path, request):
     build_sphere(tmp_path / "src")
     for obj in list(bpy.data.objects):
@@ -239,6 +245,13 @@ OPERATORS = [
     ),
     ("dst.dataset", "render_edge_maps", dst_scene, "ViewRender", ["stage", "start", "step", "done", "prepare", "engine", "finish"]),
     ("world_sphere", "build_world_sphere", sphere_files, None, ["prepare", "engine", "emission_material", "finish"]),
+    (
+        "export",
+        "export_world",
+        world_to_export,
+        None,
+        ["prepare", "engine", "mesh_from_arrays", "unlit_material", "write_with_blender", "finish"],
+    ),
     ("engine_ops", "check_engine", lambda tmp_path, request: {}, None, ["prepare", "engine", "finish"]),
     ("ldm3d", "find_models", models_folder, None, ["prepare", "engine", "finish"]),
     ("ldm3d", "generate_panorama", ldm3d_model, None, ["prepare", "engine", "finish"]),
