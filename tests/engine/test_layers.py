@@ -1,88 +1,132 @@
-"""The engine's layers, read from every module's imports (those inside functions too): each arrow points down, none goes round.
+"""Layered worlds, the engine's part: foreground regions found at depth edges, peeled into layers, the background filled."""
 
-From the top: the jobs table, the client, the worker and the Ray driver, which know every capability; the capabilities
-(the world, 3D-DST, object views, ViewNeTI), each one package that may use the shared layer and no other capability; the
-shared layer (``engine/diffusion/`` for what every model shares, and the base modules) that knows no capability. Nothing
-in ``engine/`` imports Blender or the add-on around it.
-"""
+from __future__ import annotations
 
-import ast
-from pathlib import Path
+import numpy as np
+import pytest
 
-ENGINE = Path(__file__).resolve().parents[2] / "engine"
-CAPABILITIES = ("world", "dst", "multiview", "viewneti")
-TOP = ("jobs", "client", "worker", "__main__", "info", "echo", "distributed")
-BLENDER = ("bpy", "mathutils", "addon_utils", "bl_ui", "bmesh", "gpu", "diffusion3d", "operators", "panels")
+from engine.errors import BadInput
+from engine.world import equirect
+from engine.world.layers import BEHIND, fill, foreground, grow, peel, regions
+
+H, W = 48, 96
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ENGINE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def room() -> tuple[np.ndarray, np.ndarray]:
+    """A box room's ray distances seen from 1.6 m above its floor (continuous at its corners), and smooth colours."""
+    rays = equirect.ray_directions(equirect.pixel_centres(W)[None, :], equirect.pixel_centres(H)[:, None])
+    eye, low, high = np.array([0.0, 0.0, 1.6]), np.array([-4.0, -3.0, 0.0]), np.array([4.0, 3.0, 3.0])
+    with np.errstate(divide="ignore"):
+        walls = np.where(rays > 0, (high - eye) / rays, (low - eye) / rays)
+    distance = np.min(np.where(np.isfinite(walls) & (walls > 0), walls, np.inf), axis=-1)
+    rgb = 0.5 + 0.4 * np.stack([np.sin(3 * rays[..., 0]), np.cos(2 * rays[..., 1]), rays[..., 2]], axis=-1)
+    return rgb.astype(np.float32), distance.astype(np.float32)
 
 
-MODULES = {module_name(p): p for p in sorted(ENGINE.rglob("*.py"))}
+def box_in_a_room(rows=slice(14, 22), cols=slice(30, 44), near: float = 1.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rgb, distance = room()
+    box = np.zeros((H, W), bool)
+    box[rows, cols] = True
+    distance[box] = near
+    rgb[box] = (0.9, 0.1, 0.1)
+    return rgb, distance, box
 
 
-def imports(name: str) -> set[str]:
-    """Every module ``name`` imports, absolute, anywhere in its body."""
-    path = MODULES[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES)
-    return found
+def test_a_room_is_one_region_and_has_no_foreground():
+    _, distance = room()
+    assert regions(distance, 0.15).max() == 0
+    mask, count = foreground(distance, 0.15, 16)
+    assert count == 0 and not mask.any()
+    layering = peel(*room(), layers=2)
+    assert len(layering.layers) == 1 and layering.regions == 0
 
 
-def layer(name: str) -> str:
-    """ "top", a capability's name, or "shared"."""
-    parts = name.split(".")
-    if len(parts) > 1 and parts[1] in TOP:
-        return "top"
-    if len(parts) > 1 and parts[1] in CAPABILITIES:
-        return parts[1]
-    return "shared"
+def test_a_box_in_a_room_is_found_exactly_and_one_across_the_seam_is_one_region():
+    rgb, distance, box = box_in_a_room()
+    mask, count = foreground(distance, 0.15, 16)
+    assert count == 1 and np.array_equal(mask, box)
+    seam = np.zeros((H, W), bool)
+    seam[30:36, W - 4 :] = seam[30:36, :5] = True
+    distance[seam] = 1.0
+    mask, count = foreground(distance, 0.15, 16)
+    assert count == 2 and np.array_equal(mask, box | seam)
+    assert foreground(distance, 0.15, 60)[1] == 1, "a region under the minimum size stays in the background"
 
 
-def test_no_engine_module_imports_blender_or_the_add_on():
-    offending = {n: sorted(i for i in imports(n) if i.split(".")[0] in BLENDER) for n in MODULES}
-    assert {n: i for n, i in offending.items() if i} == {}
+def test_the_filled_background_lies_behind_the_box_and_continues_the_walls_around_it():
+    rgb, distance, box = box_in_a_room()
+    layering = peel(rgb, distance, layers=2, dilation=2)
+    background, front = layering.layers
+    hole = grow(box, 2)
+    assert np.all(background.distance[box] >= distance[box] * (1 + BEHIND) - 1e-6)
+    _, wall = room()
+    around = wall[grow(hole, 1) & ~hole]
+    assert around.min() - 1e-5 <= background.distance[hole].min() and background.distance[hole].max() <= around.max() + 1e-5
+    assert np.array_equal(background.distance[~hole], distance[~hole]) and np.array_equal(background.rgb[~hole], rgb[~hole])
+    assert np.all(background.alpha == 1) and layering.clamped == 0.0
+    assert np.all(front.alpha[box] == 1) and np.all(front.alpha[~hole] == 0)
+    assert {round(float(a), 3) for a in front.alpha[hole & ~box]} == {round(2 / 3, 3), round(1 / 3, 3)}
 
 
-def test_the_shared_layer_knows_no_capability_and_a_capability_no_other():
-    upward = {}
-    for name in MODULES:
-        here = layer(name)
-        wrong = sorted(
-            i for i in imports(name) if i in MODULES and layer(i) not in (here, "shared") and not (here == "top" and layer(i) != "top")
-        )
-        if wrong:
-            upward[name] = wrong
-    assert upward == {}
+def test_a_fill_that_would_come_forward_is_clamped_behind_the_occluder_and_reported():
+    distance = np.full((H, W), 4.0, np.float32)  # a round room, and a wall that ramps in to 1.5 m left of a box at 2 m
+    distance[10:30, 10:30] = 4.0 * (1.5 / 4.0) ** (np.arange(20) / 19)
+    distance[10:30, 30:34] = 1.5
+    box = np.zeros((H, W), bool)
+    box[14:26, 34:44] = True
+    distance[box] = 2.0
+    layering = peel(np.full((H, W, 3), 0.5, np.float32), distance, layers=2, dilation=0)
+    background = layering.layers[0]
+    assert np.array_equal(layering.layers[1].alpha == 1, box)
+    assert np.all(background.distance[box] >= 2.0 * (1 + BEHIND) - 1e-6)
+    assert layering.clamped == pytest.approx(np.mean(background.distance[box] == np.float32(2.0 * (1 + BEHIND)))) and layering.clamped > 0
 
 
-def test_no_module_imports_itself_round_a_circle():
-    graph = {name: {i for i in imports(name) if i in MODULES and i != name and not name.startswith(i + ".")} for name in MODULES}
-    graph = {n: {i for i in deps if not (MODULES[i].name == "__init__.py" and not i.startswith(n))} for n, deps in graph.items()}
-    cycles, state = [], dict.fromkeys(graph, 0)
+def test_rolling_the_panorama_rolls_its_layers():
+    rgb, distance, _ = box_in_a_room(cols=slice(88, 96))
+    shift = 37
+    a = peel(rgb, distance, layers=2)
+    b = peel(np.roll(rgb, shift, axis=1), np.roll(distance, shift, axis=1), layers=2)
+    for one, other in zip(a.layers, b.layers):
+        for name in ("rgb", "distance", "alpha"):
+            np.testing.assert_allclose(np.roll(getattr(one, name), shift, axis=1), getattr(other, name), atol=1e-6)
 
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt in sorted(graph[node]):
-            if state[nxt] == 1:
-                cycles.append(path[path.index(nxt) :] + [nxt])
-            elif state[nxt] == 0:
-                visit(nxt, [*path, nxt])
-        state[node] = 2
 
-    for node in sorted(graph):
-        if state[node] == 0:
-            visit(node, [node])
-    assert cycles == []
+def test_three_layers_peel_a_box_behind_a_box():
+    rgb, distance, far_box = box_in_a_room(rows=slice(12, 26), cols=slice(30, 50), near=1.5)
+    near_box = np.zeros((H, W), bool)
+    near_box[16:22, 36:44] = True
+    distance[near_box] = 1.0
+    layering = peel(rgb, distance, layers=3, dilation=0)
+    background, farther, nearer = layering.layers
+    assert np.array_equal(nearer.alpha == 1, near_box) and np.array_equal(farther.alpha == 1, far_box)
+    assert np.all(background.distance[far_box] >= 1.5 * (1 + BEHIND) - 1e-6) and layering.regions == 2
+
+
+def test_a_flat_image_does_not_wrap():
+    rgb, distance, box = box_in_a_room(cols=slice(90, 96))
+    assert foreground(distance, 0.15, 16, wrap=False)[1] == 1
+    filled = fill(rgb, distance, box, wrap=False)[1]
+    assert np.all(filled[box] == filled[box].clip(distance[~box].min(), distance[~box].max()))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"layers": 0}, "Layers must be at least 1"),
+        ({"distance": np.zeros((H, W), np.float32)}, "every distance finite and above 0"),
+        ({"distance": np.ones((H, W + 2), np.float32)}, "differ in size"),
+    ],
+)
+def test_bad_layering_requests_are_refused_in_one_line(change, words):
+    rgb, distance = room()
+    with pytest.raises(BadInput, match=words):
+        peel(**{"rgb": rgb, "distance": distance, **change})
+
+
+def test_a_foreground_over_half_the_panorama_is_refused():
+    rgb, distance = room()
+    for start in (0, 24, 48, 72):  # four boxes, each smaller than the room around them, together 69% of the panorama
+        distance[4:44, start : start + 20] = 1.0
+    with pytest.raises(BadInput, match=r"would cover \d\d% of the panorama \(at most 50%\)"):
+        peel(rgb, distance, layers=2)
