@@ -27,7 +27,7 @@ from .machinery import compat, declared, session
 from .machinery.blender_data import mesh_from_arrays
 from .machinery.job import EngineJobOperator, UserError
 from .machinery.settings_restore import TemporarySettings
-from .stereo_rig import RIG_KEY, WORLD_KEY, find_sphere, rig_camera
+from .stereo_rig import LAYER_KEY, RIG_KEY, WORLD_KEY, find_sphere, rig_camera
 
 TEXTURES = "textures"  # the folder beside a .gltf or .usdc that holds its texture
 
@@ -144,7 +144,8 @@ def export_scene(
     exported file shows them: the coarser mesh (if made), an unlit material, a perspective camera; all put back after."""
     user = context.scene
     made: list[tuple[Any, Any]] = []
-    materials = list(obj.data.materials)  # the user's mesh's, put back after
+    shown = [obj, *(child for child in obj.children if child.get(LAYER_KEY) and child.type == "MESH")]  # a layered world's layers too
+    materials = {o.name: list(o.data.materials) for o in shown}  # the user's meshes', put back after
     with TemporarySettings() as temp:
         try:
             scene = bpy.data.scenes.new("Diffusion3D Export")
@@ -155,15 +156,19 @@ def export_scene(
                     obj.data.name, m.vertices, m.face_starts, m.corner_verts, m.corner_uvs, m.edge_verts, m.corner_edges
                 )
                 made.append((bpy.data.meshes, mesh))
-                for material in materials:
+                for material in materials[obj.name]:
                     mesh.materials.append(material)
                 temp.set(obj, "data", mesh)
-            image = _texture(obj)
-            if image is not None:
-                unlit = unlit_material(obj.name, image, for_usd=chosen in (exportlib.USDZ, exportlib.USDC))
+            for one in shown:
+                image = _texture(one)
+                if image is None:
+                    continue
+                unlit = unlit_material(one.name, image, for_usd=chosen in (exportlib.USDZ, exportlib.USDC), alpha=one is not obj)
                 made.append((bpy.data.materials, unlit))
-                for index in range(len(obj.data.materials)):
-                    obj.data.materials[index] = unlit
+                for index in range(len(one.data.materials)):
+                    one.data.materials[index] = unlit
+                if one is not obj:
+                    scene.collection.objects.link(one)
             scene.collection.objects.link(obj)
             for name in ("fps", "fps_base"):
                 setattr(scene.render, name, getattr(user.render, name))
@@ -177,10 +182,11 @@ def export_scene(
                 scene.camera = camera
             yield scene, len(obj.data.polygons)
         finally:
-            temp.restore()  # first: the object gets its mesh and materials back before what was made is removed
-            for index, material in enumerate(materials):
-                if index < len(obj.data.materials) and obj.data.materials[index] != material:
-                    obj.data.materials[index] = material
+            temp.restore()  # first: the objects get their meshes and materials back before what was made is removed
+            for one in shown:
+                for index, material in enumerate(materials[one.name]):
+                    if index < len(one.data.materials) and one.data.materials[index] != material:
+                        one.data.materials[index] = material
             for store, block in reversed(made):
                 store.remove(block)
 
@@ -195,9 +201,10 @@ def _texture(obj: bpy.types.Object) -> bpy.types.Image | None:
     return None
 
 
-def unlit_material(name: str, image: bpy.types.Image, for_usd: bool) -> bpy.types.Material:
-    """``image`` shown as is: glTF's exporter writes ``KHR_materials_unlit`` for emission seen by camera rays only;
-    USD has no unlit surface, so a preview surface whose emission is the image and whose base colour is black."""
+def unlit_material(name: str, image: bpy.types.Image, for_usd: bool, alpha: bool = False) -> bpy.types.Material:
+    """``image`` shown as is (with ``alpha``, its alpha too: a layer's fading edge). glTF's exporter writes
+    ``KHR_materials_unlit`` for emission seen by camera rays only, mixed with transparency by the alpha; USD has no
+    unlit surface: a preview surface whose emission is the image, its base colour black, its opacity the alpha."""
     material = bpy.data.materials.new(f"{name} Unlit")
     material.use_backface_culling = False
     tree = compat.node_tree(material)
@@ -211,13 +218,21 @@ def unlit_material(name: str, image: bpy.types.Image, for_usd: bool) -> bpy.type
         surface.inputs["Base Color"].default_value = (0.0, 0.0, 0.0, 1.0)
         surface.inputs["Emission Strength"].default_value = 1.0
         links.new(texture.outputs["Color"], surface.inputs["Emission Color"])
+        if alpha:
+            links.new(texture.outputs["Alpha"], surface.inputs["Alpha"])
         links.new(surface.outputs["BSDF"], output.inputs["Surface"])
         return material
-    emission, mix, light_path = nodes.new("ShaderNodeEmission"), nodes.new("ShaderNodeMixShader"), nodes.new("ShaderNodeLightPath")
+    emission, camera_only, light_path = nodes.new("ShaderNodeEmission"), nodes.new("ShaderNodeMixShader"), nodes.new("ShaderNodeLightPath")
     links.new(texture.outputs["Color"], emission.inputs["Color"])
-    links.new(light_path.outputs["Is Camera Ray"], mix.inputs["Fac"])
-    links.new(emission.outputs["Emission"], mix.inputs[2])
-    links.new(mix.outputs["Shader"], output.inputs["Surface"])
+    links.new(light_path.outputs["Is Camera Ray"], camera_only.inputs["Fac"])
+    links.new(emission.outputs["Emission"], camera_only.inputs[2])
+    surface = camera_only
+    if alpha:
+        surface, clear = nodes.new("ShaderNodeMixShader"), nodes.new("ShaderNodeBsdfTransparent")
+        links.new(texture.outputs["Alpha"], surface.inputs["Fac"])
+        links.new(clear.outputs["BSDF"], surface.inputs[1])
+        links.new(camera_only.outputs["Shader"], surface.inputs[2])
+    links.new(surface.outputs["Shader"], output.inputs["Surface"])
     return material
 
 

@@ -21,6 +21,7 @@ from .machinery import declared
 from .machinery.job import DeclaredOperator, UserError
 
 RIG_KEY, WORLD_KEY = "diffusion3d_rig", "diffusion3d_world"
+LAYER_KEY = "diffusion3d_layer"  # a layered world's foreground layer (its number), parented to the world sphere
 #: Safe radius of a rig placed without a sphere (scene units × scene scale).
 DEFAULT_SAFE_RADIUS = 0.5
 MOVE_ACTION = "Diffusion3D Move"

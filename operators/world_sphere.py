@@ -19,8 +19,9 @@ from ..engine.world import depth as depthlib
 from ..engine.world.splats import READING
 from ..engine.world.world_sphere import WorldSphereRequest, WorldSphereResult
 from .machinery import declared
-from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays
+from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays, packed_image
 from .machinery.job import EngineJobOperator, UserError
+from .stereo_rig import LAYER_KEY
 
 #: Blender image formats that hold real numbers (metric distances): Auto for an image with no file on disk.
 FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR"}
@@ -95,17 +96,23 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             raise UserError(f"Could not read the RGB image {self._rgb.name!r}")
         self._sources = {"rgb": request.rgb_image or request.rgb_path, "depth": request.depth_image or request.depth_path}
         self._placement = context.scene.cursor.location.to_tuple() if request.place == "CURSOR" else (0.0, 0.0, 0.0)
-        return dataclasses.replace(request, depth=depth, depth_path=depth_path, depth_mode=depth_mode, rgb_size=(width, height))
+        rgb = image_pixels(self._rgb)[..., :3].copy() if request.layers > 1 else None  # the layers' colours, the background's filled
+        return dataclasses.replace(request, depth=depth, depth_path=depth_path, depth_mode=depth_mode, rgb_size=(width, height), rgb=rgb)
 
     def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> dict[str, Any]:
         obj = self._sphere_object(result)
         context.collection.objects.link(obj)
+        for child in obj.children:
+            context.collection.objects.link(child)
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
         self._loaded = []
         dropped = f", {result.dropped_faces:,} faces cut at depth jumps" if result.dropped_faces else ""
+        if result.layers:
+            clamped = f", {result.clamped:.1%} of the fill pushed behind its occluder" if result.clamped else ""
+            dropped = f", {len(result.layers)} foreground layer{'s' * (len(result.layers) > 1)} in front{clamped}"
         chosen = " (Auto)" if self.depth_mode == depthlib.AUTO else ""
         where = "at the capture point" if result.capture_origin else ("at the 3D cursor" if self.place == "CURSOR" else "at the origin")
         self.report(
@@ -119,27 +126,21 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             "object": obj.name,
             "vertices": len(result.vertices),
             "faces": len(result.face_starts),
+            "layers": [child.name for child in obj.children if child.get(LAYER_KEY)],
             "depth_mode": result.depth_mode,
             "location": list(obj.location.to_tuple()),
         }
 
     def _sphere_object(self, result: WorldSphereResult) -> bpy.types.Object:
-        """The sphere's mesh, material and object, all made or none."""
+        """The sphere's mesh, material and object (a layered world's background, its layers parented to it), all made or none."""
         assert self._rgb is not None
-        mesh = mesh_from_arrays(
-            self.name,
-            result.vertices,
-            result.face_starts,
-            result.corner_verts,
-            result.corner_uvs,
-            result.edge_verts,
-            result.corner_edges,
-        )
-        material = obj = None
+        made: list[tuple[Any, Any]] = []
         try:
-            material = emission_material(self.name, self._rgb)
-            mesh.materials.append(material)
-            obj = bpy.data.objects.new(self.name, mesh)
+            texture = self._rgb
+            if result.background is not None:
+                texture = packed_image(f"{self.name} Background", result.background, self._rgb.colorspace_settings.name)
+                made.append((bpy.data.images, texture))
+            obj = self._object(self.name, result, texture, made)
             obj.location = result.capture_origin or self._placement
             obj["diffusion3d_world"] = {
                 "rgb": self._sources["rgb"],
@@ -152,15 +153,34 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
                 "safe_radius": result.safe_radius,
                 "discontinuity": self.discontinuity,  # an export making the grid coarser cuts it again alike
                 "reading": {name: getattr(self._request, name) for name in READING if name != "depth_mode"},  # splats read alike
+                "layers": len(result.layers),
             }
-            obj.visible_shadow = False  # an emitting backdrop casts no shadows
+            for number, layer in enumerate(result.layers, start=1):
+                name = f"{self.name} Layer {number}"
+                image = packed_image(name, layer.rgba, self._rgb.colorspace_settings.name)
+                made.append((bpy.data.images, image))
+                child = self._object(name, layer.mesh, image, made, alpha=True)
+                child.parent = obj
+                child[LAYER_KEY] = number
         except BaseException:
-            if obj is not None:
-                bpy.data.objects.remove(obj)
-            bpy.data.meshes.remove(mesh)
-            if material is not None:
-                bpy.data.materials.remove(material)
+            for store, block in reversed(made):
+                store.remove(block)
             raise
+        return obj
+
+    @staticmethod
+    def _object(name: str, mesh_of: Any, image: bpy.types.Image, made: list[tuple[Any, Any]], alpha: bool = False) -> bpy.types.Object:
+        """A mesh object of ``mesh_of``'s arrays wearing ``image``; each block made is added to ``made``."""
+        mesh = mesh_from_arrays(
+            name, mesh_of.vertices, mesh_of.face_starts, mesh_of.corner_verts, mesh_of.corner_uvs, mesh_of.edge_verts, mesh_of.corner_edges
+        )
+        made.append((bpy.data.meshes, mesh))
+        material = emission_material(name, image, alpha)
+        made.append((bpy.data.materials, material))
+        mesh.materials.append(material)
+        obj = bpy.data.objects.new(name, mesh)
+        made.append((bpy.data.objects, obj))
+        obj.visible_shadow = False  # an emitting backdrop casts no shadows
         return obj
 
     def discard(self, context: bpy.types.Context) -> None:

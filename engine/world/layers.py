@@ -8,7 +8,8 @@ behind them filled geometrically (issue 25; LDM3D inpainting comes next on the s
 - **Layers** (:func:`peel`): the foreground regions, grown by the dilation (the mixed pixels along an edge belong to
   neither surface), are layer 1; the background is filled behind them (:func:`fill`), and the next layer is peeled
   from that, up to the number of layers asked for. Each foreground layer keeps its pixels with an alpha that is 1 on
-  its regions and falls to 0 across the dilated border, so its edge is not cut like paper.
+  its regions and falls to 0 across the dilated border, so its edge is not cut like paper; across that border its
+  distance is its regions' own, carried outward.
 - **Geometric fill** (the offline default): the unknown pixels take, ring by ring from the region's border inward, the
   mean colour of their known neighbours and the farthest of their distances: the background pushed in, never the
   occluder's own surface. A filled distance is at least the occluder's times (1 + :data:`BEHIND`): what was clamped
@@ -168,7 +169,7 @@ def peel(
                 f"The foreground would cover {hole.mean():.0%} of the panorama (at most {MAX_SHARE:.0%}): "
                 "raise the edge threshold or the minimum region size"
             )
-        peeled.append(Layer(rgb.copy(), distance.copy(), _feathered(mask, dilation, wrap)))
+        peeled.append(Layer(rgb.copy(), _extended(distance, mask, dilation, wrap), _feathered(mask, dilation, wrap)))
         background_rgb, background_distance = fill(rgb, np.where(hole, 0.0, distance), hole, wrap)
         floor = np.where(mask, distance * (1.0 + BEHIND), 0.0)  # behind the occluder (the grown border was background)
         behind = mask & (background_distance < floor)
@@ -177,6 +178,19 @@ def peel(
         rgb, distance = background_rgb.astype(np.float32), background_distance.astype(np.float32)
     background = Layer(rgb, distance, np.ones(distance.shape, np.float32))
     return Layering([background, *reversed(peeled)], found, clamped / filled if filled else 0.0)
+
+
+def _extended(distance: np.ndarray, mask: np.ndarray, border: int, wrap: bool) -> np.ndarray:
+    """The regions' distances, carried ``border`` pixels out past their edge (its mixed pixels there are the wall's or
+    neither's): the faded border lies on the foreground's surface, not stretched back to the wall. 0 elsewhere."""
+    out, known = np.where(mask, distance, 0.0).astype(np.float32), mask
+    for _ in range(border):
+        reach = np.zeros(distance.shape, np.float32)
+        for (d, there), (k, _) in zip(_neighbours(out, wrap), _neighbours(known, wrap)):
+            reach = np.where(k & there, np.maximum(reach, d), reach)
+        ring = ~known & (reach > 0)
+        out[ring], known = reach[ring], known | ring
+    return out
 
 
 def _feathered(mask: np.ndarray, border: int, wrap: bool) -> np.ndarray:

@@ -15,10 +15,10 @@ import numpy as np
 
 from ..choices import DEPTH_MAPPINGS, DEPTH_MODES, SPHERE_PLACES
 from ..errors import BadInput
-from ..params import INPUT_FILE, LENGTH, Note, param, refuse
+from ..params import INPUT_FILE, LENGTH, PIXELS, Note, param, refuse
 from ..progress import Reporter
 from . import depth as depthlib
-from . import equirect
+from . import equirect, layers
 from .capture import capture_origin
 from .parallax import safe_radius
 from .rgbd import read_depth
@@ -235,6 +235,28 @@ class WorldSphereRequest:
         soft=(0.0, 2.0),
         cli="--cut",
     )
+    layers: int = param(
+        1,
+        "Layers",
+        "1: one sphere. 2 or more: the foreground at depth edges becomes layers of its own in front of a background "
+        "filled behind it, so a viewpoint off the centre sees no stretched curtains",
+        min=1,
+        max=8,
+    )
+    edge_threshold: float = param(
+        0.15,
+        "Edge Threshold",
+        "Layers: a depth edge is where neighbours' distances differ by more than this fraction",
+        min=0.0,
+        open_min=True,
+        max=100.0,
+    )
+    min_region: int = param(
+        64, "Minimum Region", "Layers: smaller foreground regions stay in the background", unit=PIXELS, min=1, max=2**24
+    )
+    border: int = param(
+        2, "Border", "Layers: pixels around each region that fade out, and are filled behind it", unit=PIXELS, min=0, max=64
+    )
     place: str = param(
         "ORIGIN",
         "Place At",
@@ -246,11 +268,20 @@ class WorldSphereRequest:
     # Filled by the operator:
     depth: np.ndarray | None = None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
     rgb_size: tuple[int, int] = (0, 0)  # (width, height) of the colour panorama it will wear
+    rgb: np.ndarray | None = None  # H×W×3 colours in [0, 1], for layers (the background's filled behind the foreground)
 
     def check(self) -> list[Note]:
         if self.relative_mapping == depthlib.INVERSE and not self.near < self.far:
             refuse("far", f"must be farther than Near ({self.near:g})")
         return []
+
+
+@dataclass
+class WorldLayer:
+    """One foreground layer of a layered world: its mesh (cut where its alpha ends) and its texture with that alpha."""
+
+    mesh: SphereMesh
+    rgba: np.ndarray  # H×W×4 float32
 
 
 @dataclass
@@ -271,6 +302,9 @@ class WorldSphereResult:
     depth_mode: str = ""  # the mode used (AUTO resolved)
     depth_kind: str = ""  # how the depth was stored: "float EXR", "16-bit PNG", "array", …
     capture_origin: list[float] = field(default_factory=list)  # where a captured depth was taken; [] otherwise
+    background: np.ndarray | None = None  # a layered world: the background's colours, filled behind the layers (H×W×3)
+    layers: list[WorldLayer] = field(default_factory=list)  # a layered world's foreground layers, farther before nearer
+    clamped: float = 0.0  # share of the filled background pushed behind its occluder
 
 
 class DepthReading(Protocol):
@@ -321,8 +355,21 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
     report.total = 3
     dist, mode, kind = request_distances(request, request.rgb_size)
     report.step("Depth to distance")
-    mesh = build_world_sphere(dist, request.step, request.discontinuity)
-    report.step("Building the mesh")
+    layered = None
+    if request.layers > 1:
+        if request.rgb is None:
+            raise BadInput("Layers need the panorama's colours: the background is filled behind the foreground")
+        layered = layers.peel(request.rgb, dist, request.layers, request.edge_threshold, request.min_region, request.border)
+    if layered is not None and len(layered.layers) > 1:
+        background = layered.layers[0]
+        mesh = build_world_sphere(background.distance, request.step)  # whole: what it hides is filled
+        fronts = [WorldLayer(_layer_mesh(layer, request.step), np.dstack([layer.rgb, layer.alpha])) for layer in layered.layers[1:]]
+        report.step(f"{len(fronts)} foreground layer{'s' * (len(fronts) > 1)} of {layered.regions} region{'s' * (layered.regions > 1)}")
+    else:
+        if layered is not None:
+            report.note("No foreground at depth edges: one sphere")
+        mesh, background, fronts = build_world_sphere(dist, request.step, request.discontinuity), None, []
+        report.step("Building the mesh")
     result = WorldSphereResult(
         vertices=mesh.vertices,
         face_starts=mesh.face_starts,
@@ -340,6 +387,46 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
         depth_mode=mode,
         depth_kind=kind,
         capture_origin=capture_origin(request.depth_path) if request.depth_path else [],
+        background=background.rgb if background is not None else None,
+        layers=fronts,
+        clamped=layered.clamped if layered is not None else 0.0,
     )
     report.step("Done")
     return result
+
+
+def _layer_mesh(layer: layers.Layer, step: int) -> SphereMesh:
+    """A foreground layer's mesh: the grid at its distances, only the faces whose every corner it covers."""
+    height, width = layer.distance.shape
+    row_idx, col_idx = grid_pixels(height, width, step)
+    covered = layer.alpha[np.ix_(row_idx, col_idx)] > 0
+    mesh = mesh_from_grid(
+        (col_idx + 0.5) / width, (row_idx + 0.5) / height, np.where(covered, layer.distance[np.ix_(row_idx, col_idx)], 1.0)
+    )
+    vertex_covered = np.append(covered.ravel(), [False, False])  # the poles are the background's
+    starts = mesh.face_starts
+    sizes = np.diff(np.append(starts, len(mesh.corner_verts)))
+    keep = np.logical_and.reduceat(vertex_covered[mesh.corner_verts], starts)
+    return keep_faces(mesh, keep, sizes)
+
+
+def keep_faces(mesh: SphereMesh, keep: np.ndarray, sizes: np.ndarray) -> SphereMesh:
+    """``mesh`` with only the faces ``keep`` marks (``sizes``: corners per face), its unused vertices and edges gone."""
+    keep_corner = np.repeat(keep, sizes)
+    corner_verts, corner_edges = mesh.corner_verts[keep_corner], mesh.corner_edges[keep_corner]
+    used_verts = np.zeros(len(mesh.vertices), bool)
+    used_verts[corner_verts] = True
+    used_edges = np.zeros(len(mesh.edge_verts), bool)
+    used_edges[corner_edges] = True
+    vertex_at, edge_at = np.cumsum(used_verts) - 1, np.cumsum(used_edges) - 1
+    kept_sizes = sizes[keep]
+    return SphereMesh(
+        vertices=mesh.vertices[used_verts],
+        face_starts=(np.cumsum(kept_sizes) - kept_sizes).astype(np.int32),
+        corner_verts=vertex_at[corner_verts].astype(np.int32),
+        corner_uvs=mesh.corner_uvs[keep_corner],
+        edge_verts=vertex_at[mesh.edge_verts[used_edges]].astype(np.int32),
+        corner_edges=edge_at[corner_edges].astype(np.int32),
+        grid_shape=mesh.grid_shape,
+        dropped_faces=int((~keep).sum()),
+    )

@@ -114,8 +114,24 @@ def _set_attribute(
         fallback.foreach_set(fallback_field, flat)
 
 
-def emission_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
-    """Unlit material showing ``image`` as is: the panorama seen from the centre."""
+def packed_image(name: str, pixels: np.ndarray, colorspace: str) -> bpy.types.Image:
+    """A new image of ``pixels`` (H×W×3 or ×4 in [0, 1], top row first), packed into the .blend: no file to lose."""
+    height, width, channels = pixels.shape
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[..., :channels] = pixels
+    image = bpy.data.images.new(name, width, height, alpha=channels == 4)
+    try:
+        image.colorspace_settings.name = colorspace
+        image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())  # type: ignore[arg-type]  # any buffer; rows bottom-up
+        image.pack()
+    except BaseException:
+        bpy.data.images.remove(image)
+        raise
+    return image
+
+
+def emission_material(name: str, image: bpy.types.Image, alpha: bool = False) -> bpy.types.Material:
+    """Unlit material showing ``image`` as is: the panorama seen from the centre (with ``alpha``, its alpha too)."""
     material = bpy.data.materials.new(name)
     material.use_backface_culling = False
     tree = compat.node_tree(material)
@@ -131,7 +147,15 @@ def emission_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     output = nodes.new("ShaderNodeOutputMaterial")
     output.location = (150, 0)
     links.new(texture.outputs["Color"], emission.inputs["Color"])
-    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    if not alpha:
+        links.new(emission.outputs["Emission"], output.inputs["Surface"])
+        return material
+    mix, clear = nodes.new("ShaderNodeMixShader"), nodes.new("ShaderNodeBsdfTransparent")  # the image's alpha: its fading edge
+    mix.location, clear.location, output.location = (150, 0), (-100, 150), (350, 0)
+    links.new(texture.outputs["Alpha"], mix.inputs["Fac"])
+    links.new(clear.outputs["BSDF"], mix.inputs[1])
+    links.new(emission.outputs["Emission"], mix.inputs[2])
+    links.new(mix.outputs["Shader"], output.inputs["Surface"])
     return material
 
 

@@ -65,6 +65,7 @@ def test_the_filled_background_lies_behind_the_box_and_continues_the_walls_aroun
     assert np.array_equal(background.distance[~hole], distance[~hole]) and np.array_equal(background.rgb[~hole], rgb[~hole])
     assert np.all(background.alpha == 1) and layering.clamped == 0.0
     assert np.all(front.alpha[box] == 1) and np.all(front.alpha[~hole] == 0)
+    assert np.all(front.distance[hole] == 1.2) and np.all(front.distance[~hole] == 0), "the border on the box's surface"
     assert {round(float(a), 3) for a in front.alpha[hole & ~box]} == {round(2 / 3, 3), round(1 / 3, 3)}
 
 
@@ -130,3 +131,31 @@ def test_a_foreground_over_half_the_panorama_is_refused():
         distance[4:44, start : start + 20] = 1.0
     with pytest.raises(BadInput, match=r"would cover \d\d% of the panorama \(at most 50%\)"):
         peel(rgb, distance, layers=2)
+
+
+def test_the_world_sphere_job_builds_the_background_whole_and_each_layer_cut_where_its_alpha_ends():
+    from engine.jobs import run_job
+    from engine.progress import CancelToken
+    from engine.world.world_sphere import WorldSphereRequest
+
+    rgb, distance, box = box_in_a_room()
+    request = WorldSphereRequest(depth=distance, depth_mode="METRIC", rgb_size=(W, H), rgb=rgb, layers=2, step=1, min_region=16, border=2)
+    notes = []
+    result = run_job("world_sphere", request, notes.append, CancelToken())
+    assert len(result.face_starts) == (H + 1) * W and result.dropped_faces == 0, "the background is whole"
+    hole = grow(box, 2)
+    assert np.array_equal(result.background[~hole], rgb[~hole]) and result.clamped == 0.0
+    (layer,) = result.layers
+    corners = hole & np.roll(hole, -1, axis=1)
+    expected_quads = int((corners[:-1] & corners[1:]).sum())
+    assert len(layer.mesh.face_starts) == expected_quads and np.all(np.diff(layer.mesh.face_starts) == 4)
+    np.testing.assert_allclose(np.linalg.norm(layer.mesh.vertices, axis=1), 1.2, rtol=1e-5)
+    assert len(layer.mesh.vertices) == int(hole.sum()) and layer.mesh.corner_verts.max() == len(layer.mesh.vertices) - 1
+    assert np.array_equal(layer.rgba[..., :3], rgb) and np.all(layer.rgba[box, 3] == 1) and np.all(layer.rgba[~hole, 3] == 0)
+    flat = run_job(
+        "world_sphere",
+        WorldSphereRequest(depth=room()[1], depth_mode="METRIC", rgb_size=(W, H), rgb=room()[0], layers=2),
+        notes.append,
+        CancelToken(),
+    )
+    assert flat.layers == [] and flat.background is None and any("one sphere" in (n.message or "") for n in notes)
