@@ -39,6 +39,7 @@ from ..progress import Reporter
 from . import depth as depthlib
 from . import equirect
 from .capture import capture_origin
+from .layers import peel
 from .world_sphere import WorldSphereRequest, grid_pixels, grid_shape, request_distances
 
 #: The zeroth spherical-harmonic basis, 1 / (2√π): a viewer shows ``0.5 + SH_C0 · f_dc``.
@@ -172,8 +173,8 @@ def write_splat_ply(path: str | Path, gaussians: np.ndarray, overwrite: bool = F
         files.write(target, write)
 
 
-#: How the depth is read, as the world sphere reads it: a world sphere records these, so its splats read it alike.
-READING = ("depth_mode", "relative_mapping", "radius", "strength", "near", "far")
+#: How the world sphere reads its depth and peels its layers: a world sphere records these, so its splats are made alike.
+READING = ("depth_mode", "relative_mapping", "radius", "strength", "near", "far", "layers", "edge_threshold", "min_region", "border")
 
 
 @dataclass
@@ -196,6 +197,10 @@ class SplatRequest:
     step: int = param(
         1, "Grid Step", "One Gaussian every Nth pixel: 1 full resolution, 2 half, 4 quarter …", min=1, max=64, prop="grid_step"
     )
+    layers: int = same_as(WorldSphereRequest, "layers")
+    edge_threshold: float = same_as(WorldSphereRequest, "edge_threshold")
+    min_region: int = same_as(WorldSphereRequest, "min_region")
+    border: int = same_as(WorldSphereRequest, "border")
     out_path: str = param("", "Splats", "The .ply to write", path=OUTPUT_FILE, cli="--out", cli_required=True)
     overwrite: bool = overwrite_field("Replace an existing .ply")
     depth: np.ndarray | None = None  # H×W metric distances or relative disparity in [0, 1]; None: read depth_path
@@ -234,7 +239,15 @@ def splats_from_rgbd(request: SplatRequest, report: Reporter) -> SplatResult:
     report.step("Reading the panoramas")
     alpha = image.pixels[..., 3] if image.pixels.shape[2] == 4 else None
     centre = capture_origin(request.depth_path) if request.depth_path else []
-    gaussians = gaussians_from_rgbd(image.pixels[..., :3], dist, alpha, request.step, centre or (0.0, 0.0, 0.0))
+    parts = [(image.pixels[..., :3], dist, alpha)]
+    if request.layers > 1:  # every layer's splats: the background's, filled, behind the foreground's, faded at their edges
+        layered = peel(unit_float(image.pixels[..., :3]), dist, request.layers, request.edge_threshold, request.min_region, request.border)
+        parts = [(layered.layers[0].rgb, layered.layers[0].distance, alpha)]
+        for layer in layered.layers[1:]:
+            opacity = layer.alpha if alpha is None else layer.alpha * unit_float(alpha)
+            parts.append((layer.rgb, np.where(opacity > 0, layer.distance, 1.0), opacity))
+    origin = centre or (0.0, 0.0, 0.0)
+    gaussians = np.concatenate([gaussians_from_rgbd(rgb, d, a, request.step, origin) for rgb, d, a in parts])
     report.step("Making the Gaussians")
     write_splat_ply(request.out_path, gaussians, request.overwrite)
     report.step("Done")

@@ -159,3 +159,28 @@ def test_the_world_sphere_job_builds_the_background_whole_and_each_layer_cut_whe
         CancelToken(),
     )
     assert flat.layers == [] and flat.background is None and any("one sphere" in (n.message or "") for n in notes)
+
+
+def test_a_layered_worlds_splats_are_every_layers_and_seen_from_the_centre_reproduce_the_panorama(tmp_path):
+    from plyfile import PlyData
+    from test_splats import psnr, render_equirect
+
+    from engine.imagefiles import write_png
+    from engine.jobs import run_job
+    from engine.progress import CancelToken
+    from engine.world.splats import SplatRequest
+
+    rgb, distance, box = box_in_a_room()
+    codes = np.round(rgb * 255).astype(np.uint8)
+    write_png(tmp_path / "rgb.png", codes)
+    np.save(tmp_path / "depth.npy", distance)
+    common = dict(rgb_path=str(tmp_path / "rgb.png"), depth_path=str(tmp_path / "depth.npy"), min_region=16, border=2)
+    run_job("rgbd_splats", SplatRequest(**common, out_path=str(tmp_path / "one.ply")), lambda p: None, CancelToken())
+    run_job("rgbd_splats", SplatRequest(**common, out_path=str(tmp_path / "two.ply"), layers=2), lambda p: None, CancelToken())
+    single, layered = (PlyData.read(str(tmp_path / name))["vertex"].data for name in ("one.ply", "two.ply"))
+    assert len(single) == H * W and len(layered) == H * W + int(grow(box, 2).sum())
+    behind = layered[: H * W]  # the background's first: the box's pixels there now lie behind it
+    box_rows = np.flatnonzero(box.ravel())
+    depth_behind = np.linalg.norm(np.stack([behind[k][box_rows] for k in "xyz"], axis=1), axis=1)
+    assert np.all(depth_behind >= 1.2 * 1.05 - 1e-5)
+    assert psnr(render_equirect(layered, W, H), codes / 255.0) >= 30
