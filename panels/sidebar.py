@@ -139,7 +139,7 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         else:
             skip |= {"near", "far"} if settings.relative_mapping == "OFFSET" else {"radius", "strength"}
         if settings.layers == 1:
-            skip |= {"edge_threshold", "min_region", "border"}
+            skip |= {"edge_threshold", "min_region", "reach", "border"}
         draw_params(col, settings, WorldSphereRequest, skip=skip)
         job_button(box, "diffusion3d.build_world_sphere", settings, WorldSphereRequest, icon="SPHERE")
 

@@ -174,7 +174,19 @@ def write_splat_ply(path: str | Path, gaussians: np.ndarray, overwrite: bool = F
 
 
 #: How the world sphere reads its depth and peels its layers: a world sphere records these, so its splats are made alike.
-READING = ("depth_mode", "relative_mapping", "radius", "strength", "near", "far", "layers", "edge_threshold", "min_region", "border")
+READING = (
+    "depth_mode",
+    "relative_mapping",
+    "radius",
+    "strength",
+    "near",
+    "far",
+    "layers",
+    "edge_threshold",
+    "min_region",
+    "reach",
+    "border",
+)
 
 
 @dataclass
@@ -200,6 +212,7 @@ class SplatRequest:
     layers: int = same_as(WorldSphereRequest, "layers")
     edge_threshold: float = same_as(WorldSphereRequest, "edge_threshold")
     min_region: int = same_as(WorldSphereRequest, "min_region")
+    reach: float = same_as(WorldSphereRequest, "reach")
     border: int = same_as(WorldSphereRequest, "border")
     out_path: str = param("", "Splats", "The .ply to write", path=OUTPUT_FILE, cli="--out", cli_required=True)
     overwrite: bool = overwrite_field("Replace an existing .ply")
@@ -241,7 +254,15 @@ def splats_from_rgbd(request: SplatRequest, report: Reporter) -> SplatResult:
     centre = capture_origin(request.depth_path) if request.depth_path else []
     parts = [(image.pixels[..., :3], dist, alpha)]
     if request.layers > 1:  # every layer's splats: the background's, filled, behind the foreground's, faded at their edges
-        layered = peel(unit_float(image.pixels[..., :3]), dist, request.layers, request.edge_threshold, request.min_region, request.border)
+        layered = peel(
+            unit_float(image.pixels[..., :3]),
+            dist,
+            request.layers,
+            request.edge_threshold,
+            request.min_region,
+            request.border,
+            request.reach,
+        )
         parts = [(layered.layers[0].rgb, layered.layers[0].distance, alpha)]
         for layer in layered.layers[1:]:
             opacity = layer.alpha if alpha is None else layer.alpha * unit_float(alpha)

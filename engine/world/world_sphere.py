@@ -254,6 +254,15 @@ class WorldSphereRequest:
     min_region: int = param(
         64, "Minimum Region", "Layers: smaller foreground regions stay in the background", unit=PIXELS, min=1, max=2**24
     )
+    reach: float = param(
+        0.5,
+        "Walk Radius",
+        "Layers: how far from the centre a viewer may step and see behind the foreground (how deep it is filled behind)",
+        unit=LENGTH,
+        min=0.0,
+        open_min=True,
+        max=1e3,
+    )
     border: int = param(
         2, "Border", "Layers: pixels around each region that fade out, and are filled behind it", unit=PIXELS, min=0, max=64
     )
@@ -359,11 +368,14 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
     if request.layers > 1:
         if request.rgb is None:
             raise BadInput("Layers need the panorama's colours: the background is filled behind the foreground")
-        layered = layers.peel(request.rgb, dist, request.layers, request.edge_threshold, request.min_region, request.border)
+        layered = layers.peel(request.rgb, dist, request.layers, request.edge_threshold, request.min_region, request.border, request.reach)
     if layered is not None and len(layered.layers) > 1:
         background = layered.layers[0]
         mesh = build_world_sphere(background.distance, request.step)  # whole: what it hides is filled
-        fronts = [WorldLayer(_layer_mesh(layer, request.step), np.dstack([layer.rgb, layer.alpha])) for layer in layered.layers[1:]]
+        fronts = [
+            WorldLayer(_layer_mesh(layer, request.step, request.edge_threshold), np.dstack([layer.rgb, layer.alpha]))
+            for layer in layered.layers[1:]
+        ]
         report.step(f"{len(fronts)} foreground layer{'s' * (len(fronts) > 1)} of {layered.regions} region{'s' * (layered.regions > 1)}")
     else:
         if layered is not None:
@@ -395,14 +407,14 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
     return result
 
 
-def _layer_mesh(layer: layers.Layer, step: int) -> SphereMesh:
-    """A foreground layer's mesh: the grid at its distances, only the faces whose every corner it covers."""
+def _layer_mesh(layer: layers.Layer, step: int, cut: float) -> SphereMesh:
+    """A foreground layer's mesh: the grid at its distances, only the faces whose every corner it covers, cut where
+    its own distances jump by more than ``cut`` (an object before another in one layer is no curtain either)."""
     height, width = layer.distance.shape
     row_idx, col_idx = grid_pixels(height, width, step)
     covered = layer.alpha[np.ix_(row_idx, col_idx)] > 0
-    mesh = mesh_from_grid(
-        (col_idx + 0.5) / width, (row_idx + 0.5) / height, np.where(covered, layer.distance[np.ix_(row_idx, col_idx)], 1.0)
-    )
+    distances = np.where(covered, layer.distance[np.ix_(row_idx, col_idx)], 1.0)
+    mesh = mesh_from_grid((col_idx + 0.5) / width, (row_idx + 0.5) / height, distances, cut)
     vertex_covered = np.append(covered.ravel(), [False, False])  # the poles are the background's
     starts = mesh.face_starts
     sizes = np.diff(np.append(starts, len(mesh.corner_verts)))

@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import BadInput
 from engine.world import equirect
-from engine.world.layers import BEHIND, fill, foreground, grow, peel, regions
+from engine.world.layers import BEHIND, band_width, fill, foreground, grow, peel, regions
 
 H, W = 48, 96
 
@@ -35,7 +35,8 @@ def box_in_a_room(rows=slice(14, 22), cols=slice(30, 44), near: float = 1.2) -> 
 def test_a_room_is_one_region_and_has_no_foreground():
     _, distance = room()
     assert regions(distance, 0.15).max() == 0
-    mask, count = foreground(distance, 0.15, 16)
+    found = foreground(distance, 0.15, 16, 20)
+    mask, count = found.mask, found.regions
     assert count == 0 and not mask.any()
     layering = peel(*room(), layers=2)
     assert len(layering.layers) == 1 and layering.regions == 0
@@ -43,24 +44,26 @@ def test_a_room_is_one_region_and_has_no_foreground():
 
 def test_a_box_in_a_room_is_found_exactly_and_one_across_the_seam_is_one_region():
     rgb, distance, box = box_in_a_room()
-    mask, count = foreground(distance, 0.15, 16)
+    found = foreground(distance, 0.15, 16, 20)
+    mask, count = found.mask, found.regions
     assert count == 1 and np.array_equal(mask, box)
     seam = np.zeros((H, W), bool)
     seam[30:36, W - 4 :] = seam[30:36, :5] = True
     distance[seam] = 1.0
-    mask, count = foreground(distance, 0.15, 16)
+    found = foreground(distance, 0.15, 16, 20)
+    mask, count = found.mask, found.regions
     assert count == 2 and np.array_equal(mask, box | seam)
-    assert foreground(distance, 0.15, 60)[1] == 1, "a region under the minimum size stays in the background"
+    assert foreground(distance, 0.15, 60, 20).regions == 1, "a region under the minimum size stays in the background"
 
 
 def test_the_filled_background_lies_behind_the_box_and_continues_the_walls_around_it():
     rgb, distance, box = box_in_a_room()
-    layering = peel(rgb, distance, layers=2, dilation=2)
+    layering = peel(rgb, distance, layers=2, dilation=2, reach=3.0)
     background, front = layering.layers
     hole = grow(box, 2)
     assert np.all(background.distance[box] >= distance[box] * (1 + BEHIND) - 1e-6)
     _, wall = room()
-    around = wall[grow(hole, 1) & ~hole]
+    around = wall[grow(hole, 1)]  # the wall where the box stands, and around it
     assert around.min() - 1e-5 <= background.distance[hole].min() and background.distance[hole].max() <= around.max() + 1e-5
     assert np.array_equal(background.distance[~hole], distance[~hole]) and np.array_equal(background.rgb[~hole], rgb[~hole])
     assert np.all(background.alpha == 1) and layering.clamped == 0.0
@@ -69,44 +72,56 @@ def test_the_filled_background_lies_behind_the_box_and_continues_the_walls_aroun
     assert {round(float(a), 3) for a in front.alpha[hole & ~box]} == {round(2 / 3, 3), round(1 / 3, 3)}
 
 
-def test_a_fill_that_would_come_forward_is_clamped_behind_the_occluder_and_reported():
-    distance = np.full((H, W), 4.0, np.float32)  # a round room, and a wall that ramps in to 1.5 m left of a box at 2 m
-    distance[10:30, 10:30] = 4.0 * (1.5 / 4.0) ** (np.arange(20) / 19)
-    distance[10:30, 30:34] = 1.5
+def test_a_background_that_would_lie_within_the_margin_behind_its_occluder_is_pushed_back_and_reported():
+    distance = np.full((H, W), 2.05, np.float32)  # a round room just behind a box: an edge at a 2% threshold
     box = np.zeros((H, W), bool)
     box[14:26, 34:44] = True
     distance[box] = 2.0
-    layering = peel(np.full((H, W, 3), 0.5, np.float32), distance, layers=2, dilation=0)
+    layering = peel(np.full((H, W, 3), 0.5, np.float32), distance, layers=2, threshold=0.02, dilation=0, reach=50.0)
     background = layering.layers[0]
     assert np.array_equal(layering.layers[1].alpha == 1, box)
-    assert np.all(background.distance[box] >= 2.0 * (1 + BEHIND) - 1e-6)
-    assert layering.clamped == pytest.approx(np.mean(background.distance[box] == np.float32(2.0 * (1 + BEHIND)))) and layering.clamped > 0
+    np.testing.assert_allclose(background.distance[box], 2.0 * (1 + BEHIND), rtol=1e-6)
+    assert layering.clamped == 1.0, "every filled pixel was pushed back, and it says so"
 
 
 def test_rolling_the_panorama_rolls_its_layers():
     rgb, distance, _ = box_in_a_room(cols=slice(88, 96))
     shift = 37
-    a = peel(rgb, distance, layers=2)
-    b = peel(np.roll(rgb, shift, axis=1), np.roll(distance, shift, axis=1), layers=2)
+    a = peel(rgb, distance, layers=2, reach=3.0)
+    b = peel(np.roll(rgb, shift, axis=1), np.roll(distance, shift, axis=1), layers=2, reach=3.0)
     for one, other in zip(a.layers, b.layers):
         for name in ("rgb", "distance", "alpha"):
             np.testing.assert_allclose(np.roll(getattr(one, name), shift, axis=1), getattr(other, name), atol=1e-6)
 
 
-def test_three_layers_peel_a_box_behind_a_box():
-    rgb, distance, far_box = box_in_a_room(rows=slice(12, 26), cols=slice(30, 50), near=1.5)
+def test_three_layers_put_a_box_before_a_box_in_front_of_it_and_carry_the_farther_box_on_under_the_nearer():
+    rgb, distance, far_box = box_in_a_room(rows=slice(18, 30), cols=slice(30, 50), near=1.5)  # in front of the wall only
     near_box = np.zeros((H, W), bool)
-    near_box[16:22, 36:44] = True
+    near_box[21:27, 36:44] = True
     distance[near_box] = 1.0
-    layering = peel(rgb, distance, layers=3, dilation=0)
+    layering = peel(rgb, distance, layers=3, dilation=0, reach=3.0)
     background, farther, nearer = layering.layers
     assert np.array_equal(nearer.alpha == 1, near_box) and np.array_equal(farther.alpha == 1, far_box)
+    assert np.all(farther.distance[far_box] == 1.5), "the farther box carried on under the nearer one"
     assert np.all(background.distance[far_box] >= 1.5 * (1 + BEHIND) - 1e-6) and layering.regions == 2
+    two = peel(rgb, distance, layers=2, dilation=0, reach=3.0)
+    assert len(two.layers) == 2 and np.array_equal(two.layers[1].alpha == 1, far_box), "fewer layers: the nearer join the farthest"
+
+
+def test_a_short_reach_takes_only_a_band_inside_the_edge():
+    _, distance, box = box_in_a_room(rows=slice(10, 30), cols=slice(20, 60))
+    band = band_width(distance, 0.15, 0.5)
+    found = foreground(distance, 0.15, 16, band)
+    mask, count = found.mask, found.regions
+    inner = box.copy()
+    inner[10 : 10 + band] = inner[30 - band : 30] = False
+    inner[:, 20 : 20 + band] = inner[:, 60 - band : 60] = False
+    assert 1 <= band < 10 and count == 1 and np.array_equal(mask, box & ~inner)
 
 
 def test_a_flat_image_does_not_wrap():
     rgb, distance, box = box_in_a_room(cols=slice(90, 96))
-    assert foreground(distance, 0.15, 16, wrap=False)[1] == 1
+    assert foreground(distance, 0.15, 16, 20, wrap=False).regions == 1
     filled = fill(rgb, distance, box, wrap=False)[1]
     assert np.all(filled[box] == filled[box].clip(distance[~box].min(), distance[~box].max()))
 
