@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # mypy knows the add-on's modules by their folder names
     from engine.dst.dataset import EVERY_VISIBLE_MESH
     from engine.world import demo as world_demo
     from engine.world import prompt_lists, stereo_rig
+    from engine.world.export import AlsoExport
 else:  # one copy of the engine: the add-on's, as Blender will enable it
     addon_package()
     try:
@@ -75,6 +76,7 @@ else:  # one copy of the engine: the add-on's, as Blender will enable it
         from diffusion3d.engine.dst.dataset import EVERY_VISIBLE_MESH
         from diffusion3d.engine.world import demo as world_demo
         from diffusion3d.engine.world import prompt_lists, stereo_rig
+        from diffusion3d.engine.world.export import AlsoExport
     except ModuleNotFoundError as exc:  # the engine's numpy: Blender has it, a plain Python may not
         if exc.name != "numpy":
             raise
@@ -115,32 +117,7 @@ class Console:
     debug: bool = param(False, "Debug", "On an error, show its traceback too")
 
 
-EXPORT = jobs.job("export_world").request
-
-
-@dataclass
-class AlsoExport:
-    export: str = param(
-        "", "Export", "Also export the world: .glb, .gltf, .usdz, .usdc, or .ply for Gaussian splats", path=params.OUTPUT_FILE
-    )
-    target_faces: int = params.same_as(EXPORT, "target_faces")
-
-    def check(self) -> list[params.Note]:
-        try:  # the export's own rules, before the sphere is built
-            self.export and EXPORT(filepath=self.export, target_faces=self.target_faces, overwrite=True).check()  # sphere() checks that
-        except params.Refused as exc:
-            params.refuse("export" if exc.field == "filepath" else exc.field, exc.why)
-        return []
-
-
-ADDED = (
-    Scene,
-    Save,
-    Engine,
-    Console,
-    AlsoExport,
-    driver.ClusterOptions,
-)  # batch.py's own parts, not a job's (a Ray shard gets all but the cluster's)
+ADDED = (Scene, Save, Engine, Console, AlsoExport, driver.ClusterOptions)  # batch.py's own parts (a Ray shard gets all but the last)
 
 
 # Running requests: through their operator (Blender data) or as the engine job --------------------------------------
@@ -231,13 +208,10 @@ def by_engine(job: str, timing: str) -> Callable[[Run], dict[str, Any]]:
 
 
 def sphere(r: Run) -> dict[str, Any]:
-    """The world sphere, exported too if asked."""
-    also, overwrite = r.part(AlsoExport), r.part(Save).overwrite
-    if also.export and Path(also.export).exists() and not overwrite:
-        raise BatchError(f"--export {also.export!r}: already exists (--overwrite replaces it)")
+    """The world sphere, exported too if asked (refused first if its file is there and not to be replaced)."""
+    export = r.part(AlsoExport).request(r.part(Save).overwrite)
     summary = by_operator("build_world_sphere", "sphere")(r)
-    if also.export:
-        export = EXPORT(filepath=also.export, target_faces=also.target_faces, overwrite=overwrite)
+    if export is not None:
         summary["paths"]["export"] = r.timed("export", lambda: operator("export_world", export, r.naming))["paths"]["export"]
     return summary
 
@@ -354,7 +328,7 @@ C = Command
 COMMANDS: tuple[Command, ...] = (
     C("capture", "an RGBD 360° panorama of a .blend (rgb.png, depth.exr, depth16.png, meta.json)", (request("encode_capture"), Scene), by_operator("capture_panorama", "capture")),
     C("sphere", "a displaced world sphere from an RGB and a depth panorama", (request("world_sphere"), Scene, Save, AlsoExport), sphere),
-    C("export", "a .blend's world sphere (or a mesh) → glTF/GLB, USDZ/USDC, or Gaussian splats (.ply)", (EXPORT, Scene), by_operator("export_world", "export")),
+    C("export", "a .blend's world sphere (or a mesh) → glTF/GLB, USDZ/USDC, or Gaussian splats (.ply)", (request("export_world"), Scene), by_operator("export_world", "export")),
     C("splats", "an RGB and a depth panorama → 3D Gaussian splats (.ply, the 3DGS reference layout)", (request("rgbd_splats"),), by_engine("rgbd_splats", "splats")),
     C("demo", "furnished room → RGBD capture → world sphere → world.blend, previews, stereo video (offline)", (world_demo.DemoRequest, RGBD), demo, ("projection", "height", *INIT_FILES), {"model": os.environ.get("DIFFUSION3D_LDM3D_PANO", "")}, lazy=(RGBD,)),
     C("panorama", "text (or RGB + depth) → an RGBD panorama with LDM3D (rgb.png, depth16.png, depth.npy, meta.json)", (RGBD, Save), panorama, (), PANO),

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..choices import EXPORT_FORMATS
 from ..errors import BadInput
-from ..params import OUTPUT_FILE, SEED_MAX, Note, overwrite_field, param, refuse, validate
+from ..params import OUTPUT_FILE, SEED_MAX, Note, Refused, overwrite_field, param, refuse, same_as, validate
 from ..progress import Reporter
 from .splats import SplatRequest, splats_from_rgbd
 from .world_sphere import SphereMesh, mesh_from_grid, sample_indices
@@ -108,6 +108,28 @@ class ExportRequest:
     @property
     def chosen(self) -> str:
         return format_of(self.filepath, self.format)
+
+
+@dataclass
+class AlsoExport:
+    """``batch.py sphere … --export FILE``: the world exported too, in one go, its file checked before the sphere is built."""
+
+    export: str = param("", "Export", "Also export the world: .glb, .gltf, .usdz, .usdc, or .ply for Gaussian splats", path=OUTPUT_FILE)
+    target_faces: int = same_as(ExportRequest, "target_faces")
+
+    def check(self) -> list[Note]:
+        try:  # the export's own rules (whether its file may be replaced: request(), by the scene's --overwrite)
+            self.export and ExportRequest(filepath=self.export, target_faces=self.target_faces, overwrite=True).check()
+        except Refused as exc:
+            refuse("export" if exc.field == "filepath" else exc.field, exc.why)
+        return []
+
+    def request(self, overwrite: bool) -> ExportRequest | None:
+        if not self.export:
+            return None
+        if Path(self.export).expanduser().exists() and not overwrite:
+            raise BadInput(f"--export {self.export!r}: already exists (--overwrite replaces it)")
+        return ExportRequest(filepath=self.export, target_faces=self.target_faces, overwrite=overwrite)
 
 
 @dataclass
