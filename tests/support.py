@@ -120,3 +120,26 @@ def run_metadata(path: Path) -> dict[str, str]:
         part += 1
     image.close()
     return found
+
+
+_USD_READER = """
+import json, sys
+from pxr import Usd, UsdGeom, UsdShade
+stage = Usd.Stage.Open(sys.argv[1])
+prims = list(stage.Traverse())
+shaders = [UsdShade.Shader(p) for p in prims if p.IsA(UsdShade.Shader)]
+print(json.dumps({
+    "mesh_points": [len(UsdGeom.Mesh(p).GetPointsAttr().Get()) for p in prims if p.IsA(UsdGeom.Mesh)],
+    "textures": [str(s.GetInput("file").Get().path) for s in shaders if s.GetIdAttr().Get() == "UsdUVTexture"],
+    "cameras": sum(p.IsA(UsdGeom.Camera) for p in prims),
+    "animated": stage.GetEndTimeCode() > stage.GetStartTimeCode(),
+}))
+"""
+
+
+def read_usd(path: Path) -> dict[str, Any]:
+    """What usd-core's ``pxr`` reads of a USD file: in a process of its own, for ``pxr`` and ``bpy``'s own USD cannot share
+    one (Blender 4.5 as a module then hangs at exit)."""
+    proc = subprocess.run([sys.executable, "-c", _USD_READER, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)

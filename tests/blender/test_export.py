@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from blender_helpers import animated_rig, snapshot
 from plyfile import PlyData
+from support import read_usd
 from test_world_sphere import smooth_depth, write_pair
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,23 +112,16 @@ def test_a_target_face_count_keeps_every_kth_row_and_column_of_the_grid(tmp_path
 
 @pytest.mark.parametrize("file_format", ["USDZ", "USDC"])
 def test_usd_holds_the_sphere_and_its_texture_as_pxr_reads_them(tmp_path, file_format):
-    from pxr import Usd, UsdGeom, UsdShade
-
     animated_rig(tmp_path)
     before = blend_data()
     out = tmp_path / "out" / f"world.{file_format.lower()}"
     out.parent.mkdir()
     assert bpy.ops.diffusion3d.export_world(filepath=str(out), format=file_format) == {"FINISHED"}
     assert blend_data() == before
-    stage = Usd.Stage.Open(str(out))
-    meshes = [UsdGeom.Mesh(p) for p in stage.Traverse() if p.IsA(UsdGeom.Mesh)]
-    (mesh,) = meshes
-    assert len(mesh.GetPointsAttr().Get()) == H * W + 2
-    shaders = [UsdShade.Shader(p) for p in stage.Traverse() if p.IsA(UsdShade.Shader)]
-    textures = [s for s in shaders if s.GetIdAttr().Get() == "UsdUVTexture"]
-    assert textures and str(textures[0].GetInput("file").Get().path).endswith("rgb.png")
-    cameras = [p for p in stage.Traverse() if p.IsA(UsdGeom.Camera)]
-    assert cameras and stage.GetEndTimeCode() > stage.GetStartTimeCode(), "the rig's camera path is animated"
+    stage = read_usd(out)
+    assert stage["mesh_points"] == [H * W + 2]
+    assert stage["textures"] and stage["textures"][0].endswith("rgb.png")
+    assert stage["cameras"] and stage["animated"], "the rig's camera path is animated"
     if file_format == "USDC":
         assert (out.parent / "textures" / "rgb.png").is_file()
     else:
