@@ -24,7 +24,7 @@ from ..engine.world.export import ExportRequest, ExportResult, SphereGrid
 from ..engine.world.splats import READING, SplatRequest
 from ..engine.world.world_sphere import WorldSphereRequest
 from .machinery import compat, declared, session
-from .machinery.blender_data import mesh_from_arrays
+from .machinery.blender_data import mesh_from_sphere
 from .machinery.job import EngineJobOperator, UserError
 from .machinery.settings_restore import TemporarySettings
 from .stereo_rig import LAYER_KEY, RIG_KEY, WORLD_KEY, find_sphere, rig_camera
@@ -151,10 +151,7 @@ def export_scene(
             scene = bpy.data.scenes.new("Diffusion3D Export")
             made.append((bpy.data.scenes, scene))
             if result.mesh is not None:
-                m = result.mesh
-                mesh = mesh_from_arrays(
-                    obj.data.name, m.vertices, m.face_starts, m.corner_verts, m.corner_uvs, m.edge_verts, m.corner_edges
-                )
+                mesh = mesh_from_sphere(obj.data.name, result.mesh)
                 made.append((bpy.data.meshes, mesh))
                 for material in materials[obj.name]:
                     mesh.materials.append(material)

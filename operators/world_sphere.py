@@ -19,7 +19,7 @@ from ..engine.world import depth as depthlib
 from ..engine.world.splats import READING
 from ..engine.world.world_sphere import WorldSphereRequest, WorldSphereResult
 from .machinery import declared
-from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_arrays, packed_image
+from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_sphere, packed_image
 from .machinery.job import EngineJobOperator, UserError
 from .stereo_rig import LAYER_KEY
 
@@ -171,9 +171,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
     @staticmethod
     def _object(name: str, mesh_of: Any, image: bpy.types.Image, made: list[tuple[Any, Any]], alpha: bool = False) -> bpy.types.Object:
         """A mesh object of ``mesh_of``'s arrays wearing ``image``; each block made is added to ``made``."""
-        mesh = mesh_from_arrays(
-            name, mesh_of.vertices, mesh_of.face_starts, mesh_of.corner_verts, mesh_of.corner_uvs, mesh_of.edge_verts, mesh_of.corner_edges
-        )
+        mesh = mesh_from_sphere(name, mesh_of)
         made.append((bpy.data.meshes, mesh))
         material = emission_material(name, image, alpha)
         made.append((bpy.data.materials, material))

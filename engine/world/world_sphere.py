@@ -416,14 +416,12 @@ def _layer_mesh(layer: layers.Layer, step: int, cut: float) -> SphereMesh:
     distances = np.where(covered, layer.distance[np.ix_(row_idx, col_idx)], 1.0)
     mesh = mesh_from_grid((col_idx + 0.5) / width, (row_idx + 0.5) / height, distances, cut)
     vertex_covered = np.append(covered.ravel(), [False, False])  # the poles are the background's
-    starts = mesh.face_starts
-    sizes = np.diff(np.append(starts, len(mesh.corner_verts)))
-    keep = np.logical_and.reduceat(vertex_covered[mesh.corner_verts], starts)
-    return keep_faces(mesh, keep, sizes)
+    return keep_faces(mesh, np.logical_and.reduceat(vertex_covered[mesh.corner_verts], mesh.face_starts))
 
 
-def keep_faces(mesh: SphereMesh, keep: np.ndarray, sizes: np.ndarray) -> SphereMesh:
-    """``mesh`` with only the faces ``keep`` marks (``sizes``: corners per face), its unused vertices and edges gone."""
+def keep_faces(mesh: SphereMesh, keep: np.ndarray) -> SphereMesh:
+    """``mesh`` with only the faces ``keep`` marks, its unused vertices and edges gone."""
+    sizes = np.diff(np.append(mesh.face_starts, len(mesh.corner_verts)))  # corners per face
     keep_corner = np.repeat(keep, sizes)
     corner_verts, corner_edges = mesh.corner_verts[keep_corner], mesh.corner_edges[keep_corner]
     used_verts = np.zeros(len(mesh.vertices), bool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import bpy
 import numpy as np
@@ -94,6 +95,12 @@ def mesh_from_arrays(
         bpy.data.meshes.remove(mesh)
         raise
     return mesh
+
+
+def mesh_from_sphere(name: str, sphere: Any) -> bpy.types.Mesh:
+    """A new mesh from a world sphere's arrays (the engine's ``SphereMesh`` or ``WorldSphereResult``: the same fields)."""
+    s = sphere
+    return mesh_from_arrays(name, s.vertices, s.face_starts, s.corner_verts, s.corner_uvs, s.edge_verts, s.corner_edges)
 
 
 def _set_attribute(

@@ -250,7 +250,7 @@ OPERATORS = [
         "export_world",
         world_to_export,
         None,
-        ["prepare", "engine", "mesh_from_arrays", "unlit_material", "write_with_blender", "finish"],
+        ["prepare", "engine", "mesh_from_sphere", "unlit_material", "write_with_blender", "finish"],
     ),
     ("engine_ops", "check_engine", lambda tmp_path, request: {}, None, ["prepare", "engine", "finish"]),
     ("ldm3d", "find_models", models_folder, None, ["prepare", "engine", "finish"]),
