@@ -112,7 +112,16 @@ def cached(key: str, build: Callable[[], T]) -> T:
 
 
 def from_pretrained(loader: Callable[..., Any], path: Path, name: str, **kwargs: Any) -> Any:
-    """A component through diffusers / transformers, their load errors as one readable line."""
+    """A component through diffusers / transformers, their load errors as one readable line.
+
+    Their own progress bars stay off: a job tells its progress through the engine's reporter, and a bar on stderr would
+    land among a batch run's lines (transformers 5 draws one for every model it loads).
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         return loader(path, **kwargs)
     except (OSError, ValueError, KeyError) as exc:

@@ -255,7 +255,12 @@ def download_progress(report: Reporter) -> type:
     from tqdm.auto import tqdm
 
     class DownloadProgress(tqdm):  # type: ignore[misc, valid-type]
-        files_done = 0  # counted here: a disabled tqdm does not count
+        """Never drawn (the notes are the progress); counts itself, as a disabled tqdm does not."""
+
+        files_done = 0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "disable": True})
 
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)

@@ -77,12 +77,13 @@ class LocalLanguageModel:
     def __init__(self, folder: str, allow_pickle: bool = False, max_new_tokens: int = 40) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ..diffusion.loading import from_pretrained
         from ..diffusion.sources import inspect_transformers_model
 
         path = Path(folder).expanduser()
         safe = inspect_transformers_model(path, folder, None, allow_pickle)
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(path)
-        self.model: Any = AutoModelForCausalLM.from_pretrained(path, use_safetensors=safe).eval()
+        self.tokenizer: Any = from_pretrained(AutoTokenizer.from_pretrained, path, folder)
+        self.model: Any = from_pretrained(AutoModelForCausalLM.from_pretrained, path, folder, use_safetensors=safe).eval()
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, class_name: str, tags: Sequence[str], seed: int) -> str:

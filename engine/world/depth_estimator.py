@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion import sources
+from ..diffusion.loading import from_pretrained
 
 
 def _preprocessing(folder: Path, image_size: int) -> tuple[int, list[float], list[float]]:
@@ -33,7 +34,7 @@ def estimate_disparity(rgb: np.ndarray, folder: Path, name: str, allow_pickle: b
     from transformers import DPTForDepthEstimation
 
     safe = sources.inspect_transformers_model(folder, name, "dpt", allow_pickle)
-    model = DPTForDepthEstimation.from_pretrained(folder, use_safetensors=safe).to(device).eval()
+    model = from_pretrained(DPTForDepthEstimation.from_pretrained, folder, name, use_safetensors=safe).to(device).eval()
     side, mean, std = _preprocessing(folder, model.config.image_size)
     height, width = rgb.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(2, 0, 1)[None].to(device)

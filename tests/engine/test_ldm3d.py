@@ -437,3 +437,15 @@ def test_offloaded_components_give_the_same_result(models):
     np.testing.assert_array_equal(ldm3d.generate(offloaded, settings(), quiet()).rgb, plain.rgb)
     sliced = ldm3d.generate(offloaded, settings(attention_slicing=True), quiet())  # same maths, other summation order
     np.testing.assert_allclose(sliced.rgb, plain.rgb, atol=1e-5)
+
+
+def test_loading_a_model_draws_no_library_progress_bar(models, capfd):
+    """transformers 5 draws a "Loading weights" bar on stderr for every model; a batch run's stderr holds our lines only."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.enable_progress_bar()
+    transformers_logging.enable_progress_bar()
+    capfd.readouterr()
+    loading.load_stable_diffusion(sources.inspect_ldm3d(models[4]), CPU, torch.float32)
+    assert capfd.readouterr().err == ""
