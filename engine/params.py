@@ -108,10 +108,11 @@ def param(default: Any, label: str, help: str, **how: Any) -> Any:
     return field(default=default, metadata={"param": declared})
 
 
-def same_as(cls: type, name: str) -> Any:
-    """A field declared as ``cls``'s field ``name`` is: the same default, label, help, limits and spelling."""
+def same_as(cls: type, name: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field declared as ``cls``'s field ``name`` is: the same label, help, limits and spelling, and the same default
+    unless ``default`` is given."""
     declared = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
-    return field(default=declared.default, metadata=declared.metadata)
+    return field(default=declared.default if default is dataclasses.MISSING else default, metadata=declared.metadata)
 
 
 def nested(cls: type) -> Any:

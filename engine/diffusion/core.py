@@ -102,6 +102,8 @@ def to_pixels(decoded: torch.Tensor) -> np.ndarray:
 
 #: (UNet input, timestep) → extra keyword arguments for this step's UNet call
 StepInputs = Callable[[torch.Tensor, Any], dict[str, Any]]
+#: (latents after step i, i) → the latents the next step starts from
+AfterStep = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 @torch.inference_mode()
@@ -116,12 +118,15 @@ def denoise(
     eta: float = 0.0,
     step_inputs: StepInputs | None = None,
     preview: Callable[[torch.Tensor], np.ndarray] = latent_preview,
+    after_step: AfterStep | None = None,
 ) -> torch.Tensor:
     """The scheduler loop: one UNet call per step (batched for guidance), reporting each step.
 
     ``eta`` is DDIM's noise (0: deterministic; its fresh noise comes from ``gens``).
     ``step_inputs`` adds UNet inputs that depend on the step, such as ControlNet
     residuals; it gets the UNet's (scaled, guidance-batched) input and the timestep.
+    ``after_step`` replaces the latents after step i (its index), such as inpainting's
+    known region put back.
     ``preview`` turns the latents after a step into the live preview image.
     """
     kwargs = _step_kwargs(scheduler, gens, eta)
@@ -136,5 +141,7 @@ def denoise(
             uncond, text = noise.chunk(2)
             noise = uncond + cond.guidance * (text - uncond)
         latents = scheduler.step(noise, t, latents, **kwargs, return_dict=False)[0]
+        if after_step is not None:
+            latents = after_step(latents, i)
         report.step(f"Denoising step {i + 1} of {total}", preview=preview(latents))
     return latents

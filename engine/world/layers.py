@@ -1,5 +1,5 @@
-"""Layered worlds, the engine's first part: an RGBD panorama's foreground peeled into layers at its depth edges, and the
-background behind them filled geometrically (issue 25; LDM3D inpainting comes next on the shared denoising loop).
+"""Layered worlds: an RGBD panorama's foreground peeled into layers at its depth edges, and the
+background behind them filled geometrically, or painted over that by LDM3D (:mod:`.inpaint`).
 
 - **Depth edges** (:func:`_edges`): two neighbouring pixels (4-neighbours; longitude wraps for a 360° panorama) whose
   distances differ by more than the edge threshold (far/near − 1) and :data:`SLOPE` times the steps beside them (a
@@ -13,18 +13,22 @@ background behind them filled geometrically (issue 25; LDM3D inpainting comes ne
   layer's alpha is 1 on its pixels and falls to 0 across the border (``dilation`` pixels), on its own surface, so
   its edge is not cut like paper.
 - **Background**: the farther surface carried in under the foreground; the border and what lies under nearer layers
-  filled ring by ring from around (:func:`fill`: the farthest neighbours' distance and their colours). It never lies
-  in front of its occluder: within (1 + :data:`BEHIND`) of it, it is pushed back to that, and the share is reported.
+  filled ring by ring from around (:func:`fill`: the farthest neighbours' distance and their colours); a painter
+  (LDM3D inpainting) paints the whole hole over that. It never lies in front of its occluder: within
+  (1 + :data:`BEHIND`) of it, it is pushed back to that, and the share is reported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import BadInput
 
+#: (background RGB, its distances, the hole behind the foreground) → the two with the hole painted
+Painter = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 #: A filled pixel lies at least this fraction farther than the occluder it replaces.
 BEHIND = 0.05
 #: A depth edge's step is at least this many times the steps beside it (else it is a slope).
@@ -228,8 +232,10 @@ def peel(
     dilation: int = 2,
     reach: float = 0.5,
     wrap: bool = True,
+    painter: Painter | None = None,
 ) -> Layering:
-    """The panorama as a filled background and up to ``layers`` − 1 foreground layers (see the module's description)."""
+    """The panorama as a filled background and up to ``layers`` − 1 foreground layers (see the module's description);
+    ``painter`` paints the background's hole over the geometric fill (:mod:`.inpaint`)."""
     if layers < 1:
         raise BadInput(f"Layers must be at least 1, got {layers}")
     if rgb.shape[:2] != distance.shape:
@@ -261,6 +267,8 @@ def peel(
     rest = hole & ~first
     if rest.any():
         background_rgb, background_distance = fill(background_rgb, np.where(rest, 0.0, background_distance), rest, wrap)
+    if painter is not None:  # the geometric fill is its start, and stays where the painter keeps it
+        background_rgb, background_distance = painter(background_rgb, background_distance, hole)
     floor = np.where(mask, distance * (1.0 + BEHIND), 0.0)  # behind the occluder (the grown border was background)
     behind = mask & (background_distance < floor)
     background_distance = np.where(behind, floor, background_distance).astype(np.float32)

@@ -1,7 +1,8 @@
 """LDM3D: text, or an RGB image and its depth, → RGB + depth, on the shared denoising core.
 
 Reads top to bottom: encode the prompt → prepare latents (noise, or the noised
-RGBD input for img2img) → denoise → decode, then split the decoded channels
+RGBD input for img2img) → denoise (inpainting: the known region put back after
+every step) → decode, then split the decoded channels
 into colour and depth. The depth is what LDM3D learned from DPT: relative
 inverse depth in [0, 1], near = bright. The 6-channel model packs it as a
 16-bit value in two channels (high byte, low byte); the 4-channel models
@@ -42,6 +43,7 @@ class RGBDSettings:
     strength: float = 1.0  # img2img: 0 keeps the input, 1 ignores it
     init_rgb: np.ndarray | None = None  # H×W×3 float in [0, 1]
     init_disparity: np.ndarray | None = None  # H×W float in [0, 1], near = 1
+    fill: np.ndarray | None = None  # inpainting: H×W bool, True where to generate; the rest is kept from the init
     vae_tiling: bool = False
     attention_slicing: bool = False
 
@@ -112,6 +114,27 @@ def configure(model: StableDiffusionModel, vae_tiling: bool, attention_slicing: 
         model.unet.set_attn_processor(AttnProcessor2_0())  # PyTorch SDPA
 
 
+def latent_mask(fill: np.ndarray, factor: int) -> torch.Tensor:
+    """An H×W pixel mask → 1×1×h×w at latent size: a latent cell is filled if any of its pixels is, so no pixel to
+    fill is ever kept."""
+    mask = torch.from_numpy(np.ascontiguousarray(fill, np.float32))[None, None]
+    return torch.nn.functional.max_pool2d(mask, factor) > 0
+
+
+def keep_known(scheduler: Any, known: torch.Tensor, noise: torch.Tensor, timesteps: Any, fill: torch.Tensor) -> core.AfterStep:
+    """Blended latent diffusion: after step i, the latents outside ``fill`` are the known ones noised to the level the
+    next step starts from (with the job's own noise), and exactly the known ones after the last step."""
+
+    def blend(latents: torch.Tensor, i: int) -> torch.Tensor:
+        if i + 1 < len(timesteps):
+            level = scheduler.add_noise(known, noise, timesteps[i + 1 : i + 2].repeat(len(latents)))
+        else:
+            level = known
+        return torch.where(fill, latents, level.to(latents.dtype))
+
+    return blend
+
+
 @torch.inference_mode()
 def generate(model: StableDiffusionModel, s: RGBDSettings, report: Reporter) -> RGBDImages:
     device, dtype, vae, unet = model.device, model.dtype, model.vae, model.unet
@@ -131,24 +154,31 @@ def generate(model: StableDiffusionModel, s: RGBDSettings, report: Reporter) -> 
     shape = (len(s.seeds), unet.config.in_channels, s.height // factor, s.width // factor)
     noise = core.initial_noise(shape, gens, dtype, device)
     timesteps = scheduler.timesteps
-    if s.init_rgb is None or s.init_disparity is None or s.strength >= 1.0:
-        latents = noise * scheduler.init_noise_sigma
-    else:
+    init_latents = None
+    if s.init_rgb is not None and s.init_disparity is not None and (s.strength < 1.0 or s.fill is not None):
         pixels = pack_rgbd(s.init_rgb, s.init_disparity, model.folder.kind).to(device, dtype)
         with on_device(model, vae):
             encoded = through_vae(lambda x: vae.encode(x).latent_dist.mode(), pixels, vae, s.seamless, 1 / factor)
         init_latents = (encoded * scaling).expand(len(s.seeds), -1, -1, -1)
+    if init_latents is None or s.strength >= 1.0:
+        latents = noise * scheduler.init_noise_sigma
+    else:
         kept = min(int(s.steps * s.strength), s.steps)
         start = (s.steps - kept) * scheduler.order
         timesteps = scheduler.timesteps[start:]
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(start)
         latents = scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(len(s.seeds))) if len(timesteps) else init_latents
+    keep = None
+    if s.fill is not None:
+        if init_latents is None:
+            raise ValueError("Inpainting needs the init RGB and disparity it keeps outside the fill")
+        keep = keep_known(scheduler, init_latents, noise, timesteps, latent_mask(s.fill, factor).to(device))
     report.step("Latents ready")
 
     # 3. Denoise
     with on_device(model, unet), wrap_longitude(unet) if s.seamless else nullcontext():
-        latents = core.denoise(unet, scheduler, latents, cond, timesteps, report, gens)
+        latents = core.denoise(unet, scheduler, latents, cond, timesteps, report, gens, after_step=keep)
 
     # 4. Decode and split colour from depth
     with on_device(model, vae):

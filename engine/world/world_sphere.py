@@ -14,12 +14,14 @@ from typing import Protocol
 import numpy as np
 
 from ..choices import DEPTH_MAPPINGS, DEPTH_MODES, SPHERE_PLACES
+from ..diffusion.sources import ModelAccess
 from ..errors import BadInput
-from ..params import INPUT_FILE, LENGTH, PIXELS, Note, param, refuse
+from ..params import INPUT_FILE, LENGTH, PIXELS, Note, nested, param, refuse, same_as
 from ..progress import Reporter
 from . import depth as depthlib
-from . import equirect, layers
+from . import equirect, inpaint, layers
 from .capture import capture_origin
+from .inpaint import InpaintOptions
 from .parallax import safe_radius
 from .rgbd import read_depth
 
@@ -266,6 +268,8 @@ class WorldSphereRequest:
     border: int = param(
         2, "Border", "Layers: pixels around each region that fade out, and are filled behind it", unit=PIXELS, min=0, max=64
     )
+    inpaint: InpaintOptions = nested(InpaintOptions)
+    access: ModelAccess = nested(ModelAccess)
     place: str = param(
         "ORIGIN",
         "Place At",
@@ -282,7 +286,17 @@ class WorldSphereRequest:
     def check(self) -> list[Note]:
         if self.relative_mapping == depthlib.INVERSE and not self.near < self.far:
             refuse("far", f"must be farther than Near ({self.near:g})")
+        if self.inpaint.inpaint_model and self.layers < 2:
+            refuse("inpaint_model", "paints behind the foreground layers: set Layers to 2 or more")
         return []
+
+
+@dataclass
+class LayeredWorldRequest(WorldSphereRequest):
+    """A world sphere in layers (``build_layered_world``): the same request, two layers unless told."""
+
+    layers: int = same_as(WorldSphereRequest, "layers", default=2)
+    name: str = same_as(WorldSphereRequest, "name", default="Layered World")
 
 
 @dataclass
@@ -314,6 +328,7 @@ class WorldSphereResult:
     background: np.ndarray | None = None  # a layered world: the background's colours, filled behind the layers (H×W×3)
     layers: list[WorldLayer] = field(default_factory=list)  # a layered world's foreground layers, farther before nearer
     clamped: float = 0.0  # share of the filled background pushed behind its occluder
+    painted_by: str = ""  # the model that painted a layered world's background; "" geometric (or one sphere)
 
 
 class DepthReading(Protocol):
@@ -368,7 +383,14 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
     if request.layers > 1:
         if request.rgb is None:
             raise BadInput("Layers need the panorama's colours: the background is filled behind the foreground")
-        layered = layers.peel(request.rgb, dist, request.layers, request.edge_threshold, request.min_region, request.border, request.reach)
+        painter = None
+        if request.inpaint.inpaint_model:
+            report.total += request.inpaint.steps + 4  # loading, then the pipeline's
+            prompt = inpaint.panorama_prompt(request.inpaint, request.rgb_path, request.depth_path)
+            painter = inpaint.model_painter(request.inpaint, request.access, prompt, True, report)
+        layered = layers.peel(
+            request.rgb, dist, request.layers, request.edge_threshold, request.min_region, request.border, request.reach, painter=painter
+        )
     if layered is not None and len(layered.layers) > 1:
         background = layered.layers[0]
         mesh = build_world_sphere(background.distance, request.step)  # whole: what it hides is filled
@@ -402,6 +424,7 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
         background=background.rgb if background is not None else None,
         layers=fronts,
         clamped=layered.clamped if layered is not None else 0.0,
+        painted_by=request.inpaint.inpaint_model if fronts and request.inpaint.inpaint_model else "",
     )
     report.step("Done")
     return result
