@@ -21,11 +21,12 @@ from .viewneti import (
     DIFFUSION3D_OT_train_viewneti,
     DIFFUSION3D_OT_views_from_image,
 )
-from .world_sphere import DIFFUSION3D_OT_build_world_sphere
+from .world_sphere import DIFFUSION3D_OT_build_layered_world, DIFFUSION3D_OT_build_world_sphere
 
 classes = (
     DIFFUSION3D_OT_capture_panorama,
     DIFFUSION3D_OT_build_world_sphere,
+    DIFFUSION3D_OT_build_layered_world,
     DIFFUSION3D_OT_generate_panorama,
     DIFFUSION3D_OT_upscale_panorama,
     DIFFUSION3D_OT_add_stereo_rig,

@@ -17,7 +17,7 @@ import numpy as np
 from ..engine.errors import BadInput
 from ..engine.world import depth as depthlib
 from ..engine.world.splats import READING
-from ..engine.world.world_sphere import WorldSphereRequest, WorldSphereResult
+from ..engine.world.world_sphere import LayeredWorldRequest, WorldSphereRequest, WorldSphereResult
 from .machinery import declared
 from .machinery.blender_data import emission_material, image_pixels, load_image, mesh_from_sphere, packed_image
 from .machinery.job import EngineJobOperator, UserError
@@ -27,15 +27,12 @@ from .stereo_rig import LAYER_KEY
 FLOAT_FORMATS = {"OPEN_EXR", "OPEN_EXR_MULTILAYER", "HDR"}
 
 
-class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
-    """Build a sphere whose vertices sit at each pixel's depth, textured with the panorama, centred where it was captured"""
+class WorldSphereOperator(EngineJobOperator):
+    """What both world operators do: a single sphere, or a layered world (Blender does not register a subclass of a
+    registered operator class, so each is its own class on this one)."""
 
-    bl_idname = "diffusion3d.build_world_sphere"
-    bl_label = "Build World Sphere"
     bl_options = {"REGISTER", "UNDO"}
     job = "world_sphere"
-    job_label = "Building world sphere"
-    __annotations__ = declared.properties(WorldSphereRequest)
 
     _loaded: list[bpy.types.Image] = []
     _rgb: bpy.types.Image | None = None
@@ -101,9 +98,13 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: WorldSphereResult) -> dict[str, Any]:
         obj = self._sphere_object(result)
-        context.collection.objects.link(obj)
+        collection = context.collection
+        if result.layers:  # a layered world: the background and its layers in a collection of their own
+            collection = bpy.data.collections.new(obj.name)
+            context.collection.children.link(collection)
+        collection.objects.link(obj)
         for child in obj.children:
-            context.collection.objects.link(child)
+            collection.objects.link(child)
         for other in context.view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
@@ -112,7 +113,8 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
         dropped = f", {result.dropped_faces:,} faces cut at depth jumps" if result.dropped_faces else ""
         if result.layers:
             clamped = f", {result.clamped:.1%} of the fill pushed behind its occluder" if result.clamped else ""
-            dropped = f", {len(result.layers)} foreground layer{'s' * (len(result.layers) > 1)} in front{clamped}"
+            painted = f", the background painted by {result.painted_by}" if result.painted_by else ""
+            dropped = f", {len(result.layers)} foreground layer{'s' * (len(result.layers) > 1)} in front{painted}{clamped}"
         chosen = " (Auto)" if self.depth_mode == depthlib.AUTO else ""
         where = "at the capture point" if result.capture_origin else ("at the 3D cursor" if self.place == "CURSOR" else "at the origin")
         self.report(
@@ -154,6 +156,7 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
                 "discontinuity": self.discontinuity,  # an export making the grid coarser cuts it again alike
                 "reading": {name: getattr(self._request, name) for name in READING if name != "depth_mode"},  # splats read alike
                 "layers": len(result.layers),
+                "painted_by": result.painted_by,
             }
             for number, layer in enumerate(result.layers, start=1):
                 name = f"{self.name} Layer {number}"
@@ -186,3 +189,26 @@ class DIFFUSION3D_OT_build_world_sphere(EngineJobOperator, bpy.types.Operator):
             if image.name in bpy.data.images and image.users == 0:
                 bpy.data.images.remove(image)
         self._loaded = []
+
+
+class DIFFUSION3D_OT_build_world_sphere(WorldSphereOperator, bpy.types.Operator):
+    """Build a sphere whose vertices sit at each pixel's depth, textured with the panorama, centred where it was captured"""
+
+    bl_idname = "diffusion3d.build_world_sphere"
+    bl_label = "Build World Sphere"
+    job_label = "Building world sphere"
+    __annotations__ = declared.properties(WorldSphereRequest)
+
+
+class DIFFUSION3D_OT_build_layered_world(WorldSphereOperator, bpy.types.Operator):
+    """Build a world in layers: the foreground at depth edges as meshes of their own in front of a background filled
+    behind them (by an LDM3D model, or geometrically), so a viewpoint off the centre sees no stretched curtains"""
+
+    bl_idname = "diffusion3d.build_layered_world"
+    bl_label = "Build Layered World"
+    job_label = "Building layered world"
+    __annotations__ = declared.properties(LayeredWorldRequest)
+
+    @classmethod
+    def request_type(cls) -> type:
+        return LayeredWorldRequest

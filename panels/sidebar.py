@@ -24,6 +24,7 @@ from ..engine.viewneti.single_image import ImageViewsRequest
 from ..engine.viewneti.train import PRETRAIN, SINGLE_VIEW, TrainRequest
 from ..engine.world.capture import CaptureRequest
 from ..engine.world.export import ExportRequest
+from ..engine.world.inpaint import InpaintOptions
 from ..engine.world.ldm3d import EQUIRECTANGULAR, RGBDRequest
 from ..engine.world.ldm3d import FLAT as FLAT_IMAGE
 from ..engine.world.stereo_rig import FLAT, MoveRequest, RigRequest
@@ -138,10 +139,15 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
             skip |= {"relative_mapping", "radius", "strength", "near", "far"}
         else:
             skip |= {"near", "far"} if settings.relative_mapping == "OFFSET" else {"radius", "strength"}
+        painting = {leaf.name for leaf in params.leaves(InpaintOptions)} - {"inpaint_model"}
         if settings.layers == 1:
-            skip |= {"edge_threshold", "min_region", "reach", "border"}
+            skip |= {"edge_threshold", "min_region", "reach", "border", "inpaint_model"} | painting
+        elif not settings.inpaint_model:
+            skip |= painting
         draw_params(col, settings, WorldSphereRequest, skip=skip)
-        job_button(box, "diffusion3d.build_world_sphere", settings, WorldSphereRequest, icon="SPHERE")
+        layered = settings.layers > 1
+        idname = "diffusion3d.build_layered_world" if layered else "diffusion3d.build_world_sphere"
+        job_button(box, idname, settings, WorldSphereRequest, icon="OUTLINER_COLLECTION" if layered else "SPHERE")
 
         box = layout.box()
         box.label(text="Export", icon="EXPORT")

@@ -45,17 +45,19 @@ def test_help_lists_the_subcommands():
 def test_demo_capture_and_sphere_end_to_end(tmp_path):
     demo = summary(batch("demo", "--out", str(tmp_path / "demo"), "--width", "128", "--samples", "1", "--step", "2", "--video-width", "32"))
     assert demo["command"] == "demo"
-    for key in ("blend", "preview_center", "preview_offcenter", "stereo_video"):
+    for key in ("blend", "preview_center", "preview_offcenter", "preview_center_layered", "preview_offcenter_layered", "stereo_video"):
         assert Path(demo["paths"][key]).stat().st_size > 0
+    assert demo["sphere"]["object"] == "Layered World" and demo["sphere"]["layers"] == ["Layered World Layer 1"]
     video = spatial_media.read(demo["paths"]["stereo_video"])
     assert (video.width, video.height, video.frames, video.stereo, video.projection) == (32, 32, 49, "top-bottom", "equirectangular")
     assert sorted(p.name for p in Path(demo["paths"]["capture"]).iterdir()) == ["depth.exr", "depth16.png", "meta.json", "rgb.png"]
-    assert demo["sphere"]["vertices"] == 32 * 64 + 2 and set(demo["timings_s"]) >= {"capture", "sphere"}
+    assert demo["sphere"]["vertices"] == 32 * 64 + 2 and set(demo["timings_s"]) >= {"capture", "sphere", "layered_world"}
     assert demo["sphere"]["location"] == pytest.approx([0.0, 0.0, 1.6])  # where the room was captured
-    # Seen from its centre, the sphere shows the panorama it was built from.
-    centre = cv2.imread(demo["paths"]["preview_center"]).astype(np.float32)
+    # Seen from its centre, the sphere and the layered world show the panorama they were built from.
     captured = cv2.imread(str(Path(demo["paths"]["capture"]) / "rgb.png")).astype(np.float32)
-    assert np.abs(centre - captured).mean() < 0.1 * np.abs(captured - captured.mean()).mean()
+    for key in ("preview_center", "preview_center_layered"):
+        centre = cv2.imread(demo["paths"][key]).astype(np.float32)
+        assert np.abs(centre - captured).mean() < 0.1 * np.abs(captured - captured.mean()).mean(), key
     # Every file follows the umask, and no image says when or where it was rendered.
     mask = os.umask(0)
     os.umask(mask)
@@ -342,6 +344,9 @@ def test_demo_uses_a_real_model_when_given_one(tmp_path, tiny_model):
     assert demo["source"].startswith("ldm3d:") and "generate" in demo["timings_s"] and "capture" not in demo["timings_s"]
     assert sorted(p.name for p in Path(demo["paths"]["generated"]).iterdir()) == ["depth.npy", "depth16.png", "meta.json", "rgb.png"]
     assert demo["sphere"]["vertices"] == 32 * 64 + 2 and Path(demo["paths"]["preview_center"]).stat().st_size > 0
+    # A random model's depth is noise: the layers refuse it in one line, and the single sphere stays the demo's world.
+    assert demo["layered_world_skipped"].startswith("The foreground would cover") and demo["sphere"]["layers"] == []
+    assert "preview_offcenter_layered" not in demo["paths"]
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
-"""The offline demo as one run: a furnished room → RGBD capture (or LDM3D, given a model) → world sphere → world.blend,
-two previews and a 2 s top-bottom stereo 360° video, through the same operators the panel runs."""
+"""The offline demo as one run: a furnished room → RGBD capture (or LDM3D, given a model) → world sphere and its two
+previews → layered world (its background painted by the model, if given) and the same two previews → world.blend and a
+2 s top-bottom stereo 360° video in the layered world, through the same operators the panel runs."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,16 @@ from . import previews
 from . import scene as demo_scene
 
 OFF_CENTRE = (0.6, -0.4, -0.3)  # the second preview's offset from the sphere's centre
+LAYERED_PREVIEWS = ("preview_center_layered", "preview_offcenter_layered")  # the layered world's, beside the sphere's
 
 
 def run_demo(settings: DemoRequest, generation: RGBDRequest, timed: Callable[[str, Callable[[], Any]], Any]) -> dict[str, Any]:
     """The demo into ``settings.out_dir`` (refused if it holds a demo, unless overwriting); ``timed(name, work)`` times each part."""
     out = Path(settings.out_dir).resolve()
     first = out / ("generated" if generation.model else "capture")
-    targets = [first, out / "world.blend", out / "preview_center.png", out / "preview_offcenter.png", out / "stereo360.mp4"]
+    layered = settings.layers > 1
+    paths = {name: out / f"{name}.png" for name in ("preview_center", "preview_offcenter", *(LAYERED_PREVIEWS if layered else ()))}
+    targets = [first, out / "world.blend", *paths.values(), out / "stereo360.mp4"]
     existing = [p.name for p in targets if p.exists()]
     if existing and not settings.overwrite:
         raise RuntimeError(f"{out} already holds {', '.join(existing)} (use --overwrite)")
@@ -41,16 +46,32 @@ def run_demo(settings: DemoRequest, generation: RGBDRequest, timed: Callable[[st
         sphere_input = dict(rgb_path=str(first / "rgb.png"), depth_path=str(first / "depth.exr"))
     timed("sphere", lambda: bpy.ops.diffusion3d.build_world_sphere(grid_step=settings.step, **sphere_input))
     sphere = bpy.context.view_layer.objects.active
+    assert sphere is not None
     x, y, z = sphere.matrix_world.translation  # where the panorama was taken (the capture's EYE)
     centre = (x, y, z)
     offcentre = (centre[0] + OFF_CENTRE[0], centre[1] + OFF_CENTRE[1], centre[2] + OFF_CENTRE[2])
     width = min(settings.width, 1024)
-    timed("preview_center", lambda: previews.render_equirect(scene, centre, out / "preview_center.png", width))
-    timed("preview_offcenter", lambda: previews.render_equirect(scene, offcentre, out / "preview_offcenter.png", width))
+    timed("preview_center", lambda: previews.render_equirect(scene, centre, paths["preview_center"], width))
+    timed("preview_offcenter", lambda: previews.render_equirect(scene, offcentre, paths["preview_offcenter"], width))
+    skipped = ""
+    if layered:
+        painter = (
+            dict(inpaint_model=generation.model, steps=generation.steps, seed=generation.seed, inpaint_width=0) if generation.model else {}
+        )
+        build = dict(grid_step=settings.step, layers=settings.layers, **sphere_input, **painter)
+        try:
+            sphere = timed("layered_world", functools.partial(layered_world, sphere, build))
+        except RuntimeError as exc:  # a panorama the layers refuse (its foreground would be most of it): the sphere stays
+            skipped = str(exc).strip().splitlines()[-1].removeprefix("Error: ")
+            paths = {name: path for name, path in paths.items() if name not in LAYERED_PREVIEWS}
+        else:
+            timed("preview_center_layered", lambda: previews.render_equirect(scene, centre, paths["preview_center_layered"], width))
+            timed(
+                "preview_offcenter_layered", lambda: previews.render_equirect(scene, offcentre, paths["preview_offcenter_layered"], width)
+            )
     video = dict(filepath=str(out / "stereo360.mp4"), resolution="CUSTOM", eye_width=settings.video_width, overwrite=settings.overwrite)
     timed("stereo_video", lambda: stereo_video(video))
     timed("save", lambda: bpy.ops.wm.save_as_mainfile(filepath=str(out / "world.blend"), check_existing=False))
-    paths = {"preview_center": out / "preview_center.png", "preview_offcenter": out / "preview_offcenter.png"}
     return {
         "source": f"ldm3d:{generation.model}" if generation.model else "capture",
         "paths": {
@@ -59,9 +80,26 @@ def run_demo(settings: DemoRequest, generation: RGBDRequest, timed: Callable[[st
             **{k: str(p) for k, p in paths.items()},
             "stereo_video": video["filepath"],
         },
-        "sphere": {"object": sphere.name, "vertices": len(sphere.data.vertices), "location": list(centre)},
+        "sphere": {
+            "object": sphere.name,
+            "vertices": len(sphere.data.vertices),
+            "location": list(centre),
+            "layers": [child.name for child in sphere.children],
+        },
         "offcenter_view": list(OFF_CENTRE),
+        **({"layered_world_skipped": skipped} if skipped else {}),
     }
+
+
+def layered_world(sphere: bpy.types.Object, build: dict[str, Any]) -> bpy.types.Object:
+    """The layered world, now the demo's world (the active object); the single ``sphere`` stays in the file, hidden,
+    for comparison."""
+    bpy.ops.diffusion3d.build_layered_world(**build)
+    sphere.hide_render = True
+    sphere.hide_set(True)
+    world = bpy.context.view_layer.objects.active
+    assert world is not None
+    return world
 
 
 def stereo_video(video: dict[str, Any]) -> None:

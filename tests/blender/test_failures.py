@@ -14,10 +14,13 @@ import functools
 import time
 
 import bpy
+import numpy as np
 import pytest
 import window_driver as wd
 from blender_helpers import add_box, animated_rig, build_sphere, cad_scene, capture_room, render_settings, snapshot
 from support import build_tinies, engine_python, models_here
+
+from engine.imagefiles import write_png
 
 # The engine stays warm between cases (a worker start and model load per case cost minutes on Blender 5.2); each
 # case still ends with the add-on free and an unbroken run (conftest releases the engine after the module).
@@ -64,6 +67,16 @@ def sphere_files(tmp_path, request):
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
     return dict(rgb_path=str(tmp_path / "src" / "rgb.png"), depth_path=str(tmp_path / "src" / "depth.npy"), grid_step=1)
+
+
+def layered_files(tmp_path, request):
+    """A box in a room: a layered world of a background (its packed texture) and one layer."""
+    from test_layers import box_in_a_room
+
+    rgb, distance, _ = box_in_a_room()
+    write_png(tmp_path / "rgb.png", np.round(rgb * 255).astype(np.uint8))
+    np.save(tmp_path / "depth.npy", distance)
+    return dict(rgb_path=str(tmp_path / "rgb.png"), depth_path=str(tmp_path / "depth.npy"), depth_mode="METRIC", grid_step=1, min_region=16)
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +258,7 @@ OPERATORS = [
     ),
     ("dst.dataset", "render_edge_maps", dst_scene, "ViewRender", ["stage", "start", "step", "done", "prepare", "engine", "finish"]),
     ("world_sphere", "build_world_sphere", sphere_files, None, ["prepare", "engine", "emission_material", "finish"]),
+    ("world_sphere", "build_layered_world", layered_files, None, ["prepare", "engine", "packed_image", "emission_material", "finish"]),
     (
         "export",
         "export_world",

@@ -65,3 +65,37 @@ def test_a_layered_world_exports_its_layers_unlit_with_their_alpha_and_stays_as_
     assert len(gltf.meshes) == 2 and len(gltf.images) == 2
     assert all("KHR_materials_unlit" in m.extensions for m in gltf.materials)
     assert sorted(m.alphaMode for m in gltf.materials) == ["BLEND", "OPAQUE"]
+
+
+def test_build_layered_world_takes_two_layers_by_default_into_a_collection_of_its_own(tmp_path):
+    rgb, distance, _ = box_in_a_room()
+    assert bpy.ops.diffusion3d.build_layered_world(**files(tmp_path, rgb, distance)) == {"FINISHED"}
+    world = bpy.context.view_layer.objects.active
+    (layer,) = world.children
+    collection = bpy.data.collections["Layered World"]
+    assert world.name == "Layered World" and set(collection.objects) == {world, layer}
+    assert collection.name in bpy.context.scene.collection.children and set(world.users_collection) == {collection}
+
+
+@pytest.mark.slow
+def test_an_ldm3d_model_paints_the_background_behind_the_box_the_same_way_twice(tmp_path, prefs, tmp_path_factory):
+    from support import build_tiny, engine_python, models_here
+
+    models = tmp_path_factory.mktemp("models")
+    build_tiny("tiny_ldm3d:build_tiny_ldm3d", models / "tiny-ldm3d-4c", vae_channels=4)
+    prefs.models_dir, prefs.hf_cache_dir = str(models), str(models / "no-cache")
+    if not models_here():
+        prefs.engine_mode, prefs.python_path = "SUBPROCESS", engine_python()
+    rgb, distance, box = box_in_a_room()
+    options = dict(**files(tmp_path, rgb, distance), inpaint_model="tiny-ldm3d-4c", steps=2, inpaint_width=128, prompt="a room")
+    painted = []
+    for name in ("First", "Second"):
+        assert bpy.ops.diffusion3d.build_layered_world(**options, name=name) == {"FINISHED"}
+        pixels = np.empty(W * H * 4, np.float32)
+        bpy.data.images[f"{name} Background"].pixels.foreach_get(pixels)
+        painted.append(pixels.reshape(H, W, 4)[::-1, :, :3])
+    assert np.array_equal(painted[0], painted[1])
+    outside = ~grow(box, 2)
+    np.testing.assert_allclose(painted[0][outside], rgb[outside], atol=1 / 255 + 1e-6)  # the panorama, through its 8-bit file
+    with pytest.raises(RuntimeError, match="Inpaint Model"):
+        bpy.ops.diffusion3d.build_world_sphere(**options)  # one layer: nothing to paint behind
