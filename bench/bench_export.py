@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 sys.path.insert(0, str(_common.REPO_ROOT))
-from engine.world import equirect
+from engine.world.synthetic import box_room
 from engine.world.splats import gaussians_from_rgbd, write_splat_ply
 
 
@@ -41,18 +41,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (default 3)")
     p.add_argument("--sphere-step", type=int, default=2, help="the world sphere's grid step for the mesh formats (default 2)")
     return p.parse_args()
-
-
-def room(width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A box room's ray distances from 1.6 m above its floor, and smooth colours, as an equirectangular panorama."""
-    height = width // 2
-    rays = equirect.ray_directions(((np.arange(width) + 0.5) / width)[None, :], ((np.arange(height) + 0.5) / height)[:, None])
-    eye, low, high = np.array([0.0, 0.0, 1.6]), np.array([-4.0, -3.0, 0.0]), np.array([4.0, 3.0, 3.0])
-    with np.errstate(divide="ignore"):
-        walls = np.where(rays > 0, (high - eye) / rays, (low - eye) / rays)
-    distance = np.min(np.where(np.isfinite(walls) & (walls > 0), walls, np.inf), axis=-1)
-    rgb = 0.5 + 0.4 * np.stack([np.sin(3 * rays[..., 0]), np.cos(2 * rays[..., 1]), rays[..., 2]], axis=-1)
-    return rgb.astype(np.float32), distance.astype(np.float32)
 
 
 def mesh_formats(args: argparse.Namespace, folder: Path) -> list[dict[str, object]]:
@@ -66,7 +54,7 @@ def mesh_formats(args: argparse.Namespace, folder: Path) -> list[dict[str, objec
     batch.load_addon()
     runs: list[dict[str, object]] = []
     for width in args.widths:
-        rgb, distance = room(width)
+        rgb, distance = box_room(width)
         write_png(folder / "rgb.png", np.round(rgb.clip(0, 1) * 255).astype(np.uint8))
         np.save(folder / "depth.npy", distance)
         bpy.ops.wm.read_homefile(use_empty=True)
@@ -96,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-export-") as folder:
         target = Path(folder) / "splats.ply"
         for width in args.widths:
-            rgb, distance = room(width)
+            rgb, distance = box_room(width)
             for step in args.steps:
                 compute, write = [], []
                 for _ in range(args.repeats):

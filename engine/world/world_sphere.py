@@ -22,6 +22,7 @@ from . import depth as depthlib
 from . import equirect, inpaint, layers
 from .capture import capture_origin
 from .inpaint import InpaintOptions
+from .layers import EDGE_THRESHOLD
 from .parallax import safe_radius
 from .rgbd import read_depth
 
@@ -246,7 +247,7 @@ class WorldSphereRequest:
         max=8,
     )
     edge_threshold: float = param(
-        0.15,
+        EDGE_THRESHOLD,
         "Edge Threshold",
         "Layers: a depth edge is where neighbours' distances differ by more than this fraction",
         min=0.0,

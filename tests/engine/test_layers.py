@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import BadInput
-from engine.world import equirect
+from engine.world.synthetic import box_room
 from engine.world.layers import BEHIND, band_width, fill, foreground, grow, peel, regions
 
 H, W = 48, 96
@@ -14,13 +14,7 @@ H, W = 48, 96
 
 def room() -> tuple[np.ndarray, np.ndarray]:
     """A box room's ray distances seen from 1.6 m above its floor (continuous at its corners), and smooth colours."""
-    rays = equirect.ray_directions(equirect.pixel_centres(W)[None, :], equirect.pixel_centres(H)[:, None])
-    eye, low, high = np.array([0.0, 0.0, 1.6]), np.array([-4.0, -3.0, 0.0]), np.array([4.0, 3.0, 3.0])
-    with np.errstate(divide="ignore"):
-        walls = np.where(rays > 0, (high - eye) / rays, (low - eye) / rays)
-    distance = np.min(np.where(np.isfinite(walls) & (walls > 0), walls, np.inf), axis=-1)
-    rgb = 0.5 + 0.4 * np.stack([np.sin(3 * rays[..., 0]), np.cos(2 * rays[..., 1]), rays[..., 2]], axis=-1)
-    return rgb.astype(np.float32), distance.astype(np.float32)
+    return box_room(W, H)
 
 
 def box_in_a_room(rows=slice(14, 22), cols=slice(30, 44), near: float = 1.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
