@@ -4,12 +4,14 @@ point, against Cycles renders of the real room from the same points (issue 25).
 Run from the repo root with the venv that has the ``bpy`` module::
 
     .venv/bin/python bench/bench_walkable.py [--width 512] [--samples 16] [--offsets 0.25 0.5 1.0] [--layers 2]
+        [--edge-threshold T] [--border PX] [--inpaint-model Intel/ldm3d-pano --models-dir DIR --steps 50]
 
 1. The demo room (``operators/demo/scene.py``) captured from its eye point (``capture_panorama``: rgb.png, depth.exr).
 2. The truth: the same capture from each viewpoint ``offset`` metres from the eye along ±X, ±Y and ±Z.
-3. The single sphere (``build_world_sphere``, grid step 1, no cuts) and the layered world (``layers=--layers``, the
-   geometric fill) built from the eye's capture (seconds to build), each seen from every viewpoint (an emission-only
-   equirectangular render, as the demo's previews), compared with the truth:
+3. The single sphere (``build_world_sphere``, grid step 1, no cuts), the layered world (``layers=--layers``, the
+   geometric fill) and, given ``--inpaint-model`` (a GPU run), the layered world painted by that LDM3D model, built
+   from the eye's capture (seconds to build), each seen from every viewpoint (an emission-only equirectangular render,
+   as the demo's previews), compared with the truth:
 
    - ``psnr_db``: over all pixels;
    - ``stretched``: the share of pixels showing a stretched face, one whose longest edge spans more than
@@ -45,6 +47,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=16, help="Cycles samples of the captures (default 16)")
     p.add_argument("--offsets", type=float, nargs="+", default=[0.25, 0.5, 1.0], help="metres off the capture point")
     p.add_argument("--layers", type=int, default=2, help="layers of the layered world (default 2)")
+    p.add_argument("--edge-threshold", type=float, default=None, help="the layers' edge threshold (default: the declared one)")
+    p.add_argument("--border", type=int, default=None, help="the layers' fading border in pixels (default: the declared one)")
+    p.add_argument("--inpaint-model", default="", help="also a layered world painted by this LDM3D model (a GPU run)")
+    p.add_argument("--models-dir", default="", help="where --inpaint-model is looked for")
+    p.add_argument("--steps", type=int, default=50, help="the inpainting's denoising steps (default 50)")
     return p.parse_args()
 
 
@@ -151,7 +158,15 @@ def main() -> None:
     room = demo_scene.build_demo_room(scene)
     eye = np.array(demo_scene.EYE)
     points = [tuple(eye + offset * np.array(d)) for offset in args.offsets for d in DIRECTIONS]
-    results: dict[str, object] = {"width": args.width, "samples": args.samples, "layers": args.layers, "stretch_cells": STRETCH}
+    results: dict[str, object] = {
+        "width": args.width,
+        "samples": args.samples,
+        "layers": args.layers,
+        "edge_threshold": args.edge_threshold,
+        "border": args.border,
+        "inpaint_model": args.inpaint_model,
+        "stretch_cells": STRETCH,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-walkable-") as tmp:
         folder = Path(tmp)
 
@@ -166,10 +181,18 @@ def main() -> None:
         results["truth_render_s"] = round(time.perf_counter() - start, 2)
         bpy.context.view_layer.layer_collection.children[room.name].exclude = True  # the worlds replace the room
         inputs = dict(rgb_path=str(source / "rgb.png"), depth_path=str(source / "depth.exr"), grid_step=1)
+        chosen = {"edge_threshold": args.edge_threshold, "border": args.border}
+        layering = dict(layers=args.layers, **{name: value for name, value in chosen.items() if value is not None})
+        built_as = {"single": dict(layers=1), "layered": layering}
+        if args.inpaint_model:
+            from diffusion3d.operators.machinery import session  # type: ignore[import-not-found]
+
+            session.preferences().models_dir = args.models_dir  # the model runs in this Python (it needs torch)
+            built_as["inpainted"] = dict(layering, inpaint_model=args.inpaint_model, steps=args.steps)
         worlds = {}
-        for name, layers in (("single", 1), ("layered", args.layers)):
+        for name, options in built_as.items():
             start = time.perf_counter()
-            bpy.ops.diffusion3d.build_world_sphere(**inputs, layers=layers, name=f"Bench {name}")
+            bpy.ops.diffusion3d.build_world_sphere(**inputs, **options, name=f"Bench {name}")
             built = time.perf_counter() - start
             world = bpy.context.view_layer.objects.active
             objects = [world, *world.children]
