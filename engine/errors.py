@@ -1,5 +1,7 @@
 """Exceptions whose message is meant for the user, as one readable line."""
 
+import re
+
 
 class EngineError(Exception):
     """A failure the user can act on; ``str(err)`` is the whole message."""
@@ -31,9 +33,10 @@ class WorkerDied(EngineError):
 
 
 def last_line(exc: BaseException) -> str:
-    """The last line of one of our errors, or of Blender's error report (``Error: …``), which ends in its reason."""
+    """The last line of one of our errors, or of Blender's error report (``Error: …``, or an operator's poll refusing:
+    ``Operator bpy.ops.NAME.poll() …``), which ends in its reason."""
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    return lines[-1].removeprefix("Error: ")
+    return re.sub(r"^Operator bpy\.ops\.[\w.]+\.poll\(\) ", "", lines[-1].removeprefix("Error: "))
 
 
 def readable(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from .viewneti import (
 )
 from .world_sphere import DIFFUSION3D_OT_build_layered_world, DIFFUSION3D_OT_build_world_sphere
 
-classes = (
+classes: tuple[type[bpy.types.Operator], ...] = (
     DIFFUSION3D_OT_capture_panorama,
     DIFFUSION3D_OT_build_world_sphere,
     DIFFUSION3D_OT_build_layered_world,

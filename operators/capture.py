@@ -91,11 +91,16 @@ class DIFFUSION3D_OT_capture_panorama(EngineJobOperator, bpy.types.Operator):
     _out_dir: Path | None = None
     _render: PanoramaRender | None = None
 
-    def read(self, context: bpy.types.Context, request: CaptureRequest) -> CaptureRequest:
+    @classmethod
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        """Nothing to render, or nothing to render it with (whatever the options)."""
         if not has_visible_geometry(context):
-            raise UserError("Nothing to capture: the scene has no visible objects")
+            return "Nothing to capture: the scene has no visible objects"
         if not hasattr(context.scene, "cycles"):
-            raise UserError("Cycles is not available in this Blender")
+            return "Cycles is not available in this Blender"
+        return ""
+
+    def read(self, context: bpy.types.Context, request: CaptureRequest) -> CaptureRequest:
         position = capture_origin(context, request.origin, request.location)
         out_dir = str(session.output_folder(request.out_dir, "capture"))
         return dataclasses.replace(request, out_dir=out_dir, position=tuple(round(c, 6) for c in position), scene_name=context.scene.name)

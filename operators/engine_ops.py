@@ -49,6 +49,26 @@ class DIFFUSION3D_OT_release_engine(bpy.types.Operator):
     bl_idname = "diffusion3d.release_engine"
     bl_label = "Release Engine"
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        started = session.started()
+        if not started:
+            cls.poll_message_set("The engine is not started: nothing to release")
+        return started
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        """Ask first when it would cancel a running job (a script's call runs ``execute`` directly, without asking)."""
+        if current.running() is None:
+            return self.execute(context)
+        return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
+            self,
+            event,
+            title="Release the engine?",
+            message=f"{current.label} is running: releasing the engine cancels it",
+            confirm_text="Release and Cancel",
+            icon="WARNING",
+        )
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         handle = current.running()
         if handle is not None:
@@ -66,8 +86,12 @@ class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return bool(current.busy())
+        busy = bool(current.busy())
+        if not busy:
+            cls.poll_message_set("No Diffusion 3D job is running")
+        return busy
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         current.request_cancel()
         return {"FINISHED"}
+

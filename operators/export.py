@@ -27,7 +27,7 @@ from .machinery import compat, declared, session
 from .machinery.blender_data import mesh_from_sphere
 from .machinery.job import EngineJobOperator, UserError
 from .machinery.settings_restore import TemporarySettings
-from .stereo_rig import LAYER_KEY, RIG_KEY, WORLD_KEY, find_sphere, rig_camera
+from .stereo_rig import LAYER_KEY, WORLD_KEY, find_sphere, rig_camera, stereo_rigs
 
 TEXTURES = "textures"  # the folder beside a .gltf or .usdc that holds its texture
 
@@ -43,6 +43,12 @@ class DIFFUSION3D_OT_export_world(EngineJobOperator, bpy.types.Operator):
     __annotations__ = declared.properties(ExportRequest)
 
     _object: bpy.types.Object | None = None
+
+    @classmethod
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        """Only a mesh of the scene exports (named, active, or its world sphere): a scene with none cannot."""
+        has_mesh = any(o.type == "MESH" for o in context.scene.objects)
+        return "" if has_mesh else "Nothing to export: the scene has no mesh (build a world sphere first)"
 
     def read(self, context: bpy.types.Context, request: ExportRequest) -> ExportRequest:
         obj = self._object = self._chosen(context, request.object_name)
@@ -143,6 +149,7 @@ def export_scene(
     """A scene of the export's own holding ``obj`` and the stereo rig (linked, so their names stay theirs), shown as the
     exported file shows them: the coarser mesh (if made), an unlit material, a perspective camera; all put back after."""
     user = context.scene
+    assert user is not None
     made: list[tuple[Any, Any]] = []
     shown = [obj, *(child for child in obj.children if child.get(LAYER_KEY) and child.type == "MESH")]  # a layered world's layers too
     materials = {o.name: list(o.data.materials) for o in shown}  # the user's meshes', put back after
@@ -171,7 +178,7 @@ def export_scene(
                 setattr(scene.render, name, getattr(user.render, name))
             scene.frame_start, scene.frame_end = user.frame_start, user.frame_end
             scene.unit_settings.scale_length = user.unit_settings.scale_length
-            for rig in (o for o in user.objects if o.get(RIG_KEY) is not None) if camera_path else ():
+            for rig in stereo_rigs(user) if camera_path else ():
                 camera = rig_camera(rig)
                 scene.collection.objects.link(rig)
                 scene.collection.objects.link(camera)

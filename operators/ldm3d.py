@@ -115,6 +115,13 @@ class DIFFUSION3D_OT_random_seed(bpy.types.Operator):
     bl_label = "Random Seed"
     bl_options = {"REGISTER", "UNDO"}
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        has_settings = getattr(context.scene, "diffusion3d", None) is not None
+        if not has_settings:
+            cls.poll_message_set("No scene here to pick a seed for")
+        return has_settings
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         context.scene.diffusion3d.generate.seed = random.randrange(SEED_MAX + 1)
         return {"FINISHED"}

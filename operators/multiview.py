@@ -70,7 +70,7 @@ class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):
 
     bl_idname = "diffusion3d.generate_views"
     bl_label = "Generate Object Views"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}  # it adds a collection, cameras, images and a mesh
     job = "generate_views"
     job_label = "Generating views"
     __annotations__ = declared.properties(ViewsRequest)

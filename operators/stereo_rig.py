@@ -54,9 +54,23 @@ def sphere_safe_radius(sphere: bpy.types.Object) -> float:
     return parallax.stored_safe_radius(sphere[WORLD_KEY]) * min(abs(s) for s in sphere.matrix_world.to_scale())
 
 
+def stereo_rigs(scene: bpy.types.Scene) -> list[bpy.types.Object]:
+    return [o for o in scene.objects if o.get(RIG_KEY) is not None]
+
+
+def missing_rig(context: bpy.types.Context) -> str:
+    """Why no rig can be found, whatever is named or selected (the scene has none), or "": the rig operators' poll."""
+    scene = context.scene
+    return "" if scene is not None and stereo_rigs(scene) else "No stereo rig in the scene: add one first"
+
+
 def find_rig(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
     """The named rig, else the active object's rig (the handle or its camera), else the scene camera's, else the only one."""
     scene = context.scene
+    missing = missing_rig(context)
+    if missing:
+        raise UserError(missing)
+    assert scene is not None
     if name:
         obj = scene.objects.get(name)
         if obj is None or obj.get(RIG_KEY) is None:
@@ -67,9 +81,9 @@ def find_rig(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
             if obj.get(RIG_KEY) is not None:
                 return obj
             obj = obj.parent
-    rigs = [o for o in scene.objects if o.get(RIG_KEY) is not None]
-    if len(rigs) != 1:
-        raise UserError("No stereo rig: add one first" if not rigs else f"{len(rigs)} stereo rigs: select one or name it")
+    rigs = stereo_rigs(scene)
+    if len(rigs) > 1:
+        raise UserError(f"{len(rigs)} stereo rigs: select one or name it")
     return rigs[0]
 
 
@@ -183,6 +197,10 @@ class DIFFUSION3D_OT_animate_rig(DeclaredOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     request = MoveRequest
     __annotations__ = declared.properties(MoveRequest)
+
+    @classmethod
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return missing_rig(context)
 
     def run(self, context: bpy.types.Context, request: MoveRequest) -> dict[str, Any]:
         rig = find_rig(context, self.rig)

@@ -36,7 +36,7 @@ from .machinery import compat, declared, session
 from .machinery.job import EngineJobOperator, Stage, UserError
 from .machinery.render_setup import stamp_nothing
 from .machinery.settings_restore import TemporarySettings
-from .stereo_rig import RIG_KEY, find_rig, rig_camera
+from .stereo_rig import RIG_KEY, find_rig, missing_rig, rig_camera
 
 MP4, PNG, EXR = VIDEO_FORMATS.ids
 TOP_BOTTOM, SIDE_BY_SIDE, MONO = STEREO_LAYOUTS.ids
@@ -112,6 +112,10 @@ class DIFFUSION3D_OT_render_stereo_video(EngineJobOperator, bpy.types.Operator):
     _started = 0.0
     _made_dir: Path | None = None
     _frame_size = (0, 0)
+
+    @classmethod
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return missing_rig(context)
 
     def read(self, context: bpy.types.Context, request: VideoRequest) -> VideoRequest:
         """The rig it renders (360° or flat); the output, by default a new file under the default output folder."""

@@ -89,14 +89,35 @@ class DIFFUSION3D_OT_set_object_class(bpy.types.Operator):
         "tags": StringProperty(name="Tags", description="Comma-separated words for the prompt (e.g. wooden, antique)", default=""),
     }
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        chosen = bool(context.selected_objects)
+        if not chosen:
+            cls.poll_message_set("Nothing selected: select the objects to give a class")
+        return chosen
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        """Ask first when an empty Tags field would clear tags the selected objects have (a script's call does not ask)."""
+        tagged = [obj.name for obj in context.selected_objects or () if tags(obj)]
+        if self._tags() or not tagged:
+            return self.execute(context)
+        return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
+            self,
+            event,
+            title="Clear their tags?",
+            message=f"Tags is empty: this clears the tags of {len(tagged)} object(s) ({', '.join(tagged[:3])}{', …' * (len(tagged) > 3)})",
+            confirm_text="Set and Clear Tags",
+            icon="WARNING",
+        )
+
+    def _tags(self) -> str:
+        return ", ".join(t.strip() for t in self.tags.split(",") if t.strip())
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         chosen = list(context.selected_objects or ())
-        if not chosen:
-            self.report({"ERROR"}, "Nothing selected")
-            return {"CANCELLED"}
         for obj in chosen:
             obj[CLASS_KEY] = self.class_name.strip() or class_name(obj)
-            obj[TAGS_KEY] = ", ".join(t.strip() for t in self.tags.split(",") if t.strip())
+            obj[TAGS_KEY] = self._tags()
         self.report({"INFO"}, f"{len(chosen)} object(s): class {chosen[0][CLASS_KEY]!r}, tags {chosen[0][TAGS_KEY]!r}")
         return {"FINISHED"}
 

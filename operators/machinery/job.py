@@ -25,7 +25,14 @@ timer event, a render step as Blender's own render job (its progress and Esc),
 Esc or the panel's Cancel between steps.
 
 What is in flight, for the panel, Cancel and the busy check, is one
-:class:`JobState`: :data:`current`.
+:class:`JobState`: :data:`current`. Every operator of both mixins has one
+``poll`` (:class:`PolledOperator`): its button is greyed out, the reason as its
+tooltip, while a job is in flight or while its input is certainly missing.
+
+Undo: an operator whose ``bl_options`` hold ``UNDO`` gets its one undo step from
+Blender on either path, also when its modal phase ends (the window manager pushes
+the step when ``modal`` returns FINISHED, as when ``execute`` does), so the mixin
+pushes none itself: a second step would make the first Ctrl+Z seem to do nothing.
 """
 
 from __future__ import annotations
@@ -139,6 +146,46 @@ class Stage:
         raise NotImplementedError
 
 
+def busy_reason() -> str:
+    """Why no job may start now, naming what is in flight; "" when nothing is."""
+    label = current.busy()
+    return f"Diffusion 3D is busy ({label}); cancel it or wait" if label else ""
+
+
+class PolledOperator:
+    """Mixin: the one ``poll`` of the job operators (both mixins below). Their button is greyed out while a job is in
+    flight (one at a time) or while ``unavailable`` says why the operator would certainly fail, the reason as its tooltip
+    and as ``bpy.ops``' error. A call that skips the poll (``execute``/``invoke`` called directly) is refused alike."""
+
+    @classmethod
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        """Why this operator would certainly fail in ``context`` whatever its options (missing input), or "" when it can run.
+
+        Blender asks at every redraw of its button, and the poll cannot see the options: override it only with a cheap
+        check that fails whatever they are. It is the operator's own check (every call runs it first, the poll's or
+        not), so the operator does not repeat it.
+        """
+        return ""
+
+    @classmethod
+    def refusal(cls, context: bpy.types.Context) -> str:
+        return busy_reason() or cls.unavailable(context)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        reason = cls.refusal(context)
+        if reason:
+            cls.poll_message_set(reason)  # type: ignore[attr-defined]  # a mixin of Operator
+        return not reason
+
+    def refused(self, context: bpy.types.Context) -> bool:
+        """Report the poll's reason (a direct call of ``execute``/``invoke`` skips the poll); True when there is one."""
+        reason = self.refusal(context)
+        if reason:
+            self.report({"ERROR"}, reason)  # type: ignore[attr-defined]  # a mixin of Operator
+        return bool(reason)
+
+
 def checked_request(operator: Any, context: bpy.types.Context, cls: type, read: Any = None) -> Any:
     """The request ``cls`` from an operator's properties, completed from Blender by ``read`` and validated.
 
@@ -159,7 +206,7 @@ def checked_request(operator: Any, context: bpy.types.Context, cls: type, read: 
     return request
 
 
-class DeclaredOperator:
+class DeclaredOperator(PolledOperator):
     """Mixin for operators that work in Blender alone (no engine job): ``request`` declares their properties, ``run`` does the work."""
 
     request: ClassVar[type]
@@ -168,6 +215,8 @@ class DeclaredOperator:
         raise NotImplementedError
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        if self.refused(context):
+            return {"CANCELLED"}
         current.summary = {}
         try:
             current.summary = self.run(context, checked_request(self, context, self.request))
@@ -184,7 +233,7 @@ def _tag_redraw(context: bpy.types.Context) -> None:
             area.tag_redraw()
 
 
-class EngineJobOperator:
+class EngineJobOperator(PolledOperator):
     """Mixin for ``bpy.types.Operator`` classes that run one engine job (after a Blender stage, if they have one)."""
 
     # Blender evaluates a registered class's annotations, mixins' too. A typing generic of a class from a
@@ -229,7 +278,7 @@ class EngineJobOperator:
 
     # Blocking: scripts, the Python console, background mode ---------------------
     def execute(self, context: bpy.types.Context) -> set[str]:
-        if self._refuse_if_busy():
+        if self.refused(context):
             return {"CANCELLED"}
         try:
             stage = self._stage = self.stage(context, self._checked(context))
@@ -276,7 +325,7 @@ class EngineJobOperator:
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
         if bpy.app.background or context.window is None:
             return self.execute(context)
-        if self._refuse_if_busy():
+        if self.refused(context):
             return {"CANCELLED"}
         try:
             stage = self._stage = self.stage(context, self._checked(context))
@@ -390,12 +439,6 @@ class EngineJobOperator:
         wm.progress_end()
 
     # Shared by both paths ---------------------------------------------------------
-    def _refuse_if_busy(self) -> bool:
-        label = current.busy()
-        if label:
-            self.report({"ERROR"}, f"Diffusion 3D is busy ({label}); cancel it or wait")
-        return bool(label)
-
     def _checked(self, context: bpy.types.Context) -> Any:
         current.summary = {}
         self._request = checked_request(self, context, self.request_type(), self.read)

@@ -109,6 +109,11 @@ def release() -> None:
     _client, _client_key = None, ()
 
 
+def started() -> bool:
+    """Whether there is an engine to release (a client made since the last release)."""
+    return _client is not None
+
+
 def status() -> str:
     return _client.status() if _client is not None else "Not started"
 

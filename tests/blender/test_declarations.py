@@ -124,13 +124,16 @@ def out_of_range(leaf: params.Leaf) -> list:
 
 
 def test_every_out_of_range_value_is_refused_by_its_operator_in_one_line_and_changes_nothing(addon, tmp_path, monkeypatch):
-    from blender_helpers import snapshot
+    from blender_helpers import add_box, snapshot
 
     monkeypatch.chdir(tmp_path)
+    add_box("Box", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what the polls ask for (something to capture or export, a rig): each
+    bpy.ops.diffusion3d.add_stereo_rig(place="CURSOR")  # operator is reached, and refuses the value before it reads any of it
     declared, tried = addon.operators.machinery.declared, 0
     before = snapshot()
     for name, request in declared_operators(addon):
         operator = getattr(bpy.ops.diffusion3d, name)
+        assert operator.poll(), name
         for leaf in declared.blender_leaves(request):
             if leaf.kind not in (int, float):
                 continue

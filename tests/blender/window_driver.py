@@ -65,13 +65,14 @@ class WindowedBpy(_Over):
 
 
 class WindowManager:
-    """Records what an operator asks of the window manager: timers, the progress bar, modal handlers."""
+    """Records what an operator asks of the window manager: timers, the progress bar, modal handlers, confirmations."""
 
     def __init__(self) -> None:
         self.timers = 0
         self.progress: list[int] = []
         self.progress_open = False
         self.modal_handlers: list[Any] = []
+        self.confirmations: list[dict[str, str]] = []  # the texts of each confirmation asked for (nobody answers)
 
     def event_timer_add(self, step: float, window: Any = None) -> object:
         self.timers += 1
@@ -92,6 +93,11 @@ class WindowManager:
     def modal_handler_add(self, operator: Any) -> bool:
         self.modal_handlers.append(operator)
         return True
+
+    def invoke_confirm(self, operator: Any, event: Any, **texts: str) -> set[str]:
+        """Blender's popup: the operator runs later, if the user confirms; the call itself returns at once."""
+        self.confirmations.append(texts)
+        return {"INTERFACE"}
 
     def __getattr__(self, name: str) -> Any:  # the rest (the add-on's own properties) is the real window manager's
         return getattr(bpy.context.window_manager, name)
