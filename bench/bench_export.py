@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 sys.path.insert(0, str(_common.REPO_ROOT))
-from engine.world.synthetic import box_room
 from engine.world.splats import gaussians_from_rgbd, write_splat_ply
+from engine.world.synthetic import box_room
 
 
 def parse_args() -> argparse.Namespace:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.errors import BadInput
-from engine.world.synthetic import box_room
 from engine.world.layers import BEHIND, band_width, fill, foreground, grow, peel, regions
+from engine.world.synthetic import box_room
 
 H, W = 48, 96
 
