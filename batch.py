@@ -345,6 +345,7 @@ COMMANDS: tuple[Command, ...] = (
     C("viewneti-train", "ViewNeTI: fit view and object mappers to posed image sets (a frozen SD 2.x)", (request("train_viewneti"),), by_engine("train_viewneti", "train")),
     C("viewneti-render", "ViewNeTI: a checkpoint's view from a .blend's camera or an orbit position", (request("render_view"), Scene), by_operator("generate_view", "render"), ("orbits",)),
     C("viewneti-nvs", "ViewNeTI: one object image → new views (a pre-trained view mapper frozen)", (request("views_from_image"),), by_engine("views_from_image", "total")),
+    C("engine-setup", "a managed engine Python: the torch build for this machine and the engine's packages, checked", (request("engine_setup"),), by_engine("engine_setup", "setup")),
     C("viewneti-import", "ViewNeTI: the original's mapper-steps-*.pt files → our checkpoint (pickles: opt in)", (request("import_viewneti"),), by_engine("import_viewneti", "import")),
 )  # fmt: skip
 

@@ -409,3 +409,17 @@ POLAR_PRESETS: Choices[Choice] = Choices(
     Choice("HIGH", "From Above", "3D-DST: polar angle ~ N(60°, 20°) on [0°, 180°]"),
     Choice("CUSTOM", "Custom", "Truncated normal with the mean, spread and range below"),
 )
+
+#: What ``--torch`` takes: AUTO picks from the machine
+TORCH_BUILDS = Choices(
+    "torch build",
+    Choice(
+        "AUTO",
+        "Auto",
+        "The build that fits this machine: CUDA for an NVIDIA driver, ROCm on Linux with AMD, MPS on Apple silicon, else CPU",
+    ),
+    Choice("CPU", "CPU", "The CPU build (any machine; slow for models)"),
+    Choice("CUDA", "CUDA", "NVIDIA GPUs: the CUDA build for the installed driver"),
+    Choice("ROCM", "ROCm", "AMD GPUs on Linux"),
+    Choice("MPS", "MPS", "Apple silicon's GPU (the default macOS build)"),
+)

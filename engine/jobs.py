@@ -17,6 +17,7 @@ from .dst.merge import DSTMergeRequest, DSTMergeResult, merge_shards
 from .echo import EchoRequest, EchoResult, echo
 from .errors import BadInput, JobCancelled
 from .info import InfoRequest, InfoResult, engine_info
+from .install.setup import EngineSetupRequest, EngineSetupResult, engine_setup
 from .multiview.job import ViewsRequest, ViewsResult, generate_views
 from .params import validate
 from .progress import CancelToken, ProgressCallback, Reporter
@@ -47,6 +48,7 @@ JOBS: dict[str, Job] = {
     "export_world": Job(ExportRequest, ExportResult, export_world),
     "encode_capture": Job(CaptureRequest, CaptureResult, encode_capture),
     "engine_info": Job(InfoRequest, InfoResult, engine_info),
+    "engine_setup": Job(EngineSetupRequest, EngineSetupResult, engine_setup),
     "list_models": Job(ModelsRequest, ModelsResult, list_models),
     "generate_rgbd": Job(RGBDRequest, RGBDResult, generate_rgbd),
     "upscale_rgbd": Job(UpscaleRequest, UpscaleResult, upscale_rgbd),

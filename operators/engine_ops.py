@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import bpy
 
+from ..engine.errors import BadInput
 from ..engine.info import InfoRequest, InfoResult
-from .machinery import session
-from .machinery.job import EngineJobOperator, current
+from ..engine.install import torch_choice
+from ..engine.install.setup import EngineSetupRequest, EngineSetupResult, torch_version
+from .machinery import declared, session
+from .machinery.job import EngineJobOperator, UserError, current
 
 
 @dataclass
@@ -95,3 +99,57 @@ class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
         current.request_cancel()
         return {"FINISHED"}
 
+
+class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
+    """Make a Python of the add-on's own with the torch build for this machine and the engine's packages, check it,
+    and use it for model jobs (Preferences: Engine: Separate Python)"""
+
+    bl_idname = "diffusion3d.setup_engine"
+    bl_label = "Set Up Engine"
+    job = "engine_setup"
+    job_label = "Setting up the engine"
+    in_blender = True
+    __annotations__ = declared.properties(EngineSetupRequest)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        """Clicked: the build, why, and the download size first; the install (with progress and Esc) once confirmed."""
+        if self.plan_only or bpy.app.background or context.window is None:
+            return super().invoke(context, event)
+        try:
+            choice = torch_choice.choose(torch_choice.detect(), self.torch, torch_version())
+        except BadInput as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        folder = self.folder or str(session.engine_folder())
+        return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
+            self,
+            event,
+            title="Set Up Engine",
+            message=f"{choice.requirement} ({choice.reason}) and the engine's packages into {folder}: about {choice.download_mb:,} MB to download",
+            confirm_text="Install",
+            icon="QUESTION",
+        )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if self.plan_only or bpy.app.background or context.window is None:
+            return super().execute(context)
+        return super().invoke(context, None)  # confirmed in a window: the install runs modal, with progress and Esc
+
+    def read(self, context: bpy.types.Context, request: EngineSetupRequest) -> EngineSetupRequest:
+        if not bpy.app.online_access and not request.plan_only:
+            raise UserError("Setting up the engine downloads packages: turn on Blender's online access (Preferences → System → Network)")
+        return dataclasses.replace(request, folder=request.folder or str(session.engine_folder()), online=bool(bpy.app.online_access))
+
+    def finish(self, context: bpy.types.Context, result: EngineSetupResult) -> dict[str, object]:
+        if result.ready:  # only a checked engine is selected: the previous one stays until then
+            prefs = session.preferences(context)
+            if prefs is not None:
+                prefs.engine_mode, prefs.python_path = "SUBPROCESS", result.python
+            last_check.text, last_check.problems = result.check, ""
+            done = "Installed" if result.installed else "Already set up"
+            self.report({"INFO"}, f"{done}: {result.check} ({result.size_mb:,} MB in {result.folder}); model jobs now run there")
+        else:
+            self.report(
+                {"INFO"}, f"Would install {result.requirement} ({result.reason}): about {result.download_mb:,} MB into {result.folder}"
+            )
+        return result.summary()

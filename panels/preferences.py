@@ -63,8 +63,14 @@ class Diffusion3DPreferences(bpy.types.AddonPreferences):
         sub.active = self.engine_mode == "SUBPROCESS"
         sub.prop(self, "python_path")
         row = col.row(align=True)
+        row.operator("diffusion3d.setup_engine", icon="IMPORT")
+        repair = row.operator("diffusion3d.setup_engine", text="Repair", icon="TOOL_SETTINGS")
+        repair.upgrade = True
+        row = col.row(align=True)
         row.operator("diffusion3d.check_engine", icon="CHECKMARK")
         row.operator("diffusion3d.release_engine", icon="X")
+        if not bpy.app.online_access:
+            col.label(text="Set Up Engine downloads packages: Blender's online access is off", icon="ERROR")
         if last_check.text:
             col.label(text=last_check.text, icon="INFO")
         if last_check.problems:

@@ -64,7 +64,7 @@ stage() {  # stage NAME COMMAND...: pytest's exit 5 (the extra arguments selecte
   if command -v flock >/dev/null; then flock "$logs/failed" cat "$log.shown"; else cat "$log.shown"; fi  # one block at a time
 }
 : >"$logs/failed"
-blender_tests=(tests/blender tests/test_batch.py tests/test_batch_runs.py tests/test_extension_package.py)
+blender_tests=(tests/blender tests/test_batch.py tests/test_batch_runs.py tests/test_engine_setup.py tests/test_extension_package.py)
 on_45=(.venv/bin/python -m pytest "${blender_tests[@]}")
 on_52=(env DIFFUSION3D_ENGINE_PYTHON="$PWD/.venv-engine/bin/python" .venv-blender-5.2/bin/python -m pytest "${blender_tests[@]}")
 engine=(.venv-engine/bin/python -m pytest tests/engine)

@@ -242,6 +242,7 @@ class EngineJobOperator(PolledOperator):
     # ``X | None`` and keep such annotations plain.
     job: ClassVar[str]  # the engine job (engine/jobs.py); its request declares the operator's properties
     job_label: ClassVar[str] = "Working"
+    in_blender: ClassVar[bool] = False  # run in Blender's own Python whatever the preferences (the engine's own set-up)
     _request: Any = None
     _handle: JobHandle | None = None
     _stage: Stage | None = None
@@ -446,7 +447,8 @@ class EngineJobOperator(PolledOperator):
 
     def _submit(self, context: bpy.types.Context) -> None:
         request = self.prepare(context, self._request)
-        self._handle = session.client(context).submit(self.job, request)
+        client = session.blender_client() if self.in_blender else session.client(context)
+        self._handle = client.submit(self.job, request)
         current.start_engine(self._handle, self.job_label)
 
     def _conclude(self, context: bpy.types.Context) -> set[str]:

@@ -26,6 +26,7 @@ from . import compat
 ADDON = __package__.removesuffix(".operators.machinery")  # the add-on's own name (an extension's is "bl_ext.<repo>.<id>")
 
 _client: EngineClient | None = None
+_blender_client: EngineClient | None = None
 _client_key: tuple[str, ...] = ()
 
 
@@ -107,6 +108,23 @@ def release() -> None:
     if _client is not None:
         _client.release()
     _client, _client_key = None, ()
+
+
+def blender_client() -> EngineClient:
+    """The engine in Blender's own Python whatever the preferences say: for the job that makes the engine Python
+    (its pip runs in the new environment, never in Blender's)."""
+    global _blender_client
+    if _blender_client is None:
+        _blender_client = make_client("IN_PROCESS", "", {})
+    return _blender_client
+
+
+def engine_folder() -> Path:
+    """Where Set Up Engine makes the managed engine: ``engine`` in the extension's user data folder."""
+    try:
+        return Path(bpy.utils.extension_path_user(ADDON, path="engine"))
+    except (ValueError, RuntimeError):  # not installed as an extension (e.g. tests, batch)
+        return Path.home() / "Diffusion3D" / "engine"
 
 
 def started() -> bool:
