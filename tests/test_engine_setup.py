@@ -26,7 +26,7 @@ def setup_engine(folder: Path, *more: str) -> dict:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=850)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert any(line.startswith("[diffusion3d] ") and "Installing" in line for line in lines) or "Already set up" in proc.stdout
+    assert lines[0].startswith("[diffusion3d] engine_setup: 1/6 · torch==2.13.0+cpu: the CPU build, as asked; about ")  # the plan first
     return dict(json.loads(lines[-1]))
 
 

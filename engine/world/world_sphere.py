@@ -427,7 +427,7 @@ def sphere_from_depth(request: WorldSphereRequest, report: Reporter) -> WorldSph
         clamped=layered.clamped if layered is not None else 0.0,
         painted_by=request.inpaint.inpaint_model if fronts and request.inpaint.inpaint_model else "",
     )
-    report.step("Done")
+    report.step("Done", done=report.total)  # an inpainting that found nothing to paint skipped its steps
     return result
 
 

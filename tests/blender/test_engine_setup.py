@@ -29,6 +29,8 @@ def test_only_a_ready_engine_is_selected_and_the_previous_one_stays_otherwise(ad
     planned = EngineSetupResult(folder=str(tmp_path), python=str(tmp_path / "bin" / "python"), requirement="torch==2.13.0+cpu")
     op.finish(bpy.context, planned)
     assert (prefs.engine_mode, prefs.python_path) == ("IN_PROCESS", "")
-    ready = EngineSetupResult(folder=str(tmp_path), python=str(tmp_path / "bin" / "python"), installed=True, ready=True, check="Python 3.11")
+    ready = EngineSetupResult(
+        folder=str(tmp_path), python=str(tmp_path / "bin" / "python"), installed=True, ready=True, check="Python 3.11"
+    )
     op.finish(bpy.context, ready)
     assert (prefs.engine_mode, prefs.python_path) == ("SUBPROCESS", str(tmp_path / "bin" / "python"))
