@@ -53,7 +53,9 @@ def _subtype(leaf: Leaf) -> dict[str, Any]:
         return {"subtype": "FACTOR"}
     if p.unit == params.LENGTH and leaf.kind is float:
         return {"unit": "LENGTH"}
-    return {}
+    if p.unit == params.SECONDS and leaf.kind is float:
+        return {"unit": "TIME_ABSOLUTE"}
+    return {}  # degrees stay plain numbers: Blender's ANGLE subtype holds radians
 
 
 def prop(leaf: Leaf) -> Any:

@@ -182,3 +182,27 @@ def test_set_class_asks_before_an_empty_tags_field_clears_tags(addon):
     assert "Crate" in asked["message"] and box["diffusion3d_tags"] == "new"  # nothing cleared before the answer
     assert bpy.ops.diffusion3d.set_object_class(class_name="crate") == {"FINISHED"}  # a script: no dialog
     assert box["diffusion3d_tags"] == ""
+
+
+def test_every_declared_number_shows_its_unit_in_blender():
+    """Pixels as PIXEL, lengths in the scene's length unit, seconds as time, factors as FACTOR: walked over every
+    registered operator's properties against the declarations they came from."""
+    from engine import params
+
+    expected = {params.PIXELS: ("subtype", "PIXEL"), params.LENGTH: ("unit", "LENGTH"), params.SECONDS: ("unit", "TIME_ABSOLUTE")}
+    checked = 0
+    for cls in registered_operators():
+        request = cls.request_type() if hasattr(cls, "request_type") else getattr(cls, "request", None)
+        if request is None:
+            continue
+        properties = call(cls).get_rna_type().properties
+        for leaf in params.leaves(request):
+            rna = properties.get(leaf.prop)
+            if rna is None or leaf.param.unit not in expected or leaf.kind not in (int, float):
+                continue
+            if leaf.param.unit != params.PIXELS and leaf.kind is int:
+                continue
+            what, value = expected[leaf.param.unit]
+            assert getattr(rna, what) == value, f"{cls.bl_idname}.{leaf.prop}: {what} {getattr(rna, what)}"
+            checked += 1
+    assert checked > 20
