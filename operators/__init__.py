@@ -6,7 +6,14 @@ from .capture import DIFFUSION3D_OT_capture_panorama
 from .dst.dataset import DIFFUSION3D_OT_render_edge_maps, DIFFUSION3D_OT_set_object_class
 from .dst.filter import DIFFUSION3D_OT_filter_dataset
 from .dst.generate import DIFFUSION3D_OT_generate_from_edges
-from .engine_ops import DIFFUSION3D_OT_cancel_job, DIFFUSION3D_OT_check_engine, DIFFUSION3D_OT_release_engine, DIFFUSION3D_OT_setup_engine
+from .engine_ops import (
+    DIFFUSION3D_OT_allow_downloads,
+    DIFFUSION3D_OT_cancel_job,
+    DIFFUSION3D_OT_check_engine,
+    DIFFUSION3D_OT_release_engine,
+    DIFFUSION3D_OT_setup_engine,
+    DIFFUSION3D_OT_show_preferences,
+)
 from .export import DIFFUSION3D_OT_export_world
 from .ldm3d import DIFFUSION3D_OT_find_models, DIFFUSION3D_OT_generate_panorama, DIFFUSION3D_OT_random_seed
 from .machinery import compat, session
@@ -46,6 +53,8 @@ classes: tuple[type[bpy.types.Operator], ...] = (
     DIFFUSION3D_OT_random_seed,
     DIFFUSION3D_OT_check_engine,
     DIFFUSION3D_OT_setup_engine,
+    DIFFUSION3D_OT_allow_downloads,
+    DIFFUSION3D_OT_show_preferences,
     DIFFUSION3D_OT_release_engine,
     DIFFUSION3D_OT_cancel_job,
 )

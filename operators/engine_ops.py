@@ -153,3 +153,42 @@ class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
                 {"INFO"}, f"Would install {result.requirement} ({result.reason}): about {result.download_mb:,} MB into {result.folder}"
             )
         return result.summary()
+
+
+class DIFFUSION3D_OT_allow_downloads(bpy.types.Operator):
+    """Let the engine download models from Hugging Face (while Blender's online access is on)"""
+
+    bl_idname = "diffusion3d.allow_downloads"
+    bl_label = "Allow Downloads"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        prefs = session.preferences(context)
+        if prefs is None or prefs.allow_downloads:
+            cls.poll_message_set("Downloads are allowed already")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        session.preferences(context).allow_downloads = True
+        note = "" if bpy.app.online_access else " (Blender's online access is off: turn it on in Preferences → System)"
+        self.report({"INFO"}, f"Model downloads allowed{note}")
+        return {"FINISHED"}
+
+
+class DIFFUSION3D_OT_show_preferences(bpy.types.Operator):
+    """Open Diffusion 3D's preferences (the engine, the models folder, downloads)"""
+
+    bl_idname = "diffusion3d.show_preferences"
+    bl_label = "Diffusion 3D Preferences"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if bpy.app.background:
+            cls.poll_message_set("Blender runs without a window")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        bpy.ops.preferences.addon_show(module=session.ADDON)
+        return {"FINISHED"}

@@ -36,6 +36,7 @@ from ..operators.engine_ops import last_check
 from ..operators.machinery import compat, session
 from ..operators.machinery.declared import from_preferences, pass_settings
 from ..operators.machinery.job import current, progress_text
+from ..operators.machinery.readiness import model_job_blocker
 from ..operators.stereo_rig import RIG_KEY
 from .settings import GEN, KCF, NVS, TRAIN
 
@@ -75,6 +76,17 @@ def draw_job_progress(layout: bpy.types.UILayout) -> None:
     row.operator("diffusion3d.cancel_job", text="", icon="CANCEL")
 
 
+def model_job_fix(layout: bpy.types.UILayout, model: str) -> None:
+    """Where a model job's button is: why it cannot run now, and the buttons that fix it (nothing when it can)."""
+    blocker = model_job_blocker(bpy.context, model)
+    if blocker is None:
+        return
+    layout.label(text=blocker.text, icon="ERROR")
+    row = layout.row(align=True)
+    for fix in blocker.fixes:
+        row.operator(fix.operator, text=fix.text, icon=fix.icon)
+
+
 def model_picker(layout: bpy.types.UILayout, settings: Any, name: str, found: str) -> None:
     row = layout.row(align=True)
     row.prop_search(settings, name, bpy.context.window_manager, found, text="")
@@ -98,6 +110,7 @@ def draw_generate(box: bpy.types.UILayout, settings: Any) -> None:
     if gen.upscale > 1:
         model_picker(box, gen, "upscaler", "diffusion3d_upscalers")
     box.operator("diffusion3d.random_seed", icon="FILE_REFRESH")
+    model_job_fix(box, gen.model)
     job_button(box, "diffusion3d.generate_panorama", gen, RGBDRequest, text="Generate", icon="PLAY")
 
 
@@ -108,6 +121,7 @@ def draw_upscale(box: bpy.types.UILayout, up: Any) -> None:
     if up.projection == FLAT_IMAGE:
         skip.add("build_sphere")
     draw_params(box.column(align=True), up, UpscaleRequest, skip=skip)
+    model_job_fix(box, up.model)
     job_button(box, "diffusion3d.upscale_panorama", up, UpscaleRequest, text="Upscale", icon="PLAY")
 
 
@@ -264,6 +278,7 @@ class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
             selected = len(context.selected_objects or ())
             box.label(text=f"{selected} selected object{'s' if selected != 1 else ''}", icon="RESTRICT_SELECT_OFF")
         draw_params(box.column(align=True), views, ViewsRequest, skip=skip)
+        model_job_fix(box, views.model)
         job_button(box, "diffusion3d.generate_views", views, ViewsRequest, text="Generate Views", icon="PLAY")
 
 

@@ -145,3 +145,35 @@ def test_a_blender_stage_shows_progress_and_cancel(addon):
         assert current.cancel_requested
     finally:
         current.clear()
+
+
+@pytest.mark.parametrize(
+    "state, fixes",
+    [
+        ("no engine", ["diffusion3d.setup_engine"]),
+        ("model missing", ["diffusion3d.show_preferences", "diffusion3d.allow_downloads"]),
+        ("model missing, downloads allowed but Blender offline", ["diffusion3d.show_preferences"]),
+        ("ready", []),
+    ],
+)
+def test_a_model_job_that_cannot_run_says_so_where_its_button_is_with_the_button_that_fixes_it(addon, prefs, tmp_path, state, fixes):
+    import sys
+
+    from support import build_tiny
+
+    models = tmp_path / "models"
+    build_tiny("tiny_ldm3d:build_tiny_ldm3d", models / "tiny-ldm3d-4c", vae_channels=4)
+    prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(tmp_path / "gone" / "python") if state == "no engine" else sys.executable
+    prefs.models_dir, prefs.hf_cache_dir = str(models), str(tmp_path / "no-cache")
+    prefs.allow_downloads = "allowed" in state
+    gen = bpy.context.scene.diffusion3d.generate
+    gen.model = "tiny-ldm3d-4c" if state == "ready" else "Intel/ldm3d-pano"
+    log = draw(addon.panels.sidebar.DIFFUSION3D_PT_world, bpy.context)
+    generate = log.index(("operator", "diffusion3d.generate_panorama"))
+    shown = [name for kind, name in log[:generate] if kind == "operator" and name in FIX_OPERATORS]
+    assert shown == fixes
+    if fixes:
+        assert any(kind == "label" and ("engine" in text or "not on this machine" in text) for kind, text in log[:generate])
+
+
+FIX_OPERATORS = {"diffusion3d.setup_engine", "diffusion3d.show_preferences", "diffusion3d.allow_downloads"}
