@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -100,6 +102,11 @@ class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _inside(prefs: Any, folder: str) -> bool:
+    """Whether the preferences' engine Python lives in ``folder``."""
+    return bool(prefs is not None and prefs.python_path and Path(bpy.path.abspath(prefs.python_path)).is_relative_to(Path(folder)))
+
+
 class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
     """Make a Python of the add-on's own with the torch build for this machine and the engine's packages, check it,
     and use it for model jobs (Preferences: Engine: Separate Python)"""
@@ -115,12 +122,16 @@ class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
         """Clicked: the build, why, and the download size first; the install (with progress and Esc) once confirmed."""
         if self.plan_only or bpy.app.background or context.window is None:
             return super().invoke(context, event)
+        folder = self.folder or str(session.engine_folder())
+        if self.remove:
+            return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
+                self, event, title="Remove Engine", message=f"Delete the engine in {folder}?", confirm_text="Remove", icon="WARNING"
+            )
         try:
             choice = torch_choice.choose(torch_choice.detect(), self.torch, torch_version())
         except BadInput as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        folder = self.folder or str(session.engine_folder())
         return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
             self,
             event,
@@ -136,13 +147,21 @@ class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
         return super().invoke(context, None)  # confirmed in a window: the install runs modal, with progress and Esc
 
     def read(self, context: bpy.types.Context, request: EngineSetupRequest) -> EngineSetupRequest:
-        if not bpy.app.online_access and not request.plan_only:
+        if not bpy.app.online_access and not (request.plan_only or request.remove):
             raise UserError("Setting up the engine downloads packages: turn on Blender's online access (Preferences → System → Network)")
-        return dataclasses.replace(request, folder=request.folder or str(session.engine_folder()), online=bool(bpy.app.online_access))
+        folder = request.folder or str(session.engine_folder())
+        if request.remove and _inside(session.preferences(context), folder):
+            session.release()  # its worker stops before its files go
+        return dataclasses.replace(request, folder=folder, online=bool(bpy.app.online_access))
 
     def finish(self, context: bpy.types.Context, result: EngineSetupResult) -> dict[str, object]:
+        prefs = session.preferences(context)
+        if result.removed:  # the engine in use gone: back to Blender's own Python
+            if _inside(prefs, result.folder):
+                prefs.engine_mode, prefs.python_path = "IN_PROCESS", ""
+            self.report({"INFO"}, f"Removed the engine in {result.folder} ({result.size_mb:,} MB)")
+            return result.summary()
         if result.ready:  # only a checked engine is selected: the previous one stays until then
-            prefs = session.preferences(context)
             if prefs is not None:
                 prefs.engine_mode, prefs.python_path = "SUBPROCESS", result.python
             last_check.text, last_check.problems = result.check, ""

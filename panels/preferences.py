@@ -66,6 +66,7 @@ class Diffusion3DPreferences(bpy.types.AddonPreferences):
         row.operator("diffusion3d.setup_engine", icon="IMPORT")
         repair = row.operator("diffusion3d.setup_engine", text="Repair", icon="TOOL_SETTINGS")
         repair.upgrade = True
+        row.operator("diffusion3d.setup_engine", text="Remove", icon="TRASH").remove = True
         row = col.row(align=True)
         row.operator("diffusion3d.check_engine", icon="CHECKMARK")
         row.operator("diffusion3d.release_engine", icon="X")

@@ -64,6 +64,7 @@ class EngineSetupRequest:
     index_url: str = param("", "Package Index", "A package index to use instead of PyPI and PyTorch's (pip --index-url)")
     upgrade: bool = param(False, "Repair", "Install every package again at its pinned version, even where one is there")
     plan_only: bool = param(False, "Plan Only", "Say what would be installed, why and how much, and install nothing", cli="--plan")
+    remove: bool = param(False, "Remove", "Delete the engine in the folder (only one Set Up Engine made: it holds our marker file)")
     online: bool = True  # filled by the operator: Blender's online access
 
 
@@ -77,6 +78,7 @@ class EngineSetupResult:
     download_mb: int = 0
     installed: bool = False  # False: planned only, or the engine was there already
     ready: bool = False
+    removed: bool = False
     check: str = ""  # the check's: Python, packages, devices
     size_mb: int = 0
     seconds: float = 0.0
@@ -240,6 +242,17 @@ def check_environment(python: Path, choice: TorchChoice) -> tuple[str, list[str]
     return f"Python {info.get('python', '?')}: {found}; devices: {', '.join(devices) or 'none'}", problems
 
 
+def _remove(folder: Path, started: float) -> EngineSetupResult:
+    """An engine this made, deleted (an empty or missing folder: nothing to do)."""
+    result = EngineSetupResult(str(folder), str(environment_python(folder)))
+    if read_marker(folder) is not None:
+        result.size_mb = _folder_mb(folder)
+        shutil.rmtree(folder)
+        result.removed = True
+    result.seconds = time.perf_counter() - started
+    return result
+
+
 def engine_setup(r: EngineSetupRequest, report: Reporter) -> EngineSetupResult:
     started = time.perf_counter()
     folder = Path(r.folder).expanduser().absolute()
@@ -247,6 +260,8 @@ def engine_setup(r: EngineSetupRequest, report: Reporter) -> EngineSetupResult:
         raise BadInput(
             f"{folder} holds other files and no {MARKER}: it is not a Diffusion 3D engine; choose an empty or new folder (nothing was deleted)"
         )
+    if r.remove:
+        return _remove(folder, started)
     choice = choose(detect(), r.torch, torch_version())
     result = EngineSetupResult(
         str(folder), str(environment_python(folder)), choice.build, choice.requirement, choice.reason, choice.download_mb

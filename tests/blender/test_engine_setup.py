@@ -34,3 +34,14 @@ def test_only_a_ready_engine_is_selected_and_the_previous_one_stays_otherwise(ad
     )
     op.finish(bpy.context, ready)
     assert (prefs.engine_mode, prefs.python_path) == ("SUBPROCESS", str(tmp_path / "bin" / "python"))
+
+
+def test_removing_the_engine_in_use_goes_back_to_blenders_python(addon, prefs, tmp_path):
+    from engine.install.setup import EngineSetupResult
+
+    prefs.engine_mode, prefs.python_path = "SUBPROCESS", str(tmp_path / "engine" / "bin" / "python")
+    op = wd.stand_in(addon.operators.engine_ops.DIFFUSION3D_OT_setup_engine, folder=str(tmp_path / "other"), remove=True)
+    op.finish(bpy.context, EngineSetupResult(folder=str(tmp_path / "other"), removed=True))
+    assert prefs.engine_mode == "SUBPROCESS", "another engine's removal leaves the one in use"
+    op.finish(bpy.context, EngineSetupResult(folder=str(tmp_path / "engine"), removed=True))
+    assert (prefs.engine_mode, prefs.python_path) == ("IN_PROCESS", "")

@@ -138,3 +138,18 @@ def test_a_base_python_outside_3_11_to_3_13_is_refused_in_one_line(tmp_path):
     with pytest.raises(BadInput, match="not a Python that can make a virtual environment"):
         setup.base_python(str(tmp_path / "nothing"))
     assert setup.base_python(fake_python(tmp_path, "3.12")).endswith("python3.12")
+
+
+def test_remove_deletes_only_an_engine_this_made(tmp_path):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    (ours / "bin").mkdir(parents=True)
+    (ours / "bin" / "python").write_text("")
+    (ours / setup.MARKER).write_text('{"engine": "diffusion3d", "ready": true}')
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    removed = setup.engine_setup(setup.EngineSetupRequest(folder=str(ours), remove=True, online=False), quiet())
+    assert removed.removed and not ours.exists()
+    with pytest.raises(BadInput, match="not a Diffusion 3D engine"):
+        setup.engine_setup(setup.EngineSetupRequest(folder=str(theirs), remove=True), quiet())
+    assert (theirs / "notes.txt").read_text() == "mine"
+    assert not setup.engine_setup(setup.EngineSetupRequest(folder=str(tmp_path / "none"), remove=True), quiet()).removed
