@@ -129,7 +129,13 @@ class DSTAnnotateRequest:
     )
     views_per_object: int = param(8, "Views", "Viewpoints sampled per object", min=1, max=100000, soft=(1, 1000), cli="--views")
     azimuth_range: str = param("FULL", "Azimuth", "The azimuth's spread", choices=AZIMUTH_RANGES, cli="--azimuth")
-    polar_preset: str = param("WIDE", "Elevation", "3D-DST's polar presets, or your own", choices=POLAR_PRESETS, cli="--elevation")
+    polar_preset: str = param(
+        "WIDE",
+        "Polar Angle",
+        "3D-DST's polar-angle presets (0° straight above, 90° the horizon), or your own",
+        choices=POLAR_PRESETS,
+        cli="--elevation",
+    )
     polar_mean: float = _polar_angle("Polar Mean", 90.0, "Custom: the polar angle's mean")
     polar_sd: float = _polar_angle("Polar Spread", 30.0, "Custom: the polar angle's standard deviation")
     polar_min: float = _polar_angle("Polar Min", 0.0, "Custom: the smallest polar angle")
