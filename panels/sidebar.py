@@ -97,7 +97,7 @@ def draw_generate(box: bpy.types.UILayout, settings: Any) -> None:
     gen = settings.generate
     box.label(text="Generate RGBD (LDM3D)", icon="IMAGE_RGB")
     model_picker(box, gen, "model", "diffusion3d_models")
-    skip = {"model", "upscaler"} if gen.upscale > 1 else {"model", "upscaler", "upscale_steps"}
+    skip = {"model", "upscaler"} if int(gen.upscale) > 1 else {"model", "upscaler", "upscale_steps"}
     if gen.init != "FILES":
         skip |= {"init_rgb_path", "init_depth_path", "depth_estimator"}
     elif gen.init_depth_path:
@@ -107,7 +107,7 @@ def draw_generate(box: bpy.types.UILayout, settings: Any) -> None:
     if gen.projection != EQUIRECTANGULAR:
         skip |= {"seamless", "build_sphere"}
     draw_params(box.column(align=True), gen, RGBDRequest, skip=skip)
-    if gen.upscale > 1:
+    if int(gen.upscale) > 1:
         model_picker(box, gen, "upscaler", "diffusion3d_upscalers")
     box.operator("diffusion3d.random_seed", icon="FILE_REFRESH")
     model_job_fix(box, gen.model)

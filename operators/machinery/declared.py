@@ -66,6 +66,9 @@ def prop(leaf: Leaf) -> Any:
         return BoolProperty(default=bool(default), **common)
     if p.choices is not None:
         return EnumProperty(items=p.choices.items(), default=default, name=p.label, description=p.help)
+    if p.values:  # only these numbers: offered as they are, never one the job refuses (held as text: Blender's enums)
+        items = [(str(v), str(v), p.help) for v in p.values]
+        return EnumProperty(items=items, default=str(default), name=p.label, description=p.help)
     if kind is int:
         step = {"step": p.multiple} if 1 < p.multiple <= 100 else {}
         return IntProperty(default=default, **_soft(leaf), **step, **common)
@@ -105,6 +108,8 @@ def values(owner: Any, cls: type) -> dict[str, Any]:
                 value = [bpy.path.abspath(value)] if value else []
             elif leaf.param.path and isinstance(value, str) and value:
                 value = bpy.path.abspath(value)
+            elif leaf.param.values and isinstance(value, str):
+                value = leaf.kind(value)
             found[leaf.name] = value
     return found
 
@@ -121,9 +126,7 @@ def assign(target: Any, request: Any, names: tuple[str, ...] = ()) -> None:
         value = _value(request, leaf)
         if value is None or not hasattr(target, leaf.prop):
             continue
-        if typing.get_origin(leaf.kind) is list:
-            value = value[0] if value else ""
-        setattr(target, leaf.prop, value)
+        setattr(target, leaf.prop, _shown(leaf, value))
 
 
 def _value(request: Any, leaf: Leaf) -> Any:
@@ -146,5 +149,12 @@ def keywords(request: Any) -> dict[str, Any]:
     for leaf in blender_leaves(type(request)):
         value = _value(request, leaf)
         if value is not None:
-            found[leaf.prop] = (value[0] if value else "") if typing.get_origin(leaf.kind) is list else value
+            found[leaf.prop] = _shown(leaf, value)
     return found
+
+
+def _shown(leaf: Leaf, value: Any) -> Any:
+    """A declared value as its Blender property holds it: a list's one path, one of a few numbers as its text."""
+    if typing.get_origin(leaf.kind) is list:
+        return value[0] if value else ""
+    return str(value) if leaf.param.values else value

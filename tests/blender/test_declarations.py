@@ -45,6 +45,10 @@ def test_every_job_operator_has_exactly_its_requests_parameters_as_declared(addo
             assert got.name == p.label and got.description.startswith(p.help), f"{name}.{prop}"
             if p.choices is not None:
                 assert [i.identifier for i in got.enum_items] == list(p.choices.ids) and got.default == leaf.default, f"{name}.{prop}"
+            elif p.values:  # only these numbers: an enum offering exactly them
+                assert [i.identifier for i in got.enum_items] == [str(v) for v in p.values] and got.default == str(leaf.default), (
+                    f"{name}.{prop}"
+                )
             elif leaf.kind in (int, float):
                 assert got.default == pytest.approx(leaf.default, rel=1e-6), f"{name}.{prop}"
                 low, high = p.soft or p.usual or (p.min, p.max)
@@ -135,6 +139,10 @@ def test_every_out_of_range_value_is_refused_by_its_operator_in_one_line_and_cha
         operator = getattr(bpy.ops.diffusion3d, name)
         assert operator.poll(), name
         for leaf in declared.blender_leaves(request):
+            if leaf.param.values:  # an enum of exactly these numbers: one outside it cannot even be given
+                with pytest.raises(TypeError):
+                    operator(**{leaf.prop: str(max(leaf.param.values) + 1)})
+                continue
             if leaf.kind not in (int, float):
                 continue
             for value in out_of_range(leaf):

@@ -1,4 +1,4 @@
-"""Upscaling in Blender: generate_panorama(upscale=2) and upscale_panorama on the last generation, the last capture or files,
+"""Upscaling in Blender: generate_panorama(upscale="2") and upscale_panorama on the last generation, the last capture or files,
 with tiny random models in LDM3D's and LDM3D-sr's published layouts (in the engine's Python where Blender's has no torch)."""
 
 import json
@@ -35,7 +35,7 @@ def generate(tmp_path, **kw):
 
 
 def test_a_generated_panorama_upscales_in_one_run_and_its_world_sphere_uses_the_large_one(model_prefs, tmp_path):
-    assert generate(tmp_path, upscale=2, upscaler="tiny-ldm3d-sr") == {"FINISHED"}
+    assert generate(tmp_path, upscale="2", upscaler="tiny-ldm3d-sr") == {"FINISHED"}
     out = tmp_path / "gen"
     meta = json.loads((out / "meta.json").read_text())
     assert (meta["width"], meta["height"], meta["upscale"]["scale"]) == (128, 64, 2)
