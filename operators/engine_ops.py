@@ -156,10 +156,11 @@ class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, result: EngineSetupResult) -> dict[str, object]:
         prefs = session.preferences(context)
-        if result.removed:  # the engine in use gone: back to Blender's own Python
-            if _inside(prefs, result.folder):
+        if self.remove:
+            if result.removed and _inside(prefs, result.folder):  # the engine in use gone: back to Blender's own Python
                 prefs.engine_mode, prefs.python_path = "IN_PROCESS", ""
-            self.report({"INFO"}, f"Removed the engine in {result.folder} ({result.size_mb:,} MB)")
+            gone = f"Removed the engine in {result.folder} ({result.size_mb:,} MB)" if result.removed else f"No engine in {result.folder}"
+            self.report({"INFO"}, gone)
             return result.summary()
         if result.ready:  # only a checked engine is selected: the previous one stays until then
             if prefs is not None:
