@@ -17,13 +17,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from test_layers import box_in_a_room, room  # noqa: E402
+from test_ldm3d import load, quiet  # noqa: E402
 from tiny_ldm3d import build_tiny_ldm3d  # noqa: E402
 
-from engine.diffusion import core, loading, sources  # noqa: E402
+from engine.diffusion import core, loading  # noqa: E402
 from engine.errors import BadInput  # noqa: E402
 from engine.jobs import run_job  # noqa: E402
 from engine.params import validate  # noqa: E402
-from engine.progress import CancelToken, Reporter  # noqa: E402
+from engine.progress import CancelToken  # noqa: E402
 from engine.world import inpaint  # noqa: E402
 from engine.world import ldm3d_pipeline as pipeline  # noqa: E402
 from engine.world.layers import BEHIND, grow, peel  # noqa: E402
@@ -42,14 +43,6 @@ def models(tmp_path_factory):
         6: build_tiny_ldm3d(root / "tiny-ldm3d", vae_channels=6, seed=1),
         3: build_tiny_ldm3d(root / "tiny-sd", vae_channels=3, seed=2),
     }
-
-
-def load(folder: Path):
-    return loading.load_stable_diffusion(sources.inspect_ldm3d(folder), CPU, torch.float32)
-
-
-def quiet() -> Reporter:
-    return Reporter(lambda p: None, CancelToken(), 1)
 
 
 def panorama(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
