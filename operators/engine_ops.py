@@ -14,7 +14,7 @@ from ..engine.info import InfoRequest, InfoResult
 from ..engine.install import torch_choice
 from ..engine.install.setup import EngineSetupRequest, EngineSetupResult, torch_version
 from .machinery import declared, session
-from .machinery.job import EngineJobOperator, UserError, current
+from .machinery.job import EngineJobOperator, ExplainedPoll, UserError, ask_first, current
 
 
 @dataclass
@@ -49,30 +49,27 @@ class DIFFUSION3D_OT_check_engine(EngineJobOperator, bpy.types.Operator):
         last_check.text, last_check.problems = "", ""
 
 
-class DIFFUSION3D_OT_release_engine(bpy.types.Operator):
+class DIFFUSION3D_OT_release_engine(ExplainedPoll, bpy.types.Operator):
     """Stop the engine worker and free the memory its models hold"""
 
     bl_idname = "diffusion3d.release_engine"
     bl_label = "Release Engine"
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        started = session.started()
-        if not started:
-            cls.poll_message_set("The engine is not started: nothing to release")
-        return started
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return "" if session.started() else "The engine is not started: nothing to release"
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         """Ask first when it would cancel a running job (a script's call runs ``execute`` directly, without asking)."""
         if current.running() is None:
             return self.execute(context)
-        return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
+        return ask_first(
             self,
+            context,
             event,
-            title="Release the engine?",
-            message=f"{current.label} is running: releasing the engine cancels it",
-            confirm_text="Release and Cancel",
-            icon="WARNING",
+            "Release the engine?",
+            f"{current.label} is running: releasing the engine cancels it",
+            "Release and Cancel",
         )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -84,18 +81,15 @@ class DIFFUSION3D_OT_release_engine(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class DIFFUSION3D_OT_cancel_job(bpy.types.Operator):
+class DIFFUSION3D_OT_cancel_job(ExplainedPoll, bpy.types.Operator):
     """Cancel the running Diffusion 3D job"""
 
     bl_idname = "diffusion3d.cancel_job"
     bl_label = "Cancel"
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        busy = bool(current.busy())
-        if not busy:
-            cls.poll_message_set("No Diffusion 3D job is running")
-        return busy
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return "" if current.busy() else "No Diffusion 3D job is running"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         current.request_cancel()
@@ -124,22 +118,16 @@ class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
             return super().invoke(context, event)
         folder = self.folder or str(session.engine_folder())
         if self.remove:
-            return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
-                self, event, title="Remove Engine", message=f"Delete the engine in {folder}?", confirm_text="Remove", icon="WARNING"
-            )
+            return ask_first(self, context, event, "Remove Engine", f"Delete the engine in {folder}?", "Remove")
         try:
             choice = torch_choice.choose(torch_choice.detect(), self.torch, torch_version())
         except BadInput as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
-            self,
-            event,
-            title="Set Up Engine",
-            message=f"{choice.requirement} ({choice.reason}) and the engine's packages into {folder}: about {choice.download_mb:,} MB to download",
-            confirm_text="Install",
-            icon="QUESTION",
+        message = (
+            f"{choice.requirement} ({choice.reason}) and the engine's packages into {folder}: about {choice.download_mb:,} MB to download"
         )
+        return ask_first(self, context, event, "Set Up Engine", message, "Install", icon="QUESTION")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if self.plan_only or bpy.app.background or context.window is None:
@@ -175,19 +163,16 @@ class DIFFUSION3D_OT_setup_engine(EngineJobOperator, bpy.types.Operator):
         return result.summary()
 
 
-class DIFFUSION3D_OT_allow_downloads(bpy.types.Operator):
+class DIFFUSION3D_OT_allow_downloads(ExplainedPoll, bpy.types.Operator):
     """Let the engine download models from Hugging Face (while Blender's online access is on)"""
 
     bl_idname = "diffusion3d.allow_downloads"
     bl_label = "Allow Downloads"
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
+    def unavailable(cls, context: bpy.types.Context) -> str:
         prefs = session.preferences(context)
-        if prefs is None or prefs.allow_downloads:
-            cls.poll_message_set("Downloads are allowed already")
-            return False
-        return True
+        return "Downloads are allowed already" if prefs is None or prefs.allow_downloads else ""
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         session.preferences(context).allow_downloads = True
@@ -196,18 +181,15 @@ class DIFFUSION3D_OT_allow_downloads(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class DIFFUSION3D_OT_show_preferences(bpy.types.Operator):
+class DIFFUSION3D_OT_show_preferences(ExplainedPoll, bpy.types.Operator):
     """Open Diffusion 3D's preferences (the engine, the models folder, downloads)"""
 
     bl_idname = "diffusion3d.show_preferences"
     bl_label = "Diffusion 3D Preferences"
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if bpy.app.background:
-            cls.poll_message_set("Blender runs without a window")
-            return False
-        return True
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return "Blender runs without a window" if bpy.app.background else ""
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         bpy.ops.preferences.addon_show(module=session.ADDON)

@@ -22,7 +22,7 @@ from ..engine.world.ldm3d import RGBDRequest, RGBDResult
 from ..engine.world.model_listing import ModelsResult
 from .machinery import declared, session
 from .machinery.blender_data import load_image
-from .machinery.job import EngineJobOperator, UserError
+from .machinery.job import EngineJobOperator, ExplainedPoll, UserError
 
 
 class DIFFUSION3D_OT_generate_panorama(EngineJobOperator, bpy.types.Operator):
@@ -108,7 +108,7 @@ class DIFFUSION3D_OT_find_models(EngineJobOperator, bpy.types.Operator):
         return {"models": result.sources}
 
 
-class DIFFUSION3D_OT_random_seed(bpy.types.Operator):
+class DIFFUSION3D_OT_random_seed(ExplainedPoll, bpy.types.Operator):
     """Pick a new random seed"""
 
     bl_idname = "diffusion3d.random_seed"
@@ -116,11 +116,8 @@ class DIFFUSION3D_OT_random_seed(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        has_settings = getattr(context.scene, "diffusion3d", None) is not None
-        if not has_settings:
-            cls.poll_message_set("No scene here to pick a seed for")
-        return has_settings
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return "" if getattr(context.scene, "diffusion3d", None) is not None else "No scene here to pick a seed for"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         context.scene.diffusion3d.generate.seed = random.randrange(SEED_MAX + 1)

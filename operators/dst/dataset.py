@@ -28,7 +28,7 @@ from ...engine.dst.normalize import box_corners, keypoint_centres, normalization
 from ...engine.shards import parse_shard, shard_indices
 from ..machinery import compat, declared, session
 from ..machinery.blender_data import evaluated, evaluated_vertices
-from ..machinery.job import EngineJobOperator, Stage, UserError
+from ..machinery.job import EngineJobOperator, ExplainedPoll, Stage, UserError, ask_first
 from ..machinery.render_setup import cap_render_threads, render_result, stamp_nothing
 
 CLASS_KEY, TAGS_KEY = "diffusion3d_class", "diffusion3d_tags"
@@ -78,7 +78,7 @@ class _CadModel:
         return copy
 
 
-class DIFFUSION3D_OT_set_object_class(bpy.types.Operator):
+class DIFFUSION3D_OT_set_object_class(ExplainedPoll, bpy.types.Operator):
     """Give the selected objects a 3D-DST class name and tags (stored as custom properties, editable in the panel)"""
 
     bl_idname = "diffusion3d.set_object_class"
@@ -90,25 +90,17 @@ class DIFFUSION3D_OT_set_object_class(bpy.types.Operator):
     }
 
     @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        chosen = bool(context.selected_objects)
-        if not chosen:
-            cls.poll_message_set("Nothing selected: select the objects to give a class")
-        return chosen
+    def unavailable(cls, context: bpy.types.Context) -> str:
+        return "" if context.selected_objects else "Nothing selected: select the objects to give a class"
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         """Ask first when an empty Tags field would clear tags the selected objects have (a script's call does not ask)."""
         tagged = [obj.name for obj in context.selected_objects or () if tags(obj)]
         if self._tags() or not tagged:
             return self.execute(context)
-        return context.window_manager.invoke_confirm(  # type: ignore[return-value]  # the stubs type it as a set of literals
-            self,
-            event,
-            title="Clear their tags?",
-            message=f"Tags is empty: this clears the tags of {len(tagged)} object(s) ({', '.join(tagged[:3])}{', …' * (len(tagged) > 3)})",
-            confirm_text="Set and Clear Tags",
-            icon="WARNING",
-        )
+        named = f"{', '.join(tagged[:3])}{', …' * (len(tagged) > 3)}"
+        message = f"Tags is empty: this clears the tags of {len(tagged)} object(s) ({named})"
+        return ask_first(self, context, event, "Clear their tags?", message, "Set and Clear Tags")
 
     def _tags(self) -> str:
         return ", ".join(t.strip() for t in self.tags.split(",") if t.strip())

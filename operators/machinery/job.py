@@ -42,7 +42,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import bpy
 
@@ -152,10 +152,19 @@ def busy_reason() -> str:
     return f"Diffusion 3D is busy ({label}); cancel it or wait" if label else ""
 
 
-class PolledOperator:
-    """Mixin: the one ``poll`` of the job operators (both mixins below). Their button is greyed out while a job is in
-    flight (one at a time) or while ``unavailable`` says why the operator would certainly fail, the reason as its tooltip
-    and as ``bpy.ops``' error. A call that skips the poll (``execute``/``invoke`` called directly) is refused alike."""
+DialogIcon = Literal["WARNING", "QUESTION"]
+
+
+def ask_first(
+    operator: Any, context: bpy.types.Context, event: Any, title: str, message: str, confirm: str, icon: DialogIcon = "WARNING"
+) -> set[str]:
+    """A click's confirmation dialog (``execute`` runs once confirmed; a script's call skips ``invoke`` and the dialog)."""
+    asked = context.window_manager.invoke_confirm(operator, event, title=title, message=message, confirm_text=confirm, icon=icon)
+    return asked  # type: ignore[return-value]  # the stubs type it as a set of literals
+
+
+class ExplainedPoll:
+    """Mixin: a ``poll`` that says why not (``unavailable``'s reason, as the button's tooltip and ``bpy.ops``' error)."""
 
     @classmethod
     def unavailable(cls, context: bpy.types.Context) -> str:
@@ -169,7 +178,7 @@ class PolledOperator:
 
     @classmethod
     def refusal(cls, context: bpy.types.Context) -> str:
-        return busy_reason() or cls.unavailable(context)
+        return cls.unavailable(context)
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -177,6 +186,16 @@ class PolledOperator:
         if reason:
             cls.poll_message_set(reason)  # type: ignore[attr-defined]  # a mixin of Operator
         return not reason
+
+
+class PolledOperator(ExplainedPoll):
+    """Mixin: the one ``poll`` of the job operators (both mixins below). Their button is greyed out while a job is in
+    flight (one at a time) or while ``unavailable`` says why the operator would certainly fail, the reason as its tooltip
+    and as ``bpy.ops``' error. A call that skips the poll (``execute``/``invoke`` called directly) is refused alike."""
+
+    @classmethod
+    def refusal(cls, context: bpy.types.Context) -> str:
+        return busy_reason() or cls.unavailable(context)
 
     def refused(self, context: bpy.types.Context) -> bool:
         """Report the poll's reason (a direct call of ``execute``/``invoke`` skips the poll); True when there is one."""
