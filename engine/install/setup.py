@@ -289,8 +289,10 @@ def engine_setup(r: EngineSetupRequest, report: Reporter) -> EngineSetupResult:
     if not r.online:
         raise BadInput("Setting up the engine downloads packages: turn on Blender's online access (Preferences → System → Network)")
     need = choice.download_mb * INSTALLED_PER_DOWNLOADED
-    if marker is None and _free_mb(folder) < need:
-        raise BadInput(f"The engine needs about {need:,} MB on disk and {folder}'s drive has {_free_mb(folder):,} MB free")
+    if marker is None:  # a new engine (a resumed one holds most of its room already)
+        free = _free_mb(folder)
+        if free < need:
+            raise BadInput(f"The engine needs about {need:,} MB on disk and {folder}'s drive has {free:,} MB free")
     base = base_python(r.python)
 
     report.step(f"Making the environment with {base}")
