@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +49,6 @@ def stop_while_installing(folder: Path) -> Stopped:
     for line in proc.stdout:  # progress lines: "[diffusion3d] engine_setup: DONE/6 …" (a piped line every few seconds)
         if (m := re.search(r"engine_setup: (\d)/6", line)) and int(m[1]) >= 4:  # installing torch, or the rest
             break
-    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     return Stopped(proc.returncode, err.strip().splitlines()[-1], json.loads((folder / "diffusion3d-engine.json").read_text()))
