@@ -32,6 +32,7 @@ from typing import Any
 from .. import interrupts
 from ..choices import TORCH_BUILDS
 from ..errors import BadInput, JobCancelled
+from ..info import InfoResult, folder_mb
 from ..params import INPUT_FILE, OUTPUT_FOLDER, param
 from ..progress import Reporter
 from .pip_progress import PipProgress
@@ -154,10 +155,6 @@ def _free_mb(folder: Path) -> int:
     return shutil.disk_usage(existing).free // 2**20
 
 
-def _folder_mb(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) // 2**20
-
-
 def _pip_sources(r: EngineSetupRequest, torch_index: str = "") -> list[str]:
     """Where pip looks: the mirror and index asked for; else PyPI (or pip's own settings), and ``torch_index`` too
     (PyTorch's, for torch alone: asking it for every package would cost a round trip each)."""
@@ -229,24 +226,16 @@ def check_environment(python: Path, choice: TorchChoice) -> tuple[str, list[str]
     out = subprocess.run([str(python), "-m", "engine", "info"], cwd=ENGINE_ROOT, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         return "", [f"the engine does not start there: {(out.stderr.strip().splitlines() or ['no output'])[-1]}"]
-    info = json.loads(out.stdout)
-    packages = info.get("packages", {})
-    problems = [p for p in info.get("problems", [])]
-    wanted = choice.requirement.split("==", 1)[1]
-    if packages.get("torch") and packages["torch"] != wanted:
-        problems.append(f"torch is {packages['torch']}, not {wanted}")
-    devices = info.get("devices", [])
-    if choice.build == "CUDA" and not any(d.startswith("cuda") for d in devices):
-        problems.append("the CUDA build sees no NVIDIA GPU (is the driver loaded?)")
-    found = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
-    return f"Python {info.get('python', '?')}: {found}; devices: {', '.join(devices) or 'none'}", problems
+    info = InfoResult(**json.loads(out.stdout))  # its problems include a GPU build that sees no GPU
+    wanted, installed = choice.requirement.split("==", 1)[1], info.packages.get("torch")
+    return info.summary(), info.problems + ([f"torch is {installed}, not {wanted}"] if installed and installed != wanted else [])
 
 
 def _remove(folder: Path, started: float) -> EngineSetupResult:
     """An engine this made, deleted (an empty or missing folder: nothing to do)."""
     result = EngineSetupResult(str(folder), str(environment_python(folder)))
     if read_marker(folder) is not None:
-        result.size_mb = _folder_mb(folder)
+        result.size_mb = folder_mb(folder)
         shutil.rmtree(folder)
         result.removed = True
     result.seconds = time.perf_counter() - started
@@ -279,7 +268,7 @@ def engine_setup(r: EngineSetupRequest, report: Reporter) -> EngineSetupResult:
     ):
         summary, problems = check_environment(python, choice)
         if not problems:
-            result.ready, result.check, result.size_mb = True, summary, _folder_mb(folder)
+            result.ready, result.check, result.size_mb = True, summary, folder_mb(folder)
             report.step(f"Already set up: {summary}", done=report.total)
             result.seconds = time.perf_counter() - started
             return result
@@ -323,7 +312,7 @@ def engine_setup(r: EngineSetupRequest, report: Reporter) -> EngineSetupResult:
     if problems:
         raise BadInput(f"The engine in {folder} does not pass its check: {'; '.join(problems)} (Repair installs it again)")
     _write_marker(folder, choice, ready=True)
-    result.installed, result.ready, result.check, result.size_mb = True, True, summary, _folder_mb(folder)
+    result.installed, result.ready, result.check, result.size_mb = True, True, summary, folder_mb(folder)
     report.step(f"Ready: {summary}")
     result.seconds = time.perf_counter() - started
     return result

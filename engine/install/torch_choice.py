@@ -129,6 +129,45 @@ def _cuda(facts: Facts, torch_version: str, x86: bool) -> TorchChoice:
     )
 
 
+@dataclass(frozen=True)
+class InstalledTorch:
+    """What an environment's torch is: ``torch.__version__``, ``torch.version.cuda`` / ``.hip``, and whether it sees a GPU."""
+
+    version: str  # e.g. "2.13.0+cu130"
+    cuda: str = ""
+    hip: str = ""
+    gpu_seen: bool = False
+
+
+def misfit(facts: Facts, torch: InstalledTorch) -> str:
+    """What is wrong with an installed torch on this machine, in one line ("" when it fits): a GPU build without its
+    driver or GPU, a CUDA build newer than the driver runs, or the CPU build where Set Up Engine would choose a GPU one."""
+    try:
+        fits = choose(facts, "AUTO", torch.version.split("+", 1)[0])
+    except BadInput:
+        fits = None  # nothing fits this machine (an Intel Mac, a driver too old): the check of devices says the rest
+    tag = torch.version.partition("+")[2]
+    if torch.cuda:
+        if not facts.nvidia_driver:
+            return f"torch is a CUDA build ({tag or torch.cuda}) but no NVIDIA driver was found: Repair installs the build for this machine"
+        if fits is not None and fits.build == "CUDA" and not fits.requirement.endswith("+" + tag):
+            wanted = fits.requirement.partition("+")[2]
+            return f"torch's {tag} build needs a newer NVIDIA driver than {facts.nvidia_driver}: Repair installs {wanted}"
+        if not torch.gpu_seen:
+            return f"torch's CUDA build sees no NVIDIA GPU (driver {facts.nvidia_driver}): is the driver loaded?"
+        return ""
+    if torch.hip:
+        return (
+            ""
+            if torch.gpu_seen
+            else f"torch is a ROCm build ({tag or torch.hip}) but sees no AMD GPU: is ROCm installed and the GPU supported?"
+        )
+    if fits is not None and fits.build in ("CUDA", "ROCM"):
+        gpu = f"NVIDIA driver {facts.nvidia_driver}" if fits.build == "CUDA" else f"ROCm {facts.rocm}"
+        return f"torch is the CPU build on a machine with {gpu}: Repair installs {fits.requirement.partition('+')[2]}"
+    return ""
+
+
 def detect() -> Facts:
     """This machine's facts: its system and architecture, the NVIDIA driver (nvidia-smi), the ROCm version (Linux)."""
     driver = ""

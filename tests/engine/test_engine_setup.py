@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from engine.errors import BadInput
 from engine.install import setup
 from engine.install.pip_progress import PipProgress
-from engine.install.torch_choice import PYTORCH_INDEX, Facts, choose
+from engine.install.torch_choice import PYTORCH_INDEX, Facts, InstalledTorch, choose, misfit
 from engine.progress import CancelToken, Reporter
 
 V = "2.13.0"
@@ -65,6 +66,38 @@ def test_the_torch_build_follows_the_machine_as_the_table_says(facts, asked, req
 def test_a_build_the_machine_cannot_run_is_refused_saying_what_it_needs(facts, asked, words):
     with pytest.raises(BadInput, match=words.replace("(", r"\(").replace(")", r"\)")):
         choose(facts, asked, V)
+
+
+@pytest.mark.parametrize(
+    "facts, torch, words",
+    [
+        (Facts("Linux", "x86_64", "590.44.01"), InstalledTorch(f"{V}+cu130", "13.0", gpu_seen=True), ""),
+        (Facts("Linux", "x86_64"), InstalledTorch(f"{V}+cpu"), ""),
+        (Facts("Darwin", "arm64"), InstalledTorch(V, gpu_seen=True), ""),
+        (Facts("Linux", "x86_64", rocm="6.4.1"), InstalledTorch(f"{V}+rocm6.4", hip="6.4", gpu_seen=True), ""),
+        (Facts("Linux", "x86_64"), InstalledTorch(f"{V}+cu130", "13.0"), "CUDA build (cu130) but no NVIDIA driver was found"),
+        (
+            Facts("Linux", "x86_64", "550.54.14"),
+            InstalledTorch(f"{V}+cu130", "13.0"),
+            "needs a newer NVIDIA driver than 550.54.14: Repair installs cu126",
+        ),
+        (Facts("Linux", "x86_64", "590.44.01"), InstalledTorch(f"{V}+cu130", "13.0"), "sees no NVIDIA GPU (driver 590.44.01)"),
+        (
+            Facts("Linux", "x86_64", "590.44.01"),
+            InstalledTorch(f"{V}+cpu"),
+            "CPU build on a machine with NVIDIA driver 590.44.01: Repair installs cu130",
+        ),
+        (
+            Facts("Linux", "x86_64", rocm="6.4.1"),
+            InstalledTorch(f"{V}+cpu"),
+            "CPU build on a machine with ROCm 6.4.1: Repair installs rocm6.4",
+        ),
+        (Facts("Linux", "x86_64", rocm="6.4.1"), InstalledTorch(f"{V}+rocm6.4", hip="6.4"), "ROCm build (rocm6.4) but sees no AMD GPU"),
+    ],
+)
+def test_check_engine_says_in_one_line_when_the_installed_torch_does_not_fit_the_machine(facts, torch, words):
+    found = misfit(facts, torch)
+    assert (words in found and "\n" not in found) if words else found == ""
 
 
 def test_the_pin_is_the_engines_own():
@@ -153,3 +186,14 @@ def test_remove_deletes_only_an_engine_this_made(tmp_path):
         setup.engine_setup(setup.EngineSetupRequest(folder=str(theirs), remove=True), quiet())
     assert (theirs / "notes.txt").read_text() == "mine"
     assert not setup.engine_setup(setup.EngineSetupRequest(folder=str(tmp_path / "none"), remove=True), quiet()).removed
+
+
+def test_check_engine_names_what_is_missing_beside_torch_and_the_environments_size(monkeypatch):
+    from engine import info
+
+    real = info._version
+    monkeypatch.setattr(info, "_version", lambda name: "" if name in ("diffusers", "safetensors") else real(name))
+    result = info.engine_info(info.InfoRequest(import_torch=True), Reporter(lambda p: None, CancelToken()))
+    assert "diffusers, safetensors missing beside torch: Repair installs what is missing" in result.problems
+    if sys.prefix != sys.base_prefix:  # the test environments are virtual environments
+        assert result.environment_mb > 100 and "GB on disk" in result.summary()
