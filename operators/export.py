@@ -269,6 +269,7 @@ def _export(chosen: str, path: Path, animated: bool) -> None:
             use_active_scene=True,
             export_cameras=True,
             export_lights=False,
+            use_renderable=True,  # leaves out what is not rendered: a rig's safe-radius sphere (parented, so traversed)
             export_extras=False,
             export_yup=True,
             export_apply=False,

@@ -1,7 +1,8 @@
 """``diffusion3d.add_stereo_rig`` and ``diffusion3d.animate_rig``: a stereo viewpoint that moves inside a world sphere.
 
 The rig is an empty (the handle the moves animate) with one stereo camera
-under it, looking along the handle's +X like the capture did. Its settings
+under it, looking along the handle's +X like the capture did, and a sphere
+empty showing how far the handle may move (:func:`safe_radius_sphere`). Its settings
 live on the handle as the ``diffusion3d_rig`` custom property, with the
 sphere's safe radius (computed by the engine from the depth the sphere was
 built from), so a later move or render needs nothing else.
@@ -155,9 +156,10 @@ class DIFFUSION3D_OT_add_stereo_rig(DeclaredOperator, bpy.types.Operator):
             "center": center[:],
             "sphere": sphere.name if sphere is not None else "",
         }
+        bounds = safe_radius_sphere(rig)
         collection = context.collection or scene.collection
-        collection.objects.link(rig)
-        collection.objects.link(camera)
+        for obj in (rig, camera, bounds):
+            collection.objects.link(obj)
         if self.make_active:
             scene.camera = camera
             scene.render.use_multiview = True
@@ -167,6 +169,22 @@ class DIFFUSION3D_OT_add_stereo_rig(DeclaredOperator, bpy.types.Operator):
         rig.select_set(True)
         context.view_layer.objects.active = rig
         return rig
+
+
+def safe_radius_sphere(rig: bpy.types.Object) -> bpy.types.Object:
+    """A sphere empty under the handle showing how far it may move, its size driven by the rig's stored safe radius
+    (a driver: editing ``diffusion3d_rig``'s ``safe_radius`` resizes it at the next update). Not rendered, not selectable."""
+    sphere = bpy.data.objects.new(f"{rig.name} Safe Radius", None)
+    sphere.empty_display_type = "SPHERE"
+    sphere.parent = rig
+    sphere.hide_render = sphere.hide_select = True
+    driver = sphere.driver_add("empty_display_size").driver
+    driver.type = "AVERAGE"  # the one variable's value: no Python expression, so it runs without auto-run scripts
+    variable = driver.variables.new()
+    variable.type = "SINGLE_PROP"
+    target = variable.targets[0]
+    target.id_type, target.id, target.data_path = "OBJECT", rig, f'["{RIG_KEY}"]["safe_radius"]'
+    return sphere
 
 
 def _bake(
@@ -206,9 +224,10 @@ class DIFFUSION3D_OT_animate_rig(DeclaredOperator, bpy.types.Operator):
         rig = find_rig(context, self.rig)
         if self.move == camera_moves.CUSTOM:
             return self._custom(context, rig)
-        return self._animate(context, rig)
+        return self._animate(context, rig, request)
 
-    def _animate(self, context: bpy.types.Context, rig: bpy.types.Object) -> dict[str, Any]:
+    def _animate(self, context: bpy.types.Context, rig: bpy.types.Object, request: MoveRequest) -> dict[str, Any]:
+        """The move, its angles from the request (the operator's angle properties hold radians)."""
         scene = context.scene
         fps = scene.render.fps / scene.render.fps_base
         frames = camera_moves.frame_count(self.seconds, fps)
@@ -220,7 +239,7 @@ class DIFFUSION3D_OT_animate_rig(DeclaredOperator, bpy.types.Operator):
         heading = float(info.get("heading", rig.rotation_euler[2]))
         base = (rig.rotation_euler[0], rig.rotation_euler[1], heading)
         try:
-            path = camera_moves.camera_path(self.move, frames, self.amplitude * safe, heading, self.easing, self.loop, self.look_degrees)
+            path = camera_moves.camera_path(self.move, frames, self.amplitude * safe, heading, self.easing, self.loop, request.look_degrees)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         numbers = np.arange(1, frames + 1, dtype=np.float64)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..diffusion.sources import RGBD4, RGBD6, RGBD_SR
+from ..errors import BadInput
 from ..samples import Writer, json_file, png
 from . import capture
 from . import depth as depthlib
@@ -81,3 +82,44 @@ def read_depth(path: str | Path, mode: str) -> depthlib.DepthFile:
         return stored._replace(kind=f"{stored.kind}, a capture's distances")
     distances = depthlib.relative_distances(stored.values, depthlib.INVERSE, near=float(meta["near"]), far=float(meta["far"]))
     return depthlib.DepthFile(distances, depthlib.METRIC, f"{stored.kind}, a capture's inverse depth read with its near and far")
+
+
+#: Depth file types looked for beside a dropped RGB panorama, float files first; the first two are float files.
+DEPTH_SUFFIXES = (".exr", ".hdr", ".tif", ".tiff", ".png", ".npy")
+FLOAT_SUFFIXES = DEPTH_SUFFIXES[:2]
+
+
+def _says_depth(path: Path) -> bool:
+    return "depth" in path.stem.lower()
+
+
+def depth_names(rgb: str | Path) -> list[str]:
+    """The depth file names that go with an RGB panorama, in the order they are looked for: ``NAMErgb.*`` pairs with
+    ``NAMEdepth.*`` (our own ``rgb.png``: a capture's ``depth.exr``, a generation's ``depth.npy``, then ``depth16.png``),
+    any other ``NAME.*`` with ``NAME_depth.*``."""
+    stem = Path(rgb).stem
+    base = stem[:-3] if stem.lower().endswith("rgb") else f"{stem}_"
+    return [f"{base}depth{suffix}" for suffix in DEPTH_SUFFIXES] + [f"{base}depth16.png"]
+
+
+def paired_panorama(paths: list[str]) -> tuple[str, str]:
+    """(RGB, depth) of dropped files. Two: the depth is the one whose name says depth, else the float file (EXR/HDR).
+    One: it is the RGB, its depth the first of :func:`depth_names` beside it. Anything else is refused in one line."""
+    files = [Path(p) for p in paths]
+    if len(files) == 2:
+        for says in (_says_depth, lambda f: f.suffix.lower() in FLOAT_SUFFIXES):
+            depths = [f for f in files if says(f)]
+            if len(depths) == 1:
+                return str(files[1 - files.index(depths[0])]), str(depths[0])
+        both = " and ".join(f.name for f in files)
+        raise BadInput(f"Cannot tell which of {both} is the depth: name it NAME_depth, or make it the only EXR/HDR file")
+    if len(files) != 1:
+        raise BadInput(f"Drop one RGB panorama, or it and its depth together ({len(files)} files dropped)")
+    rgb = files[0]
+    if _says_depth(rgb):
+        raise BadInput(f"{rgb.name} looks like a depth panorama: drop its RGB panorama with it")
+    names = depth_names(rgb)
+    found = next((rgb.parent / name for name in names if (rgb.parent / name).is_file()), None)
+    if found is None:
+        raise BadInput(f"No depth beside {rgb.name} (such as {names[0]}): drop the RGB panorama and its depth together")
+    return str(rgb), str(found)
