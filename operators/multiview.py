@@ -161,7 +161,7 @@ class DIFFUSION3D_OT_generate_views(EngineJobOperator, bpy.types.Operator):
         """Four cameras at the views' poses, each showing its view over the scene."""
         assert self._placement is not None
         scale = float(np.linalg.norm(self._placement[:3, 0]))
-        for i, (matrix, image) in enumerate(zip(cameras.scene_cameras(self._placement, self.elevation), views)):
+        for i, (matrix, image) in enumerate(zip(cameras.scene_cameras(self._placement, self._request.elevation), views)):  # degrees
             data = bpy.data.cameras.new(f"View {i}")
             made.append((bpy.data.cameras, data))
             data.sensor_fit, data.angle = "VERTICAL", np.radians(cameras.FOV_DEG)

@@ -9,6 +9,7 @@ clamped on the way. :func:`request` reads the values back into the request.
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any
 
@@ -21,6 +22,15 @@ from ...engine.params import Leaf
 
 #: Blender's float properties hold 32-bit floats: the slider of an open-ended field stops here.
 _FLOAT_SOFT_LIMIT = 1e6
+#: Significant digits of an angle back from Blender, in degrees: its radians are 32-bit floats (~7 digits), so 90° reads
+#: 90.0000025° and -3600° reads -3599.99994°; six digits give back what was put in.
+_DEGREE_DIGITS = 6
+
+
+def is_angle(leaf: Leaf) -> bool:
+    """A declared angle: degrees in the engine and on the command line, Blender's ANGLE property (radians) here, shown in
+    the scene's rotation unit. Only :func:`prop`, :func:`values` and :func:`held` convert."""
+    return leaf.param.unit == params.DEGREES and leaf.kind is float
 
 
 def from_preferences(cls: type) -> bool:
@@ -38,7 +48,8 @@ def _soft(leaf: Leaf) -> dict[str, Any]:
     p = leaf.param
     low, high = p.soft or p.usual or (p.min, p.max)
     limits = {"soft_min": low, "soft_max": high}
-    return {k: (leaf.kind(v) if leaf.kind is int else float(v)) for k, v in limits.items() if v is not None}
+    to_blender = math.radians if is_angle(leaf) else float
+    return {k: (leaf.kind(v) if leaf.kind is int else to_blender(v)) for k, v in limits.items() if v is not None}
 
 
 def _subtype(leaf: Leaf) -> dict[str, Any]:
@@ -55,7 +66,9 @@ def _subtype(leaf: Leaf) -> dict[str, Any]:
         return {"unit": "LENGTH"}
     if p.unit == params.SECONDS and leaf.kind is float:
         return {"unit": "TIME_ABSOLUTE"}
-    return {}  # degrees stay plain numbers: Blender's ANGLE subtype holds radians
+    if is_angle(leaf):
+        return {"subtype": "ANGLE"}
+    return {}
 
 
 def prop(leaf: Leaf) -> Any:
@@ -76,7 +89,7 @@ def prop(leaf: Leaf) -> Any:
         soft = _soft(leaf)
         soft.setdefault("soft_min", -_FLOAT_SOFT_LIMIT)
         soft.setdefault("soft_max", _FLOAT_SOFT_LIMIT)
-        return FloatProperty(default=default, **soft, **common)
+        return FloatProperty(default=math.radians(default) if is_angle(leaf) else default, **soft, **common)
     if typing.get_origin(kind) is tuple:
         vector = {"subtype": "COLOR" if p.unit == params.FACTOR else "TRANSLATION"}
         return FloatVectorProperty(default=default, size=len(default), **{**common, **vector})
@@ -110,6 +123,8 @@ def values(owner: Any, cls: type) -> dict[str, Any]:
                 value = bpy.path.abspath(value)
             elif leaf.param.values and isinstance(value, str):
                 value = leaf.kind(value)
+            elif is_angle(leaf):
+                value = float(f"{math.degrees(value):.{_DEGREE_DIGITS}g}")
             found[leaf.name] = value
     return found
 
@@ -126,7 +141,7 @@ def assign(target: Any, request: Any, names: tuple[str, ...] = ()) -> None:
         value = _value(request, leaf)
         if value is None or not hasattr(target, leaf.prop):
             continue
-        setattr(target, leaf.prop, _shown(leaf, value))
+        setattr(target, leaf.prop, held(leaf, value))
 
 
 def _value(request: Any, leaf: Leaf) -> Any:
@@ -149,12 +164,15 @@ def keywords(request: Any) -> dict[str, Any]:
     for leaf in blender_leaves(type(request)):
         value = _value(request, leaf)
         if value is not None:
-            found[leaf.prop] = _shown(leaf, value)
+            found[leaf.prop] = held(leaf, value)
     return found
 
 
-def _shown(leaf: Leaf, value: Any) -> Any:
-    """A declared value as its Blender property holds it: a list's one path, one of a few numbers as its text."""
+def held(leaf: Leaf, value: Any) -> Any:
+    """A declared value as its Blender property holds it: a list's one path, one of a few numbers as its text, an angle
+    in radians."""
     if typing.get_origin(leaf.kind) is list:
         return value[0] if value else ""
+    if is_angle(leaf):
+        return math.radians(value)
     return str(value) if leaf.param.values else value

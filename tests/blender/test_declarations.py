@@ -50,12 +50,13 @@ def test_every_job_operator_has_exactly_its_requests_parameters_as_declared(addo
                     f"{name}.{prop}"
                 )
             elif leaf.kind in (int, float):
-                assert got.default == pytest.approx(leaf.default, rel=1e-6), f"{name}.{prop}"
+                held = math.radians if declared.is_angle(leaf) else float  # an angle property holds radians
+                assert got.default == pytest.approx(held(leaf.default), rel=1e-6), f"{name}.{prop}"
                 low, high = p.soft or p.usual or (p.min, p.max)
                 if low is not None:
-                    assert got.soft_min == pytest.approx(low, rel=1e-6), f"{name}.{prop}: the slider's range"
+                    assert got.soft_min == pytest.approx(held(low), rel=1e-6), f"{name}.{prop}: the slider's range"
                 if high is not None:
-                    assert got.soft_max == pytest.approx(high, rel=1e-6), f"{name}.{prop}: the slider's range"
+                    assert got.soft_max == pytest.approx(held(high), rel=1e-6), f"{name}.{prop}: the slider's range"
                 # Blender's own limits stay wide open: an out-of-range value reaches validate and is refused, never clamped
                 assert got.hard_min <= -(2**31) + 1 if leaf.kind is int else got.hard_min < -1e30, f"{name}.{prop}"
                 assert got.hard_max >= 2**31 - 1 if leaf.kind is int else got.hard_max > 1e30, f"{name}.{prop}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import bpy
@@ -43,8 +44,8 @@ def silhouette_recall(mask: np.ndarray, edges: np.ndarray) -> float:
 def test_annotations_and_edges_are_true_to_the_renders(tmp_path):
     cad_scene()
     before = snapshot()
-    folder = render(tmp_path, edge_method="CANNY", inplane_max=20.0)
-    geometric = render(tmp_path, name="geometric", edge_method="GEOMETRIC", inplane_max=20.0)
+    folder = render(tmp_path, edge_method="CANNY", inplane_max=math.radians(20.0))
+    geometric = render(tmp_path, name="geometric", edge_method="GEOMETRIC", inplane_max=math.radians(20.0))
     after = snapshot()
     after["images"].discard("Render Result")  # Blender's own render buffer, as after F12
     assert after == before, "the render scene, copies, camera and light are gone"

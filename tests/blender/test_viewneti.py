@@ -1,6 +1,7 @@
 """ViewNeTI in Blender: posed training sets rendered from the scene, their cameras checked against Blender's own projection."""
 
 import json
+import math
 
 import bpy
 import numpy as np
@@ -22,7 +23,7 @@ def test_training_views_of_the_selection_carry_cameras_that_project_like_blender
     box = add_box("Toy", (1.0, -0.5, 0.0), (1.6, 0.1, 0.8))
     box.select_set(True)
     before, settings = snapshot(), render_settings()
-    assert training_views(tmp_path, layout="ORBIT", elevation=20.0) == {"FINISHED"}
+    assert training_views(tmp_path, layout="ORBIT", elevation=math.radians(20.0))  # an angle property: radians == {"FINISHED"}
     after = snapshot()
     after["images"].discard("Render Result")  # Blender's own
     assert after == before and render_settings() == settings, "the user's scene is as it was"
@@ -130,9 +131,9 @@ def test_pre_training_reads_every_posed_set_in_a_folder_and_one_image_becomes_vi
     box = add_box("Toy", (0.0, 0.0, 0.0), (0.5, 0.4, 0.8))
     box.select_set(True)
     for name, elevation in (("a", 10.0), ("b", 25.0)):
-        assert training_views(tmp_path, output_dir=str(tmp_path / "sets" / name), views=2, width=128, height=64, elevation=elevation) == {
-            "FINISHED"
-        }
+        assert training_views(
+            tmp_path, output_dir=str(tmp_path / "sets" / name), views=2, width=128, height=64, elevation=math.radians(elevation)
+        ) == {"FINISHED"}
     options = dict(model=str(base), steps=1, width=128, height=64, save_every=1)
     assert bpy.ops.diffusion3d.train_viewneti(
         mode="PRETRAIN", data_dir=str(tmp_path / "sets"), output_dir=str(tmp_path / "pre"), **options
