@@ -66,6 +66,7 @@ class Param:
     choices: Choices[Any] | None = None
     path: str = ""  # INPUT_FILE, INPUT_FOLDER, OUTPUT_FILE or OUTPUT_FOLDER
     model: bool = False  # a model: a folder or a Hugging Face repo id
+    finds: tuple[str, ...] = ()  # a model: the kinds ``list_models`` finds that it takes (the panel suggests those)
     cli: str | None = ""  # "": --the-field-name; None: not on the command line
     cli_also: tuple[str, ...] = ()  # older spellings that still work, with a deprecation line
     cli_parse: Callable[[str], dict[str, Any]] | None = None  # the option's text → field values (one option, several fields)

@@ -2,7 +2,9 @@
 
 import bpy
 
+from . import menus, panel_ops
 from .capture import DIFFUSION3D_OT_capture_panorama
+from .drop import DIFFUSION3D_FH_panorama, DIFFUSION3D_OT_drop_panorama
 from .dst.dataset import DIFFUSION3D_OT_render_edge_maps, DIFFUSION3D_OT_set_object_class
 from .dst.filter import DIFFUSION3D_OT_filter_dataset
 from .dst.generate import DIFFUSION3D_OT_generate_from_edges
@@ -34,6 +36,7 @@ classes: tuple[type[bpy.types.Operator], ...] = (
     DIFFUSION3D_OT_capture_panorama,
     DIFFUSION3D_OT_build_world_sphere,
     DIFFUSION3D_OT_build_layered_world,
+    DIFFUSION3D_OT_drop_panorama,
     DIFFUSION3D_OT_generate_panorama,
     DIFFUSION3D_OT_upscale_panorama,
     DIFFUSION3D_OT_add_stereo_rig,
@@ -57,17 +60,23 @@ classes: tuple[type[bpy.types.Operator], ...] = (
     DIFFUSION3D_OT_show_preferences,
     DIFFUSION3D_OT_release_engine,
     DIFFUSION3D_OT_cancel_job,
+    *panel_ops.classes,
 )
+#: What Blender calls them from: panoramas dropped onto the 3D viewport (menu entries: ``menus``).
+handlers: tuple[type[bpy.types.FileHandler], ...] = (DIFFUSION3D_FH_panorama,)
+_registered: tuple[type[bpy.types.Operator] | type[bpy.types.FileHandler], ...] = (*classes, *handlers)
 
 
 def register() -> None:
     compat.use_bundled_packages()  # the engine reads image files with Blender's OpenImageIO
-    for cls in classes:
+    for cls in _registered:
         bpy.utils.register_class(cls)
+    menus.register()
 
 
 def unregister() -> None:
     session.release()  # no worker outlives the add-on
     watch_render(False)  # nor a handler of a modal render
-    for cls in reversed(classes):
+    menus.unregister()
+    for cls in reversed(_registered):
         bpy.utils.unregister_class(cls)

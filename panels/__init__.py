@@ -3,6 +3,7 @@
 import bpy
 from bpy.props import CollectionProperty, PointerProperty
 
+from . import presets, sidebar, thumbnails
 from .preferences import Diffusion3DPreferences
 from .settings import (
     Diffusion3DDSTSettings,
@@ -14,14 +15,6 @@ from .settings import (
     Diffusion3DUpscaleSettings,
     Diffusion3DViewNeTISettings,
     Diffusion3DViewsSettings,
-)
-from .sidebar import (
-    DIFFUSION3D_PT_dst,
-    DIFFUSION3D_PT_engine,
-    DIFFUSION3D_PT_stereo,
-    DIFFUSION3D_PT_viewneti,
-    DIFFUSION3D_PT_views,
-    DIFFUSION3D_PT_world,
 )
 
 classes: tuple[type, ...] = (
@@ -35,24 +28,22 @@ classes: tuple[type, ...] = (
     Diffusion3DViewNeTISettings,
     Diffusion3DSceneSettings,
     Diffusion3DFoundModel,
-    DIFFUSION3D_PT_world,
-    DIFFUSION3D_PT_stereo,
-    DIFFUSION3D_PT_dst,
-    DIFFUSION3D_PT_views,
-    DIFFUSION3D_PT_viewneti,
-    DIFFUSION3D_PT_engine,
+    *sidebar.classes,
+    *presets.classes,
 )
 
 
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
+    thumbnails.register()
     bpy.types.Scene.diffusion3d = PointerProperty(type=Diffusion3DSceneSettings)
     bpy.types.WindowManager.diffusion3d_models = CollectionProperty(type=Diffusion3DFoundModel)
     bpy.types.WindowManager.diffusion3d_upscalers = CollectionProperty(type=Diffusion3DFoundModel)
 
 
 def unregister() -> None:
+    thumbnails.unregister()
     del bpy.types.WindowManager.diffusion3d_upscalers
     del bpy.types.WindowManager.diffusion3d_models
     del bpy.types.Scene.diffusion3d

@@ -1,12 +1,14 @@
-"""The "Diffusion 3D" tab in the 3D viewport's sidebar: one panel per capability.
+"""The "Diffusion 3D" tab in the 3D viewport's sidebar: one panel per capability, a subpanel per job.
 
-Each box draws its job's declared parameters in their declared order
-(:func:`draw_params`), leaving out the ones that do not apply to the current
-choices; its button passes the box's settings to the operator.
+Each subpanel draws its job's declared parameters in their declared order
+(:func:`draw_params`, Blender's two-column layout), leaving out the ones that
+do not apply to the current choices; its button passes the settings to the
+operator; under it, the last result of that job (thumbnail, output folder).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import bpy
 
 from ..engine import params
+from ..engine.diffusion.sources import RGBD_SR
 from ..engine.dst.dataset import DSTAnnotateRequest
 from ..engine.dst.filter import KCFRequest
 from ..engine.dst.generate import EdgeGenerationRequest
@@ -35,10 +38,13 @@ from ..operators.dst.dataset import CLASS_KEY, TAGS_KEY
 from ..operators.engine_ops import last_check
 from ..operators.machinery import compat, session
 from ..operators.machinery.declared import from_preferences, pass_settings
+from ..operators.machinery.declared import request as declared_request
 from ..operators.machinery.job import current, progress_text
 from ..operators.machinery.readiness import model_job_blocker
 from ..operators.stereo_rig import RIG_KEY
+from .presets import preset_header
 from .settings import GEN, KCF, NVS, TRAIN
+from .thumbnails import draw_last_result
 
 
 class _SidebarPanel:
@@ -47,11 +53,60 @@ class _SidebarPanel:
     bl_category = "Diffusion 3D"
 
 
+class _Section(_SidebarPanel):
+    """A subpanel of one job (or a few that share its settings): Blender's two-column layout, its presets in the header."""
+
+    preset = ""  # its job's presets (panels/presets.py)
+
+    def draw_header_preset(self, context: bpy.types.Context) -> None:
+        if self.preset and self.layout is not None:
+            preset_header(self.layout, self.preset)
+
+
+def split(layout: bpy.types.UILayout | None) -> bpy.types.UILayout:
+    """Blender's property layout: labels in a column on the left, values on the right, no animation dots."""
+    assert layout is not None  # a panel's, while it draws
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    return layout
+
+
+def placeholder(p: params.Param) -> str:
+    """What an empty text field means, from its help ("…; empty: the panorama's own prompt" → "The panorama's own prompt")."""
+    found = re.search(r"[Ee]mpty: ([^;.]+)", p.help)
+    return found[1][:1].upper() + found[1][1:] if found else ""
+
+
+def suggestions(p: params.Param) -> str:
+    """The window manager's list of found models a model field suggests (*Find Models* fills them); "" for none."""
+    if RGBD_SR in p.finds:
+        return "diffusion3d_upscalers"
+    return "diffusion3d_models" if p.finds else ""
+
+
+def model_row(layout: bpy.types.UILayout, settings: Any, name: str, p: params.Param) -> None:
+    """A model field: any folder or repo id typed (the found models only suggested), a folder browsed, models found."""
+    row = layout.row(align=True)
+    found = suggestions(p)
+    if found:
+        row.prop_search(settings, name, bpy.context.window_manager, found, results_are_suggestions=True)
+        row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
+    else:
+        row.prop(settings, name, placeholder=placeholder(p))
+    row.operator("diffusion3d.choose_model_folder", text="", icon="FILE_FOLDER").setting = f"{settings.path_from_id()}.{name}"
+
+
 def draw_params(layout: bpy.types.UILayout, settings: Any, cls: type, prefix: str = "", skip: Iterable[str] = ()) -> None:
     """A row for each declared parameter of ``cls`` shown in panels, in declared order, except ``skip`` (field names)."""
     hidden = set(skip)
     for leaf in params.leaves(cls, from_preferences):
-        if leaf.param.ui and leaf.name not in hidden:
+        if not leaf.param.ui or leaf.name in hidden:
+            continue
+        if leaf.param.model:
+            model_row(layout, settings, prefix + leaf.prop, leaf.param)
+        elif leaf.kind is str and leaf.param.choices is None:
+            layout.prop(settings, prefix + leaf.prop, placeholder=placeholder(leaf.param))
+        else:
             layout.prop(settings, prefix + leaf.prop)
 
 
@@ -62,7 +117,8 @@ def job_button(layout: bpy.types.UILayout, idname: str, settings: Any, cls: type
     return button
 
 
-def draw_job_progress(layout: bpy.types.UILayout) -> None:
+def draw_job_progress(layout: bpy.types.UILayout | None) -> None:
+    assert layout is not None
     handle = current.running()
     if handle is not None:
         fraction = handle.progress.fraction if handle.progress is not None else 0.0
@@ -76,9 +132,12 @@ def draw_job_progress(layout: bpy.types.UILayout) -> None:
     row.operator("diffusion3d.cancel_job", text="", icon="CANCEL")
 
 
-def model_job_fix(layout: bpy.types.UILayout, model: str) -> None:
-    """Where a model job's button is: why it cannot run now, and the buttons that fix it (nothing when it can)."""
-    blocker = model_job_blocker(bpy.context, model)
+def model_job_fix(layout: bpy.types.UILayout, settings: Any, cls: type) -> None:
+    """Where a model job's button is: why it cannot run now, and the buttons that fix it (nothing when it can). The
+    models are the ones the job's request names (``models()``: an empty field's published default, the upscaler when
+    it upscales)."""
+    needed = [name for _, name, _ in declared_request(settings, cls).models()]
+    blocker = next(filter(None, (model_job_blocker(bpy.context, name) for name in needed)), None)
     if blocker is None:
         return
     layout.label(text=blocker.text, icon="ERROR")
@@ -87,65 +146,89 @@ def model_job_fix(layout: bpy.types.UILayout, model: str) -> None:
         row.operator(fix.operator, text=fix.text, icon=fix.icon)
 
 
-def model_picker(layout: bpy.types.UILayout, settings: Any, name: str, found: str) -> None:
-    row = layout.row(align=True)
-    row.prop_search(settings, name, bpy.context.window_manager, found, text="")
-    row.operator("diffusion3d.find_models", text="", icon="FILE_REFRESH")
+class _JobPanel(_SidebarPanel):
+    """A capability's panel: the running job's progress and Cancel on top; its jobs in the subpanels below."""
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_job_progress(self.layout)
 
 
-def draw_generate(box: bpy.types.UILayout, settings: Any) -> None:
-    gen = settings.generate
-    box.label(text="Generate RGBD (LDM3D)", icon="IMAGE_RGB")
-    model_picker(box, gen, "model", "diffusion3d_models")
-    skip = {"model", "upscaler"} if int(gen.upscale) > 1 else {"model", "upscaler", "upscale_steps"}
-    if gen.init != "FILES":
-        skip |= {"init_rgb_path", "init_depth_path", "depth_estimator"}
-    elif gen.init_depth_path:
-        skip.add("depth_estimator")
-    if gen.init == "NONE":
-        skip.add("strength")
-    if gen.projection != EQUIRECTANGULAR:
-        skip |= {"seamless", "build_sphere"}
-    draw_params(box.column(align=True), gen, RGBDRequest, skip=skip)
-    if int(gen.upscale) > 1:
-        model_picker(box, gen, "upscaler", "diffusion3d_upscalers")
-    box.operator("diffusion3d.random_seed", icon="FILE_REFRESH")
-    model_job_fix(box, gen.model)
-    job_button(box, "diffusion3d.generate_panorama", gen, RGBDRequest, text="Generate", icon="PLAY")
+# World ------------------------------------------------------------------------------------------------------------
 
 
-def draw_upscale(box: bpy.types.UILayout, up: Any) -> None:
-    box.label(text="Upscale RGBD (LDM3D-sr)", icon="FULLSCREEN_ENTER")
-    model_picker(box, up, "model", "diffusion3d_upscalers")
-    skip = {"model"} | ({"rgb", "depth"} if up.source != "FILES" else set())
-    if up.projection == FLAT_IMAGE:
-        skip.add("build_sphere")
-    draw_params(box.column(align=True), up, UpscaleRequest, skip=skip)
-    model_job_fix(box, up.model)
-    job_button(box, "diffusion3d.upscale_panorama", up, UpscaleRequest, text="Upscale", icon="PLAY")
-
-
-class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
+class DIFFUSION3D_PT_world(_JobPanel, bpy.types.Panel):
     bl_label = "World"
     bl_idname = "DIFFUSION3D_PT_world"
 
+
+class DIFFUSION3D_PT_world_capture(_Section, bpy.types.Panel):
+    bl_label = "Capture RGBD Panorama"
+    bl_idname = "DIFFUSION3D_PT_world_capture"
+    bl_parent_id = "DIFFUSION3D_PT_world"
+    preset = "capture"
+
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        assert layout is not None
+        layout = split(self.layout)
         settings = context.scene.diffusion3d
-        draw_job_progress(layout)
+        draw_params(layout.column(), settings, CaptureRequest, skip=() if settings.origin == "LOCATION" else ("location",))
+        job_button(layout, "diffusion3d.capture_panorama", settings, CaptureRequest, icon="RENDER_STILL")
+        draw_last_result(layout, "diffusion3d.capture_panorama")
 
-        box = layout.box()
-        box.label(text="Capture RGBD Panorama", icon="SCENE")
-        draw_params(box.column(align=True), settings, CaptureRequest, skip=() if settings.origin == "LOCATION" else ("location",))
-        job_button(box, "diffusion3d.capture_panorama", settings, CaptureRequest, icon="RENDER_STILL")
 
-        draw_generate(layout.box(), settings)
-        draw_upscale(layout.box(), settings.upscale)
+class DIFFUSION3D_PT_world_generate(_Section, bpy.types.Panel):
+    bl_label = "Generate RGBD (LDM3D)"
+    bl_idname = "DIFFUSION3D_PT_world_generate"
+    bl_parent_id = "DIFFUSION3D_PT_world"
+    preset = "generate"
 
-        box = layout.box()
-        box.label(text="World Sphere", icon="MESH_UVSPHERE")
-        col = box.column(align=True)
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        gen = context.scene.diffusion3d.generate
+        skip = set() if int(gen.upscale) > 1 else {"upscaler", "upscale_steps"}
+        if gen.init != "FILES":
+            skip |= {"init_rgb_path", "init_depth_path", "depth_estimator"}
+        elif gen.init_depth_path:
+            skip.add("depth_estimator")
+        if gen.init == "NONE":
+            skip.add("strength")
+        if gen.projection != EQUIRECTANGULAR:
+            skip |= {"seamless", "build_sphere"}
+        draw_params(layout.column(), gen, RGBDRequest, skip=skip)
+        layout.operator("diffusion3d.random_seed", icon="FILE_REFRESH")
+        model_job_fix(layout, gen, RGBDRequest)
+        job_button(layout, "diffusion3d.generate_panorama", gen, RGBDRequest, text="Generate", icon="PLAY")
+        draw_last_result(layout, "diffusion3d.generate_panorama")
+
+
+class DIFFUSION3D_PT_world_upscale(_Section, bpy.types.Panel):
+    bl_label = "Upscale RGBD (LDM3D-sr)"
+    bl_idname = "DIFFUSION3D_PT_world_upscale"
+    bl_parent_id = "DIFFUSION3D_PT_world"
+    bl_options = {"DEFAULT_CLOSED"}
+    preset = "upscale"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        up = context.scene.diffusion3d.upscale
+        skip = {"rgb", "depth"} if up.source != "FILES" else set()
+        if up.projection == FLAT_IMAGE:
+            skip.add("build_sphere")
+        draw_params(layout.column(), up, UpscaleRequest, skip=skip)
+        model_job_fix(layout, up, UpscaleRequest)
+        job_button(layout, "diffusion3d.upscale_panorama", up, UpscaleRequest, text="Upscale", icon="PLAY")
+        draw_last_result(layout, "diffusion3d.upscale_panorama")
+
+
+class DIFFUSION3D_PT_world_sphere(_Section, bpy.types.Panel):
+    bl_label = "World Sphere"
+    bl_idname = "DIFFUSION3D_PT_world_sphere"
+    bl_parent_id = "DIFFUSION3D_PT_world"
+    preset = "world_sphere"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        settings = context.scene.diffusion3d
+        col = layout.column()
         if settings.last_capture and not (settings.rgb_path or settings.depth_path):
             col.label(text=f"From last capture: {Path(settings.last_capture).name}", icon="FILE_FOLDER")
         skip = {"rgb_image", "depth_image", "name"}
@@ -161,162 +244,264 @@ class DIFFUSION3D_PT_world(_SidebarPanel, bpy.types.Panel):
         draw_params(col, settings, WorldSphereRequest, skip=skip)
         layered = settings.layers > 1
         idname = "diffusion3d.build_layered_world" if layered else "diffusion3d.build_world_sphere"
-        job_button(box, idname, settings, WorldSphereRequest, icon="OUTLINER_COLLECTION" if layered else "SPHERE")
+        job_button(layout, idname, settings, WorldSphereRequest, icon="OUTLINER_COLLECTION" if layered else "SPHERE")
 
-        box = layout.box()
-        box.label(text="Export", icon="EXPORT")
-        ex = settings.export
+
+class DIFFUSION3D_PT_world_export(_Section, bpy.types.Panel):
+    bl_label = "Export"
+    bl_idname = "DIFFUSION3D_PT_world_export"
+    bl_parent_id = "DIFFUSION3D_PT_world"
+    bl_options = {"DEFAULT_CLOSED"}
+    preset = "export"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        ex = context.scene.diffusion3d.export
         splats = ex.format == "SPLAT_PLY" or ex.format == "AUTO" and ex.filepath.lower().endswith(".ply")
-        draw_params(
-            box.column(align=True),
-            ex,
-            ExportRequest,
-            skip={"object_name", *(("target_faces", "camera_path") if splats else ("splat_step",))},
-        )
-        job_button(box, "diffusion3d.export_world", ex, ExportRequest, icon="EXPORT")
+        skip = {"object_name", *(("target_faces", "camera_path") if splats else ("splat_step",))}
+        draw_params(layout.column(), ex, ExportRequest, skip=skip)
+        job_button(layout, "diffusion3d.export_world", ex, ExportRequest, icon="EXPORT")
+        draw_last_result(layout, "diffusion3d.export_world")
 
 
-class DIFFUSION3D_PT_stereo(_SidebarPanel, bpy.types.Panel):
+# Stereo video -----------------------------------------------------------------------------------------------------
+
+
+class DIFFUSION3D_PT_stereo(_JobPanel, bpy.types.Panel):
     bl_label = "Stereo Video"
     bl_idname = "DIFFUSION3D_PT_stereo"
 
+
+class DIFFUSION3D_PT_stereo_rig(_Section, bpy.types.Panel):
+    bl_label = "Stereo Rig"
+    bl_idname = "DIFFUSION3D_PT_stereo_rig"
+    bl_parent_id = "DIFFUSION3D_PT_stereo"
+    preset = "stereo_rig"
+
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        assert layout is not None
+        layout = split(self.layout)
         st = context.scene.diffusion3d.stereo
-        draw_job_progress(layout)
-
-        box = layout.box()
-        box.label(text="Stereo Rig", icon="CAMERA_STEREO")
         skip = {"sphere", "name", "make_active"} | ({"pole_merge"} if st.mode == FLAT else {"convergence_mode", "focal_length"})
-        draw_params(box.column(align=True), st, RigRequest, skip=skip)
-        job_button(box, "diffusion3d.add_stereo_rig", st, RigRequest, icon="ADD")
+        draw_params(layout.column(), st, RigRequest, skip=skip)
+        job_button(layout, "diffusion3d.add_stereo_rig", st, RigRequest, icon="ADD")
 
-        box = layout.box()
-        box.label(text="Camera Move", icon="ANIM")
+
+class DIFFUSION3D_PT_stereo_move(_Section, bpy.types.Panel):
+    bl_label = "Camera Move"
+    bl_idname = "DIFFUSION3D_PT_stereo_move"
+    bl_parent_id = "DIFFUSION3D_PT_stereo"
+    preset = "camera_move"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        st = context.scene.diffusion3d.stereo
         rig = context.scene.camera.parent if context.scene.camera is not None else None
         if rig is not None and rig.get(RIG_KEY) is not None:
-            box.label(text=f"{rig.name}: safe radius {rig[RIG_KEY]['safe_radius']:.3g}", icon="INFO")
+            layout.label(text=f"{rig.name}: safe radius {rig[RIG_KEY]['safe_radius']:.3g}", icon="INFO")
         skip = {"rig"} | ({"seconds", "amplitude", "easing", "loop", "look_degrees"} if st.move == "CUSTOM" else set())
         if st.move != "LOOK":
             skip.add("look_degrees")
-        draw_params(box.column(align=True), st, MoveRequest, skip=skip)
-        job_button(box, "diffusion3d.animate_rig", st, MoveRequest, icon="PLAY")
+        draw_params(layout.column(), st, MoveRequest, skip=skip)
+        job_button(layout, "diffusion3d.animate_rig", st, MoveRequest, icon="PLAY")
 
-        box = layout.box()
-        box.label(text="Render", icon="RENDER_ANIMATION")
+
+class DIFFUSION3D_PT_stereo_render(_Section, bpy.types.Panel):
+    bl_label = "Render"
+    bl_idname = "DIFFUSION3D_PT_stereo_render"
+    bl_parent_id = "DIFFUSION3D_PT_stereo"
+    preset = "stereo_video"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        st = context.scene.diffusion3d.stereo
         skip = {"rig", "still"} | ({"eye_width"} if st.resolution != "CUSTOM" else set())
         if st.file_format != "MP4":
             skip.add("keep_frames")
-        draw_params(box.column(align=True), st, VideoRequest, skip=skip)
-        job_button(box, "diffusion3d.render_stereo_video", st, VideoRequest, icon="RENDER_ANIMATION").still = False
+        draw_params(layout.column(), st, VideoRequest, skip=skip)
+        job_button(layout, "diffusion3d.render_stereo_video", st, VideoRequest, icon="RENDER_ANIMATION").still = False
         still = job_button(
-            box, "diffusion3d.render_stereo_video", st, VideoRequest, text="Render Still (Current Frame)", icon="RENDER_STILL"
+            layout, "diffusion3d.render_stereo_video", st, VideoRequest, text="Render Still (Current Frame)", icon="RENDER_STILL"
         )
         still.still = True
+        draw_last_result(layout, "diffusion3d.render_stereo_video")
 
 
-class DIFFUSION3D_PT_dst(_SidebarPanel, bpy.types.Panel):
+# 3D-DST -----------------------------------------------------------------------------------------------------------
+
+
+class DIFFUSION3D_PT_dst(_JobPanel, bpy.types.Panel):
     bl_label = "3D-DST Data"
     bl_idname = "DIFFUSION3D_PT_dst"
     bl_options = {"DEFAULT_CLOSED"}
 
-    def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        assert layout is not None
-        dst = context.scene.diffusion3d.dst
-        draw_job_progress(layout)
 
-        box = layout.box()
-        box.label(text="CAD Models", icon="MESH_MONKEY")
+class DIFFUSION3D_PT_dst_objects(_Section, bpy.types.Panel):
+    bl_label = "CAD Models"
+    bl_idname = "DIFFUSION3D_PT_dst_objects"
+    bl_parent_id = "DIFFUSION3D_PT_dst"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
         obj = context.active_object
         if obj is not None and obj.get(CLASS_KEY) is not None:
-            col = box.column(align=True)
+            col = layout.column()
             col.prop(obj, f'["{CLASS_KEY}"]', text="Class")
             col.prop(obj, f'["{TAGS_KEY}"]', text="Tags")
-        box.operator("diffusion3d.set_object_class", icon="BOOKMARKS")
+        layout.operator("diffusion3d.set_object_class", icon="BOOKMARKS")
 
-        box = layout.box()
-        box.label(text="Viewpoints and Render", icon="CAMERA_DATA")
+
+class DIFFUSION3D_PT_dst_render(_Section, bpy.types.Panel):
+    bl_label = "Viewpoints and Render"
+    bl_idname = "DIFFUSION3D_PT_dst_render"
+    bl_parent_id = "DIFFUSION3D_PT_dst"
+    preset = "dst_views"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        dst = context.scene.diffusion3d.dst
         skip = set() if dst.source == "COLLECTION" else {"collection"}
         sampling = {"views_per_object", "azimuth_range", "polar_preset", "inplane_max", "distance", "distance_jitter", "seed"}
         custom = {"polar_mean", "polar_sd", "polar_min", "polar_max"}
         skip |= sampling | custom if dst.viewpoints else custom if dst.polar_preset != "CUSTOM" else set()
         if dst.edge_method == "GEOMETRIC":
             skip |= {"samples", "denoise"}
-        draw_params(box.column(align=True), dst, DSTAnnotateRequest, skip=skip)
-        job_button(box, "diffusion3d.render_edge_maps", dst, DSTAnnotateRequest, icon="RENDER_STILL")
+        draw_params(layout.column(), dst, DSTAnnotateRequest, skip=skip)
+        job_button(layout, "diffusion3d.render_edge_maps", dst, DSTAnnotateRequest, icon="RENDER_STILL")
+        draw_last_result(layout, "diffusion3d.render_edge_maps")
 
-        box = layout.box()
-        box.label(text="Generate (ControlNet)", icon="IMAGE_DATA")
-        draw_params(box.column(align=True), dst, EdgeGenerationRequest, GEN, skip=("dataset_dir",))
-        job_button(box, "diffusion3d.generate_from_edges", dst, EdgeGenerationRequest, GEN, icon="PLAY").dataset_dir = dst.dataset_dir
 
-        box = layout.box()
-        box.label(text="K-Fold Consistency Filter", icon="FILTER")
-        draw_params(box.column(align=True), dst, KCFRequest, KCF, skip=("dataset_dir",))
-        job_button(box, "diffusion3d.filter_dataset", dst, KCFRequest, KCF, icon="FILTER").dataset_dir = dst.dataset_dir
+class DIFFUSION3D_PT_dst_generate(_Section, bpy.types.Panel):
+    bl_label = "Generate (ControlNet)"
+    bl_idname = "DIFFUSION3D_PT_dst_generate"
+    bl_parent_id = "DIFFUSION3D_PT_dst"
+    preset = "dst_images"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        dst = context.scene.diffusion3d.dst
+        draw_params(layout.column(), dst, EdgeGenerationRequest, GEN, skip=("dataset_dir",))
+        job_button(layout, "diffusion3d.generate_from_edges", dst, EdgeGenerationRequest, GEN, icon="PLAY").dataset_dir = dst.dataset_dir
+        draw_last_result(layout, "diffusion3d.generate_from_edges")
+
+
+class DIFFUSION3D_PT_dst_filter(_Section, bpy.types.Panel):
+    bl_label = "K-Fold Consistency Filter"
+    bl_idname = "DIFFUSION3D_PT_dst_filter"
+    bl_parent_id = "DIFFUSION3D_PT_dst"
+    bl_options = {"DEFAULT_CLOSED"}
+    preset = "dst_filter"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        dst = context.scene.diffusion3d.dst
+        draw_params(layout.column(), dst, KCFRequest, KCF, skip=("dataset_dir",))
+        job_button(layout, "diffusion3d.filter_dataset", dst, KCFRequest, KCF, icon="FILTER").dataset_dir = dst.dataset_dir
+        draw_last_result(layout, "diffusion3d.filter_dataset")
+
+
+# Object views -----------------------------------------------------------------------------------------------------
 
 
 class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
+    """One job: its fields in the panel itself."""
+
     bl_label = "Object Views"
     bl_idname = "DIFFUSION3D_PT_views"
     bl_options = {"DEFAULT_CLOSED"}
 
+    def draw_header_preset(self, context: bpy.types.Context) -> None:
+        if self.layout is not None:
+            preset_header(self.layout, "views")
+
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        assert layout is not None
+        draw_job_progress(self.layout)
+        layout = split(self.layout)
         views = context.scene.diffusion3d.views
-        draw_job_progress(layout)
-        box = layout.box()
-        box.label(text="Four Views (ImageDream / MVDream)", icon="VIEW_CAMERA")
         source_fields = {"FILE": "image_path", "IMAGE": "image_name", "OBJECT": "object_name"}
         skip = set(source_fields.values()) - {source_fields.get(views.source, "")}
         if views.source == "TEXT":
             skip.add("preparation")
         if views.source == "OBJECT" and not views.object_name:
             selected = len(context.selected_objects or ())
-            box.label(text=f"{selected} selected object{'s' if selected != 1 else ''}", icon="RESTRICT_SELECT_OFF")
-        draw_params(box.column(align=True), views, ViewsRequest, skip=skip)
-        model_job_fix(box, views.model)
-        job_button(box, "diffusion3d.generate_views", views, ViewsRequest, text="Generate Views", icon="PLAY")
+            layout.label(text=f"{selected} selected object{'s' if selected != 1 else ''}", icon="RESTRICT_SELECT_OFF")
+        draw_params(layout.column(), views, ViewsRequest, skip=skip)
+        model_job_fix(layout, views, ViewsRequest)
+        job_button(layout, "diffusion3d.generate_views", views, ViewsRequest, text="Generate Views", icon="PLAY")
+        draw_last_result(layout, "diffusion3d.generate_views")
 
 
-class DIFFUSION3D_PT_viewneti(_SidebarPanel, bpy.types.Panel):
+# ViewNeTI ---------------------------------------------------------------------------------------------------------
+
+
+class DIFFUSION3D_PT_viewneti(_JobPanel, bpy.types.Panel):
     bl_label = "ViewNeTI"
     bl_idname = "DIFFUSION3D_PT_viewneti"
     bl_options = {"DEFAULT_CLOSED"}
 
+
+class DIFFUSION3D_PT_viewneti_views(_Section, bpy.types.Panel):
+    bl_label = "Training Views"
+    bl_idname = "DIFFUSION3D_PT_viewneti_views"
+    bl_parent_id = "DIFFUSION3D_PT_viewneti"
+    preset = "viewneti_views"
+
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        assert layout is not None
+        layout = split(self.layout)
         vn = context.scene.diffusion3d.viewneti
-        draw_job_progress(layout)
-
-        box = layout.box()
-        box.label(text="Training Views", icon="CAMERA_DATA")
         skip = ({"background"} if vn.transparent else set()) | ({"seed"} if vn.layout != "HEMISPHERE" else set())
-        draw_params(box.column(align=True), vn, PosedSetRequest, skip=skip)
-        job_button(box, "diffusion3d.render_training_views", vn, PosedSetRequest, icon="RENDER_STILL")
+        draw_params(layout.column(), vn, PosedSetRequest, skip=skip)
+        job_button(layout, "diffusion3d.render_training_views", vn, PosedSetRequest, icon="RENDER_STILL")
+        draw_last_result(layout, "diffusion3d.render_training_views")
 
-        box = layout.box()
-        box.label(text="Train", icon="SHADERFX")
+
+class DIFFUSION3D_PT_viewneti_train(_Section, bpy.types.Panel):
+    bl_label = "Train"
+    bl_idname = "DIFFUSION3D_PT_viewneti_train"
+    bl_parent_id = "DIFFUSION3D_PT_viewneti"
+    preset = "viewneti_train"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        vn = context.scene.diffusion3d.viewneti
         single = vn.train_mode == SINGLE_VIEW
         skip = {"parameterisation", "width", "height"} if single else {"view_mapper"}
-        draw_params(box.column(align=True), vn, TrainRequest, TRAIN, skip=skip)
+        draw_params(layout.column(), vn, TrainRequest, TRAIN, skip=skip)
         if vn.train_mode == PRETRAIN:
-            box.label(text="Pre-training reads every posed set in the folder", icon="INFO")
-        job_button(box, "diffusion3d.train_viewneti", vn, TrainRequest, TRAIN, icon="PLAY")
+            layout.label(text="Pre-training reads every posed set in the folder", icon="INFO")
+        job_button(layout, "diffusion3d.train_viewneti", vn, TrainRequest, TRAIN, icon="PLAY")
+        draw_last_result(layout, "diffusion3d.train_viewneti")
 
-        box = layout.box()
-        box.label(text="Generate View", icon="VIEW_CAMERA")
-        draw_params(box.column(align=True), vn, RenderViewRequest, GEN)
-        job_button(box, "diffusion3d.generate_view", vn, RenderViewRequest, GEN, icon="PLAY")
 
-        box = layout.box()
-        box.label(text="Views From One Image", icon="IMAGE_DATA")
-        draw_params(box.column(align=True), vn, ImageViewsRequest, NVS)
-        job_button(box, "diffusion3d.views_from_image", vn, ImageViewsRequest, NVS, icon="PLAY")
+class DIFFUSION3D_PT_viewneti_generate(_Section, bpy.types.Panel):
+    bl_label = "Generate View"
+    bl_idname = "DIFFUSION3D_PT_viewneti_generate"
+    bl_parent_id = "DIFFUSION3D_PT_viewneti"
+    preset = "viewneti_generate"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        vn = context.scene.diffusion3d.viewneti
+        draw_params(layout.column(), vn, RenderViewRequest, GEN)
+        job_button(layout, "diffusion3d.generate_view", vn, RenderViewRequest, GEN, icon="PLAY")
+        draw_last_result(layout, "diffusion3d.generate_view")
+
+
+class DIFFUSION3D_PT_viewneti_image(_Section, bpy.types.Panel):
+    bl_label = "Views From One Image"
+    bl_idname = "DIFFUSION3D_PT_viewneti_image"
+    bl_parent_id = "DIFFUSION3D_PT_viewneti"
+    bl_options = {"DEFAULT_CLOSED"}
+    preset = "viewneti_image"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = split(self.layout)
+        vn = context.scene.diffusion3d.viewneti
+        draw_params(layout.column(), vn, ImageViewsRequest, NVS)
+        job_button(layout, "diffusion3d.views_from_image", vn, ImageViewsRequest, NVS, icon="PLAY")
+        draw_last_result(layout, "diffusion3d.views_from_image")
+
+
+# Engine -----------------------------------------------------------------------------------------------------------
 
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):
@@ -325,16 +510,48 @@ class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
+        layout = split(self.layout)
         untested = compat.untested_version()
         if untested:
             layout.label(text=untested, icon="ERROR")
         prefs = session.preferences(context)
         if prefs is not None:
-            layout.prop(prefs, "engine_mode", text="")
+            layout.prop(prefs, "engine_mode")
         layout.label(text=session.status(), icon="SETTINGS")
         if last_check.text:
             layout.label(text=last_check.text)
+        if last_check.problems:  # what is wrong, and the buttons that mend it
+            layout.label(text=last_check.problems, icon="ERROR")
+            row = layout.row(align=True)
+            row.operator("diffusion3d.setup_engine", text="Repair", icon="TOOL_SETTINGS").upgrade = True
+            row.operator("diffusion3d.setup_engine", text="Remove", icon="TRASH").remove = True
         row = layout.row(align=True)
         row.operator("diffusion3d.check_engine", icon="CHECKMARK")
         row.operator("diffusion3d.release_engine", icon="X")
+
+
+#: Registration order: each panel before its subpanels, in the order the sidebar shows them.
+classes: tuple[type, ...] = (
+    DIFFUSION3D_PT_world,
+    DIFFUSION3D_PT_world_capture,
+    DIFFUSION3D_PT_world_generate,
+    DIFFUSION3D_PT_world_upscale,
+    DIFFUSION3D_PT_world_sphere,
+    DIFFUSION3D_PT_world_export,
+    DIFFUSION3D_PT_stereo,
+    DIFFUSION3D_PT_stereo_rig,
+    DIFFUSION3D_PT_stereo_move,
+    DIFFUSION3D_PT_stereo_render,
+    DIFFUSION3D_PT_dst,
+    DIFFUSION3D_PT_dst_objects,
+    DIFFUSION3D_PT_dst_render,
+    DIFFUSION3D_PT_dst_generate,
+    DIFFUSION3D_PT_dst_filter,
+    DIFFUSION3D_PT_views,
+    DIFFUSION3D_PT_viewneti,
+    DIFFUSION3D_PT_viewneti_views,
+    DIFFUSION3D_PT_viewneti_train,
+    DIFFUSION3D_PT_viewneti_generate,
+    DIFFUSION3D_PT_viewneti_image,
+    DIFFUSION3D_PT_engine,
+)

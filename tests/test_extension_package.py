@@ -38,6 +38,7 @@ REQUIRED_ZIP_ENTRIES = (
     "engine/__main__.py",
     "operators/__init__.py",
     "panels/__init__.py",
+    "panels/shipped_presets/generate/Quick_Draft.py",  # data the add-on reads, not just code
 )
 
 # Path components that must never end up in the package.

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..progress import Reporter
 
 RGBD6, RGBD4 = "rgbd6", "rgbd4"
+RGBD_KINDS = (RGBD6, RGBD4)  # the LDM3D generators (a 6- or a 4-channel VAE)
 RGBD_SR = "rgbd-sr"  # LDM3D-sr: an RGBD upscaler (a 4-channel VAE, a UNet reading noisy and low-res latents side by side)
 SD, SDXL = "sd", "sdxl"  # RGB Stable Diffusion with one text encoder (1.x, 2.x), or SDXL's two
 #: Components the LDM3D pipeline needs, with the config file that marks each.

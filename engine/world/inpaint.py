@@ -52,6 +52,7 @@ class InpaintOptions:
         "Inpaint Model",
         "LDM3D (the panorama model for 360°) that paints the background hidden behind the foreground, colour and depth; "
         "empty: the geometric fill, offline",
+        finds=sources.RGBD_KINDS,
     )
     prompt: str = prompt_field("", "What the hidden background shows; empty: the panorama's own prompt (its meta.json), else none")
     negative_prompt: str = negative_prompt_field()

@@ -63,7 +63,7 @@ SIZE_WHY = "the VAE works in 8-pixel blocks; 8192 is 4× LDM3D-sr's 2048 and the
 @dataclass
 class RGBDRequest:
     prompt: str = prompt_field(DEFAULT_PROMPT, "What the panorama shows (img2img may leave it empty)")
-    model: str = model_field(DEFAULT_MODEL, "Model", "LDM3D or LDM3D-pano")
+    model: str = model_field(DEFAULT_MODEL, "Model", "LDM3D or LDM3D-pano", finds=sources.RGBD_KINDS)
     out_dir: str = output_folder_field("Folder for rgb.png, depth16.png, depth.npy and meta.json; empty: a new folder")
     negative_prompt: str = negative_prompt_field(cli_also=("--negative",))
     projection: str = param(
@@ -128,7 +128,7 @@ class RGBDRequest:
         "1: as generated; 2 or 4: then LDM3D-sr (2048×1024 or 4096×2048 from 1024×512; the base stays in base/)",
         values=UPSCALES,
     )
-    upscaler: str = model_field(DEFAULT_UPSCALER, "Upscaler", "LDM3D-sr")
+    upscaler: str = model_field(DEFAULT_UPSCALER, "Upscaler", "LDM3D-sr", finds=(sources.RGBD_SR,))
     upscale_steps: int = steps_field(50, "LDM3D-sr's denoising steps", label="Upscale Steps")
     build_sphere: bool = param(True, "Build World Sphere", "Build the displaced world sphere when done (panoramas)", blender=True, cli=None)
     access: sources.ModelAccess = nested(sources.ModelAccess)

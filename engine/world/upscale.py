@@ -75,7 +75,7 @@ class UpscaleRequest:
         prop="depth_path",
     )
     out_dir: str = output_folder_field("Folder for rgb.png, depth16.png, depth.npy and meta.json; empty: a new folder")
-    model: str = model_field(DEFAULT_UPSCALER, "Upscaler", "LDM3D-sr")
+    model: str = model_field(DEFAULT_UPSCALER, "Upscaler", "LDM3D-sr", finds=(sources.RGBD_SR,))
     scale: float = param(
         2.0,
         "Scale",

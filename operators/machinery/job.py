@@ -50,7 +50,7 @@ from ...engine import interrupts, jobs, params
 from ...engine.client import JobHandle
 from ...engine.errors import EngineError, JobCancelled
 from ...engine.progress import ProgressLine, printer
-from . import declared, live_preview, session
+from . import declared, last_result, live_preview, session
 from .render_setup import render_progress, render_state, watch_render
 
 
@@ -476,6 +476,7 @@ class EngineJobOperator(PolledOperator):
         self._forget_job()
         try:
             current.summary = self.finish(context, handle.outcome()) or {}
+            last_result.record(type(self).bl_idname, current.summary)  # type: ignore[attr-defined]  # the class's: "diffusion3d.NAME"
         except Exception as exc:
             return self._fail(context, exc)
         return {"FINISHED"}

@@ -7,6 +7,8 @@ something asks first when clicked, and runs without asking from a script.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 import bpy
@@ -68,8 +70,14 @@ def job_running(addon):
         current.clear()
 
 
+def preset_operators(addon) -> list[type]:
+    """The add-preset operators: generated beside the preset panels that call them (``panels/presets.py``)."""
+    return [cls for cls in addon.panels.presets.classes if issubclass(cls, bpy.types.Operator)]
+
+
 def test_the_registered_operators_are_the_add_ons_classes(addon):
-    assert {cls.__name__ for cls in registered_operators()} == {cls.__name__ for cls in addon.operators.classes}
+    ours = (*addon.operators.classes, *preset_operators(addon))
+    assert {cls.__name__ for cls in registered_operators()} == {cls.__name__ for cls in ours}
 
 
 def test_every_registered_operator_has_a_poll_that_says_why_it_cannot_run():
@@ -83,7 +91,7 @@ def test_every_registered_operator_has_a_poll_that_says_why_it_cannot_run():
 
 def test_while_a_job_runs_every_job_operator_is_greyed_out_naming_the_job(addon, job_running):
     polled = [cls for cls in registered_operators() if issubclass(cls, addon.operators.machinery.job.PolledOperator)]
-    assert len(polled) > len(registered_operators()) // 2  # the job operators: all but a few housekeeping ones
+    assert len(polled) > len(addon.operators.classes) // 2  # the job operators: all but a few housekeeping ones (and the presets')
     for cls in polled:
         assert not call(cls).poll(), cls.bl_idname
         assert errors.last_line(RuntimeError(refusal(cls))) == "Diffusion 3D is busy (Generating panorama); cancel it or wait"
@@ -143,6 +151,41 @@ def test_every_operator_property_has_a_description():
         assert [p.identifier for p in properties if p.identifier != "rna_type" and not p.description.strip()] == [], cls.bl_idname
 
 
+#: Words a title keeps in lower case (Blender's guidelines: title case, short function words lower).
+LOWER_IN_TITLES = {
+    "a",
+    "an",
+    "and",
+    "as",
+    "at",
+    "by",
+    "for",
+    "from",
+    "in",
+    "into",
+    "of",
+    "off",
+    "on",
+    "or",
+    "per",
+    "the",
+    "to",
+    "vs",
+    "with",
+}
+
+
+def test_every_operator_and_every_option_it_shows_is_named_in_title_case():
+    """Button labels and option labels: each word capitalised but short function words, the first word always."""
+    for cls in registered_operators():
+        rna = call(cls).get_rna_type()
+        shown = [p.name for p in rna.properties if p.identifier != "rna_type" and not p.is_hidden]
+        for name in (rna.name, *shown):
+            words = re.findall(r"[A-Za-z][\w'-]*", name)
+            lower = [w for i, w in enumerate(words) if w[0].islower() and (i == 0 or w not in LOWER_IN_TITLES)]
+            assert lower == [], f"{cls.bl_idname}: {name!r}"
+
+
 def test_generate_views_registers_an_undo_step(addon):
     """It adds a collection, cameras, images and a mesh. Its modal phase ends with FINISHED, on which Blender pushes the step."""
     assert {"REGISTER", "UNDO"} <= addon.operators.multiview.DIFFUSION3D_OT_generate_views.bl_options
@@ -185,11 +228,16 @@ def test_set_class_asks_before_an_empty_tags_field_clears_tags(addon):
 
 
 def test_every_declared_number_shows_its_unit_in_blender():
-    """Pixels as PIXEL, lengths in the scene's length unit, seconds as time, factors as FACTOR: walked over every
+    """Pixels as PIXEL, lengths in the scene's length unit, seconds as time, angles as ANGLE: walked over every
     registered operator's properties against the declarations they came from."""
     from engine import params
 
-    expected = {params.PIXELS: ("subtype", "PIXEL"), params.LENGTH: ("unit", "LENGTH"), params.SECONDS: ("unit", "TIME_ABSOLUTE")}
+    expected = {
+        params.PIXELS: ("subtype", "PIXEL"),
+        params.LENGTH: ("unit", "LENGTH"),
+        params.SECONDS: ("unit", "TIME_ABSOLUTE"),
+        params.DEGREES: ("subtype", "ANGLE"),
+    }
     checked = 0
     for cls in registered_operators():
         request = cls.request_type() if hasattr(cls, "request_type") else getattr(cls, "request", None)
@@ -206,3 +254,39 @@ def test_every_declared_number_shows_its_unit_in_blender():
             assert getattr(rna, what) == value, f"{cls.bl_idname}.{leaf.prop}: {what} {getattr(rna, what)}"
             checked += 1
     assert checked > 20
+
+
+def test_a_declared_angle_is_held_in_radians_by_blender_and_reaches_the_job_in_degrees_unchanged(addon):
+    """Every operator's angle property is Blender's ANGLE (radians, shown in the scene's rotation unit) with the declared
+    default; the panel's angles (32-bit properties) give the job back the very degrees put in, limits included."""
+    from engine import params
+    from engine.dst.dataset import DSTAnnotateRequest
+    from engine.multiview.job import ViewsRequest
+    from engine.viewneti.posed import PosedSetRequest
+    from engine.world.stereo_rig import MoveRequest
+
+    declared = addon.operators.machinery.declared
+    defaults = 0
+    for cls in registered_operators():
+        request = cls.request_type() if hasattr(cls, "request_type") else getattr(cls, "request", None)
+        rna = call(cls).get_rna_type().properties if request is not None else {}
+        for leaf in params.leaves(request) if request is not None else ():
+            if declared.is_angle(leaf) and leaf.prop in rna:
+                assert rna[leaf.prop].subtype == "ANGLE"
+                assert rna[leaf.prop].default == pytest.approx(math.radians(leaf.default), abs=1e-6), f"{cls.bl_idname}.{leaf.prop}"
+                defaults += 1
+    assert defaults >= 8
+    settings = bpy.context.scene.diffusion3d
+    round_trips = 0
+    for owner, request in (
+        (settings.stereo, MoveRequest),
+        (settings.dst, DSTAnnotateRequest),
+        (settings.views, ViewsRequest),
+        (settings.viewneti, PosedSetRequest),
+    ):
+        for leaf in filter(declared.is_angle, params.leaves(request)):
+            for degrees in (leaf.param.min, leaf.param.max, leaf.default, 12.5):
+                setattr(owner, leaf.prop, declared.held(leaf, degrees))
+                assert declared.values(owner, request)[leaf.name] == degrees, f"{leaf.prop}: {degrees}°"
+                round_trips += 1
+    assert round_trips >= 4 * 8

@@ -1,0 +1,4 @@
+import bpy
+settings = bpy.context.scene.diffusion3d.stereo
+
+settings.resolution = 'PREVIEW'

@@ -1,0 +1,4 @@
+import bpy
+settings = bpy.context.scene.diffusion3d
+
+settings.grid_step = 1
