@@ -4,7 +4,7 @@ point, against Cycles renders of the real room from the same points (issue 25).
 Run from the repo root with the venv that has the ``bpy`` module::
 
     .venv/bin/python bench/bench_walkable.py [--width 512] [--samples 16] [--offsets 0.25 0.5 1.0] [--layers 2]
-        [--edge-threshold T] [--border PX] [--inpaint-model Intel/ldm3d-pano --models-dir DIR --steps 50]
+        [--edge-threshold T] [--border PX] [--min-region PX] [--reach M] [--inpaint-model Intel/ldm3d-pano --models-dir DIR --steps 50]
 
 1. The demo room (``operators/demo/scene.py``) captured from its eye point (``capture_panorama``: rgb.png, depth.exr).
 2. The truth: the same capture from each viewpoint ``offset`` metres from the eye along ±X, ±Y and ±Z.
@@ -49,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=2, help="layers of the layered world (default 2)")
     p.add_argument("--edge-threshold", type=float, default=None, help="the layers' edge threshold (default: the declared one)")
     p.add_argument("--border", type=int, default=None, help="the layers' fading border in pixels (default: the declared one)")
+    p.add_argument("--min-region", type=int, default=None, help="the layers' smallest region in pixels (default: the declared one)")
+    p.add_argument("--reach", type=float, default=None, help="the layers' walk radius in metres (default: the declared one)")
     p.add_argument("--inpaint-model", default="", help="also a layered world painted by this LDM3D model (a GPU run)")
     p.add_argument("--models-dir", default="", help="where --inpaint-model is looked for")
     p.add_argument("--steps", type=int, default=50, help="the inpainting's denoising steps (default 50)")
@@ -164,6 +166,8 @@ def main() -> None:
         "layers": args.layers,
         "edge_threshold": args.edge_threshold,
         "border": args.border,
+        "min_region": args.min_region,
+        "reach": args.reach,
         "inpaint_model": args.inpaint_model,
         "stretch_cells": STRETCH,
     }
@@ -181,7 +185,7 @@ def main() -> None:
         results["truth_render_s"] = round(time.perf_counter() - start, 2)
         bpy.context.view_layer.layer_collection.children[room.name].exclude = True  # the worlds replace the room
         inputs = dict(rgb_path=str(source / "rgb.png"), depth_path=str(source / "depth.exr"), grid_step=1)
-        chosen = {"edge_threshold": args.edge_threshold, "border": args.border}
+        chosen = {"edge_threshold": args.edge_threshold, "border": args.border, "min_region": args.min_region, "reach": args.reach}
         layering = dict(layers=args.layers, **{name: value for name, value in chosen.items() if value is not None})
         built_as = {"single": dict(layers=1), "layered": layering}
         if args.inpaint_model:
