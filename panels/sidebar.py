@@ -48,6 +48,8 @@ from .thumbnails import draw_last_result
 
 
 class _SidebarPanel:
+    """A panel of the sidebar's tab (its ``bl_idname``: the class name, as Blender gives a panel without one)."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Diffusion 3D"
@@ -158,12 +160,10 @@ class _JobPanel(_SidebarPanel):
 
 class DIFFUSION3D_PT_world(_JobPanel, bpy.types.Panel):
     bl_label = "World"
-    bl_idname = "DIFFUSION3D_PT_world"
 
 
 class DIFFUSION3D_PT_world_capture(_Section, bpy.types.Panel):
     bl_label = "Capture RGBD Panorama"
-    bl_idname = "DIFFUSION3D_PT_world_capture"
     bl_parent_id = "DIFFUSION3D_PT_world"
     preset = "capture"
 
@@ -177,7 +177,6 @@ class DIFFUSION3D_PT_world_capture(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_world_generate(_Section, bpy.types.Panel):
     bl_label = "Generate RGBD (LDM3D)"
-    bl_idname = "DIFFUSION3D_PT_world_generate"
     bl_parent_id = "DIFFUSION3D_PT_world"
     preset = "generate"
 
@@ -202,7 +201,6 @@ class DIFFUSION3D_PT_world_generate(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_world_upscale(_Section, bpy.types.Panel):
     bl_label = "Upscale RGBD (LDM3D-sr)"
-    bl_idname = "DIFFUSION3D_PT_world_upscale"
     bl_parent_id = "DIFFUSION3D_PT_world"
     bl_options = {"DEFAULT_CLOSED"}
     preset = "upscale"
@@ -221,7 +219,6 @@ class DIFFUSION3D_PT_world_upscale(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_world_sphere(_Section, bpy.types.Panel):
     bl_label = "World Sphere"
-    bl_idname = "DIFFUSION3D_PT_world_sphere"
     bl_parent_id = "DIFFUSION3D_PT_world"
     preset = "world_sphere"
 
@@ -249,7 +246,6 @@ class DIFFUSION3D_PT_world_sphere(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_world_export(_Section, bpy.types.Panel):
     bl_label = "Export"
-    bl_idname = "DIFFUSION3D_PT_world_export"
     bl_parent_id = "DIFFUSION3D_PT_world"
     bl_options = {"DEFAULT_CLOSED"}
     preset = "export"
@@ -269,12 +265,10 @@ class DIFFUSION3D_PT_world_export(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_stereo(_JobPanel, bpy.types.Panel):
     bl_label = "Stereo Video"
-    bl_idname = "DIFFUSION3D_PT_stereo"
 
 
 class DIFFUSION3D_PT_stereo_rig(_Section, bpy.types.Panel):
     bl_label = "Stereo Rig"
-    bl_idname = "DIFFUSION3D_PT_stereo_rig"
     bl_parent_id = "DIFFUSION3D_PT_stereo"
     preset = "stereo_rig"
 
@@ -288,7 +282,6 @@ class DIFFUSION3D_PT_stereo_rig(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_stereo_move(_Section, bpy.types.Panel):
     bl_label = "Camera Move"
-    bl_idname = "DIFFUSION3D_PT_stereo_move"
     bl_parent_id = "DIFFUSION3D_PT_stereo"
     preset = "camera_move"
 
@@ -307,7 +300,6 @@ class DIFFUSION3D_PT_stereo_move(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_stereo_render(_Section, bpy.types.Panel):
     bl_label = "Render"
-    bl_idname = "DIFFUSION3D_PT_stereo_render"
     bl_parent_id = "DIFFUSION3D_PT_stereo"
     preset = "stereo_video"
 
@@ -331,13 +323,11 @@ class DIFFUSION3D_PT_stereo_render(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_dst(_JobPanel, bpy.types.Panel):
     bl_label = "3D-DST Data"
-    bl_idname = "DIFFUSION3D_PT_dst"
     bl_options = {"DEFAULT_CLOSED"}
 
 
 class DIFFUSION3D_PT_dst_objects(_Section, bpy.types.Panel):
     bl_label = "CAD Models"
-    bl_idname = "DIFFUSION3D_PT_dst_objects"
     bl_parent_id = "DIFFUSION3D_PT_dst"
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -352,7 +342,6 @@ class DIFFUSION3D_PT_dst_objects(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_dst_render(_Section, bpy.types.Panel):
     bl_label = "Viewpoints and Render"
-    bl_idname = "DIFFUSION3D_PT_dst_render"
     bl_parent_id = "DIFFUSION3D_PT_dst"
     preset = "dst_views"
 
@@ -372,7 +361,6 @@ class DIFFUSION3D_PT_dst_render(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_dst_generate(_Section, bpy.types.Panel):
     bl_label = "Generate (ControlNet)"
-    bl_idname = "DIFFUSION3D_PT_dst_generate"
     bl_parent_id = "DIFFUSION3D_PT_dst"
     preset = "dst_images"
 
@@ -386,7 +374,6 @@ class DIFFUSION3D_PT_dst_generate(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_dst_filter(_Section, bpy.types.Panel):
     bl_label = "K-Fold Consistency Filter"
-    bl_idname = "DIFFUSION3D_PT_dst_filter"
     bl_parent_id = "DIFFUSION3D_PT_dst"
     bl_options = {"DEFAULT_CLOSED"}
     preset = "dst_filter"
@@ -406,7 +393,6 @@ class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
     """One job: its fields in the panel itself."""
 
     bl_label = "Object Views"
-    bl_idname = "DIFFUSION3D_PT_views"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw_header_preset(self, context: bpy.types.Context) -> None:
@@ -435,13 +421,11 @@ class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
 
 class DIFFUSION3D_PT_viewneti(_JobPanel, bpy.types.Panel):
     bl_label = "ViewNeTI"
-    bl_idname = "DIFFUSION3D_PT_viewneti"
     bl_options = {"DEFAULT_CLOSED"}
 
 
 class DIFFUSION3D_PT_viewneti_views(_Section, bpy.types.Panel):
     bl_label = "Training Views"
-    bl_idname = "DIFFUSION3D_PT_viewneti_views"
     bl_parent_id = "DIFFUSION3D_PT_viewneti"
     preset = "viewneti_views"
 
@@ -456,7 +440,6 @@ class DIFFUSION3D_PT_viewneti_views(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_viewneti_train(_Section, bpy.types.Panel):
     bl_label = "Train"
-    bl_idname = "DIFFUSION3D_PT_viewneti_train"
     bl_parent_id = "DIFFUSION3D_PT_viewneti"
     preset = "viewneti_train"
 
@@ -474,7 +457,6 @@ class DIFFUSION3D_PT_viewneti_train(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_viewneti_generate(_Section, bpy.types.Panel):
     bl_label = "Generate View"
-    bl_idname = "DIFFUSION3D_PT_viewneti_generate"
     bl_parent_id = "DIFFUSION3D_PT_viewneti"
     preset = "viewneti_generate"
 
@@ -488,7 +470,6 @@ class DIFFUSION3D_PT_viewneti_generate(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_viewneti_image(_Section, bpy.types.Panel):
     bl_label = "Views From One Image"
-    bl_idname = "DIFFUSION3D_PT_viewneti_image"
     bl_parent_id = "DIFFUSION3D_PT_viewneti"
     bl_options = {"DEFAULT_CLOSED"}
     preset = "viewneti_image"
@@ -506,7 +487,6 @@ class DIFFUSION3D_PT_viewneti_image(_Section, bpy.types.Panel):
 
 class DIFFUSION3D_PT_engine(_SidebarPanel, bpy.types.Panel):
     bl_label = "Engine"
-    bl_idname = "DIFFUSION3D_PT_engine"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:

@@ -267,7 +267,7 @@ class WorldSphereRequest:
         max=1e3,
     )
     border: int = param(
-        2, "Border", "Layers: pixels around each region that fade out, and are filled behind it", unit=PIXELS, min=0, max=64
+        2, "Border", "Layers: pixels past each region's edge over which it fades out onto the background's own", unit=PIXELS, min=0, max=64
     )
     inpaint: InpaintOptions = nested(InpaintOptions)
     access: ModelAccess = nested(ModelAccess)
