@@ -209,7 +209,7 @@ class WorldSphereRequest:
     )
     rgb_image: str = param("", "RGB Image", "A loaded image to use instead of the RGB file", blender=True, cli=None)
     depth_image: str = param("", "Depth Image", "A loaded image to use instead of the depth file", blender=True, cli=None)
-    depth_mode: str = param(depthlib.AUTO, "Depth", "How the depth's values are read", choices=DEPTH_MODES, cli="--mode")
+    depth_mode: str = param(depthlib.AUTO, "Depth Values", "How the depth's values are read", choices=DEPTH_MODES, cli="--mode")
     relative_mapping: str = param(
         depthlib.OFFSET, "Mapping", "Relative depth: the paper's offset or inverse depth", choices=DEPTH_MAPPINGS, cli="--mapping"
     )

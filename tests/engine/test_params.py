@@ -135,6 +135,13 @@ def test_every_engine_job_declares_its_parameters_with_help_and_legal_defaults(t
     assert declared > 200
 
 
+def test_no_two_fields_a_panel_shows_for_one_job_share_a_label():
+    """One meaning per name: the world sphere's file and its way of reading it were both "Depth"."""
+    for name, job in jobs.JOBS.items():
+        labels = [leaf.param.label for leaf in params.leaves(job.request) if leaf.param.ui]
+        assert sorted({label for label in labels if labels.count(label) > 1}) == [], name
+
+
 def test_a_requests_models_are_checked_before_any_work_and_a_missing_one_is_named(tmp_path):
     from engine.diffusion.sources import ModelAccess
     from engine.world.ldm3d import RGBDRequest
