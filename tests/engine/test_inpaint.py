@@ -27,7 +27,7 @@ from engine.params import validate  # noqa: E402
 from engine.progress import CancelToken  # noqa: E402
 from engine.world import inpaint  # noqa: E402
 from engine.world import ldm3d_pipeline as pipeline  # noqa: E402
-from engine.world.layers import BEHIND, grow, peel  # noqa: E402
+from engine.world.layers import BEHIND, peel  # noqa: E402
 from engine.world.world_sphere import WorldSphereRequest  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
