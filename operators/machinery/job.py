@@ -476,9 +476,9 @@ class EngineJobOperator(PolledOperator):
         self._forget_job()
         try:
             current.summary = self.finish(context, handle.outcome()) or {}
-            last_result.record(type(self).bl_idname, current.summary)  # type: ignore[attr-defined]  # the class's: "diffusion3d.NAME"
         except Exception as exc:
             return self._fail(context, exc)
+        last_result.record(type(self).bl_idname, current.summary)  # type: ignore[attr-defined]  # the class's: "diffusion3d.NAME"
         return {"FINISHED"}
 
     def _stop_following(self, context: bpy.types.Context, exc: Exception) -> set[str]:
