@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE_PYTHON = "DIFFUSION3D_ENGINE_PYTHON"
 
 
+def batch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python batch.py ARGS`` in this test's Python, its output captured."""
+    return subprocess.run([sys.executable, str(ROOT / "batch.py"), *args], capture_output=True, text=True, timeout=timeout)
+
+
 def models_here() -> bool:
     """Whether this Python can run model jobs itself (torch and diffusers)."""
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "diffusers"))

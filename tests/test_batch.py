@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support import build_tiny, models_here, read_usd, run_metadata
+from support import batch, build_tiny, models_here, read_usd, run_metadata
 
 from engine.world import spatial_media
 
@@ -23,10 +23,6 @@ worker_line = pytest.mark.skipif(models_here(), reason="model subcommands end to
 
 def tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def batch(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "batch.py"), *args], capture_output=True, text=True, timeout=timeout)
 
 
 def summary(proc: subprocess.CompletedProcess) -> dict:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import build_tiny
+from support import batch, build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
@@ -54,10 +54,6 @@ class Run:
     def leftovers(self) -> list[str]:
         """Our scratch folders and Blender's session folder left behind (not torch's caches)."""
         return sorted(p.name for p in self.tmp.iterdir() if p.name.startswith(("diffusion3d-", "blender_")))
-
-
-def batch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "batch.py"), *args], capture_output=True, text=True, timeout=240)
 
 
 def assert_stopped(run: Run, seconds: float, err: str, sig: signal.Signals, command: str) -> None:

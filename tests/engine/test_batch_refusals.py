@@ -3,17 +3,13 @@
 Every value is checked by the one ``validate`` before ``bpy`` is imported, so these need no Blender line of their own.
 """
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import batch
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def batch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "batch.py"), *args], capture_output=True, text=True, timeout=120)
 
 
 def bad_command_lines(tmp_path: Path) -> list[tuple[list[str], str]]:
@@ -92,7 +88,7 @@ def test_every_out_of_range_number_of_every_subcommand_is_refused_in_one_line_be
     ],
 )
 def test_the_values_users_tried_are_refused_in_one_line_naming_the_option(tmp_path, args, words):
-    proc = batch(*args, "--out", str(tmp_path / "out"))
+    proc = batch(*args, "--out", str(tmp_path / "out"), timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and words in lines[0], proc.stderr[-1000:]
     assert not (tmp_path / "out").exists()
@@ -103,6 +99,6 @@ def test_the_values_users_tried_are_refused_in_one_line_naming_the_option(tmp_pa
     [("world.obj", "--export 'world.obj': its extension names no format"), ("no/such/w.glb", "--export 'no/such/w.glb': no such folder")],
 )
 def test_a_spheres_export_is_refused_before_the_sphere_is_built(tmp_path, export, words):
-    proc = batch("sphere", "--rgb", "r.png", "--depth", "d.exr", "--export", export)
+    proc = batch("sphere", "--rgb", "r.png", "--depth", "d.exr", "--export", export, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0 and len(lines) == 1 and words in lines[0], proc.stderr[-1000:]
