@@ -94,7 +94,7 @@ class ProgressLine:
 
     def __init__(self, label: str, total: int, out: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.label, self.total, self.out, self.clock = label, max(total, 1), out or sys.stdout, clock
-        self.live = _is_terminal(self.out)
+        self.live = is_terminal(self.out)
         self.start = self.last = clock()
         self.shown = -1.0
         self._lock = threading.Lock()
@@ -110,8 +110,7 @@ class ProgressLine:
             self.last, self.shown = now, done
             text = f"[diffusion3d] {self.label}: {int(done)}/{self.total}{self._pace(done, now - self.start, final)}"
             text += f" · {note}" if note else ""
-            self.out.write(f"\r{text}\x1b[K" + ("\n" if final else "") if self.live else text + "\n")
-            self.out.flush()
+            write_line(self.out, text, self.live, final)
 
     def close(self) -> None:
         """End a live line that did not reach its total (a failure, a cancel)."""
@@ -136,7 +135,13 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _is_terminal(out: TextIO) -> bool:
+def write_line(out: TextIO, text: str, live: bool, final: bool = False) -> None:
+    """A progress line: on a terminal (``live``) redrawn in place, ended by the final one; piped, a line of its own."""
+    out.write(f"\r{text}\x1b[K" + ("\n" if final else "") if live else text + "\n")
+    out.flush()
+
+
+def is_terminal(out: TextIO) -> bool:
     try:
         return out.isatty()
     except (AttributeError, ValueError):

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from .. import interrupts
 from ..errors import BadInput, JobCancelled
 from ..params import Note, param, refuse
-from ..progress import duration
+from ..progress import PIPED_EVERY, duration, is_terminal, write_line
 from .manifest import DONE, FAILED, MANIFEST, MERGED, PENDING, RUNNING, Manifest, Shard, open_manifest
 from .tasks import ATTEMPT, OUT
 
@@ -351,12 +351,12 @@ class ProgressLine:
 
     def __init__(self, out: TextIO, shards: int, done_before: int) -> None:
         self.out, self.shards, self.start, self.last = out, shards, time.perf_counter(), 0.0
-        self.live = out.isatty()
+        self.live = is_terminal(out)
         self.done_before = done_before
 
-    def show(self, manifest: Manifest, progress: dict[int, tuple[int, int]]) -> None:
+    def show(self, manifest: Manifest, progress: dict[int, tuple[int, int]], final: bool = False) -> None:
         now = time.perf_counter()
-        if not self.live and now - self.last < 5:
+        if not final and not self.live and now - self.last < PIPED_EVERY:
             return
         self.last = now
         done = sum(d for i, (d, _) in progress.items() if manifest.shards[i - 1].state != DONE)
@@ -375,11 +375,7 @@ class ProgressLine:
             f"[ray] shards {manifest.count(DONE)}/{self.shards} done, {manifest.count(RUNNING)} running, {manifest.count(FAILED)} failed"
             f" · {done} images · {rate:.2f}/s{left}"
         )
-        self.out.write(("\r" + text + " " * 8) if self.live else text + "\n")
-        self.out.flush()
+        write_line(self.out, text, self.live, final)
 
     def close(self, manifest: Manifest) -> None:
-        self.last = 0.0
-        self.show(manifest, {})
-        if self.live:
-            self.out.write("\n")
+        self.show(manifest, {}, final=True)
