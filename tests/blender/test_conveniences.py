@@ -13,7 +13,6 @@ from blender_helpers import animated_rig, snapshot
 
 from engine import errors
 from engine.imagefiles import write_exr, write_png
-from engine.world import rgbd
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,29 +79,6 @@ def test_a_dropped_pair_the_world_sphere_refuses_is_refused_with_its_line(tmp_pa
         bpy.ops.diffusion3d.drop_panorama(directory=str(folder), files=files("rgb.png", "depth.exr"))
     assert "depth.exr" in errors.last_line(refused.value) and len(str(refused.value).strip().splitlines()) == 1
     assert snapshot() == before
-
-
-@pytest.mark.parametrize(
-    "names, rgb, depth",
-    [
-        (["depth.exr", "rgb.png"], "rgb.png", "depth.exr"),
-        (["pano.hdr", "pano_depth.png"], "pano.hdr", "pano_depth.png"),  # the name says depth before the float file does
-        (["a.png", "b.exr"], "a.png", "b.exr"),
-    ],
-)
-def test_of_two_dropped_files_the_depth_is_the_one_named_depth_else_the_float_file(names, rgb, depth):
-    assert rgbd.paired_panorama(names) == (rgb, depth)
-
-
-def test_two_files_that_cannot_be_told_apart_are_refused():
-    with pytest.raises(errors.BadInput, match="Cannot tell which of a.exr and b.exr is the depth"):
-        rgbd.paired_panorama(["a.exr", "b.exr"])
-
-
-def test_one_rgb_looks_for_its_depth_by_our_own_names():
-    assert rgbd.depth_names("rgb.png")[:3] == ["depth.exr", "depth.hdr", "depth.tif"]
-    assert {"depth.npy", "depth16.png"} <= set(rgbd.depth_names("rgb.png"))  # a generation's
-    assert rgbd.depth_names("/x/room_rgb.jpg")[0] == "room_depth.exr" and rgbd.depth_names("pano.png")[0] == "pano_depth.exr"
 
 
 def test_the_file_handler_takes_drops_onto_the_3d_viewport_only():
