@@ -59,10 +59,8 @@ def run_demo(settings: DemoRequest, generation: RGBDRequest, timed: Callable[[st
             dict(inpaint_model=generation.model, steps=generation.steps, seed=generation.seed, inpaint_width=0) if generation.model else {}
         )
         build = dict(grid_step=settings.step, layers=settings.layers, **sphere_input, **painter)
-        try:
-            sphere = timed("layered_world", functools.partial(layered_world, sphere, build))
-        except RuntimeError as exc:  # a panorama the layers refuse (its foreground would be most of it): the sphere stays
-            skipped = str(exc).strip().splitlines()[-1].removeprefix("Error: ")
+        sphere, skipped = timed("layered_world", functools.partial(layered_world, sphere, build))
+        if skipped:
             paths = {name: path for name, path in paths.items() if name not in LAYERED_PREVIEWS}
         else:
             timed("preview_center_layered", lambda: previews.render_equirect(scene, centre, paths["preview_center_layered"], width))
@@ -91,15 +89,19 @@ def run_demo(settings: DemoRequest, generation: RGBDRequest, timed: Callable[[st
     }
 
 
-def layered_world(sphere: bpy.types.Object, build: dict[str, Any]) -> bpy.types.Object:
-    """The layered world, now the demo's world (the active object); the single ``sphere`` stays in the file, hidden,
-    for comparison."""
-    bpy.ops.diffusion3d.build_layered_world(**build)
+def layered_world(sphere: bpy.types.Object, build: dict[str, Any]) -> tuple[bpy.types.Object, str]:
+    """(The layered world, "") — now the demo's world (the active object), the single ``sphere`` kept in the file,
+    hidden, for comparison — or (``sphere``, why not in one line) for a panorama the layers refuse (its foreground would
+    be most of it)."""
+    try:
+        bpy.ops.diffusion3d.build_layered_world(**build)
+    except RuntimeError as exc:
+        return sphere, str(exc).strip().splitlines()[-1].removeprefix("Error: ")
     sphere.hide_render = True
     sphere.hide_set(True)
     world = bpy.context.view_layer.objects.active
     assert world is not None
-    return world
+    return world, ""
 
 
 def stereo_video(video: dict[str, Any]) -> None:

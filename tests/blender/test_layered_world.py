@@ -99,3 +99,18 @@ def test_an_ldm3d_model_paints_the_background_behind_the_box_the_same_way_twice(
     np.testing.assert_allclose(painted[0][outside], rgb[outside], atol=1 / 255 + 1e-6)  # the panorama, through its 8-bit file
     with pytest.raises(RuntimeError, match="Inpaint Model"):
         bpy.ops.diffusion3d.build_world_sphere(**options)  # one layer: nothing to paint behind
+
+
+def test_the_demo_keeps_its_single_sphere_and_says_why_when_the_layers_refuse_its_panorama(addon, tmp_path):
+    """Four boxes cover 69% of the panorama: the layers refuse it in one line and nothing of a layered world is made."""
+    rgb, distance = room()
+    for start in (0, 24, 48, 72):
+        distance[4:44, start : start + 20] = 1.0
+    build = files(tmp_path, rgb, distance)
+    assert bpy.ops.diffusion3d.build_world_sphere(**build) == {"FINISHED"}
+    sphere, before = bpy.context.view_layer.objects.active, snapshot()
+    from diffusion3d.operators.demo.run import layered_world  # the demo's own, as batch.py imports it
+
+    kept, why = layered_world(sphere, dict(build, layers=2, reach=1.0))
+    assert kept is sphere and not sphere.hide_render and snapshot() == before
+    assert why.startswith("The foreground would cover 69% of the panorama") and "\n" not in why
