@@ -56,7 +56,7 @@ class _SidebarPanel:
 
 
 class _Section(_SidebarPanel):
-    """A subpanel of one job (or a few that share its settings): Blender's two-column layout, its presets in the header."""
+    """A job's (sub)panel, or a few jobs' that share its settings: Blender's two-column layout, its presets in the header."""
 
     preset = ""  # its job's presets (panels/presets.py)
 
@@ -112,10 +112,12 @@ def draw_params(layout: bpy.types.UILayout, settings: Any, cls: type, prefix: st
             layout.prop(settings, prefix + leaf.prop)
 
 
-def job_button(layout: bpy.types.UILayout, idname: str, settings: Any, cls: type, prefix: str = "", **how: Any) -> Any:
-    """The job's button, its options taken from the box's settings."""
+def job_button(layout: bpy.types.UILayout, idname: str, settings: Any, cls: type, prefix: str = "", result: bool = True, **how: Any) -> Any:
+    """The job's button, its options taken from the section's settings; under it (``result``), the job's last result."""
     button = layout.operator(idname, **how)
     pass_settings(button, settings, cls, prefix)
+    if result:
+        draw_last_result(layout, idname)
     return button
 
 
@@ -172,7 +174,6 @@ class DIFFUSION3D_PT_world_capture(_Section, bpy.types.Panel):
         settings = context.scene.diffusion3d
         draw_params(layout.column(), settings, CaptureRequest, skip=() if settings.origin == "LOCATION" else ("location",))
         job_button(layout, "diffusion3d.capture_panorama", settings, CaptureRequest, icon="RENDER_STILL")
-        draw_last_result(layout, "diffusion3d.capture_panorama")
 
 
 class DIFFUSION3D_PT_world_generate(_Section, bpy.types.Panel):
@@ -196,7 +197,6 @@ class DIFFUSION3D_PT_world_generate(_Section, bpy.types.Panel):
         layout.operator("diffusion3d.random_seed", icon="FILE_REFRESH")
         model_job_fix(layout, gen, RGBDRequest)
         job_button(layout, "diffusion3d.generate_panorama", gen, RGBDRequest, text="Generate", icon="PLAY")
-        draw_last_result(layout, "diffusion3d.generate_panorama")
 
 
 class DIFFUSION3D_PT_world_upscale(_Section, bpy.types.Panel):
@@ -214,7 +214,6 @@ class DIFFUSION3D_PT_world_upscale(_Section, bpy.types.Panel):
         draw_params(layout.column(), up, UpscaleRequest, skip=skip)
         model_job_fix(layout, up, UpscaleRequest)
         job_button(layout, "diffusion3d.upscale_panorama", up, UpscaleRequest, text="Upscale", icon="PLAY")
-        draw_last_result(layout, "diffusion3d.upscale_panorama")
 
 
 class DIFFUSION3D_PT_world_sphere(_Section, bpy.types.Panel):
@@ -257,7 +256,6 @@ class DIFFUSION3D_PT_world_export(_Section, bpy.types.Panel):
         skip = {"object_name", *(("target_faces", "camera_path") if splats else ("splat_step",))}
         draw_params(layout.column(), ex, ExportRequest, skip=skip)
         job_button(layout, "diffusion3d.export_world", ex, ExportRequest, icon="EXPORT")
-        draw_last_result(layout, "diffusion3d.export_world")
 
 
 # Stereo video -----------------------------------------------------------------------------------------------------
@@ -310,12 +308,11 @@ class DIFFUSION3D_PT_stereo_render(_Section, bpy.types.Panel):
         if st.file_format != "MP4":
             skip.add("keep_frames")
         draw_params(layout.column(), st, VideoRequest, skip=skip)
-        job_button(layout, "diffusion3d.render_stereo_video", st, VideoRequest, icon="RENDER_ANIMATION").still = False
+        job_button(layout, "diffusion3d.render_stereo_video", st, VideoRequest, result=False, icon="RENDER_ANIMATION").still = False
         still = job_button(
             layout, "diffusion3d.render_stereo_video", st, VideoRequest, text="Render Still (Current Frame)", icon="RENDER_STILL"
         )
         still.still = True
-        draw_last_result(layout, "diffusion3d.render_stereo_video")
 
 
 # 3D-DST -----------------------------------------------------------------------------------------------------------
@@ -356,7 +353,6 @@ class DIFFUSION3D_PT_dst_render(_Section, bpy.types.Panel):
             skip |= {"samples", "denoise"}
         draw_params(layout.column(), dst, DSTAnnotateRequest, skip=skip)
         job_button(layout, "diffusion3d.render_edge_maps", dst, DSTAnnotateRequest, icon="RENDER_STILL")
-        draw_last_result(layout, "diffusion3d.render_edge_maps")
 
 
 class DIFFUSION3D_PT_dst_generate(_Section, bpy.types.Panel):
@@ -369,7 +365,6 @@ class DIFFUSION3D_PT_dst_generate(_Section, bpy.types.Panel):
         dst = context.scene.diffusion3d.dst
         draw_params(layout.column(), dst, EdgeGenerationRequest, GEN, skip=("dataset_dir",))
         job_button(layout, "diffusion3d.generate_from_edges", dst, EdgeGenerationRequest, GEN, icon="PLAY").dataset_dir = dst.dataset_dir
-        draw_last_result(layout, "diffusion3d.generate_from_edges")
 
 
 class DIFFUSION3D_PT_dst_filter(_Section, bpy.types.Panel):
@@ -383,21 +378,17 @@ class DIFFUSION3D_PT_dst_filter(_Section, bpy.types.Panel):
         dst = context.scene.diffusion3d.dst
         draw_params(layout.column(), dst, KCFRequest, KCF, skip=("dataset_dir",))
         job_button(layout, "diffusion3d.filter_dataset", dst, KCFRequest, KCF, icon="FILTER").dataset_dir = dst.dataset_dir
-        draw_last_result(layout, "diffusion3d.filter_dataset")
 
 
 # Object views -----------------------------------------------------------------------------------------------------
 
 
-class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
+class DIFFUSION3D_PT_views(_Section, bpy.types.Panel):
     """One job: its fields in the panel itself."""
 
     bl_label = "Object Views"
     bl_options = {"DEFAULT_CLOSED"}
-
-    def draw_header_preset(self, context: bpy.types.Context) -> None:
-        if self.layout is not None:
-            preset_header(self.layout, "views")
+    preset = "views"
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_job_progress(self.layout)
@@ -413,7 +404,6 @@ class DIFFUSION3D_PT_views(_SidebarPanel, bpy.types.Panel):
         draw_params(layout.column(), views, ViewsRequest, skip=skip)
         model_job_fix(layout, views, ViewsRequest)
         job_button(layout, "diffusion3d.generate_views", views, ViewsRequest, text="Generate Views", icon="PLAY")
-        draw_last_result(layout, "diffusion3d.generate_views")
 
 
 # ViewNeTI ---------------------------------------------------------------------------------------------------------
@@ -435,7 +425,6 @@ class DIFFUSION3D_PT_viewneti_views(_Section, bpy.types.Panel):
         skip = ({"background"} if vn.transparent else set()) | ({"seed"} if vn.layout != "HEMISPHERE" else set())
         draw_params(layout.column(), vn, PosedSetRequest, skip=skip)
         job_button(layout, "diffusion3d.render_training_views", vn, PosedSetRequest, icon="RENDER_STILL")
-        draw_last_result(layout, "diffusion3d.render_training_views")
 
 
 class DIFFUSION3D_PT_viewneti_train(_Section, bpy.types.Panel):
@@ -452,7 +441,6 @@ class DIFFUSION3D_PT_viewneti_train(_Section, bpy.types.Panel):
         if vn.train_mode == PRETRAIN:
             layout.label(text="Pre-training reads every posed set in the folder", icon="INFO")
         job_button(layout, "diffusion3d.train_viewneti", vn, TrainRequest, TRAIN, icon="PLAY")
-        draw_last_result(layout, "diffusion3d.train_viewneti")
 
 
 class DIFFUSION3D_PT_viewneti_generate(_Section, bpy.types.Panel):
@@ -465,7 +453,6 @@ class DIFFUSION3D_PT_viewneti_generate(_Section, bpy.types.Panel):
         vn = context.scene.diffusion3d.viewneti
         draw_params(layout.column(), vn, RenderViewRequest, GEN)
         job_button(layout, "diffusion3d.generate_view", vn, RenderViewRequest, GEN, icon="PLAY")
-        draw_last_result(layout, "diffusion3d.generate_view")
 
 
 class DIFFUSION3D_PT_viewneti_image(_Section, bpy.types.Panel):
@@ -479,7 +466,6 @@ class DIFFUSION3D_PT_viewneti_image(_Section, bpy.types.Panel):
         vn = context.scene.diffusion3d.viewneti
         draw_params(layout.column(), vn, ImageViewsRequest, NVS)
         job_button(layout, "diffusion3d.views_from_image", vn, ImageViewsRequest, NVS, icon="PLAY")
-        draw_last_result(layout, "diffusion3d.views_from_image")
 
 
 # Engine -----------------------------------------------------------------------------------------------------------
