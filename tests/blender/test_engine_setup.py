@@ -3,7 +3,6 @@ ready (the install itself: tests/test_engine_setup.py, through batch.py engine-s
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import bpy
@@ -99,13 +98,7 @@ def confirm_and_follow(clicked, event_at):
     [asked] = context.window_manager.confirmations
     assert "torch==2.13.0+cpu" in asked["message"] and "MB to download" in asked["message"]
     assert not clicked.setup.read_marker(clicked.folder)["ready"], "nothing runs before the answer"
-    result, step = op.execute(context), 0  # confirmed
-    while result in ({"RUNNING_MODAL"}, {"PASS_THROUGH"}):
-        assert step < 5000, "the install never ended"
-        result = op.modal(context, event_at(step))
-        step += 1
-        time.sleep(0.005)
-    return result
+    return wd.run(op, context, event_at, start=lambda: op.execute(context))  # confirmed
 
 
 def test_clicked_set_up_engine_asks_then_installs_with_progress_and_selects_the_engine_it_checked(addon, prefs, clicked_setup):

@@ -154,10 +154,17 @@ def windowed(addon: Any, monkeypatch: Any, esc_on_render: int | None = None) -> 
     return fake
 
 
-def run(op: Any, context: Context, event_at: Callable[[int], Any] = lambda step: TIMER, timeout: float = 120.0) -> set[str]:
-    """``invoke``, then one event per step (``event_at(step)``, a timer by default) until the operator ends."""
+def run(
+    op: Any,
+    context: Context,
+    event_at: Callable[[int], Any] = lambda step: TIMER,
+    timeout: float = 120.0,
+    start: Callable[[], set[str]] | None = None,
+) -> set[str]:
+    """``invoke`` (or ``start``: a confirmed dialog's ``execute``), then one event per step (``event_at(step)``, a timer by
+    default) until the operator ends."""
     bpy.context.view_layer.update()  # a window's event loop has synced the scene before any click
-    result = op.invoke(context, None)
+    result = start() if start is not None else op.invoke(context, None)
     assert result != {"PASS_THROUGH"}
     deadline, step = time.monotonic() + timeout, 0
     while result in ({"RUNNING_MODAL"}, {"PASS_THROUGH"}):
