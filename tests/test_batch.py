@@ -736,6 +736,8 @@ def failures(tmp_path: Path, model: Path) -> dict[str, tuple[list[str], str]]:
     (tmp_path / "random.blend").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
     (tmp_path / "notes.blend").write_text("not a .blend at all\n")
     (tmp_path / "cut.blend").write_bytes(b"BLENDER-v405REND" + bytes(100))  # a .blend's header, its blocks cut off
+    (tmp_path / "text.png").write_text("not a PNG at all\n")
+    (tmp_path / "depth.exr").write_bytes(b"v/1\x01" + bytes(60))  # an EXR's magic number, nothing after it
     cut_model = Path(shutil.copytree(model, tmp_path / "cut-model"))
     weights = cut_model / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100_000])
@@ -743,6 +745,10 @@ def failures(tmp_path: Path, model: Path) -> dict[str, tuple[list[str], str]]:
     return {
         "a corrupt .blend": (["capture", "--blend", str(tmp_path / "random.blend"), "--out", out], "File format is not supported"),
         "a text file as .blend": (["edges", "--blend", str(tmp_path / "notes.blend"), "--out", out], "File format is not supported"),
+        "a text file as a layered world's panorama": (
+            ["sphere", "--rgb", str(tmp_path / "text.png"), "--depth", str(tmp_path / "depth.exr"), "--layers", "2"],
+            "RGB panorama: Could not read image",
+        ),
         "a .blend cut short": (["viewneti-data", "--blend", str(tmp_path / "cut.blend"), "--out", out], "cut.blend"),
         "a VR180 name tagged top-bottom for a side-by-side video": (
             ["stereo-video", "--projection", "vr180", "--out", str(tmp_path / "out" / "w_180_tb.mp4")],
@@ -760,6 +766,7 @@ def failures(tmp_path: Path, model: Path) -> dict[str, tuple[list[str], str]]:
     [
         "a corrupt .blend",
         "a text file as .blend",
+        "a text file as a layered world's panorama",
         "a .blend cut short",
         "a VR180 name tagged top-bottom for a side-by-side video",
         "a model's weights cut short",

@@ -10,6 +10,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ...engine.errors import BadInput
+from ...engine.imagefiles import check_image
 from . import compat
 
 
@@ -46,6 +48,10 @@ def load_image(path: str | Path, non_color: bool = False) -> tuple[bpy.types.Ima
         if image.filepath and Path(bpy.path.abspath(image.filepath)).resolve() == Path(resolved):
             image.reload()
             return image, False
+    try:
+        check_image(resolved)  # Blender's loader would also print its own line about a damaged file
+    except BadInput as exc:
+        raise ValueError(str(exc).replace(resolved, str(path))) from None
     try:
         image = bpy.data.images.load(resolved, check_existing=False)
     except RuntimeError as exc:
